@@ -1,0 +1,47 @@
+"""pytest-aiperf's engine: an AIPerf-style service mesh that runs LLM load profiles."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from aiperf.common.config import ServiceConfig, UserConfig
+    from aiperf.errors import AIPerfError, ConfigError, EndpointError, MeshError
+    from aiperf.mesh import Mesh
+    from aiperf.results import MetricResult, ProfileResult
+
+__all__ = [
+    "AIPerfError",
+    "ConfigError",
+    "EndpointError",
+    "Mesh",
+    "MeshError",
+    "MetricResult",
+    "ProfileResult",
+    "ServiceConfig",
+    "UserConfig",
+]
+
+_LAZY = {
+    "ServiceConfig": "aiperf.common.config",
+    "UserConfig": "aiperf.common.config",
+    "AIPerfError": "aiperf.errors",
+    "ConfigError": "aiperf.errors",
+    "EndpointError": "aiperf.errors",
+    "MeshError": "aiperf.errors",
+    "Mesh": "aiperf.mesh",
+    "MetricResult": "aiperf.results",
+    "ProfileResult": "aiperf.results",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Lazy re-exports: ``import aiperf`` stays cheap for the pytest plugin's start-up."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'aiperf' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)

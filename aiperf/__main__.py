@@ -1,0 +1,5 @@
+import sys
+
+from aiperf.cli import main
+
+sys.exit(main())

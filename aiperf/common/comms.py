@@ -1,0 +1,132 @@
+"""ZeroMQ behind one seam: every socket the mesh opens is made here.
+
+Topology (addresses from ``ServiceConfig.address``, IPC by default, TCP as an option):
+
+    control         ROUTER (controller, bind)  <-> DEALER (each service, identity = id)
+    host            ROUTER (controller, bind)  <-> DEALER (the host handle)
+    bus_in/bus_out  XSUB/XPUB proxy (controller) <- PUB / -> SUB (services)
+    credits         PUSH (timing manager, bind) -> PULL (workers)
+    credit_returns  PULL (timing manager, bind) <- PUSH (workers)
+    raw_records_i   PULL (record processor i, bind) <- PUSH (workers, connected to every i)
+    records         PULL (records manager, bind) <- PUSH (record processors)
+
+zmq errors and undecodable frames surface as ``CommunicationError`` (an ``MeshError``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from typing import Any
+
+import zmq
+import zmq.asyncio
+
+from aiperf.common.messages import Message, decode_message
+from aiperf.errors import MeshError
+
+# Short reconnect interval: services start before the controller binds, and the default
+# 100 ms retry would show up directly in mesh start-up time.
+RECONNECT_IVL_MS = 5
+LINGER_MS = 200
+
+
+class CommunicationError(MeshError):
+    """A socket failed, or a message could not be decoded."""
+
+
+def make_socket(
+    context: zmq.asyncio.Context | zmq.Context, kind: int, address: str, *, bind: bool,
+    identity: bytes | None = None, hwm: int = 0,
+) -> Any:
+    sock = context.socket(kind)
+    sock.setsockopt(zmq.LINGER, LINGER_MS)
+    sock.setsockopt(zmq.RECONNECT_IVL, RECONNECT_IVL_MS)
+    sock.setsockopt(zmq.SNDHWM, hwm)
+    sock.setsockopt(zmq.RCVHWM, hwm)
+    if identity is not None:
+        sock.setsockopt(zmq.IDENTITY, identity)
+    try:
+        if bind:
+            sock.bind(address)
+        else:
+            sock.connect(address)
+    except zmq.ZMQError as exc:
+        sock.close(0)
+        verb = "bind" if bind else "connect"
+        raise CommunicationError(f"cannot {verb} {address}: {exc}") from exc
+    return sock
+
+
+def decode(frames: list[bytes]) -> Message:
+    try:
+        return decode_message(frames)
+    except Exception as exc:
+        raise CommunicationError(f"undecodable control message {frames[:1]!r}: {exc}") from exc
+
+
+class BusProxy:
+    """The XSUB/XPUB forwarder of the message bus, on a thread of the controller."""
+
+    def __init__(self, in_address: str, out_address: str) -> None:
+        self._context = zmq.Context()
+        self._frontend = make_socket(self._context, zmq.XSUB, in_address, bind=True)
+        self._backend = make_socket(self._context, zmq.XPUB, out_address, bind=True)
+        self._control_address = f"inproc://bus-proxy-control-{id(self)}"
+        self._control = make_socket(self._context, zmq.PAIR, self._control_address, bind=True)
+        self._thread = threading.Thread(target=self._run, name="aiperf-bus-proxy", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _run(self) -> None:
+        peer = make_socket(self._context, zmq.PAIR, self._control_address, bind=False)
+        try:
+            zmq.proxy_steerable(self._frontend, self._backend, None, peer)
+        except zmq.ZMQError:
+            pass
+        finally:
+            peer.close(0)
+
+    def stop(self) -> None:
+        with contextlib.suppress(zmq.ZMQError):
+            self._control.send(b"TERMINATE")
+        self._thread.join(timeout=1.0)
+        for sock in (self._frontend, self._backend, self._control):
+            sock.close(0)
+        self._context.term()
+
+
+class ServiceComms:
+    """The sockets one service needs to talk to the controller and the bus."""
+
+    def __init__(self, service_id: str, address: Any) -> None:
+        self.context = zmq.asyncio.Context()
+        self.service_id = service_id
+        self._address = address
+        self.control = make_socket(
+            self.context, zmq.DEALER, address("control"), bind=False,
+            identity=service_id.encode(),
+        )
+        self.bus_pub = make_socket(self.context, zmq.PUB, address("bus_in"), bind=False)
+        self.bus_sub = make_socket(self.context, zmq.SUB, address("bus_out"), bind=False)
+        self._extra: list[Any] = []
+
+    def subscribe(self, topic: str) -> None:
+        self.bus_sub.setsockopt(zmq.SUBSCRIBE, topic.encode())
+
+    async def send_control(self, message: Message) -> None:
+        await self.control.send_multipart(message.encode())
+
+    async def publish(self, message: Message) -> None:
+        await self.bus_pub.send_multipart(message.encode())
+
+    def socket(self, kind: int, name: str, *, bind: bool, index: int | None = None) -> Any:
+        sock = make_socket(self.context, kind, self._address(name, index), bind=bind)
+        self._extra.append(sock)
+        return sock
+
+    def close(self) -> None:
+        for sock in (*self._extra, self.control, self.bus_pub, self.bus_sub):
+            sock.close(LINGER_MS)
+        self.context.term()

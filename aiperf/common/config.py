@@ -1,0 +1,244 @@
+"""Configuration: ``UserConfig`` (what to measure) and ``ServiceConfig`` (how the mesh runs).
+
+Both are pydantic models that reject unknown keys. ``format_validation_error`` turns a
+pydantic error into one line per problem that names the key, the bad value and what is
+allowed; the CLI and the pytest plugin show that text as it is.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from aiperf.errors import ConfigError
+
+ArrivalPattern = Literal["constant", "poisson", "gamma"]
+
+
+def format_validation_error(
+    exc: ValidationError, model: type[BaseModel], where: str = "",
+    name_of: Callable[[str], str] = str,
+) -> str:
+    """One line per problem, naming the key (as ``name_of`` spells it: a CLI flag, a marker
+    keyword) and what is allowed."""
+    lines = []
+    allowed = ", ".join(sorted(name_of(k) for k in model.model_fields))
+    for err in exc.errors():
+        key = name_of(".".join(str(p) for p in err["loc"])) if err["loc"] else "(config)"
+        if err["type"] == "extra_forbidden":
+            lines.append(f"unknown key {key!r}; allowed keys: {allowed}")
+        else:
+            value = err.get("input")
+            shown = "" if isinstance(value, dict) else f" (got {value!r})"
+            lines.append(f"{key}: {err['msg']}{shown}")
+    prefix = f"{where}: " if where else ""
+    return prefix + "; ".join(lines)
+
+
+class UserConfig(BaseModel):
+    """One load profile: the endpoint, the load, the dataset. Keys match the pytest marker's;
+    the CLI flag of each is its name with dashes (``--request-count``)."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    # -- endpoint
+    url: str = Field(default="http://127.0.0.1:8000", description="Base URL of the server")
+    model: str = Field(default="mock-model", description="Model name sent in each request")
+    endpoint_type: str = Field(default="chat", description="Endpoint plugin name")
+    streaming: bool = False
+    api_key: SecretStr | None = Field(default=None, description="Sent as a Bearer token")
+    headers: dict[str, str] = Field(default_factory=dict)
+    extra_inputs: dict[str, Any] = Field(default_factory=dict)
+    request_timeout_seconds: float = Field(default=600.0, gt=0)
+    # -- load
+    timing_strategy: str | None = Field(
+        default=None, description="Timing plugin; derived from the other keys when unset"
+    )
+    concurrency: int | None = Field(default=None, ge=1)
+    request_rate: float | None = Field(default=None, gt=0)
+    arrival_pattern: ArrivalPattern = "poisson"
+    arrival_smoothness: float = Field(default=1.0, gt=0)
+    request_count: int | None = Field(default=None, ge=0)
+    benchmark_duration: float | None = Field(default=None, gt=0)
+    benchmark_grace_period: float = Field(default=30.0, ge=0)
+    warmup_request_count: int = Field(default=0, ge=0)
+    fixed_schedule: bool = False
+    # -- dataset
+    dataset: str | None = Field(default=None, description="Dataset loader; derived if unset")
+    input_file: str | None = None
+    custom_dataset_type: str | None = None
+    isl: int = Field(default=128, ge=1)
+    isl_stddev: float = Field(default=0.0, ge=0)
+    osl: int | None = Field(default=64, ge=1)
+    osl_stddev: float = Field(default=0.0, ge=0)
+    tokenizer: str | None = Field(default=None, description="Path to a tokenizer.json")
+    random_seed: int = 0
+    # -- results
+    goodput: dict[str, float] = Field(default_factory=dict)
+    failed_request_threshold: float | None = Field(default=None, ge=0, le=100)
+
+    @field_validator("goodput", mode="before")
+    @classmethod
+    def _parse_goodput(cls, value: Any) -> Any:
+        """Accept AIPerf's string form ``"time_to_first_token:200 request_latency:1000"``."""
+        if isinstance(value, str):
+            pairs = {}
+            for item in value.split():
+                name, sep, number = item.partition(":")
+                if not sep:
+                    raise ValueError(f"goodput item {item!r} is not of the form metric:value")
+                pairs[name] = float(number)
+            return pairs
+        return value
+
+    @field_validator("goodput", mode="after")
+    @classmethod
+    def _check_goodput_tags(cls, value: dict[str, float]) -> dict[str, float]:
+        from aiperf.metrics.definitions import BY_TAG
+
+        allowed = sorted(t for t, spec in BY_TAG.items() if spec.per_request)
+        for tag in value:
+            if tag not in allowed:
+                raise ValueError(f"unknown goodput metric {tag!r}; allowed: {', '.join(allowed)}")
+        return value
+
+    @field_validator("endpoint_type", "timing_strategy", "dataset", "custom_dataset_type")
+    @classmethod
+    def _known_plugin(cls, value: str | None, info: Any) -> str | None:
+        if value is None:
+            return None
+        from aiperf.plugin import PluginType, plugins
+
+        category = {
+            "endpoint_type": PluginType.ENDPOINT,
+            "timing_strategy": PluginType.TIMING_STRATEGY,
+        }.get(info.field_name, PluginType.DATASET_LOADER)
+        names = plugins.names(category)
+        from aiperf.plugin import normalize_name
+
+        if normalize_name(value) not in names:
+            raise ValueError(f"unknown {category.value} {value!r}; allowed: {', '.join(names)}")
+        return value
+
+    @model_validator(mode="after")
+    def _derive(self) -> UserConfig:
+        if self.concurrency is None and self.request_rate is None and not self.fixed_schedule:
+            object.__setattr__(self, "concurrency", 1)
+        if self.input_file is None and self.custom_dataset_type:
+            raise ValueError("custom_dataset_type needs input_file")
+        if self.fixed_schedule and self.input_file is None:
+            raise ValueError("fixed_schedule needs input_file with timestamps")
+        return self
+
+    # The derived choices are computed on demand rather than written back, so assigning
+    # a new key to a copy of the config re-derives them.
+    def resolved_timing_strategy(self) -> str:
+        if self.timing_strategy:
+            return self.timing_strategy
+        if self.fixed_schedule:
+            return "fixed_schedule"
+        if self.request_rate is not None:
+            return "request_rate"
+        return "concurrency"
+
+    def resolved_dataset(self) -> str:
+        if self.dataset:
+            return self.dataset
+        if self.input_file:
+            if self.custom_dataset_type:
+                return self.custom_dataset_type
+            return "mooncake_trace" if self.fixed_schedule else "single_turn"
+        return "synthetic"
+
+    def resolved_request_count(self) -> int | None:
+        """Requests of the profiling phase; 10 x concurrency by default, as AIPerf does."""
+        if self.request_count is not None:
+            return self.request_count
+        if self.benchmark_duration is not None:
+            return None
+        return max(10, 10 * (self.concurrency or 1))
+
+    def safe_dump(self) -> dict[str, Any]:
+        """The config for artifacts and logs: secrets and auth headers masked."""
+        data = self.model_dump(mode="json", exclude_none=True)
+        if self.api_key is not None:
+            data["api_key"] = "***"
+        data["headers"] = {
+            k: ("***" if k.lower() in {"authorization", "x-api-key", "api-key"} else v)
+            for k, v in self.headers.items()
+        }
+        return data
+
+    @classmethod
+    def build(
+        cls, where: str = "", name_of: Callable[[str], str] = str, **values: Any
+    ) -> UserConfig:
+        try:
+            return cls(**values)
+        except ValidationError as exc:
+            raise ConfigError(format_validation_error(exc, cls, where, name_of)) from None
+
+
+CommBackend = Literal["ipc", "tcp"]
+
+ADDRESS_NAMES = ("control", "host", "bus_in", "bus_out", "credits", "credit_returns", "records")
+
+
+class ServiceConfig(BaseModel):
+    """Infrastructure of one mesh: addresses, process counts, log level, deadlines."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    comm_backend: CommBackend = "ipc"
+    run_dir: str = Field(default="", description="Private temp dir: IPC sockets, datasets")
+    tcp_host: str = "127.0.0.1"
+    tcp_ports: dict[str, int] = Field(default_factory=dict)
+    workers: int = Field(default=2, ge=1, le=256)
+    record_processors: int = Field(default=1, ge=1, le=64)
+    log_level: str = Field(default="WARNING", pattern=r"(?i)^(debug|info|warning|error)$")
+    # Named deadlines (seconds): every wait in the mesh uses one of these.
+    startup_timeout: float = Field(default=20.0, gt=0)
+    shutdown_timeout: float = Field(default=3.0, gt=0)
+    command_timeout: float = Field(default=30.0, gt=0)
+    heartbeat_interval: float = Field(default=1.0, gt=0)
+    result_timeout_margin: float = Field(default=30.0, gt=0)
+    max_connections_per_worker: int = Field(default=1024, ge=1)
+
+    def address(self, name: str, index: int | None = None) -> str:
+        key = name if index is None else f"{name}_{index}"
+        if self.comm_backend == "ipc":
+            return f"ipc://{os.path.join(self.run_dir, key)}.sock"
+        return f"tcp://{self.tcp_host}:{self.tcp_ports[key]}"
+
+    def address_keys(self) -> list[str]:
+        raw = [f"raw_records_{i}" for i in range(self.record_processors)]
+        return [*ADDRESS_NAMES, *raw]
+
+    def prepared(self) -> ServiceConfig:
+        """A copy with a fresh private run dir and, for TCP, free ports picked for each
+        address. Two meshes started at once (two xdist workers) never share either."""
+        run_dir = tempfile.mkdtemp(prefix="aiperf-mesh-")
+        ports = dict(self.tcp_ports)
+        if self.comm_backend == "tcp":
+            from aiperf.common.net import free_tcp_ports
+
+            missing = [k for k in self.address_keys() if k not in ports]
+            ports.update(zip(missing, free_tcp_ports(self.tcp_host, len(missing)), strict=True))
+        return self.model_copy(update={"run_dir": run_dir, "tcp_ports": ports})
+
+    @property
+    def run_path(self) -> Path:
+        return Path(self.run_dir)

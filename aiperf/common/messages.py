@@ -1,0 +1,169 @@
+"""Control-plane messages: pydantic models framed as ``[message_type, json]`` on the wire.
+
+These are the rare, structured messages (register, configure, start, results). The per-
+request traffic (credits, records) does not go through here: see ``aiperf.common.codec``.
+Every subclass registers itself by its ``message_type`` so ``decode_message`` can rebuild it.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from aiperf.errors import ErrorDetails
+
+
+class MessageType(str, Enum):
+    REGISTER = "register"
+    HEARTBEAT = "heartbeat"
+    SERVICE_ERROR = "service_error"
+    COMMAND_ACK = "command_ack"
+    CONFIGURE_PROFILE = "configure_profile"
+    START_PROFILE = "start_profile"
+    CANCEL_PROFILE = "cancel_profile"
+    CREDITS_COMPLETE = "credits_complete"
+    CANCEL_REQUESTS = "cancel_requests"
+    PROFILE_RESULTS = "profile_results"
+    SHUTDOWN = "shutdown"
+    # host <-> controller
+    HOST_HELLO = "host_hello"
+    MESH_READY = "mesh_ready"
+    RUN_PROFILE = "run_profile"
+    RUN_REPLY = "run_reply"
+    HOST_SHUTDOWN = "host_shutdown"
+
+
+_CLASSES: dict[MessageType, type[Message]] = {}
+
+
+class Message(BaseModel):
+    """Base of every control message; subclasses set a default ``message_type``."""
+
+    model_config = ConfigDict(extra="forbid")
+    message_type: MessageType
+    service_id: str | None = Field(default=None, description="Sender, when a service")
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        field = cls.model_fields.get("message_type")
+        if field is not None and isinstance(field.default, MessageType):
+            _CLASSES[field.default] = cls
+
+    def encode(self) -> list[bytes]:
+        return [self.message_type.value.encode(), self.model_dump_json().encode()]
+
+
+def decode_message(frames: list[bytes]) -> Message:
+    message_type = MessageType(frames[0].decode())
+    return _CLASSES[message_type].model_validate_json(frames[1])
+
+
+class Command(Message):
+    """A message that expects a ``CommandAck`` from each service it is sent to."""
+
+    command_id: str
+    expects_ack: ClassVar[bool] = True
+
+
+class RegisterMessage(Message):
+    message_type: MessageType = MessageType.REGISTER
+    service_type: str
+    pid: int
+
+
+class HeartbeatMessage(Message):
+    message_type: MessageType = MessageType.HEARTBEAT
+    state: str = "running"
+
+
+class ServiceErrorMessage(Message):
+    message_type: MessageType = MessageType.SERVICE_ERROR
+    error: ErrorDetails
+    fatal: bool = True
+
+
+class CommandAck(Message):
+    message_type: MessageType = MessageType.COMMAND_ACK
+    command_id: str
+    error: ErrorDetails | None = None
+    payload: dict[str, Any] = Field(default_factory=dict)
+
+
+class ConfigureProfileCommand(Command):
+    """Prepare for one run. ``user_config`` is a dumped ``UserConfig`` (secrets included:
+    it only travels inside the mesh's private sockets)."""
+
+    message_type: MessageType = MessageType.CONFIGURE_PROFILE
+    run_id: str
+    user_config: dict[str, Any]
+    dataset_path: str | None = None
+    dataset_size: int = 0
+
+
+class StartProfileCommand(Command):
+    message_type: MessageType = MessageType.START_PROFILE
+    run_id: str
+
+
+class CancelProfileCommand(Command):
+    message_type: MessageType = MessageType.CANCEL_PROFILE
+    run_id: str
+
+
+class ShutdownCommand(Command):
+    message_type: MessageType = MessageType.SHUTDOWN
+
+
+class CreditsCompleteMessage(Message):
+    """Published by the timing manager when it will issue no more credits for a run."""
+
+    message_type: MessageType = MessageType.CREDITS_COMPLETE
+    run_id: str
+    credits_issued: int
+    warmup_credits: int
+    cancelled: bool = False
+    schedule_lag_ns: list[int] = Field(default_factory=list)
+
+
+class CancelRequestsMessage(Message):
+    """Published by the timing manager when a duration run's grace period ends: workers
+    cancel what is still in flight and record it as cancelled."""
+
+    message_type: MessageType = MessageType.CANCEL_REQUESTS
+    run_id: str
+
+
+class ProfileResultsMessage(Message):
+    message_type: MessageType = MessageType.PROFILE_RESULTS
+    run_id: str
+    results: dict[str, Any]
+
+
+class HostHello(Message):
+    message_type: MessageType = MessageType.HOST_HELLO
+
+
+class MeshReady(Message):
+    message_type: MessageType = MessageType.MESH_READY
+    services: dict[str, int] = Field(default_factory=dict, description="service id -> pid")
+    error: ErrorDetails | None = None
+
+
+class RunProfileRequest(Message):
+    message_type: MessageType = MessageType.RUN_PROFILE
+    run_id: str
+    user_config: dict[str, Any]
+
+
+class RunProfileReply(Message):
+    message_type: MessageType = MessageType.RUN_REPLY
+    run_id: str
+    results: dict[str, Any] | None = None
+    error: ErrorDetails | None = None
+    mesh_failed: bool = Field(default=False, description="The mesh is shutting down")
+
+
+class HostShutdown(Message):
+    message_type: MessageType = MessageType.HOST_SHUTDOWN

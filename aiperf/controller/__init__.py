@@ -1,0 +1,1 @@
+"""The system controller: starts, supervises and drives the services of one mesh."""

@@ -1,0 +1,32 @@
+"""Entry point of the controller process: ``python -m aiperf.controller`` (started by the
+host handle, ``aiperf.mesh.Mesh``). The ServiceConfig arrives as JSON in an env var."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from aiperf.common.config import ServiceConfig
+from aiperf.common.logging import configure_logging
+from aiperf.common.process import die_with_parent, run_event_loop
+
+CONFIG_ENV = "AIPERF_SERVICE_CONFIG"
+PARENT_ENV = "AIPERF_PARENT_PID"
+
+
+def main() -> int:
+    die_with_parent(int(os.environ.get(PARENT_ENV, "0")) or None)
+    service_config = ServiceConfig.model_validate_json(os.environ[CONFIG_ENV])
+    configure_logging(service_config.log_level)
+    from aiperf.controller.service_manager import ServiceManager
+    from aiperf.controller.system_controller import SystemController
+
+    manager = ServiceManager(service_config)  # imports every service class before forking
+    manager.start_all()
+    controller = SystemController(service_config, manager)
+    run_event_loop(controller.run())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

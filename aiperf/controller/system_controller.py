@@ -1,0 +1,336 @@
+"""The system controller: one per mesh, in its own process, forked services below it.
+
+Lifecycle: start -> ready -> (configure -> start -> results) x N -> shutdown.
+
+Services talk to it over a ROUTER socket (their DEALER identity is their service id); the
+host handle talks to it over a second ROUTER. A run is a sequence of commands, each of which
+waits for one ``CommandAck`` per service under ``command_timeout``; results arrive as a
+``ProfileResultsMessage`` under a deadline derived from the profile. A service that reports
+a fatal error or whose process exits fails the run in progress with that service's name and
+traceback (or exit signal), and the mesh shuts down: a half-dead mesh is never reused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import math
+import shutil
+import signal
+import time
+from typing import Any
+
+import zmq
+import zmq.asyncio
+
+from aiperf.common.comms import BusProxy, decode, make_socket
+from aiperf.common.config import ServiceConfig, UserConfig
+from aiperf.common.logging import AIPerfLoggerMixin
+from aiperf.common.messages import (
+    Command,
+    CommandAck,
+    ConfigureProfileCommand,
+    HostHello,
+    HostShutdown,
+    MeshReady,
+    Message,
+    ProfileResultsMessage,
+    RegisterMessage,
+    RunProfileReply,
+    RunProfileRequest,
+    ServiceErrorMessage,
+    ShutdownCommand,
+    StartProfileCommand,
+)
+from aiperf.controller.service_manager import PlannedService, ServiceManager
+from aiperf.errors import (
+    AIPerfError,
+    ErrorDetails,
+    MeshError,
+    MeshTimeoutError,
+    ServiceFailedError,
+)
+from aiperf.plugin import PluginType, plugins
+from aiperf.plugin.metadata import ServiceMetadata
+
+
+def run_deadline(config: UserConfig, service_config: ServiceConfig) -> float:
+    """An upper bound on how long a run may take before it is declared hung."""
+    margin = service_config.result_timeout_margin
+    if config.benchmark_duration is not None:
+        return config.benchmark_duration + config.benchmark_grace_period + margin
+    total = (config.resolved_request_count() or 0) + config.warmup_request_count
+    waves = math.ceil(total / max(1, config.concurrency or 1))
+    return config.request_timeout_seconds * max(1, waves) + margin
+
+
+class SystemController(AIPerfLoggerMixin):
+    logger_name = "aiperf.controller"
+
+    def __init__(self, service_config: ServiceConfig, manager: ServiceManager) -> None:
+        self.service_config = service_config
+        self.manager = manager
+        self.registered: dict[str, int] = {}
+        self._all_registered = asyncio.Event()
+        self._failure: ErrorDetails | None = None
+        self._failed = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._acks: dict[str, dict[str, CommandAck]] = {}
+        self._ack_events: dict[str, asyncio.Event] = {}
+        self._results: asyncio.Future[dict[str, Any]] | None = None
+        self._run_lock = asyncio.Lock()
+        self._ids = itertools.count()
+        self._hosts_waiting: list[bytes] = []
+
+    # -- sockets --------------------------------------------------------------------------
+
+    def _open(self) -> None:
+        cfg = self.service_config
+        self.context = zmq.asyncio.Context()
+        self.proxy = BusProxy(cfg.address("bus_in"), cfg.address("bus_out"))
+        self.proxy.start()
+        self.control = make_socket(self.context, zmq.ROUTER, cfg.address("control"), bind=True)
+        self.host = make_socket(self.context, zmq.ROUTER, cfg.address("host"), bind=True)
+
+    def _close(self) -> None:
+        self.control.close(0)
+        self.host.close(200)
+        self.proxy.stop()
+        self.context.term()
+
+    async def _send_service(self, service_id: str, message: Message) -> None:
+        await self.control.send_multipart([service_id.encode(), *message.encode()])
+
+    async def _send_host(self, identity: bytes, message: Message) -> None:
+        await self.host.send_multipart([identity, *message.encode()])
+
+    # -- main -----------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        self._open()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stop.set)
+        for sentinel, svc in self.manager.by_sentinel().items():
+            loop.add_reader(sentinel, self._on_process_exit, sentinel, svc)
+        tasks = [
+            loop.create_task(self._service_loop()),
+            loop.create_task(self._host_loop()),
+            loop.create_task(self._await_registration()),
+        ]
+        try:
+            await self._stop.wait()
+        finally:
+            for sentinel in self.manager.by_sentinel():
+                loop.remove_reader(sentinel)
+            await self._shutdown_services()
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            self._close()
+            shutil.rmtree(self.service_config.run_dir, ignore_errors=True)
+
+    async def _await_registration(self) -> None:
+        expected = {s.service_id for s in self.manager.services}
+        try:
+            await asyncio.wait_for(
+                self._all_registered.wait(), self.service_config.startup_timeout
+            )
+        except asyncio.TimeoutError:
+            missing = sorted(expected - set(self.registered))
+            self._fail(ErrorDetails.from_exception(MeshTimeoutError(
+                f"services did not register within startup_timeout="
+                f"{self.service_config.startup_timeout}s: {', '.join(missing)}"
+            )))
+            return
+        self.info(lambda: f"mesh ready: {len(self.registered)} services")
+        for identity in self._hosts_waiting:
+            await self._send_host(identity, MeshReady(services=dict(self.registered)))
+        self._hosts_waiting.clear()
+
+    def _on_process_exit(self, sentinel: int, svc: PlannedService) -> None:
+        asyncio.get_running_loop().remove_reader(sentinel)
+        if self._stop.is_set():
+            return
+        how = self.manager.exit_description(svc)
+        self._fail(ErrorDetails.from_exception(
+            ServiceFailedError(f"service {svc.service_id} {how}", service_id=svc.service_id),
+            service_id=svc.service_id,
+        ))
+
+    def _fail(self, details: ErrorDetails) -> None:
+        """Record the first fatal failure; it fails the run in progress and ends the mesh."""
+        if self._failure is None:
+            self._failure = details
+            self.error(f"mesh failed: {details.type}: {details.message}")
+        self._failed.set()
+        if self._results is not None and not self._results.done():
+            self._results.set_exception(details.to_exception())
+        for event in self._ack_events.values():
+            event.set()
+        for identity in self._hosts_waiting:
+            asyncio.get_running_loop().create_task(
+                self._send_host(identity, MeshReady(error=details))
+            )
+        self._hosts_waiting.clear()
+        if self._results is None:
+            self._stop.set()
+
+    # -- messages from services -------------------------------------------------------------
+
+    async def _service_loop(self) -> None:
+        handlers = {
+            RegisterMessage: self._on_register,
+            CommandAck: self._on_ack,
+            ServiceErrorMessage: self._on_service_error,
+            ProfileResultsMessage: self._on_results,
+        }
+        while True:
+            identity, *frames = await self.control.recv_multipart()
+            message = decode(frames)
+            handler = handlers.get(type(message))
+            if handler is None:
+                self.warning(f"unexpected {message.message_type.value} from {identity!r}")
+                continue
+            handler(identity.decode(), message)
+
+    def _on_register(self, service_id: str, message: RegisterMessage) -> None:
+        self.registered[service_id] = message.pid
+        if len(self.registered) == len(self.manager.services):
+            self._all_registered.set()
+
+    def _on_ack(self, service_id: str, message: CommandAck) -> None:
+        acks = self._acks.get(message.command_id)
+        if acks is not None:
+            acks[service_id] = message
+            self._ack_events[message.command_id].set()
+
+    def _on_service_error(self, service_id: str, message: ServiceErrorMessage) -> None:
+        if message.fatal:
+            self._fail(message.error)
+        else:
+            self.warning(f"{service_id}: {message.error.message}")
+
+    def _on_results(self, service_id: str, message: ProfileResultsMessage) -> None:
+        if self._results is not None and not self._results.done():
+            self._results.set_result(message.results)
+
+    async def _command(
+        self, command: Command, services: list[str] | None = None
+    ) -> dict[str, CommandAck]:
+        """Send ``command`` to ``services`` (default: all) and wait for every ack."""
+        targets = services if services is not None else list(self.registered)
+        command_id = command.command_id
+        acks: dict[str, CommandAck] = {}
+        self._acks[command_id] = acks
+        event = self._ack_events[command_id] = asyncio.Event()
+        try:
+            for service_id in targets:
+                await self._send_service(service_id, command)
+            deadline = time.monotonic() + self.service_config.command_timeout
+            while len(acks) < len(targets):
+                event.clear()
+                if self._failure is not None:
+                    raise self._failure.to_exception()
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    missing = sorted(set(targets) - set(acks))
+                    raise MeshTimeoutError(
+                        f"{command.message_type.value}: no answer within command_timeout="
+                        f"{self.service_config.command_timeout}s from {', '.join(missing)}"
+                    )
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(event.wait(), remaining)
+        finally:
+            self._acks.pop(command_id, None)
+            self._ack_events.pop(command_id, None)
+        for ack in acks.values():
+            if ack.error is not None:
+                raise ack.error.to_exception()
+        return acks
+
+    def _new_id(self) -> str:
+        return f"cmd-{next(self._ids)}"
+
+    # -- host requests ------------------------------------------------------------------------
+
+    async def _host_loop(self) -> None:
+        while True:
+            identity, *frames = await self.host.recv_multipart()
+            message = decode(frames)
+            if isinstance(message, HostHello):
+                if self._failure is not None:
+                    await self._send_host(identity, MeshReady(error=self._failure))
+                elif self._all_registered.is_set():
+                    await self._send_host(identity, MeshReady(services=dict(self.registered)))
+                else:
+                    self._hosts_waiting.append(identity)
+            elif isinstance(message, RunProfileRequest):
+                asyncio.get_running_loop().create_task(self._serve_run(identity, message))
+            elif isinstance(message, HostShutdown):
+                self._stop.set()
+
+    async def _serve_run(self, identity: bytes, request: RunProfileRequest) -> None:
+        async with self._run_lock:
+            reply = RunProfileReply(run_id=request.run_id)
+            try:
+                reply.results = await self._run_profile(request)
+            except AIPerfError as exc:
+                reply.error = ErrorDetails(
+                    type=type(exc).__name__, message=str(exc),
+                    service_id=getattr(exc, "service_id", None) or None,
+                    traceback=getattr(exc, "details", None) or None,
+                )
+            except Exception as exc:
+                reply.error = ErrorDetails.from_exception(exc, service_id="system_controller")
+            reply.mesh_failed = self._failure is not None
+            await self._send_host(identity, reply)
+            if self._failure is not None:
+                self._stop.set()
+
+    def _stages(self) -> list[list[str]]:
+        stages: dict[int, list[str]] = {}
+        for svc in self.manager.services:
+            meta = plugins.get_metadata(PluginType.SERVICE, svc.name)
+            assert isinstance(meta, ServiceMetadata)
+            stages.setdefault(meta.configure_stage, []).append(svc.service_id)
+        return [stages[k] for k in sorted(stages)]
+
+    async def _run_profile(self, request: RunProfileRequest) -> dict[str, Any]:
+        if self._failure is not None:
+            raise self._failure.to_exception()
+        if not self._all_registered.is_set():
+            raise MeshError("the mesh is not ready")
+        config = UserConfig.model_validate(request.user_config)
+        loop = asyncio.get_running_loop()
+        self._results = loop.create_future()
+        try:
+            extra: dict[str, Any] = {}
+            for stage in self._stages():
+                command = ConfigureProfileCommand(
+                    command_id=self._new_id(), run_id=request.run_id,
+                    user_config=request.user_config, **extra,
+                )
+                acks = await self._command(command, stage)
+                for ack in acks.values():
+                    extra.update(ack.payload)
+            await self._command(
+                StartProfileCommand(command_id=self._new_id(), run_id=request.run_id)
+            )
+            deadline = run_deadline(config, self.service_config)
+            try:
+                return await asyncio.wait_for(asyncio.shield(self._results), deadline)
+            except asyncio.TimeoutError:
+                raise MeshTimeoutError(
+                    f"run {request.run_id} produced no results within {deadline:.0f}s"
+                ) from None
+        finally:
+            self._results = None
+
+    async def _shutdown_services(self) -> None:
+        command = ShutdownCommand(command_id=self._new_id())
+        for svc in self.manager.alive():
+            with contextlib.suppress(zmq.ZMQError):
+                await self._send_service(svc.service_id, command)
+        await asyncio.to_thread(self.manager.stop_all, self.service_config.shutdown_timeout)

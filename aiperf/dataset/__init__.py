@@ -1,0 +1,1 @@
+"""Dataset loaders: what each request sends (prompt, output length, timestamp)."""

@@ -1,0 +1,30 @@
+"""One dataset entry, and the file format that carries a run's dataset to the services."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+
+class Turn(msgspec.Struct):
+    """What one request sends. ``input_tokens`` is counted once, when the dataset is built."""
+
+    text: str
+    input_tokens: int
+    output_length: int | None = None
+    timestamp_ms: float | None = None
+    extra: dict[str, Any] = {}
+
+
+_ENCODER = msgspec.msgpack.Encoder()
+_DECODER = msgspec.msgpack.Decoder(list[Turn])
+
+
+def write_dataset(path: Path, turns: list[Turn]) -> None:
+    path.write_bytes(_ENCODER.encode(turns))
+
+
+def read_dataset(path: str | Path) -> list[Turn]:
+    return _DECODER.decode(Path(path).read_bytes())

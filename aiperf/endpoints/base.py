@@ -1,0 +1,101 @@
+"""The endpoint plugin interface: turn a dataset entry into a request body, and a response
+(one SSE event, or a whole body) into content, usage and errors.
+
+Workers call ``url``, ``headers`` and ``encode`` once per request (the body is cached per
+dataset entry); record processors call ``parse_event`` / ``parse_body`` on what workers
+recorded, off the request path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from aiperf.common.config import UserConfig
+from aiperf.dataset.models import Turn
+from aiperf.plugin.metadata import EndpointMetadata
+
+_json_decode = msgspec.json.decode
+_json_encode = msgspec.json.encode
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedResponse:
+    """What one event or body says. ``content`` is None for non-content events (role-only
+    deltas, usage trailers, empty deltas): those are not tokens and do not count for timing."""
+
+    content: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    error: str | None = None
+
+
+NOT_CONTENT = ParsedResponse()
+
+
+class InvalidResponse(ValueError):
+    """A response event that is not what the protocol promises (e.g. not JSON)."""
+
+
+def decode_json(data: bytes) -> Any:
+    try:
+        return _json_decode(data)
+    except msgspec.DecodeError as exc:
+        preview = data[:80].decode("utf-8", "replace")
+        raise InvalidResponse(f"malformed JSON in response: {preview!r}: {exc}") from None
+
+
+def usage_of(obj: dict[str, Any]) -> tuple[int | None, int | None]:
+    usage = obj.get("usage") or {}
+    if not isinstance(usage, dict):
+        return None, None
+    return usage.get("prompt_tokens"), usage.get("completion_tokens")
+
+
+def error_of(obj: Any) -> str | None:
+    if isinstance(obj, dict) and obj.get("error"):
+        err = obj["error"]
+        if isinstance(err, dict):
+            return str(err.get("message") or err)
+        return str(err)
+    return None
+
+
+class BaseEndpoint:
+    """Subclass and implement ``payload``, ``parse_event`` and ``parse_body``."""
+
+    def __init__(self, config: UserConfig, metadata: EndpointMetadata) -> None:
+        self.config = config
+        self.metadata = metadata
+        self.streaming = config.streaming and metadata.supports_streaming
+
+    @property
+    def url(self) -> str:
+        return self.config.url.rstrip("/") + self.metadata.endpoint_path
+
+    def headers(self) -> dict[str, str]:
+        headers = {"Content-Type": "application/json", "User-Agent": "pytest-aiperf"}
+        if self.streaming:
+            headers["Accept"] = "text/event-stream"
+        if self.config.api_key is not None:
+            headers["Authorization"] = f"Bearer {self.config.api_key.get_secret_value()}"
+        headers.update(self.config.headers)
+        return headers
+
+    def payload(self, turn: Turn) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def encode(self, turn: Turn) -> bytes:
+        body = self.payload(turn)
+        body.update(self.config.extra_inputs)
+        body.update(turn.extra)
+        return _json_encode(body)
+
+    def parse_event(self, data: bytes) -> ParsedResponse:
+        """One SSE ``data:`` payload ([DONE] is filtered out before this is called)."""
+        raise NotImplementedError
+
+    def parse_body(self, body: bytes) -> ParsedResponse:
+        raise NotImplementedError

@@ -1,0 +1,1 @@
+"""Exporters: the console table and the artifact files, one plugin each."""

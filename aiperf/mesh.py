@@ -1,0 +1,199 @@
+"""The host-side handle of a mesh: start it, run profiles on it, shut it down.
+
+    with Mesh(workers=2) as mesh:
+        result = mesh.run(UserConfig(url=..., concurrency=8, request_count=200))
+
+The same calls exist as coroutines (``astart``, ``arun``, ``ashutdown``; ``async with``).
+The controller runs in a child process that dies with this one (parent-death signal); the
+services are its children and die with it. Every wait here has a deadline from
+``ServiceConfig`` and also watches the controller process, so a crash surfaces as
+``MeshError`` naming what died instead of a hang.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import zmq
+
+from aiperf.common.comms import decode, make_socket
+from aiperf.common.config import ServiceConfig, UserConfig
+from aiperf.common.messages import (
+    HostHello,
+    HostShutdown,
+    MeshReady,
+    Message,
+    RunProfileReply,
+    RunProfileRequest,
+)
+from aiperf.common.process import signal_name
+from aiperf.controller.system_controller import run_deadline
+from aiperf.errors import MeshError, MeshTimeoutError
+from aiperf.results import ProfileResult
+
+_POLL_MS = 50
+_HOST_PID_FILE = "host.pid"
+
+
+def _sweep_stale_run_dirs(parent: Path) -> None:
+    """Remove run dirs of hosts that were killed before they could clean up."""
+    for run_dir in parent.glob("aiperf-mesh-*"):
+        try:
+            pid = int((run_dir / _HOST_PID_FILE).read_text())
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        except (OSError, ValueError):
+            continue
+
+
+class Mesh:
+    """A running service mesh. Not thread-safe: use it from one thread (or one event loop)."""
+
+    def __init__(self, service_config: ServiceConfig | None = None, **overrides: Any) -> None:
+        base = service_config or ServiceConfig()
+        self.service_config = base.model_copy(update=overrides) if overrides else base
+        self.services: dict[str, int] = {}
+        self._process: subprocess.Popen[bytes] | None = None
+        self._context: zmq.Context[Any] | None = None
+        self._socket: Any = None
+        self._dead: MeshError | None = None
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None and not self._dead
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process else None
+
+    def start(self) -> Mesh:
+        if self._process is not None:
+            raise MeshError("this mesh was started already; create a new Mesh")
+        import tempfile
+
+        _sweep_stale_run_dirs(Path(tempfile.gettempdir()))
+        self.service_config = self.service_config.prepared()
+        Path(self.service_config.run_dir, _HOST_PID_FILE).write_text(str(os.getpid()))
+        self._context = zmq.Context()
+        self._socket = make_socket(
+            self._context, zmq.DEALER, self.service_config.address("host"), bind=False
+        )
+        env = dict(os.environ)
+        env["AIPERF_SERVICE_CONFIG"] = self.service_config.model_dump_json()
+        env["AIPERF_PARENT_PID"] = str(os.getpid())
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "aiperf.controller"], env=env, stdin=subprocess.DEVNULL
+        )
+        try:
+            self._send(HostHello())
+            ready = self._receive(MeshReady, self.service_config.startup_timeout, "start-up")
+            if ready.error is not None:
+                raise ready.error.to_exception()
+            self.services = ready.services
+        except BaseException:
+            self.shutdown()
+            raise
+        return self
+
+    def run(self, config: UserConfig | None = None, **profile: Any) -> ProfileResult:
+        """Run one profile and return its result; raises the run's error, if any."""
+        if config is None:
+            config = UserConfig.build(**profile)
+        elif profile:
+            config = config.model_copy(update=profile)
+        if self._dead is not None:
+            raise self._dead
+        if not self.running:
+            raise MeshError("the mesh is not running; start it first")
+        run_id = uuid.uuid4().hex[:12]
+        dumped = config.model_dump(mode="python")
+        if config.api_key is not None:
+            dumped["api_key"] = config.api_key.get_secret_value()
+        self._send(RunProfileRequest(run_id=run_id, user_config=json.loads(
+            json.dumps(dumped, default=str))))
+        deadline = run_deadline(config, self.service_config) + self.service_config.command_timeout
+        reply = self._receive(RunProfileReply, deadline, f"run {run_id}")
+        if reply.error is not None:
+            error = reply.error.to_exception()
+            if reply.mesh_failed:
+                self._dead = MeshError(f"the mesh shut down after: {error}")
+            raise error
+        assert reply.results is not None
+        return ProfileResult.from_dict(reply.results, config=config)
+
+    def shutdown(self) -> None:
+        """Stop every process of the mesh and remove its run dir. Safe to call twice."""
+        proc = self._process
+        if proc is not None and proc.poll() is None:
+            try:
+                self._send(HostShutdown())
+                proc.wait(self.service_config.shutdown_timeout + 1.0)
+            except (subprocess.TimeoutExpired, zmq.ZMQError):
+                proc.kill()
+                proc.wait(5)
+        if self._socket is not None:
+            self._socket.close(0)
+            self._socket = None
+        if self._context is not None:
+            self._context.term()
+            self._context = None
+        if self.service_config.run_dir:
+            shutil.rmtree(self.service_config.run_dir, ignore_errors=True)
+        if self._dead is None:
+            self._dead = MeshError("the mesh was shut down")
+
+    def __enter__(self) -> Mesh:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()
+
+    # -- async twins: the same calls on a thread, so an event loop is never blocked ----------
+
+    async def astart(self) -> Mesh:
+        return await asyncio.to_thread(self.start)
+
+    async def arun(self, config: UserConfig | None = None, **profile: Any) -> ProfileResult:
+        return await asyncio.to_thread(self.run, config, **profile)
+
+    async def ashutdown(self) -> None:
+        await asyncio.to_thread(self.shutdown)
+
+    async def __aenter__(self) -> Mesh:
+        return await self.astart()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.ashutdown()
+
+    # -- wire -----------------------------------------------------------------------------
+
+    def _send(self, message: Message) -> None:
+        self._socket.send_multipart(message.encode())
+
+    def _receive(self, expected: type[Message], timeout: float, what: str) -> Any:
+        deadline = time.monotonic() + timeout
+        assert self._process is not None
+        while True:
+            if self._socket.poll(_POLL_MS):
+                message = decode(self._socket.recv_multipart())
+                if isinstance(message, expected):
+                    return message
+                continue
+            code = self._process.poll()
+            if code is not None:
+                self._dead = MeshError(f"the mesh controller {signal_name(code)} during {what}")
+                raise self._dead
+            if time.monotonic() > deadline:
+                raise MeshTimeoutError(f"{what}: no answer from the mesh within {timeout:.1f}s")

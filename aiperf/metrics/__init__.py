@@ -1,0 +1,1 @@
+"""Metric definitions, per-request derivation and run-level aggregation (numpy)."""

@@ -1,0 +1,57 @@
+"""Every metric tag, its display unit and header, as in AIPerf (see docs/metrics.md)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+NS_PER_MS = 1e6
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    tag: str
+    header: str
+    unit: str
+    per_request: bool = True
+    streaming_only: bool = False
+    tokens_only: bool = False
+    higher_is_better: bool = False
+    error_adjusted: bool = False
+
+
+SPECS: tuple[MetricSpec, ...] = (
+    MetricSpec("time_to_first_token", "Time to First Token", "ms", streaming_only=True,
+               tokens_only=True, error_adjusted=True),
+    MetricSpec("time_to_second_token", "Time to Second Token", "ms", streaming_only=True,
+               tokens_only=True, error_adjusted=True),
+    MetricSpec("request_latency", "Request Latency", "ms", error_adjusted=True),
+    MetricSpec("inter_token_latency", "Inter Token Latency", "ms", streaming_only=True,
+               tokens_only=True, error_adjusted=True),
+    MetricSpec("inter_chunk_latency", "Inter Chunk Latency", "ms", streaming_only=True,
+               tokens_only=True),
+    MetricSpec("output_token_throughput_per_user", "Output Token Throughput Per User",
+               "tokens/sec/user", streaming_only=True, tokens_only=True, higher_is_better=True),
+    MetricSpec("input_sequence_length", "Input Sequence Length", "tokens"),
+    MetricSpec("output_sequence_length", "Output Sequence Length", "tokens", tokens_only=True),
+    MetricSpec("credit_to_start_latency", "Credit To Start Latency", "ms"),
+    MetricSpec("effective_latency", "Effective Latency", "ms", error_adjusted=True),
+    MetricSpec("benchmark_duration", "Benchmark Duration", "sec", per_request=False),
+    MetricSpec("request_count", "Request Count", "requests", per_request=False),
+    MetricSpec("error_request_count", "Error Request Count", "requests", per_request=False),
+    MetricSpec("request_error_rate", "Request Error Rate", "%", per_request=False),
+    MetricSpec("request_throughput", "Request Throughput", "requests/sec", per_request=False,
+               higher_is_better=True),
+    MetricSpec("output_token_throughput", "Output Token Throughput", "tokens/sec",
+               per_request=False, tokens_only=True, higher_is_better=True),
+    MetricSpec("total_token_throughput", "Total Token Throughput", "tokens/sec",
+               per_request=False, higher_is_better=True),
+    MetricSpec("good_request_count", "Good Request Count", "requests", per_request=False,
+               higher_is_better=True),
+    MetricSpec("goodput", "Goodput", "requests/sec", per_request=False, higher_is_better=True),
+    MetricSpec("good_request_fraction", "Good Request Fraction", "ratio", per_request=False,
+               higher_is_better=True),
+)
+
+BY_TAG = {spec.tag: spec for spec in SPECS}
+PERCENTILES = (1, 5, 10, 25, 50, 75, 90, 95, 99)
+STAT_NAMES = ("avg", "min", "max", "std", *(f"p{p}" for p in PERCENTILES), "count", "sum")

@@ -1,0 +1,170 @@
+"""What the mock server says: one responder per protocol path.
+
+A responder turns a request body into a list of response *parts* (the text of each token
+chunk) and knows how to frame them (an SSE event, or a whole JSON body). The server owns
+timing and faults, so a responder for a new protocol gets the latency model and every fault
+mode for free. Register one with ``MockServer.add_responder``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from aiperf.dataset.tokenizer import BuiltinTokenizer
+
+_tokenizer = BuiltinTokenizer()
+WORDS = ("alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel")
+
+
+@dataclass(frozen=True)
+class RequestPlan:
+    """What the server will do for one request, as the responder read it from the body."""
+
+    stream: bool
+    output_tokens: int
+    prompt_tokens: int
+    include_usage: bool = True
+    items: int = 1
+
+
+class Responder:
+    """Override ``path``, ``parse`` and the framing methods for another protocol."""
+
+    path: str = "/"
+
+    def parse(self, body: dict[str, Any], default_tokens: int) -> RequestPlan:
+        raise NotImplementedError
+
+    def first_events(self, request_id: str) -> list[bytes]:
+        return []
+
+    def token_event(self, request_id: str, text: str) -> bytes:
+        raise NotImplementedError
+
+    def last_events(self, request_id: str, prompt: int, completion: int,
+                    include_usage: bool) -> list[bytes]:
+        return []
+
+    def body(self, request_id: str, text: str, plan: RequestPlan) -> bytes:
+        raise NotImplementedError
+
+
+def sse(obj: Any) -> bytes:
+    return b"data: " + json.dumps(obj, separators=(",", ":")).encode() + b"\n\n"
+
+
+def _usage(prompt: int, completion: int) -> dict[str, int]:
+    return {"prompt_tokens": prompt, "completion_tokens": completion,
+            "total_tokens": prompt + completion}
+
+
+def _plan(body: dict[str, Any], tokens: int, prompt: int) -> RequestPlan:
+    options = body.get("stream_options") or {}
+    return RequestPlan(stream=bool(body.get("stream")), output_tokens=tokens,
+                       prompt_tokens=prompt, include_usage=bool(options.get("include_usage")))
+
+
+def _max_tokens(body: dict[str, Any], keys: tuple[str, ...], default: int) -> int:
+    for key in keys:
+        value = body.get(key)
+        if isinstance(value, int) and value > 0:
+            return value
+    return default
+
+
+class ChatResponder(Responder):
+    path = "/v1/chat/completions"
+
+    def parse(self, body: dict[str, Any], default_tokens: int) -> tuple[bool, int, int]:
+        messages = body.get("messages") or []
+        text = " ".join(str(m.get("content", "")) for m in messages if isinstance(m, dict))
+        tokens = _max_tokens(body, ("max_completion_tokens", "max_tokens"), default_tokens)
+        return _plan(body, tokens, _tokenizer.count(text))
+
+    def _chunk(self, request_id: str, delta: dict[str, Any], finish: str | None = None) -> bytes:
+        return sse({"id": request_id, "object": "chat.completion.chunk",
+                    "created": int(time.time()), "model": "mock-model",
+                    "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+
+    def first_events(self, request_id: str) -> list[bytes]:
+        # Like llama.cpp and vLLM: a role-only opening chunk whose content is null.
+        return [self._chunk(request_id, {"role": "assistant", "content": None})]
+
+    def token_event(self, request_id: str, text: str) -> bytes:
+        return self._chunk(request_id, {"content": text})
+
+    def last_events(self, request_id: str, prompt: int, completion: int,
+                    include_usage: bool) -> list[bytes]:
+        events = [self._chunk(request_id, {}, finish="length")]
+        if include_usage:
+            events.append(sse({"id": request_id, "object": "chat.completion.chunk",
+                               "model": "mock-model", "choices": [],
+                               "usage": _usage(prompt, completion)}))
+        return events
+
+    def body(self, request_id: str, text: str, plan: RequestPlan) -> bytes:
+        prompt, completion = plan.prompt_tokens, plan.output_tokens
+        return json.dumps({
+            "id": request_id, "object": "chat.completion", "model": "mock-model",
+            "choices": [{"index": 0, "finish_reason": "length",
+                         "message": {"role": "assistant", "content": text}}],
+            "usage": _usage(prompt, completion),
+        }).encode()
+
+
+class CompletionsResponder(Responder):
+    path = "/v1/completions"
+
+    def parse(self, body: dict[str, Any], default_tokens: int) -> tuple[bool, int, int]:
+        prompt = body.get("prompt", "")
+        text = prompt if isinstance(prompt, str) else " ".join(map(str, prompt))
+        tokens = _max_tokens(body, ("max_tokens",), default_tokens)
+        return _plan(body, tokens, _tokenizer.count(text))
+
+    def token_event(self, request_id: str, text: str) -> bytes:
+        return sse({"id": request_id, "object": "text_completion", "model": "mock-model",
+                    "choices": [{"index": 0, "text": text, "finish_reason": None}]})
+
+    def last_events(self, request_id: str, prompt: int, completion: int,
+                    include_usage: bool) -> list[bytes]:
+        # Like llama.cpp: usage rides on the last chunk that still has a choice.
+        last: dict[str, Any] = {"id": request_id, "object": "text_completion",
+                                "model": "mock-model",
+                                "choices": [{"index": 0, "text": "", "finish_reason": "length"}]}
+        if include_usage:
+            last["usage"] = _usage(prompt, completion)
+        return [sse(last)]
+
+    def body(self, request_id: str, text: str, plan: RequestPlan) -> bytes:
+        prompt, completion = plan.prompt_tokens, plan.output_tokens
+        return json.dumps({
+            "id": request_id, "object": "text_completion", "model": "mock-model",
+            "choices": [{"index": 0, "text": text, "finish_reason": "length"}],
+            "usage": _usage(prompt, completion),
+        }).encode()
+
+
+class EmbeddingsResponder(Responder):
+    path = "/v1/embeddings"
+
+    def parse(self, body: dict[str, Any], default_tokens: int) -> RequestPlan:
+        inputs = body.get("input", "")
+        items = inputs if isinstance(inputs, list) else [inputs]
+        prompt = sum(_tokenizer.count(str(i)) for i in items)
+        return RequestPlan(stream=False, output_tokens=0, prompt_tokens=prompt,
+                           items=len(items))
+
+    def body(self, request_id: str, text: str, plan: RequestPlan) -> bytes:
+        prompt = plan.prompt_tokens
+        data = [{"object": "embedding", "index": i, "embedding": [0.1, 0.2, 0.3, 0.4]}
+                for i in range(plan.items)]
+        return json.dumps({"object": "list", "data": data, "model": "mock-model",
+                           "usage": {"prompt_tokens": prompt, "total_tokens": prompt}}).encode()
+
+
+def token_texts(count: int, per_chunk: int) -> list[str]:
+    words = [f" {WORDS[i % len(WORDS)]}" for i in range(count)]
+    return ["".join(words[i:i + per_chunk]) for i in range(0, count, per_chunk)]

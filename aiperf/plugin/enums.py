@@ -1,0 +1,21 @@
+"""Plugin categories."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+
+class PluginType(str, Enum):
+    """A category of plugins; the top-level keys of a plugins manifest."""
+
+    SERVICE = "service"
+    ENDPOINT = "endpoint"
+    TRANSPORT = "transport"
+    TIMING_STRATEGY = "timing_strategy"
+    ARRIVAL_PATTERN = "arrival_pattern"
+    DATASET_LOADER = "dataset_loader"
+    EXPORTER = "exporter"
+    TOKENIZER = "tokenizer"
+
+    def __str__(self) -> str:
+        return self.value

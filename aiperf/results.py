@@ -1,0 +1,173 @@
+"""The result of one profile run, as the host (CLI, pytest) sees it.
+
+    result["time_to_first_token"].p99      # display unit (ms)
+    result.metric("time_to_first_token.p99")
+    result.metric("request_latency.p999")  # any pNN, computed from the per-request records
+    result.metric("adj_request_latency.p90")
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from aiperf.common.config import UserConfig
+from aiperf.metrics.definitions import BY_TAG, STAT_NAMES
+
+_PNN = re.compile(r"^p(\d{1,2}(?:\.\d+)?|\d{3,})$")
+
+
+def parse_percentile(stat: str) -> float | None:
+    """``p99`` -> 99, ``p999`` -> 99.9, ``p99.9`` -> 99.9; None if not a percentile."""
+    match = _PNN.match(stat)
+    if not match:
+        return None
+    digits = match.group(1)
+    if "." not in digits and len(digits) >= 3:
+        return float(digits[:2] + "." + digits[2:])
+    value = float(digits)
+    return value if 0 < value < 100 else None
+
+
+@dataclass(frozen=True)
+class MetricResult:
+    """Statistics of one metric in its display unit. A scalar metric has only ``avg``."""
+
+    tag: str
+    unit: str
+    stats: dict[str, float | None]
+    values: tuple[float, ...] = field(default=(), repr=False)
+    failures: int = 0
+
+    @property
+    def header(self) -> str:
+        base = self.tag.removeprefix("adj_")
+        spec = BY_TAG.get(base)
+        title = spec.header if spec else base
+        return f"{title} (error-adjusted)" if self.tag.startswith("adj_") else title
+
+    @property
+    def is_scalar(self) -> bool:
+        return set(self.stats) <= {"avg"}
+
+    def stat(self, name: str) -> float:
+        if self.is_scalar and name in ("avg", "value"):
+            return _num(self.stats.get("avg"))
+        if name in self.stats:
+            return _num(self.stats[name])
+        q = parse_percentile(name)
+        if q is not None and (self.values or self.failures):
+            data = np.asarray(self.values, dtype=np.float64)
+            if self.tag.startswith("adj_"):
+                data = np.concatenate([data, np.full(self.failures, np.inf)])
+                return float(np.percentile(data, q, method="nearest"))
+            return float(np.percentile(data, q))
+        allowed = ", ".join(s for s in STAT_NAMES if s in self.stats or s.startswith("p"))
+        raise KeyError(f"{self.tag}: no statistic {name!r}; available: {allowed}, or any pNN")
+
+    def __getattr__(self, name: str) -> float:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        try:
+            return self.stat(name)
+        except KeyError as exc:
+            raise AttributeError(str(exc)) from None
+
+    @property
+    def count(self) -> int:
+        return int(self.stats.get("count") or 0)
+
+
+def _num(value: float | None) -> float:
+    return math.inf if value is None else float(value)
+
+
+@dataclass
+class ProfileResult:
+    """Everything one run produced. ``records`` is the per-request table (JSONL shape)."""
+
+    run_id: str
+    metrics: dict[str, MetricResult]
+    records: list[dict[str, Any]]
+    error_summary: list[dict[str, Any]]
+    invariant: dict[str, Any]
+    warnings: list[str]
+    was_cancelled: bool
+    start_time: str | None
+    end_time: str | None
+    config: UserConfig | None = None
+    artifacts: dict[str, Path] = field(default_factory=dict)
+    slo: list[Any] = field(default_factory=list)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], config: UserConfig | None = None) -> ProfileResult:
+        records = data.get("records", [])
+        profiling = [r for r in records if r["metadata"]["benchmark_phase"] == "profiling"]
+        failures = sum(1 for r in profiling if "error" in r and not r["metadata"]["was_cancelled"])
+        metrics = {}
+        for tag, stats in data.get("metrics", {}).items():
+            base = tag.removeprefix("adj_")
+            values: list[float] = []
+            for rec in profiling:
+                entry = rec["metrics"].get(base)
+                if entry is None or ("error" in rec and base != "credit_to_start_latency"):
+                    continue
+                value = entry["value"]
+                values.extend(value if isinstance(value, list) else [value])
+            stats = dict(stats)
+            unit = stats.pop("unit", BY_TAG[base].unit if base in BY_TAG else "")
+            metrics[tag] = MetricResult(
+                tag, unit, stats, tuple(values), failures if tag.startswith("adj_") else 0
+            )
+        return cls(
+            run_id=data.get("run_id", ""),
+            metrics=metrics,
+            records=records,
+            error_summary=data.get("error_summary", []),
+            invariant=data.get("invariant", {}),
+            warnings=data.get("warnings", []),
+            was_cancelled=data.get("was_cancelled", False),
+            start_time=data.get("start_time"),
+            end_time=data.get("end_time"),
+            config=config,
+        )
+
+    def __getitem__(self, tag: str) -> MetricResult:
+        try:
+            return self.metrics[tag]
+        except KeyError:
+            available = ", ".join(sorted(self.metrics))
+            raise KeyError(f"no metric {tag!r} in this run; available: {available}") from None
+
+    def __contains__(self, tag: object) -> bool:
+        return tag in self.metrics
+
+    def metric(self, name: str) -> float:
+        """``"tag"`` (avg) or ``"tag.stat"``, in the metric's display unit."""
+        tag, _, stat = name.partition(".")
+        return self[tag].stat(stat or "avg")
+
+    @property
+    def request_count(self) -> int:
+        return int(self.metric("request_count")) if "request_count" in self else 0
+
+    @property
+    def error_count(self) -> int:
+        return int(self.metric("error_request_count")) if "error_request_count" in self else 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``profile_export_aiperf.json`` shape."""
+        out: dict[str, Any] = {}
+        for tag, metric in self.metrics.items():
+            out[tag] = {"unit": metric.unit, **metric.stats}
+        out["input_config"] = self.config.safe_dump() if self.config else {}
+        out["error_summary"] = self.error_summary
+        out["was_cancelled"] = self.was_cancelled
+        out["start_time"] = self.start_time
+        out["end_time"] = self.end_time
+        return out

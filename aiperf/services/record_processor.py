@@ -1,0 +1,59 @@
+"""Record processor: parses raw responses into per-request metrics, off the request path.
+
+Replicable: each instance binds its own ``raw_records_<i>`` address and workers spread their
+batches over all of them, so parsing JSON and counting tokens scales with processors while
+workers spend their CPU on sending requests.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import zmq
+
+from aiperf.common.codec import MetricBatch, encode, raw_decoder, run_number
+from aiperf.common.config import UserConfig
+from aiperf.common.hooks import on_init, on_message
+from aiperf.common.messages import ConfigureProfileCommand, MessageType
+from aiperf.common.service import BaseComponentService
+from aiperf.dataset.models import read_dataset
+from aiperf.dataset.tokenizer import make_tokenizer
+from aiperf.metrics.derive import RecordDeriver
+from aiperf.plugin import PluginType, plugins
+from aiperf.plugin.metadata import EndpointMetadata
+
+
+class RecordProcessor(BaseComponentService):
+    service_type = "record_processor"
+
+    @on_init
+    async def _open_sockets(self) -> None:
+        assert self.comms is not None
+        self._raw = self.comms.socket(zmq.PULL, "raw_records", bind=True, index=self.index)
+        self._out = self.comms.socket(zmq.PUSH, "records", bind=False)
+        self._run = 0
+        self._deriver: RecordDeriver | None = None
+        self.spawn(self._process_loop(), name="raw-records")
+
+    @on_message(MessageType.CONFIGURE_PROFILE)
+    async def _configure(self, command: ConfigureProfileCommand) -> dict[str, Any]:
+        config = UserConfig.model_validate(command.user_config)
+        endpoint_class = plugins.get_class(PluginType.ENDPOINT, config.endpoint_type)
+        metadata = plugins.get_metadata(PluginType.ENDPOINT, config.endpoint_type)
+        assert isinstance(metadata, EndpointMetadata)
+        turns = read_dataset(command.dataset_path) if command.dataset_path else []
+        self._deriver = RecordDeriver(
+            endpoint_class(config, metadata), make_tokenizer(config.tokenizer),
+            [t.input_tokens for t in turns],
+        )
+        self._run = run_number(command.run_id)
+        return {}
+
+    async def _process_loop(self) -> None:
+        while True:
+            batch = raw_decoder.decode(await self._raw.recv())
+            if batch.run != self._run or self._deriver is None:
+                continue
+            derive = self._deriver.derive
+            out = MetricBatch(batch.run, [derive(raw) for raw in batch.records])
+            await self._out.send(encode(out))

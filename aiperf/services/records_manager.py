@@ -1,0 +1,99 @@
+"""Records manager: collects every per-request record of a run and computes the results.
+
+A run is complete when the timing manager has said how many credits it issued and that
+many records have arrived. If they do not all arrive within the request timeout plus
+``LATE_RECORD_MARGIN_S``, the results are computed anyway and the broken invariant is
+reported (which credit ids are missing), rather than waiting forever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import zmq
+
+from aiperf.common.codec import MetricRecord, metric_decoder, run_number
+from aiperf.common.config import UserConfig
+from aiperf.common.hooks import on_init, on_message
+from aiperf.common.messages import (
+    ConfigureProfileCommand,
+    CreditsCompleteMessage,
+    MessageType,
+    ProfileResultsMessage,
+)
+from aiperf.common.service import BaseComponentService
+from aiperf.metrics.aggregate import compute_results
+from aiperf.plugin import PluginType, plugins
+from aiperf.plugin.metadata import EndpointMetadata
+
+LATE_RECORD_MARGIN_S = 10.0
+
+
+class RecordsManager(BaseComponentService):
+    service_type = "records_manager"
+
+    @on_init
+    async def _open_sockets(self) -> None:
+        assert self.comms is not None
+        self._in = self.comms.socket(zmq.PULL, "records", bind=True)
+        self._run = 0
+        self._run_id = ""
+        self._records: list[MetricRecord] = []
+        self._expected: int | None = None
+        self._finished = True
+        self._config: UserConfig | None = None
+        self._late_timer: asyncio.TimerHandle | None = None
+        self.spawn(self._collect(), name="records")
+
+    @on_message(MessageType.CONFIGURE_PROFILE)
+    async def _configure(self, command: ConfigureProfileCommand) -> dict[str, Any]:
+        self._config = UserConfig.model_validate(command.user_config)
+        self._run = run_number(command.run_id)
+        self._run_id = command.run_id
+        self._records = []
+        self._expected = None
+        self._finished = False
+        return {}
+
+    @on_message(MessageType.CREDITS_COMPLETE)
+    async def _credits_complete(self, message: CreditsCompleteMessage) -> None:
+        if message.run_id != self._run_id or self._config is None:
+            return
+        self._expected = message.credits_issued
+        delay = self._config.request_timeout_seconds + LATE_RECORD_MARGIN_S
+        self._late_timer = asyncio.get_running_loop().call_later(
+            delay, lambda: self.spawn(self._finish(), name="finish-late")
+        )
+        await self._maybe_finish()
+
+    async def _collect(self) -> None:
+        while True:
+            batch = metric_decoder.decode(await self._in.recv())
+            if batch.run != self._run or self._finished:
+                continue
+            self._records.extend(batch.records)
+            await self._maybe_finish()
+
+    async def _maybe_finish(self) -> None:
+        if self._expected is not None and len(self._records) >= self._expected:
+            await self._finish()
+
+    async def _finish(self) -> None:
+        if self._finished or self._config is None:
+            return
+        self._finished = True
+        if self._late_timer is not None:
+            self._late_timer.cancel()
+        config = self._config
+        metadata = plugins.get_metadata(PluginType.ENDPOINT, config.endpoint_type)
+        assert isinstance(metadata, EndpointMetadata)
+        streaming = config.streaming and metadata.supports_streaming
+        results = compute_results(
+            self._records, config, metadata, self._expected or 0, streaming
+        )
+        results["run_id"] = self._run_id
+        self._records = []
+        await self.send_to_controller(
+            ProfileResultsMessage(run_id=self._run_id, results=results)
+        )

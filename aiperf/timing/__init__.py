@@ -1,0 +1,1 @@
+"""Timing strategies and arrival patterns: when each request may go."""

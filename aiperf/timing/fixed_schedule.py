@@ -1,0 +1,31 @@
+"""Replay the dataset's timestamps (ms offsets from the first entry) exactly."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from aiperf.errors import ConfigError
+from aiperf.timing.base import TimingStrategy
+from aiperf.timing.request_rate import FIRST_SEND_DELAY_NS, LOOKAHEAD_NS
+
+_perf_ns = time.perf_counter_ns
+
+
+class FixedScheduleStrategy(TimingStrategy):
+    async def issue_phase(self, phase: int, count: int | None, end_ns: int | None) -> None:
+        stamps = [t.timestamp_ms for t in self.turns]
+        if any(s is None for s in stamps):
+            raise ConfigError("fixed_schedule: every dataset entry needs a 'timestamp'")
+        first = min(s for s in stamps if s is not None)
+        start = _perf_ns() + FIRST_SEND_DELAY_NS
+        total = len(self.turns) if count is None else min(count, len(self.turns))
+        order = sorted(range(len(self.turns)), key=lambda i: stamps[i] or 0)[:total]
+        for index in order:
+            send_at = start + int(((stamps[index] or 0) - first) * 1e6)
+            if end_ns is not None and send_at > end_ns:
+                return
+            wait_ns = send_at - _perf_ns() - LOOKAHEAD_NS
+            if wait_ns > 0:
+                await asyncio.sleep(wait_ns / 1e9)
+            await self.issue(phase, send_at_ns=send_at, conversation=index)

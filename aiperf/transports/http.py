@@ -1,0 +1,96 @@
+"""The HTTP transport: one aiohttp session per worker, bounded pool, ns timestamps per read.
+
+``send`` fills a ``RawRecord``: request start right before the request is written (pool
+set-up excluded), response start when headers arrive, one timestamp per network read shared
+by the SSE events parsed out of it, request end when the stream or body is exhausted. Every
+failure becomes the record's ``error`` (code, type, message); nothing raises out of ``send``
+except cancellation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import aiohttp
+
+from aiperf.common.codec import ErrorInfo, RawRecord
+from aiperf.transports.sse import SSEParser
+
+_perf_ns = time.perf_counter_ns
+DONE = b"[DONE]"
+MAX_ERROR_BODY = 2000
+
+
+class HttpTransport:
+    def __init__(self, timeout_seconds: float, max_connections: int) -> None:
+        self.timeout_seconds = timeout_seconds
+        self.max_connections = max_connections
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        connector = aiohttp.TCPConnector(
+            limit=self.max_connections, limit_per_host=self.max_connections,
+            ttl_dns_cache=300, enable_cleanup_closed=False,
+        )
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            timeout=aiohttp.ClientTimeout(total=self.timeout_seconds),
+            auto_decompress=False,
+            skip_auto_headers=("Accept-Encoding",),
+        )
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def send(
+        self, record: RawRecord, url: str, headers: dict[str, str], body: bytes, streaming: bool
+    ) -> None:
+        assert self._session is not None
+        chunks = record.chunks
+        record.wall_start_ns = time.time_ns()
+        record.start_ns = _perf_ns()
+        try:
+            async with self._session.post(url, data=body, headers=headers) as response:
+                record.response_ns = _perf_ns()
+                record.status = response.status
+                if response.status >= 300:
+                    text = (await response.read())[:MAX_ERROR_BODY].decode("utf-8", "replace")
+                    record.error = ErrorInfo(response.status, response.reason or "HTTPError",
+                                             text or f"HTTP {response.status}")
+                elif streaming:
+                    await self._read_stream(response, record)
+                else:
+                    body_bytes = await response.read()
+                    chunks.append((_perf_ns(), body_bytes))
+        except asyncio.TimeoutError:
+            record.error = ErrorInfo(None, "RequestTimeout",
+                                     f"no complete response within {self.timeout_seconds}s")
+        except aiohttp.ClientResponseError as exc:
+            record.error = ErrorInfo(exc.status, type(exc).__name__, exc.message)
+        except aiohttp.ClientError as exc:
+            record.error = ErrorInfo(None, type(exc).__name__, str(exc) or repr(exc))
+        except OSError as exc:
+            record.error = ErrorInfo(None, type(exc).__name__, str(exc))
+        record.end_ns = _perf_ns()
+
+    @staticmethod
+    async def _read_stream(response: aiohttp.ClientResponse, record: RawRecord) -> None:
+        parser = SSEParser()
+        chunks = record.chunks
+        async for data in response.content.iter_any():
+            ts = _perf_ns()
+            for name, payload in parser.feed(data):
+                if name == b"error":
+                    record.error = ErrorInfo(None, "SSEError",
+                                             payload.decode("utf-8", "replace")[:MAX_ERROR_BODY])
+                    return
+                chunks.append((ts, payload))
+        ts = _perf_ns()
+        for name, payload in parser.close():
+            if name == b"error":
+                record.error = ErrorInfo(None, "SSEError", payload.decode("utf-8", "replace"))
+                return
+            chunks.append((ts, payload))

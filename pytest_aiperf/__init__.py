@@ -1,0 +1,1 @@
+"""pytest-aiperf: LLM-serving performance as pytest tests."""

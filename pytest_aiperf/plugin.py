@@ -1,0 +1,1 @@
+"""The pytest plugin (options, marker, fixtures) - built in the pytest plugin issue."""

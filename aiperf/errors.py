@@ -94,8 +94,10 @@ class ErrorDetails(BaseModel):
     def to_exception(self) -> AIPerfError:
         """Rebuild the error on this side; unknown types become ``ServiceFailedError``."""
         cls = _BY_NAME.get(self.type)
-        where = f" in service {self.service_id}" if self.service_id else ""
-        if cls is None or cls is ServiceFailedError:
+        if cls is ServiceFailedError:
+            return ServiceFailedError(self.message, self.service_id or "", self.traceback or "")
+        if cls is None:
+            where = f" in service {self.service_id}" if self.service_id else ""
             return ServiceFailedError(
                 f"{self.type}{where}: {self.message}",
                 service_id=self.service_id or "",

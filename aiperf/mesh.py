@@ -83,8 +83,13 @@ class Mesh:
             raise MeshError("this mesh was started already; create a new Mesh")
         import tempfile
 
+        from aiperf.plugin import plugins
+
         _sweep_stale_run_dirs(Path(tempfile.gettempdir()))
         self.service_config = self.service_config.prepared()
+        self.service_config.runtime_plugins = {
+            **plugins.runtime_manifest(), **self.service_config.runtime_plugins
+        }
         Path(self.service_config.run_dir, _HOST_PID_FILE).write_text(str(os.getpid()))
         self._context = zmq.Context()
         self._socket = make_socket(
@@ -93,6 +98,9 @@ class Mesh:
         env = dict(os.environ)
         env["AIPERF_SERVICE_CONFIG"] = self.service_config.model_dump_json()
         env["AIPERF_PARENT_PID"] = str(os.getpid())
+        # The controller imports plugin classes by module path, including ones registered
+        # at run time from test modules: give it the host's import path.
+        env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
         self._process = subprocess.Popen(
             [sys.executable, "-m", "aiperf.controller"], env=env, stdin=subprocess.DEVNULL
         )

@@ -60,7 +60,7 @@ class UserConfig(BaseModel):
     endpoint_type: str = Field(default="chat", description="Endpoint plugin name")
     streaming: bool = False
     api_key: SecretStr | None = Field(default=None, description="Sent as a Bearer token")
-    headers: dict[str, str] = Field(default_factory=dict)
+    headers: dict[str, str] = Field(default_factory=dict, repr=False)
     extra_inputs: dict[str, Any] = Field(default_factory=dict)
     request_timeout_seconds: float = Field(default=600.0, gt=0)
     # -- load
@@ -216,6 +216,11 @@ class ServiceConfig(BaseModel):
     heartbeat_interval: float = Field(default=1.0, gt=0)
     result_timeout_margin: float = Field(default=30.0, gt=0)
     max_connections_per_worker: int = Field(default=1024, ge=1)
+    runtime_plugins: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Plugins registered at run time in the host, as a manifest mapping; the "
+        "controller registers them before it starts the services",
+    )
 
     def address(self, name: str, index: int | None = None) -> str:
         key = name if index is None else f"{name}_{index}"

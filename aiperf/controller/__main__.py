@@ -20,6 +20,12 @@ def main() -> int:
     configure_logging(service_config.log_level)
     from aiperf.controller.service_manager import ServiceManager
     from aiperf.controller.system_controller import SystemController
+    from aiperf.plugin import plugins
+    from aiperf.plugin.registry import RUNTIME
+
+    if service_config.runtime_plugins:
+        plugins.ensure_loaded()
+        plugins.load_mapping(service_config.runtime_plugins, source="host", origin=RUNTIME)
 
     manager = ServiceManager(service_config)  # imports every service class before forking
     manager.start_all()

@@ -22,6 +22,8 @@ from aiperf.controller.bootstrap import bootstrap_service
 from aiperf.plugin import PluginType, plugins
 from aiperf.plugin.metadata import ServiceMetadata
 
+EXIT_STATUS_WAIT_S = 0.5
+
 
 @dataclass
 class PlannedService:
@@ -72,7 +74,9 @@ class ServiceManager:
 
     def exit_description(self, svc: PlannedService) -> str:
         assert svc.process is not None
-        svc.process.join(0)
+        # The sentinel fires when the child's fds close, a moment before its exit status
+        # can be collected: wait for it briefly.
+        svc.process.join(EXIT_STATUS_WAIT_S)
         return signal_name(svc.process.exitcode)
 
     def alive(self) -> list[PlannedService]:

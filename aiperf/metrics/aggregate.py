@@ -120,7 +120,7 @@ def compute_results(
         if spec.error_adjusted and data.size + len(failed):
             metrics[f"adj_{spec.tag}"] = summarize_adjusted(data, len(failed), spec.unit)
 
-    measured = [r for r, _ in profiling if not r.cancelled and r.start_ns]
+    measured = [r for r, _ in profiling if not r.cancelled]
     duration_s = 0.0
     if measured:
         duration_s = (max(r.end_ns for r in measured) - min(r.start_ns for r in measured)) / 1e9

@@ -133,6 +133,16 @@ class MockServer:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream",
                                                "Cache-Control": "no-cache"})
         await response.prepare(request)
+        try:
+            await self._write_stream(request, response, responder, plan, request_id, fault)
+        except ConnectionResetError:
+            pass  # the client went away (cancelled, timed out): nothing to answer
+        return response
+
+    async def _write_stream(self, request: web.Request, response: web.StreamResponse,
+                            responder: Responder, plan: RequestPlan, request_id: str,
+                            fault: str | None) -> None:
+        cfg = self.config
         for event in responder.first_events(request_id):
             await response.write(event)
         ttft = self._gauss_s(cfg.ttft_ms, cfg.ttft_stddev_ms)
@@ -148,9 +158,10 @@ class MockServer:
                 if fault == "disconnect":
                     assert request.transport is not None
                     request.transport.abort()
-                    return response
+                    return
                 if fault == "truncate":
-                    return response
+                    await response.write_eof()
+                    return
                 if fault == "stall":
                     await asyncio.sleep(cfg.stall_seconds)
                 if fault == "malformed":
@@ -162,7 +173,6 @@ class MockServer:
             await response.write(event)
         await response.write(_DONE)
         await response.write_eof()
-        return response
 
 
 def _error(code: int, message: str, kind: str,

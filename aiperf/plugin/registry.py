@@ -198,10 +198,12 @@ class Registry:
 
     @staticmethod
     def _replaces(new: PluginEntry, old: PluginEntry) -> bool:
+        if new.origin == RUNTIME or old.origin == RUNTIME:
+            return new.origin == RUNTIME
         if new.priority != old.priority:
             return new.priority > old.priority
-        if old.origin == BUILTIN:
-            return True
+        if old.origin == BUILTIN or new.origin == BUILTIN:
+            return new.origin != BUILTIN
         warnings.warn(
             f"plugin {new.category.value}.{new.name} is defined by {old.source} and "
             f"{new.source}; keeping {old.source} (set 'priority' to choose)",
@@ -297,6 +299,21 @@ class Registry:
             yield self.get_entry(category, name)
         finally:
             self.unregister(category, name, restore=previous)
+
+    def runtime_manifest(self) -> dict[str, Any]:
+        """Run-time registrations as a manifest mapping, so a child process (the mesh's
+        controller) can register the same classes by import path."""
+        out: dict[str, Any] = {}
+        for category, entries in self._entries.items():
+            for entry in entries.values():
+                if entry.origin != RUNTIME:
+                    continue
+                out.setdefault(category.value, {})[entry.name] = {
+                    "class": entry.class_path,
+                    "description": entry.description or entry.name,
+                    "metadata": entry.metadata.model_dump(exclude_defaults=True),
+                }
+        return out
 
     def reset(self) -> None:
         """Forget everything; the next lookup loads the manifests again."""

@@ -1,0 +1,6 @@
+"""Shared test helpers: plugin mocking, process checks, the mock server."""
+
+from tests.harness.plugins import mock_plugin
+from tests.harness.processes import descendants, wait_gone
+
+__all__ = ["descendants", "mock_plugin", "wait_gone"]

@@ -1,0 +1,5 @@
+"""Imported only by the registry's lazy-loading test."""
+
+
+class LazyEndpoint:
+    pass

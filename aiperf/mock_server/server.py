@@ -129,7 +129,6 @@ class MockServer:
 
     async def _stream(self, request: web.Request, responder: Responder, plan: RequestPlan,
                       request_id: str, fault: str | None) -> web.StreamResponse:
-        cfg = self.config
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream",
                                                "Cache-Control": "no-cache"})
         await response.prepare(request)

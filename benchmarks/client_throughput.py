@@ -1,0 +1,120 @@
+"""Client figures (issue "Profile runs end to end"), each against a bare single-process
+aiohttp+uvloop client measured in the same run on the same mock server (its own process):
+
+1. max request throughput at concurrency 32, non-streaming and streaming (16 chunks);
+2. client CPU per request over the whole mesh process tree;
+3. TTFT p50 and ITL p50 with the mock injecting TTFT 20 ms and ITL 5 ms;
+4. mesh memory during a long run (``--memory-requests``, 10,000 by default).
+
+    .venv/bin/python benchmarks/client_throughput.py [--repeats 3] [--requests 3000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import threading
+import time
+
+from _common import bare_client, median, tree_cpu_seconds, tree_memory_mib
+
+from aiperf.mesh import Mesh
+from aiperf.mock_server import MockServerProcess
+
+CONCURRENCY = 32
+TOKENS = 16
+
+
+def pin(pid: int | None, cpu: int) -> None:
+    if pid and hasattr(os, "sched_setaffinity") and os.cpu_count() and os.cpu_count() > 1:
+        os.sched_setaffinity(pid, {cpu})
+
+
+def throughput(mesh: Mesh, url: str, requests: int, repeats: int) -> None:
+    for streaming in (False, True):
+        ratios, ours, bares, cpu_ms, bare_cpu_ms = [], [], [], [], []
+        for _ in range(repeats):
+            bare = bare_client(url, CONCURRENCY, requests, streaming, TOKENS)
+            assert mesh.pid is not None
+            cpu0 = tree_cpu_seconds(mesh.pid)
+            result = mesh.run(url=url, streaming=streaming, concurrency=CONCURRENCY,
+                              request_count=requests, osl=TOKENS, isl=32)
+            cpu1 = tree_cpu_seconds(mesh.pid)
+            assert result.error_count == 0 and result.invariant["ok"]
+            rps = result.metric("request_throughput")
+            ours.append(rps)
+            bares.append(bare.rps)
+            ratios.append(rps / bare.rps)
+            cpu_ms.append((cpu1 - cpu0) / requests * 1000)
+            bare_cpu_ms.append(bare.cpu_s / requests * 1000)
+        mode = "streaming    " if streaming else "non-streaming"
+        print(f"{mode} c={CONCURRENCY}: mesh {median(ours):7.0f} req/s, bare {median(bares):7.0f}"
+              f" req/s, ratio median {median(ratios):.2f} (target >= 0.80) "
+              f"[runs: {', '.join(f'{r:.2f}' for r in ratios)}]")
+        print(f"{mode} CPU per request: mesh {median(cpu_ms):.2f} ms (target <= 1 ms), "
+              f"bare {median(bare_cpu_ms):.2f} ms")
+
+
+def latency(mesh: Mesh, repeats: int) -> None:
+    with MockServerProcess(ttft_ms=20, itl_ms=5, tokens=TOKENS) as server:
+        pin(server.pid, 0)
+        d_ttft, d_itl = [], []
+        for _ in range(repeats):
+            bare = bare_client(server.url, CONCURRENCY, 600, True, TOKENS)
+            result = mesh.run(url=server.url, streaming=True, concurrency=CONCURRENCY,
+                              request_count=600, osl=TOKENS)
+            d_ttft.append(result.metric("time_to_first_token.p50") - median(bare.ttft_ms))
+            d_itl.append(result.metric("inter_token_latency.p50") - median(bare.itl_ms))
+        print(f"TTFT p50 mesh - bare: median {median(d_ttft):+.2f} ms (target within 1 ms) "
+              f"[{', '.join(f'{d:+.2f}' for d in d_ttft)}]")
+        print(f"ITL  p50 mesh - bare: median {median(d_itl):+.3f} ms (target within 1 ms) "
+              f"[{', '.join(f'{d:+.3f}' for d in d_itl)}]")
+
+
+def memory(mesh: Mesh, url: str, requests: int) -> None:
+    assert mesh.pid is not None
+    samples: list[tuple[float, float]] = []
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            samples.append(tree_memory_mib(mesh.pid))  # type: ignore[arg-type]
+            time.sleep(0.5)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        result = mesh.run(url=url, streaming=True, concurrency=CONCURRENCY,
+                          request_count=requests, osl=TOKENS, isl=32)
+    finally:
+        done.set()
+        sampler.join()
+    assert result.invariant["ok"]
+    third = max(1, len(samples) // 3)
+    early = median([s[1] for s in samples[:third]])
+    late = median([s[1] for s in samples[-third:]])
+    peak_pss = max(s[1] for s in samples)
+    peak_rss = max(s[0] for s in samples)
+    print(f"memory over {requests} requests: PSS peak {peak_pss:.0f} MiB (target <= 250), "
+          f"first third {early:.0f} -> last third {late:.0f} MiB; RSS summed peak "
+          f"{peak_rss:.0f} MiB")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--requests", type=int, default=3000)
+    parser.add_argument("--memory-requests", type=int, default=10_000)
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+    with MockServerProcess(tokens=TOKENS) as server, Mesh(workers=args.workers) as mesh:
+        pin(server.pid, 0)
+        mesh.run(url=server.url, concurrency=CONCURRENCY, request_count=500)  # warm up
+        throughput(mesh, server.url, args.requests, args.repeats)
+        if args.memory_requests:
+            memory(mesh, server.url, args.memory_requests)
+        latency(mesh, args.repeats)
+
+
+if __name__ == "__main__":
+    main()

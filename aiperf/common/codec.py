@@ -81,14 +81,55 @@ class MetricRecord(msgspec.Struct, array_like=True):
     cancelled: bool = False
 
 
-class CreditBatch(msgspec.Struct, array_like=True):
+# -- the credit channel (timing manager ROUTER <-> worker DEALER) -----------------------------
+
+
+class Lease(msgspec.Struct, array_like=True, tag=1):
+    """Closed-loop credits in bulk: the worker may start requests ``first_id`` ..
+    ``first_id + count - 1`` itself, at most ``slots`` at once, none after ``deadline_ns``
+    (0: no deadline). Leasing keeps
+    the timing manager and every IPC hop out of the per-request loop in concurrency mode."""
+
+    run: int
+    phase: int
+    first_id: int
+    count: int
+    slots: int
+    deadline_ns: int = 0
+
+
+class CreditBatch(msgspec.Struct, array_like=True, tag=2):
+    """Scheduled credits (rate and trace modes), sent ahead of their send times."""
+
     run: int
     credits: list[Credit]
 
 
-class ReturnBatch(msgspec.Struct, array_like=True):
+class WorkerHello(msgspec.Struct, array_like=True, tag=3):
+    """A worker announcing itself on the credit channel (its DEALER identity is its id)."""
+
+    worker_id: str
+
+
+class LeaseReport(msgspec.Struct, array_like=True, tag=4):
+    """``started`` ids of a lease were used (the rest never will be: deadline or cancel);
+    ``done`` once every started request has its record on the way."""
+
+    run: int
+    first_id: int
+    started: int
+    done: bool
+
+
+class ReturnBatch(msgspec.Struct, array_like=True, tag=5):
+    """Scheduled credits whose requests finished (they free concurrency-cap slots)."""
+
     run: int
     credit_ids: list[int]
+
+
+ToWorker = Lease | CreditBatch
+FromWorker = WorkerHello | LeaseReport | ReturnBatch
 
 
 class RawBatch(msgspec.Struct, array_like=True):
@@ -104,7 +145,7 @@ class MetricBatch(msgspec.Struct, array_like=True):
 _ENCODER = msgspec.msgpack.Encoder()
 encode = _ENCODER.encode
 
-credit_decoder = msgspec.msgpack.Decoder(CreditBatch)
-return_decoder = msgspec.msgpack.Decoder(ReturnBatch)
+to_worker_decoder = msgspec.msgpack.Decoder(ToWorker)
+from_worker_decoder = msgspec.msgpack.Decoder(FromWorker)
 raw_decoder = msgspec.msgpack.Decoder(RawBatch)
 metric_decoder = msgspec.msgpack.Decoder(MetricBatch)

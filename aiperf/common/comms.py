@@ -5,8 +5,8 @@ Topology (addresses from ``ServiceConfig.address``, IPC by default, TCP as an op
     control         ROUTER (controller, bind)  <-> DEALER (each service, identity = id)
     host            ROUTER (controller, bind)  <-> DEALER (the host handle)
     bus_in/bus_out  XSUB/XPUB proxy (controller) <- PUB / -> SUB (services)
-    credits         PUSH (timing manager, bind) -> PULL (workers)
-    credit_returns  PULL (timing manager, bind) <- PUSH (workers)
+    credits         ROUTER (timing manager, bind) <-> DEALER (each worker, identity = id):
+                    leases and scheduled credits out; hello, lease reports, returns back
     raw_records_i   PULL (record processor i, bind) <- PUSH (workers, connected to every i)
     records         PULL (records manager, bind) <- PUSH (record processors)
 
@@ -97,6 +97,15 @@ class BusProxy:
         self._context.term()
 
 
+def sync_twin(sock: Any) -> zmq.Socket[Any]:
+    """A blocking-API socket sharing ``sock``'s underlying zmq socket. Hot-path sends on an
+    unbounded-HWM socket never block, and skipping the asyncio future saves microseconds
+    per send. Only for send-only sockets, from the event loop's thread: on a socket that is
+    also received from asynchronously, a send through the twin can swallow the edge-
+    triggered wake-up the asyncio side waits for, and its receive loop stalls."""
+    return zmq.Socket.shadow(sock.underlying)
+
+
 class ServiceComms:
     """The sockets one service needs to talk to the controller and the bus."""
 
@@ -121,8 +130,10 @@ class ServiceComms:
     async def publish(self, message: Message) -> None:
         await self.bus_pub.send_multipart(message.encode())
 
-    def socket(self, kind: int, name: str, *, bind: bool, index: int | None = None) -> Any:
-        sock = make_socket(self.context, kind, self._address(name, index), bind=bind)
+    def socket(self, kind: int, name: str, *, bind: bool, index: int | None = None,
+               identity: bytes | None = None) -> Any:
+        sock = make_socket(self.context, kind, self._address(name, index), bind=bind,
+                           identity=identity)
         self._extra.append(sock)
         return sock
 

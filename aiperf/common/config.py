@@ -194,7 +194,7 @@ class UserConfig(BaseModel):
 
 CommBackend = Literal["ipc", "tcp"]
 
-ADDRESS_NAMES = ("control", "host", "bus_in", "bus_out", "credits", "credit_returns", "records")
+ADDRESS_NAMES = ("control", "host", "bus_in", "bus_out", "credits", "records")
 
 
 class ServiceConfig(BaseModel):

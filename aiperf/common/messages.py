@@ -121,10 +121,14 @@ class CreditsCompleteMessage(Message):
 
     message_type: MessageType = MessageType.CREDITS_COMPLETE
     run_id: str
-    credits_issued: int
-    warmup_credits: int
-    cancelled: bool = False
-    schedule_lag_ns: list[int] = Field(default_factory=list)
+    issued_ranges: list[tuple[int, int]] = Field(
+        default_factory=list, description="(first id, count) of every block of issued credits"
+    )
+    warmup_credits: int = 0
+
+    @property
+    def credits_issued(self) -> int:
+        return sum(count for _, count in self.issued_ranges)
 
 
 class CancelRequestsMessage(Message):

@@ -24,11 +24,16 @@ def _arr(values: Any) -> np.ndarray:
     return np.asarray(values, dtype=np.float64)
 
 
-def check_invariant(records: list[MetricRecord], credits_issued: int) -> dict[str, Any]:
+def check_invariant(
+    records: list[MetricRecord], issued_ranges: list[tuple[int, int]]
+) -> dict[str, Any]:
+    """Every issued credit id has exactly one record, and no record is of another id."""
     counts = Counter(r.credit_id for r in records)
+    issued = {cid for first, count in issued_ranges for cid in range(first, first + count)}
+    credits_issued = len(issued)
     duplicates = sorted(cid for cid, n in counts.items() if n > 1)
-    missing = sorted(set(range(credits_issued)) - set(counts))
-    unexpected = sorted(cid for cid in counts if cid >= credits_issued)
+    missing = sorted(issued - set(counts))
+    unexpected = sorted(set(counts) - issued)
     return {
         "credits_issued": credits_issued,
         "records_received": len(records),
@@ -87,9 +92,10 @@ def export_record(rec: MetricRecord, values: dict[str, Any]) -> dict[str, Any]:
 
 def compute_results(
     records: list[MetricRecord], config: UserConfig, metadata: EndpointMetadata,
-    credits_issued: int, streaming: bool,
+    issued_ranges: list[tuple[int, int]], streaming: bool,
 ) -> dict[str, Any]:
-    invariant = check_invariant(records, credits_issued)
+    invariant = check_invariant(records, issued_ranges)
+    credits_issued = invariant["credits_issued"]
     values = [per_request_values(r, streaming) for r in records]
     exported = [export_record(r, v) for r, v in zip(records, values, strict=True)]
     profiling = [

@@ -41,6 +41,7 @@ class RecordsManager(BaseComponentService):
         self._run_id = ""
         self._records: list[MetricRecord] = []
         self._expected: int | None = None
+        self._issued_ranges: list[tuple[int, int]] = []
         self._finished = True
         self._config: UserConfig | None = None
         self._late_timer: asyncio.TimerHandle | None = None
@@ -61,6 +62,7 @@ class RecordsManager(BaseComponentService):
         if message.run_id != self._run_id or self._config is None:
             return
         self._expected = message.credits_issued
+        self._issued_ranges = message.issued_ranges
         delay = self._config.request_timeout_seconds + LATE_RECORD_MARGIN_S
         self._late_timer = asyncio.get_running_loop().call_later(
             delay, lambda: self.spawn(self._finish(), name="finish-late")
@@ -90,7 +92,7 @@ class RecordsManager(BaseComponentService):
         assert isinstance(metadata, EndpointMetadata)
         streaming = config.streaming and metadata.supports_streaming
         results = compute_results(
-            self._records, config, metadata, self._expected or 0, streaming
+            self._records, config, metadata, self._issued_ranges, streaming
         )
         results["run_id"] = self._run_id
         self._records = []

@@ -1,20 +1,32 @@
-"""Timing manager: runs the configured timing strategy and issues credits to workers.
+"""Timing manager: runs the configured timing strategy and hands credits to workers.
 
-Credits go out on a PUSH socket that workers share (zmq round-robins them); returned credit
-ids come back in batches on a PULL socket and free the strategy's in-flight slots. When a
-run's last credit is issued it publishes ``CreditsComplete`` with the count, which the
-records manager uses to know when every record is in. In duration mode it then waits the
-grace period for stragglers and asks workers to cancel what is still in flight.
+One ROUTER socket carries the whole credit channel: workers say hello when they start
+(their DEALER identity is their service id), receive leases or scheduled credits, and
+report back lease use and finished scheduled credits. When the set of issued credits is
+final it publishes ``CreditsComplete`` with the exact id ranges, against which the records
+manager checks that every credit has one record. In duration mode it then waits the grace
+period for stragglers and asks workers to cancel what is still in flight.
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Any
 
 import numpy as np
 import zmq
 
-from aiperf.common.codec import CreditBatch, encode, return_decoder, run_number
+from aiperf.common.codec import (
+    Credit,
+    Lease,
+    LeaseReport,
+    ReturnBatch,
+    WorkerHello,
+    encode,
+    from_worker_decoder,
+    run_number,
+)
 from aiperf.common.config import UserConfig
 from aiperf.common.hooks import on_init, on_message
 from aiperf.common.messages import (
@@ -26,6 +38,7 @@ from aiperf.common.messages import (
 )
 from aiperf.common.service import BaseComponentService
 from aiperf.dataset.models import read_dataset
+from aiperf.errors import MeshTimeoutError
 from aiperf.plugin import PluginType, plugins
 from aiperf.timing.base import TimingStrategy
 
@@ -36,52 +49,85 @@ class TimingManager(BaseComponentService):
     @on_init
     async def _open_sockets(self) -> None:
         assert self.comms is not None
-        self._credits = self.comms.socket(zmq.PUSH, "credits", bind=True)
-        self._returns = self.comms.socket(zmq.PULL, "credit_returns", bind=True)
+        self._router = self.comms.socket(zmq.ROUTER, "credits", bind=True)
+        self.workers: list[str] = []
         self._strategy: TimingStrategy | None = None
         self._run = 0
-        self._run_id = ""
         self._config: UserConfig | None = None
-        self.spawn(self._receive_returns(), name="credit-returns")
+        self.spawn(self._receive(), name="credit-channel")
+
+    # -- Dispatcher ---------------------------------------------------------------------
+
+    async def send_lease(self, worker: str, lease: Lease) -> None:
+        await self._router.send_multipart([worker.encode(), encode(lease)])
+
+    async def send_credits(self, worker: str, credits: list[Credit]) -> None:
+        from aiperf.common.codec import CreditBatch
+
+        await self._router.send_multipart(
+            [worker.encode(), encode(CreditBatch(self._run, credits))])
+
+    # -- commands -------------------------------------------------------------------------
 
     @on_message(MessageType.CONFIGURE_PROFILE)
     async def _configure(self, command: ConfigureProfileCommand) -> dict[str, Any]:
+        await self._await_workers()
         config = UserConfig.model_validate(command.user_config)
         turns = read_dataset(command.dataset_path) if command.dataset_path else []
         strategy_class = plugins.get_class(
             PluginType.TIMING_STRATEGY, config.resolved_timing_strategy()
         )
         self._run = run_number(command.run_id)
-        self._run_id = command.run_id
         self._config = config
         self._strategy = strategy_class(
-            config, turns, np.random.default_rng(config.random_seed), self._send_credit
+            config, turns, np.random.default_rng(config.random_seed), self, self._run
         )
         return {}
+
+    async def _await_workers(self) -> None:
+        """Hellos are sent before workers register, so they are normally all in."""
+        deadline = time.monotonic() + self.service_config.command_timeout / 2
+        while len(self.workers) < self.service_config.workers:
+            if time.monotonic() > deadline:
+                raise MeshTimeoutError(
+                    f"timing manager: {len(self.workers)} of {self.service_config.workers} "
+                    "workers joined the credit channel"
+                )
+            await asyncio.sleep(0.005)
 
     @on_message(MessageType.START_PROFILE)
     async def _start(self, command: StartProfileCommand) -> None:
         assert self._strategy is not None
         self.spawn(self._drive(self._strategy, command.run_id), name="timing-strategy")
 
-    async def _send_credit(self, credit: Any) -> None:
-        await self._credits.send(encode(CreditBatch(self._run, [credit])), copy=False)
-
     async def _drive(self, strategy: TimingStrategy, run_id: str) -> None:
         await strategy.run()
         await self.publish(CreditsCompleteMessage(
-            run_id=run_id, credits_issued=strategy.issued, warmup_credits=strategy.warmup_issued,
+            run_id=run_id, issued_ranges=strategy.issued_ranges,
+            warmup_credits=strategy.warmup_issued,
         ))
         config = self._config
         if (
             config is not None
             and config.benchmark_duration is not None
-            and not await strategy.wait_all_returned(config.benchmark_grace_period)
+            and not await strategy.wait_for(strategy.all_done, config.benchmark_grace_period)
         ):
             await self.publish(CancelRequestsMessage(run_id=run_id))
 
-    async def _receive_returns(self) -> None:
+    # -- the credit channel ---------------------------------------------------------------
+
+    async def _receive(self) -> None:
         while True:
-            batch = return_decoder.decode(await self._returns.recv())
-            if batch.run == self._run and self._strategy is not None:
-                self._strategy.returned(batch.credit_ids)
+            identity, data = await self._router.recv_multipart()
+            message = from_worker_decoder.decode(data)
+            strategy = self._strategy
+            if isinstance(message, WorkerHello):
+                worker = identity.decode()
+                if worker not in self.workers:
+                    self.workers.append(worker)
+            elif strategy is None or message.run != self._run:
+                continue
+            elif isinstance(message, LeaseReport):
+                strategy.lease_report(message.first_id, message.started, message.done)
+            elif isinstance(message, ReturnBatch):
+                strategy.returned(message.credit_ids)

@@ -1,37 +1,41 @@
 """Worker: turns credits into HTTP requests and reports raw records.
 
-The hot path of the whole tool, kept short on purpose: a credit arrives (with its send time),
-the request body comes from a per-entry cache, the transport fills a ``RawRecord``, and the
-credit id and the record join the outgoing batches. Batches flush once per event-loop turn
-(``call_soon``), so a burst of completions costs one message, and a lone completion is not
-delayed waiting for company.
+The hot path of the whole tool, kept as close to a bare aiohttp loop as the measurements
+need. In closed-loop mode a worker runs ``slots`` loops that spend leased credit ids
+themselves (no IPC between one request ending and the next starting); scheduled credits
+(rate and trace modes) each get a task that sleeps until its send time. Request bodies are
+encoded once per dataset entry. Records leave in batches of up to ``RECORD_BATCH`` or every
+``RECORD_FLUSH_S``, so one message carries many requests; returns of scheduled credits
+leave once per event-loop turn, since they free concurrency-cap slots.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import zmq
 
 from aiperf.common.codec import (
     Credit,
+    CreditBatch,
     ErrorInfo,
+    Lease,
+    LeaseReport,
     RawBatch,
     RawRecord,
     ReturnBatch,
-    credit_decoder,
+    WorkerHello,
     encode,
     run_number,
+    to_worker_decoder,
 )
+from aiperf.common.comms import sync_twin
 from aiperf.common.config import UserConfig
 from aiperf.common.hooks import on_init, on_message, on_stop
-from aiperf.common.messages import (
-    CancelRequestsMessage,
-    ConfigureProfileCommand,
-    MessageType,
-)
+from aiperf.common.messages import CancelRequestsMessage, ConfigureProfileCommand, MessageType
 from aiperf.common.service import BaseComponentService
 from aiperf.dataset.models import Turn, read_dataset
 from aiperf.endpoints.base import BaseEndpoint
@@ -41,6 +45,16 @@ from aiperf.transports.http import HttpTransport
 
 _perf_ns = time.perf_counter_ns
 CANCELLED = ErrorInfo(None, "Cancelled", "in flight when the benchmark duration and grace ended")
+RECORD_BATCH = 64
+RECORD_FLUSH_S = 0.005
+
+
+@dataclass
+class _LeaseProgress:
+    lease: Lease
+    next_offset: int = 0
+    completed: int = 0
+    consumed: bool = False
 
 
 class Worker(BaseComponentService):
@@ -50,22 +64,29 @@ class Worker(BaseComponentService):
     async def _open_sockets(self) -> None:
         assert self.comms is not None
         cfg = self.service_config
-        self._credits = self.comms.socket(zmq.PULL, "credits", bind=False)
-        self._returns = self.comms.socket(zmq.PUSH, "credit_returns", bind=False)
-        self._records = self.comms.socket(zmq.PUSH, "raw_records", bind=False, index=0)
+        # Sent and received on the event loop through the asyncio socket: a blocking twin
+        # would consume the socket's edge-triggered wake-ups and stall the receive loop.
+        self._channel = self.comms.socket(zmq.DEALER, "credits", bind=False,
+                                          identity=self.service_id.encode())
+        records = self.comms.socket(zmq.PUSH, "raw_records", bind=False, index=0)
         for i in range(1, cfg.record_processors):
-            self._records.connect(cfg.address("raw_records", i))
+            records.connect(cfg.address("raw_records", i))
+        self._records = sync_twin(records)  # send-only: the blocking twin is safe
         self._run = 0
         self._run_id = ""
         self._turns: list[Turn] = []
         self._bodies: list[bytes | None] = []
         self._endpoint: BaseEndpoint | None = None
         self._transport: HttpTransport | None = None
+        self._leases: list[_LeaseProgress] = []
+        self._slot_tasks: list[asyncio.Task[None]] = []
+        self._wake = asyncio.Event()
         self._in_flight: dict[int, asyncio.Task[None]] = {}
-        self._done_ids: list[int] = []
-        self._done_records: list[RawRecord] = []
-        self._flush_pending = False
-        self.spawn(self._receive_credits(), name="credits")
+        self._pending_records: list[RawRecord] = []
+        self._record_timer: asyncio.TimerHandle | None = None
+        self._pending_returns: list[int] = []
+        self._channel.send(encode(WorkerHello(self.service_id)))
+        self.spawn(self._receive(), name="credit-channel")
 
     @on_message(MessageType.CONFIGURE_PROFILE)
     async def _configure(self, command: ConfigureProfileCommand) -> dict[str, Any]:
@@ -73,6 +94,7 @@ class Worker(BaseComponentService):
         endpoint_class = plugins.get_class(PluginType.ENDPOINT, config.endpoint_type)
         metadata = plugins.get_metadata(PluginType.ENDPOINT, config.endpoint_type)
         assert isinstance(metadata, EndpointMetadata)
+        self._end_run()
         self._endpoint = endpoint_class(config, metadata)
         self._turns = read_dataset(command.dataset_path) if command.dataset_path else []
         self._bodies = [None] * len(self._turns)
@@ -91,25 +113,101 @@ class Worker(BaseComponentService):
 
     @on_message(MessageType.CANCEL_REQUESTS)
     async def _cancel(self, message: CancelRequestsMessage) -> None:
-        if message.run_id == self._run_id:
-            for task in list(self._in_flight.values()):
-                task.cancel()
+        if message.run_id != self._run_id:
+            return
+        for progress in self._leases:
+            progress.consumed = True
+            self._report(progress)
+        for task in list(self._in_flight.values()):
+            task.cancel()
 
     @on_stop
     async def _close(self) -> None:
+        self._end_run()
         for task in list(self._in_flight.values()):
             task.cancel()
         if self._transport is not None:
             await self._transport.close()
 
-    async def _receive_credits(self) -> None:
+    def _end_run(self) -> None:
+        for task in self._slot_tasks:
+            task.cancel()
+        self._slot_tasks.clear()
+        self._leases.clear()
+
+    # -- receiving credits --------------------------------------------------------------
+
+    async def _receive(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            batch = credit_decoder.decode(await self._credits.recv())
-            if batch.run != self._run:
-                continue  # a credit of a run that is over; its run already finished
-            for credit in batch.credits:
-                self._in_flight[credit.id] = loop.create_task(self._execute(credit))
+            message = to_worker_decoder.decode(await self._channel.recv())
+            if message.run != self._run:
+                continue  # from a run that is over
+            if isinstance(message, Lease):
+                self._leases.append(_LeaseProgress(message))
+                if message.deadline_ns:
+                    # Slots stuck in slow requests would not notice the deadline: a timer does.
+                    delay = max(0.0, (message.deadline_ns - _perf_ns()) / 1e9)
+                    loop.call_later(delay + 0.001, self._next_lease)
+                while len(self._slot_tasks) < message.slots:
+                    self._slot_tasks.append(loop.create_task(self._slot()))
+                self._wake.set()
+            elif isinstance(message, CreditBatch):
+                for credit in message.credits:
+                    self._in_flight[credit.id] = loop.create_task(self._scheduled(credit))
+
+    def _next_lease(self) -> _LeaseProgress | None:
+        now = _perf_ns()
+        for progress in self._leases:
+            if progress.consumed:
+                continue
+            deadline = progress.lease.deadline_ns
+            if deadline and now > deadline:
+                progress.consumed = True
+                self._report(progress)
+                continue
+            return progress
+        return None
+
+    def _report(self, progress: _LeaseProgress) -> None:
+        done = progress.consumed and progress.completed == progress.next_offset
+        lease = progress.lease
+        self._channel.send(encode(LeaseReport(lease.run, lease.first_id, progress.next_offset,
+                                              done)))
+        if done:
+            self._leases.remove(progress)
+
+    async def _slot(self) -> None:
+        """One closed-loop slot: take the next leased id, send, repeat."""
+        while True:
+            progress = self._next_lease()
+            if progress is None:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            lease = progress.lease
+            credit_id = lease.first_id + progress.next_offset
+            progress.next_offset += 1
+            if progress.next_offset == lease.count:
+                progress.consumed = True
+                self._report(progress)  # used up: the timing manager sends the next
+            conversation = credit_id % len(self._turns) if self._turns else 0
+            task = asyncio.get_running_loop().create_task(
+                self._execute(credit_id, lease.phase, conversation, _perf_ns()))
+            self._in_flight[credit_id] = task
+            await task
+            progress.completed += 1
+            if progress.consumed and progress.completed == progress.next_offset:
+                self._report(progress)
+
+    async def _scheduled(self, credit: Credit) -> None:
+        await self._execute(credit.id, credit.phase, credit.conversation, credit.send_at_ns,
+                            wait_until_ns=credit.send_at_ns)
+        self._pending_returns.append(credit.id)
+        if len(self._pending_returns) == 1:
+            asyncio.get_running_loop().call_soon(self._flush_returns)
+
+    # -- one request ----------------------------------------------------------------------
 
     def _body(self, conversation: int) -> bytes:
         body = self._bodies[conversation]
@@ -118,34 +216,45 @@ class Worker(BaseComponentService):
             body = self._bodies[conversation] = self._endpoint.encode(self._turns[conversation])
         return body
 
-    async def _execute(self, credit: Credit) -> None:
-        record = RawRecord(credit.id, credit.phase, self.service_id, credit.conversation,
-                           credit.send_at_ns, 0, 0, 0, 0, 0, [])
+    async def _execute(self, credit_id: int, phase: int, conversation: int,
+                       credit_ns: int, wait_until_ns: int = 0) -> None:
+        record = RawRecord(credit_id, phase, self.service_id, conversation, credit_ns,
+                           0, 0, 0, 0, 0, [])
         try:
-            delay_ns = credit.send_at_ns - _perf_ns()
-            if delay_ns > 0:
-                await asyncio.sleep(delay_ns / 1e9)
+            if wait_until_ns:
+                delay_ns = wait_until_ns - _perf_ns()
+                if delay_ns > 0:
+                    await asyncio.sleep(delay_ns / 1e9)
             assert self._transport is not None
-            await self._transport.send(
-                record, self._url, self._headers, self._body(credit.conversation),
-                self._streaming,
-            )
+            await self._transport.send(record, self._url, self._headers,
+                                       self._body(conversation), self._streaming)
         except asyncio.CancelledError:
             record.cancelled = True
             record.error = CANCELLED
             record.end_ns = _perf_ns()
         finally:
-            self._in_flight.pop(credit.id, None)
-            self._done_ids.append(credit.id)
-            self._done_records.append(record)
-            if not self._flush_pending:
-                self._flush_pending = True
-                asyncio.get_running_loop().call_soon(self._flush)
+            self._in_flight.pop(credit_id, None)
+            self._queue_record(record)
 
-    def _flush(self) -> None:
-        self._flush_pending = False
-        ids, self._done_ids = self._done_ids, []
-        records, self._done_records = self._done_records, []
-        if ids:
-            self._returns.send(encode(ReturnBatch(self._run, ids)))
+    # -- batching -------------------------------------------------------------------------
+
+    def _queue_record(self, record: RawRecord) -> None:
+        self._pending_records.append(record)
+        if len(self._pending_records) >= RECORD_BATCH:
+            self._flush_records()
+        elif self._record_timer is None:
+            self._record_timer = asyncio.get_running_loop().call_later(
+                RECORD_FLUSH_S, self._flush_records)
+
+    def _flush_records(self) -> None:
+        if self._record_timer is not None:
+            self._record_timer.cancel()
+            self._record_timer = None
+        records, self._pending_records = self._pending_records, []
+        if records:
             self._records.send(encode(RawBatch(self._run, records)))
+
+    def _flush_returns(self) -> None:
+        ids, self._pending_returns = self._pending_returns, []
+        if ids:
+            self._channel.send(encode(ReturnBatch(self._run, ids)))

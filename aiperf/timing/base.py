@@ -1,49 +1,120 @@
-"""What every timing strategy shares: phases, credit ids, stop conditions, returns.
+"""What every timing strategy shares: phases, credit ids, leases, stop conditions.
 
-A run is an optional warmup phase (its credits all return before profiling starts, so no
-warmup request overlaps the measured window) and a profiling phase that stops after
-``request_count`` credits or when ``benchmark_duration`` has passed. Subclasses decide only
-*when* each credit of a phase goes (``issue_phase``).
+A run is an optional warmup phase (all of its requests finish before profiling starts, so
+no warmup request overlaps the measured window) and a profiling phase that stops after
+``request_count`` credits or when ``benchmark_duration`` has passed.
+
+Credits reach workers in one of two forms (``aiperf.common.codec``):
+
+* **leases** (closed loop): a block of ids a worker spends itself, ``slots`` at a time. The
+  strategy keeps two leases per worker in hand and sends the next when one is used up, so
+  the per-request loop never waits on the timing manager;
+* **scheduled credits** (open loop, traces): ids with absolute send times, sent ahead of
+  time in batches; the worker fires each on its own clock and returns it when done, which
+  frees a slot of the optional concurrency cap.
+
+Every id a worker actually starts is *issued*; ids of a lease a worker could not use
+(deadline) never are. ``issued_ranges`` is the exact list the records manager checks the
+records against.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 import numpy as np
 
-from aiperf.common.codec import PROFILING, WARMUP, Credit
+from aiperf.common.codec import PROFILING, WARMUP, Credit, Lease
 from aiperf.common.config import UserConfig
 from aiperf.dataset.models import Turn
 
-SendCredit = Callable[[Credit], Awaitable[None]]
 _perf_ns = time.perf_counter_ns
+PHASE_TIMEOUT_MARGIN_S = 5.0
+
+
+@dataclass
+class LeaseState:
+    worker: str
+    lease: Lease
+    started: int = 0
+    consumed: bool = False
+    done: bool = False
+
+
+class Dispatcher:
+    """How a strategy reaches workers; the timing manager implements it over ZeroMQ."""
+
+    workers: list[str]
+    send_lease: Callable[[str, Lease], Awaitable[None]]
+    send_credits: Callable[[str, list[Credit]], Awaitable[None]]
 
 
 class TimingStrategy:
-    def __init__(
-        self, config: UserConfig, turns: list[Turn], rng: np.random.Generator, send: SendCredit
-    ) -> None:
+    def __init__(self, config: UserConfig, turns: list[Turn], rng: np.random.Generator,
+                 dispatcher: Dispatcher, run: int) -> None:
         self.config = config
         self.turns = turns
         self.rng = rng
-        self._send = send
-        self.issued = 0
+        self.dispatcher = dispatcher
+        self.run_tag = run
+        self._next_id = 0
+        self.issued_ranges: list[tuple[int, int]] = []
         self.warmup_issued = 0
-        self.outstanding: set[int] = set()
-        self._all_returned = asyncio.Event()
-        self._all_returned.set()
+        self.leases: dict[int, LeaseState] = {}
+        self.scheduled: dict[int, str] = {}  # credit id -> worker, until returned
+        self._progress = asyncio.Event()
         self._slots: asyncio.Semaphore | None = None
+        self._round_robin = itertools.cycle(dispatcher.workers)
 
-    # -- used by subclasses ---------------------------------------------------------------
+    @property
+    def issued(self) -> int:
+        return sum(count for _, count in self.issued_ranges)
+
+    # -- ids ------------------------------------------------------------------------------
+
+    def take_ids(self, count: int) -> int:
+        first = self._next_id
+        self._next_id += count
+        return first
+
+    def _record_issued(self, phase: int, first: int, count: int) -> None:
+        if count:
+            self.issued_ranges.append((first, count))
+            if phase == WARMUP:
+                self.warmup_issued += count
+
+    # -- leases (closed loop) -------------------------------------------------------------
+
+    async def lease(self, worker: str, phase: int, count: int, slots: int,
+                    deadline_ns: int = 0) -> None:
+        lease = Lease(self.run_tag, phase, self.take_ids(count), count, slots, deadline_ns)
+        self.leases[lease.first_id] = LeaseState(worker, lease)
+        await self.dispatcher.send_lease(worker, lease)
+
+    def lease_report(self, first_id: int, started: int, done: bool) -> LeaseState | None:
+        state = self.leases.get(first_id)
+        if state is None:
+            return None
+        if not state.consumed:
+            state.consumed = True
+            state.started = started
+            self._record_issued(state.lease.phase, first_id, started)
+        state.done = state.done or done
+        self._progress.set()
+        return state
+
+    # -- scheduled credits (open loop) ------------------------------------------------------
 
     def limit_in_flight(self, slots: int | None) -> None:
         self._slots = asyncio.Semaphore(slots) if slots else None
 
     async def acquire_slot(self, deadline_ns: int | None = None) -> bool:
-        """Wait for a free in-flight slot (if limited); False when the deadline passed."""
+        """Wait for a free slot of the concurrency cap, if any; False when the deadline
+        passed first."""
         if self._slots is None:
             return True
         if deadline_ns is None:
@@ -58,46 +129,73 @@ class TimingStrategy:
             return False
         return True
 
-    async def issue(
-        self, phase: int, send_at_ns: int | None = None, conversation: int | None = None
-    ) -> None:
-        credit_id = self.issued
-        self.issued += 1
-        if phase == WARMUP:
-            self.warmup_issued += 1
-        self.outstanding.add(credit_id)
-        self._all_returned.clear()
-        if conversation is None:
-            conversation = credit_id % len(self.turns) if self.turns else 0
-        await self._send(Credit(credit_id, phase, conversation, send_at_ns or _perf_ns()))
+    def pick_worker(self) -> str:
+        """Round robin without a cap; with one, the worker with the fewest in flight."""
+        if self._slots is None:
+            return next(self._round_robin)
+        load = dict.fromkeys(self.dispatcher.workers, 0)
+        for worker in self.scheduled.values():
+            load[worker] += 1
+        return min(load, key=load.__getitem__)
 
-    # -- driven by the timing manager -----------------------------------------------------
+    async def send_scheduled(self, phase: int, due: list[tuple[int, int | None]]) -> None:
+        """Send credits ``(send_at_ns, conversation)`` grouped into one batch per worker."""
+        if not due:
+            return
+        first = self.take_ids(len(due))
+        batches: dict[str, list[Credit]] = {}
+        for offset, (send_at, conversation) in enumerate(due):
+            credit_id = first + offset
+            if conversation is None:
+                conversation = credit_id % len(self.turns) if self.turns else 0
+            worker = self.pick_worker()
+            self.scheduled[credit_id] = worker
+            batches.setdefault(worker, []).append(Credit(credit_id, phase, conversation, send_at))
+        self._record_issued(phase, first, len(due))
+        for worker, credits in batches.items():
+            await self.dispatcher.send_credits(worker, credits)
 
     def returned(self, credit_ids: list[int]) -> None:
         for credit_id in credit_ids:
-            if credit_id in self.outstanding:
-                self.outstanding.discard(credit_id)
-                if self._slots is not None:
-                    self._slots.release()
-        if not self.outstanding:
-            self._all_returned.set()
+            if self.scheduled.pop(credit_id, None) is not None and self._slots is not None:
+                self._slots.release()
+        self._progress.set()
 
-    async def wait_all_returned(self, timeout: float) -> bool:
-        try:
-            await asyncio.wait_for(self._all_returned.wait(), timeout)
-        except asyncio.TimeoutError:
-            return False
+    # -- waiting ----------------------------------------------------------------------------
+
+    def all_consumed(self) -> bool:
+        return all(s.consumed for s in self.leases.values())
+
+    def all_done(self) -> bool:
+        return not self.scheduled and all(s.done for s in self.leases.values())
+
+    async def wait_for(self, condition: Callable[[], bool], timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while not condition():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            self._progress.clear()
+            try:
+                await asyncio.wait_for(self._progress.wait(), remaining)
+            except asyncio.TimeoutError:
+                return condition()
         return True
 
+    # -- the run ------------------------------------------------------------------------------
+
     async def run(self) -> None:
+        """Issue every phase; returns once the set of issued credits is final."""
         cfg = self.config
+        phase_timeout = cfg.request_timeout_seconds + PHASE_TIMEOUT_MARGIN_S
         if cfg.warmup_request_count:
             await self.issue_phase(WARMUP, cfg.warmup_request_count, None)
-            await self.wait_all_returned(cfg.request_timeout_seconds + 5)
+            await self.wait_for(self.all_done, phase_timeout)
         end_ns = None
         if cfg.benchmark_duration is not None:
             end_ns = _perf_ns() + int(cfg.benchmark_duration * 1e9)
         await self.issue_phase(PROFILING, cfg.resolved_request_count(), end_ns)
+        await self.wait_for(self.all_consumed, phase_timeout + (cfg.benchmark_duration or 0))
 
     async def issue_phase(self, phase: int, count: int | None, end_ns: int | None) -> None:
         raise NotImplementedError

@@ -1,16 +1,57 @@
-"""Closed loop: N credits in flight; each returned credit lets the next one go."""
+"""Closed loop: N requests in flight. The N slots are split across workers and each worker
+spends leased ids itself; a used-up lease is replaced by a new one, two kept in hand."""
 
 from __future__ import annotations
 
-import itertools
+import math
 
 from aiperf.timing.base import TimingStrategy
+
+LEASES_IN_HAND = 2
+LEASE_SLOTS_MULTIPLE = 4
+
+
+def split_slots(total: int, workers: list[str]) -> dict[str, int]:
+    base, extra = divmod(total, len(workers))
+    shares = {w: base + (1 if i < extra else 0) for i, w in enumerate(workers)}
+    return {w: n for w, n in shares.items() if n}
 
 
 class ConcurrencyStrategy(TimingStrategy):
     async def issue_phase(self, phase: int, count: int | None, end_ns: int | None) -> None:
-        self.limit_in_flight(self.config.concurrency or 1)
-        for _ in range(count) if count is not None else itertools.count():
-            if not await self.acquire_slot(end_ns):
-                return
-            await self.issue(phase)
+        slots = split_slots(self.config.concurrency or 1, self.dispatcher.workers)
+        budget = math.inf if count is None else count
+        deadline = end_ns or 0
+
+        def size(worker: str) -> int:
+            fair = math.ceil(budget / (LEASES_IN_HAND * len(slots))) if count else math.inf
+            return int(min(budget, max(slots[worker], min(fair,
+                                                          slots[worker] * LEASE_SLOTS_MULTIPLE))))
+
+        for _ in range(LEASES_IN_HAND):
+            for worker in slots:
+                n = size(worker)
+                if n <= 0:
+                    break
+                budget -= n
+                await self.lease(worker, phase, n, slots[worker], deadline)
+        seen: set[int] = set()
+        while budget > 0:
+            consumed = [s for first, s in self.leases.items()
+                        if s.consumed and s.lease.phase == phase and first not in seen]
+            if not consumed:
+                await self.wait_for(lambda: self._any_new_consumed(seen, phase), 3600.0)
+                continue
+            for state in consumed:
+                seen.add(state.lease.first_id)
+                if deadline and state.started < state.lease.count:
+                    budget = 0  # a worker hit the deadline: the phase is over
+                if budget <= 0:
+                    break
+                n = size(state.worker)
+                budget -= n
+                await self.lease(state.worker, phase, n, slots[state.worker], deadline)
+
+    def _any_new_consumed(self, seen: set[int], phase: int) -> bool:
+        return any(s.consumed and s.lease.phase == phase and first not in seen
+                   for first, s in self.leases.items())

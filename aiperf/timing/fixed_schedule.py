@@ -21,11 +21,18 @@ class FixedScheduleStrategy(TimingStrategy):
         start = _perf_ns() + FIRST_SEND_DELAY_NS
         total = len(self.turns) if count is None else min(count, len(self.turns))
         order = sorted(range(len(self.turns)), key=lambda i: stamps[i] or 0)[:total]
-        for index in order:
-            send_at = start + int(((stamps[index] or 0) - first) * 1e6)
-            if end_ns is not None and send_at > end_ns:
-                return
-            wait_ns = send_at - _perf_ns() - LOOKAHEAD_NS
-            if wait_ns > 0:
-                await asyncio.sleep(wait_ns / 1e9)
-            await self.issue(phase, send_at_ns=send_at, conversation=index)
+        schedule = [(start + int(((stamps[i] or 0) - first) * 1e6), i) for i in order]
+        if end_ns is not None:
+            schedule = [(at, i) for at, i in schedule if at <= end_ns]
+        position = 0
+        while position < len(schedule):
+            horizon = _perf_ns() + LOOKAHEAD_NS
+            due: list[tuple[int, int | None]] = []
+            while position < len(schedule) and schedule[position][0] <= horizon:
+                due.append(schedule[position])
+                position += 1
+            await self.send_scheduled(phase, due)
+            if position < len(schedule):
+                wait_ns = schedule[position][0] - _perf_ns() - LOOKAHEAD_NS
+                if wait_ns > 0:
+                    await asyncio.sleep(wait_ns / 1e9)

@@ -1,5 +1,6 @@
-"""Open loop at a rate: send times are absolute deadlines computed from the arrival
-pattern, sent to workers up to ``LOOKAHEAD_NS`` ahead so they fire on their own clock.
+"""Open loop at a rate: send times are absolute deadlines from the arrival pattern. Credits
+due within ``LOOKAHEAD_NS`` go out together, one batch per worker, and each worker fires
+them on its own clock.
 
 Falling behind (a concurrency cap that blocked, a slow machine) is caught up by sending the
 late credits at once, but never more than ``MAX_CATCHUP_NS`` of backlog: past that the
@@ -10,7 +11,6 @@ visible in ``credit_to_start_latency``.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import time
 
 from aiperf.plugin import PluginType, plugins
@@ -29,16 +29,31 @@ class RequestRateStrategy(TimingStrategy):
         arrival_class = plugins.get_class(PluginType.ARRIVAL_PATTERN, cfg.arrival_pattern)
         arrival = arrival_class(cfg.request_rate, cfg.arrival_smoothness, self.rng)
         self.limit_in_flight(cfg.concurrency)
+        remaining = count
         next_at = _perf_ns() + FIRST_SEND_DELAY_NS
-        for _ in range(count) if count is not None else itertools.count():
+
+        def more_due(taken: int, horizon: int) -> bool:
+            return (next_at <= horizon
+                    and (remaining is None or remaining > taken)
+                    and (end_ns is None or next_at <= end_ns)
+                    and (self._slots is None or not self._slots.locked()))
+
+        while remaining is None or remaining > 0:
             if end_ns is not None and next_at > end_ns:
                 return
-            if not await self.acquire_slot(end_ns):
-                return
-            now = _perf_ns()
-            next_at = max(next_at, now - MAX_CATCHUP_NS)
-            wait_ns = next_at - now - LOOKAHEAD_NS
+            wait_ns = next_at - _perf_ns() - LOOKAHEAD_NS
             if wait_ns > 0:
                 await asyncio.sleep(wait_ns / 1e9)
-            await self.issue(phase, send_at_ns=next_at)
+            if not await self.acquire_slot(end_ns):
+                return
+            next_at = max(next_at, _perf_ns() - MAX_CATCHUP_NS)
+            due: list[tuple[int, int | None]] = [(next_at, None)]
             next_at += arrival.next_gap_ns()
+            horizon = _perf_ns() + LOOKAHEAD_NS
+            while more_due(len(due), horizon):
+                await self.acquire_slot()  # free (checked above): returns at once
+                due.append((next_at, None))
+                next_at += arrival.next_gap_ns()
+            await self.send_scheduled(phase, due)
+            if remaining is not None:
+                remaining -= len(due)

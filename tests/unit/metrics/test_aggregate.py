@@ -29,7 +29,7 @@ def failed(cid: int, start_ms: int) -> MetricRecord:
 def results(records: list[MetricRecord], **config: object) -> dict:
     meta = plugins.get_metadata(PluginType.ENDPOINT, "chat")
     return compute_results(records, UserConfig(streaming=True, **config), meta,  # type: ignore[arg-type]
-                           len(records), streaming=True)
+                           [(0, len(records))], streaming=True)
 
 
 def test_latency_statistics_follow_numpy_linear_percentiles_and_population_std() -> None:
@@ -95,11 +95,13 @@ def test_inter_chunk_latency_pools_gaps_over_requests() -> None:
 
 
 def test_the_credit_invariant_reports_missing_and_duplicate_records() -> None:
-    records = [ok(0, 0, 1, 2, osl=2), ok(0, 0, 1, 2, osl=2), ok(2, 0, 1, 2, osl=2)]
+    records = [ok(0, 0, 1, 2, osl=2), ok(0, 0, 1, 2, osl=2), ok(2, 0, 1, 2, osl=2),
+               ok(7, 0, 1, 2, osl=2)]
     meta = plugins.get_metadata(PluginType.ENDPOINT, "chat")
     out = compute_results(records, UserConfig(streaming=True), meta,  # type: ignore[arg-type]
-                          credits_issued=3, streaming=True)
+                          issued_ranges=[(0, 3)], streaming=True)
     assert out["invariant"]["ok"] is False
     assert out["invariant"]["missing_credit_ids"] == [1]
     assert out["invariant"]["duplicate_credit_ids"] == [0]
+    assert out["invariant"]["unexpected_credit_ids"] == [7]
     assert any("credit invariant broken" in w for w in out["warnings"])

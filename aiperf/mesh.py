@@ -132,7 +132,19 @@ class Mesh:
         self._send(RunProfileRequest(run_id=run_id, user_config=json.loads(
             json.dumps(dumped, default=str))))
         deadline = run_deadline(config, self.service_config) + self.service_config.command_timeout
-        reply = self._receive(RunProfileReply, deadline, f"run {run_id}")
+        try:
+            reply = self._receive(RunProfileReply, deadline, f"run {run_id}")
+        except (KeyboardInterrupt, MeshTimeoutError, Exception) as exc:
+            if not isinstance(exc, MeshError) or isinstance(exc, MeshTimeoutError):
+                # Interrupted (Ctrl-C, a test timeout) or hung: the run is still going in
+                # the mesh, so the mesh cannot serve another one. Stop it now.
+                self._dead = MeshError(f"the mesh was stopped during run {run_id}: {exc!r}")
+                self.shutdown()
+            raise
+        except BaseException as exc:  # e.g. pytest-timeout's Failed, SystemExit
+            self._dead = MeshError(f"the mesh was stopped during run {run_id}: {exc!r}")
+            self.shutdown()
+            raise
         if reply.error is not None:
             error = reply.error.to_exception()
             if reply.mesh_failed:

@@ -1,0 +1,94 @@
+"""Reports of the session's load tests: the terminal summary, ``summary.json`` and the
+GitHub step summary. The last two implement ``pytest_aiperf_report``, the hook any other
+reporter (a dashboard uploader, say) implements the same way."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from pytest_aiperf.session import LoadTestRecord
+
+GITHUB_ENV = "GITHUB_STEP_SUMMARY"
+_COLUMNS = ("Test", "Profile", "req/s", "TTFT p99", "Lat p99", "Err %", "Verdict")
+
+
+def _cells(record: LoadTestRecord) -> tuple[str, ...]:
+    m = record.key_metrics()
+
+    def fmt(name: str, spec: str) -> str:
+        return format(m[name], spec) if name in m else "-"
+
+    return (record.nodeid.split("::", 1)[-1], record.profile,
+            fmt("request_throughput", ",.1f"),
+            fmt("time_to_first_token.p99", ",.1f") + (" ms" if "time_to_first_token.p99" in m
+                                                       else ""),
+            fmt("request_latency.p99", ",.1f") + (" ms" if "request_latency.p99" in m else ""),
+            fmt("request_error_rate", ".1f"), record.outcome)
+
+
+def render_terminal(records: list[LoadTestRecord], width: int = 100) -> list[str]:
+    rows = [_COLUMNS, *(_cells(r) for r in records)]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(_COLUMNS))]
+    overflow = sum(widths) + 2 * (len(widths) - 1) - width
+    if overflow > 0:  # keep 100 columns: shorten the test id first
+        widths[0] = max(12, widths[0] - overflow)
+    lines = []
+    for index, row in enumerate(rows):
+        cells = [_fit(c, widths[i]) for i, c in enumerate(row)]
+        lines.append("  ".join(c.ljust(widths[i]) if i < 2 or i == 6 else c.rjust(widths[i])
+                               for i, c in enumerate(cells)).rstrip())
+        if index == 0:
+            lines.append("-" * min(width, len(lines[0])))
+    for record in records:
+        for verdict in record.verdicts:
+            if not verdict.passed:
+                measured = ("not measured" if verdict.measured is None
+                            else f"{verdict.measured:,.2f} {verdict.objective.unit}")
+                lines.append(f"  FAIL {record.nodeid.split('::', 1)[-1]}: "
+                             f"{verdict.objective.key} = {measured}, needs "
+                             f"{verdict.objective.text}")
+        if record.error:
+            lines.append(f"  ERROR {record.nodeid.split('::', 1)[-1]}: "
+                         f"{record.error.splitlines()[0][:90]}")
+    return lines
+
+
+def _fit(text: str, width: int) -> str:
+    return text if len(text) <= width else "…" + text[-(width - 1):]
+
+
+def render_markdown(records: list[LoadTestRecord]) -> str:
+    lines = ["### pytest-aiperf load tests", "", "| " + " | ".join(_COLUMNS) + " |",
+             "|" + "---|" * len(_COLUMNS)]
+    for record in records:
+        cells = list(_cells(record))
+        cells[-1] = {"PASS": "✅ PASS", "FAIL": "❌ FAIL"}.get(cells[-1], cells[-1])
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    for record in records:
+        for verdict in record.verdicts:
+            if not verdict.passed:
+                lines.append(f"- **{record.nodeid}**: `{verdict.objective.key}` "
+                             f"{verdict.measured} {verdict.objective.unit}, needs "
+                             f"`{verdict.objective.text}`")
+    return "\n".join(lines) + "\n"
+
+
+class BuiltinReporters:
+    def __init__(self, artifacts: Path | None) -> None:
+        self.artifacts = artifacts
+
+    @pytest.hookimpl
+    def pytest_aiperf_report(self, session: pytest.Session,
+                             results: list[LoadTestRecord]) -> None:
+        if self.artifacts is not None and results:
+            self.artifacts.mkdir(parents=True, exist_ok=True)
+            (self.artifacts / "summary.json").write_text(json.dumps(
+                {"load_tests": [r.to_dict() for r in results]}, indent=2), encoding="utf-8")
+        target = os.environ.get(GITHUB_ENV)
+        if target and results:
+            with open(target, "a", encoding="utf-8") as handle:
+                handle.write(render_markdown(results))

@@ -1,0 +1,128 @@
+"""Session state: the lazily started mesh and mock server, and the record of every load
+test. Registered as a plugin object by ``pytest_configure`` and removed at unconfigure,
+the way pytest's own junitxml keeps its state."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from aiperf.common.config import UserConfig
+from aiperf.errors import EndpointError
+from aiperf.mesh import Mesh
+from aiperf.mock_server import MockServerThread
+from aiperf.mock_server.config import MockServerConfig
+from aiperf.results import ProfileResult
+from pytest_aiperf.options import Settings
+from pytest_aiperf.profile import LoadTestSpec
+from pytest_aiperf.slo import Verdict
+
+# What the built-in mock serves when no --aiperf-url is given: small, realistic latencies.
+DEFAULT_MOCK = MockServerConfig(ttft_ms=10, ttft_stddev_ms=2, itl_ms=2, tokens=32)
+KEY_METRICS = ("request_throughput", "time_to_first_token.p99", "request_latency.p99",
+               "request_error_rate")
+
+
+@dataclass
+class LoadTestRecord:
+    """One load test as the reports see it."""
+
+    nodeid: str
+    profile: str
+    result: ProfileResult | None = None
+    verdicts: list[Verdict] = field(default_factory=list)
+    outcome: str = "ERROR"  # PASS, FAIL (objective breached or test failed), ERROR, SKIP
+    error: str | None = None
+    artifacts: Path | None = None
+
+    def key_metrics(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        if self.result is None:
+            return out
+        for name in KEY_METRICS:
+            try:
+                out[name] = self.result.metric(name)
+            except KeyError:
+                continue
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "nodeid": self.nodeid, "profile": self.profile, "outcome": self.outcome,
+            "error": self.error, "metrics": self.key_metrics(),
+            "objectives": [v.to_dict() for v in self.verdicts],
+            "artifacts": str(self.artifacts) if self.artifacts else None,
+        }
+
+
+def safe_dirname(nodeid: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", nodeid).strip("_")[:150]
+
+
+class AIPerfSession:
+    def __init__(self, config: pytest.Config, settings: Settings) -> None:
+        self.config = config
+        self.settings = settings
+        self.records: dict[str, LoadTestRecord] = {}
+        self._mesh: Mesh | None = None
+        self._mock: MockServerThread | None = None
+
+    # -- shared infrastructure, started on first use ----------------------------------------
+
+    def mesh(self) -> Mesh:
+        if self._mesh is None or not self._mesh.running:
+            if self._mesh is not None:
+                self._mesh.shutdown()
+            self._mesh = Mesh(workers=self.settings.workers).start()
+        return self._mesh
+
+    def default_url(self) -> str:
+        if self.settings.url:
+            return self.settings.url
+        if self._mock is None:
+            self._mock = MockServerThread(DEFAULT_MOCK)
+            self._mock.start()
+        return self._mock.url
+
+    def shutdown(self) -> None:
+        if self._mesh is not None:
+            self._mesh.shutdown()
+            self._mesh = None
+        if self._mock is not None:
+            self._mock.stop()
+            self._mock = None
+
+    # -- running ---------------------------------------------------------------------------
+
+    def run(self, item: pytest.Item, spec: LoadTestSpec) -> ProfileResult:
+        record = self.records[item.nodeid] = LoadTestRecord(item.nodeid, spec.short())
+        profile = dict(spec.profile)
+        item.config.hook.pytest_aiperf_profile(item=item, profile=profile)
+        profile.setdefault("url", self.default_url())
+        config = UserConfig.build(where=f"aiperf profile of {item.nodeid}", **profile)
+        result = self.mesh().run(config)
+        record.result = result
+        if self.settings.artifacts is not None:
+            from aiperf.exporters.base import export_files
+
+            record.artifacts = self.settings.artifacts / safe_dirname(item.nodeid)
+            export_files(result, record.artifacts)
+        total = result.request_count + result.error_count
+        if total and result.request_count == 0:
+            raise EndpointError(unusable_message(config, result))
+        item.config.hook.pytest_aiperf_result(item=item, result=result)
+        return result
+
+
+def unusable_message(config: UserConfig, result: ProfileResult) -> str:
+    lines = [f"every request to {config.url} failed ({result.error_count} of "
+             f"{result.error_count}); objectives were not evaluated"]
+    for item in result.error_summary[:5]:
+        d = item["error_details"]
+        code = f"{d['code']} " if d.get("code") is not None else ""
+        lines.append(f"  {item['count']} x {code}{d['type']}: {d['message'][:200]}")
+    return "\n".join(lines)

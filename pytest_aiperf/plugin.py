@@ -13,6 +13,7 @@ this module; the work is in the sibling modules (options, profile, slo, session,
 from __future__ import annotations
 
 from collections.abc import Generator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -165,8 +166,12 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     for line in render_terminal(records, width=100):
         terminalreporter.write_line(line)
     if session.settings.artifacts is not None:
-        terminalreporter.write_line(
-            f"artifacts: {session.settings.artifacts.resolve()} (summary.json)")
+        path = session.settings.artifacts
+        try:
+            path = path.resolve().relative_to(Path.cwd())
+        except ValueError:
+            path = path.resolve()
+        terminalreporter.write_line(f"artifacts: {path}/ (summary.json)")
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:

@@ -99,9 +99,10 @@ class AIPerfSession:
     # -- running ---------------------------------------------------------------------------
 
     def run(self, item: pytest.Item, spec: LoadTestSpec) -> ProfileResult:
-        record = self.records[item.nodeid] = LoadTestRecord(item.nodeid, spec.short())
         profile = dict(spec.profile)
         item.config.hook.pytest_aiperf_profile(item=item, profile=profile)
+        record = LoadTestRecord(item.nodeid, LoadTestSpec(profile).short())
+        self.records[item.nodeid] = record
         profile.setdefault("url", self.default_url())
         config = UserConfig.build(where=f"aiperf profile of {item.nodeid}", **profile)
         result = self.mesh().run(config)

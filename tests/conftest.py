@@ -12,7 +12,7 @@ import pytest
 
 from aiperf.plugin import plugins
 
-pytest_plugins = ["tests.harness.fixtures"]
+pytest_plugins = ["pytester", "tests.harness.fixtures"]
 
 _real_sleep = asyncio.sleep
 

@@ -1,0 +1,17 @@
+"""pytester runs real pytest sessions (real mesh, real mock server) in a temp dir."""
+
+from __future__ import annotations
+
+import pytest
+
+INI = """
+[pytest]
+asyncio_default_fixture_loop_scope = function
+aiperf_workers = 1
+"""
+
+
+@pytest.fixture
+def project(pytester: pytest.Pytester) -> pytest.Pytester:
+    pytester.makeini(INI)
+    return pytester

@@ -127,10 +127,11 @@ class MockServerFactory:
     def __init__(self) -> None:
         self.servers: list[MockServerThread] = []
 
-    def __call__(self, **behaviour: Any) -> str:
+    def __call__(self, responders: list[Any] | None = None, **behaviour: Any) -> str:
         """Start a mock endpoint (``MockServerConfig`` keys: ttft_ms, itl_ms, tokens,
-        error_rate, fault, ...) and return its URL; it stops when the test ends."""
-        server = MockServerThread(**behaviour)
+        error_rate, fault, ...; ``responders`` for other protocols) and return its URL; it
+        stops when the test ends."""
+        server = MockServerThread(responders=responders, **behaviour)
         server.start()
         self.servers.append(server)
         return server.url

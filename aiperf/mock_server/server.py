@@ -37,10 +37,15 @@ _DONE = b"data: [DONE]\n\n"
 
 
 class MockServer:
-    def __init__(self, config: MockServerConfig | None = None) -> None:
+    """Serves the OpenAI routes, plus any ``responders`` given (a route of the same path
+    replaces the built-in one)."""
+
+    def __init__(self, config: MockServerConfig | None = None,
+                 responders: list[Responder] | None = None) -> None:
         self.config = config or MockServerConfig()
         self.responders: dict[str, Responder] = {}
-        for responder in (ChatResponder(), CompletionsResponder(), EmbeddingsResponder()):
+        for responder in (ChatResponder(), CompletionsResponder(), EmbeddingsResponder(),
+                          *(responders or [])):
             self.add_responder(responder)
         self._rng = random.Random(self.config.seed)
         self._runner: web.AppRunner | None = None
@@ -183,9 +188,11 @@ def _error(code: int, message: str, kind: str,
 class MockServerThread:
     """The mock server on a background thread with its own event loop (for tests)."""
 
-    def __init__(self, config: MockServerConfig | None = None, **overrides: Any) -> None:
+    def __init__(self, config: MockServerConfig | None = None,
+                 responders: list[Responder] | None = None, **overrides: Any) -> None:
         base = config or MockServerConfig()
-        self.server = MockServer(base.model_copy(update=overrides) if overrides else base)
+        self.server = MockServer(base.model_copy(update=overrides) if overrides else base,
+                                 responders)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True,
                                         name="aiperf-mock-server")

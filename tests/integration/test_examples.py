@@ -68,3 +68,23 @@ def test_ci_gating_fails_the_job_on_a_breach(tmp_path: Path) -> None:
         proc = run_example("ci_gating", "--aiperf-url", slow.url, cwd=tmp_path)
     assert proc.returncode == pytest.ExitCode.TESTS_FAILED
     assert "time_to_first_token.p95" in proc.stdout and "FAIL" in proc.stdout
+
+
+def test_plugin_author_example_passes_the_full_contract() -> None:
+    proc = run_example("plugin_author")
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert "12 passed, 1 skipped" in proc.stdout
+    assert "PASSED conftest_examples/plugin_author/test_rankings_contract.py::" \
+           "TestRankingsContract::test_a_profile_through_the_mesh_yields_every_promised_metric" \
+           in proc.stdout
+
+
+def test_the_example_package_registers_through_the_entry_point(tmp_path: Path) -> None:
+    target = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target",
+                    str(target), str(EXAMPLES / "plugin_author")], check=True, timeout=300)
+    proc = subprocess.run([sys.executable, "-m", "aiperf", "plugins"], capture_output=True,
+                          text=True, timeout=60, cwd=tmp_path,
+                          env={**os.environ, "PYTHONPATH": str(target)})
+    assert proc.returncode == 0, proc.stderr
+    assert "rankings" in proc.stdout and "Hugging Face TEI /rerank" in proc.stdout

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import numpy as np
 
 from aiperf.common.config import UserConfig
@@ -109,7 +110,12 @@ class ProfileResult:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], config: UserConfig | None = None) -> ProfileResult:
-        records = data.get("records", [])
+        records = data.get("records")
+        if records is None and data.get("records_path"):
+            path = Path(data["records_path"])
+            records = msgspec.msgpack.decode(path.read_bytes())
+            path.unlink(missing_ok=True)
+        records = records or []
         profiling = [r for r in records if r["metadata"]["benchmark_phase"] == "profiling"]
         failures = sum(1 for r in profiling if "error" in r and not r["metadata"]["was_cancelled"])
         metrics = {}

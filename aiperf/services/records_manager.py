@@ -9,8 +9,10 @@ reported (which credit ids are missing), rather than waiting forever.
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
+import msgspec
 import zmq
 
 from aiperf.common.codec import MetricRecord, metric_decoder, run_number
@@ -95,6 +97,11 @@ class RecordsManager(BaseComponentService):
             self._records, config, metadata, self._issued_ranges, streaming
         )
         results["run_id"] = self._run_id
+        # The per-request table can be megabytes: it goes through a file in the private run
+        # dir (the host is on this machine), not through the control sockets as JSON.
+        path = Path(self.service_config.run_dir) / f"records-{self._run_id}.msgpack"
+        path.write_bytes(msgspec.msgpack.encode(results.pop("records")))
+        results["records_path"] = str(path)
         self._records = []
         await self.send_to_controller(
             ProfileResultsMessage(run_id=self._run_id, results=results)

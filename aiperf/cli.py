@@ -104,15 +104,19 @@ def cmd_profile(args: argparse.Namespace) -> int:
         print(f"aiperf: invalid configuration: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     workers = args.workers_max or 2
+    progress = ProgressLine(config) if sys.stderr.isatty() else None
     try:
         with Mesh(workers=workers, log_level=args.log_level) as mesh:
-            result = mesh.run(config)
+            result = mesh.run(config, progress=progress)
     except ConfigError as exc:
         print(f"aiperf: invalid configuration: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     except AIPerfError as exc:
         print(f"aiperf: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_MESH
+    finally:
+        if progress is not None:
+            progress.close()
     ConsoleExporter(result, None).export()
     out_dir = Path(args.output_artifact_dir)
     export_files(result, out_dir)
@@ -129,6 +133,28 @@ def cmd_profile(args: argparse.Namespace) -> int:
               f"--failed-request-threshold {threshold}%", file=sys.stderr)
         return EXIT_THRESHOLD
     return EXIT_OK
+
+
+class ProgressLine:
+    """One line on a terminal, redrawn as the run goes: requests done, errors, time."""
+
+    def __init__(self, config: Any) -> None:
+        self.total = (config.resolved_request_count() or 0) + config.warmup_request_count
+        self.duration = config.benchmark_duration
+        self.drawn = False
+
+    def __call__(self, progress: Any) -> None:
+        if progress.elapsed_s < 2.0:  # short runs finish before a line is worth drawing
+            return
+        of = f"/{self.total}" if self.total and not self.duration else ""
+        sys.stderr.write(f"\r  {progress.records}{of} requests, {progress.errors} errors, "
+                         f"{progress.elapsed_s:.0f} s ")
+        sys.stderr.flush()
+        self.drawn = True
+
+    def close(self) -> None:
+        if self.drawn:
+            sys.stderr.write("\n")
 
 
 def cmd_mock_server(args: argparse.Namespace) -> int:

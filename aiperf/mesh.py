@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ from aiperf.common.messages import (
     Message,
     RunProfileReply,
     RunProfileRequest,
+    RunProgress,
 )
 from aiperf.common.process import signal_name
 from aiperf.controller.system_controller import run_deadline
@@ -115,8 +117,11 @@ class Mesh:
             raise
         return self
 
-    def run(self, config: UserConfig | None = None, **profile: Any) -> ProfileResult:
-        """Run one profile and return its result; raises the run's error, if any."""
+    def run(self, config: UserConfig | None = None, *,
+            progress: Callable[[RunProgress], None] | None = None,
+            **profile: Any) -> ProfileResult:
+        """Run one profile and return its result; raises the run's error, if any.
+        ``progress`` is called about once a second with the records collected so far."""
         if config is None:
             config = UserConfig.build(**profile)
         elif profile:
@@ -133,7 +138,7 @@ class Mesh:
             json.dumps(dumped, default=str))))
         deadline = run_deadline(config, self.service_config) + self.service_config.command_timeout
         try:
-            reply = self._receive(RunProfileReply, deadline, f"run {run_id}")
+            reply = self._receive(RunProfileReply, deadline, f"run {run_id}", progress)
         except (KeyboardInterrupt, MeshTimeoutError, Exception) as exc:
             if not isinstance(exc, MeshError) or isinstance(exc, MeshTimeoutError):
                 # Interrupted (Ctrl-C, a test timeout) or hung: the run is still going in
@@ -186,7 +191,7 @@ class Mesh:
         return await asyncio.to_thread(self.start)
 
     async def arun(self, config: UserConfig | None = None, **profile: Any) -> ProfileResult:
-        return await asyncio.to_thread(self.run, config, **profile)
+        return await asyncio.to_thread(lambda: self.run(config, **profile))
 
     async def ashutdown(self) -> None:
         await asyncio.to_thread(self.shutdown)
@@ -202,7 +207,8 @@ class Mesh:
     def _send(self, message: Message) -> None:
         self._socket.send_multipart(message.encode())
 
-    def _receive(self, expected: type[Message], timeout: float, what: str) -> Any:
+    def _receive(self, expected: type[Message], timeout: float, what: str,
+                 progress: Callable[[RunProgress], None] | None = None) -> Any:
         deadline = time.monotonic() + timeout
         assert self._process is not None
         while True:
@@ -210,6 +216,8 @@ class Mesh:
                 message = decode(self._socket.recv_multipart())
                 if isinstance(message, expected):
                     return message
+                if isinstance(message, RunProgress) and progress is not None:
+                    progress(message)
                 continue
             code = self._process.poll()
             if code is not None:

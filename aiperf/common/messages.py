@@ -26,6 +26,7 @@ class MessageType(str, Enum):
     CREDITS_COMPLETE = "credits_complete"
     CANCEL_REQUESTS = "cancel_requests"
     PROFILE_RESULTS = "profile_results"
+    RUN_PROGRESS = "run_progress"
     SHUTDOWN = "shutdown"
     # host <-> controller
     HOST_HELLO = "host_hello"
@@ -143,6 +144,17 @@ class ProfileResultsMessage(Message):
     message_type: MessageType = MessageType.PROFILE_RESULTS
     run_id: str
     results: dict[str, Any]
+
+
+class RunProgress(Message):
+    """Sent by the records manager about once a second while a run goes on, and passed on
+    by the controller to the host (the CLI draws a progress line from it)."""
+
+    message_type: MessageType = MessageType.RUN_PROGRESS
+    run_id: str
+    records: int
+    errors: int
+    elapsed_s: float
 
 
 class HostHello(Message):

@@ -39,6 +39,7 @@ from aiperf.common.messages import (
     RegisterMessage,
     RunProfileReply,
     RunProfileRequest,
+    RunProgress,
     ServiceErrorMessage,
     ShutdownCommand,
     StartProfileCommand,
@@ -82,6 +83,7 @@ class SystemController(AIPerfLoggerMixin):
         self._run_lock = asyncio.Lock()
         self._ids = itertools.count()
         self._hosts_waiting: list[bytes] = []
+        self._run_host: bytes | None = None
 
     # -- sockets --------------------------------------------------------------------------
 
@@ -185,6 +187,7 @@ class SystemController(AIPerfLoggerMixin):
             CommandAck: self._on_ack,
             ServiceErrorMessage: self._on_service_error,
             ProfileResultsMessage: self._on_results,
+            RunProgress: self._on_progress,
         }
         while True:
             identity, *frames = await self.control.recv_multipart()
@@ -211,6 +214,10 @@ class SystemController(AIPerfLoggerMixin):
             self._fail(message.error)
         else:
             self.warning(f"{service_id}: {message.error.message}")
+
+    def _on_progress(self, service_id: str, message: RunProgress) -> None:
+        if self._run_host is not None:
+            asyncio.get_running_loop().create_task(self._send_host(self._run_host, message))
 
     def _on_results(self, service_id: str, message: ProfileResultsMessage) -> None:
         if self._results is not None and not self._results.done():
@@ -274,6 +281,7 @@ class SystemController(AIPerfLoggerMixin):
     async def _serve_run(self, identity: bytes, request: RunProfileRequest) -> None:
         async with self._run_lock:
             reply = RunProfileReply(run_id=request.run_id)
+            self._run_host = identity
             try:
                 reply.results = await self._run_profile(request)
             except AIPerfError as exc:
@@ -284,6 +292,7 @@ class SystemController(AIPerfLoggerMixin):
                 )
             except Exception as exc:
                 reply.error = ErrorDetails.from_exception(exc, service_id="system_controller")
+            self._run_host = None
             reply.mesh_failed = self._failure is not None
             await self._send_host(identity, reply)
             if self._failure is not None:

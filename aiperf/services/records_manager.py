@@ -9,6 +9,7 @@ reported (which credit ids are missing), rather than waiting forever.
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +18,13 @@ import zmq
 
 from aiperf.common.codec import MetricRecord, metric_decoder, run_number
 from aiperf.common.config import UserConfig
-from aiperf.common.hooks import on_init, on_message
+from aiperf.common.hooks import background_task, on_init, on_message
 from aiperf.common.messages import (
     ConfigureProfileCommand,
     CreditsCompleteMessage,
     MessageType,
     ProfileResultsMessage,
+    RunProgress,
 )
 from aiperf.common.service import BaseComponentService
 from aiperf.metrics.aggregate import compute_results
@@ -30,6 +32,7 @@ from aiperf.plugin import PluginType, plugins
 from aiperf.plugin.metadata import EndpointMetadata
 
 LATE_RECORD_MARGIN_S = 10.0
+PROGRESS_INTERVAL_S = 1.0
 
 
 class RecordsManager(BaseComponentService):
@@ -57,7 +60,17 @@ class RecordsManager(BaseComponentService):
         self._records = []
         self._expected = None
         self._finished = False
+        self._started = time.monotonic()
         return {}
+
+    @background_task(interval=PROGRESS_INTERVAL_S)
+    async def _progress(self) -> None:
+        if self._finished or not self._run_id:
+            return
+        errors = sum(1 for r in self._records if r.error is not None)
+        await self.send_to_controller(RunProgress(
+            run_id=self._run_id, records=len(self._records), errors=errors,
+            elapsed_s=time.monotonic() - self._started))
 
     @on_message(MessageType.CREDITS_COMPLETE)
     async def _credits_complete(self, message: CreditsCompleteMessage) -> None:

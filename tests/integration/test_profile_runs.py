@@ -166,3 +166,15 @@ def test_goodput_through_the_whole_pipeline(mesh: Mesh, mock_server: MockServerP
                       goodput={"time_to_first_token": 10_000, "request_latency": 0.000001})
     assert result["good_request_count"].avg == 0
     assert result["good_request_fraction"].avg == 0
+
+
+def test_progress_reports_arrive_while_a_run_goes_on(
+    mesh: Mesh, mock_server: MockServerProcess
+) -> None:
+    seen: list[tuple[int, float]] = []
+    result = mesh.run(url=mock_server.url, request_rate=12, arrival_pattern="constant",
+                      request_count=30, progress=lambda p: seen.append((p.records, p.elapsed_s)))
+    assert_accounted(result, 30)
+    assert len(seen) >= 1
+    assert [r for r, _ in seen] == sorted(r for r, _ in seen)
+    assert all(0 <= r <= 30 for r, _ in seen)

@@ -88,3 +88,14 @@ def test_the_example_package_registers_through_the_entry_point(tmp_path: Path) -
                           env={**os.environ, "PYTHONPATH": str(target)})
     assert proc.returncode == 0, proc.stderr
     assert "rankings" in proc.stdout and "Hugging Face TEI /rerank" in proc.stdout
+
+
+def test_real_engine_runs_against_llama_server_or_skips_with_the_reason() -> None:
+    from pytest_aiperf.kit.servers import why_unavailable
+
+    proc = run_example("real_engine")
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    if why_unavailable() is None:
+        assert "2 passed" in proc.stdout
+    else:
+        assert "2 skipped" in proc.stdout and str(why_unavailable()) in proc.stdout

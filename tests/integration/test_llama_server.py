@@ -1,0 +1,59 @@
+"""A real engine: llama.cpp's llama-server with SmolLM2-135M, profiled through the mesh.
+
+Marked ``llama``; skipped with the reason when the binary or the model is missing
+(``.ci/run`` builds and installs both). The server shares 2 cores with the client, so the
+runs are small.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from aiperf.mesh import Mesh
+from pytest_aiperf.kit.servers import LlamaServer, why_unavailable
+
+pytestmark = [
+    pytest.mark.llama,
+    pytest.mark.skipif(why_unavailable() is not None, reason=str(why_unavailable())),
+]
+REQUESTS = 16
+OSL = 16
+
+
+@pytest.fixture(scope="module")
+def llama() -> Iterator[LlamaServer]:
+    with LlamaServer(parallel=4, threads=2) as server:
+        yield server
+
+
+@pytest.mark.parametrize("endpoint", ["chat", "completions"])
+def test_a_streaming_profile_agrees_with_the_servers_own_accounting(
+    mesh: Mesh, llama: LlamaServer, endpoint: str
+) -> None:
+    before = llama.metrics()
+    result = mesh.run(url=llama.url, model="smollm2", endpoint_type=endpoint, streaming=True,
+                      concurrency=4, request_count=REQUESTS, osl=OSL, isl=24,
+                      extra_inputs={"ignore_eos": True}, request_timeout_seconds=120)
+    after = llama.metrics()
+
+    # no request lost, none failed
+    assert result.invariant["ok"], result.invariant
+    assert result.request_count == REQUESTS and result.error_count == 0, result.error_summary
+
+    # OSL is the requested length, and it is the server's usage.completion_tokens (the
+    # records prefer usage; the server's counter must agree in total)
+    osl = result["output_sequence_length"]
+    assert osl.min == osl.max == OSL
+    predicted = after["llamacpp:tokens_predicted_total"] - before.get(
+        "llamacpp:tokens_predicted_total", 0)
+    assert predicted == REQUESTS * OSL
+
+    # measured ITL within 25 % of the server's own time per generated token
+    seconds = after["llamacpp:tokens_predicted_seconds_total"] - before.get(
+        "llamacpp:tokens_predicted_seconds_total", 0)
+    server_ms_per_token = seconds / predicted * 1000
+    measured = result["inter_token_latency"].avg
+    assert abs(measured - server_ms_per_token) / server_ms_per_token < 0.25, (
+        measured, server_ms_per_token)

@@ -169,6 +169,15 @@ class ProfileResult:
     def error_count(self) -> int:
         return int(self.metric("error_request_count")) if "error_request_count" in self else 0
 
+    def error_lines(self, limit: int = 10, width: int = 120) -> list[str]:
+        """``  count x [code] type: message`` for the most common errors."""
+        lines = []
+        for item in self.error_summary[:limit]:
+            d = item["error_details"]
+            code = f"{d['code']} " if d.get("code") is not None else ""
+            lines.append(f"  {item['count']:>6} x {code}{d['type']}: {d['message'][:width]}")
+        return lines
+
     def to_dict(self) -> dict[str, Any]:
         """The ``profile_export_aiperf.json`` shape."""
         out: dict[str, Any] = {}

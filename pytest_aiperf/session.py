@@ -122,8 +122,5 @@ class AIPerfSession:
 def unusable_message(config: UserConfig, result: ProfileResult) -> str:
     lines = [f"every request to {config.url} failed ({result.error_count} of "
              f"{result.error_count}); objectives were not evaluated"]
-    for item in result.error_summary[:5]:
-        d = item["error_details"]
-        code = f"{d['code']} " if d.get("code") is not None else ""
-        lines.append(f"  {item['count']} x {code}{d['type']}: {d['message'][:200]}")
+    lines.extend(result.error_lines(limit=5, width=200))
     return "\n".join(lines)

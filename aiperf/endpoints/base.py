@@ -99,3 +99,13 @@ class BaseEndpoint:
 
     def parse_body(self, body: bytes) -> ParsedResponse:
         raise NotImplementedError
+
+
+def make_endpoint(config: UserConfig) -> BaseEndpoint:
+    """The endpoint plugin ``config.endpoint_type`` names, built for ``config``."""
+    from aiperf.plugin import PluginType, plugins
+
+    cls = plugins.get_class(PluginType.ENDPOINT, config.endpoint_type)
+    metadata = plugins.get_metadata(PluginType.ENDPOINT, config.endpoint_type)
+    assert isinstance(metadata, EndpointMetadata)
+    return cls(config, metadata)

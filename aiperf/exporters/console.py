@@ -49,10 +49,7 @@ def summary_lines(result: ProfileResult) -> list[str]:
     total = result.request_count + result.error_count
     lines = [f"\n{result.request_count} of {total} requests succeeded, "
              f"{result.error_count} failed."]
-    for item in result.error_summary[:10]:
-        d = item["error_details"]
-        code = f"{d['code']} " if d.get("code") is not None else ""
-        lines.append(f"  {item['count']:>6} x {code}{d['type']}: {d['message'][:120]}")
+    lines.extend(result.error_lines())
     lines.extend(f"warning: {w}" for w in result.warnings)
     return lines
 

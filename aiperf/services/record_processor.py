@@ -18,9 +18,8 @@ from aiperf.common.messages import ConfigureProfileCommand, MessageType
 from aiperf.common.service import BaseComponentService
 from aiperf.dataset.models import read_dataset
 from aiperf.dataset.tokenizer import make_tokenizer
+from aiperf.endpoints.base import make_endpoint
 from aiperf.metrics.derive import RecordDeriver
-from aiperf.plugin import PluginType, plugins
-from aiperf.plugin.metadata import EndpointMetadata
 
 
 class RecordProcessor(BaseComponentService):
@@ -38,12 +37,9 @@ class RecordProcessor(BaseComponentService):
     @on_message(MessageType.CONFIGURE_PROFILE)
     async def _configure(self, command: ConfigureProfileCommand) -> dict[str, Any]:
         config = UserConfig.model_validate(command.user_config)
-        endpoint_class = plugins.get_class(PluginType.ENDPOINT, config.endpoint_type)
-        metadata = plugins.get_metadata(PluginType.ENDPOINT, config.endpoint_type)
-        assert isinstance(metadata, EndpointMetadata)
         turns = read_dataset(command.dataset_path) if command.dataset_path else []
         self._deriver = RecordDeriver(
-            endpoint_class(config, metadata), make_tokenizer(config.tokenizer),
+            make_endpoint(config), make_tokenizer(config.tokenizer),
             [t.input_tokens for t in turns],
         )
         self._run = run_number(command.run_id)

@@ -38,9 +38,7 @@ from aiperf.common.hooks import on_init, on_message, on_stop
 from aiperf.common.messages import CancelRequestsMessage, ConfigureProfileCommand, MessageType
 from aiperf.common.service import BaseComponentService
 from aiperf.dataset.models import Turn, read_dataset
-from aiperf.endpoints.base import BaseEndpoint
-from aiperf.plugin import PluginType, plugins
-from aiperf.plugin.metadata import EndpointMetadata
+from aiperf.endpoints.base import BaseEndpoint, make_endpoint
 from aiperf.transports.http import HttpTransport
 
 _perf_ns = time.perf_counter_ns
@@ -91,11 +89,8 @@ class Worker(BaseComponentService):
     @on_message(MessageType.CONFIGURE_PROFILE)
     async def _configure(self, command: ConfigureProfileCommand) -> dict[str, Any]:
         config = UserConfig.model_validate(command.user_config)
-        endpoint_class = plugins.get_class(PluginType.ENDPOINT, config.endpoint_type)
-        metadata = plugins.get_metadata(PluginType.ENDPOINT, config.endpoint_type)
-        assert isinstance(metadata, EndpointMetadata)
         self._end_run()
-        self._endpoint = endpoint_class(config, metadata)
+        self._endpoint = make_endpoint(config)
         self._turns = read_dataset(command.dataset_path) if command.dataset_path else []
         self._bodies = [None] * len(self._turns)
         self._url = self._endpoint.url

@@ -27,7 +27,7 @@ from aiperf.common.codec import PROFILING, MetricRecord, RawRecord
 from aiperf.common.config import UserConfig
 from aiperf.dataset.models import Turn
 from aiperf.dataset.tokenizer import BuiltinTokenizer
-from aiperf.endpoints.base import BaseEndpoint
+from aiperf.endpoints.base import BaseEndpoint, make_endpoint
 from aiperf.mesh import Mesh
 from aiperf.metrics.derive import RecordDeriver
 from aiperf.mock_server import MockServerThread
@@ -111,10 +111,9 @@ class EndpointContract:
         return meta
 
     def _endpoint(self, url: str = "http://127.0.0.1:1", **config: Any) -> BaseEndpoint:
-        cls = plugins.get_class(PluginType.ENDPOINT, self.endpoint)
-        user = UserConfig(url=url, model=self.model, endpoint_type=self.endpoint,
-                          extra_inputs=dict(self.extra_inputs), **config)
-        return cls(user, self._metadata())
+        self._metadata()
+        return make_endpoint(UserConfig(url=url, model=self.model, endpoint_type=self.endpoint,
+                                        extra_inputs=dict(self.extra_inputs), **config))
 
     def _derive(self, endpoint: BaseEndpoint, raw: RawRecord) -> MetricRecord:
         return RecordDeriver(endpoint, BuiltinTokenizer(), [1]).derive(raw)

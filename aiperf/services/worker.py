@@ -78,6 +78,7 @@ class Worker(BaseComponentService):
         self._transport: HttpTransport | None = None
         self._leases: list[_LeaseProgress] = []
         self._slot_tasks: list[asyncio.Task[None]] = []
+        self._generation = 0  # bumped when a run ends: its slot loops then return
         self._wake = asyncio.Event()
         self._in_flight: dict[int, asyncio.Task[None]] = {}
         self._pending_records: list[RawRecord] = []
@@ -125,6 +126,7 @@ class Worker(BaseComponentService):
             await self._transport.close()
 
     def _end_run(self) -> None:
+        self._generation += 1
         for task in self._slot_tasks:
             task.cancel()
         self._slot_tasks.clear()
@@ -145,7 +147,7 @@ class Worker(BaseComponentService):
                     delay = max(0.0, (message.deadline_ns - _perf_ns()) / 1e9)
                     loop.call_later(delay + 0.001, self._next_lease)
                 while len(self._slot_tasks) < message.slots:
-                    self._slot_tasks.append(loop.create_task(self._slot()))
+                    self._slot_tasks.append(loop.create_task(self._slot(self._generation)))
                 self._wake.set()
             elif isinstance(message, CreditBatch):
                 for credit in message.credits:
@@ -172,9 +174,13 @@ class Worker(BaseComponentService):
         if done:
             self._leases.remove(progress)
 
-    async def _slot(self) -> None:
-        """One closed-loop slot: take the next leased id, send, repeat."""
-        while True:
+    async def _slot(self, generation: int) -> None:
+        """One closed-loop slot: take the next leased id, send, repeat. The request runs in
+        this task (no task per request); cancelling the task cancels the request in flight,
+        which still ends with its record, and the loop goes on unless the run is over."""
+        current = asyncio.current_task()
+        assert current is not None
+        while generation == self._generation:
             progress = self._next_lease()
             if progress is None:
                 self._wake.clear()
@@ -187,10 +193,8 @@ class Worker(BaseComponentService):
                 progress.consumed = True
                 self._report(progress)  # used up: the timing manager sends the next
             conversation = credit_id % len(self._turns) if self._turns else 0
-            task = asyncio.get_running_loop().create_task(
-                self._execute(credit_id, lease.phase, conversation, _perf_ns()))
-            self._in_flight[credit_id] = task
-            await task
+            self._in_flight[credit_id] = current
+            await self._execute(credit_id, lease.phase, conversation, _perf_ns())
             progress.completed += 1
             if progress.consumed and progress.completed == progress.next_offset:
                 self._report(progress)

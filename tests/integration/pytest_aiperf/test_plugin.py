@@ -359,3 +359,18 @@ def test_a_pytest_timeout_stops_the_run_and_leaves_no_processes(
             proc.kill()
     assert "Timeout" in output
     assert wait_gone(pids, timeout=3.0) == []
+
+
+def test_each_xdist_worker_gets_its_own_mesh(project: pytest.Pytester) -> None:
+    project.makepyfile("""
+        import os
+        import pytest
+
+        @pytest.mark.parametrize("n", [1, 2, 3, 4])
+        @pytest.mark.aiperf(request_count=4)
+        def test_on_some_worker(n, aiperf_result, aiperf_mesh):
+            assert aiperf_result.request_count == 4
+            print("MESH", os.environ.get("PYTEST_XDIST_WORKER"), aiperf_mesh.service_config.run_dir)
+    """)
+    result = project.runpytest_subprocess("-n", "2", "-s", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=4)

@@ -4,7 +4,8 @@
 set-up excluded), response start when headers arrive, one timestamp per network read shared
 by the SSE events parsed out of it, request end when the stream or body is exhausted. Every
 failure becomes the record's ``error`` (code, type, message); nothing raises out of ``send``
-except cancellation.
+except cancellation. A request whose pooled connection turns out to be closed before any
+response byte arrives is sent once more on a fresh connection (``STALE_CONNECTION_RETRIES``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from aiperf.transports.sse import SSEParser
 _perf_ns = time.perf_counter_ns
 DONE = b"[DONE]"
 MAX_ERROR_BODY = 2000
+STALE_CONNECTION_RETRIES = 1
 
 
 class HttpTransport:
@@ -49,32 +51,46 @@ class HttpTransport:
         self, record: RawRecord, url: str, headers: dict[str, str], body: bytes, streaming: bool
     ) -> None:
         assert self._session is not None
-        chunks = record.chunks
-        record.wall_start_ns = time.time_ns()
-        record.start_ns = _perf_ns()
-        try:
-            async with self._session.post(url, data=body, headers=headers) as response:
-                record.response_ns = _perf_ns()
-                record.status = response.status
-                if response.status >= 300:
-                    text = (await response.read())[:MAX_ERROR_BODY].decode("utf-8", "replace")
-                    record.error = ErrorInfo(response.status, response.reason or "HTTPError",
-                                             text or f"HTTP {response.status}")
-                elif streaming:
-                    await self._read_stream(response, record)
-                else:
-                    body_bytes = await response.read()
-                    chunks.append((_perf_ns(), body_bytes))
-        except asyncio.TimeoutError:
-            record.error = ErrorInfo(None, "RequestTimeout",
-                                     f"no complete response within {self.timeout_seconds}s")
-        except aiohttp.ClientResponseError as exc:
-            record.error = ErrorInfo(exc.status, type(exc).__name__, exc.message)
-        except aiohttp.ClientError as exc:
-            record.error = ErrorInfo(None, type(exc).__name__, str(exc) or repr(exc))
-        except OSError as exc:
-            record.error = ErrorInfo(None, type(exc).__name__, str(exc))
+        for attempt in range(STALE_CONNECTION_RETRIES + 1):
+            record.wall_start_ns = time.time_ns()
+            record.start_ns = _perf_ns()
+            try:
+                await self._exchange(record, url, headers, body, streaming)
+            except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
+                stale = record.response_ns == 0 and not isinstance(
+                    exc, aiohttp.ClientConnectorError)  # refused is not stale
+                if stale and attempt < STALE_CONNECTION_RETRIES:
+                    # The server closed a pooled keep-alive connection before answering
+                    # (llama-server does after every streamed response, while advertising
+                    # keep-alive): nothing reached it, so send again on a fresh connection.
+                    continue
+                record.error = ErrorInfo(None, type(exc).__name__, str(exc) or repr(exc))
+            except asyncio.TimeoutError:
+                record.error = ErrorInfo(None, "RequestTimeout",
+                                         f"no complete response within {self.timeout_seconds}s")
+            except aiohttp.ClientResponseError as exc:
+                record.error = ErrorInfo(exc.status, type(exc).__name__, exc.message)
+            except aiohttp.ClientError as exc:
+                record.error = ErrorInfo(None, type(exc).__name__, str(exc) or repr(exc))
+            except OSError as exc:
+                record.error = ErrorInfo(None, type(exc).__name__, str(exc))
+            break
         record.end_ns = _perf_ns()
+
+    async def _exchange(self, record: RawRecord, url: str, headers: dict[str, str],
+                        body: bytes, streaming: bool) -> None:
+        assert self._session is not None
+        async with self._session.post(url, data=body, headers=headers) as response:
+            record.response_ns = _perf_ns()
+            record.status = response.status
+            if response.status >= 300:
+                text = (await response.read())[:MAX_ERROR_BODY].decode("utf-8", "replace")
+                record.error = ErrorInfo(response.status, response.reason or "HTTPError",
+                                         text or f"HTTP {response.status}")
+            elif streaming:
+                await self._read_stream(response, record)
+            else:
+                record.chunks.append((_perf_ns(), await response.read()))
 
     @staticmethod
     async def _read_stream(response: aiohttp.ClientResponse, record: RawRecord) -> None:

@@ -29,6 +29,7 @@ class HttpTransport:
         self.timeout_seconds = timeout_seconds
         self.max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
+        self._fresh_session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(
@@ -43,26 +44,30 @@ class HttpTransport:
         )
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        for session in (self._session, self._fresh_session):
+            if session is not None:
+                await session.close()
+        self._session = self._fresh_session = None
 
     async def send(
         self, record: RawRecord, url: str, headers: dict[str, str], body: bytes, streaming: bool
     ) -> None:
         assert self._session is not None
+        session = self._session
         for attempt in range(STALE_CONNECTION_RETRIES + 1):
             record.wall_start_ns = time.time_ns()
             record.start_ns = _perf_ns()
             try:
-                await self._exchange(record, url, headers, body, streaming)
+                await self._exchange(session, record, url, headers, body, streaming)
             except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
                 stale = record.response_ns == 0 and not isinstance(
                     exc, aiohttp.ClientConnectorError)  # refused is not stale
                 if stale and attempt < STALE_CONNECTION_RETRIES:
                     # The server closed a pooled keep-alive connection before answering
                     # (llama-server does after every streamed response, while advertising
-                    # keep-alive): nothing reached it, so send again on a fresh connection.
+                    # keep-alive): nothing reached it, so send again on a new connection
+                    # (not another pooled one: those are likely closed too).
+                    session = self._fresh()
                     continue
                 record.error = ErrorInfo(None, type(exc).__name__, str(exc) or repr(exc))
             except asyncio.TimeoutError:
@@ -77,10 +82,18 @@ class HttpTransport:
             break
         record.end_ns = _perf_ns()
 
-    async def _exchange(self, record: RawRecord, url: str, headers: dict[str, str],
-                        body: bytes, streaming: bool) -> None:
-        assert self._session is not None
-        async with self._session.post(url, data=body, headers=headers) as response:
+    def _fresh(self) -> aiohttp.ClientSession:
+        """A session that never reuses a connection, for resends."""
+        if self._fresh_session is None:
+            self._fresh_session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(force_close=True),
+                timeout=aiohttp.ClientTimeout(total=self.timeout_seconds),
+                auto_decompress=False, skip_auto_headers=("Accept-Encoding",))
+        return self._fresh_session
+
+    async def _exchange(self, session: aiohttp.ClientSession, record: RawRecord, url: str,
+                        headers: dict[str, str], body: bytes, streaming: bool) -> None:
+        async with session.post(url, data=body, headers=headers) as response:
             record.response_ns = _perf_ns()
             record.status = response.status
             if response.status >= 300:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from aiperf.dataset.models import Turn
-from aiperf.endpoints.openai import OpenAITokenEndpoint
+from aiperf.endpoints.openai import Choice, OpenAITokenEndpoint
 
 
 class ChatEndpoint(OpenAITokenEndpoint):
@@ -15,9 +15,9 @@ class ChatEndpoint(OpenAITokenEndpoint):
     def prompt_fields(self, turn: Turn) -> dict[str, Any]:
         return {"messages": [{"role": "user", "content": turn.text}]}
 
-    def event_text(self, choice: dict[str, Any]) -> str | None:
+    def event_text(self, choice: Choice) -> str | None:
         # Role-only opening chunks carry "content": null; those are not tokens.
-        return (choice.get("delta") or {}).get("content")
+        return choice.delta.content if choice.delta is not None else None
 
-    def body_text(self, choice: dict[str, Any]) -> str:
-        return (choice.get("message") or {}).get("content") or ""
+    def body_text(self, choice: Choice) -> str | None:
+        return choice.message.content if choice.message is not None else None

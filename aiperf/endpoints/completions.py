@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from aiperf.dataset.models import Turn
-from aiperf.endpoints.openai import OpenAITokenEndpoint
+from aiperf.endpoints.openai import Choice, OpenAITokenEndpoint
 
 
 class CompletionsEndpoint(OpenAITokenEndpoint):
@@ -15,8 +15,8 @@ class CompletionsEndpoint(OpenAITokenEndpoint):
     def prompt_fields(self, turn: Turn) -> dict[str, Any]:
         return {"prompt": turn.text}
 
-    def event_text(self, choice: dict[str, Any]) -> str | None:
-        return choice.get("text")
+    def event_text(self, choice: Choice) -> str | None:
+        return choice.text
 
-    def body_text(self, choice: dict[str, Any]) -> str:
-        return choice.get("text") or ""
+    def body_text(self, choice: Choice) -> str | None:
+        return choice.text

@@ -1,23 +1,50 @@
 """What the OpenAI-style token endpoints share: the body's frame, usage, errors, choices.
 
-A subclass says only where the prompt goes (``prompt_fields``), what the max-tokens field
-is called, and where the text sits in a streamed choice and in a whole one.
+Responses are decoded straight into typed msgspec structs that name only the fields we
+read (unknown fields are skipped without building dicts): a record processor parses every
+streamed event of every request, so this is the tool's busiest parser. A subclass says
+where the prompt goes (``prompt_fields``), what the max-tokens field is called, and where
+the text sits in a streamed choice and in a whole one.
 """
 
 from __future__ import annotations
 
 from typing import Any, ClassVar
 
+import msgspec
+
 from aiperf.dataset.models import Turn
-from aiperf.endpoints.base import (
-    NOT_CONTENT,
-    BaseEndpoint,
-    InvalidResponse,
-    ParsedResponse,
-    decode_json,
-    error_of,
-    usage_of,
-)
+from aiperf.endpoints.base import NOT_CONTENT, BaseEndpoint, InvalidResponse, ParsedResponse
+
+
+class Message(msgspec.Struct):
+    content: str | None = None
+
+
+class Choice(msgspec.Struct):
+    delta: Message | None = None
+    message: Message | None = None
+    text: str | None = None
+
+
+class Usage(msgspec.Struct):
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+
+
+class Response(msgspec.Struct):
+    choices: list[Choice] | None = None
+    usage: Usage | None = None
+    error: Any = None
+
+
+_decode = msgspec.json.Decoder(Response).decode
+
+
+def _error_text(error: Any) -> str:
+    if isinstance(error, dict):
+        return str(error.get("message") or error)
+    return str(error)
 
 
 class OpenAITokenEndpoint(BaseEndpoint):
@@ -27,10 +54,10 @@ class OpenAITokenEndpoint(BaseEndpoint):
     def prompt_fields(self, turn: Turn) -> dict[str, Any]:
         raise NotImplementedError
 
-    def event_text(self, choice: dict[str, Any]) -> str | None:
+    def event_text(self, choice: Choice) -> str | None:
         raise NotImplementedError
 
-    def body_text(self, choice: dict[str, Any]) -> str:
+    def body_text(self, choice: Choice) -> str | None:
         raise NotImplementedError
 
     def payload(self, turn: Turn) -> dict[str, Any]:
@@ -43,30 +70,31 @@ class OpenAITokenEndpoint(BaseEndpoint):
         return body
 
     def parse_event(self, data: bytes) -> ParsedResponse:
-        obj = self._object(data, "chunk")
-        if isinstance(obj, ParsedResponse):
-            return obj
-        prompt, completion = usage_of(obj)
-        choices = obj.get("choices") or []
-        content = (self.event_text(choices[0]) or None) if choices else None
-        if content is None and prompt is None and completion is None:
-            return NOT_CONTENT
-        return ParsedResponse(content, prompt, completion)
+        response = self._decode(data, "chunk")
+        if response.error:
+            return ParsedResponse(error=_error_text(response.error))
+        usage = response.usage
+        content = self.event_text(response.choices[0]) or None if response.choices else None
+        if usage is None:
+            return NOT_CONTENT if content is None else ParsedResponse(content)
+        return ParsedResponse(content, usage.prompt_tokens, usage.completion_tokens)
 
     def parse_body(self, body: bytes) -> ParsedResponse:
-        obj = self._object(body, "response")
-        if isinstance(obj, ParsedResponse):
-            return obj
-        if not obj.get("choices"):
+        response = self._decode(body, "response")
+        if response.error:
+            return ParsedResponse(error=_error_text(response.error))
+        if not response.choices:
             raise InvalidResponse(f"{self.kind} response has no choices")
-        prompt, completion = usage_of(obj)
-        return ParsedResponse(self.body_text(obj["choices"][0]) or "", prompt, completion)
+        usage = response.usage or Usage()
+        return ParsedResponse(self.body_text(response.choices[0]) or "", usage.prompt_tokens,
+                              usage.completion_tokens)
 
-    def _object(self, data: bytes, what: str) -> dict[str, Any] | ParsedResponse:
-        obj = decode_json(data)
-        error = error_of(obj)
-        if error is not None:
-            return ParsedResponse(error=error)
-        if not isinstance(obj, dict):
-            raise InvalidResponse(f"{self.kind} {what} is not a JSON object")
-        return obj
+    def _decode(self, data: bytes, what: str) -> Response:
+        try:
+            return _decode(data)
+        except msgspec.ValidationError as exc:
+            raise InvalidResponse(f"{self.kind} {what} does not match the OpenAI schema: "
+                                  f"{exc}") from None
+        except msgspec.DecodeError as exc:
+            preview = data[:80].decode("utf-8", "replace")
+            raise InvalidResponse(f"malformed JSON in response: {preview!r}: {exc}") from None

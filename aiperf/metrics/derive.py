@@ -13,8 +13,41 @@ from typing import Any
 from aiperf.common.codec import ErrorInfo, MetricRecord, RawRecord
 from aiperf.endpoints.base import BaseEndpoint, InvalidResponse
 from aiperf.transports.http import DONE
+from aiperf.transports.sse import SSEParser, parse_block
 
 MISMATCH_TOLERANCE = 0.10
+
+
+def _sse_events(chunks: list[tuple[int, bytes]]) -> list[tuple[int, bytes, bytes]]:
+    """(timestamp of the read that completed it, event name, data) for every SSE event.
+
+    The reads are joined and cut once, each event's end offset mapped back to its read;
+    the incremental parser (which handles CR line ends) is the fallback."""
+    data = b"".join(read for _, read in chunks)
+    if b"\r" in data:
+        return _sse_events_incremental(chunks)
+    ends = list(itertools.accumulate(len(read) for _, read in chunks))
+    last = len(ends) - 1
+    events: list[tuple[int, bytes, bytes]] = []
+    read_index = 0
+    offset = 0
+    for block in data.split(b"\n\n"):
+        offset += len(block) + 2  # where this event's blank line ends
+        while read_index < last and ends[read_index] < offset:
+            read_index += 1
+        if block:
+            event = parse_block(block.strip(b"\n"))
+            if event is not None:
+                events.append((chunks[read_index][0], event[0], event[1]))
+    return events
+
+
+def _sse_events_incremental(chunks: list[tuple[int, bytes]]) -> list[tuple[int, bytes, bytes]]:
+    parser = SSEParser()
+    events = [(ts, name, data) for ts, read in chunks for name, data in parser.feed(read)]
+    end_ts = chunks[-1][0] if chunks else 0
+    events.extend((end_ts, name, data) for name, data in parser.close())
+    return events
 
 
 class RecordDeriver:
@@ -41,7 +74,10 @@ class RecordDeriver:
         prompt_tokens = completion_tokens = None
         if self.streaming:
             done = False
-            for ts, data in raw.chunks:
+            for ts, name, data in _sse_events(raw.chunks):
+                if name == b"error":
+                    return self._error(raw, ErrorInfo(raw.status, "SSEError",
+                                                      data.decode("utf-8", "replace")[:2000]))
                 if data == DONE:
                     done = True
                     continue

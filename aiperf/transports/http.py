@@ -1,8 +1,9 @@
 """The HTTP transport: one aiohttp session per worker, bounded pool, ns timestamps per read.
 
 ``send`` fills a ``RawRecord``: request start right before the request is written (pool
-set-up excluded), response start when headers arrive, one timestamp per network read shared
-by the SSE events parsed out of it, request end when the stream or body is exhausted. Every
+set-up excluded), response start when headers arrive, one timestamp per network read (the
+SSE events in it are parsed later, by a record processor, and share it), request end when
+the stream or body is exhausted. Every
 failure becomes the record's ``error`` (code, type, message); nothing raises out of ``send``
 except cancellation. A request whose pooled connection turns out to be closed before any
 response byte arrives is sent once more on a fresh connection (``STALE_CONNECTION_RETRIES``).
@@ -16,7 +17,6 @@ import time
 import aiohttp
 
 from aiperf.common.codec import ErrorInfo, RawRecord
-from aiperf.transports.sse import SSEParser
 
 _perf_ns = time.perf_counter_ns
 DONE = b"[DONE]"
@@ -107,19 +107,9 @@ class HttpTransport:
 
     @staticmethod
     async def _read_stream(response: aiohttp.ClientResponse, record: RawRecord) -> None:
-        parser = SSEParser()
+        # One (timestamp, bytes) per network read, undecoded: SSE framing and JSON are the
+        # record processor's work, off the request path. Events parsed out of one read
+        # share its timestamp either way.
         chunks = record.chunks
         async for data in response.content.iter_any():
-            ts = _perf_ns()
-            for name, payload in parser.feed(data):
-                if name == b"error":
-                    record.error = ErrorInfo(None, "SSEError",
-                                             payload.decode("utf-8", "replace")[:MAX_ERROR_BODY])
-                    return
-                chunks.append((ts, payload))
-        ts = _perf_ns()
-        for name, payload in parser.close():
-            if name == b"error":
-                record.error = ErrorInfo(None, "SSEError", payload.decode("utf-8", "replace"))
-                return
-            chunks.append((ts, payload))
+            chunks.append((_perf_ns(), data))

@@ -31,7 +31,7 @@ class SSEParser:
         *blocks, self._buffer = buffer.split(b"\n\n")
         events = []
         for block in blocks:
-            event = _parse_block(block)
+            event = parse_block(block)
             if event is not None:
                 events.append(event)
         return events
@@ -39,11 +39,13 @@ class SSEParser:
     def close(self) -> list[tuple[bytes, bytes]]:
         """End of stream: an event that lacked its closing blank line still counts."""
         rest, self._buffer = self._buffer.replace(b"\r", b""), b""
-        event = _parse_block(rest.strip(b"\n")) if rest.strip() else None
+        event = parse_block(rest.strip(b"\n")) if rest.strip() else None
         return [event] if event is not None else []
 
 
-def _parse_block(block: bytes) -> tuple[bytes, bytes] | None:
+def parse_block(block: bytes) -> tuple[bytes, bytes] | None:
+    """One event's lines (without the blank line) -> (event name, data), or None if the
+    block carries no data (a comment, a lone ``event:``)."""
     if block.startswith(b"data: ") and b"\n" not in block:  # the common case, fast
         return MESSAGE, block[6:]
     name = MESSAGE

@@ -20,8 +20,16 @@ def deriver(streaming: bool = True, name: str = "chat") -> RecordDeriver:
 
 
 def chunk(content: str | None, **extra: object) -> bytes:
+    """One SSE event, as a network read delivers it."""
     delta = {} if content is None else {"content": content}
-    return json.dumps({"choices": [{"delta": delta}], **extra}).encode()
+    return sse(json.dumps({"choices": [{"delta": delta}], **extra}).encode())
+
+
+def sse(data: bytes) -> bytes:
+    return b"data: " + data + b"\n\n"
+
+
+DONE = sse(b"[DONE]")
 
 
 def raw(chunks: list[tuple[int, bytes]], **kw: object) -> RawRecord:
@@ -39,9 +47,9 @@ def test_only_content_events_count_for_timing() -> None:
         (15 * MS, chunk(" b c")),                    # one chunk, two tokens
         (21 * MS, chunk("")),                        # empty delta
         (31 * MS, chunk(" d")),
-        (32 * MS, json.dumps({"choices": [], "usage": {"prompt_tokens": 5,
-                                                       "completion_tokens": 4}}).encode()),
-        (33 * MS, b"[DONE]"),
+        (32 * MS, sse(json.dumps({"choices": [], "usage": {"prompt_tokens": 5,
+                                                           "completion_tokens": 4}}).encode())),
+        (33 * MS, DONE),
     ]))
     assert record.error is None
     assert record.ttft_ns == 10 * MS
@@ -53,12 +61,12 @@ def test_only_content_events_count_for_timing() -> None:
 
 
 def test_tokenizer_fills_in_without_usage_and_flags_a_disagreement() -> None:
-    no_usage = deriver().derive(raw([(5 * MS, chunk(" a b")), (6 * MS, b"[DONE]")]))
+    no_usage = deriver().derive(raw([(5 * MS, chunk(" a b")), (6 * MS, DONE)]))
     assert (no_usage.isl, no_usage.osl) == (11, 2)
     disagree = deriver().derive(raw([
         (5 * MS, chunk(" a b")),
         (6 * MS, chunk(None, usage={"prompt_tokens": 1, "completion_tokens": 10})),
-        (7 * MS, b"[DONE]"),
+        (7 * MS, DONE),
     ]))
     assert disagree.osl == 10 and disagree.usage_mismatch
 
@@ -69,13 +77,27 @@ def test_a_stream_without_done_is_an_incomplete_stream_error() -> None:
 
 
 def test_a_malformed_chunk_is_an_invalid_response_error() -> None:
-    record = deriver().derive(raw([(5 * MS, b'{"choices": ['), (6 * MS, b"[DONE]")]))
+    record = deriver().derive(raw([(5 * MS, sse(b'{"choices": [')), (6 * MS, DONE)]))
     assert record.error is not None and record.error.type == "InvalidResponse"
 
 
 def test_an_error_event_keeps_the_servers_message() -> None:
-    record = deriver().derive(raw([(5 * MS, b'{"error": {"message": "kv cache full"}}')]))
+    record = deriver().derive(raw([(5 * MS, sse(b'{"error": {"message": "kv cache full"}}'))]))
     assert record.error == ErrorInfo(200, "ServerError", "kv cache full")
+
+
+def test_an_sse_error_event_is_an_error() -> None:
+    record = deriver().derive(raw([(5 * MS, chunk(" a")),
+                                   (6 * MS, b"event: error\ndata: overloaded\n\n")]))
+    assert record.error == ErrorInfo(200, "SSEError", "overloaded")
+
+
+def test_events_split_across_reads_take_the_time_of_the_read_that_completes_them() -> None:
+    whole = chunk(" a") + chunk(" b")
+    record = deriver().derive(raw([(5 * MS, whole[:10]), (7 * MS, whole[10:]),
+                                   (9 * MS, DONE)]))
+    assert record.error is None
+    assert record.ttft_ns == 6 * MS and record.chunk_gaps_ns == [0]
 
 
 def test_non_streaming_latency_is_body_read_minus_start() -> None:

@@ -199,7 +199,10 @@ class EndpointContract:
                "supports_streaming requires honouring config.streaming")
         _check(record.error is None, "streaming", f"error record {record.error}",
                "parse_event() must accept each SSE data payload")
-        _check(len(raw.chunks) > 1, "streaming", "the response was not streamed",
+        events = len(record.chunk_gaps_ns) + 1
+        _check(events > 1, "streaming",
+               f"the response was not streamed ({events} content event, {len(raw.chunks)} "
+               "network reads)",
                "set the protocol's stream flag in payload() when endpoint.streaming is true")
         _check(record.ttft_ns > 0 and record.osl == OUTPUT_LENGTH, "streaming",
                f"ttft {record.ttft_ns} ns, output tokens {record.osl}",

@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,24 +17,7 @@ import msgspec
 import numpy as np
 
 from aiperf.common.config import UserConfig
-from aiperf.metrics.definitions import BY_TAG, STAT_NAMES
-
-_PNN = re.compile(r"^p(\d{1,2}(?:\.\d+)?|\d{3,})$")
-
-
-def parse_percentile(stat: str) -> float | None:
-    """``p99`` -> 99, ``p999`` -> 99.9, ``p99.9`` -> 99.9; None if not a percentile."""
-    if stat.startswith("p0"):
-        return None
-    match = _PNN.match(stat)
-    if not match:
-        return None
-    digits = match.group(1)
-    if "." not in digits and len(digits) >= 3:
-        # p999 is 99.9 and p9999 is 99.99; any other three digits (p100) is a typo.
-        return float("99." + digits[2:]) if digits.startswith("99") else None
-    value = float(digits)
-    return value if 0 < value < 100 else None
+from aiperf.metrics.definitions import BY_TAG, STAT_NAMES, parse_percentile
 
 
 @dataclass(frozen=True)

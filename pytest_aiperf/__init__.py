@@ -1,13 +1,21 @@
 """pytest-aiperf: LLM-serving performance as pytest tests.
 
-The supported API is what this module exports; everything else is a module path.
+The supported API is what this module exports; everything else is a module path. Exports
+load on first use, so that pytest sessions that never run a load test do not pay for
+importing the engine.
 """
 
-from aiperf.errors import AIPerfError, ConfigError, EndpointError, MeshError
-from aiperf.results import MetricResult, ProfileResult
-from pytest_aiperf.fixtures import AIPerfHelper, MockServerFactory, SLOBreach
-from pytest_aiperf.session import LoadTestRecord
-from pytest_aiperf.slo import Objective, SLOError, Verdict
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from aiperf.errors import AIPerfError, ConfigError, EndpointError, MeshError
+    from aiperf.results import MetricResult, ProfileResult
+    from pytest_aiperf.fixtures import AIPerfHelper, MockServerFactory, SLOBreach
+    from pytest_aiperf.session import LoadTestRecord
+    from pytest_aiperf.slo import Objective, SLOError, Verdict
 
 __all__ = [
     "AIPerfError",
@@ -24,3 +32,26 @@ __all__ = [
     "SLOError",
     "Verdict",
 ]
+
+_LAZY = {
+    "AIPerfError": "aiperf.errors",
+    "ConfigError": "aiperf.errors",
+    "EndpointError": "aiperf.errors",
+    "MeshError": "aiperf.errors",
+    "MetricResult": "aiperf.results",
+    "ProfileResult": "aiperf.results",
+    "AIPerfHelper": "pytest_aiperf.fixtures",
+    "MockServerFactory": "pytest_aiperf.fixtures",
+    "SLOBreach": "pytest_aiperf.fixtures",
+    "LoadTestRecord": "pytest_aiperf.session",
+    "Objective": "pytest_aiperf.slo",
+    "SLOError": "pytest_aiperf.slo",
+    "Verdict": "pytest_aiperf.slo",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'pytest_aiperf' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

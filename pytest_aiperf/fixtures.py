@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from aiperf.mesh import Mesh
-from aiperf.mock_server import MockServerThread
-from aiperf.results import ProfileResult
 from pytest_aiperf.profile import LoadTestSpec, LoadTestSpecError, normalise_keys
 from pytest_aiperf.session import AIPerfSession
 from pytest_aiperf.slo import SLOError, Verdict, evaluate, format_table, parse_objectives
 
+if TYPE_CHECKING:
+    from aiperf.mesh import Mesh
+    from aiperf.mock_server import MockServerThread
+    from aiperf.results import ProfileResult
+
 SESSION_KEY = pytest.StashKey[AIPerfSession]()
 SPEC_KEY = pytest.StashKey[LoadTestSpec]()
-RESULT_KEY = pytest.StashKey[ProfileResult]()
+RESULT_KEY = pytest.StashKey["ProfileResult"]()
 
 
 class SLOBreach(AssertionError):
@@ -131,6 +133,8 @@ class MockServerFactory:
         """Start a mock endpoint (``MockServerConfig`` keys: ttft_ms, itl_ms, tokens,
         error_rate, fault, ...; ``responders`` for other protocols) and return its URL; it
         stops when the test ends."""
+        from aiperf.mock_server import MockServerThread
+
         server = MockServerThread(responders=responders, **behaviour)
         server.start()
         self.servers.append(server)

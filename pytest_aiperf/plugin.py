@@ -18,7 +18,6 @@ from typing import Any
 
 import pytest
 
-from aiperf.errors import AIPerfError
 from pytest_aiperf import hooks as hookspecs
 from pytest_aiperf.fixtures import (
     RESULT_KEY,
@@ -133,7 +132,7 @@ def pytest_runtest_makereport(
     error = call.excinfo.value if call.excinfo is not None else None
     if isinstance(error, SLOBreach) and report.failed:
         report.longrepr = f"aiperf: {error}"
-    elif isinstance(error, AIPerfError) and report.failed and report.when == "setup":
+    elif report.failed and report.when == "setup" and _is_aiperf_error(error):
         # Our own errors say what happened; pytest's traceback through the plugin would not.
         report.longrepr = f"aiperf: {type(error).__name__}: {error}"
     session: AIPerfSession = item.config.stash[SESSION_KEY]
@@ -155,6 +154,14 @@ def pytest_runtest_makereport(
         if xfail:
             record.outcome = "XFAIL" if report.skipped else "XPASS"
     return report
+
+
+def _is_aiperf_error(error: BaseException | None) -> bool:
+    if error is None or not type(error).__module__.startswith("aiperf"):
+        return False  # checked first, so other tests' failures never import the engine
+    from aiperf.errors import AIPerfError
+
+    return isinstance(error, AIPerfError)
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:

@@ -13,15 +13,17 @@ import fnmatch
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
-import yaml
 
-from aiperf.common.config import UserConfig
-from aiperf.errors import ConfigError
-from aiperf.plugin import PluginType, plugins
 from pytest_aiperf.slo import Objective, SLOError, check_applicable, parse_objectives
+
+if TYPE_CHECKING:
+    from aiperf.common.config import UserConfig
+
+# The engine (pydantic, plugins) is imported only once a test carries the marker, so a
+# session without load tests does not pay for it.
 
 MARKER = "aiperf"
 ALIASES = {"endpoint": "endpoint_type", "duration": "benchmark_duration"}
@@ -39,6 +41,8 @@ class LoadTestSpec:
     objectives: list[Objective] = field(default_factory=list)
 
     def user_config(self) -> UserConfig:
+        from aiperf.common.config import UserConfig
+
         return UserConfig.build(**self.profile)
 
     def short(self) -> str:
@@ -52,7 +56,7 @@ class LoadTestSpec:
         if p.get("benchmark_duration"):
             parts.append(f"{p['benchmark_duration']}s")
         else:
-            parts.append(f"n={UserConfig.build(**p).resolved_request_count()}")
+            parts.append(f"n={self.user_config().resolved_request_count()}")
         return " ".join(parts)
 
 
@@ -76,6 +80,8 @@ def normalise_keys(values: dict[str, Any]) -> dict[str, Any]:
 
 
 def load_slo_file(path: Path) -> list[tuple[str, dict[str, Any]]]:
+    import yaml
+
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError) as exc:
@@ -107,6 +113,10 @@ def build_spec(item: pytest.Item, base: dict[str, Any],
     markers = list(item.iter_markers(MARKER))
     if not markers:
         return None
+    from aiperf.common.config import UserConfig
+    from aiperf.errors import ConfigError
+    from aiperf.plugin import PluginType, plugins
+
     profile = dict(base)
     slo = file_objectives(item.nodeid, slo_file)
     for marker in reversed(markers):

@@ -7,22 +7,22 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from aiperf.common.config import UserConfig
-from aiperf.errors import EndpointError
-from aiperf.mesh import Mesh
-from aiperf.mock_server import MockServerThread
-from aiperf.mock_server.config import MockServerConfig
-from aiperf.results import ProfileResult
 from pytest_aiperf.options import Settings
 from pytest_aiperf.profile import LoadTestSpec
 from pytest_aiperf.slo import Verdict
 
+if TYPE_CHECKING:
+    from aiperf.common.config import UserConfig
+    from aiperf.mesh import Mesh
+    from aiperf.mock_server import MockServerThread
+    from aiperf.results import ProfileResult
+
 # What the built-in mock serves when no --aiperf-url is given: small, realistic latencies.
-DEFAULT_MOCK = MockServerConfig(ttft_ms=10, ttft_stddev_ms=2, itl_ms=2, tokens=32)
+DEFAULT_MOCK = {"ttft_ms": 10, "ttft_stddev_ms": 2, "itl_ms": 2, "tokens": 32}
 KEY_METRICS = ("request_throughput", "time_to_first_token.p99", "request_latency.p99",
                "request_error_rate")
 
@@ -74,6 +74,8 @@ class AIPerfSession:
     # -- shared infrastructure, started on first use ----------------------------------------
 
     def mesh(self) -> Mesh:
+        from aiperf.mesh import Mesh
+
         if self._mesh is None or not self._mesh.running:
             if self._mesh is not None:
                 self._mesh.shutdown()
@@ -84,7 +86,9 @@ class AIPerfSession:
         if self.settings.url:
             return self.settings.url
         if self._mock is None:
-            self._mock = MockServerThread(DEFAULT_MOCK)
+            from aiperf.mock_server import MockServerThread
+
+            self._mock = MockServerThread(**DEFAULT_MOCK)
             self._mock.start()
         return self._mock.url
 
@@ -99,6 +103,9 @@ class AIPerfSession:
     # -- running ---------------------------------------------------------------------------
 
     def run(self, item: pytest.Item, spec: LoadTestSpec) -> ProfileResult:
+        from aiperf.common.config import UserConfig
+        from aiperf.errors import EndpointError
+
         profile = dict(spec.profile)
         item.config.hook.pytest_aiperf_profile(item=item, profile=profile)
         record = LoadTestRecord(item.nodeid, LoadTestSpec(profile).short())

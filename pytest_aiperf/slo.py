@@ -17,10 +17,12 @@ import operator
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from aiperf.metrics.definitions import BY_TAG, STAT_NAMES
-from aiperf.results import ProfileResult, parse_percentile
+from aiperf.metrics.definitions import BY_TAG, STAT_NAMES, parse_percentile
+
+if TYPE_CHECKING:
+    from aiperf.results import ProfileResult
 
 OPERATORS: dict[str, Callable[[float, float], bool]] = {
     "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 NS_PER_MS = 1e6
@@ -55,3 +56,20 @@ SPECS: tuple[MetricSpec, ...] = (
 BY_TAG = {spec.tag: spec for spec in SPECS}
 PERCENTILES = (1, 5, 10, 25, 50, 75, 90, 95, 99)
 STAT_NAMES = ("avg", "min", "max", "std", *(f"p{p}" for p in PERCENTILES), "count", "sum")
+
+_PNN = re.compile(r"^p(\d{1,2}(?:\.\d+)?|\d{3,})$")
+
+
+def parse_percentile(stat: str) -> float | None:
+    """``p99`` -> 99, ``p999`` -> 99.9, ``p99.9`` -> 99.9; None if not a percentile."""
+    if stat.startswith("p0"):
+        return None
+    match = _PNN.match(stat)
+    if not match:
+        return None
+    digits = match.group(1)
+    if "." not in digits and len(digits) >= 3:
+        # p999 is 99.9 and p9999 is 99.99; any other three digits (p100) is a typo.
+        return float("99." + digits[2:]) if digits.startswith("99") else None
+    value = float(digits)
+    return value if 0 < value < 100 else None

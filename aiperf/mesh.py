@@ -81,6 +81,13 @@ class Mesh:
         return self._process.pid if self._process else None
 
     def start(self) -> Mesh:
+        """Start the mesh and wait until every service has registered."""
+        self.launch()
+        return self.wait_ready()
+
+    def launch(self) -> Mesh:
+        """Start the controller and return at once; ``wait_ready`` (or the first ``run``)
+        waits for the services. Lets a caller do other work while the mesh boots."""
         if self._process is not None:
             raise MeshError("this mesh was started already; create a new Mesh")
         import tempfile
@@ -106,8 +113,13 @@ class Mesh:
         self._process = subprocess.Popen(
             [sys.executable, "-m", "aiperf.controller"], env=env, stdin=subprocess.DEVNULL
         )
+        self._send(HostHello())
+        return self
+
+    def wait_ready(self) -> Mesh:
+        if self.services:
+            return self
         try:
-            self._send(HostHello())
             ready = self._receive(MeshReady, self.service_config.startup_timeout, "start-up")
             if ready.error is not None:
                 raise ready.error.to_exception()
@@ -130,6 +142,7 @@ class Mesh:
             raise self._dead
         if not self.running:
             raise MeshError("the mesh is not running; start it first")
+        self.wait_ready()
         run_id = uuid.uuid4().hex[:12]
         dumped = config.model_dump(mode="python")
         if config.api_key is not None:

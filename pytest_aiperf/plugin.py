@@ -108,6 +108,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.fixturenames.append("aiperf_result")  # type: ignore[attr-defined]
 
 
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Load tests ahead: boot the mesh now, while pytest gets on with other work."""
+    state: AIPerfSession = session.config.stash[SESSION_KEY]
+    if (state.settings.disable or session.config.option.collectonly
+            or not any(SPEC_KEY in item.stash for item in session.items)):
+        return
+    state.launch_mesh()
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
     """After the test body, check the objectives (all of them, every time)."""

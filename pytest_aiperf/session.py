@@ -73,13 +73,22 @@ class AIPerfSession:
 
     # -- shared infrastructure, started on first use ----------------------------------------
 
+    def launch_mesh(self) -> None:
+        """Boot the mesh in the background (once load tests are known to be collected), so
+        its start-up overlaps with the rest of the session's preparations."""
+        from aiperf.mesh import Mesh
+
+        if self._mesh is None:
+            self._mesh = Mesh(workers=self.settings.workers).launch()
+
     def mesh(self) -> Mesh:
         from aiperf.mesh import Mesh
 
-        if self._mesh is None or not self._mesh.running:
-            if self._mesh is not None:
-                self._mesh.shutdown()
-            self._mesh = Mesh(workers=self.settings.workers).start()
+        if self._mesh is not None and self._mesh.running:
+            return self._mesh.wait_ready()
+        if self._mesh is not None:
+            self._mesh.shutdown()
+        self._mesh = Mesh(workers=self.settings.workers).start()
         return self._mesh
 
     def default_url(self) -> str:

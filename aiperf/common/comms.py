@@ -28,7 +28,7 @@ from aiperf.errors import MeshError
 # Short reconnect interval: services start before the controller binds, and the default
 # 100 ms retry would show up directly in mesh start-up time.
 RECONNECT_IVL_MS = 5
-LINGER_MS = 200
+LINGER_MS = 50  # long enough to deliver a last error report to a live peer
 
 
 class CommunicationError(MeshError):

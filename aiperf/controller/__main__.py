@@ -31,7 +31,11 @@ def main() -> int:
     manager.start_all()
     controller = SystemController(service_config, manager)
     run_event_loop(controller.run())
-    return 0
+    # Everything is stopped and removed by now; skip the interpreter's teardown of every
+    # imported module (over 100 ms of the mesh's shutdown on this machine).
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":

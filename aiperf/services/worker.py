@@ -97,12 +97,16 @@ class Worker(BaseComponentService):
         self._url = self._endpoint.url
         self._headers = self._endpoint.headers()
         self._streaming = self._endpoint.streaming
-        if self._transport is not None:
-            await self._transport.close()
-        self._transport = HttpTransport(
-            config.request_timeout_seconds, self.service_config.max_connections_per_worker
-        )
-        await self._transport.start()
+        # A new run with the same timeout keeps the session and its warm connections.
+        if self._transport is None or self._transport.timeout_seconds != (
+            config.request_timeout_seconds
+        ):
+            if self._transport is not None:
+                await self._transport.close()
+            self._transport = HttpTransport(
+                config.request_timeout_seconds, self.service_config.max_connections_per_worker
+            )
+            await self._transport.start()
         self._run = run_number(command.run_id)
         self._run_id = command.run_id
         return {}
@@ -239,8 +243,8 @@ class Worker(BaseComponentService):
 
     def _queue_record(self, record: RawRecord) -> None:
         self._pending_records.append(record)
-        if len(self._pending_records) >= RECORD_BATCH:
-            self._flush_records()
+        if len(self._pending_records) >= RECORD_BATCH or not self._in_flight:
+            self._flush_records()  # full, or nothing else in flight: the run may be ending
         elif self._record_timer is None:
             self._record_timer = asyncio.get_running_loop().call_later(
                 RECORD_FLUSH_S, self._flush_records)

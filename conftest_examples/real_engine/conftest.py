@@ -32,6 +32,7 @@ def _target_llama(request, llama_url):
 TARGET = pytest.StashKey[str]()
 
 
+@pytest.hookimpl(optionalhook=True)  # so `pytest -p no:aiperf` still works here
 def pytest_aiperf_profile(item, profile):
     profile["url"] = item.config.stash[TARGET]
     # A real model stops when it likes; benchmarks want the requested length.

@@ -22,6 +22,7 @@ def pytest_collection_modifyitems(config, items):
         item.add_marker(skip)
 
 
+@pytest.hookimpl(optionalhook=True)  # so `pytest -p no:aiperf` still works here
 def pytest_aiperf_profile(item, profile):
     """Every load test in this folder goes to the endpoint from the environment."""
     profile["url"] = URL

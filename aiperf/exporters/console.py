@@ -50,6 +50,13 @@ def summary_lines(result: ProfileResult) -> list[str]:
     lines = [f"\n{result.request_count} of {total} requests succeeded, "
              f"{result.error_count} failed."]
     lines.extend(result.error_lines())
+    config = result.config
+    if config is not None and config.request_rate and "request_throughput" in result:
+        lag = result.metrics.get("credit_to_start_latency")
+        lag_text = (f"; schedule lag (credit to start) p50 {lag.stat('p50'):.2f} ms, "
+                    f"p99 {lag.stat('p99'):.2f} ms" if lag is not None else "")
+        lines.append(f"Achieved {result.metric('request_throughput'):.2f} requests/s of "
+                     f"{config.request_rate:g} scheduled{lag_text}.")
     lines.extend(f"warning: {w}" for w in result.warnings)
     return lines
 

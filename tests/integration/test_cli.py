@@ -86,3 +86,13 @@ def test_mesh_command_starts_lists_and_stops() -> None:
     proc = aiperf("mesh")
     assert proc.returncode == 0
     assert "worker_1" in proc.stdout and "no-op run" in proc.stdout
+
+
+def test_rate_mode_reports_achieved_rate_and_schedule_lag(
+    mock_server: MockServerProcess, tmp_path: Path
+) -> None:
+    proc = aiperf("profile", "-u", mock_server.url, "--request-rate", "40",
+                  "--arrival-pattern", "constant", "--request-count", "20",
+                  "--output-artifact-dir", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    assert "requests/s of 40 scheduled; schedule lag (credit to start) p50" in proc.stdout

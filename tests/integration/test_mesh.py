@@ -128,3 +128,12 @@ def test_no_mesh_process_survives_a_sigkilled_host(tmp_path: Path) -> None:
     finally:
         if host.poll() is None:
             host.kill()
+
+
+@pytest.mark.asyncio
+async def test_the_async_handle_starts_runs_and_stops() -> None:
+    async with Mesh(workers=1) as mesh:
+        result = await mesh.arun(timing_strategy="noop")
+        assert result.invariant["ok"]
+        assert mesh.running
+    assert not mesh.running

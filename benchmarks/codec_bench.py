@@ -16,7 +16,8 @@ from pydantic import BaseModel
 
 from aiperf.common.codec import PROFILING, RawBatch, RawRecord, encode, raw_decoder
 
-EVENT = b'data: {"id":"x","object":"chat.completion.chunk","choices":[{"delta":{"content":" ab"}}]}\n\n'
+EVENT = (b'data: {"id":"x","object":"chat.completion.chunk",'
+         b'"choices":[{"delta":{"content":" ab"}}]}\n\n')
 
 
 class PydRecord(BaseModel):

@@ -103,10 +103,10 @@ def cmd_profile(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"aiperf: invalid configuration: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    workers = args.workers_max or 2
+    overrides = {"workers": args.workers_max} if args.workers_max else {}
     progress = ProgressLine(config) if sys.stderr.isatty() else None
     try:
-        with Mesh(workers=workers, log_level=args.log_level) as mesh:
+        with Mesh(log_level=args.log_level, **overrides) as mesh:
             result = mesh.run(config, progress=progress)
     except ConfigError as exc:
         print(f"aiperf: invalid configuration: {exc}", file=sys.stderr)
@@ -192,7 +192,7 @@ def cmd_mesh(args: argparse.Namespace) -> int:
     from aiperf.mesh import Mesh
 
     started = time.perf_counter()
-    with Mesh(workers=args.workers_max or 2) as mesh:
+    with Mesh(**({"workers": args.workers_max} if args.workers_max else {})) as mesh:
         ready = time.perf_counter() - started
         print(f"mesh ready in {ready * 1000:.0f} ms (controller pid {mesh.pid}):")
         for service_id, pid in sorted(mesh.services.items()):
@@ -215,7 +215,8 @@ def build_parser() -> argparse.ArgumentParser:
         profile.add_argument(*flags, dest=key, **options)
     profile.add_argument("--output-artifact-dir", default="artifacts",
                          help="where the JSON, CSV and JSONL exports go (default: artifacts)")
-    profile.add_argument("--workers-max", type=int, help="worker processes (default 2)")
+    profile.add_argument("--workers-max", type=int,
+                         help="worker processes (default: half the cores, at least 1)")
     profile.add_argument("--log-level", default="WARNING")
     profile.set_defaults(func=cmd_profile)
 

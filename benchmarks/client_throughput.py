@@ -106,6 +106,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--memory-requests", type=int, default=10_000)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--skip-latency", action="store_true")
     args = parser.parse_args()
     with MockServerProcess(tokens=TOKENS) as server, Mesh(workers=args.workers) as mesh:
         pin(server.pid, 0)
@@ -113,7 +114,8 @@ def main() -> None:
         throughput(mesh, server.url, args.requests, args.repeats)
         if args.memory_requests:
             memory(mesh, server.url, args.memory_requests)
-        latency(mesh, args.repeats)
+        if not args.skip_latency:
+            latency(mesh, args.repeats)
 
 
 if __name__ == "__main__":

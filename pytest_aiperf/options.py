@@ -27,7 +27,8 @@ OPTIONS: dict[str, tuple[str, str]] = {
                 "string"),
     "artifacts": ("write each load test's artifacts to DIR/<test>/ and DIR/summary.json",
                   "string"),
-    "workers": ("worker processes of the mesh (default 2)", "string"),
+    "workers": ("worker processes of the mesh (default: half the cores, at least 1)",
+                "string"),
     "slo_file": ("YAML file of objectives per test node id pattern", "string"),
     "disable": ("skip every load test (e.g. on a laptop)", "bool"),
     "profile": ("default for a profile key, KEY=VALUE (repeatable; ini: one per line)",
@@ -61,7 +62,7 @@ class Settings:
     endpoint_type: str | None = None
     api_key: str | None = field(default=None, repr=False)
     artifacts: Path | None = None
-    workers: int = 2
+    workers: int | None = None
     slo_file: Path | None = None
     disable: bool = False
     profile_defaults: dict[str, Any] = field(default_factory=dict)
@@ -103,7 +104,7 @@ def parse_profile_items(items: list[str], where: str) -> dict[str, Any]:
 def resolve(config: pytest.Config) -> Settings:
     workers = _get(config, "workers")
     try:
-        workers_n = int(workers) if workers is not None else 2
+        workers_n = int(workers) if workers is not None else None
     except ValueError:
         raise pytest.UsageError(f"--aiperf-workers: {workers!r} is not an integer") from None
     profile = parse_profile_items(list(config.getini("aiperf_profile") or []), "aiperf_profile")

@@ -75,7 +75,8 @@ def pytest_report_header(config: pytest.Config) -> str | None:
     if settings.disable:
         return "aiperf: load tests disabled (--aiperf-disable)"
     target = settings.url or "built-in mock server"
-    return f"aiperf: target {target}, {settings.workers} workers (mesh starts on first use)"
+    workers = settings.workers or "auto"
+    return f"aiperf: target {target}, workers {workers} (mesh starts on first use)"
 
 
 @pytest.hookimpl(wrapper=True)

@@ -73,22 +73,26 @@ class AIPerfSession:
 
     # -- shared infrastructure, started on first use ----------------------------------------
 
+    def _new_mesh(self) -> Mesh:
+        from aiperf.mesh import Mesh
+
+        workers = self.settings.workers
+        return Mesh(workers=workers) if workers else Mesh()
+
     def launch_mesh(self) -> None:
         """Boot the mesh in the background (once load tests are known to be collected), so
         its start-up overlaps with the rest of the session's preparations."""
-        from aiperf.mesh import Mesh
 
         if self._mesh is None:
-            self._mesh = Mesh(workers=self.settings.workers).launch()
+            self._mesh = self._new_mesh().launch()
 
     def mesh(self) -> Mesh:
-        from aiperf.mesh import Mesh
 
         if self._mesh is not None and self._mesh.running:
             return self._mesh.wait_ready()
         if self._mesh is not None:
             self._mesh.shutdown()
-        self._mesh = Mesh(workers=self.settings.workers).start()
+        self._mesh = self._new_mesh().start()
         return self._mesh
 
     def default_url(self) -> str:

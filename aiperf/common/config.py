@@ -194,6 +194,13 @@ class UserConfig(BaseModel):
 
 CommBackend = Literal["ipc", "tcp"]
 
+def default_workers() -> int:
+    """Half the cores, at least one: the other half goes to record processing and, on a
+    benchmarking box, often to the server under test. On 2 cores one worker drives more
+    requests than two (benchmarks/client_throughput.py --workers N)."""
+    return max(1, min(8, (os.cpu_count() or 2) // 2))
+
+
 ADDRESS_NAMES = ("control", "host", "bus_in", "bus_out", "credits", "records")
 
 
@@ -206,7 +213,7 @@ class ServiceConfig(BaseModel):
     run_dir: str = Field(default="", description="Private temp dir: IPC sockets, datasets")
     tcp_host: str = "127.0.0.1"
     tcp_ports: dict[str, int] = Field(default_factory=dict)
-    workers: int = Field(default=2, ge=1, le=256)
+    workers: int = Field(default_factory=lambda: default_workers(), ge=1, le=256)
     record_processors: int = Field(default=1, ge=1, le=64)
     log_level: str = Field(default="WARNING", pattern=r"(?i)^(debug|info|warning|error)$")
     # Named deadlines (seconds): every wait in the mesh uses one of these.

@@ -85,7 +85,7 @@ def test_plugins_lists_categories_with_descriptions() -> None:
 def test_mesh_command_starts_lists_and_stops() -> None:
     proc = aiperf("mesh")
     assert proc.returncode == 0
-    assert "worker_1" in proc.stdout and "no-op run" in proc.stdout
+    assert "worker_0" in proc.stdout and "no-op run" in proc.stdout
 
 
 def test_rate_mode_reports_achieved_rate_and_schedule_lag(

@@ -43,8 +43,8 @@ from aiperf.transports.http import HttpTransport
 
 _perf_ns = time.perf_counter_ns
 CANCELLED = ErrorInfo(None, "Cancelled", "in flight when the benchmark duration and grace ended")
-RECORD_BATCH = 64
-RECORD_FLUSH_S = 0.005
+RECORD_BATCH = 256
+RECORD_FLUSH_S = 0.02
 
 
 @dataclass

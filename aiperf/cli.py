@@ -40,9 +40,9 @@ PROFILE_FLAGS: list[tuple[tuple[str, ...], str, dict[str, Any]]] = [
     (("--warmup-request-count",), "warmup_request_count", {"type": int,
         "help": "requests sent first and excluded from every result"}),
     (("--isl",), "isl", {"type": int, "help": "mean input tokens (synthetic prompts)"}),
-    (("--isl-stddev",), "isl_stddev", {"type": float}),
+    (("--isl-stddev",), "isl_stddev", {"type": float, "help": "stddev of input tokens"}),
     (("--osl",), "osl", {"type": int, "help": "mean output tokens requested"}),
-    (("--osl-stddev",), "osl_stddev", {"type": float}),
+    (("--osl-stddev",), "osl_stddev", {"type": float, "help": "stddev of output tokens"}),
     (("--input-file",), "input_file", {"help": "JSONL dataset (single_turn or trace)"}),
     (("--custom-dataset-type",), "custom_dataset_type", {"help": "single_turn, mooncake_trace"}),
     (("--fixed-schedule",), "fixed_schedule", {"action": "store_true", "default": None,
@@ -53,10 +53,12 @@ PROFILE_FLAGS: list[tuple[tuple[str, ...], str, dict[str, Any]]] = [
                                      "help": "extra HTTP header (repeatable)"}),
     (("--api-key",), "api_key", {"help": "sent as a Bearer token; never printed"}),
     (("--goodput",), "goodput", {"help": "e.g. 'time_to_first_token:200 request_latency:1000'"}),
-    (("--request-timeout-seconds",), "request_timeout_seconds", {"type": float}),
+    (("--request-timeout-seconds",), "request_timeout_seconds", {"type": float,
+        "help": "a request still unanswered after this is an error (default 600)"}),
     (("--failed-request-threshold",), "failed_request_threshold", {"type": float,
         "help": "exit 4 when more than this percent of requests fail"}),
-    (("--random-seed",), "random_seed", {"type": int}),
+    (("--random-seed",), "random_seed", {"type": int,
+                                         "help": "seed of prompts and arrivals (default 0)"}),
     (("--tokenizer",), "tokenizer", {"help": "path to a local tokenizer.json"}),
 ]
 FLAG_OF = {key: flags[0] for flags, key, _ in PROFILE_FLAGS}
@@ -210,14 +212,23 @@ def build_parser() -> argparse.ArgumentParser:
                                    "ZeroMQ service mesh (AIPerf's metrics and artifacts).")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    profile = sub.add_parser("profile", help="run one load profile and print its metrics")
+    profile = sub.add_parser(
+        "profile", help="run one load profile and print its metrics",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="example:\n  aiperf mock-server --port 8000 &\n"
+               "  aiperf profile -u http://127.0.0.1:8000 -m my-model --streaming "
+               "--concurrency 8 --request-count 200\n\n"
+               "exit codes: 0 success, 1 mesh failure, 2 invalid configuration, 3 every "
+               "request failed,\n  4 --failed-request-threshold exceeded, 5 a request "
+               "unaccounted for")
     for flags, key, options in PROFILE_FLAGS:
         profile.add_argument(*flags, dest=key, **options)
     profile.add_argument("--output-artifact-dir", default="artifacts",
                          help="where the JSON, CSV and JSONL exports go (default: artifacts)")
     profile.add_argument("--workers-max", type=int,
                          help="worker processes (default: half the cores, at least 1)")
-    profile.add_argument("--log-level", default="WARNING")
+    profile.add_argument("--log-level", default="WARNING",
+                         help="log level of the mesh's services (default WARNING)")
     profile.set_defaults(func=cmd_profile)
 
     mock = sub.add_parser("mock-server", help="serve a mock OpenAI-compatible API")

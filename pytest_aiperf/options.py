@@ -36,6 +36,10 @@ OPTIONS: dict[str, tuple[str, str]] = {
 }
 
 
+METAVARS = {"url": "URL", "model": "NAME", "endpoint_type": "NAME", "api_key": "KEY",
+            "artifacts": "DIR", "workers": "N", "slo_file": "FILE"}
+
+
 def add_options(parser: pytest.Parser) -> None:
     group = parser.getgroup("aiperf", "LLM load tests (pytest-aiperf)")
     for name, (help_text, kind) in OPTIONS.items():
@@ -48,8 +52,7 @@ def add_options(parser: pytest.Parser) -> None:
                             help=help_text)
             parser.addini(f"aiperf_{name}", help_text, type="linelist", default=[])
         else:
-            group.addoption(flag, default=None, help=help_text,
-                            metavar=name.upper().replace("_", "-"))
+            group.addoption(flag, default=None, help=help_text, metavar=METAVARS[name])
             parser.addini(f"aiperf_{name}", help_text, default=None)
 
 

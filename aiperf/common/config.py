@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import (
@@ -250,7 +249,3 @@ class ServiceConfig(BaseModel):
             missing = [k for k in self.address_keys() if k not in ports]
             ports.update(zip(missing, free_tcp_ports(self.tcp_host, len(missing)), strict=True))
         return self.model_copy(update={"run_dir": run_dir, "tcp_ports": ports})
-
-    @property
-    def run_path(self) -> Path:
-        return Path(self.run_dir)

@@ -17,12 +17,10 @@ from aiperf.errors import ErrorDetails
 
 class MessageType(str, Enum):
     REGISTER = "register"
-    HEARTBEAT = "heartbeat"
     SERVICE_ERROR = "service_error"
     COMMAND_ACK = "command_ack"
     CONFIGURE_PROFILE = "configure_profile"
     START_PROFILE = "start_profile"
-    CANCEL_PROFILE = "cancel_profile"
     CREDITS_COMPLETE = "credits_complete"
     CANCEL_REQUESTS = "cancel_requests"
     PROFILE_RESULTS = "profile_results"
@@ -74,11 +72,6 @@ class RegisterMessage(Message):
     pid: int
 
 
-class HeartbeatMessage(Message):
-    message_type: MessageType = MessageType.HEARTBEAT
-    state: str = "running"
-
-
 class ServiceErrorMessage(Message):
     message_type: MessageType = MessageType.SERVICE_ERROR
     error: ErrorDetails
@@ -105,11 +98,6 @@ class ConfigureProfileCommand(Command):
 
 class StartProfileCommand(Command):
     message_type: MessageType = MessageType.START_PROFILE
-    run_id: str
-
-
-class CancelProfileCommand(Command):
-    message_type: MessageType = MessageType.CANCEL_PROFILE
     run_id: str
 
 

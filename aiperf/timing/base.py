@@ -23,8 +23,9 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
@@ -45,12 +46,14 @@ class LeaseState:
     done: bool = False
 
 
-class Dispatcher:
+class Dispatcher(Protocol):
     """How a strategy reaches workers; the timing manager implements it over ZeroMQ."""
 
     workers: list[str]
-    send_lease: Callable[[str, Lease], Awaitable[None]]
-    send_credits: Callable[[str, list[Credit]], Awaitable[None]]
+
+    async def send_lease(self, worker: str, lease: Lease) -> None: ...
+
+    async def send_credits(self, worker: str, credits: list[Credit]) -> None: ...
 
 
 class TimingStrategy:

@@ -337,14 +337,13 @@ def test_ctrl_c_stops_the_run_and_the_mesh_within_two_seconds(
     proc, pids, sent = _run_interrupted(project, [], signal.SIGINT, after=0.5)
     try:
         proc.wait(10)
-        survivors = wait_gone(pids, timeout=2.0)
-        elapsed = time.monotonic() - sent
+        survivors = wait_gone(pids, timeout=max(0.1, 2.0 - (time.monotonic() - sent)))
+        print(f"pytest and the mesh gone {time.monotonic() - sent:.2f} s after SIGINT")
     finally:
         if proc.poll() is None:
             proc.kill()
     assert len(pids) >= 6
-    assert survivors == []
-    assert elapsed < 4.0  # the budget is 2 s; the rest is the poll of this check
+    assert survivors == []  # the budget: every process gone within 2 s of Ctrl-C
     assert proc.returncode == pytest.ExitCode.INTERRUPTED
 
 

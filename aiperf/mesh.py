@@ -152,16 +152,12 @@ class Mesh:
         deadline = run_deadline(config, self.service_config) + self.service_config.command_timeout
         try:
             reply = self._receive(RunProfileReply, deadline, f"run {run_id}", progress)
-        except (KeyboardInterrupt, MeshTimeoutError, Exception) as exc:
+        except BaseException as exc:
             if not isinstance(exc, MeshError) or isinstance(exc, MeshTimeoutError):
-                # Interrupted (Ctrl-C, a test timeout) or hung: the run is still going in
-                # the mesh, so the mesh cannot serve another one. Stop it now.
+                # Interrupted (Ctrl-C, pytest-timeout's Failed) or hung: the run is still
+                # going in the mesh, so the mesh cannot serve another one. Stop it now.
                 self._dead = MeshError(f"the mesh was stopped during run {run_id}: {exc!r}")
                 self.shutdown()
-            raise
-        except BaseException as exc:  # e.g. pytest-timeout's Failed, SystemExit
-            self._dead = MeshError(f"the mesh was stopped during run {run_id}: {exc!r}")
-            self.shutdown()
             raise
         if reply.error is not None:
             error = reply.error.to_exception()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from aiperf._lazy import lazy_getattr
 
 __version__ = "0.1.0"
 
@@ -37,11 +39,5 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    """Lazy re-exports: ``import aiperf`` stays cheap for the pytest plugin's start-up."""
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'aiperf' has no attribute {name!r}")
-    import importlib
-
-    return getattr(importlib.import_module(module), name)
+# Lazy, so that ``import aiperf`` stays cheap for the pytest plugin's start-up.
+__getattr__ = lazy_getattr(__name__, _LAZY)

@@ -7,8 +7,9 @@ importing the engine.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from aiperf._lazy import lazy_getattr
 
 if TYPE_CHECKING:
     from aiperf.errors import AIPerfError, ConfigError, EndpointError, MeshError
@@ -50,8 +51,4 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'pytest_aiperf' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_getattr(__name__, _LAZY)

@@ -228,6 +228,10 @@ class Worker(BaseComponentService):
                 delay_ns = wait_until_ns - _perf_ns()
                 if delay_ns > 0:
                     await asyncio.sleep(delay_ns / 1e9)
+                    # The loop's timers round to the millisecond and may fire early; never
+                    # send before the scheduled time.
+                    while _perf_ns() < wait_until_ns:
+                        await asyncio.sleep(0)
             assert self._transport is not None
             await self._transport.send(record, self._url, self._headers,
                                        self._body(conversation), self._streaming)

@@ -134,6 +134,7 @@ def test_request_rate_sends_credits_on_schedule(mesh: Mesh, mock_server: MockSer
     # Constant arrivals 20 ms apart: the run cannot be faster than its schedule.
     assert (starts[-1] - starts[0]) / 1e6 >= 19 * 20 * 0.95
     assert result["credit_to_start_latency"].count == 20
+    assert result["credit_to_start_latency"].min >= 0  # never sent before its time
 
 
 def test_fixed_schedule_replays_trace_timestamps(mesh: Mesh, mock_server: MockServerProcess,

@@ -12,7 +12,7 @@ import pickle
 import time
 
 from _common import median
-from pydantic import BaseModel
+from pydantic import BaseModel, create_model
 
 from aiperf.common.codec import PROFILING, RawBatch, RawRecord, encode, raw_decoder
 
@@ -20,23 +20,17 @@ EVENT = (b'data: {"id":"x","object":"chat.completion.chunk",'
          b'"choices":[{"delta":{"content":" ab"}}]}\n\n')
 
 
-class PydRecord(BaseModel):
-    credit_id: int
-    phase: int
-    worker_id: str
-    conversation: int
-    credit_ns: int
-    start_ns: int
-    wall_start_ns: int
-    response_ns: int
-    end_ns: int
-    status: int
-    chunks: list[tuple[int, bytes]]
+# The same record as a pydantic model, field for field, for the comparison.
+PydRecord = create_model(
+    "PydRecord",
+    **{name: (RawRecord.__annotations__[name], ...)
+       for name in RawRecord.__struct_fields__ if name not in ("error", "cancelled")},
+)
 
 
 class PydBatch(BaseModel):
     run: int
-    records: list[PydRecord]
+    records: list[PydRecord]  # type: ignore[valid-type]
 
 
 def batch() -> RawBatch:

@@ -8,7 +8,7 @@ Every subclass registers itself by its ``message_type`` so ``decode_message`` ca
 from __future__ import annotations
 
 from enum import Enum
-from typing import Any, ClassVar
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -63,7 +63,6 @@ class Command(Message):
     """A message that expects a ``CommandAck`` from each service it is sent to."""
 
     command_id: str
-    expects_ack: ClassVar[bool] = True
 
 
 class RegisterMessage(Message):

@@ -156,6 +156,11 @@ class SystemController(AIPerfLoggerMixin):
         if self._stop.is_set():
             return
         how = self.manager.exit_description(svc)
+        if not svc.required:
+            # An optional service may go; the mesh carries on without it.
+            self.registered.pop(svc.service_id, None)
+            self.warning(f"optional service {svc.service_id} {how}")
+            return
         self._fail(ErrorDetails.from_exception(
             ServiceFailedError(f"service {svc.service_id} {how}", service_id=svc.service_id),
             service_id=svc.service_id,

@@ -39,6 +39,7 @@ from aiperf.common.messages import CancelRequestsMessage, ConfigureProfileComman
 from aiperf.common.service import BaseComponentService
 from aiperf.dataset.models import Turn, read_dataset
 from aiperf.endpoints.base import BaseEndpoint, make_endpoint
+from aiperf.transports import make_transport
 from aiperf.transports.http import HttpTransport
 
 _perf_ns = time.perf_counter_ns
@@ -76,6 +77,7 @@ class Worker(BaseComponentService):
         self._bodies: list[bytes | None] = []
         self._endpoint: BaseEndpoint | None = None
         self._transport: HttpTransport | None = None
+        self._transport_key: tuple[str, float] | None = None
         self._leases: list[_LeaseProgress] = []
         self._slot_tasks: list[asyncio.Task[None]] = []
         self._generation = 0  # bumped when a run ends: its slot loops then return
@@ -97,15 +99,17 @@ class Worker(BaseComponentService):
         self._url = self._endpoint.url
         self._headers = self._endpoint.headers()
         self._streaming = self._endpoint.streaming
-        # A new run with the same timeout keeps the session and its warm connections.
-        if self._transport is None or self._transport.timeout_seconds != (
-            config.request_timeout_seconds
-        ):
+        # A new run with the same target and timeout keeps the session and its warm
+        # connections.
+        transport_key = (config.url, config.request_timeout_seconds)
+        if self._transport is None or self._transport_key != transport_key:
             if self._transport is not None:
                 await self._transport.close()
-            self._transport = HttpTransport(
-                config.request_timeout_seconds, self.service_config.max_connections_per_worker
+            self._transport = make_transport(
+                config.url, config.request_timeout_seconds,
+                self.service_config.max_connections_per_worker,
             )
+            self._transport_key = transport_key
             await self._transport.start()
         self._run = run_number(command.run_id)
         self._run_id = command.run_id

@@ -34,7 +34,7 @@ from aiperf.mock_server import MockServerThread
 from aiperf.mock_server.responders import Responder
 from aiperf.plugin import PluginType, plugins
 from aiperf.plugin.metadata import EndpointMetadata
-from aiperf.transports.http import HttpTransport
+from aiperf.transports import make_transport
 
 PROMPTS = {
     "short": "hello",
@@ -58,7 +58,7 @@ def _check(condition: bool, clause: str, seen: str, fix: str) -> None:
 
 
 async def _send(endpoint: BaseEndpoint, turn: Turn) -> RawRecord:
-    transport = HttpTransport(timeout_seconds=10, max_connections=4)
+    transport = make_transport(endpoint.url, timeout_seconds=10, max_connections=4)
     await transport.start()
     try:
         record = RawRecord(0, PROFILING, "contract", 0, 0, 0, 0, 0, 0, 0, [])

@@ -118,16 +118,23 @@ def test_mock_plugin_registers_for_the_with_block_only() -> None:
         plugins.get_class(PluginType.ENDPOINT, "my_endpoint")
 
 
-def test_third_party_manifest_replaces_builtin_at_equal_priority(tmp_path: Path) -> None:
+def builtin_then_replacement_of_chat(tmp_path: Path, priority: int) -> Registry:
+    """The built-in manifest, then a third-party one defining ``chat`` again."""
     registry = Registry()
     registry.load_manifest(Path(__file__).parents[3] / "plugins.yaml")
-    registry.load_manifest(write(tmp_path, """
+    registry.load_manifest(write(tmp_path, f"""
 endpoint:
   chat:
     class: tests.unit.plugin.test_registry:FakeEndpoint
     description: replacement
-    metadata: {endpoint_path: /v1/chat/completions}
+    priority: {priority}
+    metadata: {{endpoint_path: /v1/chat/completions}}
 """), origin="third-party")
+    return registry
+
+
+def test_third_party_manifest_replaces_builtin_at_equal_priority(tmp_path: Path) -> None:
+    registry = builtin_then_replacement_of_chat(tmp_path, priority=0)
     assert registry.get_class("endpoint", "chat") is FakeEndpoint
 
 
@@ -148,16 +155,7 @@ def test_between_two_third_party_manifests_the_first_wins_with_a_warning(
 
 
 def test_a_higher_priority_wins(tmp_path: Path) -> None:
-    registry = Registry()
-    registry.load_manifest(Path(__file__).parents[3] / "plugins.yaml")
-    registry.load_manifest(write(tmp_path, """
-endpoint:
-  chat:
-    class: tests.unit.plugin.test_registry:FakeEndpoint
-    description: low
-    priority: -1
-    metadata: {endpoint_path: /}
-"""), origin="third-party")
+    registry = builtin_then_replacement_of_chat(tmp_path, priority=-1)
     assert registry.get_class("endpoint", "chat") is ChatEndpoint
 
 

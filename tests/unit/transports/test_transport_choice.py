@@ -1,0 +1,18 @@
+from __future__ import annotations
+
+import pytest
+
+from aiperf.errors import ConfigError
+from aiperf.transports import make_transport
+from aiperf.transports.http import HttpTransport
+
+
+def test_the_transport_plugin_is_chosen_by_url_scheme() -> None:
+    transport = make_transport("https://example.invalid/v1", 5, 8)
+    assert isinstance(transport, HttpTransport) and transport.timeout_seconds == 5
+
+
+def test_an_unserved_scheme_lists_the_allowed_ones() -> None:
+    with pytest.raises(ConfigError, match=r"no transport serves scheme 'grpc'.*allowed "
+                                          r"schemes: http, https"):
+        make_transport("grpc://127.0.0.1:1", 5, 8)

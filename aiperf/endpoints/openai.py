@@ -39,6 +39,7 @@ class Response(msgspec.Struct):
 
 
 _decode = msgspec.json.Decoder(Response).decode
+_decode_many = msgspec.json.Decoder(list[Response]).decode
 
 
 def _error_text(error: Any) -> str:
@@ -70,7 +71,20 @@ class OpenAITokenEndpoint(BaseEndpoint):
         return body
 
     def parse_event(self, data: bytes) -> ParsedResponse:
-        response = self._decode(data, "chunk")
+        return self._parsed_event(self._decode(data, "chunk"))
+
+    def parse_events(self, events: list[bytes]) -> list[ParsedResponse]:
+        # One decoder call for the whole stream instead of one per event: the events are
+        # JSON objects, so joined with commas inside brackets they are one JSON array.
+        try:
+            responses = _decode_many(b"[" + b",".join(events) + b"]")
+        except msgspec.MsgspecError:
+            responses = []
+        if len(responses) != len(events):  # a bad event: find and name it one by one
+            return [self.parse_event(data) for data in events]
+        return [self._parsed_event(response) for response in responses]
+
+    def _parsed_event(self, response: Response) -> ParsedResponse:
         if response.error:
             return ParsedResponse(error=_error_text(response.error))
         usage = response.usage

@@ -74,6 +74,8 @@ class RecordDeriver:
         prompt_tokens = completion_tokens = None
         if self.streaming:
             done = False
+            stamps: list[int] = []
+            payloads: list[bytes] = []
             for ts, name, data in _sse_events(raw.chunks):
                 if name == b"error":
                     return self._error(raw, ErrorInfo(raw.status, "SSEError",
@@ -81,7 +83,9 @@ class RecordDeriver:
                 if data == DONE:
                     done = True
                     continue
-                parsed = self.endpoint.parse_event(data)
+                stamps.append(ts)
+                payloads.append(data)
+            for ts, parsed in zip(stamps, self.endpoint.parse_events(payloads), strict=True):
                 if parsed.error is not None:
                     return self._error(raw, ErrorInfo(raw.status, "ServerError", parsed.error))
                 if parsed.prompt_tokens is not None:

@@ -8,14 +8,16 @@ mode for free. Register one with ``MockServer.add_responder``.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
+
 from aiperf.dataset.tokenizer import BuiltinTokenizer
 
 _tokenizer = BuiltinTokenizer()
+_encode = msgspec.json.encode
 WORDS = ("alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel")
 
 
@@ -53,7 +55,7 @@ class Responder:
 
 
 def sse(obj: Any) -> bytes:
-    return b"data: " + json.dumps(obj, separators=(",", ":")).encode() + b"\n\n"
+    return b"data: " + _encode(obj) + b"\n\n"
 
 
 def _usage(prompt: int, completion: int) -> dict[str, int]:
@@ -107,12 +109,12 @@ class ChatResponder(Responder):
 
     def body(self, request_id: str, text: str, plan: RequestPlan) -> bytes:
         prompt, completion = plan.prompt_tokens, plan.output_tokens
-        return json.dumps({
+        return _encode({
             "id": request_id, "object": "chat.completion", "model": "mock-model",
             "choices": [{"index": 0, "finish_reason": "length",
                          "message": {"role": "assistant", "content": text}}],
             "usage": _usage(prompt, completion),
-        }).encode()
+        })
 
 
 class CompletionsResponder(Responder):
@@ -140,11 +142,11 @@ class CompletionsResponder(Responder):
 
     def body(self, request_id: str, text: str, plan: RequestPlan) -> bytes:
         prompt, completion = plan.prompt_tokens, plan.output_tokens
-        return json.dumps({
+        return _encode({
             "id": request_id, "object": "text_completion", "model": "mock-model",
             "choices": [{"index": 0, "text": text, "finish_reason": "length"}],
             "usage": _usage(prompt, completion),
-        }).encode()
+        })
 
 
 class EmbeddingsResponder(Responder):
@@ -161,8 +163,8 @@ class EmbeddingsResponder(Responder):
         prompt = plan.prompt_tokens
         data = [{"object": "embedding", "index": i, "embedding": [0.1, 0.2, 0.3, 0.4]}
                 for i in range(plan.items)]
-        return json.dumps({"object": "list", "data": data, "model": "mock-model",
-                           "usage": {"prompt_tokens": prompt, "total_tokens": prompt}}).encode()
+        return _encode({"object": "list", "data": data, "model": "mock-model",
+                           "usage": {"prompt_tokens": prompt, "total_tokens": prompt}})
 
 
 def token_texts(count: int, per_chunk: int) -> list[str]:

@@ -1,15 +1,16 @@
-"""The mock server: aiohttp, 127.0.0.1 by default, latency model and faults per request.
+"""The mock server: OpenAI routes on 127.0.0.1 by default, latency model and faults.
 
 Start it in-process (``await MockServer(config).start()``), on a thread of the test process
 (``MockServerThread``), or as a child process (``MockServerProcess``, what benchmarks use so
 the server does not share the client's interpreter). ``aiperf mock-server`` runs it from the
-shell.
+shell. The HTTP layer is ``aiperf.mock_server.http``; this module decides what to answer,
+as a sequence of steps (see there).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
+import itertools
 import os
 import random
 import signal
@@ -18,12 +19,13 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
+from collections.abc import Iterator
 from typing import Any
 
-from aiohttp import web
+import msgspec
 
 from aiperf.mock_server.config import MockServerConfig
+from aiperf.mock_server.http import ABORT, END, HttpProtocol, Reply, Request, Step, StreamStart
 from aiperf.mock_server.responders import (
     ChatResponder,
     CompletionsResponder,
@@ -34,6 +36,9 @@ from aiperf.mock_server.responders import (
 )
 
 _DONE = b"data: [DONE]\n\n"
+_HEALTH = msgspec.json.encode({"status": "ok"})
+_MODELS = msgspec.json.encode({"object": "list", "data": [
+    {"id": "mock-model", "object": "model", "owned_by": "pytest-aiperf"}]})
 
 
 class MockServer:
@@ -48,7 +53,9 @@ class MockServer:
                           *(responders or [])):
             self.add_responder(responder)
         self._rng = random.Random(self.config.seed)
-        self._runner: web.AppRunner | None = None
+        self._ids = itertools.count(1)
+        self._server: asyncio.Server | None = None
+        self._connections: set[HttpProtocol] = set()
         self.port = self.config.port
         self.requests_served = 0
 
@@ -59,130 +66,110 @@ class MockServer:
     def url(self) -> str:
         return f"http://{self.config.host}:{self.port}"
 
-    def make_app(self) -> web.Application:
-        app = web.Application()
-        app.router.add_get("/health", self._health)
-        app.router.add_get("/v1/models", self._models)
-        app.router.add_post("/{tail:.*}", self._dispatch)
-        return app
-
     async def start(self) -> str:
-        self._runner = web.AppRunner(self.make_app(), access_log=None, shutdown_timeout=0.5)
-        await self._runner.setup()
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((self.config.host, self.config.port))
         self.port = sock.getsockname()[1]
-        site = web.SockSite(self._runner, sock, backlog=1024)
-        await site.start()
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: HttpProtocol(self.answer, self._connections), sock=sock, backlog=1024)
         return self.url
 
     async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        if self._server is not None:
+            self._server.close()
+            for connection in list(self._connections):
+                connection.close()
+            await asyncio.wait_for(self._server.wait_closed(), 5)
+            self._server = None
 
-    # -- handlers -------------------------------------------------------------------------
+    # -- what to answer ---------------------------------------------------------------
 
-    async def _health(self, request: web.Request) -> web.Response:
-        return web.json_response({"status": "ok"})
-
-    async def _models(self, request: web.Request) -> web.Response:
-        return web.json_response({"object": "list", "data": [
-            {"id": "mock-model", "object": "model", "owned_by": "pytest-aiperf"}]})
+    def answer(self, request: Request) -> Iterator[Step]:
+        if request.method == "GET":
+            if request.path == "/health":
+                return iter((Reply(200, _HEALTH),))
+            if request.path == "/v1/models":
+                return iter((Reply(200, _MODELS),))
+        responder = self.responders.get(request.path)
+        if request.method != "POST" or responder is None:
+            return iter((_error(404, f"no mock route for {request.method} {request.path}",
+                                "not_found"),))
+        try:
+            body = msgspec.json.decode(request.body)
+        except msgspec.DecodeError:
+            return iter((_error(400, "request body is not JSON", "invalid_request_error"),))
+        if not isinstance(body, dict):
+            return iter((_error(400, "request body must be a JSON object",
+                                "invalid_request_error"),))
+        self.requests_served += 1
+        cfg = self.config
+        if cfg.error_rate and self._rng.random() < cfg.error_rate:
+            code = self._rng.choice(cfg.error_codes)
+            return iter((_error(code, f"injected error {code}", "server_error"),))
+        fault = cfg.fault if cfg.fault != "none" and self._rng.random() < cfg.fault_rate else None
+        if fault == "rate_limit":
+            return iter((_error(429, "rate limited (injected)", "rate_limit_exceeded",
+                                headers={"Retry-After": str(cfg.retry_after_seconds)}),))
+        plan = responder.parse(body, cfg.tokens)
+        request_id = f"mock-{next(self._ids)}"
+        if plan.stream:
+            return self._stream(responder, plan, request_id, fault)
+        return self._whole(responder, plan, request_id, fault)
 
     def _gauss_s(self, mean_ms: float, stddev_ms: float) -> float:
         if stddev_ms <= 0:
             return mean_ms / 1000
         return max(0.0, self._rng.gauss(mean_ms, stddev_ms)) / 1000
 
-    async def _dispatch(self, request: web.Request) -> web.StreamResponse:
-        responder = self.responders.get(request.path)
-        if responder is None:
-            return _error(404, f"no mock route for {request.path}", "not_found")
-        try:
-            body = json.loads(await request.read())
-        except ValueError:
-            return _error(400, "request body is not JSON", "invalid_request_error")
-        if not isinstance(body, dict):
-            return _error(400, "request body must be a JSON object", "invalid_request_error")
-        self.requests_served += 1
+    def _whole(self, responder: Responder, plan: RequestPlan, request_id: str,
+               fault: str | None) -> Iterator[Step]:
         cfg = self.config
-        if cfg.error_rate and self._rng.random() < cfg.error_rate:
-            code = self._rng.choice(cfg.error_codes)
-            return _error(code, f"injected error {code}", "server_error")
-        fault = cfg.fault if cfg.fault != "none" and self._rng.random() < cfg.fault_rate else None
-        if fault == "rate_limit":
-            return _error(429, "rate limited (injected)", "rate_limit_exceeded",
-                          headers={"Retry-After": str(cfg.retry_after_seconds)})
-        plan = responder.parse(body, cfg.tokens)
-        request_id = f"mock-{uuid.uuid4().hex[:12]}"
-        if plan.stream:
-            return await self._stream(request, responder, plan, request_id, fault)
         delay = (cfg.latency_ms / 1000 if cfg.latency_ms is not None else
                  self._gauss_s(cfg.ttft_ms, cfg.ttft_stddev_ms)
                  + plan.output_tokens * self._gauss_s(cfg.itl_ms, cfg.itl_stddev_ms))
-        if fault == "stall":
-            delay = cfg.stall_seconds
-        if delay:
-            await asyncio.sleep(delay)
+        yield float(cfg.stall_seconds if fault == "stall" else delay)
         text = "".join(token_texts(plan.output_tokens, plan.output_tokens or 1))
         payload = responder.body(request_id, text, plan)
         if fault == "malformed":
             payload = payload[: len(payload) // 2]
-        return web.Response(body=payload, content_type="application/json")
+        yield Reply(200, payload)
 
-    async def _stream(self, request: web.Request, responder: Responder, plan: RequestPlan,
-                      request_id: str, fault: str | None) -> web.StreamResponse:
-        response = web.StreamResponse(headers={"Content-Type": "text/event-stream",
-                                               "Cache-Control": "no-cache"})
-        await response.prepare(request)
-        try:
-            await self._write_stream(request, response, responder, plan, request_id, fault)
-        except ConnectionResetError:
-            pass  # the client went away (cancelled, timed out): nothing to answer
-        return response
-
-    async def _write_stream(self, request: web.Request, response: web.StreamResponse,
-                            responder: Responder, plan: RequestPlan, request_id: str,
-                            fault: str | None) -> None:
+    def _stream(self, responder: Responder, plan: RequestPlan, request_id: str,
+                fault: str | None) -> Iterator[Step]:
         cfg = self.config
-        for event in responder.first_events(request_id):
-            await response.write(event)
-        ttft = self._gauss_s(cfg.ttft_ms, cfg.ttft_stddev_ms)
-        if ttft:
-            await asyncio.sleep(ttft)
+        yield StreamStart()
+        yield from responder.first_events(request_id)
+        yield self._gauss_s(cfg.ttft_ms, cfg.ttft_stddev_ms)
         parts = token_texts(plan.output_tokens, cfg.tokens_per_chunk)
         cut = max(1, len(parts) // 2)
+        pace = cfg.itl_ms or cfg.itl_stddev_ms
         for i, text in enumerate(parts):
-            if i and (cfg.itl_ms or cfg.itl_stddev_ms):
-                await asyncio.sleep(self._gauss_s(cfg.itl_ms, cfg.itl_stddev_ms)
-                                    * cfg.tokens_per_chunk)
+            if i and pace:
+                yield self._gauss_s(cfg.itl_ms, cfg.itl_stddev_ms) * cfg.tokens_per_chunk
             if i == cut and fault is not None:
                 if fault == "disconnect":
-                    assert request.transport is not None
-                    request.transport.abort()
+                    yield ABORT
                     return
                 if fault == "truncate":
-                    await response.write_eof()
+                    yield END
                     return
                 if fault == "stall":
-                    await asyncio.sleep(cfg.stall_seconds)
+                    yield float(cfg.stall_seconds)
                 if fault == "malformed":
-                    await response.write(b'data: {"choices": [{"delta": {"content": "x"\n\n')
+                    yield b'data: {"choices": [{"delta": {"content": "x"\n\n'
                     continue
-            await response.write(responder.token_event(request_id, text))
-        for event in responder.last_events(request_id, plan.prompt_tokens,
-                                           plan.output_tokens, plan.include_usage):
-            await response.write(event)
-        await response.write(_DONE)
-        await response.write_eof()
+            yield responder.token_event(request_id, text)
+        yield from responder.last_events(request_id, plan.prompt_tokens, plan.output_tokens,
+                                         plan.include_usage)
+        yield _DONE
+        yield END
 
 
-def _error(code: int, message: str, kind: str,
-           headers: dict[str, str] | None = None) -> web.Response:
-    return web.json_response({"error": {"message": message, "type": kind, "code": code}},
-                             status=code, headers=headers)
+def _error(code: int, message: str, kind: str, headers: dict[str, str] | None = None) -> Reply:
+    body = msgspec.json.encode({"error": {"message": message, "type": kind, "code": code}})
+    return Reply(code, body, headers=headers or {})
 
 
 class MockServerThread:

@@ -12,6 +12,7 @@ from typing import Any
 import zmq
 
 from aiperf.common.codec import MetricBatch, encode, raw_decoder, run_number
+from aiperf.common.comms import sync_twin
 from aiperf.common.config import UserConfig
 from aiperf.common.hooks import on_init, on_message
 from aiperf.common.messages import ConfigureProfileCommand, MessageType
@@ -29,7 +30,8 @@ class RecordProcessor(BaseComponentService):
     async def _open_sockets(self) -> None:
         assert self.comms is not None
         self._raw = self.comms.socket(zmq.PULL, "raw_records", bind=True, index=self.index)
-        self._out = self.comms.socket(zmq.PUSH, "records", bind=False)
+        # Send-only: the blocking twin skips an asyncio future per batch.
+        self._out = sync_twin(self.comms.socket(zmq.PUSH, "records", bind=False))
         self._run = 0
         self._deriver: RecordDeriver | None = None
         self.spawn(self._process_loop(), name="raw-records")
@@ -52,4 +54,4 @@ class RecordProcessor(BaseComponentService):
                 continue
             derive = self._deriver.derive
             out = MetricBatch(batch.run, [derive(raw) for raw in batch.records])
-            await self._out.send(encode(out))
+            self._out.send(encode(out))

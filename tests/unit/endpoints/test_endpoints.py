@@ -83,3 +83,27 @@ def test_embeddings_response_needs_data() -> None:
                          ).prompt_tokens == 2
     with pytest.raises(InvalidResponse, match="no 'data' list"):
         ep.parse_body(b'{"object":"list"}')
+
+
+STREAM = [
+    b'{"choices":[{"delta":{"role":"assistant","content":null}}]}',
+    b'{"choices":[{"delta":{"content":" a"}}]}',
+    b'{"error":{"message":"overloaded"}}',
+    b'{"choices":[],"usage":{"prompt_tokens":5,"completion_tokens":9}}',
+]
+
+
+def test_a_whole_stream_parses_as_its_events_do_one_by_one() -> None:
+    ep = endpoint("chat", streaming=True)
+    assert ep.parse_events(STREAM) == [ep.parse_event(data) for data in STREAM]
+    assert ep.parse_events([]) == []
+
+
+@pytest.mark.parametrize("bad", [b'{"choices": [', b"", b'{"a":1},{"b":2}', b"[]"])
+def test_a_bad_event_in_a_stream_is_named_as_it_is_alone(bad: bytes) -> None:
+    ep = endpoint("chat", streaming=True)
+    with pytest.raises(InvalidResponse) as alone:
+        ep.parse_event(bad)
+    with pytest.raises(InvalidResponse) as in_stream:
+        ep.parse_events([STREAM[1], bad, STREAM[3]])
+    assert str(in_stream.value) == str(alone.value)

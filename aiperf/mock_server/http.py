@@ -1,0 +1,219 @@
+"""A small HTTP/1.1 server for the mock: httptools parsing on an asyncio protocol.
+
+The mock must cost far less CPU per request than the clients it measures, or it becomes
+the bottleneck of the throughput benchmarks (aiohttp's web server spent ~0.1 ms per
+request here, as much as the client under test). This layer only parses requests, keeps
+them in order per connection and frames responses; what to answer is the handler's
+business.
+
+A handler turns a ``Request`` into *steps*, a plain iterator of: ``Reply`` (a whole
+response), ``StreamStart`` (status line and headers of a chunked response), ``bytes`` (one
+chunk of it), a ``float`` (pause that many seconds), ``END`` (finish the chunked response
+early, cleanly) or ``ABORT`` (drop the connection). Steps run synchronously until the first
+positive pause; only then does the rest move to a task, so an immediate answer costs no
+task at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http import HTTPStatus
+
+import httptools
+
+
+@dataclass(frozen=True)
+class Request:
+    method: str
+    path: str
+    body: bytes
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    body: bytes
+    content_type: str = "application/json"
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StreamStart:
+    content_type: str = "text/event-stream"
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+END = object()
+ABORT = object()
+Step = Reply | StreamStart | bytes | float | object
+Handler = Callable[[Request], Iterator[Step]]
+
+
+def _head(status: int, headers: dict[str, str], keep_alive: bool) -> bytes:
+    lines = [f"HTTP/1.1 {status} {HTTPStatus(status).phrase}", "Server: aiperf-mock"]
+    lines.extend(f"{name}: {value}" for name, value in headers.items())
+    if not keep_alive:
+        lines.append("Connection: close")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+class HttpProtocol(asyncio.Protocol):
+    """One connection. Requests are answered one after the other, in arrival order."""
+
+    def __init__(self, handler: Handler, connections: set[HttpProtocol]) -> None:
+        self._handler = handler
+        self._connections = connections
+        self._parser = httptools.HttpRequestParser(self)
+        self._transport: asyncio.Transport | None = None
+        self._url = b""
+        self._body: list[bytes] = []
+        self._queue: deque[tuple[Request, bool]] = deque()
+        self._busy = False
+        self._task: asyncio.Task[None] | None = None
+        self._writable: asyncio.Future[None] | None = None
+        self._out: list[bytes] = []
+
+    # -- asyncio.Protocol -------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
+        self._connections.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._connections.discard(self)
+        self._transport = None
+        if self._task is not None:
+            self._task.cancel()
+        self._wake_writer()
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserError:
+            self._reply_now(Reply(400, b'{"error": "malformed HTTP request"}'), False)
+            self.close()
+
+    def pause_writing(self) -> None:
+        if self._writable is None:
+            self._writable = asyncio.get_running_loop().create_future()
+
+    def resume_writing(self) -> None:
+        self._wake_writer()
+
+    # -- httptools callbacks ----------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self._url = b""
+        self._body = []
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+
+    def on_body(self, body: bytes) -> None:
+        self._body.append(body)
+
+    def on_message_complete(self) -> None:
+        path = httptools.parse_url(self._url).path.decode("latin-1")
+        request = Request(self._parser.get_method().decode("latin-1"), path,
+                          b"".join(self._body))
+        self._queue.append((request, self._parser.should_keep_alive()))
+        if not self._busy:
+            self._next()
+
+    # -- answering ----------------------------------------------------------------------
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+
+    def _next(self) -> None:
+        while self._queue and self._transport is not None:
+            request, keep_alive = self._queue.popleft()
+            self._busy = True
+            steps = self._handler(request)
+            if not self._run_now(steps, keep_alive):
+                return  # a task carries on and calls _next when the answer is done
+            self._busy = False
+            if not keep_alive:
+                self.close()
+
+    def _run_now(self, steps: Iterator[Step], keep_alive: bool) -> bool:
+        """Run steps until a positive pause; False when a task took over the rest."""
+        for step in steps:
+            if isinstance(step, float):
+                if step > 0:
+                    self._flush()
+                    self._task = asyncio.get_running_loop().create_task(
+                        self._run_later(step, steps, keep_alive))
+                    return False
+            elif not self._apply(step, keep_alive):
+                break
+        self._flush()
+        return True
+
+    async def _run_later(self, pause: float, steps: Iterator[Step], keep_alive: bool) -> None:
+        try:
+            await asyncio.sleep(pause)
+            for step in steps:
+                if isinstance(step, float):
+                    if step > 0:
+                        self._flush()
+                        await asyncio.sleep(step)
+                elif not self._apply(step, keep_alive):
+                    break
+                elif self._writable is not None:
+                    await self._writable
+            self._flush()
+        except asyncio.CancelledError:
+            return  # the connection went away
+        self._task = None
+        self._busy = False
+        if not keep_alive:
+            self.close()
+        self._next()
+
+    def _apply(self, step: Step, keep_alive: bool) -> bool:
+        """Carry out one step; False when the answer is over (or the client is gone)."""
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return False
+        if isinstance(step, bytes):
+            # Chunks due at the same moment leave in one write (one syscall), as the
+            # kernel would coalesce them anyway; a pause between chunks flushes.
+            self._out.append(b"%x\r\n%b\r\n" % (len(step), step))
+        elif isinstance(step, Reply):
+            self._reply_now(step, keep_alive)
+            return False
+        elif isinstance(step, StreamStart):
+            headers = {"Content-Type": step.content_type, "Cache-Control": "no-cache",
+                       "Transfer-Encoding": "chunked", **step.headers}
+            self._out.append(_head(200, headers, keep_alive))
+        elif step is END:
+            self._out.append(b"0\r\n\r\n")
+            return False
+        elif step is ABORT:
+            self._flush()
+            transport.abort()
+            return False
+        return True
+
+    def _flush(self) -> None:
+        if self._out:
+            if self._transport is not None and not self._transport.is_closing():
+                self._transport.write(b"".join(self._out))
+            self._out.clear()
+
+    def _reply_now(self, reply: Reply, keep_alive: bool) -> None:
+        if self._transport is None:
+            return
+        headers = {"Content-Type": reply.content_type,
+                   "Content-Length": str(len(reply.body)), **reply.headers}
+        self._transport.write(_head(reply.status, headers, keep_alive) + reply.body)
+
+    def _wake_writer(self) -> None:
+        if self._writable is not None and not self._writable.done():
+            self._writable.set_result(None)
+        self._writable = None

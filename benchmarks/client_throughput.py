@@ -6,7 +6,7 @@ aiohttp+uvloop client measured in the same run on the same mock server (its own 
 3. TTFT p50 and ITL p50 with the mock injecting TTFT 20 ms and ITL 5 ms;
 4. mesh memory during a long run (``--memory-requests``, 10,000 by default).
 
-    .venv/bin/python benchmarks/client_throughput.py [--repeats 3] [--requests 3000]
+    .venv/bin/python benchmarks/client_throughput.py [--repeats 5] [--requests 10000] [--workers N]
 """
 
 from __future__ import annotations
@@ -33,13 +33,17 @@ def pin(pid: int | None, cpu: int) -> None:
 def throughput(mesh: Mesh, url: str, requests: int, repeats: int) -> None:
     for streaming in (False, True):
         ratios, ours, bares, cpu_ms, bare_cpu_ms = [], [], [], [], []
-        for _ in range(repeats):
-            bare = bare_client(url, CONCURRENCY, requests, streaming, TOKENS)
+        for repeat in range(repeats):
+            # Alternate which client goes first: the box's speed drifts within seconds.
+            if repeat % 2 == 0:
+                bare = bare_client(url, CONCURRENCY, requests, streaming, TOKENS)
             assert mesh.pid is not None
             cpu0 = tree_cpu_seconds(mesh.pid)
             result = mesh.run(url=url, streaming=streaming, concurrency=CONCURRENCY,
                               request_count=requests, osl=TOKENS, isl=32)
             cpu1 = tree_cpu_seconds(mesh.pid)
+            if repeat % 2 == 1:
+                bare = bare_client(url, CONCURRENCY, requests, streaming, TOKENS)
             assert result.error_count == 0 and result.invariant["ok"]
             rps = result.metric("request_throughput")
             ours.append(rps)
@@ -103,12 +107,14 @@ def memory(mesh: Mesh, url: str, requests: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--requests", type=int, default=3000)
+    parser.add_argument("--requests", type=int, default=10_000)
     parser.add_argument("--memory-requests", type=int, default=10_000)
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=None,
+                        help="worker processes (default: the mesh's own default)")
     parser.add_argument("--skip-latency", action="store_true")
     args = parser.parse_args()
-    with MockServerProcess(tokens=TOKENS) as server, Mesh(workers=args.workers) as mesh:
+    mesh_options = {"workers": args.workers} if args.workers else {}
+    with MockServerProcess(tokens=TOKENS) as server, Mesh(**mesh_options) as mesh:
         pin(server.pid, 0)
         mesh.run(url=server.url, concurrency=CONCURRENCY, request_count=500)  # warm up
         throughput(mesh, server.url, args.requests, args.repeats)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from typing import Any, TypeVar
 
 from aiperf.common.messages import MessageType
@@ -18,7 +18,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 _ATTR = "__aiperf_hooks__"
 
 
-class HookKind(str, Enum):
+class HookKind(StrEnum):
     ON_INIT = "on_init"
     ON_START = "on_start"
     ON_STOP = "on_stop"

@@ -7,7 +7,7 @@ Every subclass registers itself by its ``message_type`` so ``decode_message`` ca
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from aiperf.errors import ErrorDetails
 
 
-class MessageType(str, Enum):
+class MessageType(StrEnum):
     REGISTER = "register"
     SERVICE_ERROR = "service_error"
     COMMAND_ACK = "command_ack"

@@ -139,7 +139,7 @@ class SystemController(AIPerfLoggerMixin):
             await asyncio.wait_for(
                 self._all_registered.wait(), self.service_config.startup_timeout
             )
-        except asyncio.TimeoutError:
+        except TimeoutError:
             missing = sorted(expected - set(self.registered))
             self._fail(ErrorDetails.from_exception(MeshTimeoutError(
                 f"services did not register within startup_timeout="
@@ -335,7 +335,7 @@ class SystemController(AIPerfLoggerMixin):
             deadline = run_deadline(config, self.service_config)
             try:
                 return await asyncio.wait_for(asyncio.shield(self._results), deadline)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 raise MeshTimeoutError(
                     f"run {request.run_id} produced no results within {deadline:.0f}s"
                 ) from None

@@ -204,4 +204,4 @@ def error_summary(failed: list[MetricRecord]) -> list[dict[str, Any]]:
 
 
 def _iso(wall_ns: int) -> str:
-    return dt.datetime.fromtimestamp(wall_ns / 1e9, tz=dt.timezone.utc).isoformat()
+    return dt.datetime.fromtimestamp(wall_ns / 1e9, tz=dt.UTC).isoformat()

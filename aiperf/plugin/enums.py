@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 
-class PluginType(str, Enum):
+class PluginType(StrEnum):
     """A category of plugins; the top-level keys of a plugins manifest."""
 
     SERVICE = "service"

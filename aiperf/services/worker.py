@@ -77,7 +77,7 @@ class Worker(BaseComponentService):
         self._bodies: list[bytes | None] = []
         self._endpoint: BaseEndpoint | None = None
         self._transport: HttpTransport | None = None
-        self._transport_key: tuple[str, float] | None = None
+        self._transport_key: tuple[object, ...] | None = None
         self._leases: list[_LeaseProgress] = []
         self._slot_tasks: list[asyncio.Task[None]] = []
         self._generation = 0  # bumped when a run ends: its slot loops then return
@@ -99,9 +99,10 @@ class Worker(BaseComponentService):
         self._url = self._endpoint.url
         self._headers = self._endpoint.headers()
         self._streaming = self._endpoint.streaming
-        # A new run with the same target and timeout keeps the session and its warm
-        # connections.
-        transport_key = (config.url, config.request_timeout_seconds)
+        # A new run with the same target, timeout and headers keeps the session and its
+        # warm connections.
+        transport_key = (config.url, config.request_timeout_seconds,
+                         tuple(sorted(self._headers.items())))
         if self._transport is None or self._transport_key != transport_key:
             if self._transport is not None:
                 await self._transport.close()
@@ -110,7 +111,7 @@ class Worker(BaseComponentService):
                 self.service_config.max_connections_per_worker,
             )
             self._transport_key = transport_key
-            await self._transport.start()
+            await self._transport.start(headers=self._headers)
         self._run = run_number(command.run_id)
         self._run_id = command.run_id
         return {}

@@ -128,7 +128,7 @@ class TimingStrategy:
             return False
         try:
             await asyncio.wait_for(self._slots.acquire(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return False
         return True
 
@@ -181,7 +181,7 @@ class TimingStrategy:
             self._progress.clear()
             try:
                 await asyncio.wait_for(self._progress.wait(), remaining)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 return condition()
         return True
 

@@ -214,6 +214,13 @@ class ServiceConfig(BaseModel):
     tcp_ports: dict[str, int] = Field(default_factory=dict)
     workers: int = Field(default_factory=lambda: default_workers(), ge=1, le=256)
     record_processors: int = Field(default=1, ge=1, le=64)
+    background_nice: int = Field(
+        default=10, ge=0, le=19,
+        description="Niceness added to services off the request path (record processors, "
+        "records manager): on a short-cored box they yield to workers and to a local "
+        "server, and catch up in the gaps (measured: benchmarks/client_throughput.py). "
+        "0 keeps every service at the host's priority",
+    )
     log_level: str = Field(default="WARNING", pattern=r"(?i)^(debug|info|warning|error)$")
     # Named deadlines (seconds): every wait in the mesh uses one of these.
     startup_timeout: float = Field(default=20.0, gt=0)

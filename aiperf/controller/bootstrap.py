@@ -11,9 +11,11 @@ from aiperf.common.process import die_with_parent, run_event_loop
 
 def bootstrap_service(
     service_class: type, service_config: ServiceConfig, service_id: str, index: int,
-    parent_pid: int,
+    parent_pid: int, nice: int = 0,
 ) -> None:
     die_with_parent(parent_pid)
+    if nice:
+        os.nice(nice)
     configure_logging(service_config.log_level, service_id)
     service = service_class(service_config, service_id, index)
     code = run_event_loop(service.run())

@@ -32,6 +32,7 @@ class PlannedService:
     service_class: type
     index: int
     required: bool
+    nice: int = 0
     process: BaseProcess | None = field(default=None, repr=False)
 
 
@@ -48,7 +49,8 @@ def plan_services(service_config: ServiceConfig) -> list[PlannedService]:
         cls = plugins.get_class(PluginType.SERVICE, entry.name)
         for i in range(count):
             service_id = f"{entry.name}_{i}" if meta.replicable else entry.name
-            planned.append(PlannedService(service_id, entry.name, cls, i, meta.required))
+            nice = service_config.background_nice if meta.off_request_path else 0
+            planned.append(PlannedService(service_id, entry.name, cls, i, meta.required, nice))
     return planned
 
 
@@ -63,7 +65,8 @@ class ServiceManager:
         for svc in self.services:
             proc = self._context.Process(
                 target=bootstrap_service,
-                args=(svc.service_class, self.service_config, svc.service_id, svc.index, parent),
+                args=(svc.service_class, self.service_config, svc.service_id, svc.index, parent,
+                      svc.nice),
                 name=svc.service_id,
             )
             proc.start()

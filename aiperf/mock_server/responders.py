@@ -8,6 +8,7 @@ mode for free. Register one with ``MockServer.add_responder``.
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +19,13 @@ from aiperf.dataset.tokenizer import BuiltinTokenizer
 
 _tokenizer = BuiltinTokenizer()
 _encode = msgspec.json.encode
+
+
+@functools.lru_cache(maxsize=256)
+def count_tokens(text: str) -> int:
+    """The built-in count, remembered: benchmark clients send the same prompts again and
+    again, and the mock's CPU per request must stay well under theirs."""
+    return _tokenizer.count(text)
 WORDS = ("alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel")
 
 
@@ -77,6 +85,13 @@ def _max_tokens(body: dict[str, Any], keys: tuple[str, ...], default: int) -> in
     return default
 
 
+@functools.lru_cache(maxsize=64)
+def _chunk_head(request_id: str, created: int) -> bytes:
+    head = _encode({"id": request_id, "object": "chat.completion.chunk", "created": created,
+                    "model": "mock-model"})
+    return b"data: " + head[:-1] + b',"choices":[{"index":0,"delta":'
+
+
 class ChatResponder(Responder):
     path = "/v1/chat/completions"
 
@@ -84,12 +99,12 @@ class ChatResponder(Responder):
         messages = body.get("messages") or []
         text = " ".join(str(m.get("content", "")) for m in messages if isinstance(m, dict))
         tokens = _max_tokens(body, ("max_completion_tokens", "max_tokens"), default_tokens)
-        return _plan(body, tokens, _tokenizer.count(text))
+        return _plan(body, tokens, count_tokens(text))
 
     def _chunk(self, request_id: str, delta: dict[str, Any], finish: str | None = None) -> bytes:
-        return sse({"id": request_id, "object": "chat.completion.chunk",
-                    "created": int(time.time()), "model": "mock-model",
-                    "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+        # What precedes the delta is the same for every chunk of a request: encoded once.
+        return b"".join((_chunk_head(request_id, int(time.time())), _encode(delta),
+                         b',"finish_reason":', _encode(finish), b"}]}\n\n"))
 
     def first_events(self, request_id: str) -> list[bytes]:
         # Like llama.cpp and vLLM: a role-only opening chunk whose content is null.
@@ -124,7 +139,7 @@ class CompletionsResponder(Responder):
         prompt = body.get("prompt", "")
         text = prompt if isinstance(prompt, str) else " ".join(map(str, prompt))
         tokens = _max_tokens(body, ("max_tokens",), default_tokens)
-        return _plan(body, tokens, _tokenizer.count(text))
+        return _plan(body, tokens, count_tokens(text))
 
     def token_event(self, request_id: str, text: str) -> bytes:
         return sse({"id": request_id, "object": "text_completion", "model": "mock-model",
@@ -155,7 +170,7 @@ class EmbeddingsResponder(Responder):
     def parse(self, body: dict[str, Any], default_tokens: int) -> RequestPlan:
         inputs = body.get("input", "")
         items = inputs if isinstance(inputs, list) else [inputs]
-        prompt = sum(_tokenizer.count(str(i)) for i in items)
+        prompt = sum(count_tokens(str(i)) for i in items)
         return RequestPlan(stream=False, output_tokens=0, prompt_tokens=prompt,
                            items=len(items))
 
@@ -167,6 +182,9 @@ class EmbeddingsResponder(Responder):
                            "usage": {"prompt_tokens": prompt, "total_tokens": prompt}})
 
 
-def token_texts(count: int, per_chunk: int) -> list[str]:
+@functools.lru_cache(maxsize=64)
+def token_texts(count: int, per_chunk: int) -> tuple[str, ...]:
+    """The text of each chunk: ``count`` words, ``per_chunk`` to a chunk (cached: every
+    request of a run asks for the same)."""
     words = [f" {WORDS[i % len(WORDS)]}" for i in range(count)]
-    return ["".join(words[i:i + per_chunk]) for i in range(0, count, per_chunk)]
+    return tuple("".join(words[i:i + per_chunk]) for i in range(0, count, per_chunk))

@@ -22,6 +22,12 @@ class ServiceMetadata(PluginMetadata):
     count_setting: str | None = Field(
         default=None, description="ServiceConfig field holding the replica count"
     )
+    off_request_path: bool = Field(
+        default=False,
+        description="Its work follows the requests instead of driving them (parsing, "
+        "aggregating): it runs at lower CPU priority (ServiceConfig.background_nice), so "
+        "when cores are short the request path and the server under test win them",
+    )
     configure_stage: int = Field(
         default=1,
         description="Services are configured stage by stage, lowest first; what a stage's "

@@ -59,6 +59,15 @@ def test_two_meshes_at_once_do_not_collide() -> None:
         assert second.run(timing_strategy="noop").invariant["ok"]
 
 
+def test_services_off_the_request_path_run_at_lower_priority() -> None:
+    host = os.getpriority(os.PRIO_PROCESS, 0)
+    with Mesh(workers=1, background_nice=7) as mesh:
+        nice = {name: os.getpriority(os.PRIO_PROCESS, pid)
+                for name, pid in mesh.services.items()}
+    assert nice["record_processor_0"] == nice["records_manager"] == min(19, host + 7)
+    assert nice["worker_0"] == nice["timing_manager"] == host
+
+
 def test_the_tcp_backend_runs_a_profile() -> None:
     with MockServerProcess(tokens=4) as server, Mesh(workers=1, comm_backend="tcp") as mesh:
         assert mesh.service_config.address("credits").startswith("tcp://127.0.0.1:")

@@ -12,7 +12,7 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 EXIT_OK, EXIT_MESH, EXIT_CONFIG, EXIT_ALL_FAILED, EXIT_THRESHOLD, EXIT_INVARIANT = range(6)
 
@@ -138,25 +138,45 @@ def cmd_profile(args: argparse.Namespace) -> int:
 
 
 class ProgressLine:
-    """One line on a terminal, redrawn as the run goes: requests done, errors, time."""
+    """A bar on a terminal, redrawn as the run goes: share done, requests, errors, time, and
+    the time left (by requests for a count, by the clock for a duration)."""
 
-    def __init__(self, config: Any) -> None:
+    WIDTH = 24
+
+    def __init__(self, config: Any, stream: TextIO | None = None) -> None:
         self.total = (config.resolved_request_count() or 0) + config.warmup_request_count
         self.duration = config.benchmark_duration
+        self.stream = stream or sys.stderr
         self.drawn = False
 
-    def __call__(self, progress: Any) -> None:
-        if progress.elapsed_s < 2.0:  # short runs finish before a line is worth drawing
-            return
+    def render(self, progress: Any) -> str:
+        elapsed = progress.elapsed_s
+        if self.duration:
+            share = min(1.0, elapsed / self.duration)
+            left = max(0.0, self.duration - elapsed)
+        elif self.total:
+            share = min(1.0, progress.records / self.total)
+            left = elapsed * (1 - share) / share if share else float("nan")
+        else:
+            share, left = 0.0, float("nan")
+        filled = round(share * self.WIDTH)
+        bar = "#" * filled + "." * (self.WIDTH - filled)
         of = f"/{self.total}" if self.total and not self.duration else ""
-        sys.stderr.write(f"\r  {progress.records}{of} requests, {progress.errors} errors, "
-                         f"{progress.elapsed_s:.0f} s ")
-        sys.stderr.flush()
+        eta = f", ~{left:.0f} s left" if left == left else ""  # NaN: unknown
+        return (f"[{bar}] {share:4.0%}  {progress.records}{of} requests, "
+                f"{progress.errors} errors, {elapsed:.0f} s{eta}")
+
+    def __call__(self, progress: Any) -> None:
+        if progress.elapsed_s < 2.0:  # short runs finish before a bar is worth drawing
+            return
+        # Pad to wipe what a longer previous line left behind.
+        self.stream.write("\r" + self.render(progress).ljust(79))
+        self.stream.flush()
         self.drawn = True
 
     def close(self) -> None:
         if self.drawn:
-            sys.stderr.write("\n")
+            self.stream.write("\n")
 
 
 def cmd_mock_server(args: argparse.Namespace) -> int:

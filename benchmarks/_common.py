@@ -80,11 +80,12 @@ def tree_cpu_seconds(pid: int) -> float:
     return total
 
 
-def tree_memory_mib(pid: int) -> tuple[float, float]:
-    """(RSS summed, PSS summed) of a process tree in MiB. Forked services share most pages,
-    so PSS (each shared page split among its users) is the honest total; RSS counts every
-    shared page once per process."""
-    rss = pss = 0.0
+def tree_memory_mib(pid: int) -> tuple[float, float, float]:
+    """(RSS summed, PSS summed, USS summed) of a process tree in MiB. Forked services share
+    most pages, so PSS (each shared page split among its users) is the honest total; RSS
+    counts every shared page once per process; USS is what only one process holds (what
+    the machine gets back when the mesh exits, less the shared pages)."""
+    rss = pss = uss = 0.0
     root = psutil.Process(pid)
     for proc in [root, *root.children(recursive=True)]:
         try:
@@ -93,7 +94,8 @@ def tree_memory_mib(pid: int) -> tuple[float, float]:
             continue
         rss += info.rss
         pss += getattr(info, "pss", info.rss)
-    return rss / 2**20, pss / 2**20
+        uss += info.uss
+    return rss / 2**20, pss / 2**20, uss / 2**20
 
 
 def median(values: list[float]) -> float:

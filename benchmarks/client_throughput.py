@@ -97,11 +97,10 @@ def memory(mesh: Mesh, url: str, requests: int) -> None:
     third = max(1, len(samples) // 3)
     early = median([s[1] for s in samples[:third]])
     late = median([s[1] for s in samples[-third:]])
-    peak_pss = max(s[1] for s in samples)
-    peak_rss = max(s[0] for s in samples)
+    peak_rss, peak_pss, peak_uss = (max(s[i] for s in samples) for i in range(3))
     print(f"memory over {requests} requests: PSS peak {peak_pss:.0f} MiB (target <= 250), "
-          f"first third {early:.0f} -> last third {late:.0f} MiB; RSS summed peak "
-          f"{peak_rss:.0f} MiB")
+          f"first third {early:.0f} -> last third {late:.0f} MiB; USS summed peak "
+          f"{peak_uss:.0f} MiB; RSS summed peak {peak_rss:.0f} MiB")
 
 
 def main() -> None:

@@ -18,7 +18,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
-    ready, noop, stop, rss, pss = [], [], [], [], []
+    ready, noop, stop, rss, pss, uss = [], [], [], [], [], []
     for _ in range(args.repeats):
         t0 = time.perf_counter()
         mesh = Mesh(workers=2, record_processors=1).start()
@@ -31,9 +31,10 @@ def main() -> None:
             trips.append(time.perf_counter() - t1)
         noop.append(median(trips))
         assert mesh.pid is not None
-        r, p = tree_memory_mib(mesh.pid)
+        r, p, u = tree_memory_mib(mesh.pid)
         rss.append(r)
         pss.append(p)
+        uss.append(u)
         t2 = time.perf_counter()
         mesh.shutdown()
         stop.append(time.perf_counter() - t2)
@@ -43,6 +44,8 @@ def main() -> None:
     print(f"mesh memory, PSS summed      median {median(pss):7.0f} MiB  target <= 250 MiB")
     print(f"mesh memory, RSS summed      median {median(rss):7.0f} MiB  (shared pages counted "
           f"once per process)")
+    print(f"mesh memory, USS summed      median {median(uss):7.0f} MiB  (pages only one "
+          f"process holds)")
 
 
 if __name__ == "__main__":

@@ -47,6 +47,7 @@ class BaseComponentService(AIPerfLoggerMixin):
         self.service_config = service_config
         self.service_id = service_id
         self.index = index
+        self.nice = 0  # set by the service manager's bootstrap; applied once initialised
         self.logger_name = f"aiperf.{service_id}"
         self.comms: ServiceComms | None = None
         self._stopped = asyncio.Event()
@@ -100,6 +101,10 @@ class BaseComponentService(AIPerfLoggerMixin):
                 self.comms.subscribe(message_type.value)
             self.spawn(self._receive_loop(self.comms.control), name="control-recv")
             self.spawn(self._receive_loop(self.comms.bus_sub), name="bus-recv")
+            if self.nice:
+                # Only once initialised: niced through start-up, the service would be the
+                # last to register and hold up the mesh while every process wants a core.
+                os.nice(self.nice)
             await self.send_to_controller(
                 RegisterMessage(service_type=self.service_type, pid=os.getpid())
             )

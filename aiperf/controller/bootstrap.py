@@ -14,10 +14,9 @@ def bootstrap_service(
     parent_pid: int, nice: int = 0,
 ) -> None:
     die_with_parent(parent_pid)
-    if nice:
-        os.nice(nice)
     configure_logging(service_config.log_level, service_id)
     service = service_class(service_config, service_id, index)
+    service.nice = nice
     code = run_event_loop(service.run())
     # os._exit: the fork inherited the controller's atexit handlers; none of them are ours.
     os._exit(code)

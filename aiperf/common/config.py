@@ -7,6 +7,7 @@ allowed; the CLI and the pytest plugin show that text as it is.
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 from collections.abc import Callable
@@ -256,3 +257,13 @@ class ServiceConfig(BaseModel):
             missing = [k for k in self.address_keys() if k not in ports]
             ports.update(zip(missing, free_tcp_ports(self.tcp_host, len(missing)), strict=True))
         return self.model_copy(update={"run_dir": run_dir, "tcp_ports": ports})
+
+
+def run_deadline(config: UserConfig, service_config: ServiceConfig) -> float:
+    """An upper bound on how long a run may take before it is declared hung."""
+    margin = service_config.result_timeout_margin
+    if config.benchmark_duration is not None:
+        return config.benchmark_duration + config.benchmark_grace_period + margin
+    total = (config.resolved_request_count() or 0) + config.warmup_request_count
+    waves = math.ceil(total / max(1, config.concurrency or 1))
+    return config.request_timeout_seconds * max(1, waves) + margin

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import math
 import shutil
 import signal
 import time
@@ -25,7 +24,7 @@ import zmq
 import zmq.asyncio
 
 from aiperf.common.comms import BusProxy, decode, make_socket
-from aiperf.common.config import ServiceConfig, UserConfig
+from aiperf.common.config import ServiceConfig, UserConfig, run_deadline
 from aiperf.common.logging import AIPerfLoggerMixin
 from aiperf.common.messages import (
     Command,
@@ -54,16 +53,6 @@ from aiperf.errors import (
 )
 from aiperf.plugin import PluginType, plugins
 from aiperf.plugin.metadata import ServiceMetadata
-
-
-def run_deadline(config: UserConfig, service_config: ServiceConfig) -> float:
-    """An upper bound on how long a run may take before it is declared hung."""
-    margin = service_config.result_timeout_margin
-    if config.benchmark_duration is not None:
-        return config.benchmark_duration + config.benchmark_grace_period + margin
-    total = (config.resolved_request_count() or 0) + config.warmup_request_count
-    waves = math.ceil(total / max(1, config.concurrency or 1))
-    return config.request_timeout_seconds * max(1, waves) + margin
 
 
 class SystemController(AIPerfLoggerMixin):

@@ -70,6 +70,7 @@ class HttpProtocol(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._url = b""
         self._body: list[bytes] = []
+        self._expect_continue = False
         self._queue: deque[tuple[Request, bool]] = deque()
         self._busy = False
         self._task: asyncio.Task[None] | None = None
@@ -108,9 +109,19 @@ class HttpProtocol(asyncio.Protocol):
     def on_message_begin(self) -> None:
         self._url = b""
         self._body = []
+        self._expect_continue = False
 
     def on_url(self, url: bytes) -> None:
         self._url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if name.lower() == b"expect" and value.lower() == b"100-continue":
+            self._expect_continue = True
+
+    def on_headers_complete(self) -> None:
+        # curl asks before sending a body over 1 KiB, and waits a second for no answer.
+        if self._expect_continue and self._transport is not None:
+            self._transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
     def on_body(self, body: bytes) -> None:
         self._body.append(body)

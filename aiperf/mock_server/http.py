@@ -17,6 +17,7 @@ task at all.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -71,6 +72,7 @@ class HttpProtocol(asyncio.Protocol):
         self._url = b""
         self._body: list[bytes] = []
         self._expect_continue = False
+        self._answered = False
         self._queue: deque[tuple[Request, bool]] = deque()
         self._busy = False
         self._task: asyncio.Task[None] | None = None
@@ -94,7 +96,8 @@ class HttpProtocol(asyncio.Protocol):
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserError:
-            self._reply_now(Reply(400, b'{"error": "malformed HTTP request"}'), False)
+            self._reply_now(Reply(400, b'{"error":{"message":"malformed HTTP request",'
+                                       b'"type":"invalid_request_error","code":400}}'), False)
             self.close()
 
     def pause_writing(self) -> None:
@@ -144,9 +147,14 @@ class HttpProtocol(asyncio.Protocol):
         while self._queue and self._transport is not None:
             request, keep_alive = self._queue.popleft()
             self._busy = True
-            steps = self._handler(request)
-            if not self._run_now(steps, keep_alive):
-                return  # a task carries on and calls _next when the answer is done
+            self._answered = False
+            try:
+                steps = self._handler(request)
+                if not self._run_now(steps, keep_alive):
+                    return  # a task carries on and calls _next when the answer is done
+            except Exception as exc:  # a responder's bug: tell the client, keep serving
+                self._fail(exc)
+                return
             self._busy = False
             if not keep_alive:
                 self.close()
@@ -180,6 +188,9 @@ class HttpProtocol(asyncio.Protocol):
             self._flush()
         except asyncio.CancelledError:
             return  # the connection went away
+        except Exception as exc:
+            self._fail(exc)
+            return
         self._task = None
         self._busy = False
         if not keep_alive:
@@ -191,6 +202,7 @@ class HttpProtocol(asyncio.Protocol):
         transport = self._transport
         if transport is None or transport.is_closing():
             return False
+        self._answered = True
         if isinstance(step, bytes):
             # Chunks due at the same moment leave in one write (one syscall), as the
             # kernel would coalesce them anyway; a pause between chunks flushes.
@@ -210,6 +222,20 @@ class HttpProtocol(asyncio.Protocol):
             transport.abort()
             return False
         return True
+
+    def _fail(self, exc: Exception) -> None:
+        """A 500 naming the error when nothing was sent yet, else a dropped connection."""
+        self._out.clear()
+        if self._transport is None:
+            return
+        if self._answered:
+            self._transport.abort()
+            return
+        message = f"mock responder failed: {type(exc).__name__}: {exc}"
+        body = b'{"error":{"message":%b,"type":"server_error","code":500}}' % (
+            json.dumps(message).encode())
+        self._reply_now(Reply(500, body), False)
+        self.close()
 
     def _flush(self) -> None:
         if self._out:

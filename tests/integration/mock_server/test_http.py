@@ -6,6 +6,7 @@ import json
 import socket
 
 from aiperf.mock_server import MockServerThread
+from aiperf.mock_server.responders import RequestPlan, Responder
 
 
 def exchange(url: str, payload: bytes, until: bytes, timeout: float = 5) -> bytes:
@@ -64,3 +65,18 @@ def test_unknown_routes_and_methods_are_404_with_a_json_error() -> None:
                         until=b"}}")
     assert data.startswith(b"HTTP/1.1 404 Not Found")
     assert json.loads(data.split(b"\r\n\r\n", 1)[1])["error"]["type"] == "not_found"
+
+
+class BrokenResponder(Responder):
+    path = "/v1/broken"
+
+    def parse(self, body: dict, default_tokens: int) -> RequestPlan:
+        raise ValueError("no plan for you")
+
+
+def test_a_responder_that_raises_answers_500_naming_the_error() -> None:
+    with MockServerThread(responders=[BrokenResponder()]) as server:
+        data = exchange(server.url, post("/v1/broken", {}), until=b"}}")
+    assert data.startswith(b"HTTP/1.1 500 Internal Server Error")
+    message = json.loads(data.split(b"\r\n\r\n", 1)[1])["error"]["message"]
+    assert message == "mock responder failed: ValueError: no plan for you"

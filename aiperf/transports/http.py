@@ -116,6 +116,11 @@ class HttpTransport:
                                      f"no complete response within {self.timeout_seconds}s")
         finally:
             self._deadlines.pop(task, None)
+            if task in self._expired:
+                # Expired, but something on the way absorbed the cancellation: forget it,
+                # so it cannot be taken for a timeout of this slot's next request.
+                self._expired.discard(task)
+                task.uncancel()
         record.end_ns = _perf_ns()
 
     def _schedule_sweep(self) -> None:

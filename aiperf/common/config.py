@@ -196,8 +196,8 @@ CommBackend = Literal["ipc", "tcp"]
 
 def default_workers() -> int:
     """Half the cores, at least one: the other half goes to record processing and, on a
-    benchmarking box, often to the server under test. On 2 cores one worker drives more
-    requests than two (benchmarks/client_throughput.py --workers N)."""
+    benchmarking box, often to the server under test. On 2 cores two workers drive no more
+    requests than one and spend more CPU (benchmarks/client_throughput.py --workers N)."""
     return max(1, min(8, (os.cpu_count() or 2) // 2))
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import statistics
+import struct
 import time
 from dataclasses import dataclass, field
 
@@ -96,6 +97,49 @@ def tree_memory_mib(pid: int) -> tuple[float, float, float]:
         pss += getattr(info, "pss", info.rss)
         uss += info.uss
     return rss / 2**20, pss / 2**20, uss / 2**20
+
+
+PAGE = 4096
+_PRESENT = 1 << 63
+_PFN_MASK = (1 << 55) - 1
+
+
+def _resident_frames(pid: int) -> set[int]:
+    """Physical frame numbers of every resident page of one process (needs root: others
+    read zeros from pagemap)."""
+    frames: set[int] = set()
+    ranges: list[tuple[int, int]] = []
+    start = end = 0
+    with open(f"/proc/{pid}/smaps") as smaps:
+        for line in smaps:
+            if "-" in line.split(" ", 1)[0]:
+                low, high = line.split(" ", 1)[0].split("-")
+                start, end = int(low, 16), int(high, 16)
+            elif line.startswith("Rss:") and int(line.split()[1]) > 0:
+                ranges.append((start, end))
+    with open(f"/proc/{pid}/pagemap", "rb") as pagemap:
+        for low, high in ranges:
+            pagemap.seek(low // PAGE * 8)
+            raw = pagemap.read((high - low) // PAGE * 8)
+            for (entry,) in struct.iter_unpack("<Q", raw):
+                if entry & _PRESENT:
+                    frames.add(entry & _PFN_MASK)
+    return frames
+
+
+def tree_union_rss_mib(pid: int) -> float | None:
+    """The RAM a process tree occupies, each physical page counted once however many of
+    its processes map it: the whole tree's RSS. None when pagemap hides frame numbers
+    (not root)."""
+    frames: set[int] = set()
+    root = psutil.Process(pid)
+    for proc in [root, *root.children(recursive=True)]:
+        try:
+            frames |= _resident_frames(proc.pid)
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+    frames.discard(0)
+    return len(frames) * PAGE / 2**20 if frames else None
 
 
 def median(values: list[float]) -> float:

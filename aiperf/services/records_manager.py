@@ -45,6 +45,7 @@ class RecordsManager(BaseComponentService):
         self._run = 0
         self._run_id = ""
         self._records: list[MetricRecord] = []
+        self._errors = 0
         self._expected: int | None = None
         self._issued_ranges: list[tuple[int, int]] = []
         self._finished = True
@@ -58,6 +59,7 @@ class RecordsManager(BaseComponentService):
         self._run = run_number(command.run_id)
         self._run_id = command.run_id
         self._records = []
+        self._errors = 0
         self._expected = None
         self._finished = False
         self._started = time.monotonic()
@@ -67,9 +69,8 @@ class RecordsManager(BaseComponentService):
     async def _progress(self) -> None:
         if self._finished or not self._run_id:
             return
-        errors = sum(1 for r in self._records if r.error is not None)
         await self.send_to_controller(RunProgress(
-            run_id=self._run_id, records=len(self._records), errors=errors,
+            run_id=self._run_id, records=len(self._records), errors=self._errors,
             elapsed_s=time.monotonic() - self._started))
 
     @on_message(MessageType.CREDITS_COMPLETE)
@@ -90,6 +91,7 @@ class RecordsManager(BaseComponentService):
             if batch.run != self._run or self._finished:
                 continue
             self._records.extend(batch.records)
+            self._errors += sum(1 for r in batch.records if r.error is not None)
             await self._maybe_finish()
 
     async def _maybe_finish(self) -> None:

@@ -8,7 +8,7 @@ import math
 from aiperf.timing.base import TimingStrategy
 
 LEASES_IN_HAND = 2
-LEASE_SLOTS_MULTIPLE = 4
+LEASE_SLOTS_MULTIPLE = 16
 
 
 def split_slots(total: int, workers: list[str]) -> dict[str, int]:

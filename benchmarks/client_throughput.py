@@ -108,7 +108,7 @@ def memory(mesh: Mesh, url: str, requests: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--requests", type=int, default=10_000)
     parser.add_argument("--memory-requests", type=int, default=10_000)
     parser.add_argument("--workers", type=int, default=None,

@@ -9,9 +9,11 @@
 from __future__ import annotations
 
 import math
+from array import array
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 import msgspec
 
@@ -26,7 +28,7 @@ class MetricResult:
     tag: str
     unit: str
     stats: dict[str, float | None]
-    values: tuple[float, ...] = field(default=(), repr=False)
+    values: Sequence[float] = field(default=(), repr=False)
     failures: int = 0
 
     @property
@@ -46,7 +48,7 @@ class MetricResult:
         if name in self.stats:
             return _num(self.stats[name])
         q = parse_percentile(name)
-        if q is not None and (self.values or self.failures):
+        if q is not None and (len(self.values) or self.failures):
             import numpy as np  # here: a host that only reads stored statistics skips it
 
             data = np.asarray(self.values, dtype=np.float64)
@@ -74,13 +76,60 @@ def _num(value: float | None) -> float:
     return math.inf if value is None else float(value)
 
 
+class LazyRecords(Sequence[dict[str, Any]]):
+    """The per-request table, kept as the msgpack bytes the records manager wrote (a few
+    hundred bytes a request) and decoded only when read: a pytest session keeps every
+    test's result, and most never look at single requests. Indexing decodes once and
+    keeps the list; iterating decodes for the loop only."""
+
+    def __init__(self, raw: bytes) -> None:
+        self._raw = raw
+        self._decoded: list[dict[str, Any]] | None = None
+
+    def _all(self) -> list[dict[str, Any]]:
+        if self._decoded is not None:
+            return self._decoded
+        decoded: list[dict[str, Any]] = msgspec.msgpack.decode(self._raw)
+        return decoded
+
+    def __len__(self) -> int:
+        if self._decoded is not None:
+            return len(self._decoded)
+        kind = self._raw[0] if self._raw else 0x90
+        if 0x90 <= kind <= 0x9F:  # the msgpack array header holds the count
+            return kind & 0x0F
+        if kind in (0xDC, 0xDD):
+            return int.from_bytes(self._raw[1:3 if kind == 0xDC else 5], "big")
+        return len(self._all())
+
+    @overload
+    def __getitem__(self, index: int) -> dict[str, Any]: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[dict[str, Any]]: ...
+    def __getitem__(self, index: int | slice) -> Any:
+        if self._decoded is None:
+            self._decoded = self._all()
+        return self._decoded[index]
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return iter(self._all())
+
+    def __eq__(self, other: object) -> bool:
+        return list(self) == list(other) if isinstance(other, Sequence) else NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"<{len(self)} per-request records>"
+
+
 @dataclass
 class ProfileResult:
     """Everything one run produced. ``records`` is the per-request table (JSONL shape)."""
 
     run_id: str
     metrics: dict[str, MetricResult]
-    records: list[dict[str, Any]]
+    records: Sequence[dict[str, Any]]
     error_summary: list[dict[str, Any]]
     invariant: dict[str, Any]
     warnings: list[str]
@@ -93,29 +142,32 @@ class ProfileResult:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], config: UserConfig | None = None) -> ProfileResult:
-        records = data.get("records")
-        if records is None and data.get("records_path"):
+        records: Sequence[dict[str, Any]] = data.get("records") or []
+        if "records" not in data and data.get("records_path"):
             path = Path(data["records_path"])
-            records = msgspec.msgpack.decode(path.read_bytes())
+            records = LazyRecords(path.read_bytes())
             path.unlink(missing_ok=True)
-        records = records or []
         profiling = [r for r in records if r["metadata"]["benchmark_phase"] == "profiling"]
         failures = sum(1 for r in profiling if "error" in r and not r["metadata"]["was_cancelled"])
         metrics = {}
         for tag, stats in data.get("metrics", {}).items():
             base = tag.removeprefix("adj_")
-            values: list[float] = []
+            values = array("d")  # 8 bytes a value: results of a whole session stay small
             for rec in profiling:
                 entry = rec["metrics"].get(base)
                 if entry is None or ("error" in rec and base != "credit_to_start_latency"):
                     continue
                 value = entry["value"]
-                values.extend(value if isinstance(value, list) else [value])
+                if isinstance(value, list):
+                    values.extend(value)
+                else:
+                    values.append(value)
             stats = dict(stats)
             unit = stats.pop("unit", BY_TAG[base].unit if base in BY_TAG else "")
             metrics[tag] = MetricResult(
-                tag, unit, stats, tuple(values), failures if tag.startswith("adj_") else 0
+                tag, unit, stats, values, failures if tag.startswith("adj_") else 0
             )
+        del profiling  # decoded for the values above only
         return cls(
             run_id=data.get("run_id", ""),
             metrics=metrics,

@@ -7,10 +7,14 @@ every credit issued has exactly one record.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
+import msgspec
 import numpy as np
 
 from aiperf.common.codec import PHASE_NAMES, PROFILING, MetricRecord
@@ -92,18 +96,30 @@ def export_record(rec: MetricRecord, values: dict[str, Any]) -> dict[str, Any]:
 
 def compute_results(
     records: list[MetricRecord], config: UserConfig, metadata: EndpointMetadata,
-    issued_ranges: list[tuple[int, int]], streaming: bool,
+    issued_ranges: list[tuple[int, int]], streaming: bool, export_to: Path | None = None,
 ) -> dict[str, Any]:
+    """The run's results. The per-request table goes to ``export_to`` (a msgpack array,
+    written one record at a time so the whole table never sits in memory; the result then
+    holds its path under ``records_path``), or, without a path, into ``records``."""
     invariant = check_invariant(records, issued_ranges)
     credits_issued = invariant["credits_issued"]
-    values = [per_request_values(r, streaming) for r in records]
-    exported = [export_record(r, v) for r, v in zip(records, values, strict=True)]
-    profiling = [
-        (r, v) for r, v in zip(records, values, strict=True) if r.phase == PROFILING
-    ]
-    ok = [(r, v) for r, v in profiling if r.error is None]
-    failed = [r for r, _ in profiling if r.error is not None and not r.cancelled]
-    cancelled = [r for r, _ in profiling if r.cancelled]
+    values = []  # per request, profiling phase only (what every statistic reads)
+    profiling: list[MetricRecord] = []
+    exported: list[dict[str, Any]] = []
+    with table_writer(export_to, len(records)) as write:
+        for record in records:
+            record_values = per_request_values(record, streaming)
+            row = export_record(record, record_values)
+            if write is None:
+                exported.append(row)
+            else:
+                write(row)
+            if record.phase == PROFILING:
+                profiling.append(record)
+                values.append(record_values)
+    ok = [(r, v) for r, v in zip(profiling, values, strict=True) if r.error is None]
+    failed = [r for r in profiling if r.error is not None and not r.cancelled]
+    cancelled = [r for r in profiling if r.cancelled]
     metrics: dict[str, Any] = {}
 
     def per_request(tag: str) -> np.ndarray:
@@ -120,13 +136,14 @@ def compute_results(
             continue
         data = per_request(spec.tag)
         if spec.tag == "credit_to_start_latency":
-            data = _arr([v[spec.tag] for _, v in profiling if not _.cancelled])
+            data = _arr([v[spec.tag] for r, v in zip(profiling, values, strict=True)
+                         if not r.cancelled])
         if data.size:
             metrics[spec.tag] = summarize(data, spec.unit)
         if spec.error_adjusted and data.size + len(failed):
             metrics[f"adj_{spec.tag}"] = summarize_adjusted(data, len(failed), spec.unit)
 
-    measured = [r for r, _ in profiling if not r.cancelled]
+    measured = [r for r in profiling if not r.cancelled]
     duration_s = 0.0
     if measured:
         duration_s = (max(r.end_ns for r in measured) - min(r.start_ns for r in measured)) / 1e9
@@ -166,11 +183,12 @@ def compute_results(
             f"{len(records)} records; missing {invariant['missing_credit_ids'][:10]}, "
             f"duplicated {invariant['duplicate_credit_ids'][:10]}"
         )
-    walls = [r.wall_start_ns for r, _ in profiling if r.wall_start_ns]
+    walls = [r.wall_start_ns for r in profiling if r.wall_start_ns]
+    table = {"records": exported} if export_to is None else {"records_path": str(export_to)}
     return {
         "metrics": metrics,
         "error_summary": error_summary(failed),
-        "records": exported,
+        **table,
         "invariant": invariant,
         "warnings": warnings,
         "was_cancelled": bool(cancelled),
@@ -178,6 +196,20 @@ def compute_results(
         "start_time": _iso(min(walls)) if walls else None,
         "end_time": _iso(max(walls) + int(duration_s * 1e9)) if walls else None,
     }
+
+
+@contextlib.contextmanager
+def table_writer(path: Path | None, count: int) -> Iterator[Callable[[Any], None] | None]:
+    """Write a msgpack array of ``count`` items one item at a time: the array header,
+    then each item encoded on its own (the concatenation is the same bytes as encoding the
+    whole list)."""
+    if path is None:
+        yield None
+        return
+    encode = msgspec.msgpack.Encoder().encode
+    with open(path, "wb", buffering=1 << 20) as out:
+        out.write(b"\xdd" + count.to_bytes(4, "big"))  # array 32
+        yield lambda item: out.write(encode(item))
 
 
 def _is_good(values: dict[str, Any], thresholds: dict[str, float]) -> bool:

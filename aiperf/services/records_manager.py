@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import msgspec
 import zmq
 
 from aiperf.common.codec import MetricRecord, metric_decoder, run_number
@@ -108,15 +107,13 @@ class RecordsManager(BaseComponentService):
         metadata = plugins.get_metadata(PluginType.ENDPOINT, config.endpoint_type)
         assert isinstance(metadata, EndpointMetadata)
         streaming = config.streaming and metadata.supports_streaming
-        results = compute_results(
-            self._records, config, metadata, self._issued_ranges, streaming
-        )
-        results["run_id"] = self._run_id
         # The per-request table can be megabytes: it goes through a file in the private run
         # dir (the host is on this machine), not through the control sockets as JSON.
         path = Path(self.service_config.run_dir) / f"records-{self._run_id}.msgpack"
-        path.write_bytes(msgspec.msgpack.encode(results.pop("records")))
-        results["records_path"] = str(path)
+        results = compute_results(
+            self._records, config, metadata, self._issued_ranges, streaming, export_to=path
+        )
+        results["run_id"] = self._run_id
         self._records = []
         await self.send_to_controller(
             ProfileResultsMessage(run_id=self._run_id, results=results)

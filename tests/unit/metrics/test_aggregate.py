@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import msgspec
 import numpy as np
 import pytest
 
@@ -105,3 +108,15 @@ def test_the_credit_invariant_reports_missing_and_duplicate_records() -> None:
     assert out["invariant"]["duplicate_credit_ids"] == [0]
     assert out["invariant"]["unexpected_credit_ids"] == [7]
     assert any("credit invariant broken" in w for w in out["warnings"])
+
+
+def test_the_table_written_to_a_file_is_the_table_kept_in_memory(tmp_path: Path) -> None:
+    records = [ok(0, 0, 999, 999, osl=3, phase=WARMUP), ok(1, 0, 1, 10, osl=3, gaps=[MS]),
+               failed(2, 5)]
+    meta = plugins.get_metadata(PluginType.ENDPOINT, "chat")
+    in_memory = results(records)
+    on_disk = compute_results(records, UserConfig(streaming=True), meta,  # type: ignore[arg-type]
+                              [(0, 3)], streaming=True, export_to=tmp_path / "t.msgpack")
+    assert msgspec.msgpack.decode((tmp_path / "t.msgpack").read_bytes()) == in_memory["records"]
+    assert on_disk["records_path"] == str(tmp_path / "t.msgpack") and "records" not in on_disk
+    assert on_disk["metrics"] == in_memory["metrics"]

@@ -1,0 +1,57 @@
+"""ProfileResult as the host sees it: the per-request table read lazily from the
+records manager's file, percentiles from compact value arrays."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from aiperf.metrics.aggregate import table_writer
+from aiperf.results import LazyRecords, ProfileResult
+
+
+def row(i: int, latency: float, phase: str = "profiling", error: bool = False) -> dict:
+    out = {"metadata": {"credit_id": i, "benchmark_phase": phase, "was_cancelled": False},
+           "metrics": {"request_latency": {"value": latency, "unit": "ms"}}}
+    if error:
+        out["error"] = {"code": 500, "type": "X", "message": "boom"}
+    return out
+
+
+ROWS = [row(0, 99.0, phase="warmup"), row(1, 10.0), row(2, 20.0), row(3, 30.0),
+        row(4, 5.0, error=True)]
+
+
+def write_table(path: Path, rows: list[dict]) -> None:
+    with table_writer(path, len(rows)) as write:
+        for r in rows:
+            write(r)
+
+
+def test_lazy_records_count_without_decoding_and_read_like_a_list(tmp_path: Path) -> None:
+    write_table(tmp_path / "t", ROWS)
+    records = LazyRecords((tmp_path / "t").read_bytes())
+    assert len(records) == 5 and records._decoded is None
+    assert [r["metadata"]["credit_id"] for r in records] == [0, 1, 2, 3, 4]
+    assert records._decoded is None  # iterating does not keep the decoded table
+    assert records[1] == ROWS[1] and records[-1]["error"]["code"] == 500
+    assert records == ROWS
+    assert len(LazyRecords(msgspec.msgpack.encode([1, 2, 3]))) == 3
+
+
+def test_a_result_reads_the_records_file_removes_it_and_computes_any_percentile(
+        tmp_path: Path) -> None:
+    path = tmp_path / "records.msgpack"
+    write_table(path, ROWS)
+    result = ProfileResult.from_dict({
+        "run_id": "r", "records_path": str(path),
+        "metrics": {"request_latency": {"unit": "ms", "avg": 20.0, "p50": 20.0},
+                    "adj_request_latency": {"unit": "ms", "avg": None}}})
+    assert not path.exists() and len(result.records) == 5
+    latency = result["request_latency"]
+    assert list(latency.values) == [10.0, 20.0, 30.0]  # profiling, not failed, not warmup
+    assert latency.stat("p75") == pytest.approx(25.0)
+    assert result["adj_request_latency"].failures == 1
+    assert result["adj_request_latency"].stat("p50") == 30.0  # nearest, failures as +inf

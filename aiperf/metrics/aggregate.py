@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-from collections import Counter
-from collections.abc import Callable, Iterator
+from array import array
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Iterator, Sized
 from pathlib import Path
 from typing import Any
 
@@ -29,22 +30,23 @@ def _arr(values: Any) -> np.ndarray:
 
 
 def check_invariant(
-    records: list[MetricRecord], issued_ranges: list[tuple[int, int]]
+    credit_ids: np.ndarray, issued_ranges: list[tuple[int, int]]
 ) -> dict[str, Any]:
     """Every issued credit id has exactly one record, and no record is of another id."""
-    counts = Counter(r.credit_id for r in records)
-    issued = {cid for first, count in issued_ranges for cid in range(first, first + count)}
-    credits_issued = len(issued)
-    duplicates = sorted(cid for cid, n in counts.items() if n > 1)
-    missing = sorted(issued - set(counts))
-    unexpected = sorted(set(counts) - issued)
+    ids, counts = np.unique(credit_ids, return_counts=True)
+    issued = np.unique(np.concatenate(
+        [np.arange(first, first + count, dtype=np.int64) for first, count in issued_ranges]
+        or [np.empty(0, dtype=np.int64)]))
+    duplicates = ids[counts > 1]
+    missing = np.setdiff1d(issued, ids, assume_unique=True)
+    unexpected = np.setdiff1d(ids, issued, assume_unique=True)
     return {
-        "credits_issued": credits_issued,
-        "records_received": len(records),
-        "ok": not (duplicates or missing or unexpected),
-        "missing_credit_ids": missing[:100],
-        "duplicate_credit_ids": duplicates[:100],
-        "unexpected_credit_ids": unexpected[:100],
+        "credits_issued": int(issued.size),
+        "records_received": int(credit_ids.size),
+        "ok": not (duplicates.size or missing.size or unexpected.size),
+        "missing_credit_ids": missing[:100].tolist(),
+        "duplicate_credit_ids": duplicates[:100].tolist(),
+        "unexpected_credit_ids": unexpected[:100].tolist(),
     }
 
 
@@ -94,39 +96,90 @@ def export_record(rec: MetricRecord, values: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+class _RunTotals:
+    """One pass over a run's records keeps only what the statistics need: per-metric
+    values in 8-byte arrays and counters (a record's own objects are dropped as soon as it
+    is exported), so the records manager's memory at the end of a run is a small multiple
+    of the values themselves."""
+
+    def __init__(self, goodput: dict[str, float] | None) -> None:
+        self.goodput = goodput
+        self.credit_ids = array("q")
+        self.values: dict[str, array[float]] = defaultdict(lambda: array("d"))
+        self.errors: Counter[tuple[int | None, str, str]] = Counter()
+        self.n_ok = self.n_err = self.cancelled = self.good = self.mismatches = 0
+        self.sum_isl = self.sum_osl = 0
+        # Of measured (not cancelled) requests; wall clock of every profiling request.
+        self.first_start: int | None = None
+        self.last_end: int | None = None
+        self.first_wall: int | None = None
+        self.last_wall: int | None = None
+
+    def add(self, record: MetricRecord, values: dict[str, Any]) -> None:
+        self.credit_ids.append(record.credit_id)
+        if record.phase != PROFILING:
+            return
+        wall = record.wall_start_ns
+        if wall:
+            self.first_wall = wall if self.first_wall is None else min(wall, self.first_wall)
+            self.last_wall = wall if self.last_wall is None else max(wall, self.last_wall)
+        if record.cancelled:
+            self.cancelled += 1
+            return
+        self.values["credit_to_start_latency"].append(values["credit_to_start_latency"])
+        start, end = record.start_ns, record.end_ns
+        self.first_start = start if self.first_start is None else min(start, self.first_start)
+        self.last_end = end if self.last_end is None else max(end, self.last_end)
+        if record.error is not None:
+            self.n_err += 1
+            self.errors[(record.error.code, record.error.type, record.error.message)] += 1
+            return
+        self.n_ok += 1
+        self.sum_isl += record.isl
+        self.sum_osl += record.osl
+        self.mismatches += record.usage_mismatch
+        if self.goodput and _is_good(values, self.goodput):
+            self.good += 1
+        for tag, value in values.items():
+            if tag == "credit_to_start_latency":
+                continue
+            if isinstance(value, list):
+                self.values[tag].extend(value)
+            else:
+                self.values[tag].append(value)
+
+    def data(self, tag: str) -> np.ndarray:
+        return np.frombuffer(self.values[tag], dtype=np.float64) if tag in self.values \
+            else np.empty(0)
+
+
 def compute_results(
-    records: list[MetricRecord], config: UserConfig, metadata: EndpointMetadata,
+    records: Iterable[MetricRecord], config: UserConfig, metadata: EndpointMetadata,
     issued_ranges: list[tuple[int, int]], streaming: bool, export_to: Path | None = None,
+    count: int | None = None,
 ) -> dict[str, Any]:
-    """The run's results. The per-request table goes to ``export_to`` (a msgpack array,
-    written one record at a time so the whole table never sits in memory; the result then
-    holds its path under ``records_path``), or, without a path, into ``records``."""
-    invariant = check_invariant(records, issued_ranges)
-    credits_issued = invariant["credits_issued"]
-    values = []  # per request, profiling phase only (what every statistic reads)
-    profiling: list[MetricRecord] = []
+    """The run's results, in one pass over ``records`` (``count`` of them; a list's length
+    by default). The per-request table goes to ``export_to`` (a msgpack array, written one
+    record at a time; the result then holds its path under ``records_path``) or, without a
+    path, into ``records``."""
+    if count is None:
+        assert isinstance(records, Sized)
+        count = len(records)
+    totals = _RunTotals(config.goodput)
     exported: list[dict[str, Any]] = []
-    with table_writer(export_to, len(records)) as write:
+    with table_writer(export_to, count) as write:
         for record in records:
-            record_values = per_request_values(record, streaming)
-            row = export_record(record, record_values)
+            values = per_request_values(record, streaming)
+            row = export_record(record, values)
             if write is None:
                 exported.append(row)
             else:
                 write(row)
-            if record.phase == PROFILING:
-                profiling.append(record)
-                values.append(record_values)
-    ok = [(r, v) for r, v in zip(profiling, values, strict=True) if r.error is None]
-    failed = [r for r in profiling if r.error is not None and not r.cancelled]
-    cancelled = [r for r in profiling if r.cancelled]
+            totals.add(record, values)
+    invariant = check_invariant(np.frombuffer(totals.credit_ids, dtype=np.int64),
+                                issued_ranges)
+    n_ok, n_err = totals.n_ok, totals.n_err
     metrics: dict[str, Any] = {}
-
-    def per_request(tag: str) -> np.ndarray:
-        if tag == "inter_chunk_latency":
-            return _arr([g for _, v in ok for g in v.get(tag, ())])
-        return _arr([v[tag] for _, v in ok if tag in v])
-
     for spec in BY_TAG.values():
         if not spec.per_request:
             continue
@@ -134,22 +187,15 @@ def compute_results(
             continue
         if spec.tokens_only and not metadata.produces_tokens:
             continue
-        data = per_request(spec.tag)
-        if spec.tag == "credit_to_start_latency":
-            data = _arr([v[spec.tag] for r, v in zip(profiling, values, strict=True)
-                         if not r.cancelled])
+        data = totals.data(spec.tag)
         if data.size:
             metrics[spec.tag] = summarize(data, spec.unit)
-        if spec.error_adjusted and data.size + len(failed):
-            metrics[f"adj_{spec.tag}"] = summarize_adjusted(data, len(failed), spec.unit)
+        if spec.error_adjusted and data.size + n_err:
+            metrics[f"adj_{spec.tag}"] = summarize_adjusted(data, n_err, spec.unit)
 
-    measured = [r for r in profiling if not r.cancelled]
     duration_s = 0.0
-    if measured:
-        duration_s = (max(r.end_ns for r in measured) - min(r.start_ns for r in measured)) / 1e9
-    n_ok, n_err = len(ok), len(failed)
-    sum_isl = float(sum(r.isl for r, _ in ok))
-    sum_osl = float(sum(r.osl for r, _ in ok))
+    if totals.first_start is not None and totals.last_end is not None:
+        duration_s = (totals.last_end - totals.first_start) / 1e9
 
     def scalar(tag: str, value: float) -> None:
         metrics[tag] = {"unit": BY_TAG[tag].unit, "avg": value}
@@ -161,40 +207,40 @@ def compute_results(
         scalar("benchmark_duration", duration_s)
         scalar("request_throughput", n_ok / duration_s)
         if metadata.produces_tokens:
-            scalar("output_token_throughput", sum_osl / duration_s)
-        scalar("total_token_throughput", (sum_isl + sum_osl) / duration_s)
+            scalar("output_token_throughput", totals.sum_osl / duration_s)
+        scalar("total_token_throughput", (totals.sum_isl + totals.sum_osl) / duration_s)
     if config.goodput:
-        good = sum(1 for _, v in ok if _is_good(v, config.goodput))
-        scalar("good_request_count", good)
+        scalar("good_request_count", totals.good)
         if duration_s > 0:
-            scalar("goodput", good / duration_s)
-        scalar("good_request_fraction", good / (n_ok + n_err) if n_ok + n_err else 0.0)
+            scalar("goodput", totals.good / duration_s)
+        scalar("good_request_fraction",
+               totals.good / (n_ok + n_err) if n_ok + n_err else 0.0)
 
-    mismatches = sum(1 for r, _ in ok if r.usage_mismatch)
     warnings = []
-    if mismatches:
+    if totals.mismatches:
         warnings.append(
-            f"server usage and the tokenizer disagree by more than 10% on {mismatches} of "
-            f"{n_ok} requests; token counts use the server's usage"
+            f"server usage and the tokenizer disagree by more than 10% on "
+            f"{totals.mismatches} of {n_ok} requests; token counts use the server's usage"
         )
     if not invariant["ok"]:
         warnings.append(
-            f"credit invariant broken: {credits_issued} credits issued, "
-            f"{len(records)} records; missing {invariant['missing_credit_ids'][:10]}, "
-            f"duplicated {invariant['duplicate_credit_ids'][:10]}"
+            f"credit invariant broken: {invariant['credits_issued']} credits issued, "
+            f"{invariant['records_received']} records; missing "
+            f"{invariant['missing_credit_ids'][:10]}, duplicated "
+            f"{invariant['duplicate_credit_ids'][:10]}"
         )
-    walls = [r.wall_start_ns for r in profiling if r.wall_start_ns]
     table = {"records": exported} if export_to is None else {"records_path": str(export_to)}
+    first_wall, last_wall = totals.first_wall, totals.last_wall
     return {
         "metrics": metrics,
-        "error_summary": error_summary(failed),
+        "error_summary": error_summary(totals.errors),
         **table,
         "invariant": invariant,
         "warnings": warnings,
-        "was_cancelled": bool(cancelled),
-        "cancelled_request_count": len(cancelled),
-        "start_time": _iso(min(walls)) if walls else None,
-        "end_time": _iso(max(walls) + int(duration_s * 1e9)) if walls else None,
+        "was_cancelled": bool(totals.cancelled),
+        "cancelled_request_count": totals.cancelled,
+        "start_time": _iso(first_wall) if first_wall else None,
+        "end_time": _iso(last_wall + int(duration_s * 1e9)) if last_wall else None,
     }
 
 
@@ -225,13 +271,10 @@ def _is_good(values: dict[str, Any], thresholds: dict[str, float]) -> bool:
     return True
 
 
-def error_summary(failed: list[MetricRecord]) -> list[dict[str, Any]]:
-    counts = Counter(
-        (r.error.code, r.error.type, r.error.message) for r in failed if r.error is not None
-    )
+def error_summary(errors: Counter[tuple[int | None, str, str]]) -> list[dict[str, Any]]:
     return [
         {"error_details": {"code": code, "type": kind, "message": message}, "count": n}
-        for (code, kind, message), n in counts.most_common()
+        for (code, kind, message), n in errors.most_common()
     ]
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import zmq
 
-from aiperf.common.codec import MetricRecord, metric_decoder, run_number
+from aiperf.common.codec import metric_decoder, run_number
 from aiperf.common.config import UserConfig
 from aiperf.common.hooks import background_task, on_init, on_message
 from aiperf.common.messages import (
@@ -43,7 +43,10 @@ class RecordsManager(BaseComponentService):
         self._in = self.comms.socket(zmq.PULL, "records", bind=True)
         self._run = 0
         self._run_id = ""
-        self._records: list[MetricRecord] = []
+        # Batches as they came off the wire (a couple of hundred bytes a request); decoded
+        # again, one batch at a time, when the run is computed.
+        self._batches: list[bytes] = []
+        self._count = 0
         self._errors = 0
         self._expected: int | None = None
         self._issued_ranges: list[tuple[int, int]] = []
@@ -57,7 +60,8 @@ class RecordsManager(BaseComponentService):
         self._config = UserConfig.model_validate(command.user_config)
         self._run = run_number(command.run_id)
         self._run_id = command.run_id
-        self._records = []
+        self._batches = []
+        self._count = 0
         self._errors = 0
         self._expected = None
         self._finished = False
@@ -69,7 +73,7 @@ class RecordsManager(BaseComponentService):
         if self._finished or not self._run_id:
             return
         await self.send_to_controller(RunProgress(
-            run_id=self._run_id, records=len(self._records), errors=self._errors,
+            run_id=self._run_id, records=self._count, errors=self._errors,
             elapsed_s=time.monotonic() - self._started))
 
     @on_message(MessageType.CREDITS_COMPLETE)
@@ -86,15 +90,17 @@ class RecordsManager(BaseComponentService):
 
     async def _collect(self) -> None:
         while True:
-            batch = metric_decoder.decode(await self._in.recv())
+            raw = await self._in.recv()
+            batch = metric_decoder.decode(raw)
             if batch.run != self._run or self._finished:
                 continue
-            self._records.extend(batch.records)
+            self._batches.append(raw)
+            self._count += len(batch.records)
             self._errors += sum(1 for r in batch.records if r.error is not None)
             await self._maybe_finish()
 
     async def _maybe_finish(self) -> None:
-        if self._expected is not None and len(self._records) >= self._expected:
+        if self._expected is not None and self._count >= self._expected:
             await self._finish()
 
     async def _finish(self) -> None:
@@ -110,11 +116,11 @@ class RecordsManager(BaseComponentService):
         # The per-request table can be megabytes: it goes through a file in the private run
         # dir (the host is on this machine), not through the control sockets as JSON.
         path = Path(self.service_config.run_dir) / f"records-{self._run_id}.msgpack"
-        results = compute_results(
-            self._records, config, metadata, self._issued_ranges, streaming, export_to=path
-        )
+        batches, self._batches = self._batches, []
+        records = (r for raw in batches for r in metric_decoder.decode(raw).records)
+        results = compute_results(records, config, metadata, self._issued_ranges, streaming,
+                                  export_to=path, count=self._count)
         results["run_id"] = self._run_id
-        self._records = []
         await self.send_to_controller(
             ProfileResultsMessage(run_id=self._run_id, results=results)
         )

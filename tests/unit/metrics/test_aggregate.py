@@ -120,3 +120,11 @@ def test_the_table_written_to_a_file_is_the_table_kept_in_memory(tmp_path: Path)
     assert msgspec.msgpack.decode((tmp_path / "t.msgpack").read_bytes()) == in_memory["records"]
     assert on_disk["records_path"] == str(tmp_path / "t.msgpack") and "records" not in on_disk
     assert on_disk["metrics"] == in_memory["metrics"]
+
+
+def test_records_may_arrive_as_a_one_pass_stream_with_their_count() -> None:
+    records = [ok(i, 10 * i, 5, 10 + i, osl=2) for i in range(3)] + [failed(3, 40)]
+    meta = plugins.get_metadata(PluginType.ENDPOINT, "chat")
+    streamed = compute_results(iter(records), UserConfig(streaming=True), meta,  # type: ignore[arg-type]
+                               [(0, 4)], streaming=True, count=4)
+    assert streamed == results(records)

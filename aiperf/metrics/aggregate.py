@@ -25,10 +25,6 @@ from aiperf.metrics.stats import summarize, summarize_adjusted
 from aiperf.plugin.metadata import EndpointMetadata
 
 
-def _arr(values: Any) -> np.ndarray:
-    return np.asarray(values, dtype=np.float64)
-
-
 def check_invariant(
     credit_ids: np.ndarray, issued_ranges: list[tuple[int, int]]
 ) -> dict[str, Any]:
@@ -149,8 +145,9 @@ class _RunTotals:
                 self.values[tag].append(value)
 
     def data(self, tag: str) -> np.ndarray:
-        return np.frombuffer(self.values[tag], dtype=np.float64) if tag in self.values \
-            else np.empty(0)
+        if tag not in self.values:
+            return np.empty(0)
+        return np.frombuffer(self.values[tag], dtype=np.float64)
 
 
 def compute_results(
@@ -253,9 +250,18 @@ def table_writer(path: Path | None, count: int) -> Iterator[Callable[[Any], None
         yield None
         return
     encode = msgspec.msgpack.Encoder().encode
+    written = 0
+
+    def write(item: Any) -> None:
+        nonlocal written
+        out.write(encode(item))
+        written += 1
+
     with open(path, "wb", buffering=1 << 20) as out:
         out.write(b"\xdd" + count.to_bytes(4, "big"))  # array 32
-        yield lambda item: out.write(encode(item))
+        yield write
+    if written != count:  # the header promised `count`: a reader would misparse the file
+        raise ValueError(f"{path}: {written} records written, {count} announced")
 
 
 def _is_good(values: dict[str, Any], thresholds: dict[str, float]) -> bool:

@@ -35,8 +35,8 @@ if TYPE_CHECKING:
     from aiperf.results import ProfileResult
 
 # The wire (zmq, the message models) and the results are imported only once the
-# controller is launched: the host's imports then overlap the controller's own boot instead
-# of delaying it (about a third of a second of a pytest session's start, on 2 cores).
+# controller is launched: those imports then overlap the controller's own boot instead of
+# delaying it (importing this module takes about 0.2 s instead of 0.35 s on 2 cores).
 
 _POLL_MS = 50
 _HOST_PID_FILE = "host.pid"
@@ -182,6 +182,8 @@ class Mesh:
             from aiperf.common.messages import HostShutdown
 
             try:
+                if self._socket is None:  # launched, but the host side never connected
+                    raise subprocess.TimeoutExpired(proc.args, 0)
                 self._send(HostShutdown())
                 proc.wait(self.service_config.shutdown_timeout + 1.0)
             except (subprocess.TimeoutExpired, zmq.ZMQError):

@@ -181,12 +181,15 @@ class Mesh:
 
             from aiperf.common.messages import HostShutdown
 
-            try:
-                if self._socket is None:  # launched, but the host side never connected
-                    raise subprocess.TimeoutExpired(proc.args, 0)
-                self._send(HostShutdown())
-                proc.wait(self.service_config.shutdown_timeout + 1.0)
-            except (subprocess.TimeoutExpired, zmq.ZMQError):
+            stopped = False
+            if self._socket is not None:  # else launched, but the host never connected
+                try:
+                    self._send(HostShutdown())
+                    proc.wait(self.service_config.shutdown_timeout + 1.0)
+                    stopped = True
+                except (subprocess.TimeoutExpired, zmq.ZMQError):
+                    pass
+            if not stopped:
                 proc.kill()
                 proc.wait(5)
         if self._socket is not None:

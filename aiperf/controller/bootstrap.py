@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 
 from aiperf.common.config import ServiceConfig
@@ -14,6 +15,9 @@ def bootstrap_service(
     parent_pid: int, nice: int = 0,
 ) -> None:
     die_with_parent(parent_pid)
+    # What the fork inherited stays shared: the collector never walks (and so never
+    # writes to, and copies) the controller's objects in this process.
+    gc.freeze()
     configure_logging(service_config.log_level, service_id)
     service = service_class(service_config, service_id, index)
     service.nice = nice

@@ -13,7 +13,7 @@ from typing import Any
 from aiperf.common.codec import ErrorInfo, MetricRecord, RawRecord
 from aiperf.endpoints.base import BaseEndpoint, InvalidResponse
 from aiperf.transports.http import DONE
-from aiperf.transports.sse import SSEParser, parse_block
+from aiperf.transports.sse import MESSAGE, SSEParser, parse_block
 
 MISMATCH_TOLERANCE = 0.10
 
@@ -26,12 +26,23 @@ def _sse_events(chunks: list[tuple[int, bytes]]) -> list[tuple[int, bytes, bytes
     data = b"".join(read for _, read in chunks)
     if b"\r" in data:
         return _sse_events_incremental(chunks)
+    events: list[tuple[int, bytes, bytes]] = []
+    blocks = data.split(b"\n\n")
+    if len(chunks) == 1:  # one read (a short or coalesced stream): one timestamp for all
+        ts = chunks[0][0]
+        for block in blocks:
+            if block.startswith(b"data: ") and b"\n" not in block:  # the common case
+                events.append((ts, MESSAGE, block[6:]))
+            elif block:
+                event = parse_block(block.strip(b"\n"))
+                if event is not None:
+                    events.append((ts, event[0], event[1]))
+        return events
     ends = list(itertools.accumulate(len(read) for _, read in chunks))
     last = len(ends) - 1
-    events: list[tuple[int, bytes, bytes]] = []
     read_index = 0
     offset = 0
-    for block in data.split(b"\n\n"):
+    for block in blocks:
         offset += len(block) + 2  # where this event's blank line ends
         while read_index < last and ends[read_index] < offset:
             read_index += 1

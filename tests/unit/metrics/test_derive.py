@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from aiperf.common.codec import PROFILING, ErrorInfo, RawRecord
 from aiperf.common.config import UserConfig
 from aiperf.dataset.tokenizer import BuiltinTokenizer
-from aiperf.metrics.derive import RecordDeriver
+from aiperf.metrics.derive import RecordDeriver, _sse_events, _sse_events_incremental
 from aiperf.plugin import PluginType, plugins
 
 MS = 1_000_000
@@ -111,3 +113,17 @@ def test_transport_errors_pass_through() -> None:
     error = ErrorInfo(None, "ClientConnectorError", "connection refused")
     record = deriver().derive(raw([], error=error))
     assert record.error == error and record.isl == 11
+
+
+STREAMS = [
+    b'data: {"a":1}\n\ndata: [DONE]\n\n',
+    b': ping\n\ndata: {"a":1}\n\nevent: error\ndata: {"m":"x"}\n\ndata: [DONE]\n\n',
+    b'data: {"a":\ndata: 1}\n\nevent: only\n\n\n\ndata: {"b":2}',  # no final blank line
+    b"",
+]
+
+
+@pytest.mark.parametrize("body", STREAMS)
+def test_cutting_reads_into_events_agrees_with_the_incremental_parser(body: bytes) -> None:
+    for reads in ([(7, body)], [(7, body[:9]), (8, body[9:])]):
+        assert _sse_events(reads) == _sse_events_incremental(reads)

@@ -147,27 +147,22 @@ class ProfileResult:
             path = Path(data["records_path"])
             records = LazyRecords(path.read_bytes())
             path.unlink(missing_ok=True)
-        profiling = [r for r in records if r["metadata"]["benchmark_phase"] == "profiling"]
-        failures = sum(1 for r in profiling if "error" in r and not r["metadata"]["was_cancelled"])
+        raw_values: dict[str, bytes] = data.get("values") or {}
+        if "values" not in data and data.get("values_path"):
+            path = Path(data["values_path"])
+            raw_values = msgspec.msgpack.decode(path.read_bytes())
+            path.unlink(missing_ok=True)
+        failures = int(data.get("metrics", {}).get("error_request_count", {}).get("avg") or 0)
         metrics = {}
         for tag, stats in data.get("metrics", {}).items():
             base = tag.removeprefix("adj_")
             values = array("d")  # 8 bytes a value: results of a whole session stay small
-            for rec in profiling:
-                entry = rec["metrics"].get(base)
-                if entry is None or ("error" in rec and base != "credit_to_start_latency"):
-                    continue
-                value = entry["value"]
-                if isinstance(value, list):
-                    values.extend(value)
-                else:
-                    values.append(value)
+            values.frombytes(raw_values.get(base, b""))
             stats = dict(stats)
             unit = stats.pop("unit", BY_TAG[base].unit if base in BY_TAG else "")
             metrics[tag] = MetricResult(
                 tag, unit, stats, values, failures if tag.startswith("adj_") else 0
             )
-        del profiling  # decoded for the values above only
         return cls(
             run_id=data.get("run_id", ""),
             metrics=metrics,

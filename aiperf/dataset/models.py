@@ -18,6 +18,12 @@ class Turn(msgspec.Struct):
     extra: dict[str, Any] = {}
 
 
+def turn_for(credit_id: int, turns: int) -> int:
+    """The dataset entry a credit sends when nothing else chose one: the timing manager
+    (scheduled credits) and workers (leased ids) must agree on it."""
+    return credit_id % turns if turns else 0
+
+
 _ENCODER = msgspec.msgpack.Encoder()
 _DECODER = msgspec.msgpack.Decoder(list[Turn])
 

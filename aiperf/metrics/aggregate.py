@@ -158,7 +158,8 @@ def compute_results(
     """The run's results, in one pass over ``records`` (``count`` of them; a list's length
     by default). The per-request table goes to ``export_to`` (a msgpack array, written one
     record at a time; the result then holds its path under ``records_path``) or, without a
-    path, into ``records``."""
+    path, into ``records``. ``values`` holds each metric's per-request values as float64
+    bytes."""
     if count is None:
         assert isinstance(records, Sized)
         count = len(records)
@@ -230,6 +231,9 @@ def compute_results(
     first_wall, last_wall = totals.first_wall, totals.last_wall
     return {
         "metrics": metrics,
+        # Every per-request value behind the statistics, float64 bytes per metric: what the
+        # host computes any other percentile from.
+        "values": {tag: bytes(values) for tag, values in totals.values.items()},
         "error_summary": error_summary(totals.errors),
         **table,
         "invariant": invariant,

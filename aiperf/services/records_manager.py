@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import zmq
 
 from aiperf.common.codec import metric_decoder, run_number
@@ -120,6 +121,9 @@ class RecordsManager(BaseComponentService):
         records = (r for raw in batches for r in metric_decoder.decode(raw).records)
         results = compute_results(records, config, metadata, self._issued_ranges, streaming,
                                   export_to=path, count=self._count)
+        values_path = path.with_suffix(".values")
+        values_path.write_bytes(msgspec.msgpack.encode(results.pop("values")))
+        results["values_path"] = str(values_path)
         results["run_id"] = self._run_id
         await self.send_to_controller(
             ProfileResultsMessage(run_id=self._run_id, results=results)

@@ -11,7 +11,6 @@ period for stragglers and asks workers to cancel what is still in flight.
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Any
 
 import numpy as np
@@ -19,6 +18,7 @@ import zmq
 
 from aiperf.common.codec import (
     Credit,
+    CreditBatch,
     Lease,
     LeaseReport,
     ReturnBatch,
@@ -51,6 +51,7 @@ class TimingManager(BaseComponentService):
         assert self.comms is not None
         self._router = self.comms.socket(zmq.ROUTER, "credits", bind=True)
         self.workers: list[str] = []
+        self._all_workers = asyncio.Event()
         self._strategy: TimingStrategy | None = None
         self._run = 0
         self._config: UserConfig | None = None
@@ -62,8 +63,6 @@ class TimingManager(BaseComponentService):
         await self._router.send_multipart([worker.encode(), encode(lease)])
 
     async def send_credits(self, worker: str, credits: list[Credit]) -> None:
-        from aiperf.common.codec import CreditBatch
-
         await self._router.send_multipart(
             [worker.encode(), encode(CreditBatch(self._run, credits))])
 
@@ -86,14 +85,14 @@ class TimingManager(BaseComponentService):
 
     async def _await_workers(self) -> None:
         """Hellos are sent before workers register, so they are normally all in."""
-        deadline = time.monotonic() + self.service_config.command_timeout / 2
-        while len(self.workers) < self.service_config.workers:
-            if time.monotonic() > deadline:
-                raise MeshTimeoutError(
-                    f"timing manager: {len(self.workers)} of {self.service_config.workers} "
-                    "workers joined the credit channel"
-                )
-            await asyncio.sleep(0.005)
+        timeout = self.service_config.command_timeout / 2
+        try:
+            await asyncio.wait_for(self._all_workers.wait(), timeout)
+        except TimeoutError:
+            raise MeshTimeoutError(
+                f"timing manager: {len(self.workers)} of {self.service_config.workers} "
+                "workers joined the credit channel"
+            ) from None
 
     @on_message(MessageType.START_PROFILE)
     async def _start(self, command: StartProfileCommand) -> None:
@@ -125,6 +124,8 @@ class TimingManager(BaseComponentService):
                 worker = identity.decode()
                 if worker not in self.workers:
                     self.workers.append(worker)
+                    if len(self.workers) >= self.service_config.workers:
+                        self._all_workers.set()
             elif strategy is None or message.run != self._run:
                 continue
             elif isinstance(message, LeaseReport):

@@ -37,7 +37,7 @@ from aiperf.common.config import UserConfig
 from aiperf.common.hooks import on_init, on_message, on_stop
 from aiperf.common.messages import CancelRequestsMessage, ConfigureProfileCommand, MessageType
 from aiperf.common.service import BaseComponentService
-from aiperf.dataset.models import Turn, read_dataset
+from aiperf.dataset.models import Turn, read_dataset, turn_for
 from aiperf.endpoints.base import BaseEndpoint, make_endpoint
 from aiperf.transports import make_transport
 from aiperf.transports.http import HttpTransport
@@ -78,6 +78,7 @@ class Worker(BaseComponentService):
         self._endpoint: BaseEndpoint | None = None
         self._transport: HttpTransport | None = None
         self._transport_key: tuple[object, ...] | None = None
+        self._headers: dict[str, str] = {}
         self._leases: list[_LeaseProgress] = []
         self._slot_tasks: list[asyncio.Task[None]] = []
         self._generation = 0  # bumped when a run ends: its slot loops then return
@@ -97,12 +98,13 @@ class Worker(BaseComponentService):
         self._turns = read_dataset(command.dataset_path) if command.dataset_path else []
         self._bodies = [None] * len(self._turns)
         self._url = self._endpoint.url
-        self._headers = self._endpoint.headers()
         self._streaming = self._endpoint.streaming
-        # A new run with the same target, timeout and headers keeps the session and its
-        # warm connections.
+        headers = self._endpoint.headers()
+        # A new run with the same target, timeout and headers keeps the session, its warm
+        # connections and the headers mapping it was started with (which ``send`` then
+        # recognises as its own).
         transport_key = (config.url, config.request_timeout_seconds,
-                         tuple(sorted(self._headers.items())))
+                         tuple(sorted(headers.items())))
         if self._transport is None or self._transport_key != transport_key:
             if self._transport is not None:
                 await self._transport.close()
@@ -111,7 +113,8 @@ class Worker(BaseComponentService):
                 self.service_config.max_connections_per_worker,
             )
             self._transport_key = transport_key
-            await self._transport.start(headers=self._headers)
+            self._headers = headers
+            await self._transport.start(headers=headers)
         self._run = run_number(command.run_id)
         self._run_id = command.run_id
         return {}
@@ -201,7 +204,7 @@ class Worker(BaseComponentService):
             if progress.next_offset == lease.count:
                 progress.consumed = True
                 self._report(progress)  # used up: the timing manager sends the next
-            conversation = credit_id % len(self._turns) if self._turns else 0
+            conversation = turn_for(credit_id, len(self._turns))
             self._in_flight[credit_id] = current
             await self._execute(credit_id, lease.phase, conversation, _perf_ns())
             progress.completed += 1

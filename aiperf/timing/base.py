@@ -31,7 +31,7 @@ import numpy as np
 
 from aiperf.common.codec import PROFILING, WARMUP, Credit, Lease
 from aiperf.common.config import UserConfig
-from aiperf.dataset.models import Turn
+from aiperf.dataset.models import Turn, turn_for
 
 _perf_ns = time.perf_counter_ns
 PHASE_TIMEOUT_MARGIN_S = 5.0
@@ -150,7 +150,7 @@ class TimingStrategy:
         for offset, (send_at, conversation) in enumerate(due):
             credit_id = first + offset
             if conversation is None:
-                conversation = credit_id % len(self.turns) if self.turns else 0
+                conversation = turn_for(credit_id, len(self.turns))
             worker = self.pick_worker()
             self.scheduled[credit_id] = worker
             batches.setdefault(worker, []).append(Credit(credit_id, phase, conversation, send_at))

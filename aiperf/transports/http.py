@@ -45,10 +45,10 @@ class HttpTransport:
         self._sweep: asyncio.TimerHandle | None = None
 
     async def start(self, headers: Mapping[str, str] | None = None) -> None:
-        """Open the session. ``headers`` (a run's) go on every request; a ``send`` whose
-        headers differ sends those on top of them, so a caller with new headers for good
-        (a new API key) opens a new transport instead."""
-        self._session_headers = dict(headers) if headers else None
+        """Open the session. ``headers`` (a run's) go on every request; ``send`` given that
+        same mapping adds nothing per request, given another sends it on top of them, so a
+        caller with new headers for good (a new API key) opens a new transport instead."""
+        self._session_headers = headers or None
         connector = aiohttp.TCPConnector(
             limit=self.max_connections, limit_per_host=self.max_connections,
             ttl_dns_cache=300, enable_cleanup_closed=False,
@@ -74,7 +74,8 @@ class HttpTransport:
     ) -> None:
         assert self._session is not None
         session = self._session
-        request_headers = None if headers == self._session_headers else headers
+        # The caller's own mapping from ``start``: nothing to send per request (no compare).
+        request_headers = None if headers is self._session_headers else headers
         task = asyncio.current_task()
         assert task is not None
         self._deadlines[task] = _perf_ns() + int(self.timeout_seconds * 1e9)

@@ -3,6 +3,7 @@ records manager's file, percentiles from compact value arrays."""
 
 from __future__ import annotations
 
+from array import array
 from pathlib import Path
 
 import msgspec
@@ -41,15 +42,20 @@ def test_lazy_records_count_without_decoding_and_read_like_a_list(tmp_path: Path
     assert len(LazyRecords(msgspec.msgpack.encode([1, 2, 3]))) == 3
 
 
-def test_a_result_reads_the_records_file_removes_it_and_computes_any_percentile(
+def test_a_result_reads_its_files_removes_them_and_computes_any_percentile(
         tmp_path: Path) -> None:
     path = tmp_path / "records.msgpack"
     write_table(path, ROWS)
+    # The records manager's values: profiling requests that neither failed nor were warmup.
+    values_path = tmp_path / "records.values"
+    values_path.write_bytes(msgspec.msgpack.encode(
+        {"request_latency": array("d", [10.0, 20.0, 30.0]).tobytes()}))
     result = ProfileResult.from_dict({
-        "run_id": "r", "records_path": str(path),
+        "run_id": "r", "records_path": str(path), "values_path": str(values_path),
         "metrics": {"request_latency": {"unit": "ms", "avg": 20.0, "p50": 20.0},
-                    "adj_request_latency": {"unit": "ms", "avg": None}}})
-    assert not path.exists() and len(result.records) == 5
+                    "adj_request_latency": {"unit": "ms", "avg": None},
+                    "error_request_count": {"unit": "requests", "avg": 1}}})
+    assert not path.exists() and not values_path.exists() and len(result.records) == 5
     latency = result["request_latency"]
     assert list(latency.values) == [10.0, 20.0, 30.0]  # profiling, not failed, not warmup
     assert latency.stat("p75") == pytest.approx(25.0)

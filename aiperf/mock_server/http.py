@@ -74,8 +74,7 @@ class HttpProtocol(asyncio.Protocol):
         self._expect_continue = False
         self._answered = False
         self._queue: deque[tuple[Request, bool]] = deque()
-        self._busy = False
-        self._task: asyncio.Task[None] | None = None
+        self._task: asyncio.Task[None] | None = None  # an answer still going on
         self._writable: asyncio.Future[None] | None = None
         self._out: list[bytes] = []
 
@@ -134,7 +133,7 @@ class HttpProtocol(asyncio.Protocol):
         request = Request(self._parser.get_method().decode("latin-1"), path,
                           b"".join(self._body))
         self._queue.append((request, self._parser.should_keep_alive()))
-        if not self._busy:
+        if self._task is None:
             self._next()
 
     # -- answering ----------------------------------------------------------------------
@@ -146,16 +145,14 @@ class HttpProtocol(asyncio.Protocol):
     def _next(self) -> None:
         while self._queue and self._transport is not None:
             request, keep_alive = self._queue.popleft()
-            self._busy = True
             self._answered = False
             try:
                 steps = self._handler(request)
                 if not self._run_now(steps, keep_alive):
                     return  # a task carries on and calls _next when the answer is done
-            except Exception as exc:  # a responder's bug: tell the client, keep serving
+            except Exception as exc:  # a responder's bug: tell this client; the server goes on
                 self._fail(exc)
                 return
-            self._busy = False
             if not keep_alive:
                 self.close()
 
@@ -192,7 +189,6 @@ class HttpProtocol(asyncio.Protocol):
             self._fail(exc)
             return
         self._task = None
-        self._busy = False
         if not keep_alive:
             self.close()
         self._next()

@@ -59,7 +59,6 @@ def aiperf_result(request: pytest.FixtureRequest) -> ProfileResult:
                                 "marker on the test, its class or its module")
     _skip_if_disabled(request.config)
     result = _session(request.config).run(item, spec)
-    result.slo = evaluate(spec.objectives, result)
     item.stash[RESULT_KEY] = result
     record_properties(item, result)
     return result
@@ -98,9 +97,7 @@ class AIPerfHelper:
         spec = LoadTestSpec({**base, **normalise_keys(profile)},
                             parse_objectives(slo) if slo else [])
         spec.user_config()  # raises ConfigError naming the key before any load is sent
-        result = session.run(item, spec)
-        result.slo = evaluate(spec.objectives, result)
-        return result
+        return session.run(item, spec)
 
     def check(self, result: ProfileResult, slo: dict[str, str]) -> list[Verdict]:
         """Evaluate objectives; raise the same failure as the marker when one is breached."""

@@ -155,10 +155,6 @@ def pytest_runtest_makereport(
     elif report.when == "setup" and report.skipped:
         record.outcome = "SKIP"
     elif report.when == "call":
-        result = item.stash.get(RESULT_KEY, None)
-        record.verdicts = [*(result.slo if result else []),
-                           *[v for v in record.verdicts if result is None
-                             or v not in result.slo]]
         xfail = hasattr(report, "wasxfail")
         record.outcome = "PASS" if report.passed and not xfail else "FAIL"
         if xfail:

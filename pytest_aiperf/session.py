@@ -13,7 +13,7 @@ import pytest
 
 from pytest_aiperf.options import Settings
 from pytest_aiperf.profile import LoadTestSpec
-from pytest_aiperf.slo import Verdict
+from pytest_aiperf.slo import Verdict, evaluate
 
 if TYPE_CHECKING:
     from aiperf.common.config import UserConfig
@@ -136,6 +136,7 @@ class AIPerfSession:
         if total and result.request_count == 0:
             raise EndpointError(unusable_message(config, result))
         item.config.hook.pytest_aiperf_result(item=item, result=result)
+        result.slo = record.verdicts = evaluate(spec.objectives, result)
         return result
 
 

@@ -63,6 +63,11 @@ class UserConfig(BaseModel):
     headers: dict[str, str] = Field(default_factory=dict, repr=False)
     extra_inputs: dict[str, Any] = Field(default_factory=dict)
     request_timeout_seconds: float = Field(default=600.0, gt=0)
+    request_first_byte_timeout_seconds: float | None = Field(
+        default=None, gt=0,
+        description="Fail a request whose first response byte has not arrived by then "
+        "(a server that accepts and never answers); None waits up to the request timeout",
+    )
     # -- load
     timing_strategy: str | None = Field(
         default=None, description="Timing plugin; derived from the other keys when unset"

@@ -40,8 +40,31 @@ class ErrorInfo(msgspec.Struct, array_like=True, frozen=True):
     message: str
 
 
+# AIPerf's code and type for a request given up by the client: cut off at the end of a
+# duration run, past its request timeout or its first-byte timeout. Such a request is an
+# error like any other (it counts in error_request_count and request_error_rate).
+CANCELLATION_CODE = 499
+CANCELLATION_TYPE = "RequestCancellationError"
+
+
+def cancellation(reason: str) -> ErrorInfo:
+    """The error record of a request the client gave up on; ``reason`` says which limit."""
+    return ErrorInfo(CANCELLATION_CODE, CANCELLATION_TYPE, reason)
+
+
+def is_cancellation(error: ErrorInfo | None) -> bool:
+    return error is not None and error.type == CANCELLATION_TYPE
+
+
 class RawRecord(msgspec.Struct, array_like=True):
-    """What a worker saw for one credit: timestamps and the undecoded response events."""
+    """What a worker saw for one credit: timestamps and the undecoded response events.
+
+    ``start_ns`` is when the connection was in hand, right before the request was written
+    (pool wait and connection set-up excluded: those are ``blocked_ns``, ``dns_ns`` and
+    ``connecting_ns``); ``sent_ns`` when its last byte was handed to the socket;
+    ``response_ns`` when the status line and headers had arrived. ``reused`` is 1 when the
+    connection came from the pool, 0 when it was opened for this request, -1 unknown
+    (a transport that does not trace)."""
 
     credit_id: int
     phase: int
@@ -57,11 +80,22 @@ class RawRecord(msgspec.Struct, array_like=True):
     chunks: list[tuple[int, bytes]]
     error: ErrorInfo | None = None
     cancelled: bool = False
+    sent_ns: int = 0
+    blocked_ns: int = 0
+    dns_ns: int = 0
+    connecting_ns: int = 0
+    reused: int = -1
 
 
 class MetricRecord(msgspec.Struct, array_like=True):
     """One request's measured values, as the record processor derived them. Durations in
-    ns; -1 where a value does not apply (no second token, not streaming, an error)."""
+    ns; -1 where a value does not apply (no second token, not streaming, an error).
+
+    ``latency_ns`` ends at the last byte of the response. ``ttft_ns`` is the first token of
+    any kind (reasoning included), ``ttfo_ns`` the first answer (non-reasoning) token.
+    ``osl`` counts every generated token, ``reasoning_tokens`` the reasoning part of it (-1:
+    the response carried no reasoning). The ``http_*`` fields are the request's HTTP phases
+    (k6's names; ``http_reused`` 1/0, -1 when the transport does not trace them)."""
 
     credit_id: int
     phase: int
@@ -79,6 +113,15 @@ class MetricRecord(msgspec.Struct, array_like=True):
     usage_mismatch: bool = False
     error: ErrorInfo | None = None
     cancelled: bool = False
+    ttfo_ns: int = -1
+    reasoning_tokens: int = -1
+    http_blocked_ns: int = -1
+    http_dns_ns: int = -1
+    http_connecting_ns: int = -1
+    http_sending_ns: int = -1
+    http_waiting_ns: int = -1
+    http_receiving_ns: int = -1
+    http_reused: int = -1
 
 
 # -- the credit channel (timing manager ROUTER <-> worker DEALER) -----------------------------

@@ -21,8 +21,11 @@ _json_encode = msgspec.json.encode
 
 
 class ParsedResponse(msgspec.Struct, frozen=True):
-    """What one event or body says. ``content`` is None for non-content events (role-only
-    deltas, usage trailers, empty deltas): those are not tokens and do not count for timing.
+    """What one event or body says. ``content`` is the answer text and ``reasoning`` the
+    model's reasoning text (``reasoning_content`` / ``reasoning``); both are None for
+    non-token events (role-only deltas, usage trailers, empty deltas): those do not count
+    for timing. ``completion_tokens`` counts every generated token, reasoning included;
+    ``reasoning_tokens`` is the server's count of the reasoning part, when it says.
     (A msgspec struct: one is built per streamed event, several times cheaper than a frozen
     dataclass.)"""
 
@@ -30,6 +33,8 @@ class ParsedResponse(msgspec.Struct, frozen=True):
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     error: str | None = None
+    reasoning: str | None = None
+    reasoning_tokens: int | None = None
 
 
 NOT_CONTENT = ParsedResponse()
@@ -47,11 +52,37 @@ def decode_json(data: bytes) -> Any:
         raise InvalidResponse(f"malformed JSON in response: {preview!r}: {exc}") from None
 
 
-def usage_of(obj: dict[str, Any]) -> tuple[int | None, int | None]:
-    usage = obj.get("usage") or {}
+# A count beyond this is not a real one (and would not fit the records' integers).
+MAX_TOKEN_COUNT = 1 << 31
+
+
+def token_count(value: Any) -> int | None:
+    """A usage count as a server may send it (``12``, ``"12"``, ``12.0``), or None when it
+    is not a plausible count (negative, huge, not a number): usage is advisory, so a bad
+    count falls back to the tokenizer instead of failing the request."""
+    if (isinstance(value, str) and value.isascii() and value.strip().isdigit()) or (
+            isinstance(value, float) and value.is_integer()):
+        value = int(value)
+    if type(value) is not int:  # bool is not a count either
+        return None
+    return value if 0 <= value < MAX_TOKEN_COUNT else None
+
+
+def usage_counts(usage: Any) -> tuple[int | None, int | None, int | None]:
+    """(prompt, completion, reasoning) tokens of a ``usage`` object, each None if absent or
+    not a count; anything but an object gives three Nones."""
     if not isinstance(usage, dict):
-        return None, None
-    return usage.get("prompt_tokens"), usage.get("completion_tokens")
+        return None, None, None
+    details = usage.get("completion_tokens_details")
+    reasoning = token_count(details.get("reasoning_tokens")) if isinstance(details, dict) \
+        else None
+    return (token_count(usage.get("prompt_tokens")), token_count(usage.get("completion_tokens")),
+            reasoning)
+
+
+def usage_of(obj: dict[str, Any]) -> tuple[int | None, int | None]:
+    prompt, completion, _ = usage_counts(obj.get("usage"))
+    return prompt, completion
 
 
 def error_of(obj: Any) -> str | None:

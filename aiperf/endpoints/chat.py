@@ -1,11 +1,12 @@
-"""OpenAI Chat Completions: ``messages`` in; ``delta.content`` / ``message.content`` out."""
+"""OpenAI Chat Completions: ``messages`` in; ``delta.content`` / ``message.content`` out,
+and reasoning from ``reasoning_content`` or ``reasoning`` beside them."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from aiperf.dataset.models import Turn
-from aiperf.endpoints.openai import Choice, OpenAITokenEndpoint
+from aiperf.endpoints.openai import Choice, Message, OpenAITokenEndpoint
 
 
 class ChatEndpoint(OpenAITokenEndpoint):
@@ -21,3 +22,16 @@ class ChatEndpoint(OpenAITokenEndpoint):
 
     def body_text(self, choice: Choice) -> str | None:
         return choice.message.content if choice.message is not None else None
+
+    def event_reasoning(self, choice: Choice) -> str | None:
+        return _reasoning(choice.delta) if choice.delta is not None else None
+
+    def body_reasoning(self, choice: Choice) -> str | None:
+        return _reasoning(choice.message) if choice.message is not None else None
+
+
+def _reasoning(message: Message) -> str | None:
+    for text in (message.reasoning_content, message.reasoning):
+        if text and isinstance(text, str):
+            return text
+    return None

@@ -29,7 +29,7 @@ class EmbeddingsEndpoint(BaseEndpoint):
             return ParsedResponse(error=error)
         if not isinstance(obj, dict) or not isinstance(obj.get("data"), list):
             raise InvalidResponse("embeddings response has no 'data' list")
-        if not all("embedding" in item for item in obj["data"]):
+        if not all(isinstance(item, dict) and "embedding" in item for item in obj["data"]):
             raise InvalidResponse("embeddings response item without 'embedding'")
         prompt, _ = usage_of(obj)
         return ParsedResponse("", prompt, None)

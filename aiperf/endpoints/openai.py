@@ -14,11 +14,22 @@ from typing import Any, ClassVar
 import msgspec
 
 from aiperf.dataset.models import Turn
-from aiperf.endpoints.base import NOT_CONTENT, BaseEndpoint, InvalidResponse, ParsedResponse
+from aiperf.endpoints.base import (
+    NOT_CONTENT,
+    BaseEndpoint,
+    InvalidResponse,
+    ParsedResponse,
+    usage_counts,
+)
 
 
 class Message(msgspec.Struct):
     content: str | None = None
+    # Reasoning text: ``reasoning_content`` (older vLLM/SGLang/DeepSeek) or ``reasoning``
+    # (newer). Untyped: a server that puts something else there loses only its reasoning
+    # text, not the whole response.
+    reasoning_content: Any = None
+    reasoning: Any = None
 
 
 class Choice(msgspec.Struct):
@@ -27,14 +38,11 @@ class Choice(msgspec.Struct):
     text: str | None = None
 
 
-class Usage(msgspec.Struct):
-    prompt_tokens: int | None = None
-    completion_tokens: int | None = None
-
-
 class Response(msgspec.Struct):
     choices: list[Choice] | None = None
-    usage: Usage | None = None
+    # Untyped: usage is advisory (the tokenizer fills in), so a malformed one ("12", a
+    # list) must not fail the response; ``usage_counts`` reads what it can.
+    usage: Any = None
     error: Any = None
 
 
@@ -60,6 +68,13 @@ class OpenAITokenEndpoint(BaseEndpoint):
 
     def body_text(self, choice: Choice) -> str | None:
         raise NotImplementedError
+
+    def event_reasoning(self, choice: Choice) -> str | None:
+        """A streamed choice's reasoning text; None where the endpoint has none."""
+        return None
+
+    def body_reasoning(self, choice: Choice) -> str | None:
+        return None
 
     def payload(self, turn: Turn) -> dict[str, Any]:
         body: dict[str, Any] = {"model": self.config.model, **self.prompt_fields(turn),
@@ -88,10 +103,16 @@ class OpenAITokenEndpoint(BaseEndpoint):
         if response.error:
             return ParsedResponse(error=_error_text(response.error))
         usage = response.usage
-        content = self.event_text(response.choices[0]) or None if response.choices else None
-        if usage is None:
+        if response.choices:
+            choice = response.choices[0]
+            content = self.event_text(choice) or None
+            reasoning = self.event_reasoning(choice) or None
+        else:
+            content = reasoning = None
+        if usage is None and reasoning is None:
             return NOT_CONTENT if content is None else ParsedResponse(content)
-        return ParsedResponse(content, usage.prompt_tokens, usage.completion_tokens)
+        prompt, completion, reasoning_tokens = usage_counts(usage)
+        return ParsedResponse(content, prompt, completion, None, reasoning, reasoning_tokens)
 
     def parse_body(self, body: bytes) -> ParsedResponse:
         response = self._decode(body, "response")
@@ -99,9 +120,10 @@ class OpenAITokenEndpoint(BaseEndpoint):
             return ParsedResponse(error=_error_text(response.error))
         if not response.choices:
             raise InvalidResponse(f"{self.kind} response has no choices")
-        usage = response.usage or Usage()
-        return ParsedResponse(self.body_text(response.choices[0]) or "", usage.prompt_tokens,
-                              usage.completion_tokens)
+        prompt, completion, reasoning_tokens = usage_counts(response.usage)
+        choice = response.choices[0]
+        return ParsedResponse(self.body_text(choice) or "", prompt, completion, None,
+                              self.body_reasoning(choice) or None, reasoning_tokens)
 
     def _decode(self, data: bytes, what: str) -> Response:
         try:

@@ -23,6 +23,8 @@ def _fmt(value: float | None) -> str:
 def render_table(result: ProfileResult, title: str = "LLM Metrics") -> str:
     rows: list[tuple[str, ...]] = []
     for spec in SPECS:
+        if not spec.console:
+            continue
         metric: MetricResult | None = result.metrics.get(spec.tag)
         if metric is None:
             continue

@@ -18,7 +18,7 @@ from typing import Any
 import msgspec
 import numpy as np
 
-from aiperf.common.codec import PHASE_NAMES, PROFILING, MetricRecord
+from aiperf.common.codec import PHASE_NAMES, PROFILING, MetricRecord, is_cancellation
 from aiperf.common.config import UserConfig
 from aiperf.metrics.definitions import BY_TAG, NS_PER_MS
 from aiperf.metrics.stats import summarize, summarize_adjusted
@@ -46,22 +46,29 @@ def check_invariant(
     }
 
 
-def per_request_values(rec: MetricRecord, streaming: bool) -> dict[str, Any]:
+def per_request_values(rec: MetricRecord, streaming: bool,
+                       produces_tokens: bool = True) -> dict[str, Any]:
     """One request's metrics in display units (what the JSONL export and SLOs read)."""
-    values: dict[str, Any] = {
-        "credit_to_start_latency": (rec.start_ns - rec.credit_ns) / NS_PER_MS,
-    }
+    values: dict[str, Any] = {}
     if rec.error is not None:
+        if _started(rec):
+            values["credit_to_start_latency"] = (rec.start_ns - rec.credit_ns) / NS_PER_MS
         return values
+    values["credit_to_start_latency"] = (rec.start_ns - rec.credit_ns) / NS_PER_MS
     values["request_latency"] = rec.latency_ns / NS_PER_MS
     values["effective_latency"] = (rec.end_ns - rec.credit_ns) / NS_PER_MS
     values["input_sequence_length"] = rec.isl
-    if rec.osl:
+    if produces_tokens:  # 0 is a value: a response of no tokens
         values["output_sequence_length"] = rec.osl
+        values["output_token_count"] = max(0, rec.osl - max(0, rec.reasoning_tokens))
+        if rec.reasoning_tokens >= 0:
+            values["reasoning_token_count"] = rec.reasoning_tokens
     if streaming and rec.ttft_ns >= 0:
         values["time_to_first_token"] = rec.ttft_ns / NS_PER_MS
         if rec.ttst_ns >= 0:
             values["time_to_second_token"] = rec.ttst_ns / NS_PER_MS
+        if rec.ttfo_ns >= 0:
+            values["time_to_first_output_token"] = rec.ttfo_ns / NS_PER_MS
         if rec.osl >= 2:
             itl_ns = (rec.latency_ns - rec.ttft_ns) / (rec.osl - 1)
             values["inter_token_latency"] = itl_ns / NS_PER_MS
@@ -69,7 +76,25 @@ def per_request_values(rec: MetricRecord, streaming: bool) -> dict[str, Any]:
                 values["output_token_throughput_per_user"] = 1e9 / itl_ns
         if rec.chunk_gaps_ns:
             values["inter_chunk_latency"] = [g / NS_PER_MS for g in rec.chunk_gaps_ns]
+    if rec.http_reused >= 0:
+        connection = rec.http_blocked_ns + rec.http_dns_ns + rec.http_connecting_ns
+        duration = rec.http_sending_ns + rec.http_waiting_ns + rec.http_receiving_ns
+        values["http_req_blocked"] = rec.http_blocked_ns / NS_PER_MS
+        values["http_req_dns_lookup"] = rec.http_dns_ns / NS_PER_MS
+        values["http_req_connecting"] = rec.http_connecting_ns / NS_PER_MS
+        values["http_req_sending"] = rec.http_sending_ns / NS_PER_MS
+        values["http_req_waiting"] = rec.http_waiting_ns / NS_PER_MS
+        values["http_req_receiving"] = rec.http_receiving_ns / NS_PER_MS
+        values["http_req_duration"] = duration / NS_PER_MS
+        values["http_req_total"] = (connection + duration) / NS_PER_MS
+        values["http_req_connection_reused"] = rec.http_reused
     return values
+
+
+def _started(rec: MetricRecord) -> bool:
+    """False for a request that failed before it was sent (cancelled before its send
+    time, or its body could not be built): it has no start (0)."""
+    return rec.error is None or rec.start_ns != 0
 
 
 def export_record(rec: MetricRecord, values: dict[str, Any]) -> dict[str, Any]:
@@ -96,7 +121,13 @@ class _RunTotals:
     """One pass over a run's records keeps only what the statistics need: per-metric
     values in 8-byte arrays and counters (a record's own objects are dropped as soon as it
     is exported), so the records manager's memory at the end of a run is a small multiple
-    of the values themselves."""
+    of the values themselves.
+
+    Every profiling record is a success or an error, once: a request the client gave up
+    on (cut off at the end of a duration run, past its request or first-byte timeout) is
+    an error, and ``cancelled`` also counts those cut off at the end of the run. The
+    benchmark spans the first request start to the last response end; the end of a
+    request given up on is not a response's, so it counts only when no request got one."""
 
     def __init__(self, goodput: dict[str, float] | None) -> None:
         self.goodput = goodput
@@ -104,28 +135,31 @@ class _RunTotals:
         self.values: dict[str, array[float]] = defaultdict(lambda: array("d"))
         self.errors: Counter[tuple[int | None, str, str]] = Counter()
         self.n_ok = self.n_err = self.cancelled = self.good = self.mismatches = 0
-        self.sum_isl = self.sum_osl = 0
-        # Of measured (not cancelled) requests; wall clock of every profiling request.
+        self.sum_isl = self.sum_osl = self.sum_output = self.sum_reasoning = 0
         self.first_start: int | None = None
-        self.last_end: int | None = None
         self.first_wall: int | None = None
-        self.last_wall: int | None = None
+        # (perf end, wall end) of the last response end, and of the last given-up request.
+        self.last_end: tuple[int, int] | None = None
+        self.last_given_up: tuple[int, int] | None = None
 
     def add(self, record: MetricRecord, values: dict[str, Any]) -> None:
         self.credit_ids.append(record.credit_id)
         if record.phase != PROFILING:
             return
-        wall = record.wall_start_ns
-        if wall:
-            self.first_wall = wall if self.first_wall is None else min(wall, self.first_wall)
-            self.last_wall = wall if self.last_wall is None else max(wall, self.last_wall)
-        if record.cancelled:
-            self.cancelled += 1
-            return
-        self.values["credit_to_start_latency"].append(values["credit_to_start_latency"])
-        start, end = record.start_ns, record.end_ns
-        self.first_start = start if self.first_start is None else min(start, self.first_start)
-        self.last_end = end if self.last_end is None else max(end, self.last_end)
+        start = record.start_ns
+        if _started(record):
+            if self.first_start is None or start < self.first_start:
+                self.first_start = start
+                self.first_wall = record.wall_start_ns or None
+            end = (record.end_ns, record.wall_start_ns + (record.end_ns - start))
+            if is_cancellation(record.error):
+                if self.last_given_up is None or end > self.last_given_up:
+                    self.last_given_up = end
+            elif self.last_end is None or end > self.last_end:
+                self.last_end = end
+        self.cancelled += record.cancelled
+        if "credit_to_start_latency" in values:
+            self.values["credit_to_start_latency"].append(values["credit_to_start_latency"])
         if record.error is not None:
             self.n_err += 1
             self.errors[(record.error.code, record.error.type, record.error.message)] += 1
@@ -133,6 +167,9 @@ class _RunTotals:
         self.n_ok += 1
         self.sum_isl += record.isl
         self.sum_osl += record.osl
+        reasoning = max(0, record.reasoning_tokens)
+        self.sum_reasoning += reasoning
+        self.sum_output += max(0, record.osl - reasoning)
         self.mismatches += record.usage_mismatch
         if self.goodput and _is_good(values, self.goodput):
             self.good += 1
@@ -143,6 +180,13 @@ class _RunTotals:
                 self.values[tag].extend(value)
             else:
                 self.values[tag].append(value)
+
+    def span(self) -> tuple[float, int | None]:
+        """(benchmark duration in s, wall clock ns of its end)."""
+        last = self.last_end or self.last_given_up
+        if self.first_start is None or last is None:
+            return 0.0, None
+        return max(0, last[0] - self.first_start) / 1e9, last[1] or None
 
     def data(self, tag: str) -> np.ndarray:
         if tag not in self.values:
@@ -167,7 +211,7 @@ def compute_results(
     exported: list[dict[str, Any]] = []
     with table_writer(export_to, count) as write:
         for record in records:
-            values = per_request_values(record, streaming)
+            values = per_request_values(record, streaming, metadata.produces_tokens)
             row = export_record(record, values)
             if write is None:
                 exported.append(row)
@@ -191,9 +235,7 @@ def compute_results(
         if spec.error_adjusted and data.size + n_err:
             metrics[f"adj_{spec.tag}"] = summarize_adjusted(data, n_err, spec.unit)
 
-    duration_s = 0.0
-    if totals.first_start is not None and totals.last_end is not None:
-        duration_s = (totals.last_end - totals.first_start) / 1e9
+    duration_s, end_wall = totals.span()
 
     def scalar(tag: str, value: float) -> None:
         metrics[tag] = {"unit": BY_TAG[tag].unit, "avg": value}
@@ -201,6 +243,9 @@ def compute_results(
     scalar("request_count", n_ok)
     scalar("error_request_count", n_err)
     scalar("request_error_rate", 100.0 * n_err / (n_ok + n_err) if n_ok + n_err else 0.0)
+    if metadata.produces_tokens:
+        scalar("total_output_tokens", totals.sum_output)
+        scalar("total_reasoning_tokens", totals.sum_reasoning)
     if duration_s > 0:
         scalar("benchmark_duration", duration_s)
         scalar("request_throughput", n_ok / duration_s)
@@ -228,7 +273,7 @@ def compute_results(
             f"{invariant['duplicate_credit_ids'][:10]}"
         )
     table = {"records": exported} if export_to is None else {"records_path": str(export_to)}
-    first_wall, last_wall = totals.first_wall, totals.last_wall
+    first_wall = totals.first_wall
     return {
         "metrics": metrics,
         # Every per-request value behind the statistics, float64 bytes per metric: what the
@@ -241,7 +286,7 @@ def compute_results(
         "was_cancelled": bool(totals.cancelled),
         "cancelled_request_count": totals.cancelled,
         "start_time": _iso(first_wall) if first_wall else None,
-        "end_time": _iso(last_wall + int(duration_s * 1e9)) if last_wall else None,
+        "end_time": _iso(end_wall) if end_wall else None,
     }
 
 

@@ -18,6 +18,9 @@ class MetricSpec:
     tokens_only: bool = False
     higher_is_better: bool = False
     error_adjusted: bool = False
+    # In the console table; off for the detail metrics AIPerf also keeps out of it (they
+    # are still exported and usable in SLOs).
+    console: bool = True
 
 
 SPECS: tuple[MetricSpec, ...] = (
@@ -25,6 +28,8 @@ SPECS: tuple[MetricSpec, ...] = (
                tokens_only=True, error_adjusted=True),
     MetricSpec("time_to_second_token", "Time to Second Token", "ms", streaming_only=True,
                tokens_only=True, error_adjusted=True),
+    MetricSpec("time_to_first_output_token", "Time to First Output Token", "ms",
+               streaming_only=True, tokens_only=True),
     MetricSpec("request_latency", "Request Latency", "ms", error_adjusted=True),
     MetricSpec("inter_token_latency", "Inter Token Latency", "ms", streaming_only=True,
                tokens_only=True, error_adjusted=True),
@@ -34,8 +39,23 @@ SPECS: tuple[MetricSpec, ...] = (
                "tokens/sec/user", streaming_only=True, tokens_only=True, higher_is_better=True),
     MetricSpec("input_sequence_length", "Input Sequence Length", "tokens"),
     MetricSpec("output_sequence_length", "Output Sequence Length", "tokens", tokens_only=True),
+    MetricSpec("reasoning_token_count", "Reasoning Token Count", "tokens", tokens_only=True,
+               higher_is_better=True),
+    MetricSpec("output_token_count", "Output Token Count", "tokens", tokens_only=True,
+               higher_is_better=True, console=False),
     MetricSpec("credit_to_start_latency", "Credit To Start Latency", "ms"),
     MetricSpec("effective_latency", "Effective Latency", "ms", error_adjusted=True),
+    *(MetricSpec(tag, header, "ms", console=False) for tag, header in (
+        ("http_req_blocked", "HTTP Blocked"),
+        ("http_req_dns_lookup", "HTTP DNS Lookup"),
+        ("http_req_connecting", "HTTP Connecting"),
+        ("http_req_sending", "HTTP Sending"),
+        ("http_req_waiting", "HTTP Waiting (TTFB)"),
+        ("http_req_receiving", "HTTP Receiving"),
+        ("http_req_duration", "HTTP Duration (excl. conn)"),
+        ("http_req_total", "HTTP Total Time"),
+    )),
+    MetricSpec("http_req_connection_reused", "HTTP Connection Reused", "ratio", console=False),
     MetricSpec("benchmark_duration", "Benchmark Duration", "sec", per_request=False),
     MetricSpec("request_count", "Request Count", "requests", per_request=False),
     MetricSpec("error_request_count", "Error Request Count", "requests", per_request=False),
@@ -46,6 +66,10 @@ SPECS: tuple[MetricSpec, ...] = (
                per_request=False, tokens_only=True, higher_is_better=True),
     MetricSpec("total_token_throughput", "Total Token Throughput", "tokens/sec",
                per_request=False, higher_is_better=True),
+    MetricSpec("total_output_tokens", "Total Output Tokens", "tokens", per_request=False,
+               tokens_only=True, higher_is_better=True, console=False),
+    MetricSpec("total_reasoning_tokens", "Total Reasoning Tokens", "tokens", per_request=False,
+               tokens_only=True, higher_is_better=True, console=False),
     MetricSpec("good_request_count", "Good Request Count", "requests", per_request=False,
                higher_is_better=True),
     MetricSpec("goodput", "Goodput", "requests/sec", per_request=False, higher_is_better=True),

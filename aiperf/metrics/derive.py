@@ -1,8 +1,12 @@
 """From what a worker saw (``RawRecord``) to what one request measured (``MetricRecord``).
 
-Only content events count for timing: role-only deltas, usage trailers, empty deltas and
-``[DONE]`` are not tokens. Token counts prefer the server's ``usage``; the tokenizer fills
-in when the server sends none, and the two are compared (``usage_mismatch``) when both exist.
+Only token events count for timing: answer text and reasoning text (``reasoning_content``
+/ ``reasoning``) are tokens; role-only deltas, usage trailers, empty deltas and ``[DONE]``
+are not. TTFT is the first token of any kind, TTFO the first answer token, and request
+latency ends at the response's last byte. Token counts prefer the server's ``usage`` (its
+``completion_tokens`` include reasoning, ``completion_tokens_details.reasoning_tokens`` is
+the reasoning part); the tokenizer fills in when the server sends none, and the two are
+compared (``usage_mismatch``) when both exist.
 """
 
 from __future__ import annotations
@@ -13,9 +17,11 @@ from typing import Any
 from aiperf.common.codec import ErrorInfo, MetricRecord, RawRecord
 from aiperf.endpoints.base import BaseEndpoint, InvalidResponse
 from aiperf.transports.http import DONE
+from aiperf.transports.redact import scrub_error, secret_values
 from aiperf.transports.sse import MESSAGE, SSEParser, parse_block
 
 MISMATCH_TOLERANCE = 0.10
+MAX_ERROR_MESSAGE = 2000
 
 
 def _sse_events(chunks: list[tuple[int, bytes]]) -> list[tuple[int, bytes, bytes]]:
@@ -62,6 +68,9 @@ def _sse_events_incremental(chunks: list[tuple[int, bytes]]) -> list[tuple[int, 
 
 
 class RecordDeriver:
+    """Turns one ``RawRecord`` into one ``MetricRecord``, whatever the server sent: a
+    response that breaks the protocol is an error record, never an exception."""
+
     def __init__(
         self, endpoint: BaseEndpoint, tokenizer: Any, input_tokens: list[int]
     ) -> None:
@@ -70,6 +79,8 @@ class RecordDeriver:
         self.input_tokens = input_tokens
         self.produces_tokens = endpoint.metadata.produces_tokens
         self.streaming = endpoint.streaming
+        # A server's error event may echo the API key: scrubbed before it is stored.
+        self.secrets = secret_values(endpoint.headers())
 
     def derive(self, raw: RawRecord) -> MetricRecord:
         if raw.error is not None:
@@ -78,11 +89,22 @@ class RecordDeriver:
             return self._derive(raw)
         except InvalidResponse as exc:
             return self._error(raw, ErrorInfo(raw.status or None, "InvalidResponse", str(exc)))
+        except Exception as exc:
+            # A plugin's parser, or a response no rule above foresaw: this request failed,
+            # the record processor goes on.
+            message = f"{type(exc).__name__}: {exc}"[:MAX_ERROR_MESSAGE]
+            return self._error(raw, ErrorInfo(raw.status or None, "InvalidResponse", message))
 
     def _derive(self, raw: RawRecord) -> MetricRecord:
-        content_ts: list[int] = []
+        # Timestamps of the events that carry a token of any kind (answer or reasoning),
+        # and of the first answer token.
+        token_ts: list[int] = []
+        first_answer_ts = -1
         texts: list[str] = []
-        prompt_tokens = completion_tokens = None
+        reasoning_texts: list[str] = []
+        prompt_tokens = completion_tokens = reasoning_tokens = None
+        if not raw.chunks:
+            return self._error(raw, ErrorInfo(raw.status, "EmptyResponse", "no body"))
         if self.streaming:
             done = False
             stamps: list[int] = []
@@ -90,7 +112,7 @@ class RecordDeriver:
             for ts, name, data in _sse_events(raw.chunks):
                 if name == b"error":
                     return self._error(raw, ErrorInfo(raw.status, "SSEError",
-                                                      data.decode("utf-8", "replace")[:2000]))
+                        data.decode("utf-8", "replace")[:MAX_ERROR_MESSAGE]))
                 if data == DONE:
                     done = True
                     continue
@@ -103,46 +125,69 @@ class RecordDeriver:
                     prompt_tokens = parsed.prompt_tokens
                 if parsed.completion_tokens is not None:
                     completion_tokens = parsed.completion_tokens
-                if parsed.content:
-                    content_ts.append(ts)
-                    texts.append(parsed.content)
+                if parsed.reasoning_tokens is not None:
+                    reasoning_tokens = parsed.reasoning_tokens
+                content, reasoning = parsed.content, parsed.reasoning
+                if content or reasoning:
+                    token_ts.append(ts)
+                    if content:
+                        texts.append(content)
+                        if first_answer_ts < 0:
+                            first_answer_ts = ts
+                    if reasoning:
+                        reasoning_texts.append(reasoning)
             if not done:
                 return self._error(raw, ErrorInfo(raw.status, "IncompleteStream",
-                    f"stream ended without [DONE] after {len(content_ts)} content events"))
+                    f"stream ended without [DONE] after {len(token_ts)} content events"))
+            if self.produces_tokens and not token_ts:
+                return self._error(raw, ErrorInfo(raw.status, "EmptyResponse",
+                                                  "the stream carried no content"))
         else:
-            if not raw.chunks:
-                return self._error(raw, ErrorInfo(raw.status, "EmptyResponse", "no body"))
-            ts, body = raw.chunks[0]
+            ts = raw.chunks[-1][0]
+            body = raw.chunks[0][1] if len(raw.chunks) == 1 else b"".join(
+                read for _, read in raw.chunks)
             parsed = self.endpoint.parse_body(body)
             if parsed.error is not None:
                 return self._error(raw, ErrorInfo(raw.status, "ServerError", parsed.error))
             prompt_tokens, completion_tokens = parsed.prompt_tokens, parsed.completion_tokens
-            content_ts.append(ts)
+            reasoning_tokens = parsed.reasoning_tokens
+            token_ts.append(ts)
             texts.append(parsed.content or "")
-        if self.produces_tokens and self.streaming and not content_ts:
-            return self._error(raw, ErrorInfo(raw.status, "EmptyResponse",
-                                              "the stream carried no content"))
+            if parsed.reasoning:
+                reasoning_texts.append(parsed.reasoning)
         osl = 0
+        reasoning_count = -1
         mismatch = False
         if self.produces_tokens:
-            counted = self.tokenizer.count("".join(texts))
+            count = self.tokenizer.count
+            counted_reasoning = count("".join(reasoning_texts)) if reasoning_texts else 0
+            counted = count("".join(texts)) + counted_reasoning
             osl = completion_tokens if completion_tokens is not None else counted
             if completion_tokens:
                 mismatch = abs(counted - completion_tokens) > MISMATCH_TOLERANCE * completion_tokens
+            if reasoning_tokens is not None:
+                reasoning_count = reasoning_tokens
+            elif reasoning_texts:
+                reasoning_count = counted_reasoning
         isl = prompt_tokens if prompt_tokens is not None else self._input_tokens(raw.conversation)
         start = raw.start_ns
+        last_byte = raw.chunks[-1][0]
         if self.streaming:
-            ttft = content_ts[0] - start
-            ttst = content_ts[1] - content_ts[0] if len(content_ts) > 1 else -1
-            gaps = [b - a for a, b in itertools.pairwise(content_ts)]
+            ttft = token_ts[0] - start
+            ttst = token_ts[1] - token_ts[0] if len(token_ts) > 1 else -1
+            gaps = [b - a for a, b in itertools.pairwise(token_ts)]
+            ttfo = first_answer_ts - start if first_answer_ts >= 0 else -1
         else:
-            ttft = ttst = -1
+            ttft = ttst = ttfo = -1
             gaps = []
-        return MetricRecord(
+        record = MetricRecord(
             raw.credit_id, raw.phase, raw.worker_id, raw.credit_ns, start, raw.wall_start_ns,
-            raw.end_ns, ttft, ttst, content_ts[-1] - start, isl, osl, gaps,
-            usage_mismatch=mismatch,
+            raw.end_ns, ttft, ttst, last_byte - start, isl, osl, gaps,
+            usage_mismatch=mismatch, ttfo_ns=ttfo, reasoning_tokens=reasoning_count,
         )
+        if raw.reused >= 0 and raw.sent_ns and raw.response_ns:
+            _set_phases(record, raw, last_byte)
+        return record
 
     def _input_tokens(self, conversation: int) -> int:
         if 0 <= conversation < len(self.input_tokens):
@@ -150,8 +195,22 @@ class RecordDeriver:
         return 0
 
     def _error(self, raw: RawRecord, error: ErrorInfo) -> MetricRecord:
+        if self.secrets:
+            error = scrub_error(error, self.secrets)
         return MetricRecord(
             raw.credit_id, raw.phase, raw.worker_id, raw.credit_ns, raw.start_ns,
             raw.wall_start_ns, raw.end_ns, -1, -1, -1, self._input_tokens(raw.conversation), 0,
             [], error=error, cancelled=raw.cancelled,
         )
+
+
+def _set_phases(record: MetricRecord, raw: RawRecord, last_byte: int) -> None:
+    """The HTTP phases (k6's names), from the transport's timestamps. Sending, waiting and
+    receiving add up to request latency: request start -> the response's last byte."""
+    record.http_blocked_ns = raw.blocked_ns
+    record.http_dns_ns = raw.dns_ns
+    record.http_connecting_ns = raw.connecting_ns
+    record.http_sending_ns = max(0, raw.sent_ns - raw.start_ns)
+    record.http_waiting_ns = max(0, raw.response_ns - max(raw.sent_ns, raw.start_ns))
+    record.http_receiving_ns = max(0, last_byte - max(raw.response_ns, raw.start_ns))
+    record.http_reused = raw.reused

@@ -28,6 +28,7 @@ from aiperf.common.codec import (
     RawRecord,
     ReturnBatch,
     WorkerHello,
+    cancellation,
     encode,
     run_number,
     to_worker_decoder,
@@ -41,9 +42,11 @@ from aiperf.dataset.models import Turn, read_dataset, turn_for
 from aiperf.endpoints.base import BaseEndpoint, make_endpoint
 from aiperf.transports import make_transport
 from aiperf.transports.http import HttpTransport
+from aiperf.transports.redact import scrub_error, secret_values
 
 _perf_ns = time.perf_counter_ns
-CANCELLED = ErrorInfo(None, "Cancelled", "in flight when the benchmark duration and grace ended")
+CANCELLED = cancellation("cancelled: in flight when the benchmark duration and grace ended")
+MAX_ERROR_MESSAGE = 2000
 RECORD_BATCH = 256
 RECORD_FLUSH_S = 0.02
 
@@ -79,6 +82,7 @@ class Worker(BaseComponentService):
         self._transport: HttpTransport | None = None
         self._transport_key: tuple[object, ...] | None = None
         self._headers: dict[str, str] = {}
+        self._secrets: tuple[str, ...] = ()
         self._leases: list[_LeaseProgress] = []
         self._slot_tasks: list[asyncio.Task[None]] = []
         self._generation = 0  # bumped when a run ends: its slot loops then return
@@ -104,6 +108,7 @@ class Worker(BaseComponentService):
         # connections and the headers mapping it was started with (which ``send`` then
         # recognises as its own).
         transport_key = (config.url, config.request_timeout_seconds,
+                         config.request_first_byte_timeout_seconds,
                          tuple(sorted(headers.items())))
         if self._transport is None or self._transport_key != transport_key:
             if self._transport is not None:
@@ -111,9 +116,11 @@ class Worker(BaseComponentService):
             self._transport = make_transport(
                 config.url, config.request_timeout_seconds,
                 self.service_config.max_connections_per_worker,
+                first_byte_timeout_seconds=config.request_first_byte_timeout_seconds,
             )
             self._transport_key = transport_key
             self._headers = headers
+            self._secrets = secret_values(headers)
             await self._transport.start(headers=headers)
         self._run = run_number(command.run_id)
         self._run_id = command.run_id
@@ -247,8 +254,16 @@ class Worker(BaseComponentService):
             record.cancelled = True
             record.error = CANCELLED
             record.end_ns = _perf_ns()
+        except Exception as exc:
+            # An endpoint plugin whose encode raises, or a transport bug: this request
+            # fails, the slot goes on to the next.
+            record.error = ErrorInfo(None, type(exc).__name__,
+                                     (str(exc) or repr(exc))[:MAX_ERROR_MESSAGE])
+            record.end_ns = record.end_ns or _perf_ns()
         finally:
             self._in_flight.pop(credit_id, None)
+            if record.error is not None and self._secrets:
+                record.error = scrub_error(record.error, self._secrets)
             self._queue_record(record)
 
     # -- batching -------------------------------------------------------------------------

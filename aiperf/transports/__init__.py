@@ -11,15 +11,21 @@ from aiperf.plugin import PluginType, plugins
 from aiperf.plugin.metadata import TransportMetadata
 
 
-def make_transport(url: str, timeout_seconds: float, max_connections: int) -> Any:
-    """A transport plugin instance for ``url``'s scheme."""
+def make_transport(url: str, timeout_seconds: float, max_connections: int,
+                   first_byte_timeout_seconds: float | None = None) -> Any:
+    """A transport plugin instance for ``url``'s scheme. ``first_byte_timeout_seconds`` is
+    passed on only when set, so a transport plugin without that option still serves runs
+    that do not ask for it."""
     scheme = urlsplit(url).scheme.lower()
     served: list[str] = []
     for entry in plugins.entries(PluginType.TRANSPORT):
         assert isinstance(entry.metadata, TransportMetadata)
         if scheme in entry.metadata.schemes:
             cls = plugins.get_class(PluginType.TRANSPORT, entry.name)
-            return cls(timeout_seconds, max_connections)
+            if first_byte_timeout_seconds is None:
+                return cls(timeout_seconds, max_connections)
+            return cls(timeout_seconds, max_connections,
+                       first_byte_timeout_seconds=first_byte_timeout_seconds)
         served.extend(entry.metadata.schemes)
     raise ConfigError(f"url: no transport serves scheme {scheme!r} ({url}); "
                       f"allowed schemes: {', '.join(sorted(set(served)))}")

@@ -2,18 +2,34 @@
 
 Two things a bare aiohttp loop pays per request are paid here once instead: the headers of
 a run become the session's defaults (``start(headers=...)``), so a request sends them
-without a merge; and the request timeout is one sweep over the requests in flight every
-``SWEEP_S`` (at most a tenth of the timeout), not a timer and a timeout context per request.
-Together they cut the transport's CPU per request by about a sixth
+without a merge; and the timeouts are one sweep over the requests in flight every
+``SWEEP_S`` (at most a tenth of the shortest timeout), not a timer and a timeout context per
+request. Together they cut the transport's CPU per request by about a sixth
 (benchmarks/client_throughput.py).
 
-``send`` fills a ``RawRecord``: request start right before the request is written (pool
-set-up excluded), response start when headers arrive, one timestamp per network read (the
-SSE events in it are parsed later, by a record processor, and share it), request end when
-the stream or body is exhausted. Every
-failure becomes the record's ``error`` (code, type, message); nothing raises out of ``send``
-except cancellation. A request whose pooled connection turns out to be closed before any
-response byte arrives is sent once more on a fresh connection (``STALE_CONNECTION_RETRIES``).
+What ``send`` records in the ``RawRecord`` (all ``perf_counter_ns``):
+
+- **request start** (``start_ns``): the moment the connection is in hand, immediately
+  before the request line is written: after any wait for a free pool connection, DNS
+  lookup and TCP connect, which are recorded on their own (``blocked_ns``, ``dns_ns``,
+  ``connecting_ns``, and ``reused``) from aiohttp's trace hooks (``trace.py``). A request
+  that fails before it has a connection starts when ``send`` was called.
+- ``sent_ns``: the request's last byte handed to the socket.
+- ``response_ns``: status line and headers received (the first response byte, as far as
+  aiohttp lets us see it).
+- one ``(timestamp, bytes)`` per network read; a non-streamed body is one read, stamped
+  after its last byte arrived (so request latency ends at the last byte, streamed or not).
+- ``end_ns``: after the exchange is over, connection released.
+
+Every failure becomes the record's ``error`` (code, type, message); nothing raises out of
+``send`` except a cancellation from outside. The request timeout and the first-byte timeout
+(no response headers by then) are errors with AIPerf's cancellation code and type.
+
+A request whose pooled connection turns out to be closed before any response byte arrives
+is sent once more on a fresh connection (``STALE_CONNECTION_RETRIES``). The record then
+keeps the *first* attempt's start and connection phases: the time lost on the dead
+connection is in the request latency, TTFT and ``http_req_sending`` (sent_ns is the resend's),
+never hidden.
 """
 
 from __future__ import annotations
@@ -24,25 +40,34 @@ from collections.abc import Mapping
 
 import aiohttp
 
-from aiperf.common.codec import ErrorInfo, RawRecord
+from aiperf.common.codec import ErrorInfo, RawRecord, cancellation
+from aiperf.transports.trace import phase_trace_config
 
 _perf_ns = time.perf_counter_ns
 DONE = b"[DONE]"
 MAX_ERROR_BODY = 2000
 STALE_CONNECTION_RETRIES = 1
 SWEEP_S = 0.05
+_NO_DEADLINE = 1 << 62
 
 
 class HttpTransport:
-    def __init__(self, timeout_seconds: float, max_connections: int) -> None:
+    def __init__(self, timeout_seconds: float, max_connections: int,
+                 first_byte_timeout_seconds: float | None = None,
+                 trace_phases: bool = True) -> None:
         self.timeout_seconds = timeout_seconds
+        self.first_byte_timeout_seconds = first_byte_timeout_seconds
         self.max_connections = max_connections
+        self.trace_phases = trace_phases
         self._session: aiohttp.ClientSession | None = None
         self._fresh_session: aiohttp.ClientSession | None = None
         self._session_headers: Mapping[str, str] | None = None
-        self._deadlines: dict[asyncio.Task[object], int] = {}
-        self._expired: set[asyncio.Task[object]] = set()
+        # task -> (request deadline, first-byte deadline, its record)
+        self._deadlines: dict[asyncio.Task[object], tuple[int, int, RawRecord]] = {}
+        self._expired: dict[asyncio.Task[object], ErrorInfo] = {}
         self._sweep: asyncio.TimerHandle | None = None
+        shortest = min(timeout_seconds, first_byte_timeout_seconds or timeout_seconds)
+        self._sweep_s = min(SWEEP_S, shortest / 10)
 
     async def start(self, headers: Mapping[str, str] | None = None) -> None:
         """Open the session. ``headers`` (a run's) go on every request; ``send`` given that
@@ -58,6 +83,7 @@ class HttpTransport:
             timeout=aiohttp.ClientTimeout(total=None),  # ours: see _sweep_expired
             auto_decompress=False,
             skip_auto_headers=("Accept-Encoding",),
+            trace_configs=self._trace_configs(),
         )
 
     async def close(self) -> None:
@@ -69,6 +95,9 @@ class HttpTransport:
                 await session.close()
         self._session = self._fresh_session = None
 
+    def _trace_configs(self) -> list[aiohttp.TraceConfig] | None:
+        return [phase_trace_config()] if self.trace_phases else None
+
     async def send(
         self, record: RawRecord, url: str, headers: dict[str, str], body: bytes, streaming: bool
     ) -> None:
@@ -78,63 +107,84 @@ class HttpTransport:
         request_headers = None if headers is self._session_headers else headers
         task = asyncio.current_task()
         assert task is not None
-        self._deadlines[task] = _perf_ns() + int(self.timeout_seconds * 1e9)
+        called_ns = _perf_ns()
+        record.wall_start_ns = time.time_ns()
+        first_byte = self.first_byte_timeout_seconds
+        self._deadlines[task] = (
+            called_ns + int(self.timeout_seconds * 1e9),
+            called_ns + int(first_byte * 1e9) if first_byte else _NO_DEADLINE,
+            record,
+        )
         if self._sweep is None:
             self._schedule_sweep()
         try:
-            for attempt in range(STALE_CONNECTION_RETRIES + 1):
-                record.wall_start_ns = time.time_ns()
-                record.start_ns = _perf_ns()
-                try:
-                    await self._exchange(session, record, url, request_headers, body, streaming)
-                except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
-                    stale = record.response_ns == 0 and not isinstance(
-                        exc, aiohttp.ClientConnectorError)  # refused is not stale
-                    if stale and attempt < STALE_CONNECTION_RETRIES:
-                        # The server closed a pooled keep-alive connection before answering
-                        # (llama-server does after every streamed response, while
-                        # advertising keep-alive): nothing reached it, so send again on a
-                        # new connection (not another pooled one: those are likely closed
-                        # too).
-                        session = self._fresh()
-                        request_headers = headers
-                        continue
-                    record.error = ErrorInfo(None, type(exc).__name__, str(exc) or repr(exc))
-                except aiohttp.ClientResponseError as exc:
-                    record.error = ErrorInfo(exc.status, type(exc).__name__, exc.message)
-                except aiohttp.ClientError as exc:
-                    record.error = ErrorInfo(None, type(exc).__name__, str(exc) or repr(exc))
-                except OSError as exc:
-                    record.error = ErrorInfo(None, type(exc).__name__, str(exc))
-                break
+            try:
+                await self._exchange(session, record, url, request_headers, body, streaming)
+            except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
+                stale = record.response_ns == 0 and not isinstance(
+                    exc, aiohttp.ClientConnectorError)  # refused is not stale
+                if not (stale and STALE_CONNECTION_RETRIES):
+                    raise
+                # The server closed a pooled keep-alive connection before answering
+                # (llama-server does after every streamed response, while advertising
+                # keep-alive): nothing reached it, so send again on a new connection (not
+                # another pooled one: those are likely closed too). The first attempt's
+                # start and phases are kept (see above).
+                await self._resend(record, url, headers, body, streaming)
+        except aiohttp.ClientResponseError as exc:
+            record.error = ErrorInfo(exc.status, type(exc).__name__, exc.message)
+        except aiohttp.ClientError as exc:
+            record.error = ErrorInfo(None, type(exc).__name__, str(exc) or repr(exc))
+        except OSError as exc:
+            record.error = ErrorInfo(None, type(exc).__name__, str(exc))
         except asyncio.CancelledError:
-            if task not in self._expired:
+            reason = self._expired.pop(task, None)
+            if reason is None:
                 raise
-            self._expired.discard(task)
             if task.uncancel():
                 raise  # cancelled from outside as well: that wins
-            record.error = ErrorInfo(None, "RequestTimeout",
-                                     f"no complete response within {self.timeout_seconds}s")
+            record.error = reason
         finally:
             self._deadlines.pop(task, None)
-            if task in self._expired:
+            if self._expired.pop(task, None) is not None:
                 # Expired, but something on the way absorbed the cancellation: forget it,
                 # so it cannot be taken for a timeout of this slot's next request.
-                self._expired.discard(task)
                 task.uncancel()
+            if record.start_ns == 0:  # no connection was ever in hand
+                record.start_ns = called_ns
+            else:
+                record.wall_start_ns += record.start_ns - called_ns
         record.end_ns = _perf_ns()
 
+    async def _resend(self, record: RawRecord, url: str, headers: dict[str, str],
+                      body: bytes, streaming: bool) -> None:
+        kept = (record.start_ns, record.blocked_ns, record.dns_ns, record.connecting_ns,
+                record.reused)
+        record.chunks.clear()
+        try:
+            await self._exchange(self._fresh(), record, url, headers, body, streaming)
+        finally:
+            (record.start_ns, record.blocked_ns, record.dns_ns, record.connecting_ns,
+             record.reused) = kept
+
     def _schedule_sweep(self) -> None:
-        interval = min(SWEEP_S, self.timeout_seconds / 10)
-        self._sweep = asyncio.get_running_loop().call_later(interval, self._sweep_expired)
+        self._sweep = asyncio.get_running_loop().call_later(self._sweep_s, self._sweep_expired)
 
     def _sweep_expired(self) -> None:
-        """Cancel every request past its deadline; ``send`` turns that into a timeout."""
+        """Cancel every request past a deadline; ``send`` turns that into its error."""
         self._sweep = None
         now = _perf_ns()
-        for task, deadline in self._deadlines.items():
-            if deadline <= now and task not in self._expired:
-                self._expired.add(task)
+        for task, (deadline, first_byte_deadline, record) in self._deadlines.items():
+            if task in self._expired:
+                continue
+            if deadline <= now:
+                self._expired[task] = cancellation(
+                    f"request timeout: no complete response within {self.timeout_seconds}s")
+                task.cancel()
+            elif first_byte_deadline <= now and record.response_ns == 0:
+                self._expired[task] = cancellation(
+                    f"first-byte timeout: no response within "
+                    f"{self.first_byte_timeout_seconds}s")
                 task.cancel()
         if self._deadlines:
             self._schedule_sweep()
@@ -145,12 +195,14 @@ class HttpTransport:
             self._fresh_session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(force_close=True),
                 timeout=aiohttp.ClientTimeout(total=None),  # ours: see _sweep_expired
-                auto_decompress=False, skip_auto_headers=("Accept-Encoding",))
+                auto_decompress=False, skip_auto_headers=("Accept-Encoding",),
+                trace_configs=self._trace_configs())
         return self._fresh_session
 
     async def _exchange(self, session: aiohttp.ClientSession, record: RawRecord, url: str,
-                        headers: dict[str, str] | None, body: bytes, streaming: bool) -> None:
-        async with session.post(url, data=body, headers=headers) as response:
+                        headers: Mapping[str, str] | None, body: bytes, streaming: bool) -> None:
+        async with session.post(url, data=body, headers=headers,
+                                trace_request_ctx=record) as response:
             record.response_ns = _perf_ns()
             record.status = response.status
             if response.status >= 300:
@@ -160,7 +212,9 @@ class HttpTransport:
             elif streaming:
                 await self._read_stream(response, record)
             else:
-                record.chunks.append((_perf_ns(), await response.read()))
+                data = await response.read()
+                # Stamped after the read: the body's last byte, not its headers.
+                record.chunks.append((_perf_ns(), data))
 
     @staticmethod
     async def _read_stream(response: aiohttp.ClientResponse, record: RawRecord) -> None:

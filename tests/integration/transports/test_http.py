@@ -38,7 +38,8 @@ def test_a_stalled_request_ends_as_a_timeout_error_after_the_timeout() -> None:
 
     with MockServerThread(fault="stall", stall_seconds=30) as server:
         raw = asyncio.run(scenario(server.url))
-    assert raw.error is not None and raw.error.type == "RequestTimeout"
+    assert raw.error is not None and raw.error.type == "RequestCancellationError"
+    assert raw.error.code == 499 and "request timeout" in raw.error.message
     assert raw.end_ns - raw.start_ns >= 0.3e9
     assert raw.response_ns > 0  # headers came; the stream stalled
 

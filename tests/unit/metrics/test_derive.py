@@ -56,7 +56,7 @@ def test_only_content_events_count_for_timing() -> None:
     assert record.error is None
     assert record.ttft_ns == 10 * MS
     assert record.ttst_ns == 4 * MS
-    assert record.latency_ns == 30 * MS
+    assert record.latency_ns == 32 * MS  # to the last byte (the [DONE] read)
     assert record.chunk_gaps_ns == [4 * MS, 16 * MS]
     assert (record.isl, record.osl) == (5, 4)
     assert not record.usage_mismatch

@@ -1,0 +1,48 @@
+"""Keep secrets out of what a run stores: an error body that echoes the API key (or any
+header whose name says it is a credential) is scrubbed before it lands in a record.
+
+Called on the error path only: a successful request never pays for it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+from aiperf.common.codec import ErrorInfo
+
+MASK = "***"
+SECRET_NAME = re.compile(r"auth|key|token|secret|cookie", re.IGNORECASE)
+# Shorter values would mangle ordinary words of a message and protect nothing real.
+MIN_SECRET_LEN = 4
+
+
+def secret_values(headers: Mapping[str, str]) -> tuple[str, ...]:
+    """The values to scrub: each credential header's value, and its token without a
+    scheme word (``Bearer sk-...`` -> ``sk-...``), longest first so a value is masked
+    whole before any part of it is."""
+    found: set[str] = set()
+    for name, value in headers.items():
+        if not SECRET_NAME.search(name):
+            continue
+        candidates = [value.strip()]
+        _, _, token = value.strip().partition(" ")
+        if token:
+            candidates.append(token.strip())
+        found.update(v for v in candidates if len(v) >= MIN_SECRET_LEN)
+    return tuple(sorted(found, key=len, reverse=True))
+
+
+def scrub(text: str, secrets: tuple[str, ...]) -> str:
+    for secret in secrets:
+        if secret in text:
+            text = text.replace(secret, MASK)
+    return text
+
+
+def scrub_error(error: ErrorInfo, secrets: tuple[str, ...]) -> ErrorInfo:
+    """``error`` with every secret in its type or message masked (itself if none was)."""
+    message, kind = scrub(error.message, secrets), scrub(error.type, secrets)
+    if message is error.message and kind is error.type:
+        return error
+    return ErrorInfo(error.code, kind, message)

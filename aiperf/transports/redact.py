@@ -13,7 +13,8 @@ from aiperf.common.codec import ErrorInfo
 
 MASK = "***"
 SECRET_NAME = re.compile(r"auth|key|token|secret|cookie", re.IGNORECASE)
-# Shorter values would mangle ordinary words of a message and protect nothing real.
+# Shorter values would mangle ordinary words of a message and protect nothing real (and
+# a secret longer than the mask makes masking terminate, see ``scrub``).
 MIN_SECRET_LEN = 4
 
 
@@ -35,7 +36,9 @@ def secret_values(headers: Mapping[str, str]) -> tuple[str, ...]:
 
 def scrub(text: str, secrets: tuple[str, ...]) -> str:
     for secret in secrets:
-        if secret in text:
+        # Again until gone: masking can join the text around it into the secret anew
+        # (it ends, since a secret is longer than the mask).
+        while secret in text:
             text = text.replace(secret, MASK)
     return text
 

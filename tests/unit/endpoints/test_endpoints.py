@@ -107,3 +107,39 @@ def test_a_bad_event_in_a_stream_is_named_as_it_is_alone(bad: bytes) -> None:
     with pytest.raises(InvalidResponse) as in_stream:
         ep.parse_events([STREAM[1], bad, STREAM[3]])
     assert str(in_stream.value) == str(alone.value)
+
+
+@pytest.mark.parametrize("field", ["reasoning_content", "reasoning"])
+def test_chat_reads_reasoning_text_beside_the_answer(field: str) -> None:
+    ep = endpoint("chat", streaming=True)
+    event = ep.parse_event(json.dumps({"choices": [{"delta": {field: "hmm"}}]}).encode())
+    assert (event.content, event.reasoning) == (None, "hmm")
+    both = ep.parse_events([json.dumps({"choices": [{"delta": {field: "a", "content": "b"}}]})
+                            .encode()])[0]
+    assert (both.content, both.reasoning) == ("b", "a")
+    body = ep.parse_body(json.dumps({"choices": [{"message": {"content": "x", field: "y"}}],
+                                     "usage": {"completion_tokens": 5,
+                                               "completion_tokens_details":
+                                                   {"reasoning_tokens": 3}}}).encode())
+    assert (body.content, body.reasoning, body.completion_tokens, body.reasoning_tokens) == (
+        "x", "y", 5, 3)
+
+
+def test_reasoning_that_is_not_text_is_ignored_not_fatal() -> None:
+    ep = endpoint("chat", streaming=True)
+    event = ep.parse_event(b'{"choices": [{"delta": {"reasoning": {"summary": 1}, '
+                           b'"content": "ok"}}]}')
+    assert (event.content, event.reasoning) == ("ok", None)
+
+
+@pytest.mark.parametrize("body", [b'{"data": [1, 2]}', b'{"data": [{"x": 1}]}',
+                                  b'{"data": {"embedding": []}}'])
+def test_embeddings_that_break_the_schema_are_invalid_responses(body: bytes) -> None:
+    with pytest.raises(InvalidResponse):
+        endpoint("embeddings").parse_body(body)
+
+
+def test_embeddings_read_a_string_prompt_count() -> None:
+    parsed = endpoint("embeddings").parse_body(
+        b'{"data": [{"embedding": [0.1]}], "usage": {"prompt_tokens": "12"}}')
+    assert parsed.prompt_tokens == 12

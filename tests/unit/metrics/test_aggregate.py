@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 import msgspec
 import numpy as np
 import pytest
 
-from aiperf.common.codec import PROFILING, WARMUP, ErrorInfo, MetricRecord
+from aiperf.common.codec import PROFILING, WARMUP, ErrorInfo, MetricRecord, cancellation
 from aiperf.common.config import UserConfig
 from aiperf.metrics.aggregate import compute_results
 from aiperf.plugin import PluginType, plugins
@@ -128,3 +129,92 @@ def test_records_may_arrive_as_a_one_pass_stream_with_their_count() -> None:
     streamed = compute_results(iter(records), UserConfig(streaming=True), meta,  # type: ignore[arg-type]
                                [(0, 4)], streaming=True, count=4)
     assert streamed == results(records)
+
+
+def given_up(cid: int, start_ms: int, end_ms: int, reason: str, cancelled: bool = False
+             ) -> MetricRecord:
+    return MetricRecord(cid, PROFILING, "w", start_ms * MS, start_ms * MS, 0, end_ms * MS,
+                        -1, -1, -1, 10, 0, [], error=cancellation(reason), cancelled=cancelled)
+
+
+def test_requests_the_client_gave_up_on_are_errors_not_silently_dropped() -> None:
+    # A server that never answers: every request is cut off (end of run, or a timeout).
+    records = [given_up(0, 0, 3000, "cancelled: end of run", cancelled=True),
+               given_up(1, 10, 1010, "request timeout: no complete response within 1s"),
+               given_up(2, 20, 520, "first-byte timeout: no response within 0.5s")]
+    out = results(records)
+    m = out["metrics"]
+    assert m["request_count"]["avg"] == 0 and m["error_request_count"]["avg"] == 3
+    assert m["request_error_rate"]["avg"] == 100.0
+    assert sum(e["count"] for e in out["error_summary"]) == 3
+    assert {e["error_details"]["code"] for e in out["error_summary"]} == {499}
+    assert {e["error_details"]["type"] for e in out["error_summary"]} == {
+        "RequestCancellationError"}
+    assert out["was_cancelled"] is True and out["cancelled_request_count"] == 1
+    assert m["adj_request_latency"]["p50"] is None  # every request failed: infinitely slow
+
+
+def test_the_benchmark_ends_at_the_last_response_not_at_a_cut_off_request() -> None:
+    records = [ok(0, 0, 5, 100, osl=4), ok(1, 50, 5, 150, osl=4),
+               given_up(2, 60, 5000, "cancelled: end of run", cancelled=True)]
+    m = results(records)["metrics"]
+    assert m["benchmark_duration"]["avg"] == pytest.approx(0.2)
+    assert m["error_request_count"]["avg"] == 1 and m["request_count"]["avg"] == 2
+
+
+def test_end_time_is_the_wall_clock_of_the_last_response_end() -> None:
+    wall0 = 1_700_000_000 * 10**9
+    first = ok(0, 0, 5, 100, osl=4)
+    last = ok(1, 50, 5, 400, osl=4)       # ends at 450 ms, although it did not start last
+    late = ok(2, 60, 5, 10, osl=4)        # the last start, ends at 70 ms
+    for rec in (first, last, late):
+        rec.wall_start_ns = wall0 + rec.start_ns
+    out = results([first, last, late])
+    assert out["start_time"] == dt.datetime.fromtimestamp(wall0 / 1e9, tz=dt.UTC).isoformat()
+    assert out["end_time"] == dt.datetime.fromtimestamp(
+        (wall0 + 450 * MS) / 1e9, tz=dt.UTC).isoformat()
+
+
+def test_an_output_length_of_zero_is_a_value() -> None:
+    out = results([ok(0, 0, 5, 100, osl=0), ok(1, 0, 5, 100, osl=4)])
+    assert out["metrics"]["output_sequence_length"]["count"] == 2
+    assert out["metrics"]["output_sequence_length"]["min"] == 0
+    assert out["records"][0]["metrics"]["output_sequence_length"]["value"] == 0
+
+
+def test_reasoning_and_output_token_counts_and_their_totals() -> None:
+    thinking = ok(0, 0, 5, 100, osl=15)
+    thinking.reasoning_tokens = 10
+    thinking.ttfo_ns = 80 * MS
+    plain = ok(1, 0, 5, 100, osl=4)
+    out = results([thinking, plain])
+    m = out["metrics"]
+    assert m["reasoning_token_count"]["count"] == 1 and m["reasoning_token_count"]["avg"] == 10
+    assert m["output_token_count"]["avg"] == pytest.approx((5 + 4) / 2)
+    assert m["total_reasoning_tokens"] == {"unit": "tokens", "avg": 10}
+    assert m["total_output_tokens"] == {"unit": "tokens", "avg": 9}
+    assert m["time_to_first_output_token"]["max"] == 80
+    # ITL spans every generated token, reasoning included: (100 - 5) / 14.
+    assert out["records"][0]["metrics"]["inter_token_latency"]["value"] == pytest.approx(95 / 14)
+
+
+def test_http_phases_are_per_request_metrics_in_ms_with_duration_and_total() -> None:
+    rec = ok(0, 0, 5, 100, osl=4)
+    (rec.http_blocked_ns, rec.http_dns_ns, rec.http_connecting_ns, rec.http_sending_ns,
+     rec.http_waiting_ns, rec.http_receiving_ns, rec.http_reused) = (
+        2 * MS, 1 * MS, 3 * MS, 1 * MS, 60 * MS, 39 * MS, 0)
+    values = results([rec])["records"][0]["metrics"]
+    got = {tag: v["value"] for tag, v in values.items() if tag.startswith("http_req_")}
+    assert got == {"http_req_blocked": 2, "http_req_dns_lookup": 1, "http_req_connecting": 3,
+                   "http_req_sending": 1, "http_req_waiting": 60, "http_req_receiving": 39,
+                   "http_req_duration": 100, "http_req_total": 106,
+                   "http_req_connection_reused": 0}
+    assert values["http_req_waiting"]["unit"] == "ms"
+
+
+def test_embeddings_have_no_output_length_even_of_zero() -> None:
+    meta = plugins.get_metadata(PluginType.ENDPOINT, "embeddings")
+    out = compute_results([ok(0, 0, 5, 100, osl=0)], UserConfig(endpoint_type="embeddings"),
+                          meta, [(0, 1)], streaming=False)  # type: ignore[arg-type]
+    assert "output_sequence_length" not in out["records"][0]["metrics"]
+    assert "total_output_tokens" not in out["metrics"]

@@ -127,3 +127,113 @@ STREAMS = [
 def test_cutting_reads_into_events_agrees_with_the_incremental_parser(body: bytes) -> None:
     for reads in ([(7, body)], [(7, body[:9]), (8, body[9:])]):
         assert _sse_events(reads) == _sse_events_incremental(reads)
+
+
+# -- reasoning --------------------------------------------------------------------------
+
+
+def reasoning_chunk(text: str, field: str) -> bytes:
+    return sse(json.dumps({"choices": [{"delta": {field: text}}]}).encode())
+
+
+@pytest.mark.parametrize("field", ["reasoning_content", "reasoning"])
+def test_reasoning_tokens_are_tokens_and_the_first_answer_token_is_ttfo(field: str) -> None:
+    # 10 thinking tokens then 5 answer tokens, 10 ms apart, the first at 20 ms (start: 1).
+    chunks = [(21 * MS + 10 * MS * i, reasoning_chunk(f" t{i}", field)) for i in range(10)]
+    chunks += [(121 * MS + 10 * MS * i, chunk(f" a{i}")) for i in range(5)]
+    chunks.append((161 * MS, DONE))
+    record = deriver().derive(raw(chunks))
+    assert record.error is None
+    assert record.ttft_ns == 20 * MS                  # first token of any kind
+    assert record.ttfo_ns == 120 * MS                 # first answer token
+    assert record.osl == 15 and record.reasoning_tokens == 10
+    assert record.latency_ns == 160 * MS
+    assert record.chunk_gaps_ns == [10 * MS] * 14
+
+
+def test_the_servers_reasoning_count_wins_over_the_tokenizer() -> None:
+    usage = {"prompt_tokens": 3, "completion_tokens": 9,
+             "completion_tokens_details": {"reasoning_tokens": 6}}
+    record = deriver().derive(raw([
+        (5 * MS, reasoning_chunk(" x y", "reasoning_content")),
+        (6 * MS, chunk(" z")),
+        (7 * MS, chunk(None, usage=usage)),
+        (8 * MS, DONE),
+    ]))
+    assert (record.osl, record.reasoning_tokens) == (9, 6)
+
+
+def test_a_stream_that_spent_its_whole_budget_on_reasoning_is_a_success() -> None:
+    record = deriver().derive(raw([(5 * MS, reasoning_chunk(" t", "reasoning")),
+                                   (6 * MS, reasoning_chunk(" u", "reasoning")), (7 * MS, DONE)]))
+    assert record.error is None
+    assert record.ttft_ns == 4 * MS and record.ttfo_ns == -1
+    assert (record.osl, record.reasoning_tokens) == (2, 2)
+
+
+def test_a_stream_without_reasoning_has_no_reasoning_count() -> None:
+    record = deriver().derive(raw([(5 * MS, chunk(" a")), (6 * MS, DONE)]))
+    assert record.reasoning_tokens == -1 and record.ttfo_ns == record.ttft_ns
+
+
+@pytest.mark.parametrize("field", ["reasoning_content", "reasoning"])
+def test_non_streaming_reasoning_counts_in_the_output_length(field: str) -> None:
+    body = json.dumps({"choices": [{"message": {"content": "x y", field: "p q r s"}}]}).encode()
+    record = deriver(streaming=False).derive(raw([(41 * MS, body)]))
+    assert record.error is None
+    assert (record.osl, record.reasoning_tokens) == (6, 4)
+
+
+# -- usage as servers really send it ------------------------------------------------------
+
+
+@pytest.mark.parametrize(("usage", "osl"), [
+    ({"prompt_tokens": "5", "completion_tokens": "7"}, 7),     # counts as strings
+    ({"prompt_tokens": 5.0, "completion_tokens": 7.0}, 7),     # as floats
+    ([5, 7], 2),                                               # not an object: tokenizer
+    ({"completion_tokens": 10**30}, 2),                        # absurd: tokenizer
+    ({"completion_tokens": -3}, 2),
+    ({"completion_tokens": True}, 2),
+])
+def test_a_malformed_usage_never_fails_the_request(usage: object, osl: int) -> None:
+    record = deriver().derive(raw([(5 * MS, chunk(" a b")), (6 * MS, chunk(None, usage=usage)),
+                                   (7 * MS, DONE)]))
+    assert record.error is None and record.osl == osl
+
+
+# -- HTTP phases ------------------------------------------------------------------------
+
+
+def test_http_phases_come_from_the_transports_timestamps_and_add_up_to_latency() -> None:
+    body = json.dumps({"choices": [{"message": {"content": "x"}}]}).encode()
+    record = deriver(streaming=False).derive(raw(
+        [(241 * MS, body)], start_ns=1 * MS, sent_ns=2 * MS, response_ns=40 * MS,
+        blocked_ns=7 * MS, dns_ns=0, connecting_ns=3 * MS, reused=0))
+    assert (record.http_blocked_ns, record.http_dns_ns, record.http_connecting_ns) == (
+        7 * MS, 0, 3 * MS)
+    assert record.http_sending_ns == 1 * MS
+    assert record.http_waiting_ns == 38 * MS
+    assert record.http_receiving_ns == 201 * MS        # headers at 40, body's last byte at 241
+    assert (record.http_sending_ns + record.http_waiting_ns + record.http_receiving_ns
+            == record.latency_ns == 240 * MS)
+    assert record.http_reused == 0
+
+
+def test_without_traced_phases_none_are_reported() -> None:
+    record = deriver().derive(raw([(5 * MS, chunk(" a")), (6 * MS, DONE)]))
+    assert record.http_reused == -1 and record.http_sending_ns == -1
+
+
+# -- secrets ----------------------------------------------------------------------------
+
+
+def test_an_error_event_that_echoes_the_api_key_is_scrubbed() -> None:
+    cls = plugins.get_class(PluginType.ENDPOINT, "chat")
+    config = UserConfig(streaming=True, api_key="sk-secret-1234",
+                        headers={"X-Api-Token": "tok-5678"})
+    ep = cls(config, plugins.get_metadata(PluginType.ENDPOINT, "chat"))
+    record = RecordDeriver(ep, BuiltinTokenizer(), [1]).derive(raw([
+        (5 * MS, sse(b'{"error": {"message": "bad key sk-secret-1234 / tok-5678"}}'))]))
+    assert record.error is not None
+    assert "sk-secret" not in record.error.message and "tok-5678" not in record.error.message
+    assert record.error.message == "bad key *** / ***"

@@ -1,0 +1,40 @@
+"""Credentials never land in a stored error: what is scrubbed, and what is left alone."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from aiperf.common.codec import ErrorInfo
+from aiperf.transports.redact import MASK, scrub, scrub_error, secret_values
+
+HEADERS = {"Authorization": "Bearer sk-live-abcdef", "X-API-KEY": "k-12345",
+           "x-session-token": "tok", "Cookie": "sid=zzz999", "X-Client-Secret": "s3cr3t",
+           "Content-Type": "application/json", "User-Agent": "pytest-aiperf"}
+
+
+def test_every_header_named_like_a_credential_is_a_secret_and_no_other() -> None:
+    secrets = secret_values(HEADERS)
+    assert {"Bearer sk-live-abcdef", "sk-live-abcdef", "k-12345", "sid=zzz999",
+            "s3cr3t"} <= set(secrets)
+    assert "application/json" not in secrets and "pytest-aiperf" not in secrets
+    assert "tok" not in secrets  # too short to mask without mangling messages
+
+
+def test_an_echoed_key_is_masked_whole_with_or_without_its_scheme() -> None:
+    secrets = secret_values(HEADERS)
+    assert scrub("got 'Bearer sk-live-abcdef'", secrets) == f"got '{MASK}'"
+    assert scrub("invalid key sk-live-abcdef; cookie sid=zzz999", secrets) == (
+        f"invalid key {MASK}; cookie {MASK}")
+
+
+def test_an_error_without_secrets_is_returned_as_is() -> None:
+    error = ErrorInfo(500, "Internal Server Error", "boom")
+    assert scrub_error(error, secret_values(HEADERS)) is error
+
+
+@given(st.text(), st.text(min_size=4).filter(lambda t: t.strip() == t and " " not in t))
+def test_no_scrubbed_message_contains_the_key(text: str, key: str) -> None:
+    secrets = secret_values({"Authorization": f"Bearer {key}"})
+    message = scrub_error(ErrorInfo(401, "Unauthorized", text + key + text), secrets).message
+    assert key not in message

@@ -17,6 +17,7 @@ works whether the mistake was found in the host or inside a service.
 from __future__ import annotations
 
 import traceback as _traceback
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -56,6 +57,16 @@ class MeshTimeoutError(MeshError, TimeoutError):
 
 class RunError(AIPerfError):
     """A profile run finished but its result cannot be trusted (e.g. a lost record)."""
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a run that was asked to keep its partial results: ``result`` holds
+    them (``was_cancelled`` is true). Still a ``KeyboardInterrupt``, so whatever does not
+    expect it stops as it would on Ctrl-C."""
+
+    def __init__(self, result: Any) -> None:
+        super().__init__("the run was interrupted; partial results kept")
+        self.result = result
 
 
 _BY_NAME: dict[str, type[AIPerfError]] = {

@@ -4,10 +4,15 @@
         result = mesh.run(UserConfig(url=..., concurrency=8, request_count=200))
 
 The same calls exist as coroutines (``astart``, ``arun``, ``ashutdown``; ``async with``).
-The controller runs in a child process that dies with this one (parent-death signal); the
-services are its children and die with it. Every wait here has a deadline from
-``ServiceConfig`` and also watches the controller process, so a crash surfaces as
-``MeshError`` naming what died instead of a hang.
+The controller runs in a child process that dies with this one (it watches this process's
+pid); the services are its children and die with it. It runs in its own process group, so
+a Ctrl-C at the terminal reaches this process only, which decides what the mesh does.
+Every wait here has a deadline from ``ServiceConfig`` and also watches the controller
+process, so a crash surfaces as ``MeshError`` naming what died instead of a hang.
+
+What the mesh's processes write to stderr (their log lines, a traceback) is relayed to
+Python logging on logger ``aiperf.mesh`` (``capture_logs=True``, the default: pytest's log
+capture then shows it), or to this process's stderr as it is (``capture_logs=False``).
 """
 
 from __future__ import annotations
@@ -24,14 +29,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from aiperf.common.config import ServiceConfig, UserConfig, run_deadline
+from aiperf.common.config import ServiceConfig, UserConfig
 from aiperf.common.process import signal_name
-from aiperf.errors import MeshError, MeshTimeoutError
+from aiperf.errors import MeshError, MeshTimeoutError, RunInterrupted
 
 if TYPE_CHECKING:
     import zmq
 
     from aiperf.common.messages import Message, RunProgress
+    from aiperf.controller.log_relay import LogRelay
     from aiperf.results import ProfileResult
 
 # The wire (zmq, the message models) and the results are imported only once the
@@ -57,10 +63,15 @@ def _sweep_stale_run_dirs(parent: Path) -> None:
 class Mesh:
     """A running service mesh. Not thread-safe: use it from one thread (or one event loop)."""
 
-    def __init__(self, service_config: ServiceConfig | None = None, **overrides: Any) -> None:
+    def __init__(self, service_config: ServiceConfig | None = None, *,
+                 capture_logs: bool = True, **overrides: Any) -> None:
         base = service_config or ServiceConfig()
         self.service_config = base.model_copy(update=overrides) if overrides else base
+        if overrides:  # model_copy validates nothing
+            self.service_config = ServiceConfig.model_validate(self.service_config.__dict__)
+        self.capture_logs = capture_logs
         self.services: dict[str, int] = {}
+        self._log_relay: LogRelay | None = None
         self._process: subprocess.Popen[bytes] | None = None
         self._context: zmq.Context[Any] | None = None
         self._socket: Any = None
@@ -103,8 +114,13 @@ class Mesh:
         # at run time from test modules: give it the host's import path.
         env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "aiperf.controller"], env=env, stdin=subprocess.DEVNULL
+            [sys.executable, "-m", "aiperf.controller"], env=env, stdin=subprocess.DEVNULL,
+            stderr=subprocess.PIPE, process_group=0,
         )
+        from aiperf.controller.log_relay import LogRelay
+
+        assert self._process.stderr is not None
+        self._log_relay = LogRelay(self._process.stderr, to_logging=self.capture_logs)
         import zmq
 
         from aiperf.common.comms import make_socket
@@ -134,19 +150,26 @@ class Mesh:
 
     def run(self, config: UserConfig | None = None, *,
             progress: Callable[[RunProgress], None] | None = None,
+            partial_on_interrupt: bool = False,
             **profile: Any) -> ProfileResult:
         """Run one profile and return its result; raises the run's error, if any.
-        ``progress`` is called about once a second with the records collected so far."""
+
+        ``profile`` keys build the config, or override ``config``'s (validated again: a bad
+        one is a ``ConfigError`` naming it). ``progress`` is called about once a second
+        with the records collected so far. With ``partial_on_interrupt``, Ctrl-C cancels
+        the run in the mesh and raises ``RunInterrupted`` carrying the results of what was
+        issued (in-flight requests as cancellation errors); the mesh stays usable. Without
+        it, Ctrl-C stops the mesh."""
         if config is None:
             config = UserConfig.build(**profile)
         elif profile:
-            config = config.model_copy(update=profile)
+            config = config.with_overrides(**profile)
         if self._dead is not None:
             raise self._dead
         if not self.running:
             raise MeshError("the mesh is not running; start it first")
         self.wait_ready()
-        from aiperf.common.messages import RunProfileReply, RunProfileRequest
+        from aiperf.common.messages import HostCancelRun, RunProfileReply, RunProfileRequest
         from aiperf.results import ProfileResult
 
         run_id = uuid.uuid4().hex[:12]
@@ -155,14 +178,27 @@ class Mesh:
             dumped["api_key"] = config.api_key.get_secret_value()
         self._send(RunProfileRequest(run_id=run_id, user_config=json.loads(
             json.dumps(dumped, default=str))))
-        deadline = run_deadline(config, self.service_config) + self.service_config.command_timeout
+        interrupted = False
+        # The controller keeps the run's deadlines and sends a heartbeat while it serves
+        # the run: here, only its silence is a timeout.
+        silence = self.service_config.command_timeout
         try:
-            reply = self._receive(RunProfileReply, deadline, f"run {run_id}", progress)
+            try:
+                reply = self._receive(RunProfileReply, silence, f"run {run_id}", progress,
+                                      alive=True)
+            except KeyboardInterrupt:
+                if not partial_on_interrupt:
+                    raise
+                interrupted = True
+                self._send(HostCancelRun(run_id=run_id))
+                reply = self._receive(RunProfileReply, silence, f"cancelling run {run_id}",
+                                      progress, alive=True)
         except BaseException as exc:
             if not isinstance(exc, MeshError) or isinstance(exc, MeshTimeoutError):
                 # Interrupted (Ctrl-C, pytest-timeout's Failed) or hung: the run is still
                 # going in the mesh, so the mesh cannot serve another one. Stop it now.
-                self._dead = MeshError(f"the mesh was stopped during run {run_id}: {exc!r}")
+                self._dead = MeshError(f"the mesh was stopped during run {run_id}: "
+                                       f"{type(exc).__name__}")
                 self.shutdown()
             raise
         if reply.error is not None:
@@ -171,7 +207,10 @@ class Mesh:
                 self._dead = MeshError(f"the mesh shut down after: {error}")
             raise error
         assert reply.results is not None
-        return ProfileResult.from_dict(reply.results, config=config)
+        result = ProfileResult.from_dict(reply.results, config=config)
+        if interrupted:
+            raise RunInterrupted(result)
+        return result
 
     def shutdown(self) -> None:
         """Stop every process of the mesh and remove its run dir. Safe to call twice."""
@@ -198,6 +237,8 @@ class Mesh:
         if self._context is not None:
             self._context.term()
             self._context = None
+        if self._log_relay is not None:
+            self._log_relay.join(1.0)
         if self.service_config.run_dir:
             shutil.rmtree(self.service_config.run_dir, ignore_errors=True)
         if self._dead is None:
@@ -226,13 +267,24 @@ class Mesh:
     async def __aexit__(self, *exc: object) -> None:
         await self.ashutdown()
 
+    def _log_tail(self) -> str:
+        """The mesh's last stderr lines, for an error saying it died."""
+        if self._log_relay is None:
+            return ""
+        self._log_relay.join(0.5)  # the pipe closes with the last process of the mesh
+        lines = self._log_relay.tail()
+        return ("; its last output:\n" + "\n".join(lines)) if lines else ""
+
     # -- wire -----------------------------------------------------------------------------
 
     def _send(self, message: Message) -> None:
         self._socket.send_multipart(message.encode())
 
     def _receive(self, expected: type[Message], timeout: float, what: str,
-                 progress: Callable[[RunProgress], None] | None = None) -> Any:
+                 progress: Callable[[RunProgress], None] | None = None,
+                 alive: bool = False) -> Any:
+        """The next ``expected`` message. ``timeout`` bounds the whole wait, or with
+        ``alive`` the silence between two messages of the controller."""
         from aiperf.common.comms import decode
         from aiperf.common.messages import RunProgress
 
@@ -243,12 +295,17 @@ class Mesh:
                 message = decode(self._socket.recv_multipart())
                 if isinstance(message, expected):
                     return message
+                if alive:
+                    deadline = time.monotonic() + timeout
                 if isinstance(message, RunProgress) and progress is not None:
                     progress(message)
                 continue
             code = self._process.poll()
             if code is not None:
-                self._dead = MeshError(f"the mesh controller {signal_name(code)} during {what}")
+                self._dead = MeshError(
+                    f"the mesh controller {signal_name(code)} during {what}{self._log_tail()}")
                 raise self._dead
             if time.monotonic() > deadline:
-                raise MeshTimeoutError(f"{what}: no answer from the mesh within {timeout:.1f}s")
+                quiet = " (no heartbeat)" if alive else ""
+                raise MeshTimeoutError(
+                    f"{what}: no answer from the mesh within {timeout:.1f}s{quiet}")

@@ -7,11 +7,12 @@ allowed; the CLI and the pytest plugin show that text as it is.
 
 from __future__ import annotations
 
-import math
 import os
+import re
 import tempfile
 from collections.abc import Callable
 from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import (
     BaseModel,
@@ -26,6 +27,44 @@ from pydantic import (
 from aiperf.errors import ConfigError
 
 ArrivalPattern = Literal["constant", "poisson", "gamma"]
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|h)?\s*$")
+_DURATION_FACTORS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+# Header names whose values are credentials, matched as substrings of the lower-cased name.
+_SECRET_HEADER_PARTS = ("auth", "key", "token", "secret", "cookie")
+MASK = "***"
+
+
+def parse_duration(value: Any) -> Any:
+    """Seconds from ``3``, ``2.5``, ``"3"``, ``"3s"``, ``"500ms"``, ``"2m"`` or ``"1h"``: the
+    one spelling of a duration shared by the CLI, the pytest marker and ini keys. Anything
+    else is returned as it is, for the field's own validation to refuse by name."""
+    if isinstance(value, str):
+        match = _DURATION.match(value)
+        if match is None:
+            raise ValueError(
+                f"{value!r} is not a duration: a number of seconds, or one with a unit "
+                "ms, s, m or h ('500ms', '3s', '2m')"
+            )
+        return float(match.group(1)) * _DURATION_FACTORS[match.group(2)]
+    return value
+
+
+def mask_url(url: str) -> str:
+    """``url`` with any user:password replaced by the mask."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return MASK
+    if "@" not in parts.netloc:
+        return url
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"{MASK}@{host}"))
+
+
+def is_secret_header(name: str) -> bool:
+    lowered = name.lower()
+    return any(part in lowered for part in _SECRET_HEADER_PARTS)
 
 
 def format_validation_error(
@@ -42,10 +81,21 @@ def format_validation_error(
             lines.append(f"unknown key {key!r}; allowed keys: {allowed}")
         else:
             value = err.get("input")
-            shown = "" if isinstance(value, dict) else f" (got {value!r})"
-            lines.append(f"{key}: {err['msg']}{shown}")
+            lines.append(f"{key}: {err['msg']}{_shown_input(err['loc'], value)}")
     prefix = f"{where}: " if where else ""
     return prefix + "; ".join(lines)
+
+
+def _shown_input(loc: tuple[Any, ...], value: Any) -> str:
+    """The rejected value as an error message may show it: never a credential."""
+    if isinstance(value, dict | SecretStr):
+        return ""
+    names = [str(part) for part in loc]
+    if "api_key" in names or any(is_secret_header(n) for n in names[1:] if names[0] == "headers"):
+        return f" (got {MASK})"
+    if isinstance(value, str) and "@" in value:
+        value = mask_url(value)
+    return f" (got {value!r})"
 
 
 class UserConfig(BaseModel):
@@ -76,9 +126,14 @@ class UserConfig(BaseModel):
     request_rate: float | None = Field(default=None, gt=0)
     arrival_pattern: ArrivalPattern = "poisson"
     arrival_smoothness: float = Field(default=1.0, gt=0)
-    request_count: int | None = Field(default=None, ge=0)
-    benchmark_duration: float | None = Field(default=None, gt=0)
-    benchmark_grace_period: float = Field(default=30.0, ge=0)
+    request_count: int | None = Field(default=None, ge=1)
+    benchmark_duration: float | None = Field(
+        default=None, gt=0, description="Seconds of load: 3, '3s', '500ms', '2m'"
+    )
+    benchmark_grace_period: float = Field(
+        default=30.0, ge=0, description="Seconds in-flight requests may finish after the "
+        "duration: 30, '30s', '1m'"
+    )
     warmup_request_count: int = Field(default=0, ge=0)
     fixed_schedule: bool = False
     # -- dataset
@@ -94,6 +149,11 @@ class UserConfig(BaseModel):
     # -- results
     goodput: dict[str, float] = Field(default_factory=dict)
     failed_request_threshold: float | None = Field(default=None, ge=0, le=100)
+
+    @field_validator("benchmark_duration", "benchmark_grace_period", mode="before")
+    @classmethod
+    def _parse_duration(cls, value: Any) -> Any:
+        return parse_duration(value)
 
     @field_validator("goodput", mode="before")
     @classmethod
@@ -139,17 +199,24 @@ class UserConfig(BaseModel):
         return value
 
     @model_validator(mode="after")
-    def _derive(self) -> UserConfig:
-        if self.concurrency is None and self.request_rate is None and not self.fixed_schedule:
-            object.__setattr__(self, "concurrency", 1)
+    def _check_combinations(self) -> UserConfig:
         if self.input_file is None and self.custom_dataset_type:
             raise ValueError("custom_dataset_type needs input_file")
         if self.fixed_schedule and self.input_file is None:
             raise ValueError("fixed_schedule needs input_file with timestamps")
         return self
 
-    # The derived choices are computed on demand rather than written back, so assigning
-    # a new key to a copy of the config re-derives them.
+    # The derived choices are computed on demand rather than written back, so a copy with
+    # other keys (``with_overrides``) never keeps a choice derived from the old ones.
+    def resolved_concurrency(self) -> int | None:
+        """Requests in flight: the closed loop's size, or the cap of an open loop (None:
+        no cap). One when nothing else says how to pace requests, as AIPerf does."""
+        if self.concurrency is not None:
+            return self.concurrency
+        if self.request_rate is None and not self.fixed_schedule:
+            return 1
+        return None
+
     def resolved_timing_strategy(self) -> str:
         if self.timing_strategy:
             return self.timing_strategy
@@ -174,18 +241,35 @@ class UserConfig(BaseModel):
             return self.request_count
         if self.benchmark_duration is not None:
             return None
-        return max(10, 10 * (self.concurrency or 1))
+        return max(10, 10 * (self.resolved_concurrency() or 1))
 
     def safe_dump(self) -> dict[str, Any]:
-        """The config for artifacts and logs: secrets and auth headers masked."""
+        """The config for artifacts and logs: the api key, URL userinfo and every header
+        whose name looks like a credential (auth, key, token, secret, cookie) masked."""
         data = self.model_dump(mode="json", exclude_none=True)
         if self.api_key is not None:
-            data["api_key"] = "***"
+            data["api_key"] = MASK
+        data["url"] = mask_url(self.url)
         data["headers"] = {
-            k: ("***" if k.lower() in {"authorization", "x-api-key", "api-key"} else v)
-            for k, v in self.headers.items()
+            k: (MASK if is_secret_header(k) else v) for k, v in self.headers.items()
         }
         return data
+
+    def __repr_args__(self) -> Any:
+        # The default repr shows the URL as given; a URL may carry user:password.
+        for name, value in super().__repr_args__():
+            yield name, (mask_url(value) if name == "url" and isinstance(value, str) else value)
+
+    def with_overrides(
+        self, where: str = "", name_of: Callable[[str], str] = str, **overrides: Any
+    ) -> UserConfig:
+        """A copy with ``overrides`` applied and everything validated again (``model_copy``
+        validates nothing); a bad key or value is a ``ConfigError`` naming it."""
+        values = self.model_dump(exclude_unset=True)
+        if self.api_key is not None:
+            values["api_key"] = self.api_key
+        values.update(overrides)
+        return type(self).build(where, name_of, **values)
 
     @classmethod
     def build(
@@ -233,7 +317,16 @@ class ServiceConfig(BaseModel):
     shutdown_timeout: float = Field(default=3.0, gt=0)
     command_timeout: float = Field(default=30.0, gt=0)
     heartbeat_interval: float = Field(default=1.0, gt=0)
-    result_timeout_margin: float = Field(default=30.0, gt=0)
+    result_timeout_margin: float = Field(
+        default=30.0, gt=0,
+        description="Seconds added to a run's deadlines for dispatch, late records and "
+        "computing the results",
+    )
+    max_run_seconds: float | None = Field(
+        default=None, gt=0,
+        description="A hard cap on one run, whatever its profile; a run that reaches it is "
+        "cancelled in every service and fails with MeshTimeoutError",
+    )
     max_connections_per_worker: int = Field(default=1024, ge=1)
     runtime_plugins: dict[str, Any] = Field(
         default_factory=dict,
@@ -264,11 +357,32 @@ class ServiceConfig(BaseModel):
         return self.model_copy(update={"run_dir": run_dir, "tcp_ports": ports})
 
 
-def run_deadline(config: UserConfig, service_config: ServiceConfig) -> float:
-    """An upper bound on how long a run may take before it is declared hung."""
-    margin = service_config.result_timeout_margin
+def run_deadline(config: UserConfig, service_config: ServiceConfig) -> float | None:
+    """Seconds a run may take from its start, or None when only the stall rule bounds it.
+
+    A duration run ends by construction: load for ``benchmark_duration``, then in-flight
+    requests get ``benchmark_grace_period`` before they are cancelled, then the results are
+    computed (``result_timeout_margin``). A count run has no such end (a slow server makes
+    it legitimately long), so it is bounded by ``stall_timeout`` instead: it never grows
+    with the request count. ``max_run_seconds`` caps both."""
+    cap = service_config.max_run_seconds
+    deadline = None
     if config.benchmark_duration is not None:
-        return config.benchmark_duration + config.benchmark_grace_period + margin
-    total = (config.resolved_request_count() or 0) + config.warmup_request_count
-    waves = math.ceil(total / max(1, config.concurrency or 1))
-    return config.request_timeout_seconds * max(1, waves) + margin
+        deadline = (config.benchmark_duration + config.benchmark_grace_period
+                    + service_config.result_timeout_margin)
+    if cap is not None:
+        deadline = cap if deadline is None else min(deadline, cap)
+    return deadline
+
+
+def stall_timeout(
+    config: UserConfig, service_config: ServiceConfig, idle_gap_s: float = 0.0
+) -> float:
+    """Seconds a run may go without a new record before it is declared hung.
+
+    Every request ends, as a success or an error record, within ``request_timeout_seconds``
+    of being sent (the first-byte timeout, when set, only ends dead requests sooner), so
+    while anything is in flight a record arrives at least that often. ``idle_gap_s`` is the
+    longest pause the schedule itself asks for (rate and trace modes: the timing manager
+    reports it when the run starts), during which nothing is in flight."""
+    return config.request_timeout_seconds + idle_gap_s + service_config.result_timeout_margin

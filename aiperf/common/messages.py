@@ -25,12 +25,15 @@ class MessageType(StrEnum):
     CANCEL_REQUESTS = "cancel_requests"
     PROFILE_RESULTS = "profile_results"
     RUN_PROGRESS = "run_progress"
+    CANCEL_RUN = "cancel_run"
     SHUTDOWN = "shutdown"
     # host <-> controller
     HOST_HELLO = "host_hello"
     MESH_READY = "mesh_ready"
     RUN_PROFILE = "run_profile"
     RUN_REPLY = "run_reply"
+    RUN_HEARTBEAT = "run_heartbeat"
+    HOST_CANCEL_RUN = "host_cancel_run"
     HOST_SHUTDOWN = "host_shutdown"
 
 
@@ -127,6 +130,20 @@ class CancelRequestsMessage(Message):
     run_id: str
 
 
+class CancelRunCommand(Command):
+    """Sent by the controller to every service when a run must end early.
+
+    ``keep_results`` False (the run timed out): each service drops the run (the timing
+    manager stops issuing and forgets its schedule, the records manager discards what it
+    collected), so the next run starts clean. True (the host cancelled, e.g. Ctrl-C): the
+    timing manager stops issuing and publishes the credits it did issue, and the records
+    manager computes results from them (in-flight requests become cancellation errors)."""
+
+    message_type: MessageType = MessageType.CANCEL_RUN
+    run_id: str
+    keep_results: bool = False
+
+
 class ProfileResultsMessage(Message):
     message_type: MessageType = MessageType.PROFILE_RESULTS
     run_id: str
@@ -142,6 +159,22 @@ class RunProgress(Message):
     records: int
     errors: int
     elapsed_s: float
+
+
+class RunHeartbeat(Message):
+    """Sent by the controller to the host every ``heartbeat_interval`` while it serves a run:
+    the host's only deadline is the controller's silence, the run's own deadlines are kept
+    by the controller."""
+
+    message_type: MessageType = MessageType.RUN_HEARTBEAT
+    run_id: str
+
+
+class HostCancelRun(Message):
+    """The host asks the controller to cancel a run and reply with what it has."""
+
+    message_type: MessageType = MessageType.HOST_CANCEL_RUN
+    run_id: str
 
 
 class HostHello(Message):

@@ -14,7 +14,7 @@ def bootstrap_service(
     service_class: type, service_config: ServiceConfig, service_id: str, index: int,
     parent_pid: int, nice: int = 0,
 ) -> None:
-    die_with_parent(parent_pid)
+    die_with_parent(parent_pid, forked=True)
     # What the fork inherited stays shared: the collector never walks (and so never
     # writes to, and copies) the controller's objects in this process.
     gc.freeze()

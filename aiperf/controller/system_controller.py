@@ -5,7 +5,12 @@ Lifecycle: start -> ready -> (configure -> start -> results) x N -> shutdown.
 Services talk to it over a ROUTER socket (their DEALER identity is their service id); the
 host handle talks to it over a second ROUTER. A run is a sequence of commands, each of which
 waits for one ``CommandAck`` per service under ``command_timeout``; results arrive as a
-``ProfileResultsMessage`` under a deadline derived from the profile. A service that reports
+``ProfileResultsMessage`` under the run's own deadlines (``run_deadline``: duration runs;
+``stall_timeout``: no new record for longer than one request may take). A run that misses
+one is cancelled in every service (``CancelRunCommand``) before the host hears of it, so
+the next run on the mesh starts clean. While it serves a run the controller sends the host
+a heartbeat every ``heartbeat_interval``: the host's only deadline is the controller's
+silence. A service that reports
 a fatal error or whose process exits fails the run in progress with that service's name and
 traceback (or exit signal), and the mesh shuts down: a half-dead mesh is never reused.
 """
@@ -24,18 +29,22 @@ import zmq
 import zmq.asyncio
 
 from aiperf.common.comms import BusProxy, decode, make_socket
-from aiperf.common.config import ServiceConfig, UserConfig, run_deadline
+from aiperf.common.config import ServiceConfig, UserConfig, run_deadline, stall_timeout
 from aiperf.common.logging import AIPerfLoggerMixin
 from aiperf.common.messages import (
+    CancelRequestsMessage,
+    CancelRunCommand,
     Command,
     CommandAck,
     ConfigureProfileCommand,
+    HostCancelRun,
     HostHello,
     HostShutdown,
     MeshReady,
     Message,
     ProfileResultsMessage,
     RegisterMessage,
+    RunHeartbeat,
     RunProfileReply,
     RunProfileRequest,
     RunProgress,
@@ -73,6 +82,10 @@ class SystemController(AIPerfLoggerMixin):
         self._ids = itertools.count()
         self._hosts_waiting: list[bytes] = []
         self._run_host: bytes | None = None
+        self._run_id = ""
+        self._cancel_requested = asyncio.Event()
+        self._records_seen = -1
+        self._last_record_at = 0.0
 
     # -- sockets --------------------------------------------------------------------------
 
@@ -210,6 +223,9 @@ class SystemController(AIPerfLoggerMixin):
             self.warning(f"{service_id}: {message.error.message}")
 
     def _on_progress(self, service_id: str, message: RunProgress) -> None:
+        if message.run_id == self._run_id and message.records != self._records_seen:
+            self._records_seen = message.records
+            self._last_record_at = time.monotonic()
         if self._run_host is not None:
             asyncio.get_running_loop().create_task(self._send_host(self._run_host, message))
 
@@ -269,6 +285,9 @@ class SystemController(AIPerfLoggerMixin):
                     self._hosts_waiting.append(identity)
             elif isinstance(message, RunProfileRequest):
                 asyncio.get_running_loop().create_task(self._serve_run(identity, message))
+            elif isinstance(message, HostCancelRun):
+                if message.run_id == self._run_id:
+                    self._cancel_requested.set()
             elif isinstance(message, HostShutdown):
                 self._stop.set()
 
@@ -276,6 +295,10 @@ class SystemController(AIPerfLoggerMixin):
         async with self._run_lock:
             reply = RunProfileReply(run_id=request.run_id)
             self._run_host = identity
+            self._run_id = request.run_id
+            self._cancel_requested.clear()
+            heartbeat = asyncio.get_running_loop().create_task(
+                self._heartbeat(identity, request.run_id))
             try:
                 reply.results = await self._run_profile(request)
             except AIPerfError as exc:
@@ -286,11 +309,19 @@ class SystemController(AIPerfLoggerMixin):
                 )
             except Exception as exc:
                 reply.error = ErrorDetails.from_exception(exc, service_id="system_controller")
-            self._run_host = None
+            finally:
+                heartbeat.cancel()
+                self._run_host = None
+                self._run_id = ""
             reply.mesh_failed = self._failure is not None
             await self._send_host(identity, reply)
             if self._failure is not None:
                 self._stop.set()
+
+    async def _heartbeat(self, identity: bytes, run_id: str) -> None:
+        while True:
+            await asyncio.sleep(self.service_config.heartbeat_interval)
+            await self._send_host(identity, RunHeartbeat(run_id=run_id))
 
     def _stages(self) -> list[list[str]]:
         stages: dict[int, list[str]] = {}
@@ -318,18 +349,83 @@ class SystemController(AIPerfLoggerMixin):
                 acks = await self._command(command, stage)
                 for ack in acks.values():
                     extra.update(ack.payload)
-            await self._command(
+            self._records_seen = -1
+            self._last_record_at = time.monotonic()
+            acks = await self._command(
                 StartProfileCommand(command_id=self._new_id(), run_id=request.run_id)
             )
-            deadline = run_deadline(config, self.service_config)
-            try:
-                return await asyncio.wait_for(asyncio.shield(self._results), deadline)
-            except TimeoutError:
-                raise MeshTimeoutError(
-                    f"run {request.run_id} produced no results within {deadline:.0f}s"
-                ) from None
+            idle_gap = max((float(a.payload.get("idle_gap_s", 0.0)) for a in acks.values()),
+                           default=0.0)
+            return await self._await_results(request.run_id, config, idle_gap)
         finally:
             self._results = None
+
+    async def _await_results(self, run_id: str, config: UserConfig,
+                             idle_gap: float) -> dict[str, Any]:
+        """The run's results, under its deadlines; a run that misses one, or that the host
+        cancels, is cancelled in every service first."""
+        assert self._results is not None
+        cfg = self.service_config
+        started = time.monotonic()
+        deadline = run_deadline(config, cfg)
+        stall = stall_timeout(config, cfg, idle_gap)
+        cancel = asyncio.get_running_loop().create_task(self._cancel_requested.wait())
+        try:
+            while True:
+                done, _ = await asyncio.wait(
+                    {self._results, cancel}, timeout=min(cfg.heartbeat_interval, stall))
+                if self._results.done():
+                    return self._results.result()
+                if cancel in done:
+                    return await self._cancel_with_results(run_id)
+                now = time.monotonic()
+                if deadline is not None and now - started > deadline:
+                    reason = f"did not finish within its deadline of {deadline:.1f}s"
+                elif now - self._last_record_at > stall:
+                    reason = (f"produced no record for {stall:.1f}s (request timeout "
+                              f"{config.request_timeout_seconds:g}s + margin)")
+                else:
+                    continue
+                self.warning(f"run {run_id} {reason}: cancelling it")
+                await self._cancel_run(run_id, keep_results=False)
+                raise MeshTimeoutError(f"run {run_id} {reason}; it was cancelled")
+        finally:
+            cancel.cancel()
+
+    async def _cancel_with_results(self, run_id: str) -> dict[str, Any]:
+        """The host cancelled the run: stop issuing, cancel what is in flight, and return
+        the results of every request that was issued (cancelled ones as errors)."""
+        assert self._results is not None
+        await self._cancel_run(run_id, keep_results=True)
+        timeout = self.service_config.command_timeout
+        try:
+            return await asyncio.wait_for(asyncio.shield(self._results), timeout)
+        except TimeoutError:
+            await self._cancel_run(run_id, keep_results=False)
+            raise MeshTimeoutError(
+                f"run {run_id} was cancelled but produced no results within {timeout:g}s"
+            ) from None
+
+    async def _cancel_run(self, run_id: str, *, keep_results: bool) -> None:
+        """End ``run_id`` in every service: first the timing manager stops issuing, then
+        workers cancel what is in flight, then every service drops (or, with
+        ``keep_results``, finishes) the run."""
+        issuers = [s.service_id for s in self.manager.services if s.name == "timing_manager"]
+        others = [s for s in self.registered if s not in issuers]
+        try:
+            await self._command(CancelRunCommand(
+                command_id=self._new_id(), run_id=run_id, keep_results=keep_results), issuers)
+            for svc in self.manager.services:
+                if svc.name == "worker" and svc.service_id in self.registered:
+                    await self._send_service(svc.service_id, CancelRequestsMessage(run_id=run_id))
+            # A worker handles its control messages in order: its ack of this command
+            # means it has cancelled what it had in flight.
+            await self._command(CancelRunCommand(
+                command_id=self._new_id(), run_id=run_id, keep_results=keep_results), others)
+        except MeshError as exc:
+            # A service that cannot even cancel leaves the mesh in an unknown state.
+            self._fail(ErrorDetails.from_exception(exc, service_id="system_controller"))
+            raise
 
     async def _shutdown_services(self) -> None:
         command = ShutdownCommand(command_id=self._new_id())

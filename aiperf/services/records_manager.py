@@ -4,6 +4,10 @@ A run is complete when the timing manager has said how many credits it issued an
 many records have arrived. If they do not all arrive within the request timeout plus
 ``LATE_RECORD_MARGIN_S``, the results are computed anyway and the broken invariant is
 reported (which credit ids are missing), rather than waiting forever.
+
+``CancelRunCommand`` ends a run early: dropped (the run timed out: nothing is computed and
+nothing of it is kept, not even its late-record timer), or finished with what arrives for
+the credits the timing manager says it issued (the host cancelled: ``was_cancelled``).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from aiperf.common.codec import metric_decoder, run_number
 from aiperf.common.config import UserConfig
 from aiperf.common.hooks import background_task, on_init, on_message
 from aiperf.common.messages import (
+    CancelRunCommand,
     ConfigureProfileCommand,
     CreditsCompleteMessage,
     MessageType,
@@ -52,6 +57,7 @@ class RecordsManager(BaseComponentService):
         self._expected: int | None = None
         self._issued_ranges: list[tuple[int, int]] = []
         self._finished = True
+        self._cancelled = False
         self._config: UserConfig | None = None
         self._late_timer: asyncio.TimerHandle | None = None
         self.spawn(self._collect(), name="records")
@@ -59,6 +65,9 @@ class RecordsManager(BaseComponentService):
     @on_message(MessageType.CONFIGURE_PROFILE)
     async def _configure(self, command: ConfigureProfileCommand) -> dict[str, Any]:
         self._config = UserConfig.model_validate(command.user_config)
+        self._cancel_late_timer()  # a timer of an earlier run must not finish this one
+        self._cancelled = False
+        self._issued_ranges = []
         self._run = run_number(command.run_id)
         self._run_id = command.run_id
         self._batches = []
@@ -77,6 +86,23 @@ class RecordsManager(BaseComponentService):
             run_id=self._run_id, records=self._count, errors=self._errors,
             elapsed_s=time.monotonic() - self._started))
 
+    @on_message(MessageType.CANCEL_RUN)
+    async def _cancel_run(self, command: CancelRunCommand) -> None:
+        if command.run_id != self._run_id or self._finished:
+            return
+        if command.keep_results:
+            self._cancelled = True  # results come once the issued credits are known
+            return
+        self._finished = True
+        self._cancel_late_timer()
+        self._batches = []
+        self._expected = None
+
+    def _cancel_late_timer(self) -> None:
+        if self._late_timer is not None:
+            self._late_timer.cancel()
+            self._late_timer = None
+
     @on_message(MessageType.CREDITS_COMPLETE)
     async def _credits_complete(self, message: CreditsCompleteMessage) -> None:
         if message.run_id != self._run_id or self._config is None:
@@ -84,8 +110,10 @@ class RecordsManager(BaseComponentService):
         self._expected = message.credits_issued
         self._issued_ranges = message.issued_ranges
         delay = self._config.request_timeout_seconds + LATE_RECORD_MARGIN_S
+        run = self._run
+        self._cancel_late_timer()
         self._late_timer = asyncio.get_running_loop().call_later(
-            delay, lambda: self.spawn(self._finish(), name="finish-late")
+            delay, lambda: self.spawn(self._finish(run), name="finish-late")
         )
         await self._maybe_finish()
 
@@ -104,12 +132,11 @@ class RecordsManager(BaseComponentService):
         if self._expected is not None and self._count >= self._expected:
             await self._finish()
 
-    async def _finish(self) -> None:
-        if self._finished or self._config is None:
+    async def _finish(self, run: int | None = None) -> None:
+        if self._finished or self._config is None or (run is not None and run != self._run):
             return
         self._finished = True
-        if self._late_timer is not None:
-            self._late_timer.cancel()
+        self._cancel_late_timer()
         config = self._config
         metadata = plugins.get_metadata(PluginType.ENDPOINT, config.endpoint_type)
         assert isinstance(metadata, EndpointMetadata)
@@ -125,6 +152,8 @@ class RecordsManager(BaseComponentService):
         values_path.write_bytes(msgspec.msgpack.encode(results.pop("values")))
         results["values_path"] = str(values_path)
         results["run_id"] = self._run_id
+        if self._cancelled:
+            results["was_cancelled"] = True
         await self.send_to_controller(
             ProfileResultsMessage(run_id=self._run_id, results=results)
         )

@@ -6,6 +6,11 @@ report back lease use and finished scheduled credits. When the set of issued cre
 final it publishes ``CreditsComplete`` with the exact id ranges, against which the records
 manager checks that every credit has one record. In duration mode it then waits the grace
 period for stragglers and asks workers to cancel what is still in flight.
+
+``CancelRunCommand`` (from the controller) stops the strategy at once. Dropping the run
+forgets its schedule, so late reports of its workers are ignored; keeping its results
+waits (``command_timeout`` at most) for the workers' last lease reports and then publishes
+the credits that were really issued.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from aiperf.common.config import UserConfig
 from aiperf.common.hooks import on_init, on_message
 from aiperf.common.messages import (
     CancelRequestsMessage,
+    CancelRunCommand,
     ConfigureProfileCommand,
     CreditsCompleteMessage,
     MessageType,
@@ -55,6 +61,9 @@ class TimingManager(BaseComponentService):
         self._strategy: TimingStrategy | None = None
         self._run = 0
         self._config: UserConfig | None = None
+        self._run_id = ""
+        self._driver: asyncio.Task[None] | None = None
+        self._credits_published = False
         self.spawn(self._receive(), name="credit-channel")
 
     # -- Dispatcher ---------------------------------------------------------------------
@@ -71,12 +80,15 @@ class TimingManager(BaseComponentService):
     @on_message(MessageType.CONFIGURE_PROFILE)
     async def _configure(self, command: ConfigureProfileCommand) -> dict[str, Any]:
         await self._await_workers()
+        self._stop_driver()
         config = UserConfig.model_validate(command.user_config)
         turns = read_dataset(command.dataset_path) if command.dataset_path else []
         strategy_class = plugins.get_class(
             PluginType.TIMING_STRATEGY, config.resolved_timing_strategy()
         )
         self._run = run_number(command.run_id)
+        self._run_id = command.run_id
+        self._credits_published = False
         self._config = config
         self._strategy = strategy_class(
             config, turns, np.random.default_rng(config.random_seed), self, self._run
@@ -95,16 +107,47 @@ class TimingManager(BaseComponentService):
             ) from None
 
     @on_message(MessageType.START_PROFILE)
-    async def _start(self, command: StartProfileCommand) -> None:
+    async def _start(self, command: StartProfileCommand) -> dict[str, Any]:
         assert self._strategy is not None
-        self.spawn(self._drive(self._strategy, command.run_id), name="timing-strategy")
+        self._driver = self.spawn(self._drive(self._strategy, command.run_id),
+                                  name="timing-strategy")
+        return {"idle_gap_s": self._strategy.idle_gap_s()}
 
-    async def _drive(self, strategy: TimingStrategy, run_id: str) -> None:
-        await strategy.run()
+    @on_message(MessageType.CANCEL_RUN)
+    async def _cancel_run(self, command: CancelRunCommand) -> None:
+        strategy = self._strategy
+        if command.run_id != self._run_id or strategy is None:
+            return
+        self._stop_driver()
+        if command.keep_results and not self._credits_published:
+            self.spawn(self._publish_after_cancel(strategy, command.run_id),
+                       name="credits-after-cancel")
+        elif not command.keep_results:
+            self._strategy = None  # reports of this run's workers are ignored from now on
+
+    def _stop_driver(self) -> None:
+        if self._driver is not None:
+            self._driver.cancel()
+            self._driver = None
+
+    async def _publish_after_cancel(self, strategy: TimingStrategy, run_id: str) -> None:
+        # Workers report how much of each lease they started when they cancel; until then
+        # the issued set is not final.
+        if not await strategy.wait_for(strategy.all_consumed,
+                                       self.service_config.command_timeout):
+            self.warning(f"run {run_id}: some workers did not report their leases")
+        await self._publish_credits(strategy, run_id)
+
+    async def _publish_credits(self, strategy: TimingStrategy, run_id: str) -> None:
+        self._credits_published = True
         await self.publish(CreditsCompleteMessage(
             run_id=run_id, issued_ranges=strategy.issued_ranges,
             warmup_credits=strategy.warmup_issued,
         ))
+
+    async def _drive(self, strategy: TimingStrategy, run_id: str) -> None:
+        await strategy.run()
+        await self._publish_credits(strategy, run_id)
         config = self._config
         if (
             config is not None

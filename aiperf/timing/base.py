@@ -34,6 +34,8 @@ from aiperf.common.config import UserConfig
 from aiperf.dataset.models import Turn, turn_for
 
 _perf_ns = time.perf_counter_ns
+# Added to every wait of a strategy that is bounded by a request timeout or a duration:
+# dispatch and reports travel through two sockets and a busy event loop.
 PHASE_TIMEOUT_MARGIN_S = 5.0
 
 
@@ -187,18 +189,43 @@ class TimingStrategy:
 
     # -- the run ------------------------------------------------------------------------------
 
+    def idle_gap_s(self) -> float:
+        """The longest the schedule itself keeps every worker idle (nothing in flight, so
+        no record arrives): the controller adds it to the run's stall timeout."""
+        return 0.0
+
+    def wait_bound_s(self, end_ns: int | None = None) -> float:
+        """How long one wait for the workers may last. With a phase end: until the end plus
+        the grace period (workers stop starting requests at the end and finish or cancel
+        in-flight ones within the grace). Without: one request timeout, the longest a
+        busy slot can go without finishing a request; a strategy re-checks its state after
+        each wait, and the controller cancels a run that stalls for longer."""
+        cfg = self.config
+        if end_ns is not None:
+            left = max(0.0, (end_ns - _perf_ns()) / 1e9)
+            return left + cfg.benchmark_grace_period + PHASE_TIMEOUT_MARGIN_S
+        return cfg.request_timeout_seconds + PHASE_TIMEOUT_MARGIN_S
+
     async def run(self) -> None:
         """Issue every phase; returns once the set of issued credits is final."""
         cfg = self.config
-        phase_timeout = cfg.request_timeout_seconds + PHASE_TIMEOUT_MARGIN_S
         if cfg.warmup_request_count:
             await self.issue_phase(WARMUP, cfg.warmup_request_count, None)
-            await self.wait_for(self.all_done, phase_timeout)
+            while not await self.wait_for(self.all_done, self.wait_bound_s()):
+                if not self._waiting_is_useful():
+                    break
         end_ns = None
         if cfg.benchmark_duration is not None:
             end_ns = _perf_ns() + int(cfg.benchmark_duration * 1e9)
         await self.issue_phase(PROFILING, cfg.resolved_request_count(), end_ns)
-        await self.wait_for(self.all_consumed, phase_timeout + (cfg.benchmark_duration or 0))
+        while not await self.wait_for(self.all_consumed, self.wait_bound_s(end_ns)):
+            if end_ns is not None or not self._waiting_is_useful():
+                break
+
+    def _waiting_is_useful(self) -> bool:
+        """After a wait timed out without a duration to end it: whether anything can still
+        happen (a lease being spent or a scheduled credit in flight)."""
+        return bool(self.scheduled) or any(not s.done for s in self.leases.values())
 
     async def issue_phase(self, phase: int, count: int | None, end_ns: int | None) -> None:
         raise NotImplementedError

@@ -4,8 +4,11 @@ spends leased ids itself; a used-up lease is replaced by a new one, two kept in 
 from __future__ import annotations
 
 import math
+import time
 
 from aiperf.timing.base import TimingStrategy
+
+_perf_ns = time.perf_counter_ns
 
 LEASES_IN_HAND = 2
 LEASE_SLOTS_MULTIPLE = 16
@@ -40,7 +43,10 @@ class ConcurrencyStrategy(TimingStrategy):
             consumed = [s for first, s in self.leases.items()
                         if s.consumed and s.lease.phase == phase and first not in seen]
             if not consumed:
-                await self.wait_for(lambda: self._any_new_consumed(seen, phase), 3600.0)
+                bound = self.wait_bound_s(end_ns)
+                came = await self.wait_for(lambda: self._any_new_consumed(seen, phase), bound)
+                if not came and end_ns is not None and _perf_ns() > end_ns:
+                    return  # past the end and the grace: no lease will come back
                 continue
             for state in consumed:
                 seen.add(state.lease.first_id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 
 from aiperf.errors import ConfigError
@@ -13,6 +14,12 @@ _perf_ns = time.perf_counter_ns
 
 
 class FixedScheduleStrategy(TimingStrategy):
+    def idle_gap_s(self) -> float:
+        """The trace's longest pause between two consecutive entries."""
+        stamps = sorted(t.timestamp_ms for t in self.turns if t.timestamp_ms is not None)
+        gaps = [b - a for a, b in itertools.pairwise(stamps)]
+        return max(gaps, default=0.0) / 1000.0
+
     async def issue_phase(self, phase: int, count: int | None, end_ns: int | None) -> None:
         stamps = [t.timestamp_ms for t in self.turns]
         if any(s is None for s in stamps):

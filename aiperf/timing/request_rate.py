@@ -19,10 +19,16 @@ from aiperf.timing.base import TimingStrategy
 LOOKAHEAD_NS = 20_000_000
 MAX_CATCHUP_NS = 250_000_000
 FIRST_SEND_DELAY_NS = 2_000_000
+# An exponential gap is longer than this many mean gaps with probability e^-20.
+IDLE_GAP_MEANS = 20.0
 _perf_ns = time.perf_counter_ns
 
 
 class RequestRateStrategy(TimingStrategy):
+    def idle_gap_s(self) -> float:
+        rate = self.config.request_rate
+        return IDLE_GAP_MEANS / rate if rate else 0.0
+
     async def issue_phase(self, phase: int, count: int | None, end_ns: int | None) -> None:
         cfg = self.config
         assert cfg.request_rate is not None

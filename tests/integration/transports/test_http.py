@@ -1,8 +1,11 @@
-"""The HTTP transport over real sockets: its own request timeout, cancellation, headers."""
+"""The HTTP transport over real sockets: its own timeouts, cancellation, headers, and what
+it timestamps (request start, phases, the last byte) against servers of known timing."""
 
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Awaitable, Callable
 
 import pytest
 
@@ -88,3 +91,199 @@ def test_run_headers_go_on_every_request_and_others_are_sent_as_given() -> None:
     assert [r.error for r in records] == [None, None] and [r.status for r in records] == [200, 200]
     assert b"x-run: one" in heads[0] and b"x-more" not in heads[0]
     assert b"x-run: one" in heads[1] and b"x-more: 2" in heads[1]
+
+
+# -- timing truth against servers written here, whose timings are known by construction ----
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+JSON_BODY = b'{"choices": [{"message": {"content": "hi"}}]}'
+
+
+async def read_request(reader: asyncio.StreamReader) -> bool:
+    """One request (head and body) off the connection; False when the client closed it."""
+    try:
+        head = await reader.readuntil(b"\r\n\r\n")
+    except (asyncio.IncompleteReadError, ConnectionError):
+        return False
+    length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                   if line.lower().startswith(b"content-length:")), 0)
+    await reader.readexactly(length)
+    return True
+
+
+def head(length: int) -> bytes:
+    return b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % (
+        length)
+
+
+async def serve(handler: Handler) -> tuple[asyncio.Server, str]:
+    server = await asyncio.start_server(handler, "127.0.0.1", 0)
+    return server, f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/v1/chat/completions"
+
+
+async def send_all(url: str, count: int, transport: HttpTransport, at_once: bool = False,
+                   streaming: bool = False) -> list[RawRecord]:
+    records = [record() for _ in range(count)]
+    sends = [transport.send(r, url, HEADERS, b"{}", streaming) for r in records]
+    if at_once:
+        await asyncio.gather(*sends)
+    else:
+        for send in sends:
+            await send
+    return records
+
+
+def test_a_non_streamed_request_ends_when_the_last_byte_of_its_body_arrives() -> None:
+    # Headers at once, the body 200 ms later (a proxy, a large embedding).
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while await read_request(reader):
+            writer.write(head(len(JSON_BODY)))
+            await writer.drain()
+            await asyncio.sleep(0.2)
+            writer.write(JSON_BODY)
+            await writer.drain()
+
+    async def scenario() -> list[RawRecord]:
+        server, url = await serve(answer)
+        transport = HttpTransport(10, 2)
+        await transport.start(headers=HEADERS)
+        records = await send_all(url, 2, transport)
+        await transport.close()
+        server.close()
+        return records
+
+    for raw in asyncio.run(scenario()):
+        assert raw.error is None and raw.chunks[-1][1] == JSON_BODY
+        last_byte_ms = (raw.chunks[-1][0] - raw.start_ns) / 1e6
+        assert 195 <= last_byte_ms < 400, last_byte_ms
+        assert (raw.response_ns - raw.start_ns) / 1e6 < 100  # headers came first
+        assert raw.end_ns >= raw.chunks[-1][0]
+
+
+def test_phases_show_a_new_connection_then_a_reused_one() -> None:
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while await read_request(reader):
+            await asyncio.sleep(0.05)  # the server thinks: the waiting phase
+            writer.write(head(len(JSON_BODY)) + JSON_BODY)
+            await writer.drain()
+
+    async def scenario() -> list[RawRecord]:
+        server, url = await serve(answer)
+        transport = HttpTransport(10, 1)
+        await transport.start(headers=HEADERS)
+        records = await send_all(url, 2, transport)
+        await transport.close()
+        server.close()
+        return records
+
+    first, second = asyncio.run(scenario())
+    assert (first.reused, second.reused) == (0, 1)
+    assert first.connecting_ns > 0 and second.connecting_ns == 0
+    assert first.blocked_ns == second.blocked_ns == 0 and first.dns_ns == 0  # an IP address
+    for raw in (first, second):
+        assert raw.error is None
+        assert raw.start_ns <= raw.sent_ns <= raw.response_ns <= raw.chunks[-1][0]
+        assert (raw.response_ns - raw.sent_ns) / 1e6 >= 45     # waiting: the server's 50 ms
+        assert (raw.sent_ns - raw.start_ns) / 1e6 < 20          # sending a small body
+
+
+def test_the_wait_for_a_pooled_connection_is_blocked_time_not_request_time() -> None:
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while await read_request(reader):
+            await asyncio.sleep(0.15)
+            writer.write(head(len(JSON_BODY)) + JSON_BODY)
+            await writer.drain()
+
+    async def scenario() -> list[RawRecord]:
+        server, url = await serve(answer)
+        transport = HttpTransport(10, 1)  # one connection for two requests at once
+        await transport.start(headers=HEADERS)
+        records = await send_all(url, 2, transport, at_once=True)
+        await transport.close()
+        server.close()
+        return records
+
+    records = sorted(asyncio.run(scenario()), key=lambda r: r.blocked_ns)
+    assert records[0].blocked_ns == 0
+    assert records[1].blocked_ns / 1e6 >= 140            # it waited for the first request
+    latency_ms = (records[1].chunks[-1][0] - records[1].start_ns) / 1e6
+    assert 145 <= latency_ms < 300, latency_ms           # its own latency excludes the wait
+
+
+def test_a_resend_after_a_stale_connection_keeps_the_lost_time_in_the_request() -> None:
+    served = 0
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal served
+        while await read_request(reader):
+            served += 1
+            if served == 2:
+                # Keep-alive advertised, but the second request on this connection is
+                # dropped after 150 ms without an answer: the client must resend.
+                await asyncio.sleep(0.15)
+                writer.close()
+                return
+            writer.write(head(len(JSON_BODY)) + JSON_BODY)
+            await writer.drain()
+
+    async def scenario() -> list[RawRecord]:
+        server, url = await serve(answer)
+        transport = HttpTransport(10, 1)
+        await transport.start(headers=HEADERS)
+        records = await send_all(url, 2, transport)
+        await transport.close()
+        server.close()
+        return records
+
+    first, resent = asyncio.run(scenario())
+    assert first.error is None and resent.error is None and resent.status == 200
+    assert served == 3
+    latency_ms = (resent.chunks[-1][0] - resent.start_ns) / 1e6
+    assert latency_ms >= 145, latency_ms                  # the dead attempt's 150 ms count
+    assert resent.reused == 1                             # the first attempt's connection
+    assert (resent.sent_ns - resent.start_ns) / 1e6 >= 145  # ... shown as sending time
+
+
+def test_a_server_that_never_answers_fails_at_the_first_byte_timeout() -> None:
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        await asyncio.sleep(30)
+
+    async def scenario() -> tuple[RawRecord, float]:
+        server, url = await serve(answer)
+        transport = HttpTransport(20, 2, first_byte_timeout_seconds=0.3)
+        await transport.start(headers=HEADERS)
+        started = time.monotonic()
+        (raw,) = await asyncio.wait_for(send_all(url, 1, transport), 10)
+        elapsed = time.monotonic() - started
+        await transport.close()
+        server.close()
+        return raw, elapsed
+
+    raw, elapsed = asyncio.run(scenario())
+    assert raw.error is not None
+    assert (raw.error.code, raw.error.type) == (499, "RequestCancellationError")
+    assert raw.error.message.startswith("first-byte timeout")
+    assert 0.3 <= elapsed < 2.0, elapsed
+
+
+def test_the_first_byte_timeout_spares_a_response_whose_headers_came() -> None:
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(head(len(JSON_BODY)))
+        await writer.drain()
+        await asyncio.sleep(0.6)  # past the first-byte timeout, within the request timeout
+        writer.write(JSON_BODY)
+        await writer.drain()
+
+    async def scenario() -> RawRecord:
+        server, url = await serve(answer)
+        transport = HttpTransport(5, 2, first_byte_timeout_seconds=0.2)
+        await transport.start(headers=HEADERS)
+        (raw,) = await asyncio.wait_for(send_all(url, 1, transport), 10)
+        await transport.close()
+        server.close()
+        return raw
+
+    raw = asyncio.run(scenario())
+    assert raw.error is None and raw.chunks[-1][1] == JSON_BODY

@@ -16,3 +16,9 @@ def test_an_unserved_scheme_lists_the_allowed_ones() -> None:
     with pytest.raises(ConfigError, match=r"no transport serves scheme 'grpc'.*allowed "
                                           r"schemes: http, https"):
         make_transport("grpc://127.0.0.1:1", 5, 8)
+
+
+def test_the_first_byte_timeout_reaches_the_transport() -> None:
+    transport = make_transport("http://127.0.0.1:1", 5, 8, first_byte_timeout_seconds=0.5)
+    assert transport.first_byte_timeout_seconds == 0.5
+    assert make_transport("http://127.0.0.1:1", 5, 8).first_byte_timeout_seconds is None

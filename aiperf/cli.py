@@ -2,19 +2,26 @@
 
 Exit codes of ``aiperf profile``: 0 success; 2 invalid configuration (the message names the
 flag); 3 every request failed; 4 ``--failed-request-threshold`` tripped; 5 the credit
-invariant broke (a request unaccounted for); 1 the mesh itself failed.
+invariant broke (a request unaccounted for); 1 the mesh itself failed; 130 interrupted
+(Ctrl-C: the results of what was sent are still written, marked ``was_cancelled``).
+
+The API key comes from ``--api-key``, else ``AIPERF_API_KEY``, else ``OPENAI_API_KEY``: the
+environment keeps it off the command line (and out of ``ps``).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
 EXIT_OK, EXIT_MESH, EXIT_CONFIG, EXIT_ALL_FAILED, EXIT_THRESHOLD, EXIT_INVARIANT = range(6)
+EXIT_INTERRUPTED = 130
+API_KEY_ENV = ("AIPERF_API_KEY", "OPENAI_API_KEY")
 
 # (flags, UserConfig key, argparse options). The flag names are AIPerf's.
 PROFILE_FLAGS: list[tuple[tuple[str, ...], str, dict[str, Any]]] = [
@@ -32,11 +39,10 @@ PROFILE_FLAGS: list[tuple[tuple[str, ...], str, dict[str, Any]]] = [
     (("--arrival-smoothness",), "arrival_smoothness", {"type": float,
                                                        "help": "gamma shape (1 = poisson)"}),
     (("--request-count",), "request_count", {"type": int, "help": "profiling requests"}),
-    (("--benchmark-duration",), "benchmark_duration", {"type": float,
-                                                       "help": "seconds of load instead of "
-                                                               "a request count"}),
-    (("--benchmark-grace-period",), "benchmark_grace_period", {"type": float,
-        "help": "seconds to wait for in-flight requests after the duration"}),
+    (("--benchmark-duration",), "benchmark_duration", {
+        "help": "load for this long instead of a request count: 30, 30s, 500ms, 2m"}),
+    (("--benchmark-grace-period",), "benchmark_grace_period", {
+        "help": "time in-flight requests may finish after the duration (default 30s)"}),
     (("--warmup-request-count",), "warmup_request_count", {"type": int,
         "help": "requests sent first and excluded from every result"}),
     (("--isl",), "isl", {"type": int, "help": "mean input tokens (synthetic prompts)"}),
@@ -51,10 +57,14 @@ PROFILE_FLAGS: list[tuple[tuple[str, ...], str, dict[str, Any]]] = [
         "help": "merged into every request body (repeatable; or one JSON object)"}),
     (("--header", "-H"), "headers", {"action": "append", "metavar": "NAME:VALUE",
                                      "help": "extra HTTP header (repeatable)"}),
-    (("--api-key",), "api_key", {"help": "sent as a Bearer token; never printed"}),
+    (("--api-key",), "api_key", {"help": "sent as a Bearer token; never printed (default: "
+                                         "$AIPERF_API_KEY, then $OPENAI_API_KEY)"}),
     (("--goodput",), "goodput", {"help": "e.g. 'time_to_first_token:200 request_latency:1000'"}),
     (("--request-timeout-seconds",), "request_timeout_seconds", {"type": float,
         "help": "a request still unanswered after this is an error (default 600)"}),
+    (("--request-first-byte-timeout-seconds",), "request_first_byte_timeout_seconds", {
+        "type": float, "help": "a request without a first response byte after this is an "
+                               "error (default: no separate limit)"}),
     (("--failed-request-threshold",), "failed_request_threshold", {"type": float,
         "help": "exit 4 when more than this percent of requests fail"}),
     (("--random-seed",), "random_seed", {"type": int,
@@ -90,12 +100,17 @@ def _profile_values(args: argparse.Namespace) -> dict[str, Any]:
         values["extra_inputs"] = _pairs(values["extra_inputs"], "--extra-inputs")
     if "headers" in values:
         values["headers"] = {k: str(v) for k, v in _pairs(values["headers"], "--header").items()}
+    if "api_key" not in values:
+        for name in API_KEY_ENV:
+            if os.environ.get(name):
+                values["api_key"] = os.environ[name]
+                break
     return values
 
 
 def cmd_profile(args: argparse.Namespace) -> int:
     from aiperf.common.config import UserConfig
-    from aiperf.errors import AIPerfError, ConfigError
+    from aiperf.errors import AIPerfError, ConfigError, RunInterrupted
     from aiperf.exporters.base import export_files
     from aiperf.exporters.console import ConsoleExporter
     from aiperf.mesh import Mesh
@@ -107,9 +122,15 @@ def cmd_profile(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     overrides = {"workers": args.workers_max} if args.workers_max else {}
     progress = ProgressLine(config) if sys.stderr.isatty() else None
+    interrupted = False
     try:
-        with Mesh(log_level=args.log_level, **overrides) as mesh:
-            result = mesh.run(config, progress=progress)
+        with Mesh(log_level=args.log_level, capture_logs=False, **overrides) as mesh:
+            try:
+                result = mesh.run(config, progress=progress, partial_on_interrupt=True)
+            except RunInterrupted as stop:
+                # As AIPerf does: what was sent is measured and written, marked cancelled.
+                interrupted = True
+                result = stop.result
     except ConfigError as exc:
         print(f"aiperf: invalid configuration: {exc}", file=sys.stderr)
         return EXIT_CONFIG
@@ -123,6 +144,9 @@ def cmd_profile(args: argparse.Namespace) -> int:
     out_dir = Path(args.output_artifact_dir)
     export_files(result, out_dir)
     print(f"\nartifacts: {out_dir.resolve()}")
+    if interrupted:
+        print("aiperf: interrupted; partial results written", file=sys.stderr)
+        return EXIT_INTERRUPTED
     total = result.request_count + result.error_count
     if not result.invariant.get("ok", True):
         return EXIT_INVARIANT
@@ -240,7 +264,9 @@ def build_parser() -> argparse.ArgumentParser:
                "--concurrency 8 --request-count 200\n\n"
                "exit codes: 0 success, 1 mesh failure, 2 invalid configuration, 3 every "
                "request failed,\n  4 --failed-request-threshold exceeded, 5 a request "
-               "unaccounted for")
+               "unaccounted for, 130 interrupted (Ctrl-C; partial\n  results "
+               "are written)\n\nthe API key defaults to $AIPERF_API_KEY, then "
+               "$OPENAI_API_KEY")
     for flags, key, options in PROFILE_FLAGS:
         profile.add_argument(*flags, dest=key, **options)
     profile.add_argument("--output-artifact-dir", default="artifacts",
@@ -283,7 +309,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args))
     except KeyboardInterrupt:
         print("aiperf: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

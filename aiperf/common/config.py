@@ -28,17 +28,21 @@ from aiperf.errors import ConfigError
 
 ArrivalPattern = Literal["constant", "poisson", "gamma"]
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|h)?\s*$")
-_DURATION_FACTORS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|sec|m|min|h)?\s*$")
+_DURATION_FACTORS = {"ms": 0.001, "s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0,
+                     None: 1.0}
 # Header names whose values are credentials, matched as substrings of the lower-cased name.
 _SECRET_HEADER_PARTS = ("auth", "key", "token", "secret", "cookie")
 MASK = "***"
+_USERINFO = re.compile(r"(://)[^/@\s'\"]*@")
 
 
 def parse_duration(value: Any) -> Any:
     """Seconds from ``3``, ``2.5``, ``"3"``, ``"3s"``, ``"500ms"``, ``"2m"`` or ``"1h"``: the
     one spelling of a duration shared by the CLI, the pytest marker and ini keys. Anything
     else is returned as it is, for the field's own validation to refuse by name."""
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not a duration")
     if isinstance(value, str):
         match = _DURATION.match(value)
         if match is None:
@@ -93,9 +97,8 @@ def _shown_input(loc: tuple[Any, ...], value: Any) -> str:
     names = [str(part) for part in loc]
     if "api_key" in names or any(is_secret_header(n) for n in names[1:] if names[0] == "headers"):
         return f" (got {MASK})"
-    if isinstance(value, str) and "@" in value:
-        value = mask_url(value)
-    return f" (got {value!r})"
+    shown = _USERINFO.sub(rf"\g<1>{MASK}@", repr(value))
+    return f" (got {shown})"
 
 
 class UserConfig(BaseModel):
@@ -112,7 +115,7 @@ class UserConfig(BaseModel):
     api_key: SecretStr | None = Field(default=None, description="Sent as a Bearer token")
     headers: dict[str, str] = Field(default_factory=dict, repr=False)
     extra_inputs: dict[str, Any] = Field(default_factory=dict)
-    request_timeout_seconds: float = Field(default=600.0, gt=0)
+    request_timeout_seconds: float = Field(default=600.0, gt=0, allow_inf_nan=False)
     request_first_byte_timeout_seconds: float | None = Field(
         default=None, gt=0,
         description="Fail a request whose first response byte has not arrived by then "
@@ -128,11 +131,12 @@ class UserConfig(BaseModel):
     arrival_smoothness: float = Field(default=1.0, gt=0)
     request_count: int | None = Field(default=None, ge=1)
     benchmark_duration: float | None = Field(
-        default=None, gt=0, description="Seconds of load: 3, '3s', '500ms', '2m'"
+        default=None, gt=0, allow_inf_nan=False,
+        description="Seconds of load: 3, '3s', '500ms', '2m'",
     )
     benchmark_grace_period: float = Field(
-        default=30.0, ge=0, description="Seconds in-flight requests may finish after the "
-        "duration: 30, '30s', '1m'"
+        default=30.0, ge=0, allow_inf_nan=False,
+        description="Seconds in-flight requests may finish after the duration: 30, '30s', '1m'",
     )
     warmup_request_count: int = Field(default=0, ge=0)
     fixed_schedule: bool = False
@@ -270,6 +274,15 @@ class UserConfig(BaseModel):
             values["api_key"] = self.api_key
         values.update(overrides)
         return type(self).build(where, name_of, **values)
+
+    @classmethod
+    def from_wire(cls, data: dict[str, Any]) -> UserConfig:
+        """Validate a config that travelled into the mesh. pydantic's own error text
+        repeats the whole input, api key included; this error names keys only."""
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            raise ConfigError(format_validation_error(exc, cls)) from None
 
     @classmethod
     def build(

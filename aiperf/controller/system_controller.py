@@ -336,7 +336,7 @@ class SystemController(AIPerfLoggerMixin):
             raise self._failure.to_exception()
         if not self._all_registered.is_set():
             raise MeshError("the mesh is not ready")
-        config = UserConfig.model_validate(request.user_config)
+        config = UserConfig.from_wire(request.user_config)
         loop = asyncio.get_running_loop()
         self._results = loop.create_future()
         try:

@@ -2,19 +2,22 @@
 
 Each hash id stands for one block of ``BLOCK_SIZE`` tokens; the same id always yields the
 same text, so requests that share leading hash ids share a prompt prefix (what a server's
-prefix cache sees in the original trace).
+prefix cache sees in the original trace). Other fields of a trace line are ignored.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
-from aiperf.dataset.base import DatasetLoader, read_jsonl, require
+from aiperf.dataset.base import DatasetLoader, int_field, number_field, read_jsonl
 from aiperf.dataset.models import Turn
 from aiperf.dataset.synthetic import words
 from aiperf.errors import ConfigError
 
 BLOCK_SIZE = 512
+MAX_HASH_ID = 2**63 - 1
 
 
 class MooncakeTraceLoader(DatasetLoader):
@@ -31,21 +34,24 @@ class MooncakeTraceLoader(DatasetLoader):
 
     def load(self) -> list[Turn]:
         assert self.config.input_file is not None
+        file = Path(self.config.input_file).absolute()
         turns = []
-        for lineno, obj in read_jsonl(self.config.input_file):
-            where = f"{self.config.input_file}:{lineno}"
-            input_length = require(obj, "input_length", int, where)
-            if input_length < 1:
-                raise ConfigError(f"{where}: input_length must be positive")
-            output_length = obj.get("output_length", self.config.osl)
-            timestamp = obj.get("timestamp")
-            if timestamp is not None and not isinstance(timestamp, int | float):
-                raise ConfigError(f"{where}: timestamp must be a number of milliseconds")
-            hash_ids = obj.get("hash_ids", [])
-            if not isinstance(hash_ids, list) or not all(isinstance(h, int) for h in hash_ids):
-                raise ConfigError(f"{where}: hash_ids must be a list of integers")
+        for lineno, obj in read_jsonl(file):
+            where = f"{file}:{lineno}"
+            input_length = int_field(obj, "input_length", where)
+            output_length = int_field(obj, "output_length", where, default=self.config.osl)
+            timestamp = number_field(obj, "timestamp", where)
+            hash_ids = obj.get("hash_ids") or []
+            if not isinstance(hash_ids, list) or not all(
+                isinstance(h, int) and not isinstance(h, bool) and 0 <= h <= MAX_HASH_ID
+                for h in hash_ids
+            ):
+                raise ConfigError(
+                    f"{where}: field 'hash_ids' must be a list of non-negative integers")
             tokens: list[str] = []
             for hash_id in hash_ids:
+                if len(tokens) >= input_length:
+                    break  # blocks past the prompt's length add nothing to it
                 tokens.extend(self._block(hash_id))
             if len(tokens) < input_length:
                 rng = np.random.default_rng([self.config.random_seed, lineno])
@@ -56,5 +62,5 @@ class MooncakeTraceLoader(DatasetLoader):
                 output_length=output_length, timestamp_ms=timestamp,
             ))
         if not turns:
-            raise ConfigError(f"{self.config.input_file}: no entries")
+            raise ConfigError(f"{file}: no entries")
         return turns

@@ -24,7 +24,7 @@ class DatasetManager(BaseComponentService):
 
     @on_message(MessageType.CONFIGURE_PROFILE)
     async def _configure(self, command: ConfigureProfileCommand) -> dict[str, Any]:
-        config = UserConfig.model_validate(command.user_config)
+        config = UserConfig.from_wire(command.user_config)
         loader_class = plugins.get_class(PluginType.DATASET_LOADER, config.resolved_dataset())
         turns = loader_class(config, make_tokenizer(config.tokenizer)).load()
         path = Path(self.service_config.run_dir) / f"dataset-{command.run_id}.msgpack"

@@ -64,7 +64,7 @@ class RecordsManager(BaseComponentService):
 
     @on_message(MessageType.CONFIGURE_PROFILE)
     async def _configure(self, command: ConfigureProfileCommand) -> dict[str, Any]:
-        self._config = UserConfig.model_validate(command.user_config)
+        self._config = UserConfig.from_wire(command.user_config)
         self._cancel_late_timer()  # a timer of an earlier run must not finish this one
         self._cancelled = False
         self._issued_ranges = []

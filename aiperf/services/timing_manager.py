@@ -81,7 +81,7 @@ class TimingManager(BaseComponentService):
     async def _configure(self, command: ConfigureProfileCommand) -> dict[str, Any]:
         await self._await_workers()
         self._stop_driver()
-        config = UserConfig.model_validate(command.user_config)
+        config = UserConfig.from_wire(command.user_config)
         turns = read_dataset(command.dataset_path) if command.dataset_path else []
         strategy_class = plugins.get_class(
             PluginType.TIMING_STRATEGY, config.resolved_timing_strategy()

@@ -126,7 +126,9 @@ def test_duration_mode_cancels_what_is_in_flight_after_the_grace_period(mesh: Me
     cancelled = [r for r in result.records if r["metadata"]["was_cancelled"]]
     assert result.was_cancelled and cancelled
     assert all(r["error"]["type"] == "RequestCancellationError" for r in cancelled)
-    assert result.request_count + result.error_count + len(cancelled) == sent
+    # Cancelled requests are error records, counted once.
+    assert result.request_count + result.error_count == sent
+    assert result.error_count >= len(cancelled)
 
 
 def test_request_rate_sends_credits_on_schedule(mesh: Mesh, mock_server: MockServerProcess) -> None:

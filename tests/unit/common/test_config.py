@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from aiperf.common.config import ServiceConfig, UserConfig
+from aiperf.common.config import ServiceConfig, UserConfig, run_deadline, stall_timeout
 from aiperf.errors import ConfigError
 
 
@@ -94,3 +94,86 @@ def test_tcp_addresses_get_distinct_free_ports() -> None:
     ports = [int(prepared.address(k).rsplit(":", 1)[1]) for k in prepared.address_keys()]
     assert len(set(ports)) == len(ports) == 8
     assert prepared.address("raw_records", 1).startswith("tcp://127.0.0.1:")
+
+
+@pytest.mark.parametrize(("spelling", "seconds"), [
+    (3, 3.0), (2.5, 2.5), ("3", 3.0), ("3s", 3.0), ("500ms", 0.5), ("2m", 120.0),
+    (" 1.5 s ", 1.5), ("1h", 3600.0), ("2min", 120.0),
+])  # fmt: skip
+def test_durations_accept_every_spelling(spelling: object, seconds: float) -> None:
+    config = UserConfig.build(benchmark_duration=spelling, benchmark_grace_period=spelling)
+    assert config.benchmark_duration == config.benchmark_grace_period == seconds
+
+
+@pytest.mark.parametrize(("values", "message"), [
+    ({"request_count": 0}, r"request_count: Input should be greater than or equal to 1"),
+    ({"benchmark_duration": 0}, r"benchmark_duration: Input should be greater than 0"),
+    ({"benchmark_duration": "-3s"}, r"benchmark_duration: .*not a duration"),
+    ({"benchmark_duration": "3 fortnights"}, r"benchmark_duration: .*not a duration"),
+    ({"benchmark_duration": float("inf")}, r"benchmark_duration: Input should be a finite"),
+    ({"benchmark_duration": True}, r"benchmark_duration: .*not a duration"),
+    ({"benchmark_grace_period": "soon"}, r"benchmark_grace_period: .*not a duration"),
+])  # fmt: skip
+def test_a_run_that_would_check_nothing_is_refused_naming_the_key(
+    values: dict, message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        UserConfig.build(**values)
+
+
+def test_an_override_re_derives_what_was_derived_and_is_validated() -> None:
+    base = UserConfig(url="http://127.0.0.1:9", api_key="sk-keep")
+    assert base.resolved_concurrency() == 1  # nothing paces it: one at a time
+    rated = base.with_overrides(request_rate=20)
+    assert rated.concurrency is None and rated.resolved_concurrency() is None
+    assert rated.resolved_timing_strategy() == "request_rate"
+    assert rated.api_key is not None and rated.api_key.get_secret_value() == "sk-keep"
+    assert rated.url == base.url
+    with pytest.raises(ConfigError, match=r"request_rate: Input should be greater than 0"):
+        base.with_overrides(request_rate=-1)
+    with pytest.raises(ConfigError, match=r"unknown key 'concurency'"):
+        base.with_overrides(concurency=3)
+
+
+def test_safe_dump_masks_url_userinfo_and_every_credential_like_header() -> None:
+    headers = {"Authorization": "a1", "X-API-KEY": "a2", "x-auth-token": "a3",
+               "Cookie": "a4", "X-Client-Secret": "a5", "Proxy-Authorization": "a6",
+               "Accept": "text/plain", "X-Trace": "t"}
+    config = UserConfig(url="http://user:pa55@127.0.0.1:8000/v1", headers=headers,
+                        api_key="sk-k")
+    dumped = config.safe_dump()
+    text = str(dumped)
+    for secret in ("a1", "a2", "a3", "a4", "a5", "a6", "pa55", "user:", "sk-k"):
+        assert f"'{secret}" not in text and secret + "@" not in text
+    assert dumped["url"] == "http://***@127.0.0.1:8000/v1"
+    assert dumped["headers"]["Accept"] == "text/plain" and dumped["headers"]["X-Trace"] == "t"
+    for shown in (repr(config), str(config)):
+        assert "pa55" not in shown and "sk-k" not in shown
+
+
+def test_config_errors_never_echo_the_api_key_or_url_password() -> None:
+    with pytest.raises(ConfigError) as info:
+        UserConfig.build(api_key=12345678, url="http://u:pa55@h/v1", concurrency=0)
+    assert "12345678" not in str(info.value) and "pa55" not in str(info.value)
+    with pytest.raises(ConfigError) as info:
+        UserConfig.build(url=["http://u:pa55@h/v1"], headers={"X-Api-Key": 77777})
+    assert "pa55" not in str(info.value) and "77777" not in str(info.value)
+    # Inside the mesh, a config that fails a model-level check: pydantic's own text would
+    # repeat the whole input, key included.
+    wire = {"api_key": "sk-wire-secret", "custom_dataset_type": "single_turn"}
+    with pytest.raises(ConfigError, match="custom_dataset_type needs input_file") as info:
+        UserConfig.from_wire(wire)
+    assert "sk-wire-secret" not in str(info.value)
+
+
+def test_run_deadlines_never_grow_with_the_request_count() -> None:
+    service = ServiceConfig(result_timeout_margin=5)
+    many = UserConfig(request_count=100_000, concurrency=1, request_timeout_seconds=600)
+    assert run_deadline(many, service) is None  # bounded by the stall rule instead
+    assert stall_timeout(many, service) == 605
+    assert stall_timeout(many, service) == stall_timeout(
+        many.with_overrides(request_count=1), service)
+    timed = UserConfig(benchmark_duration="10s", benchmark_grace_period="2s")
+    assert run_deadline(timed, service) == 17
+    capped = ServiceConfig(result_timeout_margin=5, max_run_seconds=3)
+    assert run_deadline(timed, capped) == run_deadline(many, capped) == 3

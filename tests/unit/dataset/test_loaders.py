@@ -57,7 +57,15 @@ def test_single_turn_reads_text_lengths_timestamps_and_extra(tmp_path: Path) -> 
     ("{not json", r"data.jsonl:2: invalid JSON"),
     ('{"prompt": "x"}', r"data.jsonl:2: unknown field\(s\) \['prompt'\]"),
     ('{"output_length": 3}', r"data.jsonl:2: missing field 'text'"),
-    ('{"text": "x", "output_length": 0}', r"data.jsonl:2: output_length must be a positive"),
+    ('{"text": "x", "output_length": 0}',
+     r"data.jsonl:2: field 'output_length' must be between 1 and"),
+    ('{"text": "x", "output_length": "12"}',
+     r"data.jsonl:2: field 'output_length' must be an integer \('12'\)"),
+    ('{"text": "x", "timestamp": "soon"}', r"data.jsonl:2: field 'timestamp' must be a number"),
+    ('{"text": "x", "timestamp": NaN}', r"data.jsonl:2: field 'timestamp' must be a finite"),
+    ('{"text": 5}', r"data.jsonl:2: field 'text' has the wrong type \(5\)"),
+    ('{"text": "\\ud800"}', r"data.jsonl:2: contains an unpaired surrogate"),
+    ('{"text": "x", "extra": []}', r"data.jsonl:2: field 'extra' must be an object"),
     ('["x"]', r"data.jsonl:2: expected a JSON object per line"),
 ])  # fmt: skip
 def test_single_turn_errors_name_file_and_line(tmp_path: Path, line: str, message: str) -> None:
@@ -81,11 +89,46 @@ def test_mooncake_prompts_share_prefix_blocks_by_hash_id(tmp_path: Path) -> None
     assert (first.timestamp_ms, second.timestamp_ms) == (0, 100)
 
 
-def test_mooncake_errors_name_file_and_line(tmp_path: Path) -> None:
-    path = write(tmp_path, ['{"timestamp": 0, "input_length": 3}',
-                            '{"timestamp": 1, "input_length": "long"}'])
-    with pytest.raises(ConfigError, match=r"data.jsonl:2: field 'input_length' has the wrong"):
+@pytest.mark.parametrize(("line", "message"), [
+    ('{"timestamp": 1, "input_length": "long"}', r"field 'input_length' must be an integer"),
+    ('{"timestamp": 1, "input_length": 3, "output_length": "12"}',
+     r"field 'output_length' must be an integer \('12'\)"),
+    ('{"timestamp": 1, "input_length": 3, "output_length": -3}',
+     r"field 'output_length' must be between 1 and \d+ \(got -3\)"),
+    ('{"timestamp": 1, "input_length": 3, "output_length": 2.5}',
+     r"field 'output_length' must be an integer"),
+    ('{"timestamp": "0", "input_length": 3}', r"field 'timestamp' must be a number"),
+    ('{"timestamp": 1}', r"missing field 'input_length'"),
+    ('{"input_length": 3, "hash_ids": [-1]}', r"field 'hash_ids' must be a list of non-neg"),
+    ('{"input_length": 3, "hash_ids": 7}', r"field 'hash_ids' must be a list"),
+    ('{"input_length": 99999999999}', r"field 'input_length' must be between 1 and"),
+    ('"a string"', r"expected a JSON object per line"),
+])  # fmt: skip
+def test_mooncake_errors_name_file_line_and_field(tmp_path: Path, line: str,
+                                                  message: str) -> None:
+    path = write(tmp_path, ['{"timestamp": 0, "input_length": 3}', line])
+    with pytest.raises(ConfigError, match=r"/data.jsonl:2: " + message):
         MooncakeTraceLoader(UserConfig(input_file=path), TOKENIZER).load()
+
+
+def test_bad_utf8_is_named_by_line(tmp_path: Path) -> None:
+    path = tmp_path / "data.jsonl"
+    path.write_bytes(b'{"text": "ok"}\n{"text": "caf\xe9"}\n')
+    with pytest.raises(ConfigError, match=r"data.jsonl:2: not valid UTF-8"):
+        SingleTurnLoader(UserConfig(input_file=str(path)), TOKENIZER).load()
+
+
+def test_a_byte_order_mark_on_the_first_line_is_accepted(tmp_path: Path) -> None:
+    path = tmp_path / "data.jsonl"
+    path.write_bytes(b'\xef\xbb\xbf{"text": "ok"}\n')
+    assert SingleTurnLoader(UserConfig(input_file=str(path)), TOKENIZER).load()[0].text == "ok"
+
+
+def test_errors_show_the_absolute_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write(tmp_path, ['{"nope": 1}'])
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match=rf"^{tmp_path}/data.jsonl:1: "):
+        SingleTurnLoader(UserConfig(input_file="data.jsonl"), TOKENIZER).load()
 
 
 def test_a_missing_input_file_is_named(tmp_path: Path) -> None:

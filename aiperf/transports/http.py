@@ -212,7 +212,9 @@ class HttpTransport:
             elif streaming:
                 await self._read_stream(response, record)
             else:
-                data = await response.read()
+                # The stream, not response.read(): that would fire one more trace event
+                # per request for nothing (the connection is released on exit either way).
+                data = await response.content.read()
                 # Stamped after the read: the body's last byte, not its headers.
                 record.chunks.append((_perf_ns(), data))
 

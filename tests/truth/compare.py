@@ -1,0 +1,237 @@
+"""Compare what a run reported with a case's truth; every mismatch is one line, measured vs truth.
+
+Every path (the Python API, the CLI's artifacts, a pytest run) is read into the same two
+shapes, AIPerf's: ``summary`` as in ``profile_export_aiperf.json`` (a metric tag to its
+statistics in display units) and ``records`` as in ``profile_export.jsonl`` (one dict per
+request, ``metrics`` holding ``{"value", "unit"}``). So one checker serves them all.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from tests.harness.reference_servers import ServerStats
+from tests.truth.cases import (
+    EARLY_MS,
+    NEAR_ZERO_MS,
+    TOLERANCE,
+    Case,
+    Exact,
+    Expectation,
+    NearZero,
+    Time,
+    ZeroOrAbsent,
+)
+
+# Derived numbers recomputed from the run's own figures must agree to rounding only.
+REL_EXACT = 1e-6
+# benchmark_duration against the records' own start and end stamps: the two may be read at
+# slightly different points of a request's end.
+DURATION_SLACK_MS = 2.0
+
+
+def check_run(case: Case, concurrency: int, requests: int, summary: dict[str, Any],
+              records: Sequence[dict[str, Any]], server: ServerStats | None) -> list[str]:
+    """Every way a run of ``requests`` at ``concurrency`` disagrees with the truth (empty:
+    it agrees). ``server`` is what the server saw during the run, if known."""
+    profiling = [r for r in records if r["metadata"].get("benchmark_phase") == "profiling"]
+    problems = _check_accounting(requests, profiling, server)
+    for tag, expected in case.per_request().items():
+        problems += _check_per_request(tag, expected, summary, profiling, concurrency)
+    for tag in case.absent:
+        if tag in summary:
+            problems.append(f"{tag}: reported ({_stats(summary[tag])}), but this case has none")
+    for tag, expected in case.run_level(requests).items():
+        problems += _check_scalar(tag, expected, summary)
+    problems += _check_throughputs(case, concurrency, requests, summary, profiling)
+    problems += _check_identities(profiling)
+    if server is not None:
+        problems += _check_reuse(profiling, server)
+    return problems
+
+
+def _stats(entry: dict[str, Any]) -> str:
+    shown = {k: entry[k] for k in ("min", "p50", "max", "avg", "count") if k in entry}
+    return ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}"
+                     for k, v in shown.items())
+
+
+def _value(record: dict[str, Any], tag: str) -> Any:
+    metric = record.get("metrics", {}).get(tag)
+    return None if metric is None else metric["value"]
+
+
+def _check_accounting(n: int, profiling: Sequence[dict[str, Any]],
+                      server: ServerStats | None) -> list[str]:
+    problems = []
+    if len(profiling) != n:
+        problems.append(f"records: {len(profiling)} profiling records, truth {n}")
+    errors = [r["error"] for r in profiling if r.get("error")]
+    if errors:
+        problems.append(f"errors: {len(errors)} of {len(profiling)} requests failed, truth "
+                        f"none; first: {errors[0]}")
+    if server is not None and server.requests != n:
+        problems.append(f"the server answered {server.requests} requests, truth {n}")
+    return problems
+
+
+def _check_per_request(tag: str, expected: Expectation, summary: dict[str, Any],
+                       profiling: Sequence[dict[str, Any]], concurrency: int) -> list[str]:
+    entry = summary.get(tag)
+    if isinstance(expected, ZeroOrAbsent):
+        if entry is not None and (entry.get("max") or 0) != 0:
+            return [f"{tag}: {_stats(entry)}, truth 0 or not reported"]
+        return []
+    if entry is None:
+        return [f"{tag}: not reported, truth {_describe(expected, concurrency)}"]
+    count = entry.get("count")
+    values: list[float] = []
+    for record in profiling:
+        value = _value(record, tag)
+        if isinstance(value, list):
+            values += value
+        elif value is not None:
+            values.append(value)
+    problems = []
+    if isinstance(expected, Exact):
+        if entry.get("min") != expected.value or entry.get("max") != expected.value:
+            problems.append(f"{tag}: min {entry.get('min')}, max {entry.get('max')}, truth "
+                            f"{expected.value} for every request")
+        if count != len(profiling):
+            problems.append(f"{tag}: count {count}, truth {len(profiling)} (every request)")
+    elif isinstance(expected, NearZero):
+        limit = NEAR_ZERO_MS[concurrency]
+        if not entry.get("p50", math.inf) <= limit:
+            problems.append(f"{tag}: p50 {entry.get('p50')} ms, truth ~0 (within {limit} ms)")
+    else:
+        problems += _check_time(tag, expected, entry, concurrency)
+    if values and count is not None and len(values) != count:
+        problems.append(f"{tag}: the summary counts {count} values, the records hold "
+                        f"{len(values)}")
+    return problems
+
+
+def _describe(expected: Expectation, concurrency: int) -> str:
+    if isinstance(expected, Time):
+        return f"{expected.ms:.3f} ms ± {TOLERANCE[concurrency].of(expected.ms):.3f}"
+    if isinstance(expected, Exact):
+        return str(expected.value)
+    return f"~0 (within {NEAR_ZERO_MS[concurrency]} ms)"
+
+
+def _check_time(tag: str, expected: Time, entry: dict[str, Any], concurrency: int) -> list[str]:
+    problems = []
+    tolerance = TOLERANCE[concurrency].of(expected.ms)
+    if expected.with_setup:
+        tolerance += NEAR_ZERO_MS[concurrency]
+    p50 = entry.get("p50")
+    if p50 is None or abs(p50 - expected.ms) > tolerance:
+        problems.append(f"{tag}: p50 {p50} ms, truth {expected.ms:.3f} ms ± {tolerance:.3f} "
+                        f"({_stats(entry)})")
+    lowest = entry.get("min")
+    if expected.floor and lowest is not None and lowest < expected.ms - EARLY_MS:
+        problems.append(f"{tag}: min {lowest:.3f} ms, but no request can take less than "
+                        f"{expected.ms:.3f} ms (the server's schedule)")
+    return problems
+
+
+def _check_scalar(tag: str, expected: Expectation, summary: dict[str, Any]) -> list[str]:
+    entry = summary.get(tag)
+    value = None if entry is None else entry.get("avg")
+    if isinstance(expected, ZeroOrAbsent):
+        return [] if not value else [f"{tag}: {value}, truth 0 or not reported"]
+    assert isinstance(expected, Exact)
+    if value is None:
+        return [f"{tag}: not reported, truth {expected.value}"]
+    if value != expected.value:
+        return [f"{tag}: {value}, truth {expected.value}"]
+    return []
+
+
+def _check_throughputs(case: Case, concurrency: int, requests: int, summary: dict[str, Any],
+                       profiling: Sequence[dict[str, Any]]) -> list[str]:
+    """benchmark_duration is last response end - first request start (checked against the
+    records' own stamps and against the schedule's minimum); the throughputs are counts
+    over it."""
+    entry = summary.get("benchmark_duration")
+    if entry is None:
+        return ["benchmark_duration: not reported"]
+    duration = entry["avg"]
+    problems = []
+    lower = case.min_duration_s(concurrency, requests)
+    if duration < lower - EARLY_MS / 1000:
+        problems.append(f"benchmark_duration: {duration:.4f} s, but {requests} "
+                        f"requests of {case.latency_ms} ms at c={concurrency} take at least "
+                        f"{lower:.4f} s")
+    starts = [r["metadata"]["request_start_ns"] for r in profiling]
+    ends = [r["metadata"]["request_end_ns"] for r in profiling]
+    if starts and ends:
+        spanned = (max(ends) - min(starts)) / 1e9
+        if abs(duration - spanned) > DURATION_SLACK_MS / 1000:
+            problems.append(f"benchmark_duration: {duration:.4f} s, truth (last end - first "
+                            f"start of the records) {spanned:.4f} s")
+    if duration <= 0:
+        return problems
+    osl_sum = sum(_value(r, "output_sequence_length") or 0 for r in profiling)
+    expected = {"request_throughput": len(profiling) / duration}
+    if case.produces_tokens:
+        expected["output_token_throughput"] = osl_sum / duration
+    for tag, truth in expected.items():
+        got = summary.get(tag, {}).get("avg")
+        if got is None or not math.isclose(got, truth, rel_tol=REL_EXACT):
+            problems.append(f"{tag}: {got}, truth {truth:.4f} (count / benchmark_duration)")
+    return problems
+
+
+def _check_identities(profiling: Sequence[dict[str, Any]]) -> list[str]:
+    """What the definitions make equal within each request."""
+    problems: list[str] = []
+    for record in profiling:
+        if record.get("error"):
+            continue
+        v = {tag: m["value"] for tag, m in record.get("metrics", {}).items()}
+        where = f"request {record['metadata'].get('credit_id')}"
+        if {"inter_token_latency", "time_to_first_token", "output_sequence_length",
+                "request_latency"} <= set(v):
+            itl = (v["request_latency"] - v["time_to_first_token"]) / (
+                v["output_sequence_length"] - 1)
+            if not math.isclose(v["inter_token_latency"], itl, rel_tol=1e-6, abs_tol=1e-6):
+                problems.append(f"inter_token_latency: {v['inter_token_latency']:.4f} ms at "
+                                f"{where}, truth (latency - TTFT) / (OSL - 1) = {itl:.4f}")
+        parts = ("http_req_sending", "http_req_waiting", "http_req_receiving")
+        if "http_req_duration" in v and set(parts) <= set(v):
+            total = sum(v[p] for p in parts)
+            if abs(v["http_req_duration"] - total) > 0.01:
+                problems.append(f"http_req_duration: {v['http_req_duration']:.4f} ms at "
+                                f"{where}, truth sending + waiting + receiving = {total:.4f}")
+        parts = ("http_req_blocked", "http_req_dns_lookup", "http_req_connecting",
+                 "http_req_duration")
+        if "http_req_total" in v and set(parts) <= set(v):
+            total = sum(v[p] for p in parts)
+            if abs(v["http_req_total"] - total) > 0.01:
+                problems.append(f"http_req_total: {v['http_req_total']:.4f} ms at {where}, "
+                                f"truth blocked + dns + connecting + duration = {total:.4f}")
+        if {"output_token_count", "reasoning_token_count", "output_sequence_length"} <= set(v):
+            parts_sum = v["output_token_count"] + v["reasoning_token_count"]
+            if parts_sum != v["output_sequence_length"]:
+                problems.append(f"output_sequence_length: {v['output_sequence_length']} at "
+                                f"{where}, truth reasoning + output tokens = {parts_sum}")
+        if len(problems) >= 5:  # the same identity broken on every request says it once
+            break
+    return problems
+
+
+def _check_reuse(profiling: Sequence[dict[str, Any]], server: ServerStats) -> list[str]:
+    """Each connection the server accepted carried exactly one request that opened it."""
+    reused = [_value(r, "http_req_connection_reused") for r in profiling]
+    if any(v is None for v in reused):
+        missing = sum(v is None for v in reused)
+        return [f"http_req_connection_reused: missing on {missing} of {len(reused)} requests, "
+                f"truth 0 or 1 on each"]
+    opened = sum(1 for v in reused if v == 0)
+    if opened != server.connections:
+        return [f"http_req_connection_reused: {opened} requests on a new connection, truth "
+                f"{server.connections} (connections the server accepted)"]
+    return []

@@ -2,21 +2,28 @@
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import contextlib
 import json
+import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from aiperf.common.config import UserConfig
 from aiperf.common.hooks import on_init
 from aiperf.common.service import BaseComponentService
-from aiperf.errors import ConfigError, MeshError, ServiceFailedError
+from aiperf.errors import ConfigError, MeshError, MeshTimeoutError, ServiceFailedError
 from aiperf.mesh import Mesh
 from aiperf.mock_server import MockServerProcess
 from aiperf.plugin import PluginType
@@ -146,3 +153,142 @@ async def test_the_async_handle_starts_runs_and_stops() -> None:
         assert result.invariant["ok"]
         assert mesh.running
     assert not mesh.running
+
+
+@contextlib.contextmanager
+def silent_server() -> Iterator[str]:
+    """Accepts connections (the kernel completes the handshake) and never answers."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(256)
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+
+
+@pytest.mark.parametrize("load", [{"concurrency": 4}, {"request_rate": 40}],
+                         ids=["leases", "scheduled"])
+def test_a_timed_out_run_is_cancelled_everywhere_and_the_next_runs_are_exact(
+    load: dict, mock_server: MockServerProcess,
+) -> None:
+    with silent_server() as url, Mesh(workers=2, max_run_seconds=1.5) as mesh:
+        started = time.monotonic()
+        with pytest.raises(MeshTimeoutError, match=r"deadline of 1.5s; it was cancelled"):
+            mesh.run(url=url, request_count=400, request_timeout_seconds=60, **load)
+        assert time.monotonic() - started < 10
+        assert mesh.running  # the mesh survives a timed-out run
+        for _ in range(2):  # stale leases, credits, timers or records would show here
+            result = mesh.run(url=mock_server.url, request_count=40, **load)
+            assert result.invariant["ok"], result.invariant
+            assert result.invariant["credits_issued"] == 40
+            assert (result.request_count, result.error_count) == (40, 0)
+            assert sorted(r["metadata"]["credit_id"] for r in result.records) == list(range(40))
+
+
+def test_the_host_waits_on_the_controller_not_on_request_count_times_timeout() -> None:
+    """A run whose old deadline was hours long still ends when the controller stops
+    answering: the host's wait is the controller's heartbeat."""
+    with silent_server() as url:
+        mesh = Mesh(workers=1, command_timeout=3, heartbeat_interval=0.2).start()
+        try:
+            assert mesh.pid is not None
+            threading.Timer(1.0, os.kill, args=(mesh.pid, signal.SIGSTOP)).start()
+            started = time.monotonic()
+            with pytest.raises(MeshTimeoutError, match="no heartbeat"):
+                mesh.run(url=url, concurrency=1, request_count=1000,
+                         request_timeout_seconds=600)
+            assert time.monotonic() - started < 10
+        finally:
+            if mesh.pid is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(mesh.pid, signal.SIGCONT)
+            mesh.shutdown()
+
+
+def test_a_request_rate_override_does_not_keep_the_derived_concurrency_of_one() -> None:
+    with MockServerProcess(ttft_ms=150, tokens=2) as server, Mesh(workers=1) as mesh:
+        base = UserConfig(url=server.url, streaming=True)
+        assert base.resolved_concurrency() == 1
+        result = mesh.run(base, request_rate=50, arrival_pattern="constant", request_count=10)
+        assert result.invariant["ok"] and result.request_count == 10
+        spans = [(r["metadata"]["request_start_ns"], r["metadata"]["request_end_ns"])
+                 for r in result.records]
+        overlap = max(sum(1 for s, e in spans if s <= start < e) for start, _ in spans)
+        # 20 ms apart, 150 ms each: about 7 at once; with a cap of one, never more than 1.
+        assert overlap >= 3
+        with pytest.raises(ConfigError, match="request_rate: Input should be greater than 0"):
+            mesh.run(base, request_rate=0)
+
+
+def _controller_outlives_its_launching_thread(mesh: Mesh) -> None:
+    assert mesh.pid is not None
+    time.sleep(0.5)  # a parent-death signal tied to the exited thread fires at once
+    assert mesh.running, "the controller died with the thread that launched it"
+    result = mesh.run(timing_strategy="noop")
+    assert result.invariant["ok"]
+
+
+def test_the_async_handle_survives_asyncio_run_shutting_its_executor_down() -> None:
+    mesh = Mesh(workers=1)
+    try:
+        asyncio.run(mesh.astart())  # asyncio.run ends by joining its executor's threads
+        _controller_outlives_its_launching_thread(mesh)
+
+        async def run_again() -> bool:
+            return (await mesh.arun(timing_strategy="noop")).invariant["ok"]
+
+        assert asyncio.run(run_again())
+    finally:
+        mesh.shutdown()
+
+
+@pytest.mark.asyncio
+async def test_the_async_handle_survives_an_executor_thread_exiting_under_pytest_asyncio(
+) -> None:
+    mesh = Mesh(workers=1)
+    try:
+        with concurrent.futures.ThreadPoolExecutor(1) as executor:
+            await asyncio.get_running_loop().run_in_executor(executor, mesh.start)
+        # The executor's thread has exited.
+        await asyncio.to_thread(_controller_outlives_its_launching_thread, mesh)
+        assert (await mesh.arun(timing_strategy="noop")).invariant["ok"]
+    finally:
+        await mesh.ashutdown()
+
+
+def test_the_mock_server_outlives_the_thread_that_started_it_but_not_its_host() -> None:
+    server = MockServerProcess(tokens=2)
+    starter = threading.Thread(target=server.start)
+    starter.start()
+    starter.join(20)
+    try:
+        time.sleep(0.5)
+        assert server.pid is not None and wait_gone([server.pid], timeout=0) == [server.pid]
+        with Mesh(workers=1) as mesh:
+            assert mesh.run(url=server.url, request_count=3).request_count == 3
+    finally:
+        server.stop()
+
+
+def test_mesh_log_lines_go_to_python_logging(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="aiperf.mesh")
+    with Mesh(workers=1, log_level="INFO") as mesh:
+        mesh.run(timing_strategy="noop")
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and not any(
+        "mesh ready" in r.getMessage() for r in caplog.records
+    ):
+        time.sleep(0.05)
+    relayed = [r for r in caplog.records if r.name == "aiperf.mesh"]
+    assert any(r.levelno == logging.INFO and r.getMessage().startswith("aiperf.controller: "
+                                                                       "mesh ready")
+               for r in relayed), [r.getMessage() for r in relayed]
+
+
+def test_a_controller_that_crashes_names_its_traceback_in_the_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    broken = {"service": {"bogus": {"class": "no_such_module:Service"}}}
+    with pytest.raises(MeshError, match=r"controller exited with code 1 during start-up; its "
+                                        r"last output:\n(.|\n)*PluginError: host: service.bogus"):
+        Mesh(workers=1, runtime_plugins=broken).start()
+    assert any(r.name == "aiperf.mesh" and "Traceback" in r.getMessage()
+               for r in caplog.records)

@@ -61,7 +61,7 @@ class RawRecord(msgspec.Struct, array_like=True):
 
     ``start_ns`` is when the connection was in hand, right before the request was written
     (pool wait and connection set-up excluded: those are ``blocked_ns``, ``dns_ns`` and
-    ``connecting_ns``); ``sent_ns`` when its last byte was handed to the socket;
+    ``connecting_ns``); ``sent_ns`` when its last chunk was being written;
     ``response_ns`` when the status line and headers had arrived. ``reused`` is 1 when the
     connection came from the pool, 0 when it was opened for this request, -1 unknown
     (a transport that does not trace)."""

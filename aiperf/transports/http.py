@@ -14,7 +14,8 @@ What ``send`` records in the ``RawRecord`` (all ``perf_counter_ns``):
   lookup and TCP connect, which are recorded on their own (``blocked_ns``, ``dns_ns``,
   ``connecting_ns``, and ``reused``) from aiohttp's trace hooks (``trace.py``). A request
   that fails before it has a connection starts when ``send`` was called.
-- ``sent_ns``: the request's last byte handed to the socket.
+- ``sent_ns``: aiohttp starts writing the request's last chunk (one write for headers
+  and a small body; draining a larger one is not seen).
 - ``response_ns``: status line and headers received (the first response byte, as far as
   aiohttp lets us see it).
 - one ``(timestamp, bytes)`` per network read; a non-streamed body is one read, stamped

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
+import os
+import signal
 import subprocess
 import sys
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -96,3 +103,96 @@ def test_rate_mode_reports_achieved_rate_and_schedule_lag(
                   "--output-artifact-dir", str(tmp_path))
     assert proc.returncode == 0, proc.stderr
     assert "requests/s of 40 scheduled; schedule lag (credit to start) p50" in proc.stdout
+
+
+class _KeyCheckingHandler(BaseHTTPRequestHandler):
+    """A chat endpoint that answers only the Bearer token ``expected``."""
+
+    expected = ""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        ok = self.headers.get("Authorization") == f"Bearer {self.expected}"
+        body = json.dumps({"choices": [{"index": 0, "message": {"role": "assistant",
+                                                                 "content": "hi there"},
+                                        "finish_reason": "stop"}]} if ok
+                          else {"error": "bad key"}).encode()
+        self.send_response(200 if ok else 401)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        return
+
+
+@contextlib.contextmanager
+def key_checking_server(expected: str) -> Iterator[str]:
+    handler = type("Handler", (_KeyCheckingHandler,), {"expected": expected})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize("variable", ["AIPERF_API_KEY", "OPENAI_API_KEY"])
+def test_the_api_key_comes_from_the_environment_and_is_never_shown(
+    variable: str, tmp_path: Path
+) -> None:
+    secret = "sk-from-the-environment-42"
+    env = {k: v for k, v in os.environ.items() if k not in {"AIPERF_API_KEY", "OPENAI_API_KEY"}}
+    with key_checking_server(secret) as url:
+        proc = subprocess.run(
+            [sys.executable, "-m", "aiperf", "profile", "-u", url, "--request-count", "3",
+             "--output-artifact-dir", str(tmp_path)],
+            capture_output=True, text=True, timeout=120, env={**env, variable: secret})
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert "3 of 3 requests succeeded" in proc.stdout
+        assert secret not in proc.stdout + proc.stderr
+        for path in tmp_path.iterdir():
+            assert secret not in path.read_text()
+        without = subprocess.run(
+            [sys.executable, "-m", "aiperf", "profile", "-u", url, "--request-count", "2",
+             "--output-artifact-dir", str(tmp_path / "without")],
+            capture_output=True, text=True, timeout=120, env=env)
+    assert without.returncode == 3  # the server refused every request: no key was sent
+
+
+def test_ctrl_c_writes_the_partial_results_and_exits_130(tmp_path: Path) -> None:
+    out = tmp_path / "art"
+    with MockServerProcess(ttft_ms=40, itl_ms=10, tokens=10) as server:
+        cli = subprocess.Popen(
+            [sys.executable, "-m", "aiperf", "profile", "-u", server.url, "--streaming",
+             "--concurrency", "4", "--request-count", "100000",
+             "--output-artifact-dir", str(out)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            start_new_session=True)  # its own group, as a shell gives a foreground job
+        try:
+            time.sleep(4.0)  # the mesh starts (about a second) and requests complete
+            assert cli.poll() is None, cli.communicate()
+            os.killpg(cli.pid, signal.SIGINT)  # what Ctrl-C at a terminal sends
+            _, stderr = cli.communicate(timeout=60)
+        finally:
+            if cli.poll() is None:
+                cli.kill()
+                cli.wait(5)
+    assert cli.returncode == 130, stderr
+    assert "interrupted; partial results written" in stderr
+    summary = json.loads((out / "profile_export_aiperf.json").read_text())
+    assert summary["was_cancelled"] is True
+    lines = (out / "profile_export.jsonl").read_text().splitlines()
+    completed = summary["request_count"]["avg"]
+    assert 10 <= completed < 100000
+    records = [json.loads(line) for line in lines]
+    ids = sorted(r["metadata"]["credit_id"] for r in records)
+    assert ids == list(range(len(ids)))  # every issued credit has exactly one record
+    errors = [r for r in records if "error" in r]
+    assert len(records) == completed + len(errors)
+    # What was in flight at Ctrl-C is a cancellation error, not a success or a loss.
+    assert all(r["error"]["type"] == "RequestCancellationError" for r in errors)
+    assert 1 <= len(errors) <= 4

@@ -1,4 +1,5 @@
-"""``python -m aiperf.mock_server '<MockServerConfig JSON>'``: used by MockServerProcess."""
+"""``python -m aiperf.mock_server '<MockServerConfig JSON>' [<responders>]``: what
+MockServerProcess runs. The optional second argument is ``encode_responders``' output."""
 
 from __future__ import annotations
 
@@ -7,9 +8,15 @@ import sys
 
 from aiperf.common.process import die_with_parent, run_event_loop
 from aiperf.mock_server.config import MockServerConfig
-from aiperf.mock_server.server import serve_forever
+from aiperf.mock_server.server import decode_responders, serve_forever
 
 if __name__ == "__main__":
     parent = os.environ.get("AIPERF_PARENT_PID")
     die_with_parent(int(parent) if parent else None)
-    run_event_loop(serve_forever(MockServerConfig.model_validate_json(sys.argv[1])))
+    try:
+        config = MockServerConfig.model_validate_json(sys.argv[1])
+        responders = decode_responders(sys.argv[2] if len(sys.argv) > 2 else "")
+    except Exception as exc:  # the parent shows this line in its error
+        print(f"cannot start: {type(exc).__name__}: {exc}", flush=True)
+        sys.exit(2)
+    run_event_loop(serve_forever(config, responders))

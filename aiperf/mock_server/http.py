@@ -18,12 +18,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
+import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http import HTTPStatus
 
 import httptools
+
+from aiperf.mock_server.timer import LoopTimer, PauseTimer
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,10 @@ Step = Reply | StreamStart | bytes | float | object
 Handler = Callable[[Request], Iterator[Step]]
 
 
+# How far behind its deadlines a stream may be and still catch up (see _run_later).
+CATCH_UP_S = 0.002
+
+
 def _head(status: int, headers: dict[str, str], keep_alive: bool) -> bytes:
     lines = [f"HTTP/1.1 {status} {HTTPStatus(status).phrase}", "Server: aiperf-mock"]
     lines.extend(f"{name}: {value}" for name, value in headers.items())
@@ -64,9 +72,11 @@ def _head(status: int, headers: dict[str, str], keep_alive: bool) -> bytes:
 class HttpProtocol(asyncio.Protocol):
     """One connection. Requests are answered one after the other, in arrival order."""
 
-    def __init__(self, handler: Handler, connections: set[HttpProtocol]) -> None:
+    def __init__(self, handler: Handler, connections: set[HttpProtocol],
+                 timer: PauseTimer | None = None) -> None:
         self._handler = handler
         self._connections = connections
+        self._timer: PauseTimer = timer or LoopTimer()
         self._parser = httptools.HttpRequestParser(self)
         self._transport: asyncio.Transport | None = None
         self._url = b""
@@ -83,6 +93,11 @@ class HttpProtocol(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
         self._connections.add(self)
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            # Without it Nagle holds a small chunk until the client's delayed ACK: ~40 ms
+            # added to a first token that follows the stream's headers.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._connections.discard(self)
@@ -171,13 +186,19 @@ class HttpProtocol(asyncio.Protocol):
         return True
 
     async def _run_later(self, pause: float, steps: Iterator[Step], keep_alive: bool) -> None:
+        # Pauses are kept against a running deadline rather than slept one after another,
+        # so the time spent writing a chunk does not add up over a stream's tokens.
+        due = time.monotonic() + pause
         try:
-            await asyncio.sleep(pause)
+            await self._timer.sleep_until(due)
             for step in steps:
                 if isinstance(step, float):
                     if step > 0:
                         self._flush()
-                        await asyncio.sleep(step)
+                        # Behind by more than CATCH_UP_S (a slow reader): start over
+                        # from now rather than burst the late chunks out back to back.
+                        due = max(due + step, time.monotonic() + step - CATCH_UP_S)
+                        await self._timer.sleep_until(due)
                 elif not self._apply(step, keep_alive):
                     break
                 elif self._writable is not None:

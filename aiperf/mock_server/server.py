@@ -10,8 +10,10 @@ as a sequence of steps (see there).
 from __future__ import annotations
 
 import asyncio
+import base64
 import itertools
 import os
+import pickle
 import random
 import signal
 import socket
@@ -34,6 +36,7 @@ from aiperf.mock_server.responders import (
     Responder,
     token_texts,
 )
+from aiperf.mock_server.timer import PauseTimer, pause_timer
 
 _DONE = b"data: [DONE]\n\n"
 _HEALTH = msgspec.json.encode({"status": "ok"})
@@ -56,6 +59,7 @@ class MockServer:
         self._ids = itertools.count(1)
         self._server: asyncio.Server | None = None
         self._connections: set[HttpProtocol] = set()
+        self._timer: PauseTimer | None = None
         self.port = self.config.port
         self.requests_served = 0
 
@@ -72,8 +76,11 @@ class MockServer:
         sock.bind((self.config.host, self.config.port))
         self.port = sock.getsockname()[1]
         loop = asyncio.get_running_loop()
+        self._timer = pause_timer(loop)
+        timer = self._timer
         self._server = await loop.create_server(
-            lambda: HttpProtocol(self.answer, self._connections), sock=sock, backlog=1024)
+            lambda: HttpProtocol(self.answer, self._connections, timer), sock=sock,
+            backlog=1024)
         return self.url
 
     async def stop(self) -> None:
@@ -83,6 +90,9 @@ class MockServer:
                 connection.close()
             await asyncio.wait_for(self._server.wait_closed(), 5)
             self._server = None
+        if self._timer is not None:
+            self._timer.close()
+            self._timer = None
 
     # -- what to answer ---------------------------------------------------------------
 
@@ -208,24 +218,43 @@ class MockServerThread:
 
 
 class MockServerProcess:
-    """The mock server as a child process; it dies with its parent."""
+    """The mock server as a child process; it dies with its parent.
 
-    def __init__(self, config: MockServerConfig | None = None, **overrides: Any) -> None:
+    Its own interpreter keeps its timing honest: on a thread of the process that also runs
+    the test session, its pauses wait on that process's other work. ``responders`` travel
+    to the child pickled, so their classes must be importable there (the child gets this
+    process's ``sys.path``)."""
+
+    def __init__(self, config: MockServerConfig | None = None,
+                 responders: list[Responder] | None = None, **overrides: Any) -> None:
         base = config or MockServerConfig()
         self.config = base.model_copy(update=overrides) if overrides else base
+        self._responders = encode_responders(responders or [])
         self._process: subprocess.Popen[bytes] | None = None
         self.url = ""
 
-    def start(self, timeout: float = 15.0) -> str:
-        env = dict(os.environ, AIPERF_PARENT_PID=str(os.getpid()))
+    def launch(self) -> MockServerProcess:
+        """Start the child and return at once; ``wait_url`` waits until it listens."""
+        env = dict(os.environ, AIPERF_PARENT_PID=str(os.getpid()),
+                   PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "aiperf.mock_server", self.config.model_dump_json()],
+            [sys.executable, "-m", "aiperf.mock_server", self.config.model_dump_json(),
+             self._responders],
             stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, env=env,
         )
-        assert self._process.stdout is not None
+        return self
+
+    def wait_url(self, timeout: float = 15.0) -> str:
+        if self.url:
+            return self.url
+        if self._process is None:
+            self.launch()
+        assert self._process is not None and self._process.stdout is not None
         deadline = time.monotonic() + timeout
         line = b""
         while time.monotonic() < deadline:
+            # A child that neither listens nor exits is caught by the deadline: readline
+            # returns at the latest when the child dies (with us, or killed below).
             line = self._process.stdout.readline()
             if line.startswith(b"listening on "):
                 self.url = line.split()[-1].decode()
@@ -233,7 +262,11 @@ class MockServerProcess:
             if not line and self._process.poll() is not None:
                 break
         self.stop()
-        raise RuntimeError(f"mock server did not start: {line!r}")
+        raise RuntimeError(f"mock server did not start: {line.decode(errors='replace')!r}")
+
+    def start(self, timeout: float = 15.0) -> str:
+        self.launch()
+        return self.wait_url(timeout)
 
     def stop(self) -> None:
         if self._process is not None and self._process.poll() is None:
@@ -258,8 +291,32 @@ class MockServerProcess:
         self.stop()
 
 
-async def serve_forever(config: MockServerConfig) -> None:
-    server = MockServer(config)
+def encode_responders(responders: list[Responder]) -> str:
+    """Responders as one command-line argument (pickled, base64); a clear error when one
+    cannot travel to another process."""
+    if not responders:
+        return ""
+    for responder in responders:
+        try:
+            pickle.dumps(responder)
+        except (pickle.PicklingError, AttributeError, TypeError) as exc:
+            raise ValueError(
+                f"responder {type(responder).__qualname__} cannot be sent to the mock "
+                f"server's process ({exc}); define its class at the top level of an "
+                "importable module, and keep its attributes picklable") from None
+    return base64.b64encode(pickle.dumps(responders)).decode("ascii")
+
+
+def decode_responders(text: str) -> list[Responder]:
+    if not text:
+        return []
+    responders = pickle.loads(base64.b64decode(text))
+    return list(responders)
+
+
+async def serve_forever(config: MockServerConfig,
+                        responders: list[Responder] | None = None) -> None:
+    server = MockServer(config, responders)
     url = await server.start()
     print(f"listening on {url}", flush=True)
     stop = asyncio.Event()

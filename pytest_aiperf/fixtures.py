@@ -7,13 +7,20 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_aiperf.profile import LoadTestSpec, LoadTestSpecError, normalise_keys
-from pytest_aiperf.session import AIPerfSession
+from pytest_aiperf.profile import (
+    LoadTestSpec,
+    LoadTestSpecError,
+    normalise_keys,
+    pop_test_timeout,
+    resolve_paths,
+    validated_objectives,
+)
+from pytest_aiperf.session import AIPerfSession, LoadTestRecord
 from pytest_aiperf.slo import SLOError, Verdict, evaluate, format_table, parse_objectives
 
 if TYPE_CHECKING:
     from aiperf.mesh import Mesh
-    from aiperf.mock_server import MockServerThread
+    from aiperf.mock_server import MockServerProcess
     from aiperf.results import ProfileResult
 
 SESSION_KEY = pytest.StashKey[AIPerfSession]()
@@ -22,13 +29,23 @@ RESULT_KEY = pytest.StashKey["ProfileResult"]()
 
 
 class SLOBreach(AssertionError):
-    """One or more objectives were not met; the message is the verdict table."""
+    """One or more objectives were not met; the message is the verdict table (one per run
+    when the test ran more than one)."""
 
-    def __init__(self, verdicts: list[Verdict]) -> None:
+    def __init__(self, verdicts: list[Verdict],
+                 runs: list[tuple[str, list[Verdict]]] | None = None) -> None:
         self.verdicts = verdicts
         failed = sum(1 for v in verdicts if not v.passed)
-        super().__init__(f"{failed} of {len(verdicts)} objectives breached\n"
-                         f"{format_table(verdicts)}")
+        if runs and len(runs) > 1:
+            tables = "\n".join(f"{label}:\n{format_table(vs)}" for label, vs in runs)
+        else:
+            tables = format_table(verdicts)
+        super().__init__(f"{failed} of {len(verdicts)} objectives breached\n{tables}")
+
+    @classmethod
+    def of_records(cls, records: list[LoadTestRecord]) -> SLOBreach:
+        runs = [(r.label, r.verdicts) for r in records if r.verdicts]
+        return cls([v for _, vs in runs for v in vs], runs)
 
 
 def _session(config: pytest.Config) -> AIPerfSession:
@@ -64,51 +81,67 @@ def aiperf_result(request: pytest.FixtureRequest) -> ProfileResult:
     return result
 
 
-def record_properties(item: pytest.Item, result: ProfileResult) -> None:
+def record_properties(item: pytest.Item, result: ProfileResult, prefix: str = "aiperf") -> None:
     """Key metrics and verdicts as JUnit XML properties (``--junitxml``)."""
     for name in ("request_throughput", "request_error_rate", "time_to_first_token.p99",
                  "inter_token_latency.p50", "request_latency.p99", "output_token_throughput"):
         try:
-            item.user_properties.append((f"aiperf.{name}", round(result.metric(name), 4)))
+            item.user_properties.append((f"{prefix}.{name}", round(result.metric(name), 4)))
         except KeyError:
             continue
-    item.user_properties.append(("aiperf.request_count", result.request_count))
-    item.user_properties.append(("aiperf.error_request_count", result.error_count))
+    item.user_properties.append((f"{prefix}.request_count", result.request_count))
+    item.user_properties.append((f"{prefix}.error_request_count", result.error_count))
     for verdict in result.slo:
-        measured = "n/a" if verdict.measured is None else f"{verdict.measured:.4g}"
-        item.user_properties.append(
-            (f"aiperf.slo.{verdict.objective.key}",
-             f"{verdict.status} {measured} {verdict.objective.unit} "
-             f"({verdict.objective.text})"))
+        item.user_properties.append((f"{prefix}.slo.{verdict.objective.key}", str(verdict)))
 
 
 class AIPerfHelper:
-    """What the ``aiperf`` fixture gives a test: ad-hoc runs and checks."""
+    """What the ``aiperf`` fixture gives a test: ad-hoc runs and checks. Every run is a row
+    of the session's summary, and its objectives, like those checked with ``check``, decide
+    the test's outcome even when the test catches the failure."""
 
     def __init__(self, request: pytest.FixtureRequest) -> None:
         self._request = request
 
     def run(self, **profile: Any) -> ProfileResult:
-        """Run a profile (the marker's keys) on the session mesh and return its result."""
+        """Run a profile (the marker's keys, ``slo`` and ``test_timeout`` included) on the
+        session mesh and return its result."""
         item = self._request.node
         session = _session(self._request.config)
-        base = session.settings.profile_base()
         slo = profile.pop("slo", None)
-        spec = LoadTestSpec({**base, **normalise_keys(profile)},
-                            parse_objectives(slo) if slo else [])
-        spec.user_config()  # raises ConfigError naming the key before any load is sent
-        return session.run(item, spec)
+        try:
+            test_timeout = pop_test_timeout(profile)
+            values = {**session.settings.profile_base(),
+                      **resolve_paths(normalise_keys(profile), item.path.parent)}
+            config = LoadTestSpec(values).user_config()  # ConfigError before any load
+            objectives = validated_objectives(config, values, slo)
+        except (LoadTestSpecError, SLOError) as exc:
+            raise pytest.UsageError(f"aiperf.run: {exc}") from None
+        spec = LoadTestSpec(values, objectives, test_timeout)
+        result = session.run(item, spec)
+        prefix = "aiperf" if len(session.item_records(item.nodeid)) == 1 else (
+            f"aiperf.run{len(session.item_records(item.nodeid))}")
+        record_properties(item, result, prefix)
+        return result
 
     def check(self, result: ProfileResult, slo: dict[str, str]) -> list[Verdict]:
-        """Evaluate objectives; raise the same failure as the marker when one is breached."""
+        """Evaluate objectives; raise the same failure as the marker when one is breached.
+        The verdicts join the run's row, so a breach fails the test even if caught."""
         try:
             objectives = parse_objectives(slo)
         except SLOError as exc:
             raise pytest.UsageError(str(exc)) from None
         verdicts = evaluate(objectives, result)
-        record = _session(self._request.config).records.get(self._request.node.nodeid)
-        if record is not None:
-            record.verdicts = [*record.verdicts, *verdicts]
+        session = _session(self._request.config)
+        nodeid = self._request.node.nodeid
+        records = session.item_records(nodeid)
+        record = next((r for r in records if r.result is result), None)
+        if record is None:  # a result from elsewhere: it still counts for this test
+            record = LoadTestRecord(nodeid, "(checked result)", run=len(records) + 1,
+                                    result=result, outcome="ERROR",
+                                    sent=result.request_count + result.error_count)
+            session.records.append(record)
+        record.verdicts = [*record.verdicts, *verdicts]
         if not all(v.passed for v in verdicts):
             raise SLOBreach(verdicts)
         return verdicts
@@ -123,19 +156,21 @@ def aiperf(request: pytest.FixtureRequest) -> AIPerfHelper:
 
 
 class MockServerFactory:
+    """Starts mock servers, each in its own process (so its timing does not wait on the
+    test session's work); they stop when the test ends."""
+
     def __init__(self) -> None:
-        self.servers: list[MockServerThread] = []
+        self.servers: list[MockServerProcess] = []
 
     def __call__(self, responders: list[Any] | None = None, **behaviour: Any) -> str:
         """Start a mock endpoint (``MockServerConfig`` keys: ttft_ms, itl_ms, tokens,
-        error_rate, fault, ...; ``responders`` for other protocols) and return its URL; it
-        stops when the test ends."""
-        from aiperf.mock_server import MockServerThread
+        error_rate, fault, ...; ``responders`` for other protocols, instances of classes
+        defined at the top level of an importable module) and return its URL."""
+        from aiperf.mock_server import MockServerProcess
 
-        server = MockServerThread(responders=responders, **behaviour)
-        server.start()
+        server = MockServerProcess(responders=responders, **behaviour)
         self.servers.append(server)
-        return server.url
+        return server.start()
 
     def close(self) -> None:
         for server in self.servers:

@@ -1,9 +1,14 @@
 """Command-line options and ini keys, and the one place their precedence is decided.
 
 Every option ``--aiperf-X`` has an ini twin ``aiperf_X`` sharing one help text. For each
-setting the first of these that is set wins: command line, environment variable (only
-``AIPERF_API_KEY``), ini key, default. A profile key in a test's marker beats all of them
-(see ``pytest_aiperf.profile``).
+setting the first of these that is set wins: command line, environment variable (only the
+API key: ``AIPERF_API_KEY``, then ``OPENAI_API_KEY``), ini key, default. That holds for
+profile keys too: ``--aiperf-profile url=...`` beats the ini key ``aiperf_url``, and the
+flag ``--aiperf-url`` beats ``--aiperf-profile url=...``. A profile key in a test's marker
+beats all of them (see ``pytest_aiperf.profile``).
+
+Relative paths follow one rule: a command-line value is relative to the directory pytest
+was started in, an ini value to the ini file's directory (rootdir when there is none).
 """
 
 from __future__ import annotations
@@ -14,8 +19,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 
-API_KEY_ENV = "AIPERF_API_KEY"
+from pytest_aiperf.durations import parse_duration
+
+API_KEY_ENVS = ("AIPERF_API_KEY", "OPENAI_API_KEY")
 
 # name -> (help, kind); kind: "string", "bool", "linelist"
 OPTIONS: dict[str, tuple[str, str]] = {
@@ -23,21 +31,26 @@ OPTIONS: dict[str, tuple[str, str]] = {
             "string"),
     "model": ("model name sent in every request", "string"),
     "endpoint_type": ("endpoint plugin used when a test names none (default: chat)", "string"),
-    "api_key": (f"API key sent as a Bearer token (or set {API_KEY_ENV}); never printed",
-                "string"),
+    "api_key": (f"API key sent as a Bearer token (or set {' or '.join(API_KEY_ENVS)}); "
+                "never printed", "string"),
     "artifacts": ("write each load test's artifacts to DIR/<test>/ and DIR/summary.json",
                   "string"),
     "workers": ("worker processes of the mesh (default: half the cores, at least 1)",
                 "string"),
     "slo_file": ("YAML file of objectives per test node id pattern", "string"),
+    "test_timeout": ("deadline of each load test ('90s', '5m', 120); default derived from "
+                     "its profile. Requests are cut short to fit it, as error records",
+                     "string"),
     "disable": ("skip every load test (e.g. on a laptop)", "bool"),
     "profile": ("default for a profile key, KEY=VALUE (repeatable; ini: one per line)",
                 "linelist"),
 }
 
-
 METAVARS = {"url": "URL", "model": "NAME", "endpoint_type": "NAME", "api_key": "KEY",
-            "artifacts": "DIR", "workers": "N", "slo_file": "FILE"}
+            "artifacts": "DIR", "workers": "N", "slo_file": "FILE", "test_timeout": "DURATION"}
+# Settings that are also profile keys, in the order they are applied.
+_PROFILE_SETTINGS = ("model", "endpoint_type", "url")
+_PATH_PROFILE_KEYS = ("input_file", "tokenizer")
 
 
 def add_options(parser: pytest.Parser) -> None:
@@ -63,33 +76,37 @@ class Settings:
     url: str | None = None
     model: str | None = None
     endpoint_type: str | None = None
-    api_key: str | None = field(default=None, repr=False)
+    api_key: SecretStr | None = None  # SecretStr's repr masks it, everywhere it is shown
     artifacts: Path | None = None
     workers: int | None = None
     slo_file: Path | None = None
+    test_timeout: float | None = None
     disable: bool = False
     profile_defaults: dict[str, Any] = field(default_factory=dict)
 
     def profile_base(self) -> dict[str, Any]:
         """Profile keys every load test starts from (before its markers)."""
         base = dict(self.profile_defaults)
-        for key in ("model", "endpoint_type", "url"):
-            value = getattr(self, key)
-            if value:
-                base[key] = value
-        if self.api_key:
+        if self.api_key is not None:
             base["api_key"] = self.api_key
         return base
 
 
-def _get(config: pytest.Config, name: str) -> Any:
-    cli = config.getoption("aiperf_" + name)
-    if cli is not None:
-        return cli
-    if name == "api_key" and os.environ.get(API_KEY_ENV):
-        return os.environ[API_KEY_ENV]
-    value = config.getini("aiperf_" + name)
-    return value if value not in ("", None) else None
+class _Layer:
+    """Where a value came from, for precedence and for resolving relative paths."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.cli_dir = Path(config.invocation_params.dir)
+        inipath = config.inipath
+        self.ini_dir = Path(inipath).parent if inipath else Path(config.rootpath)
+
+    def cli(self, name: str) -> Any:
+        return self.config.getoption("aiperf_" + name)
+
+    def ini(self, name: str) -> Any:
+        value = self.config.getini("aiperf_" + name)
+        return value if value not in ("", None) else None
 
 
 def parse_profile_items(items: list[str], where: str) -> dict[str, Any]:
@@ -104,22 +121,67 @@ def parse_profile_items(items: list[str], where: str) -> dict[str, Any]:
     return out
 
 
+def _absolute(value: str | os.PathLike[str], base: Path) -> Path:
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else (base / path).resolve()
+
+
+def _profile_layer(items: list[str], where: str, base_dir: Path) -> dict[str, Any]:
+    profile = parse_profile_items(items, where)
+    for key in _PATH_PROFILE_KEYS:
+        if isinstance(profile.get(key), str):
+            profile[key] = str(_absolute(profile[key], base_dir))
+    return profile
+
+
+def _api_key(layer: _Layer) -> SecretStr | None:
+    raw = layer.cli("api_key")
+    if raw is None:
+        raw = next((os.environ[env] for env in API_KEY_ENVS if os.environ.get(env)), None)
+    if raw is None:
+        raw = layer.ini("api_key")
+    return SecretStr(str(raw)) if raw else None
+
+
 def resolve(config: pytest.Config) -> Settings:
-    workers = _get(config, "workers")
+    layer = _Layer(config)
+
+    def pick(name: str) -> Any:
+        value = layer.cli(name)
+        return value if value is not None else layer.ini(name)
+
+    def pick_path(name: str) -> Path | None:
+        value = layer.cli(name)
+        if value is not None:
+            return _absolute(value, layer.cli_dir)
+        value = layer.ini(name)
+        return _absolute(value, layer.ini_dir) if value is not None else None
+
+    workers = pick("workers")
     try:
         workers_n = int(workers) if workers is not None else None
     except ValueError:
         raise pytest.UsageError(f"--aiperf-workers: {workers!r} is not an integer") from None
-    profile = parse_profile_items(list(config.getini("aiperf_profile") or []), "aiperf_profile")
-    profile.update(parse_profile_items(config.getoption("aiperf_profile") or [],
-                                       "--aiperf-profile"))
-    artifacts = _get(config, "artifacts")
-    slo_file = _get(config, "slo_file")
-    disable = config.getoption("aiperf_disable") or config.getini("aiperf_disable")
+    timeout = pick("test_timeout")
+    try:
+        test_timeout = parse_duration(timeout, "aiperf_test_timeout") if timeout else None
+    except ValueError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    # Lowest first: ini profile lines, ini keys, command-line profile items, flags.
+    profile = _profile_layer(list(layer.ini("profile") or []), "aiperf_profile", layer.ini_dir)
+    profile.update({k: layer.ini(k) for k in _PROFILE_SETTINGS if layer.ini(k) is not None})
+    profile.update(_profile_layer(list(layer.cli("profile") or []), "--aiperf-profile",
+                                  layer.cli_dir))
+    profile.update({k: layer.cli(k) for k in _PROFILE_SETTINGS if layer.cli(k) is not None})
+    api_key = _api_key(layer)
+    if "api_key" in profile:  # a key given as a profile item is a secret all the same
+        raw = profile.pop("api_key")
+        api_key = api_key if layer.cli("api_key") else SecretStr(str(raw))
+    disable = layer.cli("disable") or config.getini("aiperf_disable")
     return Settings(
-        url=_get(config, "url"), model=_get(config, "model"),
-        endpoint_type=_get(config, "endpoint_type"), api_key=_get(config, "api_key"),
-        artifacts=Path(artifacts) if artifacts else None, workers=workers_n,
-        slo_file=Path(str(config.rootpath / slo_file)) if slo_file else None,
+        url=profile.get("url"), model=profile.get("model"),
+        endpoint_type=profile.get("endpoint_type"), api_key=api_key,
+        artifacts=pick_path("artifacts"), workers=workers_n,
+        slo_file=pick_path("slo_file"), test_timeout=test_timeout,
         disable=bool(disable), profile_defaults=profile,
     )

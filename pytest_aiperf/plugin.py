@@ -12,6 +12,8 @@ this module; the work is in the sibling modules (options, profile, slo, session,
 
 from __future__ import annotations
 
+import json
+import warnings
 from collections.abc import Generator
 from pathlib import Path
 from typing import Any
@@ -20,7 +22,6 @@ import pytest
 
 from pytest_aiperf import hooks as hookspecs
 from pytest_aiperf.fixtures import (
-    RESULT_KEY,
     SESSION_KEY,
     SPEC_KEY,
     SLOBreach,
@@ -30,9 +31,16 @@ from pytest_aiperf.fixtures import (
     aiperf_result,
 )
 from pytest_aiperf.options import add_options, resolve
-from pytest_aiperf.profile import MARKER, LoadTestSpecError, build_spec, load_slo_file
+from pytest_aiperf.profile import (
+    MARKER,
+    LoadTestSpecError,
+    build_spec,
+    load_slo_file,
+    pattern_matches,
+)
 from pytest_aiperf.report import BuiltinReporters, render_terminal
-from pytest_aiperf.session import AIPerfSession
+from pytest_aiperf.secrets import scrub_report
+from pytest_aiperf.session import AIPerfSession, LoadTestRecord
 from pytest_aiperf.slo import format_table
 
 __all__ = ["aiperf", "aiperf_mesh", "aiperf_mock_server", "aiperf_result"]
@@ -43,6 +51,10 @@ MARKER_HELP = (
     "slo={'time_to_first_token.p99': '< 250 ms'})"
 )
 _SLO_FILE_KEY = pytest.StashKey[list[tuple[str, dict[str, Any]]]]()
+_WORKER_RECORDS = "aiperf_records"  # key of config.workeroutput (pytest-xdist)
+# pytest-asyncio (a dependency) warns at start-up when its loop scope is unset, even in
+# sessions that never use asyncio; the plugin sets no scope, so it silences that warning.
+_ASYNCIO_SCOPE_WARNING = r'The configuration option "asyncio_default_fixture_loop_scope"'
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -53,12 +65,16 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
     pluginmanager.add_hookspecs(hookspecs)
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
+    warnings.filterwarnings("ignore", message=_ASYNCIO_SCOPE_WARNING,
+                            category=pytest.PytestDeprecationWarning)
     config.addinivalue_line("markers", MARKER_HELP)
     settings = resolve(config)
     config.stash[SESSION_KEY] = AIPerfSession(config, settings)
     config.stash[_SLO_FILE_KEY] = load_slo_file(settings.slo_file) if settings.slo_file else []
-    config.pluginmanager.register(BuiltinReporters(settings.artifacts), "aiperf-reporters")
+    if not _is_xdist_worker(config):  # the controller reports for every worker
+        config.pluginmanager.register(BuiltinReporters(settings.artifacts), "aiperf-reporters")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -110,28 +126,55 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
-    """Load tests ahead: boot the mesh now, while pytest gets on with other work."""
+    """Load tests ahead: boot the mesh (and the mock server, unless every load test names
+    its own url) now, while pytest gets on with other work."""
     state: AIPerfSession = session.config.stash[SESSION_KEY]
-    if (state.settings.disable or session.config.option.collectonly
-            or not any(SPEC_KEY in item.stash for item in session.items)):
+    specs = [item.stash[SPEC_KEY] for item in session.items if SPEC_KEY in item.stash]
+    _warn_unmatched_slo_patterns(session)
+    if state.settings.disable or session.config.option.collectonly or not specs:
         return
     state.launch_mesh()
+    if any("url" not in spec.profile for spec in specs):
+        state.launch_mock()
+
+
+def _warn_unmatched_slo_patterns(session: pytest.Session) -> None:
+    slo_file = session.config.stash[_SLO_FILE_KEY]
+    if not slo_file or _is_xdist_controller(session.config):
+        return  # the controller collects no items; its workers warn
+    for pattern, _ in slo_file:
+        if not any(pattern_matches(item.nodeid, pattern) for item in session.items):
+            warnings.warn(pytest.PytestWarning(
+                f"aiperf: SLO file pattern {pattern!r} matches no collected test; its "
+                "objectives are checked nowhere"), stacklevel=1)
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
-    """After the test body, check the objectives (all of them, every time)."""
+    """After the test body, every run of the test is judged: each objective of each run,
+    and those checked with ``aiperf.check``, even when the test caught the breach."""
+    session: AIPerfSession = item.config.stash[SESSION_KEY]
     try:
         outcome = yield
     except BaseException:
-        result = item.stash.get(RESULT_KEY, None)
-        if result is not None and result.slo:
-            item.add_report_section("call", "aiperf objectives", format_table(result.slo))
+        _add_sections(item, session.item_records(item.nodeid), tables=True)
         raise
-    result = item.stash.get(RESULT_KEY, None)
-    if result is not None and result.slo and not all(v.passed for v in result.slo):
-        raise SLOBreach(result.slo)
+    records = session.item_records(item.nodeid)
+    breached = any(not v.passed for r in records for v in r.verdicts)
+    _add_sections(item, records, tables=not breached)  # a breach's message has the tables
+    if breached:
+        raise SLOBreach.of_records(records)
     return outcome
+
+
+def _add_sections(item: pytest.Item, records: list[LoadTestRecord], tables: bool) -> None:
+    for record in records:
+        lines = []
+        if record.verdicts and tables:
+            lines.append(format_table(record.verdicts))
+        lines.extend(f"warning: {w}" for w in record.warnings)
+        if lines:
+            item.add_report_section("call", f"aiperf {record.label}", "\n".join(lines))
 
 
 @pytest.hookimpl(wrapper=True)
@@ -142,24 +185,40 @@ def pytest_runtest_makereport(
     error = call.excinfo.value if call.excinfo is not None else None
     if isinstance(error, SLOBreach) and report.failed:
         report.longrepr = f"aiperf: {error}"
-    elif report.failed and report.when == "setup" and _is_aiperf_error(error):
+    elif report.failed and _is_aiperf_error(error):
         # Our own errors say what happened; pytest's traceback through the plugin would not.
         report.longrepr = f"aiperf: {type(error).__name__}: {error}"
     session: AIPerfSession = item.config.stash[SESSION_KEY]
-    record = session.records.get(item.nodeid)
-    if record is None:
-        return report
-    if report.when == "setup" and report.failed:
-        record.outcome = "ERROR"
-        record.error = str(call.excinfo.value) if call.excinfo else "setup failed"
-    elif report.when == "setup" and report.skipped:
-        record.outcome = "SKIP"
+    scrub_report(report, session.secrets)
+    for record in session.item_records(item.nodeid):
+        _set_outcome(record, report)
+    return report
+
+
+def _set_outcome(record: LoadTestRecord, report: pytest.TestReport) -> None:
+    """A row's verdict is its test's outcome (a row whose own run failed says ERROR)."""
+    if report.when == "setup":
+        if report.failed:
+            record.outcome = "ERROR"
+            record.error = record.error or _first_line(report)
+        elif report.skipped:
+            record.outcome = "SKIP"
     elif report.when == "call":
         xfail = hasattr(report, "wasxfail")
-        record.outcome = "PASS" if report.passed and not xfail else "FAIL"
         if xfail:
             record.outcome = "XFAIL" if report.skipped else "XPASS"
-    return report
+        elif report.passed:
+            record.outcome = "PASS"
+        else:
+            record.outcome = "ERROR" if record.error else "FAIL"
+    elif report.failed:  # teardown
+        record.outcome = "ERROR"
+        record.error = record.error or _first_line(report)
+
+
+def _first_line(report: pytest.TestReport) -> str:
+    text = str(report.longrepr or "failed").strip()
+    return text.splitlines()[-1] if text else "failed"
 
 
 def _is_aiperf_error(error: BaseException | None) -> bool:
@@ -170,10 +229,29 @@ def _is_aiperf_error(error: BaseException | None) -> bool:
     return isinstance(error, AIPerfError)
 
 
+def _is_xdist_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+def _is_xdist_controller(config: pytest.Config) -> bool:
+    return bool(getattr(config.option, "dist", "no") != "no"
+                and getattr(config.option, "numprocesses", None)) and not _is_xdist_worker(
+        config)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    """pytest-xdist, on the controller: take in a finished worker's load-test records."""
+    raw = getattr(node, "workeroutput", {}).get(_WORKER_RECORDS)
+    if raw:
+        session: AIPerfSession = node.config.stash[SESSION_KEY]
+        session.records.extend(LoadTestRecord.from_dict(d) for d in json.loads(raw))
+
+
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
     session: AIPerfSession = config.stash[SESSION_KEY]
-    records = list(session.records.values())
-    if not records:
+    records = list(session.records)
+    if not records or _is_xdist_worker(config):
         return
     terminalreporter.write_sep("=", "aiperf load tests")
     for line in render_terminal(records, width=100):
@@ -191,6 +269,10 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     state: AIPerfSession | None = session.config.stash.get(SESSION_KEY, None)
     if state is None:
         return
-    session.config.hook.pytest_aiperf_report(session=session,
-                                             results=list(state.records.values()))
+    if _is_xdist_worker(session.config):
+        workeroutput = getattr(session.config, "workeroutput", None)
+        if workeroutput is not None:
+            workeroutput[_WORKER_RECORDS] = json.dumps([r.to_dict() for r in state.records])
+    else:
+        session.config.hook.pytest_aiperf_report(session=session, results=list(state.records))
     state.shutdown()

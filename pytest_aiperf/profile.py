@@ -4,20 +4,31 @@ Markers merge outward-in: module (``pytestmark``), then class, then function, ea
 an inner marker replacing the outer one, ``slo`` merged key by key. A parametrize argument
 named like a profile key (``concurrency``) sets that key for its case, so
 ``@pytest.mark.parametrize("concurrency", [1, 8, 32])`` is a ladder of three runs.
-Objectives from the SLO file come first; marker objectives override them.
+Objectives from the SLO file come first; marker objectives override them. A test with no
+objectives at all checks that its requests succeeded (``slo.implicit_objectives``).
+
+A relative ``input_file`` (or ``tokenizer``) in a marker is relative to the test file that
+names it; paths from options are made absolute in ``pytest_aiperf.options``.
 """
 
 from __future__ import annotations
 
 import fnmatch
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_aiperf.slo import Objective, SLOError, check_applicable, parse_objectives
+from pytest_aiperf.durations import parse_duration
+from pytest_aiperf.slo import (
+    Objective,
+    SLOError,
+    check_applicable,
+    check_goodput,
+    implicit_objectives,
+    parse_objectives,
+)
 
 if TYPE_CHECKING:
     from aiperf.common.config import UserConfig
@@ -27,8 +38,10 @@ if TYPE_CHECKING:
 
 MARKER = "aiperf"
 ALIASES = {"endpoint": "endpoint_type", "duration": "benchmark_duration"}
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|min)?\s*$")
-_DURATION_FACTORS = {"ms": 1e-3, "s": 1.0, None: 1.0, "m": 60.0, "min": 60.0}
+# Marker keys that belong to the plugin, not to the engine's profile.
+TEST_TIMEOUT = "test_timeout"
+_DURATION_KEYS = ("benchmark_duration", "benchmark_grace_period")
+_PATH_KEYS = ("input_file", "tokenizer")
 
 
 class LoadTestSpecError(Exception):
@@ -37,8 +50,9 @@ class LoadTestSpecError(Exception):
 
 @dataclass(frozen=True)
 class LoadTestSpec:
-    profile: dict[str, Any]
+    profile: dict[str, Any]  # an api_key in it is a SecretStr, so its repr shows no key
     objectives: list[Objective] = field(default_factory=list)
+    test_timeout: float | None = None  # seconds; None: derived from the profile
 
     def user_config(self) -> UserConfig:
         from aiperf.common.config import UserConfig
@@ -54,29 +68,49 @@ class LoadTestSpec:
         if p.get("concurrency") or not p.get("request_rate"):
             parts.append(f"c={p.get('concurrency', 1)}")
         if p.get("benchmark_duration"):
-            parts.append(f"{p['benchmark_duration']}s")
+            parts.append(f"{p['benchmark_duration']:g}s")
         else:
             parts.append(f"n={self.user_config().resolved_request_count()}")
         return " ".join(parts)
-
-
-def _duration(value: Any) -> Any:
-    if isinstance(value, str):
-        match = _DURATION.match(value)
-        if not match:
-            raise LoadTestSpecError(f"duration {value!r} is not a number of s, ms or m")
-        return float(match.group(1)) * _DURATION_FACTORS[match.group(2)]
-    return value
 
 
 def normalise_keys(values: dict[str, Any]) -> dict[str, Any]:
     out = {}
     for key, value in values.items():
         key = ALIASES.get(key, key)
-        if key == "benchmark_duration":
-            value = _duration(value)
+        if key in _DURATION_KEYS and value is not None and not (
+                key == "benchmark_grace_period" and value == 0):
+            try:
+                value = parse_duration(value, key)
+            except ValueError as exc:
+                raise LoadTestSpecError(str(exc)) from None
         out[key] = value
     return out
+
+
+def pop_test_timeout(values: dict[str, Any]) -> float | None:
+    """Take the plugin's ``test_timeout`` key out of marker or ``aiperf.run`` keywords."""
+    if TEST_TIMEOUT not in values:
+        return None
+    try:
+        return parse_duration(values.pop(TEST_TIMEOUT), TEST_TIMEOUT)
+    except ValueError as exc:
+        raise LoadTestSpecError(str(exc)) from None
+
+
+def resolve_paths(values: dict[str, Any], base_dir: Path) -> dict[str, Any]:
+    """Relative dataset paths, relative to ``base_dir``; a missing file is an error that
+    shows the absolute path looked at."""
+    for key in _PATH_KEYS:
+        value = values.get(key)
+        if isinstance(value, str | Path):
+            path = Path(value).expanduser()
+            path = path if path.is_absolute() else (base_dir / path).resolve()
+            if not path.is_file():
+                raise LoadTestSpecError(f"{key} {str(path)!r} does not exist (relative "
+                                        f"paths are relative to {base_dir})")
+            values[key] = str(path)
+    return values
 
 
 def load_slo_file(path: Path) -> list[tuple[str, dict[str, Any]]]:
@@ -97,12 +131,15 @@ def load_slo_file(path: Path) -> list[tuple[str, dict[str, Any]]]:
     return [(str(k), v) for k, v in data.items()]
 
 
+def pattern_matches(nodeid: str, pattern: str) -> bool:
+    return fnmatch.fnmatchcase(nodeid, pattern) or fnmatch.fnmatchcase(
+        nodeid.split("::", 1)[-1], pattern)
+
+
 def file_objectives(nodeid: str, slo_file: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
     merged: dict[str, Any] = {}
     for pattern, objectives in slo_file:
-        if fnmatch.fnmatchcase(nodeid, pattern) or fnmatch.fnmatchcase(
-            nodeid.split("::", 1)[-1], pattern
-        ):
+        if pattern_matches(nodeid, pattern):
             merged.update(objectives)
     return merged
 
@@ -115,10 +152,10 @@ def build_spec(item: pytest.Item, base: dict[str, Any],
         return None
     from aiperf.common.config import UserConfig
     from aiperf.errors import ConfigError
-    from aiperf.plugin import PluginType, plugins
 
     profile = dict(base)
     slo = file_objectives(item.nodeid, slo_file)
+    test_timeout = None
     for marker in reversed(markers):
         if marker.args:
             raise LoadTestSpecError("the aiperf marker takes keyword arguments only, "
@@ -128,18 +165,31 @@ def build_spec(item: pytest.Item, base: dict[str, Any],
         if not isinstance(marker_slo, dict):
             raise LoadTestSpecError(f"slo must be a dict, got {marker_slo!r}")
         slo.update(marker_slo)
-        profile.update(normalise_keys(kwargs))
+        test_timeout = pop_test_timeout(kwargs) or test_timeout
+        profile.update(resolve_paths(normalise_keys(kwargs), item.path.parent))
     callspec = getattr(item, "callspec", None)
     if callspec is not None:
         params = normalise_keys(dict(callspec.params))
         profile.update({k: v for k, v in params.items() if k in UserConfig.model_fields})
     try:
         config = UserConfig.build(where="profile", **profile)
-        objectives = parse_objectives(slo)
-        meta = plugins.get_metadata(PluginType.ENDPOINT, config.endpoint_type)
-        streams = config.streaming and bool(getattr(meta, "supports_streaming", False))
-        check_applicable(objectives, profile, streams,
-                         bool(getattr(meta, "produces_tokens", True)))
+        objectives = validated_objectives(config, profile, slo)
     except (ConfigError, SLOError) as exc:
         raise LoadTestSpecError(str(exc)) from None
-    return LoadTestSpec(profile, objectives)
+    if not objectives:
+        objectives = implicit_objectives(config.failed_request_threshold)
+    return LoadTestSpec(profile, objectives, test_timeout)
+
+
+def validated_objectives(config: UserConfig, profile: dict[str, Any],
+                         slo: dict[str, Any] | None) -> list[Objective]:
+    """Objectives parsed and checked against what this profile measures (SLOError)."""
+    from aiperf.plugin import PluginType, plugins
+
+    objectives = parse_objectives(slo)
+    meta = plugins.get_metadata(PluginType.ENDPOINT, config.endpoint_type)
+    streams = config.streaming and bool(getattr(meta, "supports_streaming", False))
+    tokens = bool(getattr(meta, "produces_tokens", True))
+    check_goodput(config.goodput, streams, tokens)
+    check_applicable(objectives, profile, streams, tokens)
+    return objectives

@@ -13,7 +13,8 @@ import pytest
 from pytest_aiperf.session import LoadTestRecord
 
 GITHUB_ENV = "GITHUB_STEP_SUMMARY"
-_COLUMNS = ("Test", "Profile", "req/s", "TTFT p99", "Lat p99", "Err %", "Verdict")
+_COLUMNS = ("Test", "Profile", "Sent", "req/s", "TTFT p99", "Lat p99", "Err %", "Verdict")
+_LEFT = (0, 1, 7)  # left-aligned columns
 
 
 def _cells(record: LoadTestRecord) -> tuple[str, ...]:
@@ -22,7 +23,8 @@ def _cells(record: LoadTestRecord) -> tuple[str, ...]:
     def fmt(name: str, spec: str) -> str:
         return format(m[name], spec) if name in m else "-"
 
-    return (record.nodeid.split("::", 1)[-1], record.profile,
+    return (record.label, record.profile, str(record.sent) if record.result or record.sent
+            else "-",
             fmt("request_throughput", ",.1f"),
             fmt("time_to_first_token.p99", ",.1f") + (" ms" if "time_to_first_token.p99" in m
                                                        else ""),
@@ -39,21 +41,19 @@ def render_terminal(records: list[LoadTestRecord], width: int = 100) -> list[str
     lines = []
     for index, row in enumerate(rows):
         cells = [_fit(c, widths[i]) for i, c in enumerate(row)]
-        lines.append("  ".join(c.ljust(widths[i]) if i < 2 or i == 6 else c.rjust(widths[i])
+        lines.append("  ".join(c.ljust(widths[i]) if i in _LEFT else c.rjust(widths[i])
                                for i, c in enumerate(cells)).rstrip())
         if index == 0:
             lines.append("-" * min(width, len(lines[0])))
     for record in records:
         for verdict in record.verdicts:
             if not verdict.passed:
-                measured = ("not measured" if verdict.measured is None
-                            else f"{verdict.measured:,.2f} {verdict.objective.unit}")
-                lines.append(f"  FAIL {record.nodeid.split('::', 1)[-1]}: "
-                             f"{verdict.objective.key} = {measured}, needs "
-                             f"{verdict.objective.text}")
+                lines.append(f"  FAIL {record.label}: {verdict.objective.key} = "
+                             f"{verdict.measured_text}, needs {verdict.objective.text}")
         if record.error:
-            lines.append(f"  ERROR {record.nodeid.split('::', 1)[-1]}: "
-                         f"{record.error.splitlines()[0][:90]}")
+            lines.append(f"  ERROR {record.label}: {record.error.splitlines()[0][:90]}")
+        for warning in record.warnings:
+            lines.append(f"  WARNING {record.label}: {warning[:120]}")
     return lines
 
 
@@ -66,14 +66,18 @@ def render_markdown(records: list[LoadTestRecord]) -> str:
              "|" + "---|" * len(_COLUMNS)]
     for record in records:
         cells = list(_cells(record))
-        cells[-1] = {"PASS": "✅ PASS", "FAIL": "❌ FAIL"}.get(cells[-1], cells[-1])
+        cells[-1] = {"PASS": "✅ PASS", "FAIL": "❌ FAIL", "ERROR": "❌ ERROR"}.get(
+            cells[-1], cells[-1])
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     for record in records:
         for verdict in record.verdicts:
             if not verdict.passed:
-                lines.append(f"- **{record.nodeid}**: `{verdict.objective.key}` "
-                             f"{verdict.measured} {verdict.objective.unit}, needs "
-                             f"`{verdict.objective.text}`")
+                lines.append(f"- **{record.label}**: `{verdict.objective.key}` = "
+                             f"{verdict.measured_text}, needs `{verdict.objective.text}`")
+        if record.error:
+            lines.append(f"- **{record.label}**: error: {record.error.splitlines()[0][:200]}")
+        for warning in record.warnings:
+            lines.append(f"- **{record.label}**: warning: {warning[:200]}")
     return "\n".join(lines) + "\n"
 
 

@@ -1,6 +1,10 @@
 """Session state: the lazily started mesh and mock server, and the record of every load
-test. Registered as a plugin object by ``pytest_configure`` and removed at unconfigure,
-the way pytest's own junitxml keeps its state."""
+test run. Kept in ``config.stash`` by ``pytest_configure`` and shut down at unconfigure.
+
+Every run is accounted for before its objectives are looked at: a run that broke the
+credit invariant (a request without exactly one record), or in which no request
+completed, raises an ``AIPerfError`` naming the counts, and its test errors.
+"""
 
 from __future__ import annotations
 
@@ -11,52 +15,88 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from pytest_aiperf.deadline import (
+    BACKSTOP_S,
+    LoadTestTimeout,
+    alarm,
+    bounded_profile,
+    default_test_timeout,
+)
 from pytest_aiperf.options import Settings
 from pytest_aiperf.profile import LoadTestSpec
-from pytest_aiperf.slo import Verdict, evaluate
+from pytest_aiperf.runlock import exclusive_run, lock_path
+from pytest_aiperf.slo import Verdict, evaluate, parse_objective
 
 if TYPE_CHECKING:
     from aiperf.common.config import UserConfig
     from aiperf.mesh import Mesh
-    from aiperf.mock_server import MockServerThread
+    from aiperf.mock_server import MockServerProcess
     from aiperf.results import ProfileResult
 
-# What the built-in mock serves when no --aiperf-url is given: small, realistic latencies.
-DEFAULT_MOCK = {"ttft_ms": 10, "ttft_stddev_ms": 2, "itl_ms": 2, "tokens": 32}
+# What the built-in mock serves when no --aiperf-url is given: small latencies, exact so
+# that what a test measures through it is known (TTFT 10 ms, ITL 2 ms, 32 tokens).
+DEFAULT_MOCK = {"ttft_ms": 10, "itl_ms": 2, "tokens": 32}
 KEY_METRICS = ("request_throughput", "time_to_first_token.p99", "request_latency.p99",
                "request_error_rate")
 
 
 @dataclass
 class LoadTestRecord:
-    """One load test as the reports see it."""
+    """One run of a load test as the reports see it (a test that runs twice has two)."""
 
     nodeid: str
     profile: str
+    run: int = 1  # the how-manieth run of this test
     result: ProfileResult | None = None
     verdicts: list[Verdict] = field(default_factory=list)
-    outcome: str = "ERROR"  # PASS, FAIL (objective breached or test failed), ERROR, SKIP
+    outcome: str = "ERROR"  # PASS, FAIL, ERROR, SKIP, XFAIL, XPASS: the test's outcome
     error: str | None = None
+    warnings: list[str] = field(default_factory=list)
     artifacts: Path | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    sent: int = 0  # requests sent: successes and errors
+
+    @property
+    def label(self) -> str:
+        """The test's name without its file, and which run when it ran more than once."""
+        name = self.nodeid.split("::", 1)[-1]
+        return name if self.run == 1 else f"{name} (run {self.run})"
 
     def key_metrics(self) -> dict[str, float]:
-        out: dict[str, float] = {}
-        if self.result is None:
-            return out
+        if self.metrics or self.result is None:
+            return self.metrics
         for name in KEY_METRICS:
             try:
-                out[name] = self.result.metric(name)
+                self.metrics[name] = self.result.metric(name)
             except KeyError:
                 continue
-        return out
+        return self.metrics
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "nodeid": self.nodeid, "profile": self.profile, "outcome": self.outcome,
-            "error": self.error, "metrics": self.key_metrics(),
+            "nodeid": self.nodeid, "run": self.run, "profile": self.profile,
+            "outcome": self.outcome, "error": self.error, "warnings": self.warnings,
+            "requests_sent": self.sent, "metrics": self.key_metrics(),
             "objectives": [v.to_dict() for v in self.verdicts],
             "artifacts": str(self.artifacts) if self.artifacts else None,
         }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> LoadTestRecord:
+        """A record sent by an xdist worker (no ProfileResult: the numbers it reported)."""
+        verdicts = []
+        for v in data.get("objectives", []):
+            objective = parse_objective(v["objective"], v["threshold"])
+            if v.get("implicit"):
+                objective = type(objective)(**{**objective.__dict__, "implicit": True})
+            verdicts.append(Verdict(objective, v["measured"], v["verdict"] == "PASS",
+                                    v.get("measured_requests", 0), v.get("sent_requests", 0)))
+        artifacts = data.get("artifacts")
+        return cls(nodeid=data["nodeid"], profile=data["profile"], run=data.get("run", 1),
+                   verdicts=verdicts, outcome=data["outcome"], error=data.get("error"),
+                   warnings=list(data.get("warnings", [])),
+                   artifacts=Path(artifacts) if artifacts else None,
+                   metrics=dict(data.get("metrics", {})), sent=data.get("requests_sent", 0))
 
 
 def safe_dirname(nodeid: str) -> str:
@@ -67,9 +107,18 @@ class AIPerfSession:
     def __init__(self, config: pytest.Config, settings: Settings) -> None:
         self.config = config
         self.settings = settings
-        self.records: dict[str, LoadTestRecord] = {}
+        self.records: list[LoadTestRecord] = []
+        # Raw secret strings of this session, scrubbed from every report.
+        self.secrets: set[str] = set()
+        if settings.api_key is not None:
+            self.secrets.add(settings.api_key.get_secret_value())
         self._mesh: Mesh | None = None
-        self._mock: MockServerThread | None = None
+        self._mock: MockServerProcess | None = None
+        workerinput = getattr(config, "workerinput", None)
+        self._lock = lock_path(workerinput["testrunuid"]) if workerinput else None
+
+    def item_records(self, nodeid: str) -> list[LoadTestRecord]:
+        return [r for r in self.records if r.nodeid == nodeid]
 
     # -- shared infrastructure, started on first use ----------------------------------------
 
@@ -87,7 +136,6 @@ class AIPerfSession:
             self._mesh = self._new_mesh().launch()
 
     def mesh(self) -> Mesh:
-
         if self._mesh is not None and self._mesh.running:
             return self._mesh.wait_ready()
         if self._mesh is not None:
@@ -95,15 +143,19 @@ class AIPerfSession:
         self._mesh = self._new_mesh().start()
         return self._mesh
 
+    def launch_mock(self) -> None:
+        """Start the built-in mock server's process without waiting for it."""
+        if self._mock is None and not self.settings.url:
+            from aiperf.mock_server import MockServerProcess
+
+            self._mock = MockServerProcess(**DEFAULT_MOCK).launch()  # type: ignore[arg-type]
+
     def default_url(self) -> str:
         if self.settings.url:
             return self.settings.url
-        if self._mock is None:
-            from aiperf.mock_server import MockServerThread
-
-            self._mock = MockServerThread(**DEFAULT_MOCK)
-            self._mock.start()
-        return self._mock.url
+        self.launch_mock()
+        assert self._mock is not None
+        return self._mock.wait_url()
 
     def shutdown(self) -> None:
         if self._mesh is not None:
@@ -117,31 +169,82 @@ class AIPerfSession:
 
     def run(self, item: pytest.Item, spec: LoadTestSpec) -> ProfileResult:
         from aiperf.common.config import UserConfig
-        from aiperf.errors import EndpointError
 
         profile = dict(spec.profile)
         item.config.hook.pytest_aiperf_profile(item=item, profile=profile)
-        record = LoadTestRecord(item.nodeid, LoadTestSpec(profile).short())
-        self.records[item.nodeid] = record
-        profile.setdefault("url", self.default_url())
-        config = UserConfig.build(where=f"aiperf profile of {item.nodeid}", **profile)
-        result = self.mesh().run(config)
-        record.result = result
-        if self.settings.artifacts is not None:
-            from aiperf.exporters.base import export_files
+        api_key = profile.get("api_key")
+        if api_key is not None:
+            from pydantic import SecretStr
 
-            record.artifacts = self.settings.artifacts / safe_dirname(item.nodeid)
-            export_files(result, record.artifacts)
-        total = result.request_count + result.error_count
-        if total and result.request_count == 0:
-            raise EndpointError(unusable_message(config, result))
-        item.config.hook.pytest_aiperf_result(item=item, result=result)
-        result.slo = record.verdicts = evaluate(spec.objectives, result)
+            if not isinstance(api_key, SecretStr):
+                profile["api_key"] = api_key = SecretStr(str(api_key))
+            self.secrets.add(api_key.get_secret_value())
+        record = LoadTestRecord(item.nodeid, LoadTestSpec(profile).short(),
+                                run=len(self.item_records(item.nodeid)) + 1)
+        self.records.append(record)
+        try:
+            profile.setdefault("url", self.default_url())
+            config = UserConfig.build(where=f"aiperf profile of {item.nodeid}", **profile)
+            deadline = spec.test_timeout or self.settings.test_timeout or (
+                default_test_timeout(config))
+            bounds = bounded_profile(config, profile, deadline)
+            if bounds:
+                config = UserConfig.build(where=f"aiperf profile of {item.nodeid}",
+                                          **{**profile, **bounds})
+            message = (f"load test ran past its aiperf_test_timeout of {deadline:g} s; the "
+                       "run was stopped")
+            with exclusive_run(self._lock, deadline + BACKSTOP_S, item.nodeid), \
+                    alarm(deadline + BACKSTOP_S, message):
+                result = self.mesh().run(config)
+            record.result = result
+            record.sent = result.request_count + result.error_count
+            record.warnings = list(result.warnings)
+            record.key_metrics()
+            if self.settings.artifacts is not None:
+                from aiperf.exporters.base import export_files
+
+                name = safe_dirname(item.nodeid) + ("" if record.run == 1 else
+                                                    f"_run{record.run}")
+                record.artifacts = self.settings.artifacts / name
+                export_files(result, record.artifacts)
+            check_accounting(config, result)
+            item.config.hook.pytest_aiperf_result(item=item, result=result)
+            result.slo = record.verdicts = evaluate(spec.objectives, result)
+        except LoadTestTimeout as exc:
+            record.error = str(exc)
+            from aiperf.errors import RunError
+
+            raise RunError(str(exc)) from None
+        except BaseException as exc:
+            record.error = f"{type(exc).__name__}: {exc}"
+            raise
         return result
 
 
+def check_accounting(config: UserConfig, result: ProfileResult) -> None:
+    """Raise when the run cannot be judged: a request unaccounted for, or none completed."""
+    from aiperf.errors import EndpointError, RunError
+
+    invariant = result.invariant
+    if invariant and not invariant.get("ok", True):
+        raise RunError(
+            f"credit invariant broken: {invariant.get('credits_issued')} requests issued, "
+            f"{invariant.get('records_received')} records received; missing credit ids "
+            f"{invariant.get('missing_credit_ids', [])[:10]}, duplicated "
+            f"{invariant.get('duplicate_credit_ids', [])[:10]}, unexpected "
+            f"{invariant.get('unexpected_credit_ids', [])[:10]}; objectives were not "
+            "evaluated")
+    if result.request_count == 0:
+        raise EndpointError(unusable_message(config, result))
+
+
 def unusable_message(config: UserConfig, result: ProfileResult) -> str:
-    lines = [f"every request to {config.url} failed ({result.error_count} of "
-             f"{result.error_count}); objectives were not evaluated"]
-    lines.extend(result.error_lines(limit=5, width=200))
-    return "\n".join(lines)
+    errors = result.error_count
+    if errors:
+        head = (f"every request to {config.url} failed ({errors} of {errors}); objectives "
+                "were not evaluated")
+    else:
+        cancelled = " (the run was cancelled)" if result.was_cancelled else ""
+        head = (f"no request to {config.url} completed{cancelled}; objectives were not "
+                "evaluated")
+    return "\n".join([head, *result.error_lines(limit=5, width=200)])

@@ -58,28 +58,52 @@ class Objective:
     op: str           # "<"
     threshold: float  # in the metric's display unit
     text: str         # as written: "< 250 ms"
-    unit: str         # the metric's display unit
+    unit: str         # the metric's display unit ("requests" for a count)
+    implicit: bool = False  # added by the plugin, not written by the user
 
     @property
     def base_tag(self) -> str:
         return self.metric.removeprefix("adj_")
 
+    def __str__(self) -> str:
+        return f"{self.key} {self.text}" + (" (implicit)" if self.implicit else "")
+
+    def __repr__(self) -> str:
+        return f"Objective({str(self)!r})"
+
 
 @dataclass(frozen=True)
 class Verdict:
+    """One objective checked against one run. ``count`` is how many records carry the
+    metric (a run-level metric: the successful requests); ``sent`` how many requests the
+    run sent (successes and errors)."""
+
     objective: Objective
     measured: float | None
     passed: bool
     count: int
+    sent: int = 0
 
     @property
     def status(self) -> str:
         return "PASS" if self.passed else "FAIL"
 
+    @property
+    def measured_text(self) -> str:
+        return "not measured" if self.measured is None else _fmt(self.measured,
+                                                                 self.objective.unit)
+
+    def __str__(self) -> str:
+        return (f"{self.status} {self.objective.key} = {self.measured_text}, needs "
+                f"{self.objective.text} ({self.count} of {self.sent} requests)")
+
+    __repr__ = __str__  # an assertion that shows a verdict shows this text, not fields
+
     def to_dict(self) -> dict[str, Any]:
         return {"objective": self.objective.key, "threshold": self.objective.text,
                 "measured": self.measured, "unit": self.objective.unit,
-                "verdict": self.status, "requests": self.count}
+                "verdict": self.status, "measured_requests": self.count,
+                "sent_requests": self.sent, "implicit": self.objective.implicit}
 
 
 def _known_metrics() -> list[str]:
@@ -93,18 +117,31 @@ def parse_objective(key: str, value: str) -> Objective:
         raise SLOError(f"unknown metric {metric!r} in objective {key!r}; valid metrics: "
                        f"{', '.join(_known_metrics())}")
     spec = BY_TAG[metric.removeprefix("adj_")]
-    stat = stat or "avg"
-    if not spec.per_request and stat != "avg":
+    if not spec.per_request and stat and stat != "avg":
         raise SLOError(f"{metric!r} is one number per run; write it without a statistic "
                        f"(got {stat!r})")
+    valid = valid_stats(metric)
+    if metric.startswith("adj_") and stat not in ADJUSTED_STATS and (
+            not stat or parse_percentile(stat) is None):
+        # Failed requests count as infinitely slow: an average, max or spread is undefined.
+        raise SLOError(f"objective {key!r}: {metric} has only percentiles and a count "
+                       f"(failed requests count as infinitely slow); valid statistics: "
+                       f"{', '.join(valid)}, e.g. '{metric}.p90'")
+    stat = stat or "avg"
     if stat not in STAT_NAMES and parse_percentile(stat) is None:
         raise SLOError(f"unknown statistic {stat!r} in objective {key!r}; valid: "
-                       f"{', '.join(STAT_NAMES)}, or any pNN such as p999")
+                       f"{', '.join(valid)}")
     match = _THRESHOLD.match(str(value))
     if not match:
         raise SLOError(f"objective {key!r}: {value!r} is not '<op> <number> [unit]'; "
                        f"operators: {', '.join(OPERATORS)}")
     op, number, unit = match.groups()
+    if stat == "count":
+        if unit:
+            raise SLOError(f"objective {key!r}: a count is a number of requests; write it "
+                           f"without a unit (got {unit!r})")
+        return Objective(key, metric, stat, op, float(number), str(value).strip(),
+                         "requests")
     units = _UNITS.get(spec.unit, {spec.unit: 1.0})
     if unit and unit not in units:
         raise SLOError(f"objective {key!r}: unit {unit!r} does not fit {metric} "
@@ -112,6 +149,20 @@ def parse_objective(key: str, value: str) -> Objective:
     factor = units[unit] if unit else 1.0
     return Objective(key, metric, stat, op, float(number) * factor, str(value).strip(),
                      spec.unit)
+
+
+ADJUSTED_STATS = ("count",)
+
+
+def valid_stats(metric: str) -> list[str]:
+    """The statistics an objective on ``metric`` may name, for error messages."""
+    spec = BY_TAG[metric.removeprefix("adj_")]
+    if not spec.per_request:
+        return ["(none: one number per run)"]
+    percentiles = [s for s in STAT_NAMES if parse_percentile(s) is not None]
+    if metric.startswith("adj_"):
+        return [*percentiles, *ADJUSTED_STATS, "any pNN such as p999"]
+    return [*STAT_NAMES, "any pNN such as p999"]
 
 
 def parse_objectives(slo: Mapping[str, Any] | None) -> list[Objective]:
@@ -138,29 +189,79 @@ def check_applicable(objectives: list[Objective], profile: Mapping[str, Any],
                            f"profile (goodput={{...}})")
 
 
+# Metrics whose per-request value is a list (one per chunk gap): no single number to
+# compare with a goodput threshold.
+LIST_VALUED = frozenset({"inter_chunk_latency"})
+
+
+def check_goodput(goodput: Mapping[str, Any], streams: bool, produces_tokens: bool) -> None:
+    """Goodput thresholds must name per-request, single-valued metrics this profile
+    measures; otherwise no request could ever count as good."""
+    usable = sorted(t for t, s in BY_TAG.items()
+                    if s.per_request and not _list_valued(t)
+                    and (streams or not s.streaming_only)
+                    and (produces_tokens or not s.tokens_only))
+    for tag in goodput:
+        spec = BY_TAG.get(tag)
+        if spec is None or not spec.per_request:
+            problem = "is not a per-request metric"
+        elif _list_valued(tag):
+            problem = "has many values per request (one per chunk), not one"
+        elif spec.streaming_only and not streams:
+            problem = "needs a streaming profile (streaming=True, on an endpoint that streams)"
+        elif spec.tokens_only and not produces_tokens:
+            problem = "is not measured: this endpoint produces no tokens"
+        else:
+            continue
+        raise SLOError(f"goodput metric {tag!r} {problem}; usable here: {', '.join(usable)}")
+
+
+def _list_valued(tag: str) -> bool:
+    return tag in LIST_VALUED or bool(getattr(BY_TAG[tag], "list_valued", False))
+
+
+IMPLICIT_ERROR_RATE = "request_error_rate"
+
+
+def implicit_objectives(failed_request_threshold: float | None) -> list[Objective]:
+    """What a load test with no objectives checks: its requests succeeded (all of them,
+    or all but the profile's ``failed_request_threshold`` percent). A load test never
+    passes while checking nothing."""
+    limit = failed_request_threshold or 0.0
+    text = f"<= {limit:g} %"
+    objective = parse_objective(IMPLICIT_ERROR_RATE, text)
+    return [Objective(objective.key, objective.metric, objective.stat, objective.op,
+                      objective.threshold, objective.text, objective.unit, implicit=True)]
+
+
 def evaluate(objectives: list[Objective], result: ProfileResult) -> list[Verdict]:
     verdicts = []
+    sent = result.request_count + result.error_count
     for objective in objectives:
         measured: float | None
         count = result.request_count
         try:
             metric = result[objective.metric]
-            measured = metric.stat(objective.stat)
+            measured = (float(metric.count) if objective.stat == "count" and not metric.is_scalar
+                        else metric.stat(objective.stat))
             if not metric.is_scalar:
                 count = metric.count or len(metric.values)
         except KeyError:
             measured = None
         passed = (measured is not None and not math.isnan(measured)
                   and OPERATORS[objective.op](measured, objective.threshold))
-        verdicts.append(Verdict(objective, measured, passed, count))
+        verdicts.append(Verdict(objective, measured, passed, count, sent))
     return verdicts
 
 
+TABLE_HEADER = ("Objective", "Measured", "Threshold", "Verdict", "Requests measured/sent")
+
+
 def format_table(verdicts: list[Verdict]) -> str:
-    rows = [("Objective", "Measured", "Threshold", "Verdict", "Requests")]
+    rows = [TABLE_HEADER]
     for v in verdicts:
-        measured = "not measured" if v.measured is None else _fmt(v.measured, v.objective.unit)
-        rows.append((v.objective.key, measured, v.objective.text, v.status, str(v.count)))
+        key = v.objective.key + (" (implicit)" if v.objective.implicit else "")
+        rows.append((key, v.measured_text, v.objective.text, v.status, f"{v.count}/{v.sent}"))
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
     lines = []
     for i, row in enumerate(rows):

@@ -57,10 +57,10 @@ def test_a_breached_slo_fails_with_a_table_of_every_objective(
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.stdout.fnmatch_lines([
         "aiperf: 2 of 3 objectives breached",
-        "Objective*Measured*Threshold*Verdict*Requests",
-        "time_to_first_token.p50*ms*< 1 us*FAIL*10",
-        "inter_token_latency.p50*ms*< 10 s*PASS*10",
-        "request_throughput*requests/sec*> 1000000 req/s*FAIL*10",
+        "Objective*Measured*Threshold*Verdict*Requests measured/sent",
+        "time_to_first_token.p50*ms*< 1 us*FAIL*10/10",
+        "inter_token_latency.p50*ms*< 10 s*PASS*10/10",
+        "request_throughput*requests/sec*> 1000000 req/s*FAIL*10/10",
         "*FAIL test_too_strict: time_to_first_token.p50 = *, needs < 1 us",
     ])
 
@@ -252,10 +252,19 @@ def test_the_aiperf_fixture_runs_and_checks_ad_hoc(project: pytest.Pytester) -> 
                                 request_count=6)
             assert result["time_to_first_token"].p50 >= 30
             aiperf.check(result, {"time_to_first_token.p50": "< 10 s"})
+
+        def test_caught_breach(aiperf):
+            result = aiperf.run(request_count=3)
             with pytest.raises(AssertionError, match="1 of 1 objectives breached"):
-                aiperf.check(result, {"time_to_first_token.p50": "< 1 ms"})
+                aiperf.check(result, {"request_latency.p50": "< 1 ns"})
     """)
-    project.runpytest_inprocess().assert_outcomes(passed=1)
+    result = project.runpytest_inprocess()
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines([
+        "test_adhoc*PASS",
+        "test_caught_breach*FAIL",
+        "*FAIL test_caught_breach: request_latency.p50 = *needs < 1 ns",
+    ])
 
 
 def test_hooks_adjust_profiles_and_see_results(project: pytest.Pytester) -> None:

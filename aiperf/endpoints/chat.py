@@ -24,7 +24,11 @@ class ChatEndpoint(OpenAITokenEndpoint):
         return choice.message.content if choice.message is not None else None
 
     def event_reasoning(self, choice: Choice) -> str | None:
-        return _reasoning(choice.delta) if choice.delta is not None else None
+        # Inline for the common case (no reasoning): this runs for every streamed event.
+        delta = choice.delta
+        if delta is None or (delta.reasoning_content is None and delta.reasoning is None):
+            return None
+        return _reasoning(delta)
 
     def body_reasoning(self, choice: Choice) -> str | None:
         return _reasoning(choice.message) if choice.message is not None else None

@@ -118,24 +118,37 @@ class RecordDeriver:
                     continue
                 stamps.append(ts)
                 payloads.append(data)
+            # Kept lean: this runs for every streamed event. Reasoning is rare, so its
+            # bookkeeping stays off the common path (a plain answer event).
+            reasoning_only: list[int] = []  # token_ts indexes of reasoning-only events
             for ts, parsed in zip(stamps, self.endpoint.parse_events(payloads), strict=True):
                 if parsed.error is not None:
                     return self._error(raw, ErrorInfo(raw.status, "ServerError", parsed.error))
-                if parsed.prompt_tokens is not None:
-                    prompt_tokens = parsed.prompt_tokens
-                if parsed.completion_tokens is not None:
-                    completion_tokens = parsed.completion_tokens
-                if parsed.reasoning_tokens is not None:
-                    reasoning_tokens = parsed.reasoning_tokens
-                content, reasoning = parsed.content, parsed.reasoning
-                if content or reasoning:
-                    token_ts.append(ts)
-                    if content:
-                        texts.append(content)
-                        if first_answer_ts < 0:
-                            first_answer_ts = ts
-                    if reasoning:
-                        reasoning_texts.append(reasoning)
+                if parsed.prompt_tokens is not None or parsed.completion_tokens is not None:
+                    if parsed.prompt_tokens is not None:
+                        prompt_tokens = parsed.prompt_tokens
+                    if parsed.completion_tokens is not None:
+                        completion_tokens = parsed.completion_tokens
+                    if parsed.reasoning_tokens is not None:
+                        reasoning_tokens = parsed.reasoning_tokens
+                content = parsed.content
+                reasoning = parsed.reasoning
+                if reasoning:
+                    reasoning_texts.append(reasoning)
+                    if not content:
+                        reasoning_only.append(len(token_ts))
+                        token_ts.append(ts)
+                        continue
+                elif not content:
+                    continue
+                token_ts.append(ts)
+                texts.append(content)
+            if not reasoning_only:
+                first_answer_ts = token_ts[0] if token_ts else -1
+            else:
+                skipped = set(reasoning_only)
+                first_answer_ts = next(
+                    (t for i, t in enumerate(token_ts) if i not in skipped), -1)
             if not done:
                 return self._error(raw, ErrorInfo(raw.status, "IncompleteStream",
                     f"stream ended without [DONE] after {len(token_ts)} content events"))

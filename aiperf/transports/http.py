@@ -47,12 +47,17 @@ from aiperf.transports.trace import phase_trace_config
 _perf_ns = time.perf_counter_ns
 DONE = b"[DONE]"
 MAX_ERROR_BODY = 2000
-STALE_CONNECTION_RETRIES = 1
+STALE_CONNECTION_RETRIES = 1  # resends after a stale pooled connection: 1 or 0 (off)
 SWEEP_S = 0.05
 _NO_DEADLINE = 1 << 62
 
 
 class HttpTransport:
+    """One worker's HTTP client. ``trace_phases`` off skips aiohttp's trace machinery
+    (about 14 us of CPU per request, measured over loopback against the mock server): no
+    ``http_req_*`` phases then, and request start falls back to when ``send`` was called
+    (pool wait and connect included)."""
+
     def __init__(self, timeout_seconds: float, max_connections: int,
                  first_byte_timeout_seconds: float | None = None,
                  trace_phases: bool = True) -> None:

@@ -37,3 +37,26 @@ def test_raw_records_keep_bytes_and_errors() -> None:
 def test_run_number_is_stable_and_distinguishes_runs() -> None:
     assert codec.run_number("abc") == codec.run_number("abc")
     assert codec.run_number("abc") != codec.run_number("abd")
+
+
+def test_records_carry_phases_reasoning_and_cancellations_across_the_wire() -> None:
+    raw = RawRecord(5, 1, "worker_0", 2, 10, 11, 12, 13, 14, 200, [(15, b"{}")],
+                    codec.cancellation("request timeout: no complete response within 1s"),
+                    sent_ns=12, blocked_ns=3, dns_ns=1, connecting_ns=2, reused=0)
+    assert codec.raw_decoder.decode(codec.encode(RawBatch(1, [raw]))).records[0] == raw
+    metric = codec.MetricRecord(5, 1, "w", 10, 11, 12, 14, 3, 1, 4, 7, 15, [1], ttfo_ns=9,
+                                reasoning_tokens=10, http_blocked_ns=3, http_dns_ns=1,
+                                http_connecting_ns=2, http_sending_ns=1, http_waiting_ns=2,
+                                http_receiving_ns=1, http_reused=0)
+    decoded = codec.metric_decoder.decode(codec.encode(codec.MetricBatch(1, [metric])))
+    assert decoded.records[0] == metric
+    assert codec.is_cancellation(raw.error) and raw.error is not None
+    assert (raw.error.code, raw.error.type) == (499, "RequestCancellationError")
+    assert not codec.is_cancellation(ErrorInfo(500, "Internal Server Error", "x"))
+
+
+def test_records_of_the_old_shape_still_decode_with_defaults() -> None:
+    # A record without the newer trailing fields (an older peer) decodes with defaults.
+    old = [5, 1, "w", 10, 11, 12, 14, 3, 1, 4, 7, 15, [1], False, None, False]
+    record = codec.msgspec.msgpack.decode(codec.encode(old), type=codec.MetricRecord)
+    assert (record.ttfo_ns, record.reasoning_tokens, record.http_reused) == (-1, -1, -1)

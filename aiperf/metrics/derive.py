@@ -80,7 +80,7 @@ class RecordDeriver:
         self.produces_tokens = endpoint.metadata.produces_tokens
         self.streaming = endpoint.streaming
         # A server's error event may echo the API key: scrubbed before it is stored.
-        self.secrets = secret_values(endpoint.headers())
+        self.secrets = secret_values(endpoint.headers(), endpoint.config.url)
 
     def derive(self, raw: RawRecord) -> MetricRecord:
         if raw.error is not None:

@@ -120,7 +120,7 @@ class Worker(BaseComponentService):
             )
             self._transport_key = transport_key
             self._headers = headers
-            self._secrets = secret_values(headers)
+            self._secrets = secret_values(headers, config.url)
             await self._transport.start(headers=headers)
         self._run = run_number(command.run_id)
         self._run_id = command.run_id

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from urllib.parse import urlsplit
 
 from aiperf.common.codec import ErrorInfo
 
@@ -18,11 +19,17 @@ SECRET_NAME = re.compile(r"auth|key|token|secret|cookie", re.IGNORECASE)
 MIN_SECRET_LEN = 4
 
 
-def secret_values(headers: Mapping[str, str]) -> tuple[str, ...]:
-    """The values to scrub: each credential header's value, and its token without a
-    scheme word (``Bearer sk-...`` -> ``sk-...``), longest first so a value is masked
-    whole before any part of it is."""
+def secret_values(headers: Mapping[str, str], url: str = "") -> tuple[str, ...]:
+    """The values to scrub: each credential header's value, its token without a scheme
+    word (``Bearer sk-...`` -> ``sk-...``), and the password of ``url``'s userinfo;
+    longest first so a value is masked whole before any part of it is."""
     found: set[str] = set()
+    try:
+        password = urlsplit(url).password
+    except ValueError:  # not a URL we can read: nothing to add
+        password = None
+    if password and len(password) >= MIN_SECRET_LEN:
+        found.add(password)
     for name, value in headers.items():
         if not SECRET_NAME.search(name):
             continue

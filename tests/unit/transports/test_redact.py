@@ -38,3 +38,9 @@ def test_no_scrubbed_message_contains_the_key(text: str, key: str) -> None:
     secrets = secret_values({"Authorization": f"Bearer {key}"})
     message = scrub_error(ErrorInfo(401, "Unauthorized", text + key + text), secrets).message
     assert key not in message
+
+
+def test_the_password_of_the_urls_userinfo_is_a_secret_too() -> None:
+    secrets = secret_values({}, "http://me:hunter22@127.0.0.1:8000/v1")
+    assert scrub("refused for me:hunter22@127.0.0.1", secrets) == "refused for me:***@127.0.0.1"
+    assert secret_values({}, "http://127.0.0.1:8000") == ()

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 COUNT_RUN_TIMEOUT_S = 600.0  # a request-count run's default deadline (one request's default)
 DURATION_MARGIN_S = 60.0  # a duration run's default: duration + grace + this
-BACKSTOP_S = 10.0  # the alarm fires this long after the deadline
+BACKSTOP_MAX_S = 10.0  # the alarm fires up to this long after the deadline
 MIN_REQUEST_TIMEOUT_S = 0.5
 
 
@@ -39,6 +39,12 @@ def default_test_timeout(config: UserConfig) -> float:
     if config.benchmark_duration is not None:
         return config.benchmark_duration + config.benchmark_grace_period + DURATION_MARGIN_S
     return COUNT_RUN_TIMEOUT_S
+
+
+def backstop(deadline: float) -> float:
+    """When the alarm fires: a little after the deadline, so a run that fits it ends by
+    itself (with its records) rather than being cut off."""
+    return deadline + min(BACKSTOP_MAX_S, max(1.0, 0.5 * deadline))
 
 
 def _margin(deadline: float) -> float:
@@ -57,14 +63,15 @@ def bounded_profile(config: UserConfig, profile: dict[str, Any], deadline: float
         per_request = budget
     else:
         total = (config.resolved_request_count() or 0) + config.warmup_request_count
-        if config.concurrency:
-            waves = math.ceil(total / config.concurrency) if total else 1
+        concurrency = config.resolved_concurrency()  # None: an open-loop rate
+        if concurrency:
+            waves = math.ceil(total / concurrency) if total else 1
             per_request = budget / max(1, waves)
         else:  # an open-loop rate: requests overlap; the schedule itself takes total / rate
             per_request = budget - total / (config.request_rate or math.inf)
     if "request_timeout_seconds" not in profile:
-        out["request_timeout_seconds"] = max(
-            MIN_REQUEST_TIMEOUT_S, min(config.request_timeout_seconds, per_request))
+        out["request_timeout_seconds"] = round(max(
+            MIN_REQUEST_TIMEOUT_S, min(config.request_timeout_seconds, per_request)), 3)
     return out
 
 

@@ -44,7 +44,7 @@ class SLOBreach(AssertionError):
 
     @classmethod
     def of_records(cls, records: list[LoadTestRecord]) -> SLOBreach:
-        runs = [(r.label, r.verdicts) for r in records if r.verdicts]
+        runs = [(f"run {r.run} ({r.profile})", r.verdicts) for r in records if r.verdicts]
         return cls([v for _, vs in runs for v in vs], runs)
 
 

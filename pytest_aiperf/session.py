@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pytest_aiperf.deadline import (
-    BACKSTOP_S,
     LoadTestTimeout,
     alarm,
+    backstop,
     bounded_profile,
     default_test_timeout,
 )
@@ -193,8 +193,8 @@ class AIPerfSession:
                                           **{**profile, **bounds})
             message = (f"load test ran past its aiperf_test_timeout of {deadline:g} s; the "
                        "run was stopped")
-            with exclusive_run(self._lock, deadline + BACKSTOP_S, item.nodeid), \
-                    alarm(deadline + BACKSTOP_S, message):
+            with exclusive_run(self._lock, backstop(deadline), item.nodeid), \
+                    alarm(backstop(deadline), message):
                 result = self.mesh().run(config)
             record.result = result
             record.sent = result.request_count + result.error_count

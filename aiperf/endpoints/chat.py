@@ -18,10 +18,20 @@ class ChatEndpoint(OpenAITokenEndpoint):
 
     def event_text(self, choice: Choice) -> str | None:
         # Role-only opening chunks carry "content": null; those are not tokens.
-        return choice.delta.content if choice.delta is not None else None
+        delta = choice.delta
+        if delta is None:
+            return None
+        if delta.tool_calls is None:
+            return delta.content
+        return _with_tool_calls(delta)
 
     def body_text(self, choice: Choice) -> str | None:
-        return choice.message.content if choice.message is not None else None
+        message = choice.message
+        if message is None:
+            return None
+        if message.tool_calls is None:
+            return message.content
+        return _with_tool_calls(message)
 
     def event_reasoning(self, choice: Choice) -> str | None:
         # Inline for the common case (no reasoning): this runs for every streamed event.
@@ -39,3 +49,16 @@ def _reasoning(message: Message) -> str | None:
         if text and isinstance(text, str):
             return text
     return None
+
+
+def _with_tool_calls(message: Message) -> str | None:
+    """The message's text followed by every tool call's function name and arguments, as
+    AIPerf counts them: a tool call is generated output, not reasoning."""
+    parts = [message.content] if isinstance(message.content, str) else []
+    calls = message.tool_calls
+    for call in calls if isinstance(calls, list) else ():
+        function = call.get("function") if isinstance(call, dict) else None
+        if isinstance(function, dict):
+            parts.extend(v for v in (function.get("name"), function.get("arguments"))
+                         if isinstance(v, str))
+    return "".join(parts) or None

@@ -30,6 +30,8 @@ class Message(msgspec.Struct):
     # text, not the whole response.
     reasoning_content: Any = None
     reasoning: Any = None
+    # A tool call's name and arguments are generated tokens too (answer, not reasoning).
+    tool_calls: Any = None
 
 
 class Choice(msgspec.Struct):

@@ -237,3 +237,27 @@ def test_an_error_event_that_echoes_the_api_key_is_scrubbed() -> None:
     assert record.error is not None
     assert "sk-secret" not in record.error.message and "tok-5678" not in record.error.message
     assert record.error.message == "bad key *** / ***"
+
+
+def test_a_tool_call_stream_is_answer_output() -> None:
+    def call(**function: str) -> bytes:
+        return sse(json.dumps({"choices": [{"delta": {"tool_calls": [
+            {"index": 0, "function": function}]}}]}).encode())
+
+    record = deriver().derive(raw([
+        (11 * MS, reasoning_chunk(" think", "reasoning")),
+        (21 * MS, call(name="get_weather", arguments="")),
+        (31 * MS, call(arguments='{"city": "Paris"}')),
+        (32 * MS, DONE),
+    ]))
+    assert record.error is None
+    assert record.ttft_ns == 10 * MS and record.ttfo_ns == 20 * MS
+    assert record.reasoning_tokens == 1 and record.osl > 1
+
+
+def test_a_non_streamed_tool_call_counts_its_arguments() -> None:
+    body = json.dumps({"choices": [{"message": {"content": None, "tool_calls": [
+        {"id": "c", "type": "function",
+         "function": {"name": "f", "arguments": "x y z"}}]}}]}).encode()
+    record = deriver(streaming=False).derive(raw([(41 * MS, body)]))
+    assert record.error is None and record.osl == BuiltinTokenizer().count("fx y z")

@@ -43,13 +43,16 @@ json_values = st.recursive(
                                        "usage", "reasoning", "reasoning_content", "data",
                                        "embedding", "error", "prompt_tokens",
                                        "completion_tokens", "completion_tokens_details",
-                                       "reasoning_tokens", "x"]) | st.text(max_size=5),
+                                       "reasoning_tokens", "tool_calls", "function", "name",
+                                       "arguments", "x"]) | st.text(max_size=5),
                       inner, max_size=4),
     max_leaves=12,
 )
 
 VALID = {
-    "chat": {"choices": [{"delta": {"content": " a", "reasoning_content": " r"},
+    "chat": {"choices": [{"delta": {"content": " a", "reasoning_content": " r",
+                                    "tool_calls": [{"index": 0, "function": {
+                                        "name": "f", "arguments": "{}"}}]},
                           "message": {"content": "a b", "reasoning": "r"}}],
              "usage": {"prompt_tokens": 3, "completion_tokens": 2,
                        "completion_tokens_details": {"reasoning_tokens": 1}}},

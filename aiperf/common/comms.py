@@ -11,6 +11,18 @@ Topology (addresses from ``ServiceConfig.address``, IPC by default, TCP as an op
     records         PULL (records manager, bind) <- PUSH (record processors)
 
 zmq errors and undecodable frames surface as ``CommunicationError`` (an ``MeshError``).
+
+High-water marks. The record path (``raw_records_i`` and ``records``) is bounded by
+``ServiceConfig.record_hwm`` messages at each end: a record processor that falls behind
+fills its PULL queue, then its sender's PUSH queue, and then the sender's send blocks
+(PUSH never drops a message at its HWM; it waits for room). That is the backpressure: a
+worker whose records cannot leave starts no new request until they can, rather than the
+processor's memory growing without bound; no record is lost, so the credit invariant
+holds. No cycle of waits exists on that path (processors never wait on workers, the
+records manager never waits on processors), so a blocked send always ends once the
+consumer catches up. Every other socket keeps no HWM (0, unbounded): ROUTER sockets (the
+control and credit channels) drop what exceeds an HWM instead of blocking, and their
+traffic is bounded by the run's own structure (leases in hand, commands awaiting acks).
 """
 
 from __future__ import annotations
@@ -29,6 +41,7 @@ from aiperf.errors import MeshError
 # 100 ms retry would show up directly in mesh start-up time.
 RECONNECT_IVL_MS = 5
 LINGER_MS = 50  # long enough to deliver a last error report to a live peer
+RECORD_PATH = frozenset({"raw_records", "records"})
 
 
 class CommunicationError(MeshError):
@@ -98,21 +111,23 @@ class BusProxy:
 
 
 def sync_twin(sock: Any) -> zmq.Socket[Any]:
-    """A blocking-API socket sharing ``sock``'s underlying zmq socket. Hot-path sends on an
-    unbounded-HWM socket never block, and skipping the asyncio future saves microseconds
-    per send. Only for send-only sockets, from the event loop's thread: on a socket that is
-    also received from asynchronously, a send through the twin can swallow the edge-
-    triggered wake-up the asyncio side waits for, and its receive loop stalls."""
+    """A blocking-API socket sharing ``sock``'s underlying zmq socket. Skipping the asyncio
+    future saves microseconds per send; a send blocks only when the socket's HWM is
+    reached (the record path's backpressure: see the module docstring). Only for send-only
+    sockets, from the event loop's thread: on a socket that is also received from
+    asynchronously, a send through the twin can swallow the edge-triggered wake-up the
+    asyncio side waits for, and its receive loop stalls."""
     return zmq.Socket.shadow(sock.underlying)
 
 
 class ServiceComms:
     """The sockets one service needs to talk to the controller and the bus."""
 
-    def __init__(self, service_id: str, address: Any) -> None:
+    def __init__(self, service_id: str, address: Any, record_hwm: int = 0) -> None:
         self.context = zmq.asyncio.Context()
         self.service_id = service_id
         self._address = address
+        self._record_hwm = record_hwm
         self.control = make_socket(
             self.context, zmq.DEALER, address("control"), bind=False,
             identity=service_id.encode(),
@@ -132,8 +147,9 @@ class ServiceComms:
 
     def socket(self, kind: int, name: str, *, bind: bool, index: int | None = None,
                identity: bytes | None = None) -> Any:
+        hwm = self._record_hwm if name in RECORD_PATH else 0
         sock = make_socket(self.context, kind, self._address(name, index), bind=bind,
-                           identity=identity)
+                           identity=identity, hwm=hwm)
         self._extra.append(sock)
         return sock
 

@@ -341,6 +341,12 @@ class ServiceConfig(BaseModel):
         "cancelled in every service and fails with MeshTimeoutError",
     )
     max_connections_per_worker: int = Field(default=1024, ge=1)
+    record_hwm: int = Field(
+        default=8, ge=0,
+        description="Messages (record batches) queued at each end of a record-path socket "
+        "before the sender waits: a slow record processor slows the workers down instead "
+        "of growing without bound. 0 is unbounded (benchmarks/backpressure.py measures both)",
+    )
     runtime_plugins: dict[str, Any] = Field(
         default_factory=dict,
         description="Plugins registered at run time in the host, as a manifest mapping; the "

@@ -93,7 +93,8 @@ class BaseComponentService(AIPerfLoggerMixin):
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop)
-        self.comms = ServiceComms(self.service_id, self.service_config.address)
+        self.comms = ServiceComms(self.service_id, self.service_config.address,
+                                  record_hwm=self.service_config.record_hwm)
         code = 0
         try:
             await self._run_hooks(HookKind.ON_INIT)

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import itertools
 import json
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from aiperf.common.messages import ConfigureProfileCommand
 from aiperf.mesh import Mesh
 from aiperf.mock_server import MockServerProcess
+from aiperf.plugin import PluginType, plugins
 from aiperf.results import ProfileResult
+from aiperf.services.record_processor import RecordProcessor
 
 
 def assert_accounted(result: ProfileResult, sent: int) -> None:
@@ -184,3 +189,32 @@ def test_progress_reports_arrive_while_a_run_goes_on(
     assert len(seen) >= 1
     assert [r for r, _ in seen] == sorted(r for r, _ in seen)
     assert all(0 <= r <= 30 for r, _ in seen)
+
+
+class SlowRecordProcessor(RecordProcessor):
+    """Derives each record 2 ms late: a record processor that falls behind the worker."""
+
+    async def _configure(self, command: ConfigureProfileCommand) -> dict[str, Any]:
+        payload = await super()._configure(command)
+        deriver = self._deriver
+        assert deriver is not None
+        derive = deriver.derive
+
+        def slow(raw: Any) -> Any:
+            time.sleep(0.002)
+            return derive(raw)
+
+        deriver.derive = slow  # type: ignore[method-assign]
+        return payload
+
+
+def test_a_slow_record_processor_slows_the_workers_and_loses_no_record(
+    mock_server: MockServerProcess,
+) -> None:
+    # An HWM of one batch: the worker's sends wait on the processor most of the run.
+    with plugins.registered(PluginType.SERVICE, "record_processor", SlowRecordProcessor), \
+            Mesh(workers=1, record_hwm=1) as mesh:
+        result = mesh.run(url=mock_server.url, streaming=True, concurrency=8,
+                          request_count=600)
+    assert_accounted(result, 600)
+    assert result.request_count == 600 and result.error_count == 0

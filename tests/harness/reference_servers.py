@@ -15,7 +15,10 @@ does not push the rest of a stream later. Accepted sockets get TCP_NODELAY: with
 algorithm a small SSE event can wait for the client's delayed ACK (about 40 ms).
 
 ``GET /stats`` answers what the server saw: POST requests, connections that carried one,
-and how long each never-answered request stayed open before the client gave up.
+how long each never-answered request stayed open before the client gave up, and per
+request how late the server's own wake-ups were (``late_ms``: asyncio's epoll waits in whole
+milliseconds, so about 0.5-1 ms, more on a starved box) and how long its writes waited for
+the client to read (``blocked_ms``: a client that reads slowly holds the schedule back).
 """
 
 from __future__ import annotations
@@ -103,11 +106,15 @@ class ServerStats:
     requests: int
     connections: int
     hangs_ms: list[float] = field(default_factory=list)
+    late_ms: list[float] = field(default_factory=list)
+    blocked_ms: list[float] = field(default_factory=list)
 
     def __sub__(self, before: ServerStats) -> ServerStats:
         return ServerStats(self.requests - before.requests,
                            self.connections - before.connections,
-                           self.hangs_ms[len(before.hangs_ms):])
+                           self.hangs_ms[len(before.hangs_ms):],
+                           self.late_ms[len(before.late_ms):],
+                           self.blocked_ms[len(before.blocked_ms):])
 
 
 class ReferenceServer:
@@ -208,12 +215,25 @@ async def _read_request(reader: asyncio.StreamReader) -> _Request | None:
     return _Request(method, path, body)
 
 
+class _Timing:
+    """One response's deviations from its schedule (s): the latest wake-up, and the time
+    its writes waited for the client."""
+
+    __slots__ = ("blocked", "late")
+
+    def __init__(self) -> None:
+        self.late = 0.0
+        self.blocked = 0.0
+
+
 class _Server:
     def __init__(self, behaviour: Behaviour) -> None:
         self.b = behaviour
         self.requests = 0
         self.connections = 0
         self.hangs_ms: list[float] = []
+        self.late_ms: list[float] = []
+        self.blocked_ms: list[float] = []
         self._loop = asyncio.get_running_loop()
         self._tail = b"data: [DONE]\n\n"
         self._stream_events = {kind: self._content_events(kind) for kind in ("chat",
@@ -301,7 +321,8 @@ class _Server:
                 if request.method == "GET" and request.path == "/stats":
                     await self._send_json(writer, 200, {
                         "requests": self.requests, "connections": self.connections,
-                        "hangs_ms": self.hangs_ms})
+                        "hangs_ms": self.hangs_ms, "late_ms": self.late_ms,
+                        "blocked_ms": self.blocked_ms})
                     continue
                 kind = _PATHS.get(request.path)
                 if request.method != "POST" or kind is None:
@@ -315,10 +336,13 @@ class _Server:
                     await self._hang(reader, arrived)
                     return
                 body = json.loads(request.body or b"{}")
+                timing = _Timing()
                 if body.get("stream") and kind != "embeddings":
-                    await self._stream(writer, kind, arrived)
+                    await self._stream(writer, kind, arrived, timing)
                 else:
-                    await self._whole(writer, kind, arrived)
+                    await self._whole(writer, kind, arrived, timing)
+                self.late_ms.append(timing.late * 1000)
+                self.blocked_ms.append(timing.blocked * 1000)
                 if self.b.close_after_response:
                     return
         except (ConnectionError, asyncio.IncompleteReadError, ValueError):
@@ -326,10 +350,17 @@ class _Server:
         finally:
             writer.close()
 
-    async def _until(self, when: float) -> None:
+    async def _until(self, when: float, timing: _Timing) -> None:
+        """Sleep until ``when``, noting how late the wake-up was."""
         delay = when - self._loop.time()
         if delay > 0:
             await asyncio.sleep(delay)
+            timing.late = max(timing.late, self._loop.time() - when)
+
+    async def _drain(self, writer: asyncio.StreamWriter, timing: _Timing) -> None:
+        started = self._loop.time()
+        await writer.drain()
+        timing.blocked += self._loop.time() - started
 
     async def _send_json(self, writer: asyncio.StreamWriter, status: int, obj: Any) -> None:
         data = json.dumps(obj).encode()
@@ -346,9 +377,10 @@ class _Server:
             pass
         self.hangs_ms.append((self._loop.time() - arrived) * 1000)
 
-    async def _stream(self, writer: asyncio.StreamWriter, kind: str, arrived: float) -> None:
+    async def _stream(self, writer: asyncio.StreamWriter, kind: str, arrived: float,
+                      timing: _Timing) -> None:
         b = self.b
-        await self._until(arrived + b.headers_after_ms / 1000)
+        await self._until(arrived + b.headers_after_ms / 1000, timing)
         pending = (b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
                    b"Cache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n\r\n")
         if kind == "chat":
@@ -363,17 +395,18 @@ class _Server:
             if pending and when > self._loop.time():
                 writer.write(pending)  # the headers go out now, not with the first token
                 pending = b""
-            await self._until(when)
+            await self._until(when, timing)
             if i == last:
                 event += (self._usage_event if b.usage else b"") + self._tail
             writer.write(pending + _http_chunk(event) + (_LAST_CHUNK if i == last else b""))
             pending = b""
-            await writer.drain()
+            await self._drain(writer, timing)
 
-    async def _whole(self, writer: asyncio.StreamWriter, kind: str, arrived: float) -> None:
+    async def _whole(self, writer: asyncio.StreamWriter, kind: str, arrived: float,
+                     timing: _Timing) -> None:
         b = self.b
         pieces = self._pieces[kind]
-        await self._until(arrived + b.headers_after_ms / 1000)
+        await self._until(arrived + b.headers_after_ms / 1000, timing)
         framing = (b"Transfer-Encoding: chunked" if b.chunked
                    else f"Content-Length: {sum(map(len, pieces))}".encode())
         pending = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n" + framing + b"\r\n\r\n"
@@ -384,12 +417,12 @@ class _Server:
             if pending and when > self._loop.time():
                 writer.write(pending)
                 pending = b""
-            await self._until(when)
+            await self._until(when, timing)
             if b.chunked:
                 piece = _http_chunk(piece) + (_LAST_CHUNK if i == last else b"")
             writer.write(pending + piece)
             pending = b""
-            await writer.drain()
+            await self._drain(writer, timing)
 
 
 async def _serve(behaviour: Behaviour) -> None:

@@ -63,6 +63,7 @@ class Time:
     ms: float
     floor: bool = True
     with_setup: bool = False
+    server_late_ms: float = 0.0  # how late the server kept this schedule (median)
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from tests.truth.cases import (
     REQUEST_TIMEOUT_S,
     Case,
 )
-from tests.truth.compare import check_run
+from tests.truth.compare import check_run, failure_message
 from tests.truth.conftest import ServerPool
 
 # Start-up, a mesh, the run and the export: a run that takes longer is hung.
@@ -68,5 +68,5 @@ def test_the_artifacts_match_the_truth(
     assert proc.returncode == 0, f"exit {proc.returncode}: {proc.stderr[-2000:]}"
     summary, records = read_artifacts(tmp_path)
     problems = check_run(case, concurrency, requests, summary, records, seen)
-    assert not problems, f"{case.name} at c={concurrency} ({case.about}):\n  " + "\n  ".join(
-        problems)
+    assert not problems, failure_message(f"{case.name} at c={concurrency} ({case.about}):",
+                                         problems, seen)

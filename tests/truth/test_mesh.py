@@ -6,7 +6,7 @@ import pytest
 
 from aiperf.mesh import Mesh
 from tests.truth.cases import CASES, CONCURRENCIES, REQUEST_TIMEOUT_S, REQUESTS, Case
-from tests.truth.compare import check_run
+from tests.truth.compare import check_run, failure_message
 from tests.truth.conftest import ServerPool
 
 
@@ -25,5 +25,5 @@ def test_every_metric_matches_the_truth(
     assert result.invariant.get("ok"), result.invariant
     problems = check_run(case, concurrency, REQUESTS[concurrency], result.to_dict(),
                          list(result.records), seen)
-    assert not problems, f"{case.name} at c={concurrency} ({case.about}):\n  " + "\n  ".join(
-        problems)
+    assert not problems, failure_message(f"{case.name} at c={concurrency} ({case.about}):",
+                                         problems, seen)

@@ -1,13 +1,13 @@
 """The truth through pytest: marked tests against the reference servers, as a user writes them.
 
 One pytest session (a subprocess, as a user's would be, with the plugin loaded from its entry
-point) runs a generated test file with, for every case and concurrency:
+point) runs a generated test file with
 
-- a test whose objectives the truth meets (the case's headline time within tolerance, no
-  errors) and whose body compares every metric of ``aiperf_result`` with the truth: it must
-  pass;
-- a test whose objective the truth breaches (the headline time under half its truth): it
-  must fail, as a failure (a breach), not an error;
+- for every case and concurrency, a test whose objectives the truth meets (the case's
+  headline time within tolerance, no errors) and whose body compares every metric of
+  ``aiperf_result`` with the truth: it must pass;
+- for every case, a test whose objective the truth breaches (the headline time under half
+  its truth): it must fail, as a failure (a breach), not an error;
 
 and a test against the server that never answers, whose objective ``request_error_rate <= 1
 %`` must never pass. One session for all of them: a session per case would spend most of

@@ -27,6 +27,7 @@ from tests.truth.cases import (
     Case,
     Time,
 )
+from tests.truth.compare import failure_message
 from tests.truth.conftest import ServerPool
 
 PATHS = {"chat": "/v1/chat/completions", "completions": "/v1/completions",
@@ -139,7 +140,8 @@ def test_a_bare_client_measures_the_schedule(
     server = reference_servers.get(case.behaviour)
     before = server.stats()
     exchanges = asyncio.run(_measure(server.url, case, concurrency))
-    assert server.stats().requests - before.requests == LIGHT_REQUESTS[concurrency]
+    seen = server.stats() - before
+    assert seen.requests == LIGHT_REQUESTS[concurrency]
     truth = case.per_request()
     measured = {
         "request_latency": [e.latency_ms for e in exchanges],
@@ -162,7 +164,7 @@ def test_a_bare_client_measures_the_schedule(
             expected = truth[name]
             assert isinstance(expected, Time)
             problems += _check(name, expected, values, concurrency)
-    assert not problems, f"{case.name} at c={concurrency}:\n  " + "\n  ".join(problems)
+    assert not problems, failure_message(f"{case.name} at c={concurrency}:", problems, seen)
 
 
 def test_a_server_that_never_answers_notes_how_long_the_client_waited() -> None:

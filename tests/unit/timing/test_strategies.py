@@ -115,3 +115,57 @@ def test_gamma_smoothness_narrows_the_gaps() -> None:
     smooth = GammaArrival(100.0, 16.0, np.random.default_rng(1))
     std = [np.std([a.next_gap_ns() for _ in range(5000)]) for a in (rough, smooth)]
     assert std[1] < std[0] / 3
+
+
+class SilentWorkers(FakeWorkers):
+    """Take leases and credits and never report back: workers stuck in requests."""
+
+    async def send_lease(self, worker: str, lease: Lease) -> None:
+        self.leases.append((worker, lease))
+
+    async def send_credits(self, worker: str, credits: list[Credit]) -> None:
+        self.credits.extend((worker, c) for c in credits)
+
+
+@pytest.mark.real_sleep
+def test_a_duration_phase_ends_at_its_end_plus_grace_even_if_no_worker_reports(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every wait of a strategy is bounded by the run (it once waited up to an hour)."""
+    monkeypatch.setattr("aiperf.timing.base.PHASE_TIMEOUT_MARGIN_S", 0.2)
+    fake = SilentWorkers(["worker_0"])
+    config = UserConfig(concurrency=2, benchmark_duration="200ms", benchmark_grace_period=0.2,
+                        request_count=10_000, request_timeout_seconds=600)
+    strategy = ConcurrencyStrategy(config, [Turn("x", 1)], np.random.default_rng(0), fake, 1)
+    fake.strategy = strategy
+    loop = asyncio.new_event_loop()
+    try:
+        started = loop.time()
+        loop.run_until_complete(asyncio.wait_for(strategy.run(), 10))
+        assert loop.time() - started < 3.0
+    finally:
+        loop.close()
+    assert strategy.issued == 0  # nothing was reported as started
+
+
+def test_wait_bounds_follow_the_run_not_the_request_count() -> None:
+    fake = SilentWorkers(["worker_0"])
+    few = ConcurrencyStrategy(UserConfig(request_count=10, request_timeout_seconds=7),
+                              [Turn("x", 1)], np.random.default_rng(0), fake, 1)
+    many = ConcurrencyStrategy(UserConfig(request_count=10**6, request_timeout_seconds=7),
+                               [Turn("x", 1)], np.random.default_rng(0), fake, 1)
+    assert few.wait_bound_s() == many.wait_bound_s() < 7 + 60
+
+
+def test_the_idle_gap_of_a_schedule_is_what_the_controller_adds_to_the_stall_rule() -> None:
+    fake = SilentWorkers(["worker_0"])
+    turns = [Turn("a", 1, timestamp_ms=0), Turn("b", 1, timestamp_ms=4000),
+             Turn("c", 1, timestamp_ms=4500)]
+    trace = FixedScheduleStrategy(UserConfig(input_file="t", fixed_schedule=True), turns,
+                                  np.random.default_rng(0), fake, 1)
+    assert trace.idle_gap_s() == 4.0
+    rated = RequestRateStrategy(UserConfig(request_rate=2), turns, np.random.default_rng(0),
+                                fake, 1)
+    assert rated.idle_gap_s() == 10.0
+    closed = ConcurrencyStrategy(UserConfig(), turns, np.random.default_rng(0), fake, 1)
+    assert closed.idle_gap_s() == 0.0

@@ -183,7 +183,8 @@ class AIPerfSession:
                                 run=len(self.item_records(item.nodeid)) + 1)
         self.records.append(record)
         try:
-            profile.setdefault("url", self.default_url())
+            if "url" not in profile:  # (not setdefault: that would start the mock anyway)
+                profile["url"] = self.default_url()
             config = UserConfig.build(where=f"aiperf profile of {item.nodeid}", **profile)
             deadline = spec.test_timeout or self.settings.test_timeout or (
                 default_test_timeout(config))

@@ -72,10 +72,12 @@ def test_a_reasoning_stream_measures_every_token(mesh: Mesh, field: str) -> None
     with reference_server(reasoning_stream(field)) as url:
         result = mesh.run(url=url, streaming=True, concurrency=1, request_count=4)
     assert result.request_count == 4, result.error_summary
-    # First chunk at 20 ms; first answer token after ten more 10 ms gaps: ~120 ms.
-    assert 19 <= result["time_to_first_token"].p50 < 40
-    assert 115 <= result["time_to_first_output_token"].p50 < 170
-    assert 9 <= result["inter_token_latency"].p50 < 14
+    # First chunk at 20 ms; first answer token after ten more 10 ms gaps: ~120 ms. The
+    # upper bounds leave room for a busy machine's late timers (and still fail the old
+    # numbers: TTFT 128 ms, ITL 3.2 ms).
+    assert 19 <= result["time_to_first_token"].p50 < 60
+    assert 115 <= result["time_to_first_output_token"].p50 < 250
+    assert 9 <= result["inter_token_latency"].p50 < 20
     assert result["output_sequence_length"].avg == 15
     assert result["reasoning_token_count"].avg == 10
     assert result["output_token_count"].avg == 5

@@ -184,7 +184,7 @@ def test_phases_show_a_new_connection_then_a_reused_one() -> None:
         assert raw.error is None
         assert raw.start_ns <= raw.sent_ns <= raw.response_ns <= raw.chunks[-1][0]
         assert (raw.response_ns - raw.sent_ns) / 1e6 >= 45     # waiting: the server's 50 ms
-        assert (raw.sent_ns - raw.start_ns) / 1e6 < 20          # sending a small body
+        assert (raw.sent_ns - raw.start_ns) / 1e6 < 45          # sending a small body
 
 
 def test_the_wait_for_a_pooled_connection_is_blocked_time_not_request_time() -> None:

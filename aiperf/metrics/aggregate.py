@@ -151,7 +151,8 @@ class _RunTotals:
             if self.first_start is None or start < self.first_start:
                 self.first_start = start
                 self.first_wall = record.wall_start_ns or None
-            end = (record.end_ns, record.wall_start_ns + (record.end_ns - start))
+            wall = record.wall_start_ns
+            end = (record.end_ns, wall + (record.end_ns - start) if wall else 0)
             if is_cancellation(record.error):
                 if self.last_given_up is None or end > self.last_given_up:
                     self.last_given_up = end

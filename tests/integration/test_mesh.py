@@ -292,3 +292,17 @@ def test_a_controller_that_crashes_names_its_traceback_in_the_error(
         Mesh(workers=1, runtime_plugins=broken).start()
     assert any(r.name == "aiperf.mesh" and "Traceback" in r.getMessage()
                for r in caplog.records)
+
+
+def test_the_api_key_never_reaches_an_error_from_inside_the_mesh(tmp_path: Path) -> None:
+    secret = "sk-never-in-an-error-7"
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "ok"}\n{"text": "x", "output_length": "12"}\n')
+    with Mesh(workers=1) as mesh:
+        with pytest.raises(ConfigError, match=r"bad.jsonl:2: field 'output_length'") as info:
+            mesh.run(api_key=secret, url="http://user:pa55@127.0.0.1:9", input_file=str(bad))
+        assert secret not in str(info.value) and "pa55" not in str(info.value)
+        # A model-level check failing on an override: pydantic's own text echoes every key.
+        with pytest.raises(ConfigError) as info:
+            mesh.run(UserConfig(api_key=secret), fixed_schedule=True)
+        assert secret not in str(info.value)

@@ -238,7 +238,8 @@ def cmd_mesh(args: argparse.Namespace) -> int:
     from aiperf.mesh import Mesh
 
     started = time.perf_counter()
-    with Mesh(**({"workers": args.workers_max} if args.workers_max else {})) as mesh:
+    workers = {"workers": args.workers_max} if args.workers_max else {}
+    with Mesh(capture_logs=False, **workers) as mesh:
         ready = time.perf_counter() - started
         print(f"mesh ready in {ready * 1000:.0f} ms (controller pid {mesh.pid}):")
         for service_id, pid in sorted(mesh.services.items()):

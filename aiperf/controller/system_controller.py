@@ -373,7 +373,8 @@ class SystemController(AIPerfLoggerMixin):
         try:
             while True:
                 done, _ = await asyncio.wait(
-                    {self._results, cancel}, timeout=min(cfg.heartbeat_interval, stall))
+                    {self._results, cancel}, timeout=min(cfg.heartbeat_interval, stall),
+                    return_when=asyncio.FIRST_COMPLETED)
                 if self._results.done():
                     return self._results.result()
                 if cancel in done:

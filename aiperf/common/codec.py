@@ -85,6 +85,9 @@ class RawRecord(msgspec.Struct, array_like=True):
     dns_ns: int = 0
     connecting_ns: int = 0
     reused: int = -1
+    # After a resend on a fresh connection: that attempt's start (``start_ns`` stays the
+    # first attempt's); 0 when the first attempt was answered.
+    resend_ns: int = 0
 
 
 class MetricRecord(msgspec.Struct, array_like=True):

@@ -219,11 +219,14 @@ class RecordDeriver:
 
 def _set_phases(record: MetricRecord, raw: RawRecord, last_byte: int) -> None:
     """The HTTP phases (k6's names), from the transport's timestamps. Sending, waiting and
-    receiving add up to request latency: request start -> the response's last byte."""
+    receiving add up to the answered exchange: its start -> the response's last byte (the
+    request latency, unless a stale connection made the transport resend: the time lost
+    on it is then in ``blocked``)."""
+    begun = raw.resend_ns or raw.start_ns
     record.http_blocked_ns = raw.blocked_ns
     record.http_dns_ns = raw.dns_ns
     record.http_connecting_ns = raw.connecting_ns
-    record.http_sending_ns = max(0, raw.sent_ns - raw.start_ns)
-    record.http_waiting_ns = max(0, raw.response_ns - max(raw.sent_ns, raw.start_ns))
-    record.http_receiving_ns = max(0, last_byte - max(raw.response_ns, raw.start_ns))
+    record.http_sending_ns = max(0, raw.sent_ns - begun)
+    record.http_waiting_ns = max(0, raw.response_ns - max(raw.sent_ns, begun))
+    record.http_receiving_ns = max(0, last_byte - max(raw.response_ns, begun))
     record.http_reused = raw.reused

@@ -27,10 +27,12 @@ Every failure becomes the record's ``error`` (code, type, message); nothing rais
 (no response headers by then) are errors with AIPerf's cancellation code and type.
 
 A request whose pooled connection turns out to be closed before any response byte arrives
-is sent once more on a fresh connection (``STALE_CONNECTION_RETRIES``). The record then
-keeps the *first* attempt's start and connection phases: the time lost on the dead
-connection is in the request latency, TTFT and ``http_req_sending`` (sent_ns is the resend's),
-never hidden.
+is sent once more on a fresh connection (``STALE_CONNECTION_RETRIES``). The time lost on the
+dead connection is never hidden: the record keeps the *first* attempt's start, so request
+latency and TTFT include it, and the phases describe the attempt that was answered (a new
+connection: ``reused`` 0, its DNS and connect) with the lost time added to ``blocked_ns``
+(it was time without a usable connection); ``resend_ns`` marks the answered attempt's
+start, where its sending phase begins.
 """
 
 from __future__ import annotations
@@ -164,14 +166,20 @@ class HttpTransport:
 
     async def _resend(self, record: RawRecord, url: str, headers: dict[str, str],
                       body: bytes, streaming: bool) -> None:
-        kept = (record.start_ns, record.blocked_ns, record.dns_ns, record.connecting_ns,
-                record.reused)
+        first_start, first_blocked = record.start_ns, record.blocked_ns
         record.chunks.clear()
+        record.start_ns = record.blocked_ns = record.dns_ns = record.connecting_ns = 0
         try:
             await self._exchange(self._fresh(), record, url, headers, body, streaming)
         finally:
-            (record.start_ns, record.blocked_ns, record.dns_ns, record.connecting_ns,
-             record.reused) = kept
+            answered = record.start_ns  # the fresh connection in hand (0: never got one)
+            if answered and first_start:
+                # Lost on the dead connection: from the first attempt's start to the fresh
+                # connection's set-up. Waiting for a usable connection, i.e. blocked time.
+                lost = answered - first_start - record.dns_ns - record.connecting_ns
+                record.blocked_ns += first_blocked + max(0, lost)
+                record.resend_ns = answered
+            record.start_ns = first_start or answered
 
     def _schedule_sweep(self) -> None:
         self._sweep = asyncio.get_running_loop().call_later(self._sweep_s, self._sweep_expired)

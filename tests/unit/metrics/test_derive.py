@@ -261,3 +261,18 @@ def test_a_non_streamed_tool_call_counts_its_arguments() -> None:
          "function": {"name": "f", "arguments": "x y z"}}]}}]}).encode()
     record = deriver(streaming=False).derive(raw([(41 * MS, body)]))
     assert record.error is None and record.osl == BuiltinTokenizer().count("fx y z")
+
+
+def test_after_a_resend_the_phases_describe_the_answered_exchange() -> None:
+    # First attempt at 1 ms died; the fresh connection was in hand at 100 ms (3 ms connect);
+    # the transport put the lost 96 ms in blocked.
+    body = json.dumps({"choices": [{"message": {"content": "x"}}]}).encode()
+    record = deriver(streaming=False).derive(raw(
+        [(150 * MS, body)], start_ns=1 * MS, resend_ns=100 * MS, sent_ns=101 * MS,
+        response_ns=140 * MS, blocked_ns=96 * MS, dns_ns=0, connecting_ns=3 * MS, reused=0))
+    assert record.latency_ns == 149 * MS                    # the lost time is not hidden
+    assert (record.http_sending_ns, record.http_waiting_ns, record.http_receiving_ns) == (
+        1 * MS, 39 * MS, 10 * MS)
+    phases = (record.http_blocked_ns + record.http_dns_ns + record.http_connecting_ns
+              + record.http_sending_ns + record.http_waiting_ns + record.http_receiving_ns)
+    assert phases == record.latency_ns and record.http_reused == 0

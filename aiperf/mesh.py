@@ -29,9 +29,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from aiperf.common.config import ServiceConfig, UserConfig
+from pydantic import ValidationError
+
+from aiperf.common.config import ServiceConfig, UserConfig, format_validation_error
 from aiperf.common.process import signal_name
-from aiperf.errors import MeshError, MeshTimeoutError, RunInterrupted
+from aiperf.errors import ConfigError, MeshError, MeshTimeoutError, RunInterrupted
 
 if TYPE_CHECKING:
     import zmq
@@ -66,9 +68,13 @@ class Mesh:
     def __init__(self, service_config: ServiceConfig | None = None, *,
                  capture_logs: bool = True, **overrides: Any) -> None:
         base = service_config or ServiceConfig()
-        self.service_config = base.model_copy(update=overrides) if overrides else base
-        if overrides:  # model_copy validates nothing
-            self.service_config = ServiceConfig.model_validate(self.service_config.__dict__)
+        self.service_config = base
+        if overrides:  # validated again: model_copy(update=...) would take anything
+            try:
+                self.service_config = ServiceConfig.model_validate(
+                    {**base.model_dump(exclude_unset=True), **overrides})
+            except ValidationError as exc:
+                raise ConfigError(format_validation_error(exc, ServiceConfig, "Mesh")) from None
         self.capture_logs = capture_logs
         self.services: dict[str, int] = {}
         self._log_relay: LogRelay | None = None

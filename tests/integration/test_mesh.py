@@ -319,3 +319,12 @@ def test_a_run_returns_as_soon_as_its_results_are_in() -> None:
             mesh.run(timing_strategy="noop")
             trips.append(time.monotonic() - started)
     assert min(trips) < 0.5, trips
+
+
+def test_mesh_settings_are_validated_naming_the_key() -> None:
+    with pytest.raises(ConfigError, match=r"Mesh: workers: Input should be greater than or "
+                                          r"equal to 1 \(got 0\)"):
+        Mesh(workers=0)
+    with pytest.raises(ConfigError, match=r"Mesh: unknown key 'wrkers'"):
+        Mesh(wrkers=2)
+    assert Mesh(workers=3, record_hwm=2).service_config.record_hwm == 2

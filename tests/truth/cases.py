@@ -181,9 +181,17 @@ _STREAMING_ONLY = ("time_to_first_token", "time_to_second_token", "inter_token_l
 _TOKENS = ("output_sequence_length", "reasoning_token_count", "output_token_count")
 
 
+def case_of(name: str, endpoint: str, streaming: bool, behaviour: Behaviour,
+            about: str = "") -> Case:
+    """A case, with the metrics it must not report worked out from its kind."""
+    absent = () if streaming else _STREAMING_ONLY
+    if endpoint == "embeddings":
+        absent = _STREAMING_ONLY + _TOKENS
+    return Case(name, endpoint, streaming, behaviour, about, absent)
+
+
 def _chat(name: str, streaming: bool, about: str, **behaviour: object) -> Case:
-    return Case(name, "chat", streaming, Behaviour(**behaviour), about,  # type: ignore[arg-type]
-                absent=() if streaming else _STREAMING_ONLY)
+    return case_of(name, "chat", streaming, Behaviour(**behaviour), about)  # type: ignore[arg-type]
 
 
 CASES: tuple[Case, ...] = (
@@ -218,20 +226,20 @@ CASES: tuple[Case, ...] = (
     _chat("multi_token_chunks", True,
           "4 tokens per SSE event, events 20 ms apart from 30 ms: ITL from usage",
           content_after_ms=30, answer_tokens=16, tokens_per_chunk=4, chunk_gap_ms=20),
-    Case("completions_multi_token", "completions", True,
-         Behaviour(content_after_ms=25, answer_tokens=8, tokens_per_chunk=2, chunk_gap_ms=15),
-         "completions: 2 tokens per event, 15 ms apart from 25 ms"),
+    case_of("completions_multi_token", "completions", True,
+            Behaviour(content_after_ms=25, answer_tokens=8, tokens_per_chunk=2,
+                      chunk_gap_ms=15),
+            "completions: 2 tokens per event, 15 ms apart from 25 ms"),
     _chat("chunked_body", False,
           "Transfer-Encoding: chunked, 5 pieces 25 ms apart from 10 ms: ends at the last",
           content_after_ms=10, body_pieces=5, piece_gap_ms=25, chunked=True),
     _chat("closes_connections", True,
           "closes every connection after its response while advertising keep-alive",
           content_after_ms=20, answer_tokens=4, chunk_gap_ms=5, close_after_response=True),
-    Case("embeddings_4mb", "embeddings", False,
-         # 30 ms apart: at c=16 that is 64 MB per 210 ms, what a 2-core box carries with
-         # room to spare (15 ms apart it does not, even for a bare client).
-         Behaviour(embedding_bytes=4_000_000, body_pieces=8, piece_gap_ms=30),
-         "a 4 MB embeddings body in 8 pieces 30 ms apart: latency covers reading it",
-         absent=_STREAMING_ONLY + _TOKENS),
+    case_of("embeddings_4mb", "embeddings", False,
+            # 30 ms apart: at c=16 that is 64 MB per 210 ms, what a 2-core box carries with
+            # room to spare (15 ms apart it does not, even for a bare client).
+            Behaviour(embedding_bytes=4_000_000, body_pieces=8, piece_gap_ms=30),
+            "a 4 MB embeddings body in 8 pieces 30 ms apart: latency covers reading it"),
 )
 BY_NAME = {case.name: case for case in CASES}

@@ -328,3 +328,33 @@ def test_mesh_settings_are_validated_naming_the_key() -> None:
     with pytest.raises(ConfigError, match=r"Mesh: unknown key 'wrkers'"):
         Mesh(wrkers=2)
     assert Mesh(workers=3, record_hwm=2).service_config.record_hwm == 2
+
+
+def test_children_started_from_a_passing_thread_still_die_with_a_sigkilled_host() -> None:
+    script = textwrap.dedent("""
+        import json, threading, time
+        from aiperf.mesh import Mesh
+        from aiperf.mock_server import MockServerProcess
+        from tests.harness.processes import descendants
+        server, mesh = MockServerProcess(tokens=2), Mesh(workers=1)
+        for start in (server.start, mesh.start):
+            starter = threading.Thread(target=start)
+            starter.start()
+            starter.join()  # the launching thread is gone
+        time.sleep(0.3)
+        print(json.dumps([server.pid, mesh.pid, *descendants(mesh.pid)]), flush=True)
+        time.sleep(60)
+    """)
+    root = Path(__file__).parents[2]
+    host = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
+                            cwd=root, env=dict(os.environ, PYTHONPATH=str(root)))
+    try:
+        assert host.stdout is not None
+        pids = json.loads(host.stdout.readline())
+        assert len(pids) == 1 + 1 + 5 and wait_gone(pids, timeout=0) == pids  # all alive
+        host.kill()
+        host.wait(5)
+        assert wait_gone(pids, timeout=5) == []
+    finally:
+        if host.poll() is None:
+            host.kill()

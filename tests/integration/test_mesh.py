@@ -187,7 +187,8 @@ def test_the_host_waits_on_the_controller_not_on_request_count_times_timeout() -
     """A run whose old deadline was hours long still ends when the controller stops
     answering: the host's wait is the controller's heartbeat."""
     with silent_server() as url:
-        mesh = Mesh(workers=1, command_timeout=3, heartbeat_interval=0.2).start()
+        mesh = Mesh(workers=1, command_timeout=3, heartbeat_interval=0.2,
+                    shutdown_timeout=1).start()
         try:
             assert mesh.pid is not None
             threading.Timer(1.0, os.kill, args=(mesh.pid, signal.SIGSTOP)).start()

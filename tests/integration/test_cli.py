@@ -211,3 +211,28 @@ def test_ctrl_c_writes_the_partial_results_and_exits_130(tmp_path: Path) -> None
     # What was in flight at Ctrl-C is a cancellation error, not a success or a loss.
     assert all(r["error"]["type"] == "RequestCancellationError" for r in errors)
     assert len(errors) <= 4
+
+
+def test_a_bad_dataset_line_exits_2_naming_file_line_and_field(tmp_path: Path) -> None:
+    data = tmp_path / "trace.jsonl"
+    data.write_text('{"timestamp": 0, "input_length": 4}\n'
+                    '{"timestamp": 5, "input_length": 4, "output_length": "12"}\n')
+    proc = aiperf("profile", "-u", "http://127.0.0.1:9", "--input-file", str(data),
+                  "--custom-dataset-type", "mooncake_trace", "--fixed-schedule",
+                  "--output-artifact-dir", str(tmp_path / "out"))
+    assert proc.returncode == 2, proc.stderr
+    assert f"{data}:2: field 'output_length' must be an integer ('12')" in proc.stderr
+    assert not (tmp_path / "out").exists()  # refused before the run started
+
+
+def test_durations_take_units_on_the_command_line(
+    mock_server: MockServerProcess, tmp_path: Path
+) -> None:
+    proc = aiperf("profile", "-u", mock_server.url, "--benchmark-duration", "800ms",
+                  "--benchmark-grace-period", "2s", "--output-artifact-dir", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads((tmp_path / "profile_export_aiperf.json").read_text())
+    assert summary["input_config"]["benchmark_duration"] == 0.8
+    bad = aiperf("profile", "-u", mock_server.url, "--benchmark-duration", "0s")
+    assert bad.returncode == 2
+    assert "--benchmark-duration: Input should be greater than 0" in bad.stderr

@@ -209,6 +209,8 @@ def _set_outcome(record: LoadTestRecord, report: pytest.TestReport) -> None:
             record.outcome = "XFAIL" if report.skipped else "XPASS"
         elif report.passed:
             record.outcome = "PASS"
+        elif report.skipped:
+            record.outcome = "SKIP"
         else:
             record.outcome = "ERROR" if record.error else "FAIL"
     elif report.failed:  # teardown

@@ -183,3 +183,30 @@ def test_verdicts_print_as_text_not_reprs(project: pytest.Pytester) -> None:
                                  "requests)*"])
     assert "Verdict(" not in result.stdout.str() and "Objective(key=" not in (
         result.stdout.str())
+
+
+def test_the_verdict_column_is_the_tests_outcome(project: pytest.Pytester) -> None:
+    project.makepyfile("""
+        import pytest
+
+        def test_skips_after_its_run(aiperf):
+            aiperf.run(request_count=2)
+            pytest.skip("decided after the run")
+
+        def test_fails_on_its_own_assert(aiperf):
+            aiperf.run(request_count=2, slo={"request_latency.p50": "< 60 s"})
+            assert False, "the test's own check"
+
+        @pytest.mark.xfail(reason="known slow", strict=True)
+        @pytest.mark.aiperf(request_count=2, slo={"request_latency.p50": "< 1 ns"})
+        def test_known_breach():
+            pass
+    """)
+    result = project.runpytest_inprocess()
+    result.assert_outcomes(skipped=1, failed=1, xfailed=1)
+    result.stdout.fnmatch_lines(["test_skips_after_its_run*SKIP",
+                                 "test_fails_on_its_own_assert*FAIL",
+                                 "test_known_breach*XFAIL"])
+    # a test that failed on its own still shows its run's objectives
+    result.stdout.fnmatch_lines(["*aiperf test_fails_on_its_own_assert*",
+                                 "request_latency.p50*< 60 s*PASS*2/2"])

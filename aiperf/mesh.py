@@ -29,7 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
 from aiperf.common.config import ServiceConfig, UserConfig, format_validation_error
 from aiperf.common.process import signal_name
@@ -166,6 +166,9 @@ class Mesh:
         the run in the mesh and raises ``RunInterrupted`` carrying the results of what was
         issued (in-flight requests as cancellation errors); the mesh stays usable. Without
         it, Ctrl-C stops the mesh."""
+        if isinstance(profile.get("api_key"), str):
+            # Masked from here on, in every frame a traceback (pytest -l) may show.
+            profile["api_key"] = SecretStr(profile["api_key"])
         if config is None:
             config = UserConfig.build(**profile)
         elif profile:
@@ -175,15 +178,11 @@ class Mesh:
         if not self.running:
             raise MeshError("the mesh is not running; start it first")
         self.wait_ready()
-        from aiperf.common.messages import HostCancelRun, RunProfileReply, RunProfileRequest
+        from aiperf.common.messages import HostCancelRun, RunProfileReply
         from aiperf.results import ProfileResult
 
         run_id = uuid.uuid4().hex[:12]
-        dumped = config.model_dump(mode="python")
-        if config.api_key is not None:
-            dumped["api_key"] = config.api_key.get_secret_value()
-        self._send(RunProfileRequest(run_id=run_id, user_config=json.loads(
-            json.dumps(dumped, default=str))))
+        self._send_run_request(run_id, config)
         interrupted = False
         # The controller keeps the run's deadlines and sends a heartbeat while it serves
         # the run: here, only its silence is a timeout.
@@ -272,6 +271,18 @@ class Mesh:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.ashutdown()
+
+    def _send_run_request(self, run_id: str, config: UserConfig) -> None:
+        """The request carries the API key in clear (inside the mesh's private sockets
+        only): it lives in this frame alone, so no traceback of ``run`` (pytest ``-l``
+        shows locals) ever holds it."""
+        from aiperf.common.messages import RunProfileRequest
+
+        dumped = config.model_dump(mode="python")
+        if config.api_key is not None:
+            dumped["api_key"] = config.api_key.get_secret_value()
+        self._send(RunProfileRequest(run_id=run_id, user_config=json.loads(
+            json.dumps(dumped, default=str))))
 
     def _log_tail(self) -> str:
         """The mesh's last stderr lines, for an error saying it died."""

@@ -15,6 +15,7 @@ import sys
 import textwrap
 import threading
 import time
+import traceback
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -303,6 +304,15 @@ def test_the_api_key_never_reaches_an_error_from_inside_the_mesh(tmp_path: Path)
         with pytest.raises(ConfigError, match=r"bad.jsonl:2: field 'output_length'") as info:
             mesh.run(api_key=secret, url="http://user:pa55@127.0.0.1:9", input_file=str(bad))
         assert secret not in str(info.value) and "pa55" not in str(info.value)
+        # What pytest -l prints: the locals of every frame, Mesh.run's included.
+        frames = [f for f in traceback.TracebackException.from_exception(
+            info.value, capture_locals=True).stack if "/aiperf/" in f.filename]
+        assert [f.name for f in frames] == ["run"]
+        assert frames[0].locals is not None and secret not in str(frames[0].locals)
+        with pytest.raises(ConfigError) as info:
+            mesh.run(api_key=secret, concurrency=0)  # refused by the host, before the mesh
+        frames = traceback.TracebackException.from_exception(info.value, capture_locals=True)
+        assert secret not in str([f.locals for f in frames.stack if "/aiperf/" in f.filename])
         # A model-level check failing on an override: pydantic's own text echoes every key.
         with pytest.raises(ConfigError) as info:
             mesh.run(UserConfig(api_key=secret), fixed_schedule=True)

@@ -1,6 +1,10 @@
 from __future__ import annotations
 
+import math
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from aiperf.common.config import ServiceConfig, UserConfig, run_deadline, stall_timeout
 from aiperf.errors import ConfigError
@@ -177,3 +181,16 @@ def test_run_deadlines_never_grow_with_the_request_count() -> None:
     assert run_deadline(timed, service) == 17
     capped = ServiceConfig(result_timeout_margin=5, max_run_seconds=3)
     assert run_deadline(timed, capped) == run_deadline(many, capped) == 3
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.text(max_size=12), st.floats(), st.integers(), st.booleans(), st.none(),
+                 st.from_regex(r"\A\s*-?\d{0,4}(\.\d{0,3})?\s*(ms|s|sec|m|min|h|d)?\s*\Z")))
+def test_any_duration_spelling_is_seconds_or_an_error_naming_the_key(value: object) -> None:
+    try:
+        config = UserConfig.build(benchmark_duration=value)
+    except ConfigError as exc:
+        assert str(exc).startswith("benchmark_duration: ")
+        return
+    seconds = config.benchmark_duration
+    assert seconds is None or (math.isfinite(seconds) and seconds > 0)

@@ -39,6 +39,7 @@ from pytest_aiperf.profile import (
     pattern_matches,
 )
 from pytest_aiperf.report import BuiltinReporters, render_terminal
+from pytest_aiperf.runlock import lock_path
 from pytest_aiperf.secrets import scrub_report
 from pytest_aiperf.session import AIPerfSession, LoadTestRecord
 from pytest_aiperf.slo import format_table
@@ -244,9 +245,12 @@ def _is_xdist_controller(config: pytest.Config) -> bool:
 @pytest.hookimpl(optionalhook=True)
 def pytest_testnodedown(node: Any, error: Any) -> None:
     """pytest-xdist, on the controller: take in a finished worker's load-test records."""
+    session: AIPerfSession = node.config.stash[SESSION_KEY]
+    testrunuid = getattr(node, "workerinput", {}).get("testrunuid")
+    if testrunuid:
+        session.stale_files.add(lock_path(testrunuid))  # removed once every worker is down
     raw = getattr(node, "workeroutput", {}).get(_WORKER_RECORDS)
     if raw:
-        session: AIPerfSession = node.config.stash[SESSION_KEY]
         session.records.extend(LoadTestRecord.from_dict(d) for d in json.loads(raw))
 
 

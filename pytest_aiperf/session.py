@@ -116,6 +116,7 @@ class AIPerfSession:
         self._mock: MockServerProcess | None = None
         workerinput = getattr(config, "workerinput", None)
         self._lock = lock_path(workerinput["testrunuid"]) if workerinput else None
+        self.stale_files: set[Path] = set()  # the controller's: workers' lock files
 
     def item_records(self, nodeid: str) -> list[LoadTestRecord]:
         return [r for r in self.records if r.nodeid == nodeid]
@@ -158,6 +159,9 @@ class AIPerfSession:
         return self._mock.wait_url()
 
     def shutdown(self) -> None:
+        for path in self.stale_files:
+            path.unlink(missing_ok=True)
+        self.stale_files.clear()
         if self._mesh is not None:
             self._mesh.shutdown()
             self._mesh = None

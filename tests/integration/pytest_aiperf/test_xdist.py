@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import itertools
 import json
+import uuid
 from datetime import datetime
 
 import pytest
+
+from pytest_aiperf.runlock import lock_path
 
 
 def test_load_tests_take_turns_across_workers_and_are_reported_once(
@@ -36,8 +39,9 @@ def test_load_tests_take_turns_across_workers_and_are_reported_once(
         def test_unit(n):
             pass
     """)
+    testrunuid = uuid.uuid4().hex
     result = project.runpytest_subprocess("-n", "2", "-p", "no:cacheprovider",
-                                          "--aiperf-artifacts", "out")
+                                          "--testrunuid", testrunuid, "--aiperf-artifacts", "out")
     result.assert_outcomes(passed=10)
     spans = [json.loads(line) for line in (project.path / "spans.jsonl").read_text().splitlines()]
     assert {worker for _, worker, _, _ in spans} == {"gw0", "gw1"}  # both workers ran some
@@ -53,5 +57,6 @@ def test_load_tests_take_turns_across_workers_and_are_reported_once(
     assert sorted(t["nodeid"] for t in summary["load_tests"]) == [
         f"test_load_tests_take_turns_across_workers_and_are_reported_once.py::test_load[{n}]"
         for n in (1, 2, 3, 4)]
+    assert not lock_path(testrunuid).exists()  # the controller removed the workers' lock
     text = step_summary.read_text()
     assert text.count("### pytest-aiperf load tests") == 1 and text.count("✅ PASS") == 4

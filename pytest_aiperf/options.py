@@ -127,7 +127,12 @@ def _absolute(value: str | os.PathLike[str], base: Path) -> Path:
 
 
 def _profile_layer(items: list[str], where: str, base_dir: Path) -> dict[str, Any]:
-    profile = parse_profile_items(items, where)
+    from pytest_aiperf.profile import LoadTestSpecError, normalise_keys
+
+    try:  # the marker's spellings: duration="3s", endpoint=...
+        profile = normalise_keys(parse_profile_items(items, where))
+    except LoadTestSpecError as exc:
+        raise pytest.UsageError(f"{where}: {exc}") from None
     for key in _PATH_PROFILE_KEYS:
         if isinstance(profile.get(key), str):
             profile[key] = str(_absolute(profile[key], base_dir))

@@ -95,3 +95,22 @@ def test_a_run_past_its_deadline_is_stopped_and_the_next_one_is_exact(
         "test_next*PASS",
     ])
     assert elapsed < 30
+
+
+def test_profile_defaults_take_the_markers_spellings(project: pytest.Pytester) -> None:
+    project.makepyfile("""
+        import pytest
+
+        @pytest.mark.aiperf(concurrency=2)
+        def test_timed(aiperf_result):
+            print("DURATION", aiperf_result.config.benchmark_duration,
+                  aiperf_result.config.endpoint_type)
+    """)
+    result = project.runpytest_inprocess("-s", "--aiperf-profile", "duration=500ms",
+                                         "--aiperf-profile", "endpoint=completions")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*DURATION 0.5 completions"])
+    bad = project.runpytest_inprocess("--aiperf-profile", "duration=0s")
+    assert bad.ret == pytest.ExitCode.USAGE_ERROR
+    assert "--aiperf-profile: benchmark_duration: '0s' must be more than zero" in (
+        bad.stderr.str())

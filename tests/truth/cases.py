@@ -50,8 +50,9 @@ EARLY_MS = 0.5
 # Request phases the reference servers add nothing to (loopback, an IP address, a small
 # body): their median must be near zero, within this. A loopback handshake takes
 # microseconds, but a client opening sixteen connections at once sees each one finish only
-# when its event loop gets round to it: at c=16 "near zero" is the timing tolerance.
-NEAR_ZERO_MS = {1: 2.0, 16: 8.0}
+# when its event loop gets round to it: measured here, a bare aiohttp client opening 16 at
+# once on a busy 2-core box sees a median connect of 3-6 ms (at most 10).
+NEAR_ZERO_MS = {1: 2.0, 16: 12.0}
 
 
 @dataclass(frozen=True)

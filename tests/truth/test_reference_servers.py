@@ -9,13 +9,19 @@ import asyncio
 import itertools
 import json
 import statistics
+import subprocess
+import sys
+import textwrap
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import SimpleNamespace
 
 import aiohttp
+import psutil
 import pytest
 
+from tests.harness.processes import wait_gone
 from tests.harness.reference_servers import Behaviour, ReferenceServer
 from tests.truth.cases import (
     CASES,
@@ -30,6 +36,7 @@ from tests.truth.cases import (
 from tests.truth.compare import failure_message
 from tests.truth.conftest import ServerPool
 
+REPO_ROOT = Path(__file__).resolve().parents[2]
 PATHS = {"chat": "/v1/chat/completions", "completions": "/v1/completions",
          "embeddings": "/v1/embeddings"}
 
@@ -188,3 +195,24 @@ def test_a_server_that_never_answers_notes_how_long_the_client_waited() -> None:
 def test_a_behaviour_never_mixes_reasoning_and_answer_in_one_event() -> None:
     with pytest.raises(ValueError, match="multiples of tokens_per_chunk"):
         Behaviour(reasoning_tokens=3, answer_tokens=4, tokens_per_chunk=2)
+
+
+def test_a_reference_server_dies_with_its_parent() -> None:
+    """A test run killed mid-way leaves no server behind (the parent-death signal)."""
+    parent = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent("""
+            import sys, time
+            from tests.harness.reference_servers import Behaviour, ReferenceServer
+            server = ReferenceServer(Behaviour())
+            server.start()
+            print(server.pid, flush=True)
+            time.sleep(60)
+        """)], stdout=subprocess.PIPE, text=True, cwd=REPO_ROOT)
+    try:
+        assert parent.stdout is not None
+        server_pid = int(parent.stdout.readline())
+        assert psutil.pid_exists(server_pid)
+    finally:
+        parent.kill()
+        parent.wait(5)
+    assert wait_gone([server_pid]) == [], f"reference server {server_pid} outlived its parent"

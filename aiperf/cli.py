@@ -144,6 +144,8 @@ def cmd_profile(args: argparse.Namespace) -> int:
     out_dir = Path(args.output_artifact_dir)
     export_files(result, out_dir)
     print(f"\nartifacts: {out_dir.resolve()}")
+    if not result.invariant.get("ok", True):
+        print(f"aiperf: a request is unaccounted for: {result.invariant}", file=sys.stderr)
     if interrupted:
         print("aiperf: interrupted; partial results written", file=sys.stderr)
         return EXIT_INTERRUPTED

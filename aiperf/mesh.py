@@ -182,16 +182,19 @@ class Mesh:
         from aiperf.results import ProfileResult
 
         run_id = uuid.uuid4().hex[:12]
-        self._send_run_request(run_id, config)
-        interrupted = False
+        interrupted = sent = False
         # The controller keeps the run's deadlines and sends a heartbeat while it serves
         # the run: here, only its silence is a timeout.
         silence = self.service_config.command_timeout
         try:
             try:
+                self._send_run_request(run_id, config)
+                sent = True
                 reply = self._receive(RunProfileReply, silence, f"run {run_id}", progress,
                                       alive=True)
             except KeyboardInterrupt:
+                if not sent:
+                    raise KeyboardInterrupt from None  # no run started: the mesh is as it was
                 if not partial_on_interrupt:
                     raise
                 interrupted = True
@@ -199,6 +202,8 @@ class Mesh:
                 reply = self._receive(RunProfileReply, silence, f"cancelling run {run_id}",
                                       progress, alive=True)
         except BaseException as exc:
+            if not sent:
+                raise
             if not isinstance(exc, MeshError) or isinstance(exc, MeshTimeoutError):
                 # Interrupted (Ctrl-C, pytest-timeout's Failed) or hung: the run is still
                 # going in the mesh, so the mesh cannot serve another one. Stop it now.

@@ -84,6 +84,7 @@ class SystemController(AIPerfLoggerMixin):
         self._run_host: bytes | None = None
         self._run_id = ""
         self._cancel_requested = asyncio.Event()
+        self._cancel_for = ""
         self._records_seen = -1
         self._last_record_at = 0.0
 
@@ -286,6 +287,8 @@ class SystemController(AIPerfLoggerMixin):
             elif isinstance(message, RunProfileRequest):
                 asyncio.get_running_loop().create_task(self._serve_run(identity, message))
             elif isinstance(message, HostCancelRun):
+                # It may overtake its run, still waiting for the run lock.
+                self._cancel_for = message.run_id
                 if message.run_id == self._run_id:
                     self._cancel_requested.set()
             elif isinstance(message, HostShutdown):
@@ -297,6 +300,8 @@ class SystemController(AIPerfLoggerMixin):
             self._run_host = identity
             self._run_id = request.run_id
             self._cancel_requested.clear()
+            if self._cancel_for == request.run_id:
+                self._cancel_requested.set()
             heartbeat = asyncio.get_running_loop().create_task(
                 self._heartbeat(identity, request.run_id))
             try:

@@ -198,14 +198,15 @@ def test_ctrl_c_writes_the_partial_results_and_exits_130(tmp_path: Path) -> None
     stderr = "".join(lines)
     assert cli.returncode == 130, stderr
     assert "interrupted; partial results written" in stderr
+    assert "unaccounted" not in stderr
     summary = json.loads((out / "profile_export_aiperf.json").read_text())
     assert summary["was_cancelled"] is True
     lines = (out / "profile_export.jsonl").read_text().splitlines()
     completed = summary["request_count"]["avg"]
     assert 10 <= completed < 100000
     records = [json.loads(line) for line in lines]
-    ids = sorted(r["metadata"]["credit_id"] for r in records)
-    assert ids == list(range(len(ids)))  # every issued credit has exactly one record
+    ids = [r["metadata"]["credit_id"] for r in records]
+    assert len(set(ids)) == len(ids)  # one record per issued credit, none twice
     errors = [r for r in records if "error" in r]
     assert len(records) == completed + len(errors)
     # What was in flight at Ctrl-C is a cancellation error, not a success or a loss.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import _thread
 import asyncio
 import concurrent.futures
 import contextlib
@@ -24,7 +25,13 @@ import pytest
 from aiperf.common.config import UserConfig
 from aiperf.common.hooks import on_init
 from aiperf.common.service import BaseComponentService
-from aiperf.errors import ConfigError, MeshError, MeshTimeoutError, ServiceFailedError
+from aiperf.errors import (
+    ConfigError,
+    MeshError,
+    MeshTimeoutError,
+    RunInterrupted,
+    ServiceFailedError,
+)
 from aiperf.mesh import Mesh
 from aiperf.mock_server import MockServerProcess
 from aiperf.plugin import PluginType
@@ -369,3 +376,29 @@ def test_children_started_from_a_passing_thread_still_die_with_a_sigkilled_host(
     finally:
         if host.poll() is None:
             host.kill()
+
+
+@pytest.mark.parametrize("after_s", [0.05, 1.0], ids=["during-configure", "mid-run"])
+def test_a_host_cancel_keeps_what_was_issued_and_the_mesh_goes_on(
+    after_s: float, mock_server: MockServerProcess,
+) -> None:
+    with Mesh(workers=2) as mesh:
+        mesh.run(timing_strategy="noop")  # started and warm: the timer hits the run
+        timer = threading.Timer(after_s, _thread.interrupt_main)  # a Ctrl-C, in-process
+        timer.start()
+        try:
+            with pytest.raises(RunInterrupted) as info:
+                mesh.run(url=mock_server.url, streaming=True, concurrency=4, osl=4,
+                         request_count=1_000_000, partial_on_interrupt=True)
+        finally:
+            timer.cancel()
+        result = info.value.result
+        assert result.was_cancelled and result.invariant["ok"], result.invariant
+        issued = result.invariant["credits_issued"]
+        assert issued < 1_000_000
+        ids = [r["metadata"]["credit_id"] for r in result.records]
+        assert len(ids) == len(set(ids)) == issued  # one record per issued credit
+        assert result.request_count + result.error_count == issued
+        assert mesh.running
+        after = mesh.run(url=mock_server.url, concurrency=4, request_count=20)
+        assert after.invariant["ok"] and (after.request_count, after.error_count) == (20, 0)

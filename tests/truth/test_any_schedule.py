@@ -19,7 +19,7 @@ REQUESTS = 4
 CONCURRENCY = 1
 # No shrinking: each step of it would be another server and run; the failing schedule is
 # printed whole, and the derandomised draw replays it.
-_SETTINGS = settings(max_examples=EXAMPLES, deadline=None, derandomize=True,
+_SETTINGS = settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
                      phases=[Phase.explicit, Phase.generate],
                      suppress_health_check=[HealthCheck.too_slow])
 

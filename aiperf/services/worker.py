@@ -48,6 +48,8 @@ _perf_ns = time.perf_counter_ns
 CANCELLED = cancellation("cancelled: in flight when the benchmark duration and grace ended")
 MAX_ERROR_MESSAGE = 2000
 RECORD_BATCH = 256
+RECORD_BATCH_BYTES = 1 << 20
+ZERO_COPY_BYTES = 1 << 16
 RECORD_FLUSH_S = 0.02
 
 
@@ -89,6 +91,7 @@ class Worker(BaseComponentService):
         self._wake = asyncio.Event()
         self._in_flight: dict[int, asyncio.Task[None]] = {}
         self._pending_records: list[RawRecord] = []
+        self._pending_bytes = 0
         self._record_timer: asyncio.TimerHandle | None = None
         self._pending_returns: list[int] = []
         self._channel.send(encode(WorkerHello(self.service_id)))
@@ -270,8 +273,15 @@ class Worker(BaseComponentService):
 
     def _queue_record(self, record: RawRecord) -> None:
         self._pending_records.append(record)
-        if len(self._pending_records) >= RECORD_BATCH or not self._in_flight:
-            self._flush_records()  # full, or nothing else in flight: the run may be ending
+        chunks = record.chunks
+        if chunks:  # the last read: a whole body when not streaming, a small read otherwise
+            self._pending_bytes += len(chunks[-1][1])
+        if (len(self._pending_records) >= RECORD_BATCH or not self._in_flight
+                or self._pending_bytes >= RECORD_BATCH_BYTES):
+            # Full, or nothing else in flight (the run may be ending), or big: large bodies
+            # leave one by one as they complete, not as one batch whose encoding and send
+            # would hold the event loop (and every request in flight) for tens of ms.
+            self._flush_records()
         elif self._record_timer is None:
             self._record_timer = asyncio.get_running_loop().call_later(
                 RECORD_FLUSH_S, self._flush_records)
@@ -281,8 +291,12 @@ class Worker(BaseComponentService):
             self._record_timer.cancel()
             self._record_timer = None
         records, self._pending_records = self._pending_records, []
+        self._pending_bytes = 0
         if records:
-            self._records.send(encode(RawBatch(self._run, records)))
+            data = encode(RawBatch(self._run, records))
+            # zmq copies a message unless told not to; for a large one the copy costs more
+            # than the reference it keeps instead (bytes are immutable: safe to share).
+            self._records.send(data, copy=len(data) < ZERO_COPY_BYTES)
 
     def _flush_returns(self) -> None:
         ids, self._pending_returns = self._pending_returns, []

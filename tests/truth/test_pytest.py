@@ -29,6 +29,7 @@ import pytest
 
 from tests.harness.reference_servers import Behaviour
 from tests.truth.cases import (
+    BY_NAME,
     CASES,
     CONCURRENCIES,
     EARLY_MS,
@@ -214,3 +215,30 @@ def test_the_generated_file_is_valid_python() -> None:
     source = generated_tests({case.name: "http://127.0.0.1:9" for case in CASES},
                              "http://127.0.0.1:9")
     compile(textwrap.dedent(source), "test_truth_generated.py", "exec")
+
+
+def test_pytester_sees_the_same_verdicts_for_the_issues_reasoning_stream(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, reference_servers: ServerPool
+) -> None:
+    """The same generated tests through pytester, for the case the issue measured as a
+    128 ms TTFT: the truth (20 ms) meets its objectives and breaches half of it."""
+    case = BY_NAME["reasoning_content_stream"]
+    url = reference_servers.get(case.behaviour).url
+    tag, expected = headline(case)
+    profile = (f'url="{url}", model="ref", endpoint="chat", streaming=True, '
+               f"request_timeout_seconds={REQUEST_TIMEOUT_S}, concurrency=1")
+    common = {"profile": profile, "headline": tag, "name": case.name, "concurrency": 1}
+    floor = f'\n    "{tag}.min": ">= {expected.ms - EARLY_MS:.3f} ms",'
+    pytester.makeini(INI)
+    pytester.makepyfile(test_reasoning="\n".join([
+        HEADER,
+        MEETS.format(**common, requests=LIGHT_REQUESTS[1], floor=floor,
+                     upper=expected.ms + TOLERANCE[1].of(expected.ms)),
+        BREACHES.format(**common, half=expected.ms / 2),
+    ]))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
+        p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p))
+    result = pytester.runpytest_subprocess("-p", "no:randomly", timeout=SESSION_TIMEOUT_S)
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*test_breaches__reasoning_content_stream__c1*",
+                                 "*1 of 1 objectives breached*"])

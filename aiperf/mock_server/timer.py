@@ -47,7 +47,11 @@ class TimerFdTimer:
     a wake takes to reach the paused task (measured as it goes: about 0.1-0.2 ms)."""
 
     GAIN = 0.2  # how much of each new observation moves the lead
-    MAX_LEAD_S = 0.0005
+    MAX_LEAD_S = 0.0003
+    # A wake far later than the usual path (a busy machine) says nothing about that path:
+    # each observation moves the lead by at most this, so one outlier cannot make the next
+    # pauses end early.
+    MAX_STEP_S = 0.0002
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
@@ -71,7 +75,7 @@ class TimerFdTimer:
         if wake < self._armed:
             self._arm(wake)
         await future
-        error = time.monotonic() - due
+        error = max(-self.MAX_STEP_S, min(self.MAX_STEP_S, time.monotonic() - due))
         self.lead_s = min(self.MAX_LEAD_S, max(0.0, self.lead_s + self.GAIN * error))
 
     def _arm(self, due: float) -> None:

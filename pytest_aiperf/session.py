@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 # What the built-in mock serves when no --aiperf-url is given: small latencies, exact so
 # that what a test measures through it is known (TTFT 10 ms, ITL 2 ms, 32 tokens).
 DEFAULT_MOCK = {"ttft_ms": 10, "itl_ms": 2, "tokens": 32}
+MESH_LOG_LEVELS = ("debug", "info", "warning", "error")
 KEY_METRICS = ("request_throughput", "time_to_first_token.p99", "request_latency.p99",
                "request_error_rate")
 
@@ -126,8 +127,15 @@ class AIPerfSession:
     def _new_mesh(self) -> Mesh:
         from aiperf.mesh import Mesh
 
-        workers = self.settings.workers
-        return Mesh(workers=workers) if workers else Mesh()
+        overrides: dict[str, Any] = {}
+        if self.settings.workers:
+            overrides["workers"] = self.settings.workers
+        # The mesh's log lines reach pytest's log capture (logger aiperf.mesh) at the level
+        # pytest is asked for (--log-level / log_level), so they can be seen with a test.
+        level = self.config.getoption("log_level", None) or self.config.getini("log_level")
+        if isinstance(level, str) and level.lower() in MESH_LOG_LEVELS:
+            overrides["log_level"] = level.lower()
+        return Mesh(**overrides)
 
     def launch_mesh(self) -> None:
         """Boot the mesh in the background (once load tests are known to be collected), so

@@ -210,3 +210,16 @@ def test_the_verdict_column_is_the_tests_outcome(project: pytest.Pytester) -> No
     # a test that failed on its own still shows its run's objectives
     result.stdout.fnmatch_lines(["*aiperf test_fails_on_its_own_assert*",
                                  "request_latency.p50*< 60 s*PASS*2/2"])
+
+
+def test_the_mesh_logs_to_pytests_log_capture(project: pytest.Pytester) -> None:
+    project.makepyfile("""
+        def test_logged(aiperf):
+            aiperf.run(request_count=2)  # the mesh starts here, inside the test
+            assert False, "show the captured log"
+    """)
+    result = project.runpytest_inprocess("--log-level=INFO")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*Captured log call*",
+                                 "INFO *aiperf.mesh*mesh ready*"])
+    assert "mesh ready" not in result.stderr.str()  # not raw on the terminal

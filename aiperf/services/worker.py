@@ -92,6 +92,7 @@ class Worker(BaseComponentService):
         self._in_flight: dict[int, asyncio.Task[None]] = {}
         self._pending_records: list[RawRecord] = []
         self._pending_bytes = 0
+        self._big_flush: asyncio.TimerHandle | None = None
         self._record_timer: asyncio.TimerHandle | None = None
         self._pending_returns: list[int] = []
         self._channel.send(encode(WorkerHello(self.service_id)))
@@ -274,14 +275,22 @@ class Worker(BaseComponentService):
     def _queue_record(self, record: RawRecord) -> None:
         self._pending_records.append(record)
         chunks = record.chunks
-        if chunks:  # the last read: a whole body when not streaming, a small read otherwise
-            self._pending_bytes += len(chunks[-1][1])
-        if (len(self._pending_records) >= RECORD_BATCH or not self._in_flight
-                or self._pending_bytes >= RECORD_BATCH_BYTES):
-            # Full, or nothing else in flight (the run may be ending), or big: large bodies
-            # leave one by one as they complete, not as one batch whose encoding and send
-            # would hold the event loop (and every request in flight) for tens of ms.
-            self._flush_records()
+        if chunks:
+            # A whole body's reads (few unless it is large); a stream's last read stands
+            # for its size (summing a long stream's reads would cost every request).
+            self._pending_bytes += (
+                len(chunks[-1][1]) if self._streaming or len(chunks) == 1
+                else sum(len(read) for _, read in chunks))
+        if len(self._pending_records) >= RECORD_BATCH or not self._in_flight:
+            self._flush_records()  # full, or nothing else in flight: the run may be ending
+        elif self._pending_bytes >= RECORD_BATCH_BYTES:
+            # Large bodies leave soon, but not inline: encoding megabytes would delay the
+            # timestamps of the responses completing in the same loop turn and the writes
+            # of the requests the slots start next. A 0 s timer runs after both (after the
+            # next turn's ready callbacks and I/O), where call_soon would run before them.
+            if self._big_flush is None:
+                self._big_flush = asyncio.get_running_loop().call_later(
+                    0, self._flush_records)
         elif self._record_timer is None:
             self._record_timer = asyncio.get_running_loop().call_later(
                 RECORD_FLUSH_S, self._flush_records)
@@ -290,6 +299,9 @@ class Worker(BaseComponentService):
         if self._record_timer is not None:
             self._record_timer.cancel()
             self._record_timer = None
+        if self._big_flush is not None:
+            self._big_flush.cancel()
+            self._big_flush = None
         records, self._pending_records = self._pending_records, []
         self._pending_bytes = 0
         if records:

@@ -18,8 +18,8 @@ What ``send`` records in the ``RawRecord`` (all ``perf_counter_ns``):
   and a small body; draining a larger one is not seen).
 - ``response_ns``: status line and headers received (the first response byte, as far as
   aiohttp lets us see it).
-- one ``(timestamp, bytes)`` per network read; a non-streamed body is one read, stamped
-  after its last byte arrived (so request latency ends at the last byte, streamed or not).
+- one ``(timestamp, bytes)`` per network read, streamed or not: the last one is the
+  response's last byte, where request latency ends.
 - ``end_ns``: after the exchange is over, connection released.
 
 Every failure becomes the record's ``error`` (code, type, message); nothing raises out of
@@ -223,20 +223,16 @@ class HttpTransport:
                 text = (await response.read())[:MAX_ERROR_BODY].decode("utf-8", "replace")
                 record.error = ErrorInfo(response.status, response.reason or "HTTPError",
                                          text or f"HTTP {response.status}")
-            elif streaming:
-                await self._read_stream(response, record)
             else:
-                # The stream, not response.read(): that would fire one more trace event
-                # per request for nothing (the connection is released on exit either way).
-                data = await response.content.read()
-                # Stamped after the read: the body's last byte, not its headers.
-                record.chunks.append((_perf_ns(), data))
+                await self._read_reads(response, record)
 
     @staticmethod
-    async def _read_stream(response: aiohttp.ClientResponse, record: RawRecord) -> None:
+    async def _read_reads(response: aiohttp.ClientResponse, record: RawRecord) -> None:
         # One (timestamp, bytes) per network read, undecoded: SSE framing and JSON are the
         # record processor's work, off the request path. Events parsed out of one read
-        # share its timestamp either way.
+        # share its timestamp either way. A whole body is read the same way: its last
+        # read's stamp is its last byte, and a large body is never joined here (a copy
+        # that would delay every other response's timestamps); the processor joins it.
         chunks = record.chunks
         async for data in response.content.iter_any():
             chunks.append((_perf_ns(), data))

@@ -48,11 +48,16 @@ TOLERANCE = {1: Tolerance(abs_ms=3.0, rel=0.10), 16: Tolerance(abs_ms=8.0, rel=0
 # principle; this covers the two processes reading the clock at slightly different points.
 EARLY_MS = 0.5
 # Request phases the reference servers add nothing to (loopback, an IP address, a small
-# body): their median must be near zero, within this. A loopback handshake takes
-# microseconds, but a client opening sixteen connections at once sees each one finish only
-# when its event loop gets round to it: measured here, a bare aiohttp client opening 16 at
-# once on a busy 2-core box sees a median connect of 3-6 ms (at most 10).
-NEAR_ZERO_MS = {1: 2.0, 16: 12.0}
+# body): their median must be near zero, within this.
+NEAR_ZERO_MS = {1: 2.0, 16: 8.0}
+# Except the set-up of a burst of connections: a loopback handshake takes microseconds, but
+# a client opening sixteen at once sees each finish only when its event loop gets round to
+# it, so what it measures is its own scheduling, not the server. Measured here: a bare
+# aiohttp client opening 16 at once on a 2-core box, 3-6 ms median (10 max); the engine in
+# a fresh CLI process on a box loaded by other test runs, up to 40 ms. At c=16 these are
+# checked only for being reported and adding up (http_req_total = the phases), and the
+# total for its floor: the response's own latency.
+BURST_SETUP = ("http_req_blocked", "http_req_connecting")
 
 
 @dataclass(frozen=True)
@@ -64,12 +69,18 @@ class Time:
     ms: float
     floor: bool = True
     with_setup: bool = False
+    median: bool = True  # False: only the floor is checked
     server_late_ms: float = 0.0  # how late the server kept this schedule (median)
 
 
 @dataclass(frozen=True)
 class NearZero:
     """A phase the case adds no time to."""
+
+
+@dataclass(frozen=True)
+class Reported:
+    """A value whose size the server cannot know: it must be there for every request."""
 
 
 @dataclass(frozen=True)
@@ -84,7 +95,7 @@ class ZeroOrAbsent:
     """A count the case has none of: either not reported or zero everywhere."""
 
 
-Expectation = Time | NearZero | Exact | ZeroOrAbsent
+Expectation = Time | NearZero | Reported | Exact | ZeroOrAbsent
 
 
 @dataclass(frozen=True)
@@ -115,8 +126,8 @@ class Case:
     def osl(self) -> int:
         return self.behaviour.reasoning_tokens + self.behaviour.answer_tokens
 
-    def per_request(self) -> dict[str, Expectation]:
-        """The truth of every per-request metric of this case."""
+    def per_request(self, concurrency: int = 1) -> dict[str, Expectation]:
+        """The truth of every per-request metric of this case at ``concurrency``."""
         b = self.behaviour
         latency = self.latency_ms
         truth: dict[str, Expectation] = {
@@ -131,6 +142,9 @@ class Case:
             "http_req_duration": Time(latency),
             "http_req_total": Time(latency, with_setup=True),
         }
+        if concurrency > 1:
+            truth.update(dict.fromkeys(BURST_SETUP, Reported()))
+            truth["http_req_total"] = Time(latency, median=False)
         if b.usage:
             truth["input_sequence_length"] = Exact(PROMPT_TOKENS)
         if not self.produces_tokens:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.truth.cases import BY_NAME, CASES, Exact, Time, ZeroOrAbsent
+from tests.truth.cases import BY_NAME, CASES, Exact, NearZero, Reported, Time, ZeroOrAbsent
 
 
 def test_the_reasoning_stream_of_the_issue() -> None:
@@ -62,3 +62,11 @@ def test_run_level_counts_scale_with_the_requests() -> None:
 
 def test_case_names_are_unique() -> None:
     assert len(BY_NAME) == len(CASES)
+
+
+def test_a_burst_of_connections_is_checked_for_presence_not_size() -> None:
+    case = BY_NAME["headers_then_body"]
+    assert case.per_request(1)["http_req_connecting"] == NearZero()
+    assert case.per_request(16)["http_req_connecting"] == Reported()
+    assert case.per_request(16)["http_req_total"] == Time(120, median=False)
+    assert case.per_request(16)["http_req_waiting"] == Time(0)

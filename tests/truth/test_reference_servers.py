@@ -22,7 +22,7 @@ import psutil
 import pytest
 
 from tests.harness.processes import wait_gone
-from tests.harness.reference_servers import Behaviour, ReferenceServer
+from tests.harness.reference_servers import Behaviour, ReferenceServer, ServerStats
 from tests.truth.cases import (
     CASES,
     CONCURRENCIES,
@@ -33,7 +33,7 @@ from tests.truth.cases import (
     Case,
     Time,
 )
-from tests.truth.compare import failure_message
+from tests.truth.compare import failure_message, measure_until_the_box_keeps_time
 from tests.truth.conftest import ServerPool
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -145,11 +145,21 @@ def test_a_bare_client_measures_the_schedule(
     reference_servers: ServerPool, case: Case, concurrency: int
 ) -> None:
     server = reference_servers.get(case.behaviour)
-    before = server.stats()
-    exchanges = asyncio.run(_measure(server.url, case, concurrency))
-    seen = server.stats() - before
-    assert seen.requests == LIGHT_REQUESTS[concurrency]
-    truth = case.per_request()
+
+    def measure() -> tuple[list[str], ServerStats]:
+        before = server.stats()
+        exchanges = asyncio.run(_measure(server.url, case, concurrency))
+        seen = server.stats() - before
+        assert seen.requests == LIGHT_REQUESTS[concurrency]
+        return _compare(case, concurrency, exchanges), seen
+
+    problems, seen, attempts = measure_until_the_box_keeps_time(measure)
+    assert not problems, failure_message(f"{case.name} at c={concurrency}, attempt {attempts}:",
+                                         problems, seen)
+
+
+def _compare(case: Case, concurrency: int, exchanges: list[Exchange]) -> list[str]:
+    truth = case.per_request(concurrency)
     measured = {
         "request_latency": [e.latency_ms for e in exchanges],
         "http_req_waiting": [e.waiting_ms for e in exchanges],
@@ -171,7 +181,7 @@ def test_a_bare_client_measures_the_schedule(
             expected = truth[name]
             assert isinstance(expected, Time)
             problems += _check(name, expected, values, concurrency)
-    assert not problems, failure_message(f"{case.name} at c={concurrency}:", problems, seen)
+    return problems
 
 
 def test_a_server_that_never_answers_notes_how_long_the_client_waited() -> None:
@@ -202,7 +212,7 @@ def test_a_reference_server_dies_with_its_parent() -> None:
     parent = subprocess.Popen(
         [sys.executable, "-c", textwrap.dedent("""
             import sys, time
-            from tests.harness.reference_servers import Behaviour, ReferenceServer
+            from tests.harness.reference_servers import Behaviour, ReferenceServer, ServerStats
             server = ReferenceServer(Behaviour())
             server.start()
             print(server.pid, flush=True)

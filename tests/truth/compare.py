@@ -170,6 +170,8 @@ def _describe(expected: Expectation, concurrency: int) -> str:
         return f"{expected.ms:.3f} ms ± {TOLERANCE[concurrency].of(expected.ms):.3f}"
     if isinstance(expected, Exact):
         return str(expected.value)
+    if isinstance(expected, Reported):
+        return "a value for every request"
     return f"~0 (within {NEAR_ZERO_MS[concurrency]} ms)"
 
 

@@ -142,8 +142,10 @@ class ReferenceServer:
                     return self.url
                 break
             time.sleep(0.01)
+        code = self._process.poll()
         self.stop()
-        raise RuntimeError(f"reference server did not start within {timeout}s: {seen!r}")
+        why = f"exited with code {code}" if code is not None else f"silent for {timeout}s"
+        raise RuntimeError(f"reference server did not start ({why}); it printed {seen!r}")
 
     def stats(self) -> ServerStats:
         with urllib.request.urlopen(f"{self.url}/stats", timeout=STATS_TIMEOUT_S) as reply:

@@ -34,7 +34,8 @@ from aiperf.errors import (
 )
 from aiperf.mesh import Mesh
 from aiperf.mock_server import MockServerProcess
-from aiperf.plugin import PluginType
+from aiperf.plugin import PluginType, plugins
+from aiperf.services.record_processor import RecordProcessor
 from tests.harness import descendants, mock_plugin, wait_gone
 
 EXPECTED_SERVICES = {"dataset_manager", "timing_manager", "records_manager", "worker_0",
@@ -402,3 +403,27 @@ def test_a_host_cancel_keeps_what_was_issued_and_the_mesh_goes_on(
         assert mesh.running
         after = mesh.run(url=mock_server.url, concurrency=4, request_count=20)
         assert after.invariant["ok"] and (after.request_count, after.error_count) == (20, 0)
+
+
+class BlackHoleRecordProcessor(RecordProcessor):
+    """Takes raw records and forwards none: no record ever reaches the records manager."""
+
+    async def _process_loop(self) -> None:
+        while True:
+            await self._raw.recv()
+
+
+def test_a_count_run_without_records_is_cancelled_by_the_stall_rule(
+    mock_server: MockServerProcess,
+) -> None:
+    """Its old deadline was request count x request timeout (here 1000 x 1 s): the stall
+    rule ends it after one request timeout plus the margin without a record."""
+    with plugins.registered(PluginType.SERVICE, "record_processor", BlackHoleRecordProcessor), \
+            Mesh(workers=1, result_timeout_margin=1.0) as mesh:
+        started = time.monotonic()
+        with pytest.raises(MeshTimeoutError, match=r"produced no record for 2.0s"):
+            mesh.run(url=mock_server.url, concurrency=1, request_count=1000,
+                     request_timeout_seconds=1)
+        assert time.monotonic() - started < 10
+        assert mesh.running
+        assert mesh.run(timing_strategy="noop").invariant["ok"]

@@ -224,10 +224,10 @@ class HttpTransport:
                 record.error = ErrorInfo(response.status, response.reason or "HTTPError",
                                          text or f"HTTP {response.status}")
             else:
-                await self._read_reads(response, record)
+                await self._record_reads(response, record)
 
     @staticmethod
-    async def _read_reads(response: aiohttp.ClientResponse, record: RawRecord) -> None:
+    async def _record_reads(response: aiohttp.ClientResponse, record: RawRecord) -> None:
         # One (timestamp, bytes) per network read, undecoded: SSE framing and JSON are the
         # record processor's work, off the request path. Events parsed out of one read
         # share its timestamp either way. A whole body is read the same way: its last

@@ -62,6 +62,10 @@ class Responder:
         raise NotImplementedError
 
 
+class BadRequest(ValueError):
+    """What the client asked for cannot be served: a 400, not a responder failure."""
+
+
 def sse(obj: Any) -> bytes:
     return b"data: " + _encode(obj) + b"\n\n"
 
@@ -73,14 +77,24 @@ def _usage(prompt: int, completion: int) -> dict[str, int]:
 
 def _plan(body: dict[str, Any], tokens: int, prompt: int) -> RequestPlan:
     options = body.get("stream_options") or {}
+    if not isinstance(options, dict):
+        raise BadRequest("stream_options must be an object")
     return RequestPlan(stream=bool(body.get("stream")), output_tokens=tokens,
                        prompt_tokens=prompt, include_usage=bool(options.get("include_usage")))
+
+
+MAX_OUTPUT_TOKENS = 131_072  # a long context's worth; more is refused, not generated
 
 
 def _max_tokens(body: dict[str, Any], keys: tuple[str, ...], default: int) -> int:
     for key in keys:
         value = body.get(key)
-        if isinstance(value, int) and value > 0:
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            if value > MAX_OUTPUT_TOKENS:
+                # A real server refuses more than its context; generating it would hold
+                # the mock's memory and loop for as long as the client cares to ask.
+                raise BadRequest(f"{key}={value} is above the mock's limit of "
+                                 f"{MAX_OUTPUT_TOKENS} tokens")
             return value
     return default
 
@@ -95,8 +109,10 @@ def _chunk_head(request_id: str, created: int) -> bytes:
 class ChatResponder(Responder):
     path = "/v1/chat/completions"
 
-    def parse(self, body: dict[str, Any], default_tokens: int) -> tuple[bool, int, int]:
+    def parse(self, body: dict[str, Any], default_tokens: int) -> RequestPlan:
         messages = body.get("messages") or []
+        if not isinstance(messages, list):
+            raise BadRequest("messages must be a list")
         text = " ".join(str(m.get("content", "")) for m in messages if isinstance(m, dict))
         tokens = _max_tokens(body, ("max_completion_tokens", "max_tokens"), default_tokens)
         return _plan(body, tokens, count_tokens(text))
@@ -135,8 +151,10 @@ class ChatResponder(Responder):
 class CompletionsResponder(Responder):
     path = "/v1/completions"
 
-    def parse(self, body: dict[str, Any], default_tokens: int) -> tuple[bool, int, int]:
+    def parse(self, body: dict[str, Any], default_tokens: int) -> RequestPlan:
         prompt = body.get("prompt", "")
+        if not isinstance(prompt, str | list):
+            raise BadRequest("prompt must be a string or a list")
         text = prompt if isinstance(prompt, str) else " ".join(map(str, prompt))
         tokens = _max_tokens(body, ("max_tokens",), default_tokens)
         return _plan(body, tokens, count_tokens(text))

@@ -29,6 +29,7 @@ import msgspec
 from aiperf.mock_server.config import MockServerConfig
 from aiperf.mock_server.http import ABORT, END, HttpProtocol, Reply, Request, Step, StreamStart
 from aiperf.mock_server.responders import (
+    BadRequest,
     ChatResponder,
     CompletionsResponder,
     EmbeddingsResponder,
@@ -122,7 +123,10 @@ class MockServer:
         if fault == "rate_limit":
             return iter((_error(429, "rate limited (injected)", "rate_limit_exceeded",
                                 headers={"Retry-After": str(cfg.retry_after_seconds)}),))
-        plan = responder.parse(body, cfg.tokens)
+        try:
+            plan = responder.parse(body, cfg.tokens)
+        except BadRequest as exc:
+            return iter((_error(400, str(exc), "invalid_request_error"),))
         request_id = f"mock-{next(self._ids)}"
         if plan.stream:
             return self._stream(responder, plan, request_id, fault)

@@ -52,6 +52,7 @@ MARKER_HELP = (
     "slo={'time_to_first_token.p99': '< 250 ms'})"
 )
 _SLO_FILE_KEY = pytest.StashKey[list[tuple[str, dict[str, Any]]]]()
+_COLLECTED_KEY = pytest.StashKey[list[str]]()
 _WORKER_RECORDS = "aiperf_records"  # key of config.workeroutput (pytest-xdist)
 # pytest-asyncio (a dependency) warns at start-up when its loop scope is unset, even in
 # sessions that never use asyncio; the plugin sets no scope, so it silences that warning.
@@ -119,8 +120,10 @@ def pytest_pycollect_makeitem(
     return made
 
 
+@pytest.hookimpl(tryfirst=True)  # before -k / -m deselect: those tests were collected
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Marked tests run their profile even when they do not ask for ``aiperf_result``."""
+    config.stash[_COLLECTED_KEY] = [item.nodeid for item in items]
     for item in items:
         if SPEC_KEY in item.stash and "aiperf_result" not in getattr(item, "fixturenames", []):
             item.fixturenames.append("aiperf_result")  # type: ignore[attr-defined]
@@ -143,8 +146,9 @@ def _warn_unmatched_slo_patterns(session: pytest.Session) -> None:
     slo_file = session.config.stash[_SLO_FILE_KEY]
     if not slo_file or _is_xdist_controller(session.config):
         return  # the controller collects no items; its workers warn
+    collected = session.config.stash.get(_COLLECTED_KEY, [])
     for pattern, _ in slo_file:
-        if not any(pattern_matches(item.nodeid, pattern) for item in session.items):
+        if not any(pattern_matches(nodeid, pattern) for nodeid in collected):
             warnings.warn(pytest.PytestWarning(
                 f"aiperf: SLO file pattern {pattern!r} matches no collected test; its "
                 "objectives are checked nowhere"), stacklevel=1)

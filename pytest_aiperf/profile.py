@@ -78,10 +78,10 @@ def normalise_keys(values: dict[str, Any]) -> dict[str, Any]:
     out = {}
     for key, value in values.items():
         key = ALIASES.get(key, key)
-        if key in _DURATION_KEYS and value is not None and not (
-                key == "benchmark_grace_period" and value == 0):
+        if key in _DURATION_KEYS and value is not None:
             try:
-                value = parse_duration(value, key)
+                value = parse_duration(value, key,
+                                       allow_zero=key == "benchmark_grace_period")
             except ValueError as exc:
                 raise LoadTestSpecError(str(exc)) from None
         out[key] = value

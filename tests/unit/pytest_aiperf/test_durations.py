@@ -39,3 +39,9 @@ def test_any_input_gives_positive_seconds_or_a_value_error(value: object) -> Non
 def test_a_number_with_a_unit_round_trips(number: float, unit: str) -> None:
     factor = {"ms": 1e-3, "s": 1.0, "m": 60.0}[unit]
     assert parse_duration(f"{number!r}{unit}") == pytest.approx(number * factor)
+
+
+def test_zero_is_allowed_where_none_is_meaningful() -> None:
+    assert parse_duration("0s", "benchmark_grace_period", allow_zero=True) == 0.0
+    with pytest.raises(ValueError, match="must be more than zero"):
+        parse_duration(-1, "benchmark_grace_period", allow_zero=True)

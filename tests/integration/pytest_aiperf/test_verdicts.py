@@ -151,6 +151,15 @@ def test_a_load_test_without_objectives_checks_that_its_requests_succeeded(
         @pytest.mark.aiperf(request_count=10)
         def test_half_failing():
             pass
+
+        def test_adhoc_half_failing(aiperf, aiperf_mock_server):
+            url = aiperf_mock_server(error_rate=0.5, seed=1)
+            result = aiperf.run(url=url, request_count=10)
+            assert result.request_count > 0  # checks something, but not the errors
+
+        def test_adhoc_errors_expected(aiperf, aiperf_mock_server):
+            url = aiperf_mock_server(error_rate=0.5, seed=1)
+            aiperf.run(url=url, request_count=10, failed_request_threshold=80)
     """)
     project.makeconftest("""
         def pytest_aiperf_profile(item, profile):
@@ -161,11 +170,13 @@ def test_a_load_test_without_objectives_checks_that_its_requests_succeeded(
                 profile["url"] = server.start()
     """)
     result = project.runpytest_inprocess("-rA")
-    result.assert_outcomes(passed=1, failed=1)
+    result.assert_outcomes(passed=2, failed=2)
     result.stdout.fnmatch_lines([
         "request_error_rate (implicit)*<= 0 %*FAIL*",
         "test_healthy*PASS",
         "test_half_failing*FAIL",
+        "test_adhoc_half_failing*FAIL",
+        "test_adhoc_errors_expected*PASS",
     ])
 
 

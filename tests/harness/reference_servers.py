@@ -19,6 +19,9 @@ how long each never-answered request stayed open before the client gave up, and 
 request how late the server's own wake-ups were (``late_ms``: asyncio's epoll waits in whole
 milliseconds, so about 0.5-1 ms, more on a starved box) and how long its writes waited for
 the client to read (``blocked_ms``: a client that reads slowly holds the schedule back).
+While a response is being served, a canary task wakes every ``CANARY_S`` and notes each
+wake-up more than ``STALL_S`` late (``stalls_ms``): the box was too busy to run the server
+on time, so whatever a client measured then is not a fair test of it.
 """
 
 from __future__ import annotations
@@ -42,6 +45,8 @@ START_TIMEOUT_S = 15.0
 STOP_TIMEOUT_S = 5.0
 STATS_TIMEOUT_S = 5.0
 _LARGE_SNDBUF = 4 << 20
+CANARY_S = 0.002
+STALL_S = 0.002  # epoll rounds a wait up to the next whole ms: less than this is normal
 PROMPT_TOKENS = 17  # what every response reports as usage.prompt_tokens
 _PR_SET_PDEATHSIG = 1
 _PATHS = {"/v1/chat/completions": "chat", "/v1/completions": "completions",
@@ -108,13 +113,15 @@ class ServerStats:
     hangs_ms: list[float] = field(default_factory=list)
     late_ms: list[float] = field(default_factory=list)
     blocked_ms: list[float] = field(default_factory=list)
+    stalls_ms: list[float] = field(default_factory=list)
 
     def __sub__(self, before: ServerStats) -> ServerStats:
         return ServerStats(self.requests - before.requests,
                            self.connections - before.connections,
                            self.hangs_ms[len(before.hangs_ms):],
                            self.late_ms[len(before.late_ms):],
-                           self.blocked_ms[len(before.blocked_ms):])
+                           self.blocked_ms[len(before.blocked_ms):],
+                           self.stalls_ms[len(before.stalls_ms):])
 
 
 class ReferenceServer:
@@ -236,6 +243,9 @@ class _Server:
         self.hangs_ms: list[float] = []
         self.late_ms: list[float] = []
         self.blocked_ms: list[float] = []
+        self.stalls_ms: list[float] = []
+        self._serving = 0
+        self._canary: asyncio.Task[None] | None = None
         self._loop = asyncio.get_running_loop()
         self._tail = b"data: [DONE]\n\n"
         self._stream_events = {kind: self._content_events(kind) for kind in ("chat",
@@ -324,7 +334,7 @@ class _Server:
                     await self._send_json(writer, 200, {
                         "requests": self.requests, "connections": self.connections,
                         "hangs_ms": self.hangs_ms, "late_ms": self.late_ms,
-                        "blocked_ms": self.blocked_ms})
+                        "blocked_ms": self.blocked_ms, "stalls_ms": self.stalls_ms})
                     continue
                 kind = _PATHS.get(request.path)
                 if request.method != "POST" or kind is None:
@@ -339,10 +349,16 @@ class _Server:
                     return
                 body = json.loads(request.body or b"{}")
                 timing = _Timing()
-                if body.get("stream") and kind != "embeddings":
-                    await self._stream(writer, kind, arrived, timing)
-                else:
-                    await self._whole(writer, kind, arrived, timing)
+                self._serving += 1
+                if self._canary is None:
+                    self._canary = asyncio.create_task(self._watch())
+                try:
+                    if body.get("stream") and kind != "embeddings":
+                        await self._stream(writer, kind, arrived, timing)
+                    else:
+                        await self._whole(writer, kind, arrived, timing)
+                finally:
+                    self._serving -= 1
                 self.late_ms.append(timing.late * 1000)
                 self.blocked_ms.append(timing.blocked * 1000)
                 if self.b.close_after_response:
@@ -351,6 +367,18 @@ class _Server:
             return
         finally:
             writer.close()
+
+    async def _watch(self) -> None:
+        """Note how late this loop wakes while anything is being served."""
+        try:
+            while self._serving:
+                asked = self._loop.time() + CANARY_S
+                await asyncio.sleep(CANARY_S)
+                late = self._loop.time() - asked
+                if late > STALL_S:
+                    self.stalls_ms.append(late * 1000)
+        finally:
+            self._canary = None
 
     async def _until(self, when: float, timing: _Timing) -> None:
         """Sleep until ``when``, noting how late the wake-up was."""

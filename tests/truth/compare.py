@@ -34,11 +34,12 @@ REL_EXACT = 1e-6
 DURATION_SLACK_MS = 2.0
 # A server wake-up later than this is worth a note in a failure message.
 SERVER_LATE_MS = 2.0
-# A server wake-up later than this means the box starved the server (its wake-ups are
-# normally about 1 ms late; this is the tightest tolerance, c=1's): the schedule did not
-# hold, so the run says nothing about the engine and is measured again, up to
+# A server wake-up (a scheduled send or its canary's) later than this means the box starved
+# the server (its wake-ups are normally about 1 ms late; this is the tightest tolerance,
+# c=1's): the run says nothing about the engine and is measured again, up to
 # STARVED_RETRIES times. Only the server, an independent witness, can call a retry: an
-# engine that measures wrong on a quiet box fails at once.
+# engine that measures wrong on a quiet box fails at once, and one that starves the box
+# itself fails every attempt.
 STARVED_MS = 3.0
 STARVED_RETRIES = 2
 
@@ -74,6 +75,9 @@ def failure_message(title: str, problems: list[str], server: ServerStats | None)
     if server is not None and server.late_ms and max(server.late_ms) > SERVER_LATE_MS:
         lines.append(f"note: the server's own wake-ups were up to {max(server.late_ms):.1f} ms "
                      f"late (median {_median(server.late_ms):.1f}): the box was busy")
+    if server is not None and server.stalls_ms:
+        lines.append(f"note: the server's loop stalled {len(server.stalls_ms)} times while "
+                     f"serving, up to {max(server.stalls_ms):.1f} ms: the box was busy")
     if server is not None and server.blocked_ms and max(server.blocked_ms) > SERVER_LATE_MS:
         lines.append(f"note: the server's writes waited up to {max(server.blocked_ms):.1f} ms "
                      f"(median {_median(server.blocked_ms):.1f}) for the client to read")
@@ -81,7 +85,10 @@ def failure_message(title: str, problems: list[str], server: ServerStats | None)
 
 
 def starved(server: ServerStats | None) -> bool:
-    return server is not None and bool(server.late_ms) and max(server.late_ms) > STARVED_MS
+    """The server could not keep time: a scheduled send, or its canary, woke too late."""
+    if server is None:
+        return False
+    return max([0.0, *server.late_ms, *server.stalls_ms]) > STARVED_MS
 
 
 def measure_until_the_box_keeps_time(

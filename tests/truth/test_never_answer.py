@@ -29,8 +29,10 @@ LATE_GIVE_UP_MS = 400.0
 # aggregating the records).
 WIND_DOWN_S = 5.0
 CANCELLED = (499, "RequestCancellationError")
-# The server times a hang from the request's arrival, a little after the client's start.
-ARRIVAL_MS = 10.0
+# The server times a hang from the request's arrival, after the client's start (the
+# engine's first-byte clock starts when the request is handed to the transport): on a busy
+# box the request can arrive this much into the timeout.
+ARRIVAL_MS = 50.0
 
 
 def wait_for_hangs(server: ReferenceServer, before: ServerStats, count: int) -> ServerStats:

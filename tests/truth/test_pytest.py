@@ -39,6 +39,7 @@ from tests.truth.cases import (
     Case,
     Time,
 )
+from tests.truth.compare import starved
 from tests.truth.conftest import ServerPool
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -159,27 +160,50 @@ class Session:
         return self.outcomes[name]
 
 
-@pytest.fixture(scope="module")
-def session(reference_servers: ServerPool, tmp_path_factory: pytest.TempPathFactory) -> Session:
-    root = tmp_path_factory.mktemp("truth_session")
-    urls = {case.name: reference_servers.get(case.behaviour).url for case in CASES}
-    never = reference_servers.get(Behaviour(never_answer=True)).url
-    (root / "pytest.ini").write_text(INI)
-    (root / "test_truth_generated.py").write_text(generated_tests(urls, never))
+def run_generated(root: Path, report: str, *select: str) -> tuple[dict[str, Outcome], str]:
+    """Run the generated file (only the tests named in ``select``, if any) in a pytest
+    subprocess; each test's outcome from its JUnit report, and the session's output."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH"))
                                         if p)
+    chosen = ["-k", " or ".join(select)] if select else []
     try:
         proc = subprocess.run(
             [sys.executable, "-m", "pytest", "-p", "no:randomly", "-p", "no:cacheprovider",
-             "--junitxml", str(root / "junit.xml"), "-q", "test_truth_generated.py"],
+             "--junitxml", str(root / report), "-q", *chosen, "test_truth_generated.py"],
             cwd=root, env=env, capture_output=True, text=True, timeout=SESSION_TIMEOUT_S)
     except subprocess.TimeoutExpired as exc:
         pytest.fail(f"the generated pytest session did not finish within {SESSION_TIMEOUT_S}s:"
                     f"\n{(exc.stdout or b'')[-3000:]!r}", pytrace=False)
     output = proc.stdout + proc.stderr
-    assert (root / "junit.xml").exists(), f"the session wrote no report:\n{output[-3000:]}"
-    return Session(read_junit(root / "junit.xml"), output)
+    assert (root / report).exists(), f"the session wrote no report:\n{output[-3000:]}"
+    return read_junit(root / report), output
+
+
+@pytest.fixture(scope="module")
+def session(reference_servers: ServerPool, tmp_path_factory: pytest.TempPathFactory) -> Session:
+    root = tmp_path_factory.mktemp("truth_session")
+    servers = {case.name: reference_servers.get(case.behaviour) for case in CASES}
+    never = reference_servers.get(Behaviour(never_answer=True)).url
+    (root / "pytest.ini").write_text(INI)
+    (root / "test_truth_generated.py").write_text(
+        generated_tests({name: server.url for name, server in servers.items()}, never))
+    before = {name: server.stats() for name, server in servers.items()}
+    outcomes, output = run_generated(root, "junit.xml")
+    # As on the other paths, only the server can call a second measurement: the tests that
+    # disagreed with the truth of a server that was starved meanwhile run once more.
+    starved_cases = {name for name, server in servers.items()
+                     if starved(server.stats() - before[name])}
+    again = [name for name, outcome in outcomes.items()
+             if outcome.status != "passed" and name.startswith("test_meets__")
+             and name.split("__")[1] in starved_cases]
+    if again:
+        rerun, more = run_generated(root, "junit_again.xml", *again)
+        outcomes.update({name: Outcome(o.status, f"(measured again: the server was starved "
+                                                 f"the first time)\n{o.message}")
+                         for name, o in rerun.items()})
+        output += more
+    return Session(outcomes, output)
 
 
 @pytest.mark.parametrize("concurrency", CONCURRENCIES, ids=lambda c: f"c{c}")

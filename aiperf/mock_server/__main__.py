@@ -16,7 +16,7 @@ if __name__ == "__main__":
     try:
         config = MockServerConfig.model_validate_json(sys.argv[1])
         responders = decode_responders(sys.argv[2] if len(sys.argv) > 2 else "")
-    except Exception as exc:  # the parent shows this line in its error
+        run_event_loop(serve_forever(config, responders))
+    except Exception as exc:  # the parent shows this line in its error (a port in use...)
         print(f"cannot start: {type(exc).__name__}: {exc}", flush=True)
         sys.exit(2)
-    run_event_loop(serve_forever(config, responders))

@@ -15,6 +15,7 @@ import itertools
 import os
 import pickle
 import random
+import select
 import signal
 import socket
 import subprocess
@@ -254,19 +255,24 @@ class MockServerProcess:
         if self._process is None:
             self.launch()
         assert self._process is not None and self._process.stdout is not None
+        stdout = self._process.stdout
         deadline = time.monotonic() + timeout
-        line = b""
-        while time.monotonic() < deadline:
-            # A child that neither listens nor exits is caught by the deadline: readline
-            # returns at the latest when the child dies (with us, or killed below).
-            line = self._process.stdout.readline()
+        said = b"(nothing)"
+        # select before each read: a child that hangs before printing must not block us
+        # past the deadline (readline alone would wait as long as the child lives).
+        while (left := deadline - time.monotonic()) > 0:
+            if not select.select([stdout], [], [], left)[0]:
+                said = b"(no answer within %.0f s)" % timeout
+                break
+            line = stdout.readline()
             if line.startswith(b"listening on "):
                 self.url = line.split()[-1].decode()
                 return self.url
-            if not line and self._process.poll() is not None:
+            if not line:  # end of output: the child is gone (or going)
                 break
+            said = line.strip()
         self.stop()
-        raise RuntimeError(f"mock server did not start: {line.decode(errors='replace')!r}")
+        raise RuntimeError(f"mock server did not start: {said.decode(errors='replace')!r}")
 
     def start(self, timeout: float = 15.0) -> str:
         self.launch()

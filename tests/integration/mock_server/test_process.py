@@ -4,9 +4,11 @@ cannot travel is refused clearly, and the child never outlives its parent."""
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 import textwrap
+import time
 import urllib.request
 from pathlib import Path
 
@@ -65,3 +67,31 @@ def test_the_child_dies_with_its_parent(tmp_path: Path) -> None:
                                                        "PATH": "/usr/bin:/bin"})
     child = int(parent.stdout.split()[0])
     assert wait_gone([child], timeout=5) == []
+
+
+class HangsWhenUnpickled:
+    """Unpickling it sleeps: a child that never gets to listen."""
+
+    def __reduce__(self) -> tuple[object, tuple[float]]:
+        return (time.sleep, (60.0,))
+
+
+def test_a_child_that_never_listens_is_given_up_on_at_the_deadline() -> None:
+    server = MockServerProcess(responders=[HangsWhenUnpickled()])  # type: ignore[list-item]
+    started = time.monotonic()
+    with pytest.raises(RuntimeError, match=r"mock server did not start: .*no answer within"):
+        server.start(timeout=1.0)
+    assert time.monotonic() - started < 8
+    assert server.pid is not None and wait_gone([server.pid], timeout=5) == []
+
+
+def test_a_child_that_cannot_start_fails_start_at_once() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        server = MockServerProcess(port=taken.getsockname()[1])
+        started = time.monotonic()
+        with pytest.raises(RuntimeError, match=r"mock server did not start: 'cannot start: "
+                                               r"OSError: .*Address already in use"):
+            server.start(timeout=10)
+        assert time.monotonic() - started < 8  # the child died: no waiting for the deadline

@@ -18,6 +18,8 @@ def pytest_aiperf_result(item: pytest.Item, result: Any) -> None:
 
 
 def pytest_aiperf_report(session: pytest.Session, results: list[Any]) -> None:
-    """Called once at the end of the session with every load test's ``LoadTestRecord``
-    (node id, profile, result, verdicts, outcome). The terminal summary, ``summary.json``
+    """Called once at the end of the session with a ``LoadTestRecord`` per run of a load
+    test (node id, run number, profile, result, verdicts, outcome, error, warnings). Under
+    pytest-xdist it is called on the controller only, with every worker's records (those
+    carry the reported numbers but no ``result``). The terminal summary, ``summary.json``
     and the GitHub step summary are implementations of this hook."""

@@ -6,9 +6,12 @@ A streaming run against a zero-latency mock server; the processor sleeps
 ``--slow-ms`` per record. Unbounded, every record the processor has not reached waits in
 its receive queue (its memory grows with the backlog). Bounded, the worker stops starting
 requests while its records cannot leave, and the backlog, so the memory, stays small.
-The run also checks that no record was lost (the credit invariant) either way.
+The run also checks that no record was lost (the credit invariant) either way, and
+prints the request throughput the run measured (``request_throughput``: what a slower
+worker would show).
 
     .venv/bin/python benchmarks/backpressure.py [--requests 6000] [--slow-ms 1.5]
+        [--hwm 0,8,128]
 """
 
 from __future__ import annotations
@@ -51,7 +54,7 @@ def sample(pid_by_name: dict[str, int], peaks: Peaks, stop: threading.Event) -> 
         stop.wait(0.05)
 
 
-def measure(url: str, hwm: int, requests: int) -> tuple[Peaks, float, bool, int]:
+def measure(url: str, hwm: int, requests: int) -> tuple[Peaks, float, bool, int, float]:
     with Mesh(workers=1, record_processors=1, record_hwm=hwm) as mesh:
         assert mesh.pid is not None
         pids = {"controller": mesh.pid, **mesh.services}
@@ -64,30 +67,35 @@ def measure(url: str, hwm: int, requests: int) -> tuple[Peaks, float, bool, int]
         elapsed = time.perf_counter() - started
         stop.set()
         sampler.join()
-    return peaks, elapsed, bool(result.invariant["ok"]), result.request_count
+    throughput = result["request_throughput"].avg
+    return peaks, elapsed, bool(result.invariant["ok"]), result.request_count, throughput
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=6000)
     parser.add_argument("--slow-ms", type=float, default=1.5)
+    parser.add_argument("--hwm", default="",
+                        help="comma-separated record_hwm values (default: 0 and the default)")
     args = parser.parse_args()
     os.environ["AIPERF_SLOW_RECORD_MS"] = str(args.slow_ms)
     bounded = ServiceConfig.model_fields["record_hwm"].default
     print(f"{args.requests} streamed requests (64 tokens), c=16, 1 worker, 1 record "
           f"processor sleeping {args.slow_ms} ms per record\n")
     print(f"{'record_hwm':>12} {'peak mesh RSS':>14} {'processor':>10} {'worker':>8} "
-          f"{'run s':>7} {'records':>8} {'invariant':>9}")
+          f"{'run s':>7} {'req/s':>7} {'records':>8} {'invariant':>9}")
     with MockServerProcess(tokens=64) as server, plugins.registered(
         PluginType.SERVICE, "record_processor", SlowRecordProcessor
     ):
-        for hwm in (0, bounded):
-            peaks, elapsed, ok, count = measure(server.url, hwm, args.requests)
-            label = "0 (before)" if hwm == 0 else f"{hwm} (after)"
+        values = [int(v) for v in args.hwm.split(",")] if args.hwm else [0, bounded]
+        for hwm in values:
+            peaks, elapsed, ok, count, rps = measure(server.url, hwm, args.requests)
+            label = "0 (before)" if hwm == 0 else f"{hwm}" + (" (after)" if hwm == bounded
+                                                               else "")
             print(f"{label:>12} {peaks.total_mib:>10.0f} MiB "
                   f"{peaks.by_service.get('record_processor_0', 0):>6.0f} MiB "
                   f"{peaks.by_service.get('worker_0', 0):>4.0f} MiB {elapsed:>7.1f} "
-                  f"{count:>8} {'ok' if ok else 'BROKEN':>9}")
+                  f"{rps:>7.0f} {count:>8} {'ok' if ok else 'BROKEN':>9}")
 
 
 if __name__ == "__main__":

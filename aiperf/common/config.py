@@ -342,10 +342,12 @@ class ServiceConfig(BaseModel):
     )
     max_connections_per_worker: int = Field(default=1024, ge=1)
     record_hwm: int = Field(
-        default=8, ge=0,
+        default=128, ge=0,
         description="Messages (record batches) queued at each end of a record-path socket "
-        "before the sender waits: a slow record processor slows the workers down instead "
-        "of growing without bound. 0 is unbounded (benchmarks/backpressure.py measures both)",
+        "before the sender waits: a record processor that falls behind for good slows the "
+        "workers down instead of growing without bound. Generous, so the ordinary lag of "
+        "a niced processor during a run never binds. 0 is unbounded "
+        "(benchmarks/backpressure.py measures both)",
     )
     runtime_plugins: dict[str, Any] = Field(
         default_factory=dict,

@@ -189,23 +189,18 @@ def check_applicable(objectives: list[Objective], profile: Mapping[str, Any],
                            f"profile (goodput={{...}})")
 
 
-# Metrics whose per-request value is a list (one per chunk gap): no single number to
-# compare with a goodput threshold.
-LIST_VALUED = frozenset({"inter_chunk_latency"})
-
-
 def check_goodput(goodput: Mapping[str, Any], streams: bool, produces_tokens: bool) -> None:
     """Goodput thresholds must name per-request, single-valued metrics this profile
     measures; otherwise no request could ever count as good."""
     usable = sorted(t for t, s in BY_TAG.items()
-                    if s.per_request and not _list_valued(t)
+                    if s.per_request and not s.list_valued
                     and (streams or not s.streaming_only)
                     and (produces_tokens or not s.tokens_only))
     for tag in goodput:
         spec = BY_TAG.get(tag)
         if spec is None or not spec.per_request:
             problem = "is not a per-request metric"
-        elif _list_valued(tag):
+        elif spec.list_valued:
             problem = "has many values per request (one per chunk), not one"
         elif spec.streaming_only and not streams:
             problem = "needs a streaming profile (streaming=True, on an endpoint that streams)"
@@ -214,10 +209,6 @@ def check_goodput(goodput: Mapping[str, Any], streams: bool, produces_tokens: bo
         else:
             continue
         raise SLOError(f"goodput metric {tag!r} {problem}; usable here: {', '.join(usable)}")
-
-
-def _list_valued(tag: str) -> bool:
-    return tag in LIST_VALUED or bool(getattr(BY_TAG[tag], "list_valued", False))
 
 
 IMPLICIT_ERROR_RATE = "request_error_rate"

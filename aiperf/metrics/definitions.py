@@ -18,6 +18,9 @@ class MetricSpec:
     tokens_only: bool = False
     higher_is_better: bool = False
     error_adjusted: bool = False
+    # Several values per request (one per chunk gap): statistics pool them, but no single
+    # per-request number exists to compare with a goodput threshold.
+    list_valued: bool = False
     # In the console table; off for the detail metrics AIPerf also keeps out of it (they
     # are still exported and usable in SLOs).
     console: bool = True
@@ -34,7 +37,7 @@ SPECS: tuple[MetricSpec, ...] = (
     MetricSpec("inter_token_latency", "Inter Token Latency", "ms", streaming_only=True,
                tokens_only=True, error_adjusted=True),
     MetricSpec("inter_chunk_latency", "Inter Chunk Latency", "ms", streaming_only=True,
-               tokens_only=True),
+               tokens_only=True, list_valued=True),
     MetricSpec("output_token_throughput_per_user", "Output Token Throughput Per User",
                "tokens/sec/user", streaming_only=True, tokens_only=True, higher_is_better=True),
     MetricSpec("input_sequence_length", "Input Sequence Length", "tokens"),

@@ -11,7 +11,8 @@ import pytest
 
 from aiperf.common.codec import PROFILING, WARMUP, ErrorInfo, MetricRecord, cancellation
 from aiperf.common.config import UserConfig
-from aiperf.metrics.aggregate import compute_results
+from aiperf.metrics.aggregate import compute_results, per_request_values
+from aiperf.metrics.definitions import BY_TAG
 from aiperf.plugin import PluginType, plugins
 
 MS = 1_000_000
@@ -96,6 +97,14 @@ def test_inter_chunk_latency_pools_gaps_over_requests() -> None:
     records = [ok(0, 0, 1, 10, osl=3, gaps=[2 * MS, 4 * MS]), ok(1, 0, 1, 10, osl=2,
                                                                   gaps=[6 * MS])]
     assert results(records)["metrics"]["inter_chunk_latency"]["avg"] == pytest.approx(4.0)
+
+
+def test_a_metric_has_several_values_per_request_exactly_when_its_spec_says_so() -> None:
+    rec = ok(0, 0, 1, 10, osl=3, gaps=[2 * MS, 4 * MS])
+    rec.http_reused = 1
+    values = per_request_values(rec, streaming=True)
+    assert {tag for tag, v in values.items() if isinstance(v, list)} == {
+        tag for tag in values if BY_TAG[tag].list_valued} == {"inter_chunk_latency"}
 
 
 def test_the_credit_invariant_reports_missing_and_duplicate_records() -> None:

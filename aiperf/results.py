@@ -123,9 +123,11 @@ class LazyRecords(Sequence[dict[str, Any]]):
         return f"<{len(self)} per-request records>"
 
 
-@dataclass
+@dataclass(repr=False)
 class ProfileResult:
-    """Everything one run produced. ``records`` is the per-request table (JSONL shape)."""
+    """Everything one run produced. ``records`` is the per-request table (JSONL shape).
+    Its repr is a one-line summary: a failed assertion on a result shows what run it was,
+    not every statistic and the whole config."""
 
     run_id: str
     metrics: dict[str, MetricResult]
@@ -175,6 +177,13 @@ class ProfileResult:
             end_time=data.get("end_time"),
             config=config,
         )
+
+    def __repr__(self) -> str:
+        cancelled = ", cancelled" if self.was_cancelled else ""
+        invariant = "" if self.invariant.get("ok", True) else ", credit invariant broken"
+        return (f"<ProfileResult {self.run_id!r}: {self.request_count} requests, "
+                f"{self.error_count} errors{cancelled}{invariant}; "
+                f"metrics: {', '.join(self.metrics) or 'none'}>")
 
     def __getitem__(self, tag: str) -> MetricResult:
         try:

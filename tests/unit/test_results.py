@@ -61,3 +61,15 @@ def test_a_result_reads_its_files_removes_them_and_computes_any_percentile(
     assert latency.stat("p75") == pytest.approx(25.0)
     assert result["adj_request_latency"].failures == 1
     assert result["adj_request_latency"].stat("p50") == 30.0  # nearest, failures as +inf
+
+
+def test_a_result_repr_is_one_line_of_counts_and_metric_names() -> None:
+    result = ProfileResult.from_dict({
+        "run_id": "r1", "was_cancelled": True, "invariant": {"ok": False},
+        "metrics": {"request_latency": {"unit": "ms", "avg": 20.0, "p50": 123.456},
+                    "request_count": {"unit": "requests", "avg": 3},
+                    "error_request_count": {"unit": "requests", "avg": 1}}})
+    assert repr(result) == (
+        "<ProfileResult 'r1': 3 requests, 1 errors, cancelled, credit invariant broken; "
+        "metrics: request_latency, request_count, error_request_count>")
+    assert "123.456" not in repr(result)

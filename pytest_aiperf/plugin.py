@@ -93,6 +93,10 @@ def pytest_report_header(config: pytest.Config) -> str | None:
     if settings.disable:
         return "aiperf: load tests disabled (--aiperf-disable)"
     target = settings.url or "built-in mock server"
+    if "@" in target:  # a password in the URL's userinfo is not for the terminal
+        from aiperf.common.config import mask_url
+
+        target = mask_url(target)
     workers = settings.workers or "auto"
     return f"aiperf: target {target}, workers {workers} (mesh starts on first use)"
 

@@ -7,24 +7,18 @@ from __future__ import annotations
 
 import pytest
 
-MASK = "***"
-_MIN_SECRET_LEN = 4  # shorter "secrets" would mask ordinary words
-
-
-def scrub(text: str, secrets: set[str]) -> str:
-    for secret in secrets:
-        if len(secret) >= _MIN_SECRET_LEN:
-            text = text.replace(secret, MASK)
-    return text
-
 
 def scrub_report(report: pytest.TestReport, secrets: set[str]) -> None:
     if not secrets:
         return
+    from aiperf.transports.redact import ordered, scrub
+
+    values = ordered(secrets)
     if report.longrepr is not None:
         text = str(report.longrepr)
-        if any(s in text for s in secrets):
-            report.longrepr = scrub(text, secrets)
-    report.sections = [(title, scrub(content, secrets)) for title, content in report.sections]
-    report.user_properties = [(name, scrub(value, secrets) if isinstance(value, str) else value)
+        scrubbed = scrub(text, values)
+        if scrubbed != text:  # else keep pytest's own (coloured) representation
+            report.longrepr = scrubbed
+    report.sections = [(title, scrub(content, values)) for title, content in report.sections]
+    report.user_properties = [(name, scrub(value, values) if isinstance(value, str) else value)
                               for name, value in report.user_properties]

@@ -198,6 +198,10 @@ class AIPerfSession:
             if "url" not in profile:  # (not setdefault: that would start the mock anyway)
                 profile["url"] = self.default_url()
             config = UserConfig.build(where=f"aiperf profile of {item.nodeid}", **profile)
+            # The URL's password and credential headers are secrets as much as the key.
+            from aiperf.transports.redact import secret_values
+
+            self.secrets.update(secret_values(config.headers, config.url))
             deadline = spec.test_timeout or self.settings.test_timeout or (
                 default_test_timeout(config))
             bounds = bounded_profile(config, profile, deadline)
@@ -252,12 +256,15 @@ def check_accounting(config: UserConfig, result: ProfileResult) -> None:
 
 
 def unusable_message(config: UserConfig, result: ProfileResult) -> str:
+    from aiperf.common.config import mask_url
+
+    url = mask_url(config.url)
     errors = result.error_count
     if errors:
-        head = (f"every request to {config.url} failed ({errors} of {errors}); objectives "
+        head = (f"every request to {url} failed ({errors} of {errors}); objectives "
                 "were not evaluated")
     else:
         cancelled = " (the run was cancelled)" if result.was_cancelled else ""
-        head = (f"no request to {config.url} completed{cancelled}; objectives were not "
+        head = (f"no request to {url} completed{cancelled}; objectives were not "
                 "evaluated")
     return "\n".join([head, *result.error_lines(limit=5, width=200)])

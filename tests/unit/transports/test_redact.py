@@ -44,3 +44,19 @@ def test_the_password_of_the_urls_userinfo_is_a_secret_too() -> None:
     secrets = secret_values({}, "http://me:hunter22@127.0.0.1:8000/v1")
     assert scrub("refused for me:hunter22@127.0.0.1", secrets) == "refused for me:***@127.0.0.1"
     assert secret_values({}, "http://127.0.0.1:8000") == ()
+
+
+@given(st.integers(min_value=1, max_value=80))
+def test_a_key_cut_short_by_a_bounded_message_leaves_none_of_its_start(limit: int) -> None:
+    key = "sk-test-SECRET123-abcdefghijklmnopqrstuvwxyz"
+    secrets = secret_values({"Authorization": f"Bearer {key}"})
+    body = f"invalid api key {key}"[:limit]  # a server's echo, bounded before scrubbing
+    message = scrub_error(ErrorInfo(401, "Unauthorized", body), secrets).message
+    assert not any(key[:n] in message for n in range(4, len(key) + 1))
+    assert message.startswith(body[:16])
+
+
+def test_a_cut_key_is_masked_but_ordinary_endings_stay() -> None:
+    secrets = secret_values({"X-Api-Key": "k-1234567890"})
+    assert scrub("echo: k-12345", secrets) == f"echo: {MASK}"
+    assert scrub("no echo here", secrets) == "no echo here"

@@ -8,6 +8,7 @@ recorded, off the request path.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -44,9 +45,14 @@ class InvalidResponse(ValueError):
     """A response event that is not what the protocol promises (e.g. not JSON)."""
 
 
-def decode_json(data: bytes) -> Any:
+def decode_json(data: bytes, decode: Callable[[bytes], Any] = _json_decode,
+                what: str = "response") -> Any:
+    """``data`` decoded (by ``decode``: a typed msgspec decoder, or plain JSON); anything
+    else is an ``InvalidResponse`` that shows the start of ``data``."""
     try:
-        return _json_decode(data)
+        return decode(data)
+    except msgspec.ValidationError as exc:
+        raise InvalidResponse(f"{what} does not match the OpenAI schema: {exc}") from None
     except msgspec.DecodeError as exc:
         preview = data[:80].decode("utf-8", "replace")
         raise InvalidResponse(f"malformed JSON in response: {preview!r}: {exc}") from None
@@ -81,17 +87,24 @@ def usage_counts(usage: Any) -> tuple[int | None, int | None, int | None]:
 
 
 def usage_of(obj: dict[str, Any]) -> tuple[int | None, int | None]:
+    """(prompt, completion) tokens of a decoded response's ``usage`` (for plugins)."""
     prompt, completion, _ = usage_counts(obj.get("usage"))
     return prompt, completion
 
 
+def error_text(error: Any) -> str | None:
+    """The message of a response's ``error`` value (an object's ``message``, or the value
+    itself); None when there is none."""
+    if not error:
+        return None
+    if isinstance(error, dict):
+        return str(error.get("message") or error)
+    return str(error)
+
+
 def error_of(obj: Any) -> str | None:
-    if isinstance(obj, dict) and obj.get("error"):
-        err = obj["error"]
-        if isinstance(err, dict):
-            return str(err.get("message") or err)
-        return str(err)
-    return None
+    """The error message of a decoded response object, None if it reports none."""
+    return error_text(obj.get("error")) if isinstance(obj, dict) else None
 
 
 class BaseEndpoint:

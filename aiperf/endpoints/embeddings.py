@@ -16,7 +16,8 @@ from aiperf.endpoints.base import (
     BaseEndpoint,
     InvalidResponse,
     ParsedResponse,
-    error_of,
+    decode_json,
+    error_text,
     usage_counts,
 )
 
@@ -44,15 +45,8 @@ class EmbeddingsEndpoint(BaseEndpoint):
         return self.parse_body(data)
 
     def parse_body(self, body: bytes) -> ParsedResponse:
-        try:
-            response = _decode(body)
-        except msgspec.ValidationError as exc:
-            raise InvalidResponse(f"embeddings response does not match the OpenAI schema: "
-                                  f"{exc}") from None
-        except msgspec.DecodeError as exc:
-            preview = body[:80].decode("utf-8", "replace")
-            raise InvalidResponse(f"malformed JSON in response: {preview!r}: {exc}") from None
-        error = error_of({"error": response.error})
+        response: _Response = decode_json(body, _decode, "embeddings response")
+        error = error_text(response.error)
         if error is not None:
             return ParsedResponse(error=error)
         if response.data is None:

@@ -19,6 +19,8 @@ from aiperf.endpoints.base import (
     BaseEndpoint,
     InvalidResponse,
     ParsedResponse,
+    decode_json,
+    error_text,
     usage_counts,
 )
 
@@ -50,12 +52,6 @@ class Response(msgspec.Struct):
 
 _decode = msgspec.json.Decoder(Response).decode
 _decode_many = msgspec.json.Decoder(list[Response]).decode
-
-
-def _error_text(error: Any) -> str:
-    if isinstance(error, dict):
-        return str(error.get("message") or error)
-    return str(error)
 
 
 class OpenAITokenEndpoint(BaseEndpoint):
@@ -103,7 +99,7 @@ class OpenAITokenEndpoint(BaseEndpoint):
 
     def _parsed_event(self, response: Response) -> ParsedResponse:
         if response.error:
-            return ParsedResponse(error=_error_text(response.error))
+            return ParsedResponse(error=error_text(response.error))
         usage = response.usage
         if response.choices:
             choice = response.choices[0]
@@ -119,7 +115,7 @@ class OpenAITokenEndpoint(BaseEndpoint):
     def parse_body(self, body: bytes) -> ParsedResponse:
         response = self._decode(body, "response")
         if response.error:
-            return ParsedResponse(error=_error_text(response.error))
+            return ParsedResponse(error=error_text(response.error))
         if not response.choices:
             raise InvalidResponse(f"{self.kind} response has no choices")
         prompt, completion, reasoning_tokens = usage_counts(response.usage)
@@ -128,11 +124,5 @@ class OpenAITokenEndpoint(BaseEndpoint):
                               self.body_reasoning(choice) or None, reasoning_tokens)
 
     def _decode(self, data: bytes, what: str) -> Response:
-        try:
-            return _decode(data)
-        except msgspec.ValidationError as exc:
-            raise InvalidResponse(f"{self.kind} {what} does not match the OpenAI schema: "
-                                  f"{exc}") from None
-        except msgspec.DecodeError as exc:
-            preview = data[:80].decode("utf-8", "replace")
-            raise InvalidResponse(f"malformed JSON in response: {preview!r}: {exc}") from None
+        response: Response = decode_json(data, _decode, f"{self.kind} {what}")
+        return response

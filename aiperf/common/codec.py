@@ -34,6 +34,10 @@ class Credit(msgspec.Struct, array_like=True, frozen=True):
     send_at_ns: int = 0
 
 
+# How much of an error's message a record keeps (an error body, an exception's text).
+MAX_ERROR_MESSAGE = 2000
+
+
 class ErrorInfo(msgspec.Struct, array_like=True, frozen=True):
     code: int | None
     type: str

@@ -14,14 +14,13 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-from aiperf.common.codec import ErrorInfo, MetricRecord, RawRecord
+from aiperf.common.codec import MAX_ERROR_MESSAGE, ErrorInfo, MetricRecord, RawRecord
 from aiperf.endpoints.base import BaseEndpoint, InvalidResponse
 from aiperf.transports.http import DONE
 from aiperf.transports.redact import scrub_error, secret_values
 from aiperf.transports.sse import MESSAGE, SSEParser, parse_block
 
 MISMATCH_TOLERANCE = 0.10
-MAX_ERROR_MESSAGE = 2000
 
 
 def _sse_events(chunks: list[tuple[int, bytes]]) -> list[tuple[int, bytes, bytes]]:
@@ -84,7 +83,8 @@ class RecordDeriver:
 
     def derive(self, raw: RawRecord) -> MetricRecord:
         if raw.error is not None:
-            return self._error(raw, raw.error)
+            # The worker scrubbed it already (it knows the same headers): not again.
+            return self._error(raw, raw.error, scrubbed=True)
         try:
             return self._derive(raw)
         except InvalidResponse as exc:
@@ -207,8 +207,8 @@ class RecordDeriver:
             return self.input_tokens[conversation]
         return 0
 
-    def _error(self, raw: RawRecord, error: ErrorInfo) -> MetricRecord:
-        if self.secrets:
+    def _error(self, raw: RawRecord, error: ErrorInfo, scrubbed: bool = False) -> MetricRecord:
+        if self.secrets and not scrubbed:
             error = scrub_error(error, self.secrets)
         return MetricRecord(
             raw.credit_id, raw.phase, raw.worker_id, raw.credit_ns, raw.start_ns,

@@ -26,6 +26,7 @@ from typing import Any
 import zmq
 
 from aiperf.common.codec import (
+    MAX_ERROR_MESSAGE,
     Credit,
     CreditBatch,
     ErrorInfo,
@@ -53,7 +54,6 @@ from aiperf.transports.redact import scrub_error, secret_values
 
 _perf_ns = time.perf_counter_ns
 CANCELLED = cancellation("cancelled: in flight when the benchmark duration and grace ended")
-MAX_ERROR_MESSAGE = 2000
 RECORD_BATCH = 256
 RECORD_BATCH_BYTES = 1 << 20
 ZERO_COPY_BYTES = 1 << 16

@@ -43,12 +43,11 @@ from collections.abc import Mapping
 
 import aiohttp
 
-from aiperf.common.codec import ErrorInfo, RawRecord, cancellation
+from aiperf.common.codec import MAX_ERROR_MESSAGE, ErrorInfo, RawRecord, cancellation
 from aiperf.transports.trace import phase_trace_config
 
 _perf_ns = time.perf_counter_ns
 DONE = b"[DONE]"
-MAX_ERROR_BODY = 2000
 STALE_CONNECTION_RETRIES = 1  # resends after a stale pooled connection: 1 or 0 (off)
 SWEEP_S = 0.05
 _NO_DEADLINE = 1 << 62
@@ -220,7 +219,7 @@ class HttpTransport:
             record.response_ns = _perf_ns()
             record.status = response.status
             if response.status >= 300:
-                text = (await response.read())[:MAX_ERROR_BODY].decode("utf-8", "replace")
+                text = (await response.read())[:MAX_ERROR_MESSAGE].decode("utf-8", "replace")
                 record.error = ErrorInfo(response.status, response.reason or "HTTPError",
                                          text or f"HTTP {response.status}")
             else:

@@ -159,24 +159,22 @@ class _RunTotals:
             elif self.last_end is None or end > self.last_end:
                 self.last_end = end
         self.cancelled += record.cancelled
-        if "credit_to_start_latency" in values:
-            self.values["credit_to_start_latency"].append(values["credit_to_start_latency"])
         if record.error is not None:
             self.n_err += 1
             self.errors[(record.error.code, record.error.type, record.error.message)] += 1
+            # A failed request's only value: its client-side queueing, if it started.
+            for tag, value in values.items():
+                self.values[tag].append(value)
             return
         self.n_ok += 1
         self.sum_isl += record.isl
         self.sum_osl += record.osl
-        reasoning = max(0, record.reasoning_tokens)
-        self.sum_reasoning += reasoning
-        self.sum_output += max(0, record.osl - reasoning)
+        self.sum_reasoning += values.get("reasoning_token_count", 0)
+        self.sum_output += values.get("output_token_count", 0)
         self.mismatches += record.usage_mismatch
         if self.goodput and _is_good(values, self.goodput):
             self.good += 1
         for tag, value in values.items():
-            if tag == "credit_to_start_latency":
-                continue
             if isinstance(value, list):
                 self.values[tag].extend(value)
             else:

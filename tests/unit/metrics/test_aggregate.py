@@ -163,6 +163,18 @@ def test_requests_the_client_gave_up_on_are_errors_not_silently_dropped() -> Non
     assert m["adj_request_latency"]["p50"] is None  # every request failed: infinitely slow
 
 
+def test_client_side_queueing_counts_every_started_request_failed_or_not() -> None:
+    # credit at start - 1 ms (ok) / at start (given_up); a request cut off before it was
+    # sent has no start and no queueing value.
+    unsent = given_up(2, 0, 0, "cancelled: end of run", cancelled=True)
+    unsent.start_ns = 0
+    records = [ok(0, 0, 5, 100, osl=4), given_up(1, 10, 20, "request timeout"), unsent]
+    m = results(records)["metrics"]
+    assert m["credit_to_start_latency"]["count"] == 2
+    assert m["credit_to_start_latency"]["sum"] == pytest.approx(1.0)
+    assert m["request_latency"]["count"] == 1
+
+
 def test_the_benchmark_ends_at_the_last_response_not_at_a_cut_off_request() -> None:
     records = [ok(0, 0, 5, 100, osl=4), ok(1, 50, 5, 150, osl=4),
                given_up(2, 60, 5000, "cancelled: end of run", cancelled=True)]

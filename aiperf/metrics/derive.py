@@ -143,12 +143,10 @@ class RecordDeriver:
                     continue
                 token_ts.append(ts)
                 texts.append(content)
-            if not reasoning_only:
-                first_answer_ts = token_ts[0] if token_ts else -1
-            else:
-                skipped = set(reasoning_only)
-                first_answer_ts = next(
-                    (t for i, t in enumerate(token_ts) if i not in skipped), -1)
+            # The first token event that is not reasoning-only (the indexes ascend).
+            first_answer = next((i for i, r in enumerate(reasoning_only) if i != r),
+                                len(reasoning_only))
+            first_answer_ts = token_ts[first_answer] if first_answer < len(token_ts) else -1
             if not done:
                 return self._error(raw, ErrorInfo(raw.status, "IncompleteStream",
                     f"stream ended without [DONE] after {len(token_ts)} content events"))

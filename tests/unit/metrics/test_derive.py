@@ -171,6 +171,15 @@ def test_a_stream_that_spent_its_whole_budget_on_reasoning_is_a_success() -> Non
     assert (record.osl, record.reasoning_tokens) == (2, 2)
 
 
+def test_ttfo_is_the_first_answer_even_when_reasoning_resumes_after_it() -> None:
+    record = deriver().derive(raw([(5 * MS, reasoning_chunk(" t", "reasoning")),
+                                   (7 * MS, chunk(" a")),
+                                   (9 * MS, reasoning_chunk(" u", "reasoning")),
+                                   (11 * MS, chunk(" b")), (12 * MS, DONE)]))
+    assert record.ttft_ns == 4 * MS and record.ttfo_ns == 6 * MS
+    assert (record.osl, record.reasoning_tokens) == (4, 2)
+
+
 def test_a_stream_without_reasoning_has_no_reasoning_count() -> None:
     record = deriver().derive(raw([(5 * MS, chunk(" a")), (6 * MS, DONE)]))
     assert record.reasoning_tokens == -1 and record.ttfo_ns == record.ttft_ns

@@ -139,12 +139,14 @@ def _profile_layer(items: list[str], where: str, base_dir: Path) -> dict[str, An
     return profile
 
 
-def _api_key(layer: _Layer) -> SecretStr | None:
-    raw = layer.cli("api_key")
-    if raw is None:
-        raw = next((os.environ[env] for env in API_KEY_ENVS if os.environ.get(env)), None)
-    if raw is None:
-        raw = layer.ini("api_key")
+def _api_key(layer: _Layer, cli_profile: dict[str, Any],
+             ini_profile: dict[str, Any]) -> SecretStr | None:
+    """The first key given: command line (flag, then profile item), environment, ini (key,
+    then profile line). A key given as a profile item is a secret all the same."""
+    environment = next((os.environ[env] for env in API_KEY_ENVS if os.environ.get(env)), None)
+    raw = next((value for value in (layer.cli("api_key"), cli_profile.get("api_key"),
+                                    environment, layer.ini("api_key"),
+                                    ini_profile.get("api_key")) if value), None)
     return SecretStr(str(raw)) if raw else None
 
 
@@ -173,15 +175,16 @@ def resolve(config: pytest.Config) -> Settings:
     except ValueError as exc:
         raise pytest.UsageError(str(exc)) from None
     # Lowest first: ini profile lines, ini keys, command-line profile items, flags.
-    profile = _profile_layer(list(layer.ini("profile") or []), "aiperf_profile", layer.ini_dir)
+    ini_profile = _profile_layer(list(layer.ini("profile") or []), "aiperf_profile",
+                                 layer.ini_dir)
+    cli_profile = _profile_layer(list(layer.cli("profile") or []), "--aiperf-profile",
+                                 layer.cli_dir)
+    api_key = _api_key(layer, cli_profile, ini_profile)
+    profile = dict(ini_profile)
     profile.update({k: layer.ini(k) for k in _PROFILE_SETTINGS if layer.ini(k) is not None})
-    profile.update(_profile_layer(list(layer.cli("profile") or []), "--aiperf-profile",
-                                  layer.cli_dir))
+    profile.update(cli_profile)
     profile.update({k: layer.cli(k) for k in _PROFILE_SETTINGS if layer.cli(k) is not None})
-    api_key = _api_key(layer)
-    if "api_key" in profile:  # a key given as a profile item is a secret all the same
-        raw = profile.pop("api_key")
-        api_key = api_key if layer.cli("api_key") else SecretStr(str(raw))
+    profile.pop("api_key", None)  # in Settings.api_key, as a SecretStr
     disable = layer.cli("disable") or config.getini("aiperf_disable")
     return Settings(
         url=profile.get("url"), model=profile.get("model"),

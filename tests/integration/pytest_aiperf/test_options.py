@@ -196,3 +196,37 @@ def test_sessions_of_users_who_never_use_asyncio_show_no_loop_scope_warning(
 def test_paths_in_errors_are_absolute(project: pytest.Pytester) -> None:
     result = project.runpytest_inprocess("--aiperf-slo-file", str(Path("a") / "b.yaml"))
     assert str(project.path / "a" / "b.yaml") in result.stderr.str()
+
+
+@pytest.mark.parametrize(("args", "env", "expected"), [
+    ((), None, "from-ini-profile"),
+    ((), "from-env", "from-env"),  # the environment beats every ini value
+    (("--aiperf-profile", "api_key=from-cli-profile"), "from-env", "from-cli-profile"),
+    (("--aiperf-api-key", "from-cli", "--aiperf-profile", "api_key=from-cli-profile"),
+     "from-env", "from-cli"),
+])  # fmt: skip
+def test_the_api_key_follows_the_same_precedence_as_every_key(
+    project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, args: tuple[str, ...],
+    env: str | None, expected: str
+) -> None:
+    for name in ("AIPERF_API_KEY", "OPENAI_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    if env:
+        monkeypatch.setenv("AIPERF_API_KEY", env)
+    project.makeini("""
+        [pytest]
+        asyncio_default_fixture_loop_scope = function
+        aiperf_profile =
+            api_key=from-ini-profile
+    """)
+    project.makepyfile("""
+        from pytest_aiperf.fixtures import SESSION_KEY
+
+        def test_key(pytestconfig):
+            settings = pytestconfig.stash[SESSION_KEY].settings
+            assert "api_key" not in settings.profile_defaults
+            print("KEY", settings.api_key.get_secret_value().upper())
+    """)
+    result = project.runpytest_inprocess("-s", *args)
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines([f"*KEY {expected.upper()}"])

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -45,16 +46,22 @@ def render_terminal(records: list[LoadTestRecord], width: int = 100) -> list[str
                                for i, c in enumerate(cells)).rstrip())
         if index == 0:
             lines.append("-" * min(width, len(lines[0])))
+    lines.extend(f"  {kind} {label}: {text}" for kind, label, text in _notes(records, 120))
+    return lines
+
+
+def _notes(records: list[LoadTestRecord], limit: int) -> Iterator[tuple[str, str, str]]:
+    """(FAIL / ERROR / WARNING, test label, what) under the table: every breached
+    objective, error and warning, the last two cut to ``limit`` characters."""
     for record in records:
         for verdict in record.verdicts:
             if not verdict.passed:
-                lines.append(f"  FAIL {record.label}: {verdict.objective.key} = "
-                             f"{verdict.measured_text}, needs {verdict.objective.text}")
+                yield ("FAIL", record.label, f"{verdict.objective.key} = "
+                       f"{verdict.measured_text}, needs {verdict.objective.text}")
         if record.error:
-            lines.append(f"  ERROR {record.label}: {record.error.splitlines()[0][:90]}")
+            yield "ERROR", record.label, record.error.splitlines()[0][:limit]
         for warning in record.warnings:
-            lines.append(f"  WARNING {record.label}: {warning[:120]}")
-    return lines
+            yield "WARNING", record.label, warning[:limit]
 
 
 def _fit(text: str, width: int) -> str:
@@ -69,15 +76,8 @@ def render_markdown(records: list[LoadTestRecord]) -> str:
         cells[-1] = {"PASS": "✅ PASS", "FAIL": "❌ FAIL", "ERROR": "❌ ERROR"}.get(
             cells[-1], cells[-1])
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
-    for record in records:
-        for verdict in record.verdicts:
-            if not verdict.passed:
-                lines.append(f"- **{record.label}**: `{verdict.objective.key}` = "
-                             f"{verdict.measured_text}, needs `{verdict.objective.text}`")
-        if record.error:
-            lines.append(f"- **{record.label}**: error: {record.error.splitlines()[0][:200]}")
-        for warning in record.warnings:
-            lines.append(f"- **{record.label}**: warning: {warning[:200]}")
+    lines.extend(f"- **{label}**: {kind.lower()}: {text}"
+                 for kind, label, text in _notes(records, 200))
     return "\n".join(lines) + "\n"
 
 

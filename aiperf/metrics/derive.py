@@ -145,7 +145,7 @@ class RecordDeriver:
                 texts.append(content)
             # The first token event that is not reasoning-only (the indexes ascend).
             first_answer = next((i for i, r in enumerate(reasoning_only) if i != r),
-                                len(reasoning_only))
+                                len(reasoning_only)) if reasoning_only else 0
             first_answer_ts = token_ts[first_answer] if first_answer < len(token_ts) else -1
             if not done:
                 return self._error(raw, ErrorInfo(raw.status, "IncompleteStream",

@@ -233,9 +233,18 @@ class AIPerfSession:
 
             raise RunError(str(exc)) from None
         except BaseException as exc:
-            record.error = f"{type(exc).__name__}: {exc}"
+            # The report of the test is scrubbed by pytest_runtest_makereport; this copy
+            # goes to the summary and summary.json, so it is scrubbed here.
+            record.error = self.scrubbed(f"{type(exc).__name__}: {exc}")
             raise
         return result
+
+    def scrubbed(self, text: str) -> str:
+        if not self.secrets:
+            return text
+        from aiperf.transports.redact import ordered, scrub
+
+        return scrub(text, ordered(self.secrets))
 
 
 def check_accounting(config: UserConfig, result: ProfileResult) -> None:

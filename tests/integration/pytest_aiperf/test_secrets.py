@@ -29,6 +29,9 @@ def test_unreachable(aiperf):
 def test_hook_raises(aiperf):
     aiperf.run(request_count=2, model="explode")
 
+def test_hook_echoes_the_key(aiperf):
+    aiperf.run(request_count=2, model="echo")
+
 @pytest.mark.aiperf(request_count=2)
 def test_passes_with_the_key(aiperf_result):  # the file compares a hash, not the key
     key = aiperf_result.config.api_key.get_secret_value()
@@ -39,6 +42,10 @@ CONFTEST = """
 def pytest_aiperf_profile(item, profile):
     if profile.get("model") == "explode":
         raise ValueError(f"no such model; profile was {profile!r}")
+
+def pytest_aiperf_result(item, result):
+    if result.config.model == "echo":  # a careless hook: the summary must not show it
+        raise ValueError("rejected key " + result.config.api_key.get_secret_value())
 """
 
 
@@ -64,7 +71,7 @@ def test_the_key_never_reaches_output_tracebacks_or_artifacts(
     project.makeconftest(CONFTEST)
     project.makepyfile(FAILING)
     result = project.runpytest_inprocess(*args)
-    result.assert_outcomes(passed=1, failed=4)
+    result.assert_outcomes(passed=1, failed=5)
     output = result.stdout.str() + result.stderr.str()
     assert "SecretStr('**********')" in output  # -l printed the locals that hold the key
     assert KEY not in output

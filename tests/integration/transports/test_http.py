@@ -133,6 +133,22 @@ async def send_all(url: str, count: int, transport: HttpTransport, at_once: bool
     return records
 
 
+def exchange(handler: Handler, count: int, transport: HttpTransport,
+             at_once: bool = False) -> list[RawRecord]:
+    """``count`` requests through ``transport`` to a server answering with ``handler``,
+    one after the other (or all at once), within 10 s."""
+    async def scenario() -> list[RawRecord]:
+        server, url = await serve(handler)
+        await transport.start(headers=HEADERS)
+        try:
+            return await asyncio.wait_for(send_all(url, count, transport, at_once), 10)
+        finally:
+            await transport.close()
+            server.close()
+
+    return asyncio.run(scenario())
+
+
 def test_a_non_streamed_request_ends_when_the_last_byte_of_its_body_arrives() -> None:
     # Headers at once, the body 200 ms later (a proxy, a large embedding).
     async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -143,16 +159,7 @@ def test_a_non_streamed_request_ends_when_the_last_byte_of_its_body_arrives() ->
             writer.write(JSON_BODY)
             await writer.drain()
 
-    async def scenario() -> list[RawRecord]:
-        server, url = await serve(answer)
-        transport = HttpTransport(10, 2)
-        await transport.start(headers=HEADERS)
-        records = await send_all(url, 2, transport)
-        await transport.close()
-        server.close()
-        return records
-
-    for raw in asyncio.run(scenario()):
+    for raw in exchange(answer, 2, HttpTransport(10, 2)):
         assert raw.error is None and raw.chunks[-1][1] == JSON_BODY
         last_byte_ms = (raw.chunks[-1][0] - raw.start_ns) / 1e6
         assert 195 <= last_byte_ms < 400, last_byte_ms
@@ -167,16 +174,7 @@ def test_phases_show_a_new_connection_then_a_reused_one() -> None:
             writer.write(head(len(JSON_BODY)) + JSON_BODY)
             await writer.drain()
 
-    async def scenario() -> list[RawRecord]:
-        server, url = await serve(answer)
-        transport = HttpTransport(10, 1)
-        await transport.start(headers=HEADERS)
-        records = await send_all(url, 2, transport)
-        await transport.close()
-        server.close()
-        return records
-
-    first, second = asyncio.run(scenario())
+    first, second = exchange(answer, 2, HttpTransport(10, 1))
     assert (first.reused, second.reused) == (0, 1)
     assert first.connecting_ns > 0 and second.connecting_ns == 0
     assert first.blocked_ns == second.blocked_ns == 0 and first.dns_ns == 0  # an IP address
@@ -194,16 +192,9 @@ def test_the_wait_for_a_pooled_connection_is_blocked_time_not_request_time() -> 
             writer.write(head(len(JSON_BODY)) + JSON_BODY)
             await writer.drain()
 
-    async def scenario() -> list[RawRecord]:
-        server, url = await serve(answer)
-        transport = HttpTransport(10, 1)  # one connection for two requests at once
-        await transport.start(headers=HEADERS)
-        records = await send_all(url, 2, transport, at_once=True)
-        await transport.close()
-        server.close()
-        return records
-
-    records = sorted(asyncio.run(scenario()), key=lambda r: r.blocked_ns)
+    # One connection for two requests at once.
+    records = sorted(exchange(answer, 2, HttpTransport(10, 1), at_once=True),
+                     key=lambda r: r.blocked_ns)
     assert records[0].blocked_ns == 0
     assert records[1].blocked_ns / 1e6 >= 140            # it waited for the first request
     latency_ms = (records[1].chunks[-1][0] - records[1].start_ns) / 1e6
@@ -226,16 +217,7 @@ def test_a_resend_after_a_stale_connection_keeps_the_lost_time_in_the_request() 
             writer.write(head(len(JSON_BODY)) + JSON_BODY)
             await writer.drain()
 
-    async def scenario() -> list[RawRecord]:
-        server, url = await serve(answer)
-        transport = HttpTransport(10, 1)
-        await transport.start(headers=HEADERS)
-        records = await send_all(url, 2, transport)
-        await transport.close()
-        server.close()
-        return records
-
-    first, resent = asyncio.run(scenario())
+    first, resent = exchange(answer, 2, HttpTransport(10, 1))
     assert first.error is None and resent.error is None and resent.status == 200
     assert served == 3
     latency_ms = (resent.chunks[-1][0] - resent.start_ns) / 1e6
@@ -244,8 +226,8 @@ def test_a_resend_after_a_stale_connection_keeps_the_lost_time_in_the_request() 
     assert resent.blocked_ns / 1e6 >= 145                 # the lost time, as blocked time
     assert resent.start_ns < resent.resend_ns <= resent.sent_ns
     # The phases still add up to the time from the first attempt to the last byte.
-    exchange = resent.chunks[-1][0] - resent.resend_ns
-    total = resent.blocked_ns + resent.dns_ns + resent.connecting_ns + exchange
+    answered = resent.chunks[-1][0] - resent.resend_ns
+    total = resent.blocked_ns + resent.dns_ns + resent.connecting_ns + answered
     assert abs(total - (resent.chunks[-1][0] - resent.start_ns)) < 1e6
 
 
@@ -254,18 +236,9 @@ def test_a_server_that_never_answers_fails_at_the_first_byte_timeout() -> None:
         await read_request(reader)
         await asyncio.sleep(30)
 
-    async def scenario() -> tuple[RawRecord, float]:
-        server, url = await serve(answer)
-        transport = HttpTransport(20, 2, first_byte_timeout_seconds=0.3)
-        await transport.start(headers=HEADERS)
-        started = time.monotonic()
-        (raw,) = await asyncio.wait_for(send_all(url, 1, transport), 10)
-        elapsed = time.monotonic() - started
-        await transport.close()
-        server.close()
-        return raw, elapsed
-
-    raw, elapsed = asyncio.run(scenario())
+    started = time.monotonic()
+    (raw,) = exchange(answer, 1, HttpTransport(20, 2, first_byte_timeout_seconds=0.3))
+    elapsed = time.monotonic() - started
     assert raw.error is not None
     assert (raw.error.code, raw.error.type) == (499, "RequestCancellationError")
     assert raw.error.message.startswith("first-byte timeout")
@@ -281,14 +254,5 @@ def test_the_first_byte_timeout_spares_a_response_whose_headers_came() -> None:
         writer.write(JSON_BODY)
         await writer.drain()
 
-    async def scenario() -> RawRecord:
-        server, url = await serve(answer)
-        transport = HttpTransport(5, 2, first_byte_timeout_seconds=0.2)
-        await transport.start(headers=HEADERS)
-        (raw,) = await asyncio.wait_for(send_all(url, 1, transport), 10)
-        await transport.close()
-        server.close()
-        return raw
-
-    raw = asyncio.run(scenario())
+    (raw,) = exchange(answer, 1, HttpTransport(5, 2, first_byte_timeout_seconds=0.2))
     assert raw.error is None and raw.chunks[-1][1] == JSON_BODY

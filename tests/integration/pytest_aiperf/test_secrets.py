@@ -97,3 +97,12 @@ def test_the_settings_and_spec_reprs_mask_the_key(project: pytest.Pytester,
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["*REPRS *api_key=SecretStr('**********')*"])
     assert KEY not in result.stdout.str()
+
+
+def test_the_report_header_shows_the_url_without_its_password(
+        project: pytest.Pytester) -> None:
+    project.makepyfile("def test_nothing(): pass")
+    result = project.runpytest_inprocess("--aiperf-url", "http://me:hunter22@127.0.0.1:9")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["aiperf: target http://***@127.0.0.1:9, *"])
+    assert "hunter22" not in result.stdout.str()

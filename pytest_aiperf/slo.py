@@ -19,7 +19,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from aiperf.metrics.definitions import BY_TAG, STAT_NAMES, parse_percentile
+from aiperf.metrics.definitions import (
+    BY_TAG,
+    STAT_NAMES,
+    goodput_metrics,
+    goodput_problem,
+    parse_percentile,
+)
 
 if TYPE_CHECKING:
     from aiperf.results import ProfileResult
@@ -192,23 +198,11 @@ def check_applicable(objectives: list[Objective], profile: Mapping[str, Any],
 def check_goodput(goodput: Mapping[str, Any], streams: bool, produces_tokens: bool) -> None:
     """Goodput thresholds must name per-request, single-valued metrics this profile
     measures; otherwise no request could ever count as good."""
-    usable = sorted(t for t, s in BY_TAG.items()
-                    if s.per_request and not s.list_valued
-                    and (streams or not s.streaming_only)
-                    and (produces_tokens or not s.tokens_only))
     for tag in goodput:
-        spec = BY_TAG.get(tag)
-        if spec is None or not spec.per_request:
-            problem = "is not a per-request metric"
-        elif spec.list_valued:
-            problem = "has many values per request (one per chunk), not one"
-        elif spec.streaming_only and not streams:
-            problem = "needs a streaming profile (streaming=True, on an endpoint that streams)"
-        elif spec.tokens_only and not produces_tokens:
-            problem = "is not measured: this endpoint produces no tokens"
-        else:
-            continue
-        raise SLOError(f"goodput metric {tag!r} {problem}; usable here: {', '.join(usable)}")
+        problem = goodput_problem(tag, streams, produces_tokens)
+        if problem is not None:
+            usable = ", ".join(goodput_metrics(streams, produces_tokens))
+            raise SLOError(f"goodput metric {tag!r} {problem}; usable here: {usable}")
 
 
 IMPLICIT_ERROR_RATE = "request_error_rate"

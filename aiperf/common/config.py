@@ -173,15 +173,26 @@ class UserConfig(BaseModel):
             return pairs
         return value
 
+
     @field_validator("goodput", mode="after")
     @classmethod
-    def _check_goodput_tags(cls, value: dict[str, float]) -> dict[str, float]:
-        from aiperf.metrics.definitions import BY_TAG
+    def _check_goodput(cls, value: dict[str, float], info: Any) -> dict[str, float]:
+        """Each threshold names one per-request value this profile measures: a list-valued
+        metric, or TTFT without streaming, would make no request good (or crash)."""
+        if not value or "endpoint_type" not in info.data:
+            return value
+        from aiperf.metrics.definitions import goodput_metrics, goodput_problem
+        from aiperf.plugin import PluginType, plugins
 
-        allowed = sorted(t for t, spec in BY_TAG.items() if spec.per_request)
+        metadata = plugins.get_metadata(PluginType.ENDPOINT, info.data["endpoint_type"])
+        streams = bool(info.data.get("streaming")) and bool(
+            getattr(metadata, "supports_streaming", False))
+        tokens = bool(getattr(metadata, "produces_tokens", True))
         for tag in value:
-            if tag not in allowed:
-                raise ValueError(f"unknown goodput metric {tag!r}; allowed: {', '.join(allowed)}")
+            problem = goodput_problem(tag, streams, tokens)
+            if problem is not None:
+                usable = ", ".join(goodput_metrics(streams, tokens))
+                raise ValueError(f"goodput metric {tag!r} {problem}; usable here: {usable}")
         return value
 
     @field_validator("endpoint_type", "timing_strategy", "dataset", "custom_dataset_type")

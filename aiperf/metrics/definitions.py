@@ -81,6 +81,29 @@ SPECS: tuple[MetricSpec, ...] = (
 )
 
 BY_TAG = {spec.tag: spec for spec in SPECS}
+
+
+def goodput_problem(tag: str, streams: bool, produces_tokens: bool) -> str | None:
+    """Why ``tag`` cannot be a goodput threshold of a profile that streams (or not) and
+    produces tokens (or not); None when it can. A request is good only when every threshold
+    holds, so a metric the profile never measures would make no request good."""
+    spec = BY_TAG.get(tag)
+    if spec is None:
+        return "is not a metric"
+    if not spec.per_request:
+        return "is one number per run, not one per request"
+    if spec.list_valued:
+        return "has many values per request (one per chunk), not one"
+    if spec.streaming_only and not streams:
+        return "needs a streaming profile (streaming=True, on an endpoint that streams)"
+    if spec.tokens_only and not produces_tokens:
+        return "is not measured: this endpoint produces no tokens"
+    return None
+
+
+def goodput_metrics(streams: bool, produces_tokens: bool) -> list[str]:
+    """The tags a goodput threshold may name in such a profile."""
+    return sorted(t for t in BY_TAG if goodput_problem(t, streams, produces_tokens) is None)
 PERCENTILES = (1, 5, 10, 25, 50, 75, 90, 95, 99)
 STAT_NAMES = ("avg", "min", "max", "std", *(f"p{p}" for p in PERCENTILES), "count", "sum")
 

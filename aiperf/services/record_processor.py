@@ -38,7 +38,7 @@ class RecordProcessor(BaseComponentService):
 
     @on_message(MessageType.CONFIGURE_PROFILE)
     async def _configure(self, command: ConfigureProfileCommand) -> dict[str, Any]:
-        config = UserConfig.model_validate(command.user_config)
+        config = UserConfig.from_wire(command.user_config)
         turns = read_dataset(command.dataset_path) if command.dataset_path else []
         self._deriver = RecordDeriver(
             make_endpoint(config), make_tokenizer(config.tokenizer),

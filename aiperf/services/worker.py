@@ -114,8 +114,9 @@ class Worker(BaseComponentService):
 
     @on_message(MessageType.CONFIGURE_PROFILE)
     async def _configure(self, command: ConfigureProfileCommand) -> dict[str, Any]:
-        config = UserConfig.model_validate(command.user_config)
+        config = UserConfig.from_wire(command.user_config)
         self._end_run()
+        self._flush_records()  # what is pending belongs to the run that is ending
         self._endpoint = make_endpoint(config)
         self._turns = read_dataset(command.dataset_path) if command.dataset_path else []
         self._bodies = [None] * len(self._turns)
@@ -157,8 +158,6 @@ class Worker(BaseComponentService):
     @on_stop
     async def _close(self) -> None:
         self._end_run()
-        for task in list(self._in_flight.values()):
-            task.cancel()
         if self._transport is not None:
             await self._transport.close()
 
@@ -166,7 +165,10 @@ class Worker(BaseComponentService):
         self._generation += 1
         for task in self._slot_tasks:
             task.cancel()
+        for task in self._in_flight.values():
+            task.cancel()
         self._slot_tasks.clear()
+        self._in_flight.clear()
         self._leases.clear()
 
     # -- receiving credits --------------------------------------------------------------
@@ -254,6 +256,7 @@ class Worker(BaseComponentService):
 
     async def _execute(self, credit_id: int, phase: int, conversation: int,
                        credit_ns: int, wait_until_ns: int = 0) -> None:
+        run = self._run
         record = RawRecord(credit_id, phase, self.service_id, conversation, credit_ns,
                            0, 0, 0, 0, 0, [])
         try:
@@ -284,10 +287,13 @@ class Worker(BaseComponentService):
                                      (str(exc) or repr(exc))[:MAX_ERROR_MESSAGE])
             record.end_ns = record.end_ns or _perf_ns()
         finally:
-            self._in_flight.pop(credit_id, None)
-            if record.error is not None and self._secrets:
-                record.error = scrub_error(record.error, self._secrets)
-            self._queue_record(record)
+            # A request of a run that ended meanwhile is no longer wanted, and its credit
+            # id is reused by the next run: it must neither untrack nor join that run's.
+            if run == self._run:
+                self._in_flight.pop(credit_id, None)
+                if record.error is not None and self._secrets:
+                    record.error = scrub_error(record.error, self._secrets)
+                self._queue_record(record)
 
     # -- batching -------------------------------------------------------------------------
 

@@ -39,13 +39,24 @@ def test_unknown_endpoint_type_lists_the_plugins() -> None:
 
 
 def test_goodput_accepts_aiperfs_string_form() -> None:
-    config = UserConfig(goodput="time_to_first_token:200 request_latency:1000")
+    config = UserConfig(goodput="time_to_first_token:200 request_latency:1000", streaming=True)
     assert config.goodput == {"time_to_first_token": 200.0, "request_latency": 1000.0}
 
 
-def test_goodput_rejects_unknown_metrics() -> None:
-    with pytest.raises(ConfigError, match=r"unknown goodput metric 'ttft'"):
-        UserConfig.build(goodput={"ttft": 100})
+@pytest.mark.parametrize(("goodput", "extra", "problem"), [
+    ({"ttft": 100}, {}, "'ttft' is not a metric"),
+    ({"request_throughput": 5}, {}, "'request_throughput' is one number per run"),
+    # One value per chunk gap: it once crashed the records manager.
+    ({"inter_chunk_latency": 5}, {"streaming": True}, "'inter_chunk_latency' has many values"),
+    ({"time_to_first_token": 100}, {}, "'time_to_first_token' needs a streaming profile"),
+    ({"output_sequence_length": 10}, {"endpoint_type": "embeddings"},
+     "'output_sequence_length' is not measured: this endpoint produces no tokens"),
+])  # fmt: skip
+def test_goodput_refuses_what_the_profile_cannot_measure_per_request(
+    goodput: dict, extra: dict, problem: str
+) -> None:
+    with pytest.raises(ConfigError, match=rf"goodput: .*goodput metric {problem}.*usable here: "):
+        UserConfig.build(goodput=goodput, **extra)
 
 
 @pytest.mark.parametrize(("values", "strategy", "dataset"), [

@@ -65,7 +65,7 @@ def test_verdicts_print_as_text_naming_measured_and_sent_requests() -> None:
 @pytest.mark.parametrize(("goodput", "streams", "message"), [
     ({"inter_chunk_latency": 5}, True, "has many values per request"),
     ({"time_to_first_token": 100}, False, "needs a streaming profile"),
-    ({"request_count": 3}, True, "is not a per-request metric"),
+    ({"request_count": 3}, True, "is one number per run, not one per request"),
 ])  # fmt: skip
 def test_goodput_keys_must_be_single_valued_metrics_the_profile_measures(
     goodput: dict[str, float], streams: bool, message: str

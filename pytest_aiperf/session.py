@@ -8,6 +8,7 @@ completed, raises an ``AIPerfError`` naming the counts, and its test errors.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -205,6 +206,9 @@ class AIPerfSession:
             deadline = spec.test_timeout or self.settings.test_timeout or (
                 default_test_timeout(config))
             bounds = bounded_profile(config, profile, deadline)
+            cut_timeout = bounds.get("request_timeout_seconds", math.inf)
+            if cut_timeout >= config.request_timeout_seconds:
+                cut_timeout = math.inf
             if bounds:
                 config = UserConfig.build(where=f"aiperf profile of {item.nodeid}",
                                           **{**profile, **bounds})
@@ -216,6 +220,13 @@ class AIPerfSession:
             record.result = result
             record.sent = result.request_count + result.error_count
             record.warnings = list(result.warnings)
+            note = None
+            if result.error_count and math.isfinite(cut_timeout):
+                note = (f"the request timeout was cut to {cut_timeout:g} s so that the run "
+                        f"fits aiperf_test_timeout={deadline:g} s; a slower request is an "
+                        "error: for a longer run raise aiperf_test_timeout (or set "
+                        "request_timeout_seconds)")
+                record.warnings.append(note)
             record.key_metrics()
             if self.settings.artifacts is not None:
                 from aiperf.exporters.base import export_files
@@ -224,7 +235,7 @@ class AIPerfSession:
                                                     f"_run{record.run}")
                 record.artifacts = self.settings.artifacts / name
                 export_files(result, record.artifacts)
-            check_accounting(config, result)
+            check_accounting(config, result, note)
             item.config.hook.pytest_aiperf_result(item=item, result=result)
             result.slo = record.verdicts = evaluate(spec.objectives, result)
         except LoadTestTimeout as exc:
@@ -247,8 +258,10 @@ class AIPerfSession:
         return scrub(text, ordered(self.secrets))
 
 
-def check_accounting(config: UserConfig, result: ProfileResult) -> None:
-    """Raise when the run cannot be judged: a request unaccounted for, or none completed."""
+def check_accounting(config: UserConfig, result: ProfileResult,
+                     note: str | None = None) -> None:
+    """Raise when the run cannot be judged: a request unaccounted for, or none completed
+    (``note``: what the user should know about why, if anything)."""
     from aiperf.errors import EndpointError, RunError
 
     invariant = result.invariant
@@ -261,7 +274,8 @@ def check_accounting(config: UserConfig, result: ProfileResult) -> None:
             f"{invariant.get('unexpected_credit_ids', [])[:10]}; objectives were not "
             "evaluated")
     if result.request_count == 0:
-        raise EndpointError(unusable_message(config, result))
+        message = unusable_message(config, result)
+        raise EndpointError(f"{message}\n{note}" if note else message)
 
 
 def unusable_message(config: UserConfig, result: ProfileResult) -> str:

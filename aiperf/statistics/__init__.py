@@ -1,0 +1,36 @@
+"""The statistics of verdicts: confidence bounds and the rule that decides PASS, FAIL or
+INCONCLUSIVE from them. Pure numpy; scipy's special functions are imported on first use.
+docs/statistics.md explains each method, its assumptions and its measured error rates."""
+
+from aiperf.statistics._interval import OPERATORS, Interval, Verdict, decide
+from aiperf.statistics._mean import (
+    MIN_WINDOWS,
+    across_runs_interval,
+    batch_means_interval,
+    mean_interval,
+)
+from aiperf.statistics._proportion import proportion_interval
+from aiperf.statistics._quantile import (
+    min_samples_for_quantile,
+    order_statistic_ranks,
+    quantile_interval,
+)
+from aiperf.statistics._sequential import bonferroni
+from aiperf.statistics._warmup import mser5
+
+__all__ = [
+    "MIN_WINDOWS",
+    "OPERATORS",
+    "Interval",
+    "Verdict",
+    "across_runs_interval",
+    "batch_means_interval",
+    "bonferroni",
+    "decide",
+    "mean_interval",
+    "min_samples_for_quantile",
+    "mser5",
+    "order_statistic_ranks",
+    "proportion_interval",
+    "quantile_interval",
+]

@@ -17,6 +17,7 @@ import numpy as np
 from aiperf.statistics._interval import Interval, check_confidence
 
 QUANTILE_METHOD = "order statistics (binomial, distribution-free)"
+ROUNDING = 1e-12
 
 
 def quantile_interval(values: np.ndarray, q: float, confidence: float = 0.95) -> Interval:
@@ -69,13 +70,13 @@ def min_samples_for_quantile(q: float, confidence: float = 0.95, side: str = "up
     confidence, i.e. p**n <= 1 - confidence; the lower bound needs (1 - p)**n <= 1 - confidence.
     """
     p = _fraction(q)
-    alpha = 1.0 - check_confidence(confidence)
+    confidence = check_confidence(confidence)
     if side == "upper":
-        return _least_n(p, alpha)
+        return _least_n(p, confidence)
     if side == "lower":
-        return _least_n(1.0 - p, alpha)
+        return _least_n(1.0 - p, confidence)
     if side == "both":
-        return max(_least_n(p, alpha), _least_n(1.0 - p, alpha))
+        return max(_least_n(p, confidence), _least_n(1.0 - p, confidence))
     raise ValueError(f"side must be 'upper', 'lower' or 'both', got {side!r}")
 
 
@@ -95,7 +96,9 @@ def _least_rank(n: int, p: float, confidence: float) -> int | None:
     """Least k in 1..n with P(Binomial(n, p) <= k - 1) >= confidence, or None."""
     from scipy.special import bdtr  # lazy: scipy costs a noticeable import
 
-    # bdtr(k, n, p) = P(Binomial(n, p) <= k); monotone in k, so bisect on it.
+    # bdtr(k, n, p) = P(Binomial(n, p) <= k); monotone in k, so bisect on it. A probability
+    # equal to the confidence up to rounding (e.g. exactly 0.5 by symmetry) counts as reaching it.
+    confidence -= ROUNDING
     if bdtr(n - 1, n, p) < confidence:
         return None
     lo, hi = 0, n - 1  # the answer k - 1 lies in [lo, hi]
@@ -108,12 +111,13 @@ def _least_rank(n: int, p: float, confidence: float) -> int | None:
     return lo + 1
 
 
-def _least_n(p: float, alpha: float) -> int:
-    """Least n with p**n <= alpha (the closed form, then fixed for rounding)."""
-    n = max(1, math.ceil(math.log(alpha) / math.log(p)))
-    while n > 1 and p ** (n - 1) <= alpha:
+def _least_n(p: float, confidence: float) -> int:
+    """Least n for which the top order statistic bounds the p-quantile: the closed form
+    p**n <= 1 - confidence, then fixed to agree exactly with the rank search."""
+    n = max(1, math.ceil(math.log(1.0 - confidence) / math.log(p)))
+    while n > 1 and _least_rank(n - 1, p, confidence) is not None:
         n -= 1
-    while p**n > alpha:
+    while _least_rank(n, p, confidence) is None:
         n += 1
     return n
 

@@ -67,6 +67,9 @@ PROFILE_FLAGS: list[tuple[tuple[str, ...], str, dict[str, Any]]] = [
                                "error (default: no separate limit)"}),
     (("--failed-request-threshold",), "failed_request_threshold", {"type": float,
         "help": "exit 4 when more than this percent of requests fail"}),
+    (("--slice-duration",), "slice_duration", {
+        "help": "also export metrics per time slice this long: 5, 5s, 1m (AIPerf's "
+                "profile_export_aiperf_timeslices.{json,csv})"}),
     (("--random-seed",), "random_seed", {"type": int,
                                          "help": "seed of prompts and arrivals (default 0)"}),
     (("--tokenizer",), "tokenizer", {"help": "path to a local tokenizer.json"}),

@@ -13,12 +13,15 @@ from array import array
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, overload
+from typing import TYPE_CHECKING, Any, overload
 
 import msgspec
 
 from aiperf.common.config import UserConfig
 from aiperf.metrics.definitions import BY_TAG, STAT_NAMES, parse_percentile
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 @dataclass(frozen=True)
@@ -30,6 +33,9 @@ class MetricResult:
     stats: dict[str, float | None]
     values: Sequence[float] = field(default=(), repr=False)
     failures: int = 0
+    # Which profiling record (an index into ``ProfileResult.timeline``) each value came
+    # from; a list-valued metric repeats its record's index once per value.
+    record_index: Sequence[int] = field(default=(), repr=False)
 
     @property
     def header(self) -> str:
@@ -123,6 +129,66 @@ class LazyRecords(Sequence[dict[str, Any]]):
         return f"<{len(self)} per-request records>"
 
 
+@dataclass(frozen=True, repr=False)
+class Timeline:
+    """The profiling requests of a run, one entry per request in the order the records
+    manager received them: when each ran (``perf_counter`` ns; a request that failed before
+    it was sent has its credit time as start and end), whether it succeeded, its token
+    counts (0 for a failed request) and its closed-loop slot (-1: records do not carry a
+    slot, so steady state derives the closed-loop ramp from the in-flight count)."""
+
+    start_ns: np.ndarray
+    end_ns: np.ndarray
+    ok: np.ndarray
+    osl: np.ndarray
+    isl: np.ndarray
+    slot: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.start_ns.size)
+
+    def __repr__(self) -> str:
+        return f"<Timeline of {len(self)} requests>"
+
+    @classmethod
+    def empty(cls) -> Timeline:
+        import numpy as np
+
+        none = np.empty(0, dtype=np.int64)
+        return cls(none, none, np.empty(0, dtype=bool), none, none, np.empty(0, dtype=np.int8))
+
+    @classmethod
+    def from_wire(cls, wire: dict[str, Any],
+                  raw_values: dict[str, bytes]) -> tuple[Timeline, dict[str, np.ndarray]]:
+        """The timeline and each metric's record index, from what ``_RunTotals.timeline``
+        shipped: a pattern id per record says which metrics it carried."""
+        import numpy as np
+
+        start = np.frombuffer(wire["start_ns"], dtype=np.int64)
+        end = np.frombuffer(wire["end_ns"], dtype=np.int64)
+        pattern = np.frombuffer(wire["pattern"], dtype=np.uint16)
+        patterns: list[tuple[bool, list[str]]] = wire["patterns"]
+        ok = np.array([p[0] for p in patterns], dtype=bool)[pattern] if patterns \
+            else np.zeros(start.size, dtype=bool)
+        tags = {tag for _, names in patterns for tag in names}
+        record_index: dict[str, np.ndarray] = {}
+        for tag in tags:
+            carries = np.array([tag in names for _, names in patterns], dtype=bool)
+            index = np.flatnonzero(carries[pattern]).astype(np.int32)
+            lengths = wire.get("list_lengths", {}).get(tag)
+            if lengths is not None:
+                index = np.repeat(index, np.frombuffer(lengths, dtype=np.uint32))
+            record_index[tag] = index
+        tokens = {}
+        for name, tag in (("osl", "output_sequence_length"), ("isl", "input_sequence_length")):
+            counts = np.zeros(start.size, dtype=np.int64)
+            if tag in record_index and tag in raw_values:
+                counts[record_index[tag]] = np.frombuffer(raw_values[tag], dtype=np.float64)
+            tokens[name] = counts
+        slot = np.full(start.size, -1, dtype=np.int8)
+        return cls(start, end, ok, tokens["osl"], tokens["isl"], slot), record_index
+
+
 @dataclass(repr=False)
 class ProfileResult:
     """Everything one run produced. ``records`` is the per-request table (JSONL shape).
@@ -141,6 +207,8 @@ class ProfileResult:
     config: UserConfig | None = None
     artifacts: dict[str, Path] = field(default_factory=dict)
     slo: list[Any] = field(default_factory=list)
+    _timeline: Timeline | None = field(default=None, repr=False)
+    _slices: list[dict[str, Any]] | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], config: UserConfig | None = None) -> ProfileResult:
@@ -150,10 +218,17 @@ class ProfileResult:
             records = LazyRecords(path.read_bytes())
             path.unlink(missing_ok=True)
         raw_values: dict[str, bytes] = data.get("values") or {}
+        wire_timeline: dict[str, Any] | None = data.get("timeline")
         if "values" not in data and data.get("values_path"):
             path = Path(data["values_path"])
-            raw_values = msgspec.msgpack.decode(path.read_bytes())
+            stored = msgspec.msgpack.decode(path.read_bytes())
             path.unlink(missing_ok=True)
+            if isinstance(stored.get("values"), dict):  # values and timeline
+                raw_values, wire_timeline = stored["values"], stored.get("timeline")
+            else:  # values alone (a file written before the timeline)
+                raw_values = stored
+        timeline, record_index = (Timeline.from_wire(wire_timeline, raw_values)
+                                  if wire_timeline else (None, {}))
         failures = int(data.get("metrics", {}).get("error_request_count", {}).get("avg") or 0)
         metrics = {}
         for tag, stats in data.get("metrics", {}).items():
@@ -162,8 +237,11 @@ class ProfileResult:
             values.frombytes(raw_values.get(base, b""))
             stats = dict(stats)
             unit = stats.pop("unit", BY_TAG[base].unit if base in BY_TAG else "")
+            index = array("i")
+            if base in record_index:
+                index.frombytes(record_index[base].tobytes())
             metrics[tag] = MetricResult(
-                tag, unit, stats, values, failures if tag.startswith("adj_") else 0
+                tag, unit, stats, values, failures if tag.startswith("adj_") else 0, index
             )
         return cls(
             run_id=data.get("run_id", ""),
@@ -176,7 +254,26 @@ class ProfileResult:
             start_time=data.get("start_time"),
             end_time=data.get("end_time"),
             config=config,
+            _timeline=timeline,
         )
+
+    @property
+    def timeline(self) -> Timeline:
+        """The run's profiling requests in time (empty for a result built without one)."""
+        return self._timeline if self._timeline is not None else Timeline.empty()
+
+    @property
+    def slices(self) -> list[dict[str, Any]]:
+        """Per-slice metrics (AIPerf's time-slice export rows) when the profile set
+        ``slice_duration``; empty otherwise."""
+        seconds = getattr(self.config, "slice_duration", None) if self.config else None
+        if not seconds or self._timeline is None:
+            return []
+        if self._slices is None:
+            from aiperf.windows import slices
+
+            self._slices = slices(self, seconds)
+        return self._slices
 
     def __repr__(self) -> str:
         cancelled = ", cancelled" if self.was_cancelled else ""

@@ -153,8 +153,13 @@ class UserConfig(BaseModel):
     # -- results
     goodput: dict[str, float] = Field(default_factory=dict)
     failed_request_threshold: float | None = Field(default=None, ge=0, le=100)
+    slice_duration: float | None = Field(
+        default=None, gt=0, allow_inf_nan=False,
+        description="Export per-slice metrics over consecutive slices this long: 5, '5s', '1m'",
+    )
 
-    @field_validator("benchmark_duration", "benchmark_grace_period", mode="before")
+    @field_validator("benchmark_duration", "benchmark_grace_period", "slice_duration",
+                     mode="before")
     @classmethod
     def _parse_duration(cls, value: Any) -> Any:
         return parse_duration(value)

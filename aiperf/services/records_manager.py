@@ -149,7 +149,9 @@ class RecordsManager(BaseComponentService):
         results = compute_results(records, config, metadata, self._issued_ranges, streaming,
                                   export_to=path, count=self._count)
         values_path = path.with_suffix(".values")
-        values_path.write_bytes(msgspec.msgpack.encode(results.pop("values")))
+        # Values and the timeline are bytes: a file, like the table, not JSON on a socket.
+        values_path.write_bytes(msgspec.msgpack.encode(
+            {"values": results.pop("values"), "timeline": results.pop("timeline")}))
         results["values_path"] = str(values_path)
         results["run_id"] = self._run_id
         if self._cancelled:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import warnings
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from pytest_aiperf.policy import PolicyError, pop_policy
 from pytest_aiperf.profile import (
     LoadTestSpec,
     LoadTestSpecError,
@@ -40,19 +43,26 @@ class SLOBreach(AssertionError):
     when the test ran more than one)."""
 
     def __init__(self, verdicts: list[Verdict],
-                 runs: list[tuple[str, list[Verdict]]] | None = None) -> None:
+                 runs: list[tuple[str, list[Verdict]]] | None = None,
+                 inconclusive: bool = False) -> None:
         self.verdicts = verdicts
-        failed = sum(1 for v in verdicts if not v.passed)
+        failed = sum(1 for v in verdicts if v.failed)
         if runs and len(runs) > 1:
             tables = "\n".join(f"{label}:\n{format_table(vs)}" for label, vs in runs)
         else:
             tables = format_table(verdicts)
-        super().__init__(f"{failed} of {len(verdicts)} objectives breached\n{tables}")
+        if inconclusive and not failed:
+            undecided = sum(1 for v in verdicts if v.status == "INCONCLUSIVE")
+            head = (f"{undecided} of {len(verdicts)} objectives INCONCLUSIVE (the "
+                    "inconclusive policy fails the test)")
+        else:
+            head = f"{failed} of {len(verdicts)} objectives breached"
+        super().__init__(f"{head}\n{tables}")
 
     @classmethod
-    def of_records(cls, records: list[LoadTestRecord]) -> SLOBreach:
+    def of_records(cls, records: list[LoadTestRecord], inconclusive: bool = False) -> SLOBreach:
         runs = [(f"run {r.run} ({r.profile})", r.verdicts) for r in records if r.verdicts]
-        return cls([v for _, vs in runs for v in vs], runs)
+        return cls([v for _, vs in runs for v in vs], runs, inconclusive)
 
 
 def _session(config: pytest.Config) -> AIPerfSession:
@@ -99,7 +109,17 @@ def record_properties(item: pytest.Item, result: ProfileResult, prefix: str = "a
     item.user_properties.append((f"{prefix}.request_count", result.request_count))
     item.user_properties.append((f"{prefix}.error_request_count", result.error_count))
     for verdict in result.slo:
-        item.user_properties.append((f"{prefix}.slo.{verdict.objective.key}", str(verdict)))
+        key = f"{prefix}.slo.{verdict.objective.key}"
+        if verdict.window.startswith("across "):
+            key += ".across_runs"
+        item.user_properties.append((key, str(verdict)))
+        for name, value in verdict.to_dict().items():
+            if name in JUNIT_FIELDS:
+                item.user_properties.append((f"{key}.{name}", json.dumps(value)
+                                             if isinstance(value, list) else value))
+
+
+JUNIT_FIELDS = ("verdict", "measured", "interval", "confidence", "n", "method", "window")
 
 
 class AIPerfHelper:
@@ -117,16 +137,22 @@ class AIPerfHelper:
         session = _session(self._request.config)
         slo = profile.pop("slo", None)
         try:
+            policy = session.settings.policy.merged("aiperf.run", **pop_policy(profile))
             test_timeout = pop_test_timeout(profile)
             values = {**session.settings.profile_base(),
                       **resolve_paths(normalise_keys(profile), item.path.parent)}
             config = LoadTestSpec(values).user_config()  # ConfigError before any load
             objectives = validated_objectives(config, values, slo)
-        except (LoadTestSpecError, SLOError) as exc:
+        except (LoadTestSpecError, SLOError, PolicyError) as exc:
             raise pytest.UsageError(f"aiperf.run: {exc}") from None
         if not objectives:  # like a marker's run: never passes while checking nothing
             objectives = implicit_objectives(config.failed_request_threshold)
-        spec = LoadTestSpec(values, objectives, test_timeout)
+        from pytest_aiperf.planner import plan
+
+        spec = LoadTestSpec(values, objectives, test_timeout, policy,
+                            plan(objectives, config, policy))
+        for text in spec.plan:
+            warnings.warn(pytest.PytestWarning(f"aiperf.run: {text}"), stacklevel=2)
         result = session.run(item, spec)
         prefix = "aiperf" if len(session.item_records(item.nodeid)) == 1 else (
             f"aiperf.run{len(session.item_records(item.nodeid))}")
@@ -140,8 +166,8 @@ class AIPerfHelper:
             objectives = parse_objectives(slo)
         except SLOError as exc:
             raise pytest.UsageError(str(exc)) from None
-        verdicts = evaluate(objectives, result)
         session = _session(self._request.config)
+        verdicts = evaluate(objectives, result, session.settings.policy.confidence)
         nodeid = self._request.node.nodeid
         records = session.item_records(nodeid)
         record = next((r for r in records if r.result is result), None)
@@ -151,7 +177,7 @@ class AIPerfHelper:
                                     sent=result.request_count + result.error_count)
             session.records.append(record)
         record.verdicts = [*record.verdicts, *verdicts]
-        if not all(v.passed for v in verdicts):
+        if any(v.failed for v in verdicts):
             raise SLOBreach(verdicts)
         return verdicts
 

@@ -22,6 +22,7 @@ import pytest
 from pydantic import SecretStr
 
 from pytest_aiperf.durations import parse_duration
+from pytest_aiperf.policy import PolicyError, VerdictPolicy
 
 API_KEY_ENVS = ("AIPERF_API_KEY", "OPENAI_API_KEY")
 
@@ -42,12 +43,28 @@ OPTIONS: dict[str, tuple[str, str]] = {
                      "its profile. Requests are cut short to fit it, as error records",
                      "string"),
     "disable": ("skip every load test (e.g. on a laptop)", "bool"),
+    "confidence": ("confidence of each bound behind a verdict (default 0.95)", "string"),
+    "inconclusive": ("what an INCONCLUSIVE objective does: pass (default, with a warning), "
+                     "fail, xfail or extend (keep sending until decided or the budget, 4x "
+                     "the profile, is spent)", "string"),
+    "inconclusive_final": ("what extend does when its budget is spent: fail (default), pass "
+                           "or xfail", "string"),
+    "validity": ("a run the client could not deliver (INVALID): error (default), warn or "
+                 "off", "string"),
+    "repeat": ("run each profile N times on the warm mesh and judge across runs too "
+               "(default 1)", "string"),
+    "steady_state": ("judge objectives on the steady window only (true/false, default "
+                     "false)", "string"),
     "profile": ("default for a profile key, KEY=VALUE (repeatable; ini: one per line)",
                 "linelist"),
 }
 
 METAVARS = {"url": "URL", "model": "NAME", "endpoint_type": "NAME", "api_key": "KEY",
-            "artifacts": "DIR", "workers": "N", "slo_file": "FILE", "test_timeout": "DURATION"}
+            "artifacts": "DIR", "workers": "N", "slo_file": "FILE", "test_timeout": "DURATION",
+            "confidence": "LEVEL", "inconclusive": "POLICY", "inconclusive_final": "POLICY",
+            "validity": "MODE", "repeat": "N", "steady_state": "BOOL"}
+_POLICY_SETTINGS = ("confidence", "inconclusive", "inconclusive_final", "validity", "repeat",
+                    "steady_state")
 # Settings that are also profile keys, in the order they are applied.
 _PROFILE_SETTINGS = ("model", "endpoint_type", "url")
 _PATH_PROFILE_KEYS = ("input_file", "tokenizer")
@@ -83,6 +100,7 @@ class Settings:
     test_timeout: float | None = None
     disable: bool = False
     profile_defaults: dict[str, Any] = field(default_factory=dict)
+    policy: VerdictPolicy = field(default_factory=VerdictPolicy)
 
     def profile_base(self) -> dict[str, Any]:
         """Profile keys every load test starts from (before its markers)."""
@@ -186,10 +204,14 @@ def resolve(config: pytest.Config) -> Settings:
     profile.update({k: layer.cli(k) for k in _PROFILE_SETTINGS if layer.cli(k) is not None})
     profile.pop("api_key", None)  # in Settings.api_key, as a SecretStr
     disable = layer.cli("disable") or config.getini("aiperf_disable")
+    try:
+        policy = VerdictPolicy.build("aiperf options", **{k: pick(k) for k in _POLICY_SETTINGS})
+    except PolicyError as exc:
+        raise pytest.UsageError(str(exc)) from None
     return Settings(
         url=profile.get("url"), model=profile.get("model"),
         endpoint_type=profile.get("endpoint_type"), api_key=api_key,
         artifacts=pick_path("artifacts"), workers=workers_n,
         slo_file=pick_path("slo_file"), test_timeout=test_timeout,
-        disable=bool(disable), profile_defaults=profile,
+        disable=bool(disable), profile_defaults=profile, policy=policy,
     )

@@ -41,8 +41,8 @@ from pytest_aiperf.profile import (
 from pytest_aiperf.report import BuiltinReporters, render_terminal
 from pytest_aiperf.runlock import lock_path
 from pytest_aiperf.secrets import scrub_report
-from pytest_aiperf.session import AIPerfSession, LoadTestRecord
-from pytest_aiperf.slo import format_table
+from pytest_aiperf.session import AIPerfSession, InvalidRunError, LoadTestRecord
+from pytest_aiperf.slo import Verdict, format_table
 
 __all__ = ["aiperf", "aiperf_mesh", "aiperf_mock_server", "aiperf_result"]
 
@@ -115,12 +115,15 @@ def pytest_pycollect_makeitem(
         if not isinstance(item, pytest.Function):
             continue
         try:
-            spec = build_spec(item, base, slo_file)
+            spec = build_spec(item, base, slo_file, session.settings.policy)
         except LoadTestSpecError as exc:
             raise collector.CollectError(
                 f"{item.nodeid}: invalid @pytest.mark.aiperf: {exc}") from None
         if spec is not None:
             item.stash[SPEC_KEY] = spec
+            for text in spec.plan:  # the sample-size planner: before any load is sent
+                warnings.warn(pytest.PytestWarning(f"aiperf: {item.nodeid}: {text}"),
+                              stacklevel=1)
     return made
 
 
@@ -169,11 +172,48 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
         _add_sections(item, session.item_records(item.nodeid), tables=True)
         raise
     records = session.item_records(item.nodeid)
-    breached = any(not v.passed for r in records for v in r.verdicts)
+    breached = any(v.failed for r in records for v in r.verdicts)
     _add_sections(item, records, tables=not breached)  # a breach's message has the tables
     if breached:
         raise SLOBreach.of_records(records)
+    _apply_inconclusive_policy(item, session, records)
     return outcome
+
+
+def _apply_inconclusive_policy(item: pytest.Item, session: AIPerfSession,
+                               records: list[LoadTestRecord]) -> None:
+    """``aiperf_inconclusive``: pass (a warning naming each undecided objective and the n
+    that would decide it), fail, xfail; ``extend`` has already run its chunks, and what is
+    still undecided falls to ``aiperf_inconclusive_final``."""
+    undecided = [(r, v) for r in records for v in r.verdicts if v.status == "INCONCLUSIVE"]
+    if not undecided:
+        return
+    spec = item.stash.get(SPEC_KEY, None)
+    policy = spec.policy if spec is not None else session.settings.policy
+    mode = policy.inconclusive_final if policy.inconclusive == "extend" else policy.inconclusive
+    lines = [inconclusive_line(r, v) for r, v in undecided]
+    if mode == "pass":
+        for line in lines:
+            warnings.warn(pytest.PytestWarning(f"aiperf: {line}"), stacklevel=1)
+        return
+    text = (f"{len(undecided)} objective(s) INCONCLUSIVE (aiperf_inconclusive={mode}"
+            + (" after extend, budget spent" if policy.inconclusive == "extend" else "")
+            + "):\n" + "\n".join(lines))
+    if mode == "xfail":
+        pytest.xfail(text)
+    for record in records:  # the breach text carries the tables
+        record.warnings.append("INCONCLUSIVE: the test fails under "
+                               f"aiperf_inconclusive={mode}")
+    raise SLOBreach.of_records(records, inconclusive=True)
+
+
+def inconclusive_line(record: LoadTestRecord, verdict: Verdict) -> str:
+    needed = (f"about {verdict.needed} requests would decide it" if verdict.needed
+              else "no request count known to decide it")
+    return (f"{verdict.objective.key} {verdict.objective.text} is INCONCLUSIVE in "
+            f"{record.label}: measured {verdict.measured_text}, interval "
+            f"{verdict.interval_text} at {verdict.confidence or 0:.3g} confidence, n="
+            f"{verdict.count} ({verdict.window}); {needed}")
 
 
 def _add_sections(item: pytest.Item, records: list[LoadTestRecord], tables: bool) -> None:
@@ -192,7 +232,7 @@ def pytest_runtest_makereport(
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
     error = call.excinfo.value if call.excinfo is not None else None
-    if isinstance(error, SLOBreach) and report.failed:
+    if report.failed and isinstance(error, SLOBreach | InvalidRunError):
         report.longrepr = f"aiperf: {error}"
     elif report.failed and _is_aiperf_error(error):
         # Our own errors say what happened; pytest's traceback through the plugin would not.
@@ -205,7 +245,11 @@ def pytest_runtest_makereport(
 
 
 def _set_outcome(record: LoadTestRecord, report: pytest.TestReport) -> None:
-    """A row's verdict is its test's outcome (a row whose own run failed says ERROR)."""
+    """A row's verdict is its test's outcome (a row whose own run failed says ERROR, one
+    the client could not deliver says INVALID)."""
+    if record.invalid and report.failed:
+        record.outcome = "INVALID"
+        return
     if report.when == "setup":
         if report.failed:
             record.outcome = "ERROR"

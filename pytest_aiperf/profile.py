@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pytest_aiperf.durations import parse_duration
+from pytest_aiperf.policy import PolicyError, VerdictPolicy, pop_policy
 from pytest_aiperf.slo import (
     Objective,
     SLOError,
@@ -53,6 +54,8 @@ class LoadTestSpec:
     profile: dict[str, Any]  # an api_key in it is a SecretStr, so its repr shows no key
     objectives: list[Objective] = field(default_factory=list)
     test_timeout: float | None = None  # seconds; None: derived from the profile
+    policy: VerdictPolicy = field(default_factory=VerdictPolicy)
+    plan: list[str] = field(default_factory=list)  # the planner's warnings
 
     def user_config(self) -> UserConfig:
         from aiperf.common.config import UserConfig
@@ -145,7 +148,8 @@ def file_objectives(nodeid: str, slo_file: list[tuple[str, dict[str, Any]]]) -> 
 
 
 def build_spec(item: pytest.Item, base: dict[str, Any],
-               slo_file: list[tuple[str, dict[str, Any]]]) -> LoadTestSpec | None:
+               slo_file: list[tuple[str, dict[str, Any]]],
+               policy: VerdictPolicy | None = None) -> LoadTestSpec | None:
     """The item's load test, or None when it has no ``aiperf`` marker."""
     markers = list(item.iter_markers(MARKER))
     if not markers:
@@ -156,6 +160,7 @@ def build_spec(item: pytest.Item, base: dict[str, Any],
     profile = dict(base)
     slo = file_objectives(item.nodeid, slo_file)
     test_timeout = None
+    policy_keys: dict[str, Any] = {}
     for marker in reversed(markers):
         if marker.args:
             raise LoadTestSpecError("the aiperf marker takes keyword arguments only, "
@@ -166,6 +171,7 @@ def build_spec(item: pytest.Item, base: dict[str, Any],
             raise LoadTestSpecError(f"slo must be a dict, got {marker_slo!r}")
         slo.update(marker_slo)
         test_timeout = pop_test_timeout(kwargs) or test_timeout
+        policy_keys.update(pop_policy(kwargs))
         profile.update(resolve_paths(normalise_keys(kwargs), item.path.parent))
     callspec = getattr(item, "callspec", None)
     if callspec is not None:
@@ -174,11 +180,15 @@ def build_spec(item: pytest.Item, base: dict[str, Any],
     try:
         config = UserConfig.build(where="profile", **profile)
         objectives = validated_objectives(config, profile, slo)
-    except (ConfigError, SLOError) as exc:
+        verdicts = (policy or VerdictPolicy()).merged("marker", **policy_keys)
+    except (ConfigError, SLOError, PolicyError) as exc:
         raise LoadTestSpecError(str(exc)) from None
     if not objectives:
         objectives = implicit_objectives(config.failed_request_threshold)
-    return LoadTestSpec(profile, objectives, test_timeout)
+    from pytest_aiperf.planner import plan
+
+    return LoadTestSpec(profile, objectives, test_timeout, verdicts,
+                        plan(objectives, config, verdicts))
 
 
 def validated_objectives(config: UserConfig, profile: dict[str, Any],

@@ -26,7 +26,7 @@ from pytest_aiperf.deadline import (
 from pytest_aiperf.options import Settings
 from pytest_aiperf.profile import LoadTestSpec
 from pytest_aiperf.runlock import exclusive_run, lock_path
-from pytest_aiperf.slo import Verdict, evaluate, parse_objective
+from pytest_aiperf.slo import Verdict
 
 if TYPE_CHECKING:
     from aiperf.common.config import UserConfig
@@ -57,6 +57,9 @@ class LoadTestRecord:
     artifacts: Path | None = None
     metrics: dict[str, float] = field(default_factory=dict)
     sent: int = 0  # requests sent: successes and errors
+    invalid: str | None = None  # why the client could not deliver the profile
+    looks: int = 1  # runs pooled into this record's verdicts (``extend``)
+    validity: dict[str, Any] | None = None
 
     @property
     def label(self) -> str:
@@ -81,24 +84,21 @@ class LoadTestRecord:
             "requests_sent": self.sent, "metrics": self.key_metrics(),
             "objectives": [v.to_dict() for v in self.verdicts],
             "artifacts": str(self.artifacts) if self.artifacts else None,
+            "invalid": self.invalid, "looks": self.looks, "validity": self.validity,
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> LoadTestRecord:
         """A record sent by an xdist worker (no ProfileResult: the numbers it reported)."""
-        verdicts = []
-        for v in data.get("objectives", []):
-            objective = parse_objective(v["objective"], v["threshold"])
-            if v.get("implicit"):
-                objective = type(objective)(**{**objective.__dict__, "implicit": True})
-            verdicts.append(Verdict(objective, v["measured"], v["verdict"] == "PASS",
-                                    v.get("measured_requests", 0), v.get("sent_requests", 0)))
+        verdicts = [Verdict.from_dict(v) for v in data.get("objectives", [])]
         artifacts = data.get("artifacts")
         return cls(nodeid=data["nodeid"], profile=data["profile"], run=data.get("run", 1),
                    verdicts=verdicts, outcome=data["outcome"], error=data.get("error"),
                    warnings=list(data.get("warnings", [])),
                    artifacts=Path(artifacts) if artifacts else None,
-                   metrics=dict(data.get("metrics", {})), sent=data.get("requests_sent", 0))
+                   metrics=dict(data.get("metrics", {})), sent=data.get("requests_sent", 0),
+                   invalid=data.get("invalid"), looks=data.get("looks", 1),
+                   validity=data.get("validity"))
 
 
 def safe_dirname(nodeid: str) -> str:
@@ -181,8 +181,8 @@ class AIPerfSession:
     # -- running ---------------------------------------------------------------------------
 
     def run(self, item: pytest.Item, spec: LoadTestSpec) -> ProfileResult:
-        from aiperf.common.config import UserConfig
-
+        """Run the test's profile (``repeat`` times; ``extend`` adds chunks to each run until
+        its objectives are decided) and judge it. Returns the first run's result."""
         profile = dict(spec.profile)
         item.config.hook.pytest_aiperf_profile(item=item, profile=profile)
         api_key = profile.get("api_key")
@@ -192,9 +192,63 @@ class AIPerfSession:
             if not isinstance(api_key, SecretStr):
                 profile["api_key"] = api_key = SecretStr(str(api_key))
             self.secrets.add(api_key.get_secret_value())
-        record = LoadTestRecord(item.nodeid, LoadTestSpec(profile).short(),
-                                run=len(self.item_records(item.nodeid)) + 1)
-        self.records.append(record)
+        policy = spec.policy
+        records: list[LoadTestRecord] = []
+        results: list[ProfileResult] = []
+        for _ in range(policy.repeat):
+            record = LoadTestRecord(item.nodeid, LoadTestSpec(profile).short(),
+                                    run=len(self.item_records(item.nodeid)) + 1)
+            self.records.append(record)
+            records.append(record)
+            results.append(self._run_judged(item, spec, profile, record))
+        if policy.repeat > 1:
+            from pytest_aiperf.judge import across_runs
+
+            confidence = policy.look_confidence(policy.repeat + 1)
+            records[-1].verdicts = [*records[-1].verdicts, *(
+                across_runs(o, [r.verdicts[i] for r in records], confidence)
+                for i, o in enumerate(spec.objectives))]
+            results[-1].slo = records[-1].verdicts
+        return results[0]
+
+    def _run_judged(self, item: pytest.Item, spec: LoadTestSpec, profile: dict[str, Any],
+                    record: LoadTestRecord) -> ProfileResult:
+        """One run judged; ``extend`` adds chunks (runs pooled into this record) while an
+        objective is INCONCLUSIVE and the budget allows another look."""
+        from pytest_aiperf.judge import judge_runs
+
+        policy = spec.policy
+        result, config = self._execute(item, spec, profile, record)
+        looks = policy.looks(config)
+        # Every look of every repeat (and the across-runs look) shares alpha (Bonferroni).
+        family = looks * policy.repeat + (1 if policy.repeat > 1 else 0)
+        confidence = policy.look_confidence(family)
+        chunks = [result]
+        try:
+            while True:
+                verdicts = judge_runs(spec.objectives, chunks, config, policy.steady_state,
+                                      confidence)
+                undecided = any(v.status == "INCONCLUSIVE" for v in verdicts)
+                if not undecided or len(chunks) >= looks:
+                    break
+                chunks.append(self._execute(item, spec, profile, record,
+                                            chunk=len(chunks) + 1)[0])
+        except Exception as exc:
+            record.error = record.error or self.scrubbed(f"{type(exc).__name__}: {exc}")
+            raise
+        record.looks = len(chunks)
+        if len(chunks) > 1:
+            record.warnings.append(f"extend: {len(chunks)} runs of the profile pooled "
+                                   f"({record.sent} requests), each look at confidence "
+                                   f"{confidence:.4g}")
+        result.slo = record.verdicts = verdicts
+        return result
+
+    def _execute(self, item: pytest.Item, spec: LoadTestSpec, profile: dict[str, Any],
+                 record: LoadTestRecord, chunk: int = 1) -> tuple[ProfileResult, UserConfig]:
+        """One run of the profile on the mesh, accounted for and checked for validity."""
+        from aiperf.common.config import UserConfig
+
         try:
             if "url" not in profile:  # (not setdefault: that would start the mock anyway)
                 profile["url"] = self.default_url()
@@ -217,27 +271,33 @@ class AIPerfSession:
             with exclusive_run(self._lock, backstop(deadline), item.nodeid), \
                     alarm(backstop(deadline), message):
                 result = self.mesh().run(config)
-            record.result = result
-            record.sent = result.request_count + result.error_count
-            record.warnings = list(result.warnings)
+            if chunk == 1:
+                record.result = result
+            record.sent += result.request_count + result.error_count
+            record.warnings.extend(w for w in result.warnings if w not in record.warnings)
             note = None
             if result.error_count and math.isfinite(cut_timeout):
                 note = (f"the request timeout was cut to {cut_timeout:g} s so that the run "
                         f"fits aiperf_test_timeout={deadline:g} s; a slower request is an "
                         "error: for a longer run raise aiperf_test_timeout (or set "
                         "request_timeout_seconds)")
-                record.warnings.append(note)
-            record.key_metrics()
+                if note not in record.warnings:
+                    record.warnings.append(note)
+            if chunk == 1:
+                record.key_metrics()
             if self.settings.artifacts is not None:
                 from aiperf.exporters.base import export_files
 
                 name = safe_dirname(item.nodeid) + ("" if record.run == 1 else
                                                     f"_run{record.run}")
-                record.artifacts = self.settings.artifacts / name
-                export_files(result, record.artifacts)
+                name += "" if chunk == 1 else f"_chunk{chunk}"
+                path = self.settings.artifacts / name
+                record.artifacts = record.artifacts or path
+                export_files(result, path)
             check_accounting(config, result, note)
-            item.config.hook.pytest_aiperf_result(item=item, result=result)
-            result.slo = record.verdicts = evaluate(spec.objectives, result)
+            check_validity(result, config, spec.policy.validity, record)
+            if chunk == 1:
+                item.config.hook.pytest_aiperf_result(item=item, result=result)
         except LoadTestTimeout as exc:
             record.error = str(exc)
             from aiperf.errors import RunError
@@ -248,7 +308,7 @@ class AIPerfSession:
             # goes to the summary and summary.json, so it is scrubbed here.
             record.error = self.scrubbed(f"{type(exc).__name__}: {exc}")
             raise
-        return result
+        return result, config
 
     def scrubbed(self, text: str) -> str:
         if not self.secrets:
@@ -276,6 +336,32 @@ def check_accounting(config: UserConfig, result: ProfileResult,
     if result.request_count == 0:
         message = unusable_message(config, result)
         raise EndpointError(f"{message}\n{note}" if note else message)
+
+
+class InvalidRunError(Exception):
+    """The client could not deliver the profile (``result.validity``): the test is an
+    error, never a PASS or FAIL, because its numbers describe the client, not the server."""
+
+
+def check_validity(result: ProfileResult, config: UserConfig, mode: str,
+                   record: LoadTestRecord) -> None:
+    """``aiperf_validity``: error raises InvalidRunError, warn adds a warning, off ignores."""
+    if mode == "off":
+        return
+    validity = getattr(result, "validity", None)
+    if validity is None:
+        return
+    record.validity = validity.to_dict()
+    if validity.valid:
+        return
+    reason = validity.reason()
+    if mode == "warn":
+        record.warnings.append(f"INVALID run (aiperf_validity=warn): {reason}")
+        return
+    record.invalid = reason
+    raise InvalidRunError(f"INVALID: the client could not deliver the profile; objectives "
+                          f"were not judged (aiperf_validity=error; 'warn' or 'off' to judge "
+                          f"anyway)\n{reason}")
 
 
 def unusable_message(config: UserConfig, result: ProfileResult) -> str:

@@ -66,6 +66,7 @@ class Objective:
     text: str         # as written: "< 250 ms"
     unit: str         # the metric's display unit ("requests" for a count)
     implicit: bool = False  # added by the plugin, not written by the user
+    window_s: float | None = None  # "metric.p99@10s": every 10 s window must meet it
 
     @property
     def base_tag(self) -> str:
@@ -78,38 +79,103 @@ class Objective:
         return f"Objective({str(self)!r})"
 
 
+STATUSES = ("PASS", "FAIL", "INCONCLUSIVE")
+
+
 @dataclass(frozen=True)
 class Verdict:
-    """One objective checked against one run. ``count`` is how many records carry the
-    metric (a run-level metric: the successful requests); ``sent`` how many requests the
-    run sent (successes and errors)."""
+    """One objective judged on one sample of a run (or across runs). ``status`` is PASS,
+    FAIL or INCONCLUSIVE (a bool is read as PASS/FAIL); ``interval`` the bounds at
+    ``confidence`` behind it ((None, None) where none exists at this n). ``count`` is how
+    many observations the verdict rests on; ``sent`` how many requests the run sent."""
 
     objective: Objective
     measured: float | None
-    passed: bool
+    status: str
     count: int
     sent: int = 0
+    interval: tuple[float | None, float | None] | None = None
+    confidence: float | None = None
+    method: str = "point value"
+    note: str | None = None
+    window: str = "whole run"
+    needed: int | None = None  # the observations that could decide an INCONCLUSIVE one
+
+    def __post_init__(self) -> None:
+        if isinstance(self.status, bool):
+            object.__setattr__(self, "status", "PASS" if self.status else "FAIL")
+        if self.status not in STATUSES:
+            raise ValueError(f"verdict status {self.status!r} is not one of {STATUSES}")
 
     @property
-    def status(self) -> str:
-        return "PASS" if self.passed else "FAIL"
+    def passed(self) -> bool:
+        return self.status == "PASS"
+
+    @property
+    def failed(self) -> bool:
+        return self.status == "FAIL"
 
     @property
     def measured_text(self) -> str:
         return "not measured" if self.measured is None else _fmt(self.measured,
                                                                  self.objective.unit)
 
+    @property
+    def interval_text(self) -> str:
+        if self.interval is None or self.interval == (None, None):
+            return "no interval"
+        low, high = (("none" if b is None else _num(b)) for b in self.interval)
+        return f"[{low}, {high}]"
+
     def __str__(self) -> str:
-        return (f"{self.status} {self.objective.key} = {self.measured_text}, needs "
-                f"{self.objective.text} ({self.count} of {self.sent} requests)")
+        where = "" if self.window == "whole run" else f" in {self.window}"
+        interval = self.interval_text
+        interval = f"({interval})" if interval == "no interval" else interval
+        return (f"{self.status} {self.objective.key} = {self.measured_text} "
+                f"{interval}, needs {self.objective.text}{where} "
+                f"(n={self.count}, {self.sent} requests sent)")
 
     __repr__ = __str__  # an assertion that shows a verdict shows this text, not fields
 
     def to_dict(self) -> dict[str, Any]:
+        interval = None if self.interval in (None, (None, None)) else list(self.interval)
         return {"objective": self.objective.key, "threshold": self.objective.text,
-                "measured": self.measured, "unit": self.objective.unit,
-                "verdict": self.status, "measured_requests": self.count,
-                "sent_requests": self.sent, "implicit": self.objective.implicit}
+                "measured": _json_number(self.measured), "unit": self.objective.unit,
+                "verdict": self.status,
+                "interval": None if interval is None else [_json_number(b) for b in interval],
+                "confidence": self.confidence, "n": self.count, "method": self.method,
+                "note": self.note, "window": self.window, "needed": self.needed,
+                "measured_requests": self.count, "sent_requests": self.sent,
+                "implicit": self.objective.implicit}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Verdict:
+        objective = parse_objective(data["objective"], data["threshold"])
+        if data.get("implicit"):
+            objective = Objective(**{**objective.__dict__, "implicit": True})
+        interval = data.get("interval")
+        return cls(objective, _from_json(data.get("measured")), data["verdict"],
+                   data.get("n", data.get("measured_requests", 0)),
+                   data.get("sent_requests", 0),
+                   (_from_json(interval[0]), _from_json(interval[1])) if interval else None,
+                   data.get("confidence"), data.get("method", "point value"),
+                   data.get("note"), data.get("window", "whole run"), data.get("needed"))
+
+
+def _json_number(value: float | None) -> float | str | None:
+    """JSON has no infinity: an error-adjusted bound that is +inf is written "inf"."""
+    if value is None or math.isfinite(value):
+        return value
+    return "inf" if value > 0 else "-inf"
+
+
+def _from_json(value: float | str | None) -> float | None:
+    return None if value is None else float(value)
+
+
+def _num(value: float | str) -> str:
+    value = float(value)
+    return "inf" if math.isinf(value) else f"{value:,.2f}"
 
 
 def _known_metrics() -> list[str]:
@@ -118,6 +184,24 @@ def _known_metrics() -> list[str]:
 
 
 def parse_objective(key: str, value: str) -> Objective:
+    name, at, window = key.partition("@")
+    if not at:
+        return _parse_objective(key, value)
+    from pytest_aiperf.durations import parse_duration
+
+    try:
+        seconds = parse_duration(window.strip(), f"window of objective {key!r}")
+    except ValueError as exc:
+        raise SLOError(f"{exc}; write e.g. '{name}@10s'") from None
+    objective = _parse_objective(name, value)
+    if not BY_TAG[objective.base_tag].per_request:
+        raise SLOError(f"objective {key!r}: a window needs a per-request metric; "
+                       f"{objective.metric} is one number per run")
+    return Objective(key, objective.metric, objective.stat, objective.op, objective.threshold,
+                     objective.text, objective.unit, window_s=seconds)
+
+
+def _parse_objective(key: str, value: str) -> Objective:
     metric, _, stat = key.partition(".")
     if metric not in _known_metrics():
         raise SLOError(f"unknown metric {metric!r} in objective {key!r}; valid metrics: "
@@ -219,42 +303,35 @@ def implicit_objectives(failed_request_threshold: float | None) -> list[Objectiv
                       objective.threshold, objective.text, objective.unit, implicit=True)]
 
 
-def evaluate(objectives: list[Objective], result: ProfileResult) -> list[Verdict]:
-    verdicts = []
-    sent = result.request_count + result.error_count
-    for objective in objectives:
-        measured: float | None
-        count = result.request_count
-        try:
-            metric = result[objective.metric]
-            measured = (float(metric.count) if objective.stat == "count" and not metric.is_scalar
-                        else metric.stat(objective.stat))
-            if not metric.is_scalar:
-                count = metric.count or len(metric.values)
-        except KeyError:
-            measured = None
-        passed = (measured is not None and not math.isnan(measured)
-                  and OPERATORS[objective.op](measured, objective.threshold))
-        verdicts.append(Verdict(objective, measured, passed, count, sent))
-    return verdicts
+def evaluate(objectives: list[Objective], result: ProfileResult,
+             confidence: float = 0.95) -> list[Verdict]:
+    """Each objective judged on the whole run (see ``pytest_aiperf.judge``)."""
+    from pytest_aiperf.judge import judge_result
+
+    return judge_result(objectives, result, confidence)
 
 
-TABLE_HEADER = ("Objective", "Measured", "Threshold", "Verdict", "Requests measured/sent")
+TABLE_HEADER = ("Objective", "Measured", "Interval", "Threshold", "Verdict", "n", "Window")
+_LEFT_COLUMNS = (0, 3, 4, 6)
+
+
+def table_row(v: Verdict) -> tuple[str, ...]:
+    key = v.objective.key + (" (implicit)" if v.objective.implicit else "")
+    return (key, v.measured_text, v.interval_text, v.objective.text, v.status,
+            f"n={v.count}", v.window)
 
 
 def format_table(verdicts: list[Verdict]) -> str:
-    rows = [TABLE_HEADER]
-    for v in verdicts:
-        key = v.objective.key + (" (implicit)" if v.objective.implicit else "")
-        rows.append((key, v.measured_text, v.objective.text, v.status, f"{v.count}/{v.sent}"))
-    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    rows = [TABLE_HEADER, *(table_row(v) for v in verdicts)]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(TABLE_HEADER))]
     lines = []
     for i, row in enumerate(rows):
-        lines.append("  ".join(c.ljust(widths[j]) if j in (0, 2, 3) else c.rjust(widths[j])
+        lines.append("  ".join(c.ljust(widths[j]) if j in _LEFT_COLUMNS else c.rjust(widths[j])
                                for j, c in enumerate(row)).rstrip())
         if i == 0:
             lines.append("  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+    notes = [f"  {v.objective.key}: {v.note}" for v in verdicts if v.note]
+    return "\n".join([*lines, *notes])
 
 
 def _fmt(value: float, unit: str) -> str:

@@ -54,9 +54,18 @@ def test_a_count_objective_compares_the_number_of_records() -> None:
 
 def test_verdicts_print_as_text_naming_measured_and_sent_requests() -> None:
     verdict, = evaluate([parse_objective("request_latency.p50", "< 1 ms")],
-                        _result([5.0, 6.0, 7.0], errors=2))
+                        _result([5.0, 6.0, 7.0] * 3, errors=2))
     assert str(verdict) == repr(verdict) == (
-        "FAIL request_latency.p50 = 6.00 ms, needs < 1 ms (3 of 5 requests)")
+        "FAIL request_latency.p50 = 6.00 ms [5.00, 7.00], needs < 1 ms (n=9, 11 requests "
+        "sent)")
+
+
+def test_too_few_values_for_a_bound_are_inconclusive_and_say_so() -> None:
+    verdict, = evaluate([parse_objective("request_latency.p50", "< 1 ms")],
+                        _result([5.0, 6.0, 7.0], errors=2))
+    assert verdict.status == "INCONCLUSIVE" and verdict.interval == (None, None)
+    assert "INCONCLUSIVE request_latency.p50 = 6.00 ms (no interval)" in str(verdict)
+    assert verdict.note and "n >=" in verdict.note
     assert repr(verdict.objective) == "Objective('request_latency.p50 < 1 ms')"
     assert verdict.to_dict()["measured_requests"] == 3
     assert verdict.to_dict()["sent_requests"] == 5

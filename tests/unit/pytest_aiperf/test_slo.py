@@ -77,17 +77,23 @@ def test_every_objective_is_evaluated_and_tabled() -> None:
     objectives = [parse_objective("request_latency.p99", "< 50 ms"),
                   parse_objective("request_latency.avg", "< 10 ms"),
                   parse_objective("request_latency.p999", "< 1 s")]
-    verdicts = evaluate(objectives, result_with([10.0, 20.0, 30.0, 40.0]))
-    assert [v.passed for v in verdicts] == [True, False, True]
-    assert verdicts[0].count == 4
+    # 400 values 10..40 ms: p99's upper bound (rank 400 at most) is 40 ms < 50 ms; the mean
+    # 25 ms is far over 10 ms; p99.9 has no upper bound at n=400 (it needs 2995).
+    verdicts = evaluate(objectives, result_with([10.0, 20.0, 30.0, 40.0] * 100))
+    assert [v.status for v in verdicts] == ["PASS", "FAIL", "INCONCLUSIVE"]
+    assert verdicts[0].count == 400 and verdicts[0].interval is not None
+    assert verdicts[2].interval is not None and verdicts[2].interval[1] is None
+    assert verdicts[2].needed is not None and verdicts[2].needed >= 2995
     table = format_table(verdicts)
     assert "request_latency.avg" in table and "FAIL" in table and "25.00 ms" in table
+    assert "INCONCLUSIVE" in table and "n=400" in table and "whole run" in table
 
 
 def test_error_adjusted_percentiles_count_failures_as_infinitely_slow() -> None:
     objective = parse_objective("adj_request_latency.p90", "< 1 s")
-    (verdict,) = evaluate([objective], result_with([1.0, 2.0, 3.0], failures=2))
-    assert math.isinf(verdict.measured or 0) and not verdict.passed
+    (verdict,) = evaluate([objective], result_with([1.0, 2.0, 3.0] * 20, failures=20))
+    assert math.isinf(verdict.measured or 0) and verdict.status == "FAIL"
+    assert verdict.count == 80
 
 
 def test_a_metric_missing_from_the_run_fails_as_not_measured() -> None:

@@ -1,0 +1,383 @@
+"""Objectives judged with intervals: PASS, FAIL or INCONCLUSIVE, never a bare point compare
+where a bound can be had.
+
+Which interval each statistic gets (all from ``aiperf.statistics``):
+
+- ``pNN`` (``adj_`` metrics too, one +inf per failed request): distribution-free
+  order-statistic bounds on the quantile;
+- ``avg`` of a per-request metric: a t-interval (the mean of hundreds of requests is close
+  to normal; a bootstrap would cost 1,000 resamples for the same answer);
+- ``request_error_rate`` and ``good_request_fraction``: Clopper-Pearson (exact, never
+  narrower than its confidence allows, also at 0 or n errors);
+- throughputs: batch means over the sample's time windows ("no interval" with < 5);
+- ``min``, ``max``, ``std``, ``count``, ``sum`` and run totals: the point value of the sample,
+  judged as it is, with "no interval" stated. The implicit error-rate objective of a test
+  without objectives is such an exact check of the requests sent, not an estimate.
+
+Each verdict is computed on an ``Evidence``: the whole run, its steady window, one time
+window (``aiperf.windows.Sample`` has this shape) or several runs pooled by ``extend``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+
+from aiperf.metrics.definitions import BY_TAG, parse_percentile
+from pytest_aiperf.slo import OPERATORS, Objective, Verdict
+
+if TYPE_CHECKING:
+    from aiperf.common.config import UserConfig
+    from aiperf.results import ProfileResult
+    from aiperf.statistics import Interval
+
+THROUGHPUTS = ("request_throughput", "output_token_throughput", "total_token_throughput",
+               "goodput")
+PROPORTIONS = {"request_error_rate": 100.0, "good_request_fraction": 1.0}  # -> display unit
+POINT_STATS = ("min", "max", "std", "count", "sum")
+NO_INTERVAL = "point value (no interval)"
+
+
+class Evidence(Protocol):
+    """What a verdict is computed from (``aiperf.windows.Sample`` fits it)."""
+
+    label: str
+    n_ok: int
+    n_err: int
+    duration_s: float
+
+    def values(self, tag: str) -> np.ndarray: ...
+
+    def scalar(self, tag: str) -> float | None: ...
+
+    def throughput_windows(self, tag: str, n_windows: int = 10) -> np.ndarray: ...
+
+
+class ResultEvidence:
+    """The whole run, read from the result's per-request values and run-level metrics;
+    time windows (throughput batch means) come from ``aiperf.windows`` when it exists."""
+
+    label = "whole run"
+
+    def __init__(self, result: ProfileResult) -> None:
+        self.result = result
+        self.n_ok = result.request_count
+        self.n_err = result.error_count
+        self.duration_s = (result.metric("benchmark_duration")
+                           if "benchmark_duration" in result else 0.0)
+        self._windows: Any = None
+
+    def values(self, tag: str) -> np.ndarray:
+        base = tag.removeprefix("adj_")
+        if base not in self.result:
+            return np.empty(0)
+        data = np.asarray(self.result[base].values, dtype=np.float64)
+        if tag.startswith("adj_"):
+            failures = self.result[tag].failures if tag in self.result else self.n_err
+            return np.concatenate([data, np.full(failures, np.inf)])
+        return data
+
+    def scalar(self, tag: str) -> float | None:
+        return self.result.metric(tag) if tag in self.result else None
+
+    def throughput_windows(self, tag: str, n_windows: int = 10) -> np.ndarray:
+        try:
+            from aiperf.windows import whole_run
+        except ImportError:
+            return np.empty(0)
+        if self._windows is None:
+            self._windows = whole_run(self.result)
+        return np.asarray(self._windows.throughput_windows(tag, n_windows), dtype=np.float64)
+
+
+@dataclass
+class PooledEvidence:
+    """Several runs of one profile taken as one sample (``extend`` chunks): per-request
+    values concatenated, counts added, rates weighted by each run's duration, throughput
+    windows of every run together."""
+
+    parts: Sequence[Evidence]
+    label: str = "whole run"
+
+    @property
+    def n_ok(self) -> int:
+        return sum(p.n_ok for p in self.parts)
+
+    @property
+    def n_err(self) -> int:
+        return sum(p.n_err for p in self.parts)
+
+    @property
+    def duration_s(self) -> float:
+        return sum(p.duration_s for p in self.parts)
+
+    def values(self, tag: str) -> np.ndarray:
+        return np.concatenate([np.asarray(p.values(tag), dtype=np.float64)
+                               for p in self.parts])
+
+    def scalar(self, tag: str) -> float | None:
+        found = [(p, p.scalar(tag)) for p in self.parts]
+        found = [(p, v) for p, v in found if v is not None]
+        if not found:
+            return None
+        sent = self.n_ok + self.n_err
+        if tag == "request_error_rate":
+            return 100.0 * self.n_err / sent if sent else 0.0
+        if tag == "good_request_fraction":
+            good = sum(v * (p.n_ok + p.n_err) for p, v in found)
+            return good / sent if sent else 0.0
+        if tag in THROUGHPUTS:
+            duration = sum(p.duration_s for p, _ in found)
+            return sum(v * p.duration_s for p, v in found) / duration if duration else None
+        if tag == "benchmark_duration":
+            return self.duration_s
+        return float(sum(v for _, v in found))  # counts and totals add up
+
+    def throughput_windows(self, tag: str, n_windows: int = 10) -> np.ndarray:
+        return np.concatenate([np.asarray(p.throughput_windows(tag, n_windows),
+                                          dtype=np.float64) for p in self.parts])
+
+
+def judge_result(objectives: list[Objective], result: ProfileResult,
+                 confidence: float = 0.95) -> list[Verdict]:
+    evidence = ResultEvidence(result)
+    return [judge(o, evidence, confidence) for o in objectives]
+
+
+def judge(objective: Objective, evidence: Evidence, confidence: float = 0.95,
+          sent: int | None = None) -> Verdict:
+    """One objective on one sample."""
+    from aiperf.statistics import decide
+
+    sent = evidence.n_ok + evidence.n_err if sent is None else sent
+    tag, stat = objective.metric, objective.stat
+    spec = BY_TAG[objective.base_tag]
+    interval = None
+    if objective.implicit or (not spec.per_request and tag not in (*PROPORTIONS, *THROUGHPUTS)):
+        measured = evidence.scalar(tag)
+        count = sent
+    elif not spec.per_request:
+        interval = _run_level_interval(tag, evidence, confidence)
+        measured = evidence.scalar(tag)
+        count = sent if tag in PROPORTIONS else interval.n
+    else:
+        values = evidence.values(tag)
+        count = int(values.size)
+        q = parse_percentile(stat)
+        if q is not None:
+            interval = _quantile(values, q, confidence)
+            measured = interval.estimate
+        elif stat == "avg":
+            interval = _mean(values, confidence)
+            measured = interval.estimate
+        else:
+            measured = _point(values, stat)
+    if measured is None and (interval is None or interval.n == 0):
+        return Verdict(objective, None, "FAIL", count, sent, None, None, "not measured",
+                       f"{tag} was not measured in this sample", evidence.label)
+    if interval is None:  # a point value of the sample, exact for it
+        status = ("PASS" if measured is not None and not math.isnan(measured)
+                  and OPERATORS[objective.op](measured, objective.threshold) else "FAIL")
+        method = "observed count (exact)" if objective.implicit else NO_INTERVAL
+        return Verdict(objective, measured, status, count, sent, None, None, method,
+                       None, evidence.label)
+    scale = PROPORTIONS.get(tag, 1.0)
+    low, high = (None if b is None else b * scale for b in (interval.low, interval.high))
+    status = decide(interval, objective.op, objective.threshold / scale)
+    if measured is None or (isinstance(measured, float) and math.isnan(measured)):
+        status = "INCONCLUSIVE" if status == "PASS" else status  # nothing measured passes
+    needed = None
+    if status == "INCONCLUSIVE":
+        needed = needed_observations(objective, evidence, confidence, count)
+    return Verdict(objective, None if measured is None else float(measured), status, count,
+                   sent, (low, high), confidence, interval.method, interval.note,
+                   evidence.label, needed)
+
+
+def _quantile(values: np.ndarray, q: float, confidence: float) -> Interval:
+    from aiperf.statistics import quantile_interval
+
+    return quantile_interval(values, q, confidence)
+
+
+def _mean(values: np.ndarray, confidence: float) -> Interval:
+    from aiperf.statistics import mean_interval
+
+    return mean_interval(values, confidence)
+
+
+def _run_level_interval(tag: str, evidence: Evidence, confidence: float) -> Interval:
+    from aiperf.statistics import batch_means_interval, proportion_interval
+
+    sent = evidence.n_ok + evidence.n_err
+    if tag == "request_error_rate":
+        return proportion_interval(evidence.n_err, sent, confidence)
+    if tag == "good_request_fraction":
+        fraction = evidence.scalar(tag) or 0.0
+        return proportion_interval(round(fraction * sent), sent, confidence)
+    return batch_means_interval(evidence.throughput_windows(tag), confidence)
+
+
+def _point(values: np.ndarray, stat: str) -> float | None:
+    if stat == "count":
+        return float(values.size)
+    if not values.size:
+        return None
+    return float({"min": np.min, "max": np.max, "std": np.std, "sum": np.sum}[stat](values))
+
+
+def needed_observations(objective: Objective, evidence: Evidence, confidence: float,
+                        n: int) -> int | None:
+    """About how many observations like these would decide the objective, or None when no
+    number would (the sample sits on the threshold) or it cannot be told."""
+    from aiperf.statistics import min_samples_for_quantile
+
+    q = parse_percentile(objective.stat)
+    tag = objective.metric
+    if q is not None and BY_TAG[objective.base_tag].per_request:
+        values = evidence.values(tag)
+        if not values.size:
+            return None
+        below = float(np.mean(values <= objective.threshold))
+        # Whatever the operator, a share under T above q is shown by the upper bound falling
+        # under T, a share below q by the lower bound rising over it.
+        side = "upper" if below > q / 100.0 else "lower"
+        floor = min_samples_for_quantile(q, confidence, side)
+        return max(floor, _binomial_n(below, q / 100.0, confidence), n + 1)
+    if tag in PROPORTIONS or objective.stat == "avg":
+        scale = PROPORTIONS.get(tag, 1.0)
+        if tag in PROPORTIONS:
+            p = (evidence.scalar(tag) or 0.0) / scale
+            spread = math.sqrt(max(p * (1 - p), 1e-12))
+        else:
+            values = evidence.values(tag)
+            if values.size < 2:
+                return None
+            p = float(np.mean(values))
+            spread = float(np.std(values, ddof=1))
+        gap = abs(p - objective.threshold / scale)
+        if gap == 0:
+            return None
+        z = _normal_quantile(confidence)
+        return max(n + 1, math.ceil((z * spread / gap) ** 2))
+    return None
+
+
+def _binomial_n(share: float, q: float, confidence: float) -> int:
+    """Least n (doubling, then bisection) at which the order-statistic bound separates a
+    true share ``share`` of values under the threshold from ``q``."""
+    from scipy.stats import binom
+
+    if share == q:
+        return 0
+
+    def decides(n: int) -> bool:
+        hits = share * n
+        if share > q:  # upper bound rank ppf+1 must fall within the values under T
+            return bool(binom.ppf(confidence, n, q) + 1 <= hits)
+        return bool(n - binom.ppf(confidence, n, 1 - q) > hits)  # lower rank above them
+
+    high = 16
+    while not decides(high):
+        high *= 2
+        if high > 1 << 40:
+            return high
+    low = high // 2
+    while high - low > 1:
+        mid = (low + high) // 2
+        low, high = (low, mid) if decides(mid) else (mid, high)
+    return high
+
+
+def _normal_quantile(confidence: float) -> float:
+    from scipy.stats import norm
+
+    return float(norm.ppf(confidence))
+
+
+def across_runs(objective: Objective, per_run: list[Verdict], confidence: float) -> Verdict:
+    """The objective judged on the N runs' statistics with a t-interval: what captures a
+    machine that is slower this hour."""
+    from aiperf.statistics import across_runs_interval, decide
+
+    values = np.asarray([v.measured for v in per_run if v.measured is not None],
+                        dtype=np.float64)
+    sent = sum(v.sent for v in per_run)
+    label = f"across {len(per_run)} runs"
+    if values.size < 2 or not np.all(np.isfinite(values)):
+        return Verdict(objective, float(np.mean(values)) if values.size else None,
+                       "INCONCLUSIVE", int(values.size), sent, (None, None), confidence,
+                       "t over per-run statistics",
+                       "no interval: fewer than 2 finite per-run values", label)
+    interval = across_runs_interval(values, confidence)
+    status = decide(interval, objective.op, objective.threshold)
+    return Verdict(objective, interval.estimate, status, int(values.size), sent,
+                   (interval.low, interval.high), confidence, interval.method, interval.note,
+                   label)
+
+
+def judge_runs(objectives: list[Objective], results: Sequence[ProfileResult],
+               config: UserConfig | None, steady: bool, confidence: float) -> list[Verdict]:
+    """The objectives judged on one run, or on several runs of one profile pooled (the
+    chunks of ``extend``). ``steady``: on each run's steady window (``aiperf.windows``).
+    The implicit error-rate objective is always the exact count of the requests sent."""
+    whole: list[Evidence] = [ResultEvidence(r) for r in results]
+    sent = sum(e.n_ok + e.n_err for e in whole)
+    parts = whole
+    if steady:
+        from aiperf.windows import steady_state
+
+        parts = [steady_state(r, config) for r in results]  # type: ignore[arg-type]
+    evidence = _pooled(parts)
+    verdicts = []
+    for objective in objectives:
+        if objective.window_s is not None:
+            from aiperf.windows import windows
+
+            samples = [w for r in results for w in windows(r, objective.window_s)]
+            verdicts.append(judge_windowed(objective, samples, confidence, sent))
+        elif objective.implicit:
+            verdicts.append(judge(objective, _pooled(whole), confidence, sent))
+        else:
+            verdicts.append(judge(objective, evidence, confidence, sent))
+    return verdicts
+
+
+def _pooled(parts: Sequence[Evidence]) -> Evidence:
+    if len(parts) == 1:
+        return parts[0]
+    return PooledEvidence(parts, f"{parts[0].label} (+{len(parts) - 1} runs pooled)")
+
+
+_SEVERITY = {"FAIL": 0, "INCONCLUSIVE": 1, "PASS": 2}
+
+
+def judge_windowed(objective: Objective, samples: Sequence[Evidence], confidence: float,
+                   sent: int) -> Verdict:
+    """Every window must meet the objective: FAIL when one breaches it, PASS when all meet
+    it. Each window is judged at confidence 1 - alpha / windows (Bonferroni), so that with
+    many windows a false FAIL stays at most alpha. The verdict shows the worst window."""
+    if not samples:
+        return Verdict(objective, None, "INCONCLUSIVE", 0, sent, (None, None), confidence,
+                       "per window", f"no complete {objective.window_s:g} s window in the run",
+                       f"windows of {objective.window_s:g} s")
+    each = 1.0 - (1.0 - confidence) / len(samples)
+    judged = [judge(objective, sample, each, sent) for sample in samples]
+    higher_is_worse = objective.op in ("<", "<=")
+
+    def badness(v: Verdict) -> tuple[int, float]:
+        value = v.measured if v.measured is not None else math.inf * (1 if higher_is_worse
+                                                                       else -1)
+        return (_SEVERITY[v.status], -value if higher_is_worse else value)
+
+    worst = min(judged, key=badness)
+    status = min((v.status for v in judged), key=_SEVERITY.__getitem__)
+    note = f"worst of {len(judged)} windows of {objective.window_s:g} s"
+    if worst.note:
+        note = f"{note}; {worst.note}"
+    return Verdict(objective, worst.measured, status, worst.count, sent, worst.interval, each,
+                   worst.method, note, f"worst: {worst.window}", worst.needed)

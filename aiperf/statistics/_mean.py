@@ -2,9 +2,11 @@
 
 The t-interval is exact for normal data and, by the central limit theorem, close for a mean of
 many independent values. It is chosen over a bootstrap because it is deterministic (a verdict
-must not depend on a random seed) and costs O(n). Its weakness is skewed data at small n: for
-right-skewed latencies the upper bound is too low. docs/statistics.md gives the coverage
-measured for lognormal data and the n it needs.
+must not depend on a random seed) and costs O(n). Its weakness is skewed data: for right-skewed
+latencies the plain upper bound is too low (lognormal sigma=1: 93 % instead of 95 % at n=1000).
+Per-request means therefore get Hall's (1992) skewness-corrected t, and the bound on the heavy
+tail's side is withheld until n reaches Cochran's rule n >= 25 * skewness**2 (and 30).
+docs/statistics.md gives the coverage measured for lognormal and bimodal data.
 """
 
 from __future__ import annotations
@@ -16,11 +18,63 @@ import numpy as np
 from aiperf.statistics._interval import Interval, check_confidence
 
 MIN_WINDOWS = 5
+MEAN_METHOD = "t-interval with Hall's skewness correction"
+#: Below this n the heavy tail's bound is withheld whatever the skewness: a sample of 10 rarely
+#: shows enough of a tail to estimate its skewness.
+MIN_N_HEAVY_SIDE = 30
+#: Cochran's rule for when a mean is close enough to normal: n >= 25 * skewness**2.
+COCHRAN = 25.0
 
 
 def mean_interval(values: np.ndarray, confidence: float = 0.95) -> Interval:
-    """t-interval on the mean of independent per-request values."""
-    return _t_interval(values, confidence, "t-interval (Student) on the mean", "values")
+    """Bounds on the mean of independent per-request values.
+
+    Hall's transformation of the t statistic removes the first-order effect of skewness, which
+    makes the plain t-interval's bound on the tail side too tight. When n is too small for the
+    skewness seen (Cochran's rule), the bound on the tail's side is withheld (None) rather than
+    given with less confidence than it claims; the other side keeps its bound.
+    """
+    confidence = check_confidence(confidence)
+    values = _finite_vector(values, "values")
+    n = int(values.size)
+    if n < 2:
+        return _t_interval(values, confidence, MEAN_METHOD, "values")
+    from scipy.special import stdtrit  # lazy: scipy costs a noticeable import
+
+    mean = float(values.mean())
+    centred = values - mean
+    squares = centred * centred
+    sd = math.sqrt(float(squares.sum()) / (n - 1))
+    if sd == 0.0:
+        return Interval(mean, mean, mean, confidence, MEAN_METHOD, n, "all values are equal")
+    # dot() rather than centred**3: numpy's power with exponent 3 is ~50x slower.
+    skewness = float(np.dot(squares, centred)) / n / sd**3
+    t = float(stdtrit(n - 1, confidence))
+    low = mean - sd * _hall_inverse(t, skewness, n)
+    high = mean - sd * _hall_inverse(-t, skewness, n)
+    need = max(MIN_N_HEAVY_SIDE, math.ceil(COCHRAN * skewness * skewness))
+    note = None
+    if n < need:
+        side = "upper" if skewness >= 0 else "lower"
+        if side == "upper":
+            high = None
+        else:
+            low = None
+        note = f"no {side} bound: skewness {skewness:.2g} needs n >= {need} (n = {n})"
+    return Interval(mean, low, high, confidence, MEAN_METHOD, n, note)
+
+
+def _hall_inverse(x: float, skewness: float, n: int) -> float:
+    """The (x_bar - mu) / s that Hall's transformed statistic maps to x.
+
+    Hall's statistic is g(S) = sqrt(n) * (((1 + skewness * S / 3)**3 - 1) / skewness
+    + skewness / (6 n)) with S = (x_bar - mu) / s: monotone, so it inverts in closed form.
+    """
+    root_n = math.sqrt(n)
+    if abs(skewness) < 1e-9:  # the limit: the plain t statistic
+        return x / root_n
+    inner = 1.0 + skewness * (x / root_n - skewness / (6.0 * n))
+    return 3.0 / skewness * (float(np.cbrt(inner)) - 1.0)
 
 
 def batch_means_interval(window_values: np.ndarray, confidence: float = 0.95) -> Interval:

@@ -41,4 +41,8 @@ def export_files(result: ProfileResult, output_dir: Path,
         path = exporter.export()
         if path is not None:
             result.artifacts[name] = path
+    if set(names) == set(FILE_EXPORTERS):  # every artifact: the time slices too, when asked
+        from aiperf.exporters.timeslice_export import export_timeslices
+
+        result.artifacts.update(export_timeslices(result, output_dir))
     return result.artifacts

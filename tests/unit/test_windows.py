@@ -1,0 +1,276 @@
+"""Samples of a run on hand-built timelines whose answers are known: the whole run, a
+closed-loop ramp, an open-loop warm-up, windows with known percentiles, time slices."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from aiperf.common.codec import PROFILING, WARMUP, ErrorInfo, MetricRecord, cancellation
+from aiperf.common.config import UserConfig
+from aiperf.exporters.base import export_files
+from aiperf.metrics.aggregate import compute_results
+from aiperf.plugin import PluginType, plugins
+from aiperf.results import ProfileResult
+from aiperf.windows import Sample, slices, steady_state, whole_run, windows
+
+MS = 1_000_000
+
+
+def ok(cid: int, start_ms: float, latency_ms: float, osl: int = 5, isl: int = 10,
+       ttft_ms: float = 1.0, gaps: list[int] | None = None, phase: int = PROFILING
+       ) -> MetricRecord:
+    start = round(start_ms * MS)
+    latency = round(latency_ms * MS)
+    return MetricRecord(cid, phase, "w", start - MS, start, 0, start + latency,
+                        round(ttft_ms * MS), -1, latency, isl, osl, gaps or [])
+
+
+def failed(cid: int, start_ms: float, took_ms: float = 5.0) -> MetricRecord:
+    start = round(start_ms * MS)
+    return MetricRecord(cid, PROFILING, "w", start, start, 0, start + round(took_ms * MS),
+                        -1, -1, -1, 10, 0, [], error=ErrorInfo(500, "Server Error", "boom"))
+
+
+def run(records: list[MetricRecord], config: UserConfig | None = None,
+        streaming: bool = True) -> ProfileResult:
+    config = config or UserConfig(streaming=streaming)
+    meta = plugins.get_metadata(PluginType.ENDPOINT, config.endpoint_type)
+    out = compute_results(records, config, meta, [(0, len(records))],  # type: ignore[arg-type]
+                          streaming=streaming)
+    return ProfileResult.from_dict(out, config)
+
+
+def closed_loop(slots: int, per_slot: int, latency_ms: float, stagger_ms: float
+                ) -> list[MetricRecord]:
+    """``slots`` back-to-back request chains; slot k starts ``k * stagger_ms`` late."""
+    records = []
+    for k in range(slots):
+        for j in range(per_slot):
+            records.append(ok(len(records), k * stagger_ms + j * latency_ms, latency_ms))
+    return records
+
+
+def test_whole_run_is_every_request_over_the_benchmark_duration() -> None:
+    result = run([ok(0, 0, 100), ok(1, 50, 150), failed(2, 10)])
+    sample = whole_run(result)
+    assert (sample.label, sample.n_ok, sample.n_err) == ("whole run", 2, 1)
+    assert sample.duration_s == pytest.approx(0.2) == result.metric("benchmark_duration")
+    assert sorted(sample.values("request_latency")) == [100.0, 150.0]
+    assert list(sample.values("adj_request_latency")) == [100.0, 150.0, np.inf]
+    assert sample.scalar("request_throughput") == result.metric("request_throughput")
+    assert sample.scalar("request_error_rate") == pytest.approx(100 / 3)
+
+
+def test_closed_loop_steady_state_starts_when_every_slot_finished_its_first_request() -> None:
+    # Two slots of 100 ms requests, the second 30 ms late: ramp-up ends when the late slot's
+    # first request ends (130 ms); the early slot stops first (its tenth ends at 1000 ms).
+    result = run(closed_loop(slots=2, per_slot=10, latency_ms=100, stagger_ms=30))
+    sample = steady_state(result, UserConfig(concurrency=2))
+    assert sample.start_s == pytest.approx(0.13)
+    assert sample.end_s == pytest.approx(1.0)
+    assert sample.label == "steady state 0.13-1 s"
+    # Started at or after 130 ms and ended by 1000 ms: slot 0's 3rd..10th (200..900 ms),
+    # slot 1's 2nd..9th (130..830 ms).
+    assert (sample.n_ok, sample.n_err) == (8 + 8, 0)
+    assert sample.duration_s == pytest.approx(0.87)
+    assert sample.scalar("request_throughput") == pytest.approx(16 / 0.87)
+
+
+def test_a_closed_loop_that_never_fills_its_slots_has_no_steady_state() -> None:
+    result = run(closed_loop(slots=2, per_slot=3, latency_ms=10, stagger_ms=0))
+    sample = steady_state(result, UserConfig(concurrency=4))
+    assert sample.n_ok == sample.n_err == 0 and "none" in sample.label
+
+
+@pytest.fixture
+def mser5_drops(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """A stand-in for the statistics package's MSER-5 that drops a set number and
+    records the series it was given (so the test checks what windows.py does with it)."""
+    calls: list[int] = []
+    module = types.ModuleType("aiperf.statistics")
+
+    def mser5(series: np.ndarray) -> int:
+        calls.append(len(series))
+        assert list(series[:3]) == [500.0, 490.0, 480.0]  # ordered by start, not arrival
+        return 3
+
+    module.mser5 = mser5  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "aiperf.statistics", module)
+    return calls
+
+
+def test_open_loop_steady_state_drops_the_warm_up_mser5_finds(mser5_drops: list[int]) -> None:
+    slow = [ok(i, 10 * i, 500 - 10 * i) for i in range(3)]
+    fast = [ok(3 + i, 100 + 10 * i, 20) for i in range(20)]
+    result = run([*fast, *reversed(slow), failed(23, 5), failed(24, 150)])
+    sample = steady_state(result, UserConfig(request_rate=100))
+    assert mser5_drops == [23]
+    assert sample.start_s == pytest.approx(0.1)
+    assert (sample.n_ok, sample.n_err) == (20, 1)  # the failure at 5 ms is warm-up too
+    assert "MSER-5 dropped the first 3 requests, up to 0.1 s" in sample.label
+    assert set(sample.values("request_latency")) == {20.0}
+
+
+def test_open_loop_warm_up_with_the_real_mser5() -> None:
+    statistics = pytest.importorskip("aiperf.statistics")
+    assert hasattr(statistics, "mser5")
+    rng = np.random.default_rng(1)
+    warm = [ok(i, 5 * i, 400.0 - 4 * i) for i in range(50)]
+    steady = [ok(50 + i, 250 + 5 * i, float(20 + rng.normal(0, 1))) for i in range(1000)]
+    sample = steady_state(run([*warm, *steady]), UserConfig(request_rate=200))
+    assert 0.2 <= sample.start_s <= 0.3  # the warm-up (up to 245 ms) is cut, little else
+    assert sample.values("request_latency").max() < 30
+
+
+def test_windows_partition_the_run_by_start_and_know_their_p99() -> None:
+    # Window k (1 s each) holds 100 requests of latency k*100 + 1..100 ms: p99 known.
+    records = [ok(100 * k + i, 1000 * k + 5 * i, 100 * k + i + 1)
+               for k in range(3) for i in range(100)]
+    records.append(failed(300, 1500))
+    result = run(records)
+    found = windows(result, 1.0)
+    assert [w.label for w in found] == ["window 0-1 s", "window 1-2 s",
+                                       f"window 2-{found[-1].end_s:.3g} s"]
+    assert sum(w.n_ok for w in found) == 300 and sum(w.n_err for w in found) == 1
+    for k, window in enumerate(found):
+        expected = np.arange(1, 101) + 100 * k
+        assert window.values("request_latency").tolist() == expected.tolist()
+        assert np.percentile(window.values("request_latency"), 99) == pytest.approx(
+            np.percentile(expected, 99))
+    assert found[1].n_err == 1 and found[1].values("adj_request_latency")[-1] == np.inf
+    assert found[0].scalar("request_throughput") == pytest.approx(100.0)
+    last = found[-1]
+    assert last.end_s == pytest.approx(result.metric("benchmark_duration"))
+    assert last.duration_s == pytest.approx(last.end_s - 2.0)
+
+
+def test_windows_refuse_a_length_that_is_not_positive() -> None:
+    result = run([ok(0, 0, 10)])
+    for bad in (0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="positive number of seconds"):
+            windows(result, bad)
+
+
+def test_throughput_windows_count_completions_where_they_ended() -> None:
+    # 10 ok requests ending at 50, 150, ..., 950 ms, each 4 output + 10 input tokens; a
+    # failure ends the run at 1 s.
+    result = run([*(ok(i, 0, 50 + 100 * i, osl=4) for i in range(10)), failed(10, 990, 10)])
+    sample = whole_run(result)
+    assert sample.duration_s == pytest.approx(1.0)
+    per_window = sample.throughput_windows("request_throughput", n_windows=5)
+    assert per_window.tolist() == pytest.approx([10.0] * 5)  # two a window of 0.2 s
+    tokens = sample.throughput_windows("output_token_throughput", n_windows=5)
+    assert tokens.tolist() == pytest.approx([40.0] * 5)
+    total = sample.throughput_windows("total_token_throughput", n_windows=2)
+    assert total.sum() * 0.5 == pytest.approx(140)
+    with pytest.raises(KeyError, match="not a throughput"):
+        sample.throughput_windows("request_latency")
+
+
+def test_goodput_on_a_window_uses_the_runs_thresholds() -> None:
+    config = UserConfig(streaming=True, goodput={"request_latency": 50})
+    records = [ok(0, 0, 40), ok(1, 0, 60), ok(2, 1000, 10), failed(3, 1100)]
+    result = run(records, config)
+    first, second = windows(result, 1.0)
+    assert first.scalar("good_request_count") == 1
+    assert second.scalar("good_request_count") == 1
+    assert second.scalar("good_request_fraction") == pytest.approx(0.5)
+    assert whole_run(result).scalar("goodput") == result.metric("goodput")
+
+
+def test_a_sample_names_what_it_does_not_have() -> None:
+    sample = whole_run(run([ok(0, 0, 10)]))
+    with pytest.raises(KeyError, match="no metric 'ttft'"):
+        sample.values("ttft")
+    with pytest.raises(KeyError, match="not a run-level metric"):
+        sample.scalar("request_latency")
+
+
+def test_a_result_without_a_timeline_is_judged_whole_only() -> None:
+    result = ProfileResult.from_dict({"metrics": {
+        "request_latency": {"unit": "ms", "avg": 1.0}}, "values": {
+        "request_latency": np.array([1.0]).tobytes()}})
+    assert len(result.timeline) == 0 and windows(result, 1.0) == []
+    with pytest.raises(ValueError, match="no record index"):
+        Sample("x", 0, 1, 1, 0, 1, result, np.ones(0, dtype=bool)).values("request_latency")
+
+
+def test_slices_follow_aiperfs_export_and_their_counts_sum_to_the_run(tmp_path: Path) -> None:
+    config = UserConfig(streaming=True, slice_duration="500ms")
+    records = [ok(i, 100 * i, 50, gaps=[MS, 2 * MS]) for i in range(12)]
+    records += [failed(12, 120), ok(13, 0, 10, phase=WARMUP)]
+    result = run(records, config)
+    rows = result.slices
+    assert rows == slices(result, 0.5)
+    assert [r["request_count"]["avg"] for r in rows] == [5, 5, 2]
+    assert sum(r.get("error_request_count", {}).get("avg", 0) for r in rows) == 1
+    assert "is_complete" not in rows[0] and rows[-1]["is_complete"] is False
+    assert rows[1]["end_ns"] - rows[1]["start_ns"] == 500 * MS
+    assert rows[0]["inter_chunk_latency"]["count"] == 10  # two gaps a request
+    export_files(result, tmp_path)
+    document = json.loads((tmp_path / "profile_export_aiperf_timeslices.json").read_text())
+    assert len(document["timeslices"]) == 3
+    assert document["input_config"]["slice_duration"] == 0.5
+    assert "p99" not in document["timeslices"][0]["adj_request_latency"]  # +inf: left out
+    with (tmp_path / "profile_export_aiperf_timeslices.csv").open() as handle:
+        table = list(csv.DictReader(handle))
+    counts = [r for r in table if r["Metric"] == "Request Count"]
+    assert [(r["Timeslice"], r["Stat"], r["Value"]) for r in counts] == [
+        ("0", "avg", "5.00"), ("1", "avg", "5.00"), ("2", "avg", "2.00")]
+    assert run(records).slices == []  # no slice_duration: no slices
+
+
+def test_slice_duration_is_read_like_every_duration() -> None:
+    assert UserConfig(slice_duration="2m").slice_duration == 120
+    with pytest.raises(ValueError, match="slice_duration"):
+        UserConfig(slice_duration=0)
+
+
+# -- whole_run reproduces the run's own statistics exactly -----------------------------------
+
+records_strategy = st.lists(
+    st.tuples(
+        st.integers(0, 5_000),  # start, ms
+        st.integers(1, 2_000),  # latency, ms
+        st.integers(0, 40),  # osl
+        st.integers(1, 50),  # isl
+        st.lists(st.integers(1, 10 * MS), max_size=3),  # chunk gaps
+        st.sampled_from(["ok", "ok", "ok", "error", "cancelled", "unsent"]),
+    ),
+    min_size=1, max_size=40,
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(records_strategy, st.booleans())
+def test_whole_run_reproduces_the_runs_statistics_exactly(
+        spec: list[tuple[int, int, int, int, list[int], str]], streaming: bool) -> None:
+    records = []
+    for cid, (start_ms, latency_ms, osl, isl, gaps, kind) in enumerate(spec):
+        if kind == "ok":
+            records.append(ok(cid, start_ms, latency_ms, osl=osl, isl=isl,
+                              ttft_ms=min(latency_ms, 3), gaps=gaps))
+        elif kind == "error":
+            records.append(failed(cid, start_ms, latency_ms))
+        else:
+            start = start_ms * MS
+            sent = 0 if kind == "unsent" else start
+            records.append(MetricRecord(cid, PROFILING, "w", start, sent, 0, start, -1, -1, -1,
+                                        isl, 0, [], error=cancellation("cut"), cancelled=True))
+    config = UserConfig(streaming=streaming,
+                        goodput={"request_latency": 1000, "credit_to_start_latency": 0.5})
+    meta = plugins.get_metadata(PluginType.ENDPOINT, "chat")
+    out = compute_results(records, config, meta, [(0, len(records))],  # type: ignore[arg-type]
+                          streaming=streaming)
+    result = ProfileResult.from_dict(out, config)
+    assert whole_run(result).metrics() == out["metrics"]
+    assert sum(w.n_ok + w.n_err for w in windows(result, 0.7)) == len(records)

@@ -50,11 +50,13 @@ class Sample:
 
     def values(self, tag: str) -> np.ndarray:
         """Per-request values of ``tag`` in display units; ``adj_<tag>`` adds one +inf per
-        failed request of the sample."""
-        if tag not in self.result.metrics:
-            raise KeyError(f"no metric {tag!r} in this run; available: "
-                           f"{', '.join(sorted(self.result.metrics))}")
+        failed request of the sample. A metric no request of the run carried is empty; a
+        name that is no per-request metric is a KeyError."""
         base = tag.removeprefix("adj_")
+        spec = BY_TAG.get(base)
+        if spec is None or not spec.per_request or (tag != base and not spec.error_adjusted):
+            raise KeyError(f"no per-request metric {tag!r}; this run has: "
+                           f"{', '.join(sorted(self.result.metrics))}")
         metric = self.result.metrics.get(base)
         own = np.empty(0) if metric is None else self._select(metric.values,
                                                                metric.record_index, base)

@@ -73,3 +73,28 @@ def test_a_result_repr_is_one_line_of_counts_and_metric_names() -> None:
         "<ProfileResult 'r1': 3 requests, 1 errors, cancelled, credit invariant broken; "
         "metrics: request_latency, request_count, error_request_count>")
     assert "123.456" not in repr(result)
+
+
+def test_a_result_reads_values_and_timeline_from_the_records_managers_file(
+        tmp_path: Path) -> None:
+    values_path = tmp_path / "records.values"
+    values_path.write_bytes(msgspec.msgpack.encode({
+        "values": {"request_latency": array("d", [10.0, 30.0]).tobytes(),
+                   "input_sequence_length": array("d", [7.0, 9.0]).tobytes()},
+        "timeline": {"start_ns": array("q", [0, 5, 20]).tobytes(),
+                     "end_ns": array("q", [10, 6, 50]).tobytes(),
+                     "pattern": array("H", [0, 1, 0]).tobytes(),
+                     "patterns": [[True, ["request_latency", "input_sequence_length"]],
+                                  [False, []]],
+                     "list_lengths": {}}}))
+    result = ProfileResult.from_dict({
+        "values_path": str(values_path),
+        "metrics": {"request_latency": {"unit": "ms", "avg": 20.0},
+                    "adj_request_latency": {"unit": "ms"},
+                    "error_request_count": {"unit": "requests", "avg": 1}}})
+    assert not values_path.exists()
+    assert result.timeline.ok.tolist() == [True, False, True]
+    assert result.timeline.isl.tolist() == [7, 0, 9]
+    assert list(result["request_latency"].record_index) == [0, 2]
+    assert list(result["adj_request_latency"].record_index) == [0, 2]
+    assert result.slices == []  # no config, no slice_duration

@@ -189,8 +189,10 @@ def test_goodput_on_a_window_uses_the_runs_thresholds() -> None:
 
 def test_a_sample_names_what_it_does_not_have() -> None:
     sample = whole_run(run([ok(0, 0, 10)]))
-    with pytest.raises(KeyError, match="no metric 'ttft'"):
-        sample.values("ttft")
+    for bad in ("ttft", "adj_input_sequence_length", "request_throughput"):
+        with pytest.raises(KeyError, match=f"no per-request metric '{bad}'"):
+            sample.values(bad)
+    assert sample.values("time_to_second_token").size == 0  # a metric no request carried
     with pytest.raises(KeyError, match="not a run-level metric"):
         sample.scalar("request_latency")
 

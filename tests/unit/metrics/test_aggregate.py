@@ -14,6 +14,7 @@ from aiperf.common.config import UserConfig
 from aiperf.metrics.aggregate import compute_results, per_request_values
 from aiperf.metrics.definitions import BY_TAG
 from aiperf.plugin import PluginType, plugins
+from aiperf.results import ProfileResult
 
 MS = 1_000_000
 
@@ -239,3 +240,27 @@ def test_embeddings_have_no_output_length_even_of_zero() -> None:
                           meta, [(0, 1)], streaming=False)  # type: ignore[arg-type]
     assert "output_sequence_length" not in out["records"][0]["metrics"]
     assert "total_output_tokens" not in out["metrics"]
+
+
+def test_the_timeline_has_every_profiling_request_and_which_metrics_it_carried() -> None:
+    unsent = MetricRecord(4, PROFILING, "w", 700 * MS, 0, 0, 0, -1, -1, -1, 10, 0, [],
+                          error=cancellation("cut before its send time"), cancelled=True)
+    records = [ok(0, 0, 5, 100, osl=4, gaps=[MS, 2 * MS, 3 * MS]), ok(9, 0, 5, 50, osl=1,
+               phase=WARMUP), failed(1, 300), ok(2, 200, 5, 60, osl=6, gaps=[4 * MS]),
+               unsent]
+    out = results(records)
+    wire = out["timeline"]
+    # 18 bytes a request (start, end, pattern id), warmup left out
+    assert sum(len(wire[k]) for k in ("start_ns", "end_ns", "pattern")) == 4 * 18
+    result = ProfileResult.from_dict(out)
+    timeline = result.timeline
+    assert timeline.start_ns.tolist() == [0, 300 * MS, 200 * MS, 700 * MS]  # unsent: credit
+    assert timeline.end_ns.tolist() == [100 * MS, 305 * MS, 260 * MS, 700 * MS]
+    assert timeline.ok.tolist() == [True, False, True, False]
+    assert timeline.osl.tolist() == [4, 0, 6, 0] and timeline.isl.tolist() == [10, 0, 10, 0]
+    assert timeline.slot.tolist() == [-1] * 4
+    # A value's record index says whose it is; a list-valued metric repeats it.
+    assert list(result["request_latency"].record_index) == [0, 2]
+    assert list(result["credit_to_start_latency"].record_index) == [0, 1, 2]
+    assert list(result["inter_chunk_latency"].record_index) == [0, 0, 0, 2]
+    assert list(result["inter_chunk_latency"].values) == [1.0, 2.0, 3.0, 4.0]

@@ -90,7 +90,7 @@ class QuantileRates:
 
     false_pass: dict[tuple[str, float], float]  # (op, threshold factor) -> rate
     false_fail: dict[tuple[str, float], float]
-    upper_coverage: float  # P(high >= true quantile); a missing bound counts as +inf
+    upper_coverage: float  # P(high >= true quantile); a missing bound does not cover
     lower_coverage: float
     both_coverage: float
     inconclusive: dict[tuple[str, float], float]
@@ -107,8 +107,7 @@ def quantile_rates(
     sample = dist.draw(np.random.default_rng(seed), (trials, n))
     truth = dist.quantile(q / 100)
     intervals = [interval(row, q, CONFIDENCE) for row in sample]
-    high = np.array([math.inf if i.high is None else i.high for i in intervals])
-    low = np.array([-math.inf if i.low is None else i.low for i in intervals])
+    upper, lower, both = coverage(intervals, truth)
     false_pass, false_fail, inconclusive = {}, {}, {}
     for op, holds in OPS.items():
         for factor in THRESHOLD_FACTORS:
@@ -120,19 +119,10 @@ def quantile_rates(
             false_pass[op, factor] = 0.0 if meets else passes
             false_fail[op, factor] = fails if meets else 0.0
             inconclusive[op, factor] = 1.0 - passes - fails
-    return QuantileRates(
-        false_pass,
-        false_fail,
-        float(np.mean(high >= truth)),
-        float(np.mean(low <= truth)),
-        float(np.mean((low <= truth) & (truth <= high))),
-        inconclusive,
-    )
+    return QuantileRates(false_pass, false_fail, upper, lower, both, inconclusive)
 
 
-def coverage(
-    intervals: list[Interval], truth: float
-) -> tuple[float, float, float]:
+def coverage(intervals: list[Interval], truth: float) -> tuple[float, float, float]:
     """(upper, lower, two-sided) coverage of ``truth``; a missing bound covers nothing, so a
     method cannot look good by declining to give bounds."""
     high = np.array([-math.inf if i.high is None else i.high for i in intervals])
@@ -148,6 +138,22 @@ QUANTILE_CASES = [(50, 50), (90, 100), (99, 300), (99, 1000)]
 DISTRIBUTIONS = (lognormal, bimodal, poisson)
 
 
+def mean_rates(dist: Distribution, n: int, trials: int, seed: int) -> tuple[float, float, float]:
+    """(false PASS, false FAIL, withheld): P(high < mean), P(low > mean) and the share of
+    samples whose tail-side bound was withheld, for ``mean_interval``."""
+    from aiperf.statistics import mean_interval
+
+    sample = dist.draw(np.random.default_rng(seed), (trials, n))
+    intervals = [mean_interval(row, CONFIDENCE) for row in sample]
+    false_pass = np.mean([i.high is not None and i.high < dist.mean for i in intervals])
+    false_fail = np.mean([i.low is not None and i.low > dist.mean for i in intervals])
+    withheld = np.mean([i.high is None or i.low is None for i in intervals])
+    return float(false_pass), float(false_fail), float(withheld)
+
+
+MEAN_CASES = [30, 100, 300, 1000]
+
+
 def main() -> None:
     trials = 2000
     print(f"quantile bounds at {CONFIDENCE:.0%}, {trials} trials per row")
@@ -161,6 +167,12 @@ def main() -> None:
                 f"{max(r.false_fail.values()):.4f} | {r.upper_coverage:.4f} | "
                 f"{r.lower_coverage:.4f} | {r.both_coverage:.4f}"
             )
+    print(f"mean_interval at {CONFIDENCE:.0%}, {trials} trials per row")
+    print("distribution | n | false PASS P(high < mean) | false FAIL P(low > mean) | withheld")
+    for dist in (lognormal(0.5), lognormal(1.0), lognormal(1.5), bimodal(0.9), bimodal(0.99)):
+        for n in MEAN_CASES:
+            fp, ff, withheld = mean_rates(dist, n, trials, seed=n)
+            print(f"{dist.name} | {n} | {fp:.4f} | {ff:.4f} | {withheld:.3f}")
 
 
 if __name__ == "__main__":

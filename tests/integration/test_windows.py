@@ -1,0 +1,103 @@
+"""Windows, steady state and time slices on real runs: a mesh of real processes against the
+mock server in its own process (20 ms to the first token, 10 % of requests failed)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from aiperf.exporters.base import export_files
+from aiperf.mesh import Mesh
+from aiperf.mock_server import MockServerConfig, MockServerProcess
+from aiperf.results import ProfileResult
+from aiperf.windows import steady_state, whole_run, windows
+
+SENT = 120
+
+
+@pytest.fixture(scope="module")
+def slow_server() -> Iterator[MockServerProcess]:
+    with MockServerProcess(MockServerConfig(ttft_ms=20, itl_ms=2, tokens=4,
+                                            error_rate=0.1)) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def sliced(mesh: Mesh, slow_server: MockServerProcess) -> ProfileResult:
+    # 4 slots of ~26 ms requests: about 0.8 s, so several 0.2 s slices.
+    return mesh.run(url=slow_server.url, streaming=True, concurrency=4, request_count=SENT,
+                    osl=4, slice_duration="200ms")
+
+
+def test_slices_count_every_request_of_the_run_once(sliced: ProfileResult,
+                                                    tmp_path: Path) -> None:
+    assert sliced.invariant["ok"] and sliced.request_count + sliced.error_count == SENT
+    assert 0 < sliced.error_count < SENT  # the server failed some: they are counted too
+    rows = sliced.slices
+    assert len(rows) >= 3
+    assert sum(r["request_count"]["avg"] for r in rows) == sliced.request_count
+    assert sum(r.get("error_request_count", {}).get("avg", 0) for r in rows) == \
+        sliced.error_count
+    starts = [r["start_ns"] for r in rows]
+    assert starts == sorted(starts) and all(r["end_ns"] > r["start_ns"] for r in rows)
+    assert sum(r["time_to_first_token"]["count"] for r in rows) == \
+        sliced["time_to_first_token"].count
+    export_files(sliced, tmp_path)
+    document = json.loads((tmp_path / "profile_export_aiperf_timeslices.json").read_text())
+    assert [r["start_ns"] for r in document["timeslices"]] == starts
+    with (tmp_path / "profile_export_aiperf_timeslices.csv").open() as handle:
+        table = list(csv.DictReader(handle))
+    assert {r["Timeslice"] for r in table} == {str(i) for i in range(len(rows))}
+
+
+def test_the_whole_run_sample_reproduces_the_engines_statistics(sliced: ProfileResult) -> None:
+    assert len(sliced.timeline) == SENT
+    recomputed = whole_run(sliced).metrics()
+    for tag, metric in sliced.metrics.items():
+        assert recomputed[tag] == {"unit": metric.unit, **metric.stats}, tag
+    for metric in sliced.metrics.values():
+        index = np.asarray(metric.record_index)
+        assert index.size == len(metric.values)
+        assert index.size == 0 or (index.min() >= 0 and index.max() < SENT)
+
+
+def test_steady_state_and_windows_on_a_real_closed_loop(sliced: ProfileResult) -> None:
+    config = sliced.config
+    assert config is not None
+    steady = steady_state(sliced, config)
+    duration = sliced.metric("benchmark_duration")
+    # Ramp-up: the first four requests (~26 ms each); ramp-down: the last few requests.
+    assert 0 < steady.start_s < 0.25 * duration
+    assert 0.5 * duration < steady.end_s <= duration + 1e-9
+    assert 0 < steady.n_ok + steady.n_err < SENT
+    assert steady.label.startswith("steady state ")
+    found = windows(sliced, 0.2)
+    assert sum(w.n_ok + w.n_err for w in found) == SENT
+    assert [w.n_ok for w in found if w.n_ok + w.n_err] == \
+        [r["request_count"]["avg"] for r in sliced.slices]
+
+
+def test_the_cli_writes_time_slices_with_slice_duration(slow_server: MockServerProcess,
+                                                        tmp_path: Path) -> None:
+    out = tmp_path / "art"
+    proc = subprocess.run(
+        [sys.executable, "-m", "aiperf", "profile", "-u", slow_server.url, "--streaming",
+         "--concurrency", "2", "--request-count", "20", "--osl", "4",
+         "--slice-duration", "100ms", "--output-artifact-dir", str(out)],
+        capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    document = json.loads((out / "profile_export_aiperf_timeslices.json").read_text())
+    summary = json.loads((out / "profile_export_aiperf.json").read_text())
+    assert document["input_config"]["slice_duration"] == 0.1
+    counted = sum(r["request_count"]["avg"] + r.get("error_request_count", {}).get("avg", 0)
+                  for r in document["timeslices"])
+    assert counted == 20 == summary["request_count"]["avg"] + \
+        summary["error_request_count"]["avg"]
+    assert (out / "profile_export_aiperf_timeslices.csv").exists()

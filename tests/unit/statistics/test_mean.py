@@ -92,7 +92,7 @@ def test_batch_means_cover_the_mean_of_an_autocorrelated_series() -> None:
     are nearly independent, which is what the batch-means interval relies on."""
     from scipy.signal import lfilter
 
-    phi, n, windows, true_mean = 0.9, 4000, 10, 100.0
+    phi, n, windows, true_mean = 0.9, 2000, 10, 100.0
     noise = np.random.default_rng(11).normal(0.0, 1.0, (TRIALS, n))
     series = true_mean + lfilter([1.0], [1.0, -phi], noise, axis=1)  # AR(1), mean 100
     window_means = series.reshape(TRIALS, windows, n // windows).mean(axis=2)
@@ -100,7 +100,7 @@ def test_batch_means_cover_the_mean_of_an_autocorrelated_series() -> None:
     upper, lower, both = coverage(intervals, true_mean)
     assert upper >= COVERAGE_FLOOR and lower >= COVERAGE_FLOOR
     assert both >= 1 - 2 * ALPHA - allowed_excess(2 * ALPHA, TRIALS)
-    # Power check: the naive t-interval over all 4000 correlated values under-covers badly.
+    # Power check: the naive t-interval over all 2000 correlated values under-covers badly.
     naive = coverage([across_runs_interval(row) for row in series[:500]], true_mean)
     assert naive[2] < 0.6
 

@@ -18,7 +18,7 @@ from aiperf.statistics import (
     quantile_interval,
 )
 
-NS = [1, 2, 5, 10, 29, 30, 58, 59, 100, 298, 299, 300, 1000, 2995, 2996, 10_000]
+NS = [1, 2, 5, 10, 29, 30, 58, 59, 100, 298, 299, 300, 1000, 2995, 2996]
 QS = [1, 5, 10, 25, 50, 75, 90, 95, 99, 99.9]
 CONFIDENCES = [0.5, 0.8, 0.9, 0.95, 0.99]
 ROUNDING = 1e-12  # exact ties (P = 0.5 by symmetry) must not flip on the last bit
@@ -125,7 +125,7 @@ def test_bad_input_is_refused_clearly() -> None:
     assert empty.n == 0 and empty.estimate is None and empty.note == "no values"
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(
     values=st.lists(
         st.floats(min_value=-1e6, max_value=1e6, allow_nan=False), min_size=1, max_size=400

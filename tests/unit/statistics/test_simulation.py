@@ -64,14 +64,14 @@ def test_far_from_the_truth_a_large_sample_decides() -> None:
 
 def test_the_harness_catches_a_point_estimate_verdict() -> None:
     """Comparing the sample quantile with the threshold, as other load testers do, gives a
-    false PASS about half the time at a threshold equal to the true quantile."""
+    false PASS more than half the time at a threshold equal to the true p99 (n = 1000)."""
 
     def point_estimate(values: np.ndarray, q: float, confidence: float) -> Interval:
         estimate = float(np.percentile(values, q))
         return Interval(estimate, estimate, estimate, confidence, "point", values.size)
 
     rates = quantile_rates(lognormal(), 1000, 99, TRIALS, seed=5, interval=point_estimate)
-    assert rates.false_pass["<", 1.0] > 0.3
+    assert rates.false_pass["<", 1.0] > 0.3  # measured 0.59
 
 
 def test_the_harness_catches_an_off_by_one_rank() -> None:

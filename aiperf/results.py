@@ -34,8 +34,9 @@ class MetricResult:
     values: Sequence[float] = field(default=(), repr=False)
     failures: int = 0
     # Which profiling record (an index into ``ProfileResult.timeline``) each value came
-    # from; a list-valued metric repeats its record's index once per value.
-    record_index: Sequence[int] = field(default=(), repr=False)
+    # from, int32; a list-valued metric repeats its record's index once per value.
+    # Shared between the metrics that the same requests carried: read it, never write it.
+    record_index: Sequence[int] | np.ndarray = field(default=(), repr=False, compare=False)
 
     @property
     def header(self) -> str:
@@ -172,16 +173,27 @@ class Timeline:
             else np.zeros(start.size, dtype=bool)
         tags = {tag for _, names in patterns for tag in names}
         record_index: dict[str, np.ndarray] = {}
-        for tag in tags:
+        # Metrics carried by the same requests share one index array (most metrics of a
+        # successful request do): a few arrays per run, not one per metric.
+        shared: dict[bytes, np.ndarray] = {}
+        for tag in sorted(tags):
             carries = np.array([tag in names for _, names in patterns], dtype=bool)
-            index = np.flatnonzero(carries[pattern]).astype(np.int32)
             lengths = wire.get("list_lengths", {}).get(tag)
-            if lengths is not None:
-                index = np.repeat(index, np.frombuffer(lengths, dtype=np.uint32))
-            record_index[tag] = index
+            if lengths is None:
+                key = carries.tobytes()
+                if key not in shared:
+                    shared[key] = np.flatnonzero(carries[pattern]).astype(np.int32)
+                    shared[key].setflags(write=False)
+                record_index[tag] = shared[key]
+            else:
+                index = np.flatnonzero(carries[pattern]).astype(np.int32)
+                itemsize, raw = lengths
+                counts = np.frombuffer(raw, dtype=np.uint16 if itemsize == 2 else np.uint32)
+                record_index[tag] = np.repeat(index, counts)
+                record_index[tag].setflags(write=False)
         tokens = {}
         for name, tag in (("osl", "output_sequence_length"), ("isl", "input_sequence_length")):
-            counts = np.zeros(start.size, dtype=np.int64)
+            counts = np.zeros(start.size, dtype=np.int32)
             if tag in record_index and tag in raw_values:
                 counts[record_index[tag]] = np.frombuffer(raw_values[tag], dtype=np.float64)
             tokens[name] = counts
@@ -237,11 +249,9 @@ class ProfileResult:
             values.frombytes(raw_values.get(base, b""))
             stats = dict(stats)
             unit = stats.pop("unit", BY_TAG[base].unit if base in BY_TAG else "")
-            index = array("i")
-            if base in record_index:
-                index.frombytes(record_index[base].tobytes())
             metrics[tag] = MetricResult(
-                tag, unit, stats, values, failures if tag.startswith("adj_") else 0, index
+                tag, unit, stats, values, failures if tag.startswith("adj_") else 0,
+                record_index.get(base, ()),
             )
         return cls(
             run_id=data.get("run_id", ""),

@@ -141,15 +141,17 @@ class _RunTotals:
         # (perf end, wall end) of the last response end, and of the last given-up request.
         self.last_end: tuple[int, int] | None = None
         self.last_given_up: tuple[int, int] | None = None
-        # The timeline of the profiling records, in arrival order: 18 bytes a record. Which
-        # metrics a record carried is one 2-byte pattern id (records share a handful of
-        # patterns), and a list-valued metric keeps its per-record length, so the host
-        # rebuilds each metric's record index without a 4-byte index per value.
+        # The timeline of the profiling records, in arrival order: 18 bytes a record (20
+        # with a list-valued metric). Which metrics a record carried is one 2-byte pattern
+        # id (records share a handful of patterns), and a list-valued metric keeps its
+        # per-record length, so the host rebuilds each metric's record index without a
+        # 4-byte index per value.
         self.start_ns = array("q")
         self.end_ns = array("q")
         self.pattern = array("H")
         self.pattern_ids: dict[tuple[bool, tuple[str, ...]], int] = {}
-        self.list_lengths: dict[str, array[int]] = defaultdict(lambda: array("I"))
+        # 2 bytes a length, widened to 4 only if a request had more than 65,535 values.
+        self.list_lengths: dict[str, array[int]] = defaultdict(lambda: array("H"))
 
     def add(self, record: MetricRecord, values: dict[str, Any]) -> None:
         self.credit_ids.append(record.credit_id)
@@ -167,8 +169,17 @@ class _RunTotals:
                     self.last_given_up = end
             elif self.last_end is None or end > self.last_end:
                 self.last_end = end
+            self.start_ns.append(start)
+            self.end_ns.append(record.end_ns)
+        else:  # failed before it was sent: no start, its credit time stands in
+            self.start_ns.append(record.credit_ns)
+            self.end_ns.append(max(record.end_ns, record.credit_ns))
+        key = (record.error is None, tuple(values))
+        pattern = self.pattern_ids.get(key)
+        if pattern is None:
+            pattern = self.pattern_ids[key] = len(self.pattern_ids)
+        self.pattern.append(pattern)
         self.cancelled += record.cancelled
-        self._add_to_timeline(record, values)
         if record.error is not None:
             self.n_err += 1
             self.errors[(record.error.code, record.error.type, record.error.message)] += 1
@@ -187,30 +198,24 @@ class _RunTotals:
         for tag, value in values.items():
             if isinstance(value, list):
                 self.values[tag].extend(value)
-                self.list_lengths[tag].append(len(value))
+                lengths = self.list_lengths[tag]
+                if len(value) > 0xFFFF and lengths.typecode == "H":
+                    lengths = self.list_lengths[tag] = array("I", lengths)
+                lengths.append(len(value))
             else:
                 self.values[tag].append(value)
 
-    def _add_to_timeline(self, record: MetricRecord, values: dict[str, Any]) -> None:
-        # A request that failed before it was sent has no start: its credit time stands in.
-        start = record.start_ns if _started(record) else record.credit_ns
-        self.start_ns.append(start)
-        self.end_ns.append(max(record.end_ns, start))
-        key = (record.error is None, tuple(values))
-        pattern = self.pattern_ids.get(key)
-        if pattern is None:
-            pattern = self.pattern_ids[key] = len(self.pattern_ids)
-        self.pattern.append(pattern)
-
     def timeline(self) -> dict[str, Any]:
-        """The timeline as bytes and the pattern table, as the host reads it back
-        (``aiperf.results.Timeline.from_wire``)."""
+        """The timeline and the pattern table, as the host reads them back
+        (``aiperf.results.Timeline.from_wire``). The arrays go as views, not copies: they
+        are encoded (as msgpack bin) straight from the arrays."""
         return {
-            "start_ns": bytes(self.start_ns),
-            "end_ns": bytes(self.end_ns),
-            "pattern": bytes(self.pattern),
+            "start_ns": memoryview(self.start_ns),
+            "end_ns": memoryview(self.end_ns),
+            "pattern": memoryview(self.pattern),
             "patterns": [[ok, list(tags)] for ok, tags in self.pattern_ids],
-            "list_lengths": {tag: bytes(n) for tag, n in self.list_lengths.items()},
+            "list_lengths": {tag: [n.itemsize, memoryview(n)]
+                             for tag, n in self.list_lengths.items()},
         }
 
     def span(self) -> tuple[float, int | None]:

@@ -251,7 +251,7 @@ def test_the_timeline_has_every_profiling_request_and_which_metrics_it_carried()
     out = results(records)
     wire = out["timeline"]
     # 18 bytes a request (start, end, pattern id), warmup left out
-    assert sum(len(wire[k]) for k in ("start_ns", "end_ns", "pattern")) == 4 * 18
+    assert sum(memoryview(wire[k]).nbytes for k in ("start_ns", "end_ns", "pattern")) == 4 * 18
     result = ProfileResult.from_dict(out)
     timeline = result.timeline
     assert timeline.start_ns.tolist() == [0, 300 * MS, 200 * MS, 700 * MS]  # unsent: credit
@@ -264,3 +264,11 @@ def test_the_timeline_has_every_profiling_request_and_which_metrics_it_carried()
     assert list(result["credit_to_start_latency"].record_index) == [0, 1, 2]
     assert list(result["inter_chunk_latency"].record_index) == [0, 0, 0, 2]
     assert list(result["inter_chunk_latency"].values) == [1.0, 2.0, 3.0, 4.0]
+
+
+def test_a_list_metric_longer_than_two_bytes_can_count_widens_its_length_array() -> None:
+    records = [ok(0, 0, 5, 100, osl=3, gaps=[MS, MS]),
+               ok(1, 0, 5, 100, osl=3, gaps=[1] * 70_000)]
+    result = ProfileResult.from_dict(results(records))
+    index = np.asarray(result["inter_chunk_latency"].record_index)
+    assert index[:3].tolist() == [0, 0, 1] and (index == 1).sum() == 70_000

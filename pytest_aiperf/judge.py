@@ -219,7 +219,8 @@ def _run_level_interval(tag: str, evidence: Evidence, confidence: float) -> Inte
     if tag == "good_request_fraction":
         fraction = evidence.scalar(tag) or 0.0
         return proportion_interval(round(fraction * sent), sent, confidence)
-    return batch_means_interval(evidence.throughput_windows(tag), confidence)
+    rates = np.asarray(evidence.throughput_windows(tag), dtype=np.float64)
+    return batch_means_interval(rates[np.isfinite(rates)], confidence)  # NaN: no duration
 
 
 def _point(values: np.ndarray, stat: str) -> float | None:
@@ -281,7 +282,7 @@ def _binomial_n(share: float, q: float, confidence: float) -> int:
             return bool(binom.ppf(confidence, n, q) + 1 <= hits)
         return bool(n - binom.ppf(confidence, n, 1 - q) > hits)  # lower rank above them
 
-    high = 16
+    high = 1
     while not decides(high):
         high *= 2
         if high > 1 << 40:
@@ -360,7 +361,9 @@ def judge_windowed(objective: Objective, samples: Sequence[Evidence], confidence
                    sent: int) -> Verdict:
     """Every window must meet the objective: FAIL when one breaches it, PASS when all meet
     it. Each window is judged at confidence 1 - alpha / windows (Bonferroni), so that with
-    many windows a false FAIL stays at most alpha. The verdict shows the worst window."""
+    many windows a false FAIL stays at most alpha. The verdict shows the worst window.
+    A window in which no request started has nothing to judge and is left out."""
+    samples = [s for s in samples if s.n_ok + s.n_err]
     if not samples:
         return Verdict(objective, None, "INCONCLUSIVE", 0, sent, (None, None), confidence,
                        "per window", f"no complete {objective.window_s:g} s window in the run",

@@ -211,7 +211,7 @@ def inconclusive_line(record: LoadTestRecord, verdict: Verdict) -> str:
     needed = (f"about {verdict.needed} requests would decide it" if verdict.needed
               else "no request count known to decide it")
     return (f"{verdict.objective.key} {verdict.objective.text} is INCONCLUSIVE in "
-            f"{record.label}: measured {verdict.measured_text}, interval "
+            f"{record.label}: measured {verdict.measured_text}, bounds "
             f"{verdict.interval_text} at {verdict.confidence or 0:.3g} confidence, n="
             f"{verdict.count} ({verdict.window}); {needed}")
 

@@ -55,9 +55,13 @@ def _notes(records: list[LoadTestRecord], limit: int) -> Iterator[tuple[str, str
     objective, error and warning, the last two cut to ``limit`` characters."""
     for record in records:
         for verdict in record.verdicts:
-            if not verdict.passed:
-                yield ("FAIL", record.label, f"{verdict.objective.key} = "
-                       f"{verdict.measured_text}, needs {verdict.objective.text}")
+            if verdict.status != "PASS":
+                where = "" if verdict.window == "whole run" else f" ({verdict.window})"
+                bounds = verdict.interval_text
+                bounds = "" if bounds == "no interval" else f" {bounds}"
+                yield (verdict.status, record.label, f"{verdict.objective.key} = "
+                       f"{verdict.measured_text}{bounds}, needs "
+                       f"{verdict.objective.text}{where}")
         if record.error:
             yield "ERROR", record.label, record.error.splitlines()[0][:limit]
         for warning in record.warnings:
@@ -76,9 +80,29 @@ def render_markdown(records: list[LoadTestRecord]) -> str:
         cells[-1] = {"PASS": "✅ PASS", "FAIL": "❌ FAIL", "ERROR": "❌ ERROR"}.get(
             cells[-1], cells[-1])
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    lines.extend(_objective_rows(records))
     lines.extend(f"- **{label}**: {kind.lower()}: {text}"
                  for kind, label, text in _notes(records, 200))
     return "\n".join(lines) + "\n"
+
+
+_OBJECTIVE_COLUMNS = ("Test", "Objective", "Measured", "Interval", "Confidence", "Threshold",
+                      "Verdict", "n", "Method", "Window")
+
+
+def _objective_rows(records: list[LoadTestRecord]) -> list[str]:
+    """Every objective of every run with its interval: what summary.json carries."""
+    rows = []
+    for record in records:
+        for v in record.verdicts:
+            confidence = "-" if v.confidence is None else f"{v.confidence:.4g}"
+            cells = (record.label, v.objective.key, v.measured_text, v.interval_text,
+                     confidence, v.objective.text, v.status, str(v.count), v.method, v.window)
+            rows.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    if not rows:
+        return []
+    return ["", "| " + " | ".join(_OBJECTIVE_COLUMNS) + " |",
+            "|" + "---|" * len(_OBJECTIVE_COLUMNS), *rows, ""]
 
 
 class BuiltinReporters:

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+# The verdicts import scipy lazily; imported here first, it outlives each inline pytester
+# session (which drops modules it imported, and scipy's C extensions cannot load twice).
+import scipy.special
+import scipy.stats  # noqa: F401
+
 INI = """
 [pytest]
 asyncio_default_fixture_loop_scope = function

@@ -35,3 +35,18 @@ def test_the_step_summary_notes_the_same() -> None:
         "- **test_slow**: warning: late records\n"
         "- **test_down**: error: EndpointError: every request failed\n")
     assert "| ❌ FAIL |" in text and "| ❌ ERROR |" in text
+
+
+def test_the_step_summary_lists_every_objective_with_its_interval() -> None:
+    objective = parse_objective("request_latency.p99", "< 1 s")
+    verdict = Verdict(objective, 900.0, "INCONCLUSIVE", 120, 120, (850.0, None), 0.95,
+                      "order statistics (binomial, distribution-free)", "p99 needs n >= 299",
+                      "steady state 1.0-9.0 s")
+    record = LoadTestRecord("t.py::test_tail", "chat c=2 n=120", verdicts=[verdict],
+                            outcome="PASS", sent=120)
+    text = render_markdown([record])
+    assert ("| test_tail | request_latency.p99 | 900.00 ms | [850.00, none] | 0.95 | < 1 s | "
+            "INCONCLUSIVE | 120 | order statistics (binomial, distribution-free) | "
+            "steady state 1.0-9.0 s |") in text
+    assert ("- **test_tail**: inconclusive: request_latency.p99 = 900.00 ms [850.00, none], "
+            "needs < 1 s (steady state 1.0-9.0 s)") in text

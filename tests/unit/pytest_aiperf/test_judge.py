@@ -1,0 +1,164 @@
+"""Verdicts from intervals: each statistic gets its bound, and the bound decides."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import pytest
+from scipy.stats import beta, binom
+
+from pytest_aiperf.judge import PooledEvidence, across_runs, judge, judge_windowed
+from pytest_aiperf.slo import Verdict, implicit_objectives, parse_objective
+
+
+@dataclass
+class FakeEvidence:
+    """A sample with known contents (the shape of ``aiperf.windows.Sample``)."""
+
+    latencies: list[float] = field(default_factory=list)
+    n_err: int = 0
+    rates: list[float] = field(default_factory=list)
+    label: str = "whole run"
+    duration_s: float = 10.0
+
+    @property
+    def n_ok(self) -> int:
+        return len(self.latencies)
+
+    def values(self, tag: str) -> np.ndarray:
+        data = np.asarray(self.latencies, dtype=np.float64)
+        if tag.startswith("adj_"):
+            return np.concatenate([data, np.full(self.n_err, np.inf)])
+        return data
+
+    def scalar(self, tag: str) -> float | None:
+        sent = self.n_ok + self.n_err
+        return {"request_error_rate": 100.0 * self.n_err / sent if sent else 0.0,
+                "request_throughput": self.n_ok / self.duration_s,
+                "request_count": float(self.n_ok)}.get(tag)
+
+    def throughput_windows(self, tag: str, n_windows: int = 10) -> np.ndarray:
+        return np.asarray(self.rates, dtype=np.float64)
+
+
+def _upper_rank(n: int, p: float, confidence: float) -> int:
+    """The least k with P(Binomial(n, p) <= k - 1) >= confidence, by summing the pmf."""
+    total = 0.0
+    for k in range(1, n + 1):
+        total += binom.pmf(k - 1, n, p)
+        if total >= confidence:
+            return k
+    raise AssertionError("no rank")
+
+
+def test_a_percentile_bound_is_the_exact_order_statistic() -> None:
+    values = list(np.random.default_rng(7).permutation(np.arange(1.0, 1001.0)))
+    verdict = judge(parse_objective("request_latency.p95", "< 2 s"), FakeEvidence(values))
+    assert verdict.interval is not None
+    assert verdict.interval[1] == float(_upper_rank(1000, 0.95, 0.95))  # value k is rank k
+    assert verdict.status == "PASS" and verdict.method.startswith("order statistics")
+
+
+@pytest.mark.parametrize(("threshold", "status"), [
+    ("< 200 ms", "PASS"),    # every value is 100 ms: the upper bound is 100
+    ("< 100 ms", "FAIL"),    # the lower bound 100 is not under 100
+    ("<= 100 ms", "PASS"),
+])  # fmt: skip
+def test_the_bounds_decide_by_the_operator(threshold: str, status: str) -> None:
+    evidence = FakeEvidence([100.0] * 400)
+    assert judge(parse_objective("request_latency.p99", threshold), evidence).status == status
+
+
+def test_a_p99_below_its_minimum_n_is_inconclusive_and_names_the_n_that_decides() -> None:
+    verdict = judge(parse_objective("request_latency.p99", "< 1 s"),
+                    FakeEvidence([10.0] * 100))
+    assert verdict.status == "INCONCLUSIVE" and verdict.interval == (10.0, None)
+    assert verdict.needed == 299 and verdict.note and "299" in verdict.note
+
+
+def test_failed_requests_count_as_infinitely_slow_in_adjusted_percentiles() -> None:
+    verdict = judge(parse_objective("adj_request_latency.p90", "< 1 s"),
+                    FakeEvidence([1.0] * 80, n_err=20))
+    assert verdict.status == "FAIL" and verdict.measured == math.inf
+    assert verdict.to_dict()["measured"] == "inf"
+
+
+def test_the_error_rate_gets_the_exact_clopper_pearson_bound() -> None:
+    objective = parse_objective("request_error_rate", "< 1 %")
+    passing = judge(objective, FakeEvidence([1.0] * 300))
+    high = passing.interval[1] if passing.interval else None
+    assert high == pytest.approx(100 * beta.ppf(0.95, 1, 300))  # k=0: 1 - 0.05 ** (1/300)
+    assert passing.status == "PASS" and passing.count == 300
+    assert judge(objective, FakeEvidence([1.0] * 100)).status == "INCONCLUSIVE"
+    assert judge(objective, FakeEvidence([1.0] * 90, n_err=10)).status == "FAIL"
+
+
+def test_the_implicit_objective_is_an_exact_count_of_the_requests_sent() -> None:
+    objective = implicit_objectives(None)[0]
+    assert judge(objective, FakeEvidence([1.0] * 3)).status == "PASS"
+    failed = judge(objective, FakeEvidence([1.0] * 3, n_err=1))
+    assert failed.status == "FAIL" and failed.method == "observed count (exact)"
+
+
+def test_throughput_is_judged_on_batch_means_of_its_windows() -> None:
+    objective = parse_objective("request_throughput", ">= 9 req/s")
+    steady = judge(objective, FakeEvidence([1.0] * 100, rates=[10.0, 10.2, 9.8, 10.1, 9.9]))
+    assert steady.status == "PASS" and steady.method.startswith("batch means")
+    assert steady.measured == 10.0  # the sample's own throughput, not the windows' mean
+    few = judge(objective, FakeEvidence([1.0] * 100, rates=[10.0, 10.0, 10.0]))
+    assert few.status == "INCONCLUSIVE" and few.note and "fewer than 5 windows" in few.note
+
+
+def test_point_statistics_are_judged_as_they_are_with_no_interval() -> None:
+    verdict = judge(parse_objective("request_latency.max", "< 50 ms"),
+                    FakeEvidence([10.0, 60.0]))
+    assert (verdict.status, verdict.measured, verdict.interval_text) == (
+        "FAIL", 60.0, "no interval")
+
+
+def test_a_metric_the_sample_lacks_fails_as_not_measured() -> None:
+    verdict = judge(parse_objective("request_latency.p50", "< 1 s"), FakeEvidence([]))
+    assert verdict.status == "FAIL" and verdict.measured is None
+
+
+def test_pooled_runs_concatenate_values_and_weight_rates_by_duration() -> None:
+    pooled = PooledEvidence([FakeEvidence([1.0] * 10, duration_s=1.0, rates=[10.0] * 5),
+                             FakeEvidence([2.0] * 30, n_err=2, duration_s=3.0,
+                                          rates=[10.0] * 5)])
+    assert pooled.values("request_latency").size == 40 and pooled.n_err == 2
+    assert pooled.scalar("request_throughput") == pytest.approx(40 / 4.0)
+    assert pooled.scalar("request_error_rate") == pytest.approx(100 * 2 / 42)
+    assert pooled.throughput_windows("request_throughput").size == 10
+
+
+def test_a_windowed_objective_fails_on_its_worst_window_and_skips_empty_ones() -> None:
+    objective = parse_objective("request_latency.p50@10s", "< 50 ms")
+    assert objective.window_s == 10.0 and objective.metric == "request_latency"
+    windows = [FakeEvidence([10.0] * 50, label="window 0-10 s"),
+               FakeEvidence([90.0] * 50, label="window 10-20 s"),
+               FakeEvidence([], label="window 20-30 s")]
+    verdict = judge_windowed(objective, windows, 0.95, 100)
+    assert verdict.status == "FAIL" and verdict.measured == 90.0
+    assert verdict.window == "worst: window 10-20 s"
+    assert verdict.confidence == pytest.approx(1 - 0.05 / 2)  # two windows had requests
+    assert judge_windowed(objective, windows[:1], 0.95, 50).status == "PASS"
+
+
+def test_across_runs_is_a_t_interval_over_the_per_run_statistics() -> None:
+    objective = parse_objective("request_latency.p50", "< 100 ms")
+    runs = [Verdict(objective, m, "PASS", 100, 100) for m in (50.0, 52.0, 48.0, 51.0)]
+    verdict = across_runs(objective, runs, 0.95)
+    assert verdict.status == "PASS" and verdict.window == "across 4 runs"
+    assert verdict.interval is not None and verdict.interval[0] < 50.25 < verdict.interval[1]
+    lone = across_runs(objective, runs[:1], 0.95)
+    assert lone.status == "INCONCLUSIVE"
+
+
+def test_a_verdict_survives_its_json_form() -> None:
+    verdict = judge(parse_objective("adj_request_latency.p50", "< 1 s"),
+                    FakeEvidence([1.0] * 5, n_err=10))
+    again = Verdict.from_dict(verdict.to_dict())
+    assert (again.status, again.measured, again.interval, again.method) == (
+        verdict.status, verdict.measured, verdict.interval, verdict.method)

@@ -14,6 +14,7 @@ from aiperf.statistics._quantile import (
     min_samples_for_quantile,
     order_statistic_ranks,
     quantile_interval,
+    requests_to_decide,
 )
 from aiperf.statistics._sequential import bonferroni
 from aiperf.statistics._warmup import mser5
@@ -33,4 +34,5 @@ __all__ = [
     "order_statistic_ranks",
     "proportion_interval",
     "quantile_interval",
+    "requests_to_decide",
 ]

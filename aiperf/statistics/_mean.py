@@ -41,17 +41,21 @@ def mean_interval(values: np.ndarray, confidence: float = 0.95) -> Interval:
         return _t_interval(values, confidence, MEAN_METHOD, "values")
     from scipy.special import stdtrit  # lazy: scipy costs a noticeable import
 
-    mean = float(values.mean())
+    mean = _checked_mean(values)
     centred = values - mean
-    squares = centred * centred
-    sd = math.sqrt(float(squares.sum()) / (n - 1))
-    if sd == 0.0:
-        return Interval(mean, mean, mean, confidence, MEAN_METHOD, n, "all values are equal")
-    # dot() rather than centred**3: numpy's power with exponent 3 is ~50x slower.
-    skewness = float(np.dot(squares, centred)) / n / sd**3
+    # Scaled to at most 1 so that squares and cubes cannot overflow for huge values.
+    scale = float(np.abs(centred).max())
+    unit = centred / scale if scale > 0.0 else centred
+    squares = unit * unit
+    unit_sd = math.sqrt(float(squares.sum()) / (n - 1))
+    sd = unit_sd * scale
+    # dot() rather than unit**3: numpy's power with exponent 3 is ~50x slower.
+    skewness = float(np.dot(squares, unit)) / n / unit_sd**3 if sd > 0.0 else 0.0
     t = float(stdtrit(n - 1, confidence))
-    low = mean - sd * _hall_inverse(t, skewness, n)
-    high = mean - sd * _hall_inverse(-t, skewness, n)
+    low: float | None = mean - sd * _hall_inverse(t, skewness, n)
+    high: float | None = mean - sd * _hall_inverse(-t, skewness, n)
+    if not (math.isfinite(low) and math.isfinite(high)):  # type: ignore[arg-type]
+        raise ValueError("values are too large for a finite interval")
     need = max(MIN_N_HEAVY_SIDE, math.ceil(COCHRAN * skewness * skewness))
     note = None
     if n < need:
@@ -113,15 +117,27 @@ def _t_interval(values: np.ndarray, confidence: float, method: str, what: str) -
     n = int(values.size)
     if n == 0:
         return Interval(None, None, None, confidence, method, 0, f"no {what}")
-    estimate = float(values.mean())
+    estimate = _checked_mean(values)
     if n < 2:
         return Interval(
             estimate, None, None, confidence, method, n, f"no interval: needs >= 2 {what}"
         )
     from scipy.special import stdtrit  # lazy: scipy costs a noticeable import
 
-    half_width = float(stdtrit(n - 1, confidence)) * float(values.std(ddof=1)) / math.sqrt(n)
+    with np.errstate(over="ignore"):  # an overflow is reported as the ValueError below
+        spread = float(values.std(ddof=1))
+    half_width = float(stdtrit(n - 1, confidence)) * spread / math.sqrt(n)
+    if not math.isfinite(half_width):
+        raise ValueError(f"{what} are too large for a finite interval")
     return Interval(estimate, estimate - half_width, estimate + half_width, confidence, method, n)
+
+
+def _checked_mean(values: np.ndarray) -> float:
+    with np.errstate(over="ignore"):  # an overflow is reported as the ValueError below
+        mean = float(values.mean())
+    if not math.isfinite(mean):
+        raise ValueError("values are too large to average (the sum overflows)")
+    return mean
 
 
 def _finite_vector(values: np.ndarray, what: str) -> np.ndarray:

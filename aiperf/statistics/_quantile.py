@@ -80,6 +80,57 @@ def min_samples_for_quantile(q: float, confidence: float = 0.95, side: str = "up
     raise ValueError(f"side must be 'upper', 'lower' or 'both', got {side!r}")
 
 
+def requests_to_decide(
+    values: np.ndarray,
+    q: float,
+    op: str,
+    threshold: float,
+    confidence: float = 0.95,
+    limit: int = 10_000_000,
+) -> int | None:
+    """About how many values would decide ``op threshold`` on the q-th percentile, if more
+    values kept the share on each side of the threshold that ``values`` has; None when no n up
+    to ``limit`` would (the threshold sits at the estimated quantile).
+
+    A hint for a user (and for how long ``extend`` may take), not a promise: the share itself
+    is uncertain.
+    """
+    from aiperf.statistics._interval import OPERATORS
+
+    if op not in OPERATORS:
+        raise ValueError(f"unknown operator {op!r}: expected one of {', '.join(OPERATORS)}")
+    p = _fraction(q)
+    confidence = check_confidence(confidence)
+    values = np.asarray(values, dtype=np.float64)
+    if values.size == 0:
+        return None
+    # Every verdict is a count condition: "high < T" <=> at least k values are below T, and
+    # "low >= T" <=> at most j - 1 are; "<=" and ">" count the values at or below T instead.
+    at_or_below = op in ("<=", ">")
+    counted = values <= threshold if at_or_below else values < threshold
+    share = float(np.count_nonzero(counted)) / values.size
+
+    def decided(n: int) -> bool:
+        lower, upper = _ranks(n, p, confidence)
+        count = math.floor(share * n)
+        return (upper is not None and count >= upper) or (lower is not None and count <= lower - 1)
+
+    if decided(values.size):
+        return int(values.size)
+    low = n = int(values.size)  # low: a size known not to decide
+    while not decided(n):
+        if n >= limit:
+            return None
+        low, n = n, min(2 * n, limit)
+    while n - low > 1:
+        mid = (low + n) // 2
+        if decided(mid):
+            n = mid
+        else:
+            low = mid
+    return n
+
+
 @lru_cache(maxsize=4096)
 def _ranks(n: int, p: float, confidence: float) -> tuple[int | None, int | None]:
     if n == 0:

@@ -78,6 +78,13 @@ def test_a_nan_threshold_or_crossed_bounds_are_refused() -> None:
         decide(interval(3.0, 2.0), "<", 1.0)
 
 
+def test_the_package_exports_resolve() -> None:
+    import aiperf.statistics as statistics
+
+    for name in statistics.__all__:
+        assert getattr(statistics, name) is not None
+
+
 def test_to_dict_is_json_safe_and_keeps_none_for_no_interval() -> None:
     full = Interval(2.0, 1.0, 3.0, 0.95, "m", 10).to_dict()
     assert full == {

@@ -6,6 +6,8 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy import stats
 
 from aiperf.statistics import (
@@ -72,8 +74,41 @@ def test_too_few_values_or_windows_give_a_point_estimate_and_a_note() -> None:
     assert enough.low is not None and enough.method == "batch means (t over 5 windows)"
     empty = mean_interval(np.array([]))
     assert empty.n == 0 and empty.estimate is None
-    constant = mean_interval(np.full(10, 7.0))
+    constant = mean_interval(np.full(40, 7.0))
     assert (constant.low, constant.high) == (7.0, 7.0)
+    few_constant = mean_interval(np.full(10, 7.0))  # too few to trust a zero spread upward
+    assert (few_constant.low, few_constant.high) == (7.0, None)
+
+
+def test_huge_values_give_a_clear_error_or_a_finite_interval() -> None:
+    big = np.array([1e300, 2e300, 3e300] * 20)
+    result = mean_interval(big)
+    assert result.low is not None and result.high is not None
+    assert result.low <= 2e300 <= result.high
+    with pytest.raises(ValueError, match="too large"):
+        mean_interval(np.array([1.7e308, 1.7e308, 1.0]))
+    with pytest.raises(ValueError, match="too large"):
+        across_runs_interval(np.array([1.7e308, -1.7e308]))
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    values=st.lists(
+        st.floats(min_value=-1e12, max_value=1e12, allow_nan=False), min_size=2, max_size=300
+    ),
+    # Near 0.5 Hall's bias term (skewness / 6n) can move both bounds past the mean.
+    confidence=st.floats(min_value=0.8, max_value=0.999),
+)
+def test_any_finite_sample_gives_ordered_bounds_around_its_mean(
+    values: list[float], confidence: float
+) -> None:
+    result = mean_interval(np.array(values), confidence)
+    assert result.estimate == pytest.approx(np.mean(values), rel=1e-9, abs=1e-6)
+    tolerance = 1e-9 * max(1.0, max(abs(v) for v in values))
+    if result.low is not None:
+        assert math.isfinite(result.low) and result.low <= result.estimate + tolerance
+    if result.high is not None:
+        assert math.isfinite(result.high) and result.high >= result.estimate - tolerance
 
 
 @pytest.mark.parametrize(

@@ -16,6 +16,7 @@ from aiperf.statistics import (
     min_samples_for_quantile,
     order_statistic_ranks,
     quantile_interval,
+    requests_to_decide,
 )
 
 NS = [1, 2, 5, 10, 29, 30, 58, 59, 100, 298, 299, 300, 1000, 2995, 2996]
@@ -144,6 +145,29 @@ def test_bounds_are_ordered_observed_values(
         assert result.low <= result.high
     for bound in (result.low, result.high):
         assert bound is None or bound in values
+
+
+def test_requests_to_decide_is_where_the_same_shares_would_decide() -> None:
+    values = np.arange(1.0, 201.0)  # p99 estimate 198.0; 2 of 200 values above 198.5
+    assert requests_to_decide(values, 99, "<", 198.5) is None  # share below = exactly 0.99
+    n = requests_to_decide(values, 99, "<", 250.0)  # every value below: the maximum must bound
+    assert n == 299
+    lower, upper = order_statistic_ranks(n, 99)
+    assert upper is not None and upper <= n
+    n_fail = requests_to_decide(values, 99, "<", 150.0)  # 25 % above: decided now
+    assert n_fail == 200 and decide(quantile_interval(values, 99), "<", 150.0) == "FAIL"
+    # Where 1.5 % lies above the threshold, a p99 "<" objective FAILs once the lower bound
+    # clears it; the hint must agree with the ranks at the n it names.
+    shares = np.concatenate([np.zeros(985), np.ones(15)])
+    n = requests_to_decide(shares, 99, "<", 0.5)
+    assert n is not None and n > 1000
+    lower, _ = order_statistic_ranks(n, 99)
+    assert lower is not None and int(0.985 * n) <= lower - 1
+    lower_before, _ = order_statistic_ranks(n - 1, 99)
+    assert lower_before is None or int(0.985 * (n - 1)) > lower_before - 1
+    assert requests_to_decide(np.array([]), 99, "<", 1.0) is None
+    with pytest.raises(ValueError, match="unknown operator"):
+        requests_to_decide(values, 99, "!=", 1.0)
 
 
 def test_a_verdict_on_100_000_values_costs_far_below_50_ms() -> None:

@@ -103,10 +103,11 @@ def quantile_rates(
     trials: int,
     seed: int,
     interval: Callable[[np.ndarray, float, float], Interval] = quantile_interval,
+    confidence: float = CONFIDENCE,
 ) -> QuantileRates:
     sample = dist.draw(np.random.default_rng(seed), (trials, n))
     truth = dist.quantile(q / 100)
-    intervals = [interval(row, q, CONFIDENCE) for row in sample]
+    intervals = [interval(row, q, confidence) for row in sample]
     upper, lower, both = coverage(intervals, truth)
     false_pass, false_fail, inconclusive = {}, {}, {}
     for op, holds in OPS.items():

@@ -55,6 +55,18 @@ def test_quantile_verdicts_are_wrong_at_most_alpha_of_the_time(
     assert rates.both_coverage >= BOTH_FLOOR
 
 
+@pytest.mark.parametrize("confidence", [0.90, 0.99])
+def test_other_confidences_hold_their_own_alpha(confidence: float) -> None:
+    alpha = 1 - confidence
+    rates = quantile_rates(lognormal(), 1000, 99, TRIALS, seed=9, confidence=confidence)
+    limit = alpha + allowed_excess(alpha, TRIALS)
+    assert max(rates.false_pass.values()) <= limit
+    assert max(rates.false_fail.values()) <= limit
+    assert min(rates.upper_coverage, rates.lower_coverage) >= confidence - allowed_excess(
+        alpha, TRIALS
+    )
+
+
 def test_far_from_the_truth_a_large_sample_decides() -> None:
     """Bounds that were merely wide would pass the checks above by saying INCONCLUSIVE."""
     rates = quantile_rates(lognormal(), 1000, 50, 500, seed=8)

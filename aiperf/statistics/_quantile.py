@@ -17,6 +17,8 @@ import numpy as np
 from aiperf.statistics._interval import Interval, check_confidence
 
 QUANTILE_METHOD = "order statistics (binomial, distribution-free)"
+#: A binomial probability this close below the confidence counts as reaching it, so exact ties
+#: (0.5 by symmetry) do not flip on the last bit of a floating-point sum.
 ROUNDING = 1e-12
 
 
@@ -26,7 +28,7 @@ def quantile_interval(values: np.ndarray, q: float, confidence: float = 0.95) ->
     ``values`` may hold +inf (error-adjusted: one per failed request); the estimate then uses
     numpy's ``method="nearest"`` as the error-adjusted statistics do, otherwise linear.
     """
-    _fraction(q)
+    _fraction(q)  # refuses a percentile outside (0, 100) before any work
     confidence = check_confidence(confidence)
     values = np.asarray(values, dtype=np.float64)
     if values.ndim != 1:

@@ -17,6 +17,7 @@ A request that failed before it was sent counts at its credit time.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -286,19 +287,30 @@ def windows(result: ProfileResult, seconds: float) -> list[Sample]:
     """Consecutive windows of ``seconds`` from the first request start to the last end,
     each holding the requests that started in it (the last window ends at the run's end,
     so it may be shorter). Empty windows are kept: they are part of the run."""
-    if not seconds > 0 or not math.isfinite(seconds):
+    return list(_windows(result, seconds))
+
+
+# Each window holds a mask over the run's requests: a bound keeps a window length that
+# is far too short for the run from building millions of them.
+MAX_WINDOWS = 10_000
+
+
+def _windows(result: ProfileResult, seconds: float) -> Iterator[Sample]:
+    if not (isinstance(seconds, int | float) and seconds > 0 and math.isfinite(seconds)):
         raise ValueError(f"window length must be a positive number of seconds, not {seconds!r}")
     start_s, end_s = _seconds(result)
     if start_s.size == 0:
-        return []
+        return
     run_end = float(end_s.max())
     count = max(1, math.ceil(run_end / seconds))
+    if count > MAX_WINDOWS:
+        raise ValueError(f"windows of {seconds:g} s cut this {run_end:g} s run into {count:,} "
+                         f"windows; at most {MAX_WINDOWS:,}: use windows of at least "
+                         f"{run_end / MAX_WINDOWS:.6g} s")
     bins = np.clip((start_s // seconds).astype(np.int64), 0, count - 1)
-    out = []
     for k in range(count):
         low, high = k * seconds, min((k + 1) * seconds, run_end)
-        out.append(_sample(result, bins == k, f"window {_fmt(low)}-{_fmt(high)} s", low, high))
-    return out
+        yield _sample(result, bins == k, f"window {_fmt(low)}-{_fmt(high)} s", low, high)
 
 
 def slices(result: ProfileResult, seconds: float) -> list[dict[str, Any]]:
@@ -307,7 +319,7 @@ def slices(result: ProfileResult, seconds: float) -> list[dict[str, Any]]:
     every metric recomputed on the slice in the run's own shape."""
     origin = _origin_ns(result)
     rows = []
-    for window in windows(result, seconds):
+    for window in _windows(result, seconds):  # one window's mask at a time
         if window.n_ok + window.n_err == 0:
             continue
         row: dict[str, Any] = {"start_ns": origin + round(window.start_s * NS_PER_S),

@@ -155,9 +155,13 @@ def test_windows_partition_the_run_by_start_and_know_their_p99() -> None:
 
 def test_windows_refuse_a_length_that_is_not_positive() -> None:
     result = run([ok(0, 0, 10)])
-    for bad in (0, -1.0, float("nan"), float("inf")):
+    for bad in (0, -1.0, float("nan"), float("inf"), "1s"):
         with pytest.raises(ValueError, match="positive number of seconds"):
-            windows(result, bad)
+            windows(result, bad)  # type: ignore[arg-type]
+    long_run = run([ok(0, 0, 10), ok(1, 100_000, 10)])  # 100.01 s
+    with pytest.raises(ValueError, match=r"into 100,010 windows; .* at least 0\.010001 s"):
+        windows(long_run, 0.001)
+    assert len(windows(long_run, 0.02)) == 5_001
 
 
 def test_throughput_windows_count_completions_where_they_ended() -> None:

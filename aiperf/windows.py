@@ -46,8 +46,9 @@ class Sample:
     n_ok: int
     n_err: int
     duration_s: float
-    result: ProfileResult = field(repr=False)
-    members: np.ndarray = field(repr=False)  # bool per timeline entry: in this sample
+    result: ProfileResult = field(repr=False, compare=False)
+    # bool per timeline entry: in this sample
+    members: np.ndarray = field(repr=False, compare=False)
 
     def values(self, tag: str) -> np.ndarray:
         """Per-request values of ``tag`` in display units; ``adj_<tag>`` adds one +inf per

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from aiperf.results import ProfileResult
 
 NS_PER_S = 1e9
-# Tokens per request that a throughput over time windows sums, by throughput tag.
+# The throughputs `Sample.throughput_windows` splits over time (batch means need them).
 _THROUGHPUTS = ("request_throughput", "output_token_throughput", "total_token_throughput",
                 "goodput")
 

@@ -235,20 +235,14 @@ def needed_observations(objective: Objective, evidence: Evidence, confidence: fl
                         n: int) -> int | None:
     """About how many observations like these would decide the objective, or None when no
     number would (the sample sits on the threshold) or it cannot be told."""
-    from aiperf.statistics import min_samples_for_quantile
+    from aiperf.statistics import requests_to_decide
 
     q = parse_percentile(objective.stat)
     tag = objective.metric
     if q is not None and BY_TAG[objective.base_tag].per_request:
         values = evidence.values(tag)
-        if not values.size:
-            return None
-        below = float(np.mean(values <= objective.threshold))
-        # Whatever the operator, a share under T above q is shown by the upper bound falling
-        # under T, a share below q by the lower bound rising over it.
-        side = "upper" if below > q / 100.0 else "lower"
-        floor = min_samples_for_quantile(q, confidence, side)
-        return max(floor, _binomial_n(below, q / 100.0, confidence), n + 1)
+        needed = requests_to_decide(values, q, objective.op, objective.threshold, confidence)
+        return None if needed is None else max(needed, n + 1)
     if tag in PROPORTIONS or objective.stat == "avg":
         scale = PROPORTIONS.get(tag, 1.0)
         if tag in PROPORTIONS:
@@ -266,32 +260,6 @@ def needed_observations(objective: Objective, evidence: Evidence, confidence: fl
         z = _normal_quantile(confidence)
         return max(n + 1, math.ceil((z * spread / gap) ** 2))
     return None
-
-
-def _binomial_n(share: float, q: float, confidence: float) -> int:
-    """Least n (doubling, then bisection) at which the order-statistic bound separates a
-    true share ``share`` of values under the threshold from ``q``."""
-    from scipy.stats import binom
-
-    if share == q:
-        return 0
-
-    def decides(n: int) -> bool:
-        hits = share * n
-        if share > q:  # upper bound rank ppf+1 must fall within the values under T
-            return bool(binom.ppf(confidence, n, q) + 1 <= hits)
-        return bool(n - binom.ppf(confidence, n, 1 - q) > hits)  # lower rank above them
-
-    high = 1
-    while not decides(high):
-        high *= 2
-        if high > 1 << 40:
-            return high
-    low = high // 2
-    while high - low > 1:
-        mid = (low + high) // 2
-        low, high = (low, mid) if decides(mid) else (mid, high)
-    return high
 
 
 def _normal_quantile(confidence: float) -> float:

@@ -121,9 +121,6 @@ def pytest_pycollect_makeitem(
                 f"{item.nodeid}: invalid @pytest.mark.aiperf: {exc}") from None
         if spec is not None:
             item.stash[SPEC_KEY] = spec
-            for text in spec.plan:  # the sample-size planner: before any load is sent
-                warnings.warn(pytest.PytestWarning(f"aiperf: {item.nodeid}: {text}"),
-                              stacklevel=1)
     return made
 
 
@@ -142,6 +139,10 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     state: AIPerfSession = session.config.stash[SESSION_KEY]
     specs = [item.stash[SPEC_KEY] for item in session.items if SPEC_KEY in item.stash]
     _warn_unmatched_slo_patterns(session)
+    for item in session.items:  # the sample-size planner, for selected tests, before load
+        for text in item.stash[SPEC_KEY].plan if SPEC_KEY in item.stash else ():
+            warnings.warn(pytest.PytestWarning(f"aiperf: {item.nodeid}: {text}"),
+                          stacklevel=1)
     if state.settings.disable or session.config.option.collectonly or not specs:
         return
     state.launch_mesh()

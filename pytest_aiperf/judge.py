@@ -8,7 +8,8 @@ Which interval each statistic gets (all from ``aiperf.statistics``):
 - ``avg`` of a per-request metric: a t-interval (the mean of hundreds of requests is close
   to normal; a bootstrap would cost 1,000 resamples for the same answer);
 - ``request_error_rate`` and ``good_request_fraction``: Clopper-Pearson (exact, never
-  narrower than its confidence allows, also at 0 or n errors);
+  narrower than its confidence allows, also at 0 or n errors); but "no request may fail"
+  (``request_error_rate <= 0 %``) is checked exactly on the requests sent;
 - throughputs: batch means over the sample's time windows ("no interval" with < 5);
 - ``min``, ``max``, ``std``, ``count``, ``sum`` and run totals: the point value of the sample,
   judged as it is, with "no interval" stated. The implicit error-rate objective of a test
@@ -157,7 +158,8 @@ def judge(objective: Objective, evidence: Evidence, confidence: float = 0.95,
     tag, stat = objective.metric, objective.stat
     spec = BY_TAG[objective.base_tag]
     interval = None
-    if objective.implicit or (not spec.per_request and tag not in (*PROPORTIONS, *THROUGHPUTS)):
+    if is_exact_count(objective) or (not spec.per_request
+                                     and tag not in (*PROPORTIONS, *THROUGHPUTS)):
         measured = evidence.scalar(tag)
         count = sent
     elif not spec.per_request:
@@ -182,7 +184,7 @@ def judge(objective: Objective, evidence: Evidence, confidence: float = 0.95,
     if interval is None:  # a point value of the sample, exact for it
         status = ("PASS" if measured is not None and not math.isnan(measured)
                   and OPERATORS[objective.op](measured, objective.threshold) else "FAIL")
-        method = "observed count (exact)" if objective.implicit else NO_INTERVAL
+        method = "observed count (exact)" if is_exact_count(objective) else NO_INTERVAL
         return Verdict(objective, measured, status, count, sent, None, None, method,
                        None, evidence.label)
     scale = PROPORTIONS.get(tag, 1.0)
@@ -196,6 +198,13 @@ def judge(objective: Objective, evidence: Evidence, confidence: float = 0.95,
     return Verdict(objective, None if measured is None else float(measured), status, count,
                    sent, (low, high), confidence, interval.method, interval.note,
                    evidence.label, needed)
+
+
+def is_exact_count(objective: Objective) -> bool:
+    """"No request may fail" (the implicit objective, or ``request_error_rate <= 0 %``) is a
+    fact about the requests sent, checked exactly: no finite sample could bound a rate at 0."""
+    return objective.implicit or (objective.metric == "request_error_rate"
+                                  and objective.op == "<=" and objective.threshold == 0)
 
 
 def _quantile(values: np.ndarray, q: float, confidence: float) -> Interval:
@@ -309,7 +318,7 @@ def judge_runs(objectives: list[Objective], results: Sequence[ProfileResult],
 
             samples = [w for r in results for w in windows(r, objective.window_s)]
             verdicts.append(judge_windowed(objective, samples, confidence, sent))
-        elif objective.implicit:
+        elif is_exact_count(objective):
             verdicts.append(judge(objective, _pooled(whole), confidence, sent))
         else:
             verdicts.append(judge(objective, evidence, confidence, sent))

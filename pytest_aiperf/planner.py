@@ -7,6 +7,7 @@ import math
 from typing import TYPE_CHECKING
 
 from aiperf.metrics.definitions import parse_percentile
+from pytest_aiperf.judge import is_exact_count
 from pytest_aiperf.slo import Objective
 
 if TYPE_CHECKING:
@@ -37,7 +38,7 @@ def plan(objectives: list[Objective], config: UserConfig, policy: VerdictPolicy)
     confidence = policy.look_confidence(policy.looks(config))
     warnings = []
     for objective in objectives:
-        if objective.implicit or objective.window_s is not None:
+        if is_exact_count(objective) or objective.window_s is not None:
             continue  # an exact check; a window's n depends on the rate
         q = parse_percentile(objective.stat)
         below = objective.op in ("<", "<=")

@@ -17,12 +17,16 @@ table of the load tests is appended to the job summary. Example workflow step:
 import pytest
 
 
-@pytest.mark.aiperf(streaming=True, concurrency=4, request_count=60, osl=16,
+# Verdicts rest on 95 % confidence bounds: 120 requests bound a p95 and show a good-request
+# fraction of at least 95 %; "no request may fail" (<= 0 %) is checked exactly. An objective
+# the sample cannot decide is INCONCLUSIVE (a warning; aiperf_inconclusive = fail or extend
+# to gate on it).
+@pytest.mark.aiperf(streaming=True, concurrency=4, request_count=120, osl=16,
                     goodput={"time_to_first_token": 100, "inter_token_latency": 10},
                     slo={
                         "time_to_first_token.p95": "< 100 ms",
                         "good_request_fraction": ">= 95 %",
-                        "request_error_rate": "<= 1 %",
+                        "request_error_rate": "<= 0 %",
                     })
 def test_release_gate():
     pass

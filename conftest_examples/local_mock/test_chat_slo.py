@@ -13,10 +13,12 @@ from pytest_aiperf import SLOBreach
     concurrency=8, request_count=200, warmup_request_count=8,
     isl=128, osl=32,
     slo={
-        "time_to_first_token.p99": "< 250 ms",
+        # Each verdict is judged on a 95 % confidence bound: with 200 requests a p95 has
+        # one (a p99 would need 299), and an error rate "<= 2 %" can be shown (not "<= 1 %").
+        "time_to_first_token.p95": "< 250 ms",
         "inter_token_latency.p50": "< 20 ms",
         "output_token_throughput": ">= 500 tokens/s",
-        "request_error_rate": "<= 1 %",
+        "request_error_rate": "<= 2 %",
     },
 )
 def test_chat_meets_its_slo(aiperf_result):
@@ -33,7 +35,7 @@ def test_completions_ladder(concurrency, aiperf_result):
 
 
 @pytest.mark.aiperf(endpoint="embeddings", request_rate=100, arrival_pattern="constant",
-                    request_count=50, slo={"request_latency.p99": "< 500 ms"})
+                    request_count=50, slo={"request_latency.p90": "< 500 ms"})
 def test_embeddings_at_a_fixed_rate():
     pass
 
@@ -42,6 +44,6 @@ def test_embeddings_at_a_fixed_rate():
                    raises=SLOBreach, strict=True)
 @pytest.mark.aiperf(streaming=True, concurrency=4, request_count=40, osl=16,
                     slo={"time_to_first_token.p50": "< 1 ms",
-                         "request_error_rate": "<= 1 %"})
+                         "request_error_rate": "<= 0 %"})
 def test_a_breach_looks_like_this():
     pass

@@ -6,7 +6,7 @@ import pytest
 @pytest.mark.aiperf(endpoint="chat", streaming=True, concurrency=4, request_count=16,
                     isl=32, osl=16, request_timeout_seconds=120,
                     slo={
-                        "time_to_first_token.p99": "< 5 s",
+                        "time_to_first_token.p75": "< 5 s",  # 16 requests bound a p75
                         "inter_token_latency.p50": "< 500 ms",
                         "request_error_rate": "<= 0 %",
                     })

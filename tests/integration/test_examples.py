@@ -32,6 +32,7 @@ def test_local_mock_passes_and_shows_the_deliberate_breach() -> None:
     assert "5 passed, 1 xfailed" in proc.stdout
     assert "aiperf load tests" in proc.stdout
     assert "FAIL test_a_breach_looks_like_this: time_to_first_token.p50" in proc.stdout
+    assert "INCONCLUSIVE" not in proc.stdout  # each example's request count decides it
 
 
 def test_remote_endpoint_skips_cleanly_without_its_environment() -> None:
@@ -60,6 +61,8 @@ def test_ci_gating_writes_junit_and_the_step_summary(tmp_path: Path) -> None:
     names = {p.get("name") for p in junit.iter("property")}
     assert "aiperf.slo.good_request_fraction" in names
     assert "✅ PASS" in summary.read_text()
+    assert "| request_error_rate | 0.00 % | no interval |" in summary.read_text()
+    assert "INCONCLUSIVE" not in proc.stdout
     assert (tmp_path / "aiperf-artifacts" / "summary.json").is_file()
 
 

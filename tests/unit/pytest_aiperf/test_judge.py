@@ -102,6 +102,12 @@ def test_the_implicit_objective_is_an_exact_count_of_the_requests_sent() -> None
     assert failed.status == "FAIL" and failed.method == "observed count (exact)"
 
 
+def test_no_errors_allowed_is_an_exact_check_of_the_requests_sent() -> None:
+    objective = parse_objective("request_error_rate", "<= 0 %")
+    assert judge(objective, FakeEvidence([1.0] * 5)).status == "PASS"
+    assert judge(objective, FakeEvidence([1.0] * 500, n_err=1)).status == "FAIL"
+
+
 def test_throughput_is_judged_on_batch_means_of_its_windows() -> None:
     objective = parse_objective("request_throughput", ">= 9 req/s")
     steady = judge(objective, FakeEvidence([1.0] * 100, rates=[10.0, 10.2, 9.8, 10.1, 9.9]))

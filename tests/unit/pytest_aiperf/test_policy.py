@@ -57,12 +57,13 @@ def test_the_planner_names_the_n_an_objective_needs() -> None:
     config = UserConfig.build(url=URL, request_count=500)
     objectives = [parse_objective("request_latency.p999", "< 1 s"),
                   parse_objective("request_latency.p90", "< 1 s"),
-                  parse_objective("request_error_rate", "<= 0 %")]
+                  parse_objective("request_error_rate", "< 0.5 %"),
+                  parse_objective("request_error_rate", "<= 0 %")]  # exact: no warning
     warnings = plan(objectives, config, VerdictPolicy())
     assert len(warnings) == 2
     assert "request_latency.p999 < 1 s can never PASS with 500 requests" in warnings[0]
     assert "n >= 2995" in warnings[0]
-    assert "request_error_rate <= 0 % can never PASS" in warnings[1]
+    assert "request_error_rate < 0.5 % can never PASS" in warnings[1]
     # extend's budget counts: 4 x 1200 requests reach the n >= 4380 of p99.9 at 1 - 0.05 / 4
     bigger = UserConfig.build(url=URL, request_count=1200)
     assert plan(objectives[:1], bigger, VerdictPolicy(inconclusive="extend")) == []

@@ -167,7 +167,8 @@ class AIPerfHelper:
         except SLOError as exc:
             raise pytest.UsageError(str(exc)) from None
         session = _session(self._request.config)
-        verdicts = evaluate(objectives, result, session.settings.policy.confidence)
+        policy = session.settings.policy
+        verdicts = evaluate(objectives, result, policy.confidence, policy.steady_state)
         nodeid = self._request.node.nodeid
         records = session.item_records(nodeid)
         record = next((r for r in records if r.result is result), None)

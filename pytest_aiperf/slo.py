@@ -304,11 +304,12 @@ def implicit_objectives(failed_request_threshold: float | None) -> list[Objectiv
 
 
 def evaluate(objectives: list[Objective], result: ProfileResult,
-             confidence: float = 0.95) -> list[Verdict]:
-    """Each objective judged on the whole run (see ``pytest_aiperf.judge``)."""
-    from pytest_aiperf.judge import judge_result
+             confidence: float = 0.95, steady: bool = False) -> list[Verdict]:
+    """Each objective judged on the run (its steady window with ``steady``; a windowed
+    objective on each window), see ``pytest_aiperf.judge``."""
+    from pytest_aiperf.judge import judge_runs
 
-    return judge_result(objectives, result, confidence)
+    return judge_runs(objectives, [result], result.config, steady, confidence)
 
 
 TABLE_HEADER = ("Objective", "Measured", "Interval", "Threshold", "Verdict", "n", "Window")

@@ -7,10 +7,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy.stats import beta, binom
 
 from pytest_aiperf.judge import PooledEvidence, across_runs, judge, judge_windowed
-from pytest_aiperf.slo import Verdict, implicit_objectives, parse_objective
+from pytest_aiperf.slo import OPERATORS, Verdict, implicit_objectives, parse_objective
 
 
 @dataclass
@@ -168,3 +170,30 @@ def test_a_verdict_survives_its_json_form() -> None:
     again = Verdict.from_dict(verdict.to_dict())
     assert (again.status, again.measured, again.interval, again.method) == (
         verdict.status, verdict.measured, verdict.interval, verdict.method)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.floats(0.0, 1e4), min_size=0, max_size=400),
+       st.sampled_from(["p50", "p90", "p95", "p99"]), st.sampled_from(["<", "<=", ">", ">="]),
+       st.floats(0.0, 1e4))
+def test_a_verdict_never_claims_more_than_its_bounds(
+    values: list[float], stat: str, op: str, threshold: float
+) -> None:
+    """PASS only when the bound on the objective's side meets the threshold, FAIL only when
+    the other bound breaks it: no false PASS from a point estimate."""
+    verdict = judge(parse_objective(f"request_latency.{stat}", f"{op} {threshold!r} ms"),
+                    FakeEvidence(values))
+    if not values:
+        assert verdict.status == "FAIL" and verdict.measured is None  # not measured
+        return
+    assert verdict.interval is not None
+    low, high = verdict.interval
+    meets = OPERATORS[op]
+    if verdict.status == "PASS":
+        bound = high if op in ("<", "<=") else low
+        assert bound is not None and meets(bound, threshold)
+    elif verdict.status == "FAIL":
+        bound = low if op in ("<", "<=") else high
+        assert bound is not None and not meets(bound, threshold)
+    else:
+        assert verdict.needed is None or verdict.needed > len(values)

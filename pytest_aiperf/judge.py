@@ -286,6 +286,11 @@ def across_runs(objective: Objective, per_run: list[Verdict], confidence: float)
                         dtype=np.float64)
     sent = sum(v.sent for v in per_run)
     label = f"across {len(per_run)} runs"
+    if is_exact_count(objective):  # a fact about every request sent, in every run
+        status = "FAIL" if any(v.failed for v in per_run) else "PASS"
+        worst = max((v.measured or 0.0) for v in per_run)
+        return Verdict(objective, worst, status, len(per_run), sent, None, None,
+                       "observed count (exact), every run", None, label)
     if values.size < 2 or not np.all(np.isfinite(values)):
         return Verdict(objective, float(np.mean(values)) if values.size else None,
                        "INCONCLUSIVE", int(values.size), sent, (None, None), confidence,

@@ -162,6 +162,11 @@ def test_across_runs_is_a_t_interval_over_the_per_run_statistics() -> None:
     assert verdict.interval is not None and verdict.interval[0] < 50.25 < verdict.interval[1]
     lone = across_runs(objective, runs[:1], 0.95)
     assert lone.status == "INCONCLUSIVE"
+    implicit = implicit_objectives(None)[0]
+    clean = [Verdict(implicit, 0.0, "PASS", 10, 10)] * 3
+    assert across_runs(implicit, clean, 0.95).status == "PASS"  # exact, not a t on zeros
+    one_error = [*clean, Verdict(implicit, 10.0, "FAIL", 10, 10)]
+    assert across_runs(implicit, one_error, 0.95).status == "FAIL"
 
 
 def test_a_verdict_survives_its_json_form() -> None:

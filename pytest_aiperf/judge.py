@@ -22,9 +22,9 @@ window (``aiperf.windows.Sample`` has this shape) or several runs pooled by ``ex
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import numpy as np
 
@@ -301,6 +301,23 @@ def across_runs(objective: Objective, per_run: list[Verdict], confidence: float)
     return Verdict(objective, interval.estimate, status, int(values.size), sent,
                    (interval.low, interval.high), confidence, interval.method, interval.note,
                    label)
+
+
+Chunk = TypeVar("Chunk")
+
+
+def extend_until_decided(first: Chunk, more: Callable[[], Chunk],
+                         judge_chunks: Callable[[list[Chunk]], list[Verdict]],
+                         looks: int) -> tuple[list[Verdict], list[Chunk]]:
+    """``extend``: judge the chunks so far (``judge_chunks`` pools them, at the per-look
+    confidence), and fetch another while an objective is INCONCLUSIVE and fewer than
+    ``looks`` chunks were taken. Stops at the first look that decides everything."""
+    chunks = [first]
+    while True:
+        verdicts = judge_chunks(chunks)
+        if len(chunks) >= looks or not any(v.status == "INCONCLUSIVE" for v in verdicts):
+            return verdicts, chunks
+        chunks.append(more())
 
 
 def judge_runs(objectives: list[Objective], results: Sequence[ProfileResult],

@@ -215,7 +215,7 @@ class AIPerfSession:
                     record: LoadTestRecord) -> ProfileResult:
         """One run judged; ``extend`` adds chunks (runs pooled into this record) while an
         objective is INCONCLUSIVE and the budget allows another look."""
-        from pytest_aiperf.judge import judge_runs
+        from pytest_aiperf.judge import extend_until_decided, judge_runs
 
         policy = spec.policy
         result, config = self._execute(item, spec, profile, record)
@@ -223,16 +223,13 @@ class AIPerfSession:
         # Every look of every repeat (and the across-runs look) shares alpha (Bonferroni).
         family = looks * policy.repeat + (1 if policy.repeat > 1 else 0)
         confidence = policy.look_confidence(family)
-        chunks = [result]
         try:
-            while True:
-                verdicts = judge_runs(spec.objectives, chunks, config, policy.steady_state,
-                                      confidence)
-                undecided = any(v.status == "INCONCLUSIVE" for v in verdicts)
-                if not undecided or len(chunks) >= looks:
-                    break
-                chunks.append(self._execute(item, spec, profile, record,
-                                            chunk=len(chunks) + 1)[0])
+            verdicts, chunks = extend_until_decided(
+                result,
+                lambda: self._execute(item, spec, profile, record, chunk=record.looks + 1)[0],
+                lambda runs: judge_runs(spec.objectives, runs, config, policy.steady_state,
+                                        confidence),
+                looks)
         except Exception as exc:
             record.error = record.error or self.scrubbed(f"{type(exc).__name__}: {exc}")
             raise
@@ -247,6 +244,7 @@ class AIPerfSession:
     def _execute(self, item: pytest.Item, spec: LoadTestSpec, profile: dict[str, Any],
                  record: LoadTestRecord, chunk: int = 1) -> tuple[ProfileResult, UserConfig]:
         """One run of the profile on the mesh, accounted for and checked for validity."""
+        record.looks = chunk
         from aiperf.common.config import UserConfig
 
         try:

@@ -12,9 +12,9 @@ What ``send`` records in the ``RawRecord`` (all ``perf_counter_ns``):
 - **request start** (``start_ns``): the moment the connection is in hand, immediately
   before the request line is written: after any wait for a free pool connection, DNS
   lookup and TCP connect, which are recorded on their own (``blocked_ns``, ``dns_ns``,
-  ``connecting_ns``, and ``reused``) from aiohttp's trace hooks (``trace.py``). A request
+  ``connecting_ns``, and ``reused``) by the connector (``trace.py``). A request
   that fails before it has a connection starts when ``send`` was called.
-- ``sent_ns``: aiohttp starts writing the request's last chunk (one write for headers
+- ``sent_ns``: aiohttp starts writing the request body (one write for headers
   and a small body; draining a larger one is not seen).
 - ``response_ns``: status line and headers received (the first response byte, as far as
   aiohttp lets us see it).
@@ -44,7 +44,7 @@ from collections.abc import Mapping
 import aiohttp
 
 from aiperf.common.codec import MAX_ERROR_MESSAGE, ErrorInfo, RawRecord, cancellation
-from aiperf.transports.trace import phase_trace_config
+from aiperf.transports.trace import PhaseConnector, StampedBody, TimedResolver, current_record
 
 _perf_ns = time.perf_counter_ns
 DONE = b"[DONE]"
@@ -54,10 +54,9 @@ _NO_DEADLINE = 1 << 62
 
 
 class HttpTransport:
-    """One worker's HTTP client. ``trace_phases`` off skips aiohttp's trace machinery
-    (15-20 us of CPU per request, measured over loopback against the mock server): no
-    ``http_req_*`` phases then, and request start falls back to when ``send`` was called
-    (pool wait and connect included)."""
+    """One worker's HTTP client. ``trace_phases`` off skips the phase timing (``trace.py``,
+    about 1 us of CPU per request): no ``http_req_*`` phases then, and request start falls
+    back to when ``send`` was called (pool wait and connect included)."""
 
     def __init__(self, timeout_seconds: float, max_connections: int,
                  first_byte_timeout_seconds: float | None = None,
@@ -73,6 +72,7 @@ class HttpTransport:
         self._deadlines: dict[asyncio.Task[object], tuple[int, int, RawRecord]] = {}
         self._expired: dict[asyncio.Task[object], ErrorInfo] = {}
         self._sweep: asyncio.TimerHandle | None = None
+        self._resolvers: list[TimedResolver] = []
         shortest = min(timeout_seconds, first_byte_timeout_seconds or timeout_seconds)
         self._sweep_s = min(SWEEP_S, shortest / 10)
 
@@ -81,7 +81,7 @@ class HttpTransport:
         same mapping adds nothing per request, given another sends it on top of them, so a
         caller with new headers for good (a new API key) opens a new transport instead."""
         self._session_headers = headers or None
-        connector = aiohttp.TCPConnector(
+        connector = self._connector(
             limit=self.max_connections, limit_per_host=self.max_connections,
             ttl_dns_cache=300, enable_cleanup_closed=False,
         )
@@ -90,7 +90,6 @@ class HttpTransport:
             timeout=aiohttp.ClientTimeout(total=None),  # ours: see _sweep_expired
             auto_decompress=False,
             skip_auto_headers=("Accept-Encoding",),
-            trace_configs=self._trace_configs(),
         )
 
     async def close(self) -> None:
@@ -101,9 +100,16 @@ class HttpTransport:
             if session is not None:
                 await session.close()
         self._session = self._fresh_session = None
+        for resolver in self._resolvers:  # a connector closes only a resolver of its own
+            await resolver.close()
+        self._resolvers.clear()
 
-    def _trace_configs(self) -> list[aiohttp.TraceConfig] | None:
-        return [phase_trace_config()] if self.trace_phases else None
+    def _connector(self, **options: object) -> aiohttp.TCPConnector:
+        if not self.trace_phases:
+            return aiohttp.TCPConnector(**options)  # type: ignore[arg-type]
+        resolver = TimedResolver()
+        self._resolvers.append(resolver)
+        return PhaseConnector(resolver=resolver, **options)  # type: ignore[arg-type]
 
     async def send(
         self, record: RawRecord, url: str, headers: dict[str, str], body: bytes, streaming: bool
@@ -124,6 +130,8 @@ class HttpTransport:
         )
         if self._sweep is None:
             self._schedule_sweep()
+        if self.trace_phases:
+            current_record.set(record)  # for the connector and resolver (trace.py)
         try:
             try:
                 await self._exchange(session, record, url, request_headers, body, streaming)
@@ -206,16 +214,15 @@ class HttpTransport:
         """A session that never reuses a connection, for resends."""
         if self._fresh_session is None:
             self._fresh_session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(force_close=True),
+                connector=self._connector(force_close=True),
                 timeout=aiohttp.ClientTimeout(total=None),  # ours: see _sweep_expired
-                auto_decompress=False, skip_auto_headers=("Accept-Encoding",),
-                trace_configs=self._trace_configs())
+                auto_decompress=False, skip_auto_headers=("Accept-Encoding",))
         return self._fresh_session
 
     async def _exchange(self, session: aiohttp.ClientSession, record: RawRecord, url: str,
                         headers: Mapping[str, str] | None, body: bytes, streaming: bool) -> None:
-        async with session.post(url, data=body, headers=headers,
-                                trace_request_ctx=record) as response:
+        data = StampedBody(body, record) if self.trace_phases else body
+        async with session.post(url, data=data, headers=headers) as response:
             record.response_ns = _perf_ns()
             record.status = response.status
             if response.status >= 300:

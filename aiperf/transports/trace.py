@@ -1,84 +1,113 @@
-"""aiohttp trace hooks that time a request's connection phases into its ``RawRecord``.
+"""Times a request's connection phases into its ``RawRecord`` from aiohttp's own extension
+points, without aiohttp's trace machinery.
 
-The record rides along as aiohttp's ``trace_request_ctx``, so a hook writes straight into
-it: no per-request dict, no lookup. Only the hooks that give a phase boundary are
-registered. The request and response phases after the connection (sending, waiting,
-receiving) come from the transport's own timestamps (``start_ns``, ``sent_ns``,
-``response_ns``, its reads), so no hook runs per response chunk.
+aiohttp's ``TraceConfig`` cost the worker 15-25 us of CPU per request (a trace object per
+request, a parameter object and an awaited signal per event): non-streaming throughput fell
+from 0.87 to 0.72 of the bare client's (benchmarks/client_throughput.py). Here each phase
+boundary is a subclass method that aiohttp calls anyway, so a request reused from the pool
+costs two clock reads and a context variable lookup:
 
-aiohttp's order of events for one request (it fires ``on_request_start`` *before* the
-pool, so that hook would not mark the start of the request on the wire)::
+- ``PhaseConnector.connect``: the connection is in hand (``start_ns``); ``reused`` unless
+  ``_create_connection`` ran for this request;
+- ``PhaseConnector._wait_for_available_connection``: the pool was full (``blocked_ns``);
+- ``PhaseConnector._create_connection``: a new connection (``connecting_ns``, DNS excluded);
+- ``TimedResolver.resolve``: a DNS lookup, which aiohttp makes only on a cache miss
+  (``dns_ns``; an IP address or a cached name costs none);
+- ``StampedBody``, the request body: its write starts (``sent_ns``; headers and a small body
+  go out in that one write).
 
-    [queued_start -> queued_end]          pool full: wait for a free connection (blocked)
-    reuseconn                              a pooled connection: start
-  | create_start                           a new connection
-        [dns_resolvehost_start -> end]     DNS (cache misses only)
-    create_end                             connected (TCP, TLS): start
-    request_headers_sent, request_chunk_sent...   the last one: sent_ns
+The connector and resolver learn which record is theirs from ``current_record``, set by the
+transport in the request's task (a DNS lookup runs in a task aiohttp creates, which copies
+the context, so it sees the same record).
 """
 
 from __future__ import annotations
 
+import socket
 import time
-from types import SimpleNamespace
+from contextvars import ContextVar
 from typing import Any
 
 import aiohttp
+from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.payload import BytesPayload
+from aiohttp.resolver import DefaultResolver
+
+from aiperf.common.codec import RawRecord
 
 _perf_ns = time.perf_counter_ns
 
-
-async def _queued_start(_session: Any, ctx: SimpleNamespace, _params: Any) -> None:
-    ctx.mark = _perf_ns()
-
-
-async def _queued_end(_session: Any, ctx: SimpleNamespace, _params: Any) -> None:
-    ctx.trace_request_ctx.blocked_ns += _perf_ns() - ctx.mark
+# The record of the request the current task is sending (see HttpTransport.send).
+current_record: ContextVar[RawRecord | None] = ContextVar("current_record", default=None)
 
 
-async def _create_start(_session: Any, ctx: SimpleNamespace, _params: Any) -> None:
-    ctx.trace_request_ctx.dns_ns = 0
-    ctx.mark = _perf_ns()
+class PhaseConnector(aiohttp.TCPConnector):
+    """A TCP connector that records the pool wait, connection set-up and reuse of each
+    request made while ``current_record`` is set."""
+
+    async def connect(self, req: Any, traces: Any, timeout: Any) -> Any:
+        record = current_record.get()
+        if record is None:
+            return await super().connect(req, traces, timeout)
+        record.reused = 1  # _create_connection sets 0 if this request opens one
+        connection = await super().connect(req, traces, timeout)
+        record.start_ns = _perf_ns()
+        return connection
+
+    async def _wait_for_available_connection(self, *args: Any, **kwargs: Any) -> None:
+        began = _perf_ns()
+        try:
+            await super()._wait_for_available_connection(*args, **kwargs)  # type: ignore[misc]
+        finally:
+            record = current_record.get()
+            if record is not None:
+                record.blocked_ns += _perf_ns() - began
+
+    async def _create_connection(self, req: Any, traces: Any, timeout: Any) -> Any:
+        record = current_record.get()
+        if record is None:
+            return await super()._create_connection(req, traces, timeout)
+        record.dns_ns = 0
+        began = _perf_ns()
+        protocol = await super()._create_connection(req, traces, timeout)
+        # aiohttp resolves the host inside connection creation: DNS is its own phase.
+        record.connecting_ns = _perf_ns() - began - record.dns_ns
+        record.reused = 0
+        return protocol
 
 
-async def _create_end(_session: Any, ctx: SimpleNamespace, _params: Any) -> None:
-    now = _perf_ns()
-    record = ctx.trace_request_ctx
-    # aiohttp resolves the host inside connection creation: DNS is its own phase.
-    record.connecting_ns = now - ctx.mark - record.dns_ns
-    record.reused = 0
-    record.start_ns = now
+class TimedResolver(AbstractResolver):
+    """A resolver (aiohttp's default unless given) timing each lookup into
+    ``current_record``."""
+
+    def __init__(self, resolver: AbstractResolver | None = None) -> None:
+        self._resolver = resolver or DefaultResolver()
+
+    async def resolve(self, host: str, port: int = 0,
+                      family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
+        began = _perf_ns()
+        addresses = await self._resolver.resolve(host, port, family)
+        record = current_record.get()
+        if record is not None:
+            record.dns_ns += _perf_ns() - began
+        return addresses
+
+    async def close(self) -> None:
+        await self._resolver.close()
 
 
-async def _reused(_session: Any, ctx: SimpleNamespace, _params: Any) -> None:
-    record = ctx.trace_request_ctx
-    record.reused = 1
-    record.start_ns = _perf_ns()
+class StampedBody(BytesPayload):
+    """A request body that stamps ``sent_ns`` on its record when aiohttp starts writing it
+    (with the buffered headers, for a small body: one write)."""
 
+    def __init__(self, value: bytes, record: RawRecord) -> None:
+        super().__init__(value)
+        self._record = record
 
-async def _dns_start(_session: Any, ctx: SimpleNamespace, _params: Any) -> None:
-    ctx.dns_mark = _perf_ns()
+    async def write(self, writer: Any) -> None:  # aiohttp before 3.12
+        self._record.sent_ns = _perf_ns()
+        await super().write(writer)
 
-
-async def _dns_end(_session: Any, ctx: SimpleNamespace, _params: Any) -> None:
-    ctx.trace_request_ctx.dns_ns += _perf_ns() - ctx.dns_mark
-
-
-async def _sent(_session: Any, ctx: SimpleNamespace, _params: Any) -> None:
-    ctx.trace_request_ctx.sent_ns = _perf_ns()
-
-
-def phase_trace_config() -> aiohttp.TraceConfig:
-    """A trace config for a session whose requests pass their ``RawRecord`` as
-    ``trace_request_ctx``."""
-    config = aiohttp.TraceConfig()
-    config.on_connection_queued_start.append(_queued_start)
-    config.on_connection_queued_end.append(_queued_end)
-    config.on_connection_create_start.append(_create_start)
-    config.on_connection_create_end.append(_create_end)
-    config.on_connection_reuseconn.append(_reused)
-    config.on_dns_resolvehost_start.append(_dns_start)
-    config.on_dns_resolvehost_end.append(_dns_end)
-    config.on_request_headers_sent.append(_sent)
-    config.on_request_chunk_sent.append(_sent)
-    return config
+    async def write_with_length(self, writer: Any, content_length: int | None) -> None:
+        self._record.sent_ns = _perf_ns()
+        await super().write_with_length(writer, content_length)

@@ -44,7 +44,7 @@ class SLOBreach(AssertionError):
 
     def __init__(self, verdicts: list[Verdict],
                  runs: list[tuple[str, list[Verdict]]] | None = None,
-                 inconclusive: bool = False) -> None:
+                 inconclusive: bool = False, details: str = "") -> None:
         self.verdicts = verdicts
         failed = sum(1 for v in verdicts if v.failed)
         if runs and len(runs) > 1:
@@ -57,12 +57,13 @@ class SLOBreach(AssertionError):
                     "inconclusive policy fails the test)")
         else:
             head = f"{failed} of {len(verdicts)} objectives breached"
-        super().__init__(f"{head}\n{tables}")
+        super().__init__(f"{head}\n{details}\n{tables}" if details else f"{head}\n{tables}")
 
     @classmethod
-    def of_records(cls, records: list[LoadTestRecord], inconclusive: bool = False) -> SLOBreach:
+    def of_records(cls, records: list[LoadTestRecord], inconclusive: bool = False,
+                   details: str = "") -> SLOBreach:
         runs = [(f"run {r.run} ({r.profile})", r.verdicts) for r in records if r.verdicts]
-        return cls([v for _, vs in runs for v in vs], runs, inconclusive)
+        return cls([v for _, vs in runs for v in vs], runs, inconclusive, details)
 
 
 def _session(config: pytest.Config) -> AIPerfSession:

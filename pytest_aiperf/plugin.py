@@ -190,22 +190,28 @@ def _apply_inconclusive_policy(item: pytest.Item, session: AIPerfSession,
     if not undecided:
         return
     spec = item.stash.get(SPEC_KEY, None)
-    policy = spec.policy if spec is not None else session.settings.policy
-    mode = policy.inconclusive_final if policy.inconclusive == "extend" else policy.inconclusive
-    lines = [inconclusive_line(r, v) for r, v in undecided]
-    if mode == "pass":
-        for line in lines:
-            warnings.warn(pytest.PytestWarning(f"aiperf: {line}"), stacklevel=1)
-        return
-    text = (f"{len(undecided)} objective(s) INCONCLUSIVE (aiperf_inconclusive={mode}"
-            + (" after extend, budget spent" if policy.inconclusive == "extend" else "")
-            + "):\n" + "\n".join(lines))
-    if mode == "xfail":
-        pytest.xfail(text)
-    for record in records:  # the breach text carries the tables
-        record.warnings.append("INCONCLUSIVE: the test fails under "
-                               f"aiperf_inconclusive={mode}")
-    raise SLOBreach.of_records(records, inconclusive=True)
+    default = spec.policy if spec is not None else session.settings.policy
+    by_mode: dict[str, list[str]] = {}
+    for record, verdict in undecided:  # each run as its own policy says (aiperf.run(...))
+        policy = record.policy or default
+        mode = (policy.inconclusive_final if policy.inconclusive == "extend"
+                else policy.inconclusive)
+        extended = " after extend, budget spent" if policy.inconclusive == "extend" else ""
+        by_mode.setdefault(mode, []).append(
+            f"{inconclusive_line(record, verdict)} [aiperf_inconclusive={mode}{extended}]")
+    for line in by_mode.get("pass", []):
+        warnings.warn(pytest.PytestWarning(f"aiperf: {line}"), stacklevel=1)
+    for mode in ("fail", "xfail"):
+        lines = by_mode.get(mode, [])
+        if not lines:
+            continue
+        text = f"{len(lines)} objective(s) INCONCLUSIVE:\n" + "\n".join(lines)
+        if mode == "xfail":
+            pytest.xfail(text)
+        for record in records:  # the breach text carries the tables
+            record.warnings.append(f"INCONCLUSIVE: the test fails under "
+                                   f"aiperf_inconclusive={mode}")
+        raise SLOBreach.of_records(records, inconclusive=True, details="\n".join(lines))
 
 
 def inconclusive_line(record: LoadTestRecord, verdict: Verdict) -> str:

@@ -24,6 +24,7 @@ from pytest_aiperf.deadline import (
     default_test_timeout,
 )
 from pytest_aiperf.options import Settings
+from pytest_aiperf.policy import VerdictPolicy
 from pytest_aiperf.profile import LoadTestSpec
 from pytest_aiperf.runlock import exclusive_run, lock_path
 from pytest_aiperf.slo import Verdict
@@ -60,6 +61,7 @@ class LoadTestRecord:
     invalid: str | None = None  # why the client could not deliver the profile
     looks: int = 1  # runs pooled into this record's verdicts (``extend``)
     validity: dict[str, Any] | None = None
+    policy: VerdictPolicy | None = field(default=None, repr=False)  # how it was judged
 
     @property
     def label(self) -> str:
@@ -197,7 +199,8 @@ class AIPerfSession:
         results: list[ProfileResult] = []
         for _ in range(policy.repeat):
             record = LoadTestRecord(item.nodeid, LoadTestSpec(profile).short(),
-                                    run=len(self.item_records(item.nodeid)) + 1)
+                                    run=len(self.item_records(item.nodeid)) + 1,
+                                    policy=policy)
             self.records.append(record)
             records.append(record)
             results.append(self._run_judged(item, spec, profile, record))

@@ -42,7 +42,7 @@ def test_a_command_line_slo_file_is_relative_to_the_working_directory(
     project.makepyfile("""
         import pytest
 
-        @pytest.mark.aiperf(request_count=2)
+        @pytest.mark.aiperf(request_count=8, concurrency=4)  # p50 bounds need n >= 5
         def test_strict():
             pass
     """)
@@ -68,7 +68,7 @@ def test_an_ini_slo_file_is_relative_to_the_ini_file(
     project.makepyfile("""
         import pytest
 
-        @pytest.mark.aiperf(request_count=2)
+        @pytest.mark.aiperf(request_count=8, concurrency=4)  # p50 bounds need n >= 5
         def test_strict():
             pass
     """)

@@ -194,3 +194,14 @@ def test_a_windowed_objective_shows_its_worst_window(project: pytest.Pytester) -
     assert breached["verdict"] == "FAIL" and breached["window"].startswith("worst: window ")
     assert "windows of 0.3 s" in breached["note"]
     result.stdout.fnmatch_lines(["request_latency.p50@0.3 s*< 1 ms*FAIL*worst: window *"])
+
+
+def test_aiperf_run_takes_its_own_policy(project: pytest.Pytester) -> None:
+    project.makepyfile("""
+        def test_strict_run(aiperf):
+            aiperf.run(request_count=12, concurrency=4, inconclusive="fail",
+                       slo={"request_latency.p99": "< 60 s"})
+    """)
+    result = project.runpytest_inprocess()  # the session's default is pass
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*[[]aiperf_inconclusive=fail[]]*"])

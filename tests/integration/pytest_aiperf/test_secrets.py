@@ -14,7 +14,7 @@ FAILING = """
 import hashlib
 import pytest
 
-@pytest.mark.aiperf(request_count=3, slo={"request_latency.p50": "< 1 ns"})
+@pytest.mark.aiperf(request_count=8, concurrency=4, slo={"request_latency.p50": "< 1 ns"})
 def test_breached_marker(aiperf_result):
     pass
 

@@ -16,6 +16,9 @@ _KEYS = st.one_of(
     st.builds(lambda m, s: f"{m}.{s}", st.sampled_from(sorted(BY_TAG)),
               st.text(alphabet="pavgmxinstdcou0123456789.", max_size=8)),
     st.builds(lambda m: f"adj_{m}", st.sampled_from(sorted(BY_TAG))),
+    st.builds(lambda m, w: f"{m}.p99@{w}", st.sampled_from(sorted(BY_TAG)),  # windowed
+              st.one_of(st.text(max_size=8), st.sampled_from(["10s", "0", "-1s", "1h",
+                                                               "inf", "nan", "500ms"]))),
 )
 _VALUES = st.one_of(
     st.text(max_size=40),
@@ -35,3 +38,5 @@ def test_any_objective_parses_or_is_an_slo_error(key: str, value: str) -> None:
     assert objective.op in OPERATORS
     assert not math.isnan(objective.threshold)
     assert objective.metric.removeprefix("adj_") in BY_TAG
+    assert objective.window_s is None or (math.isfinite(objective.window_s)
+                                          and objective.window_s > 0)

@@ -48,6 +48,9 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 SESSION_TIMEOUT_S = 100.0
 # A breach is the same verdict at any concurrency: checked once per case, in one wave.
 BREACH_CONCURRENCY = 16
+# Requests of a breach test: enough for a significant verdict on the p50 (a 95 % lower bound
+# of a median needs n >= 5; with fewer the verdict is INCONCLUSIVE, which passes by default).
+BREACH_REQUESTS = 16
 NEVER_ANSWER_DURATION = "3s"
 NEVER_ANSWER_GRACE = "0.5s"
 
@@ -81,7 +84,7 @@ def test_meets__{name}__c{concurrency}(aiperf_result):
 
 BREACHES = '''
 
-@pytest.mark.aiperf({profile}, request_count={concurrency}, slo={{
+@pytest.mark.aiperf({profile}, request_count={requests}, slo={{
     "{headline}.p50": "< {half:.3f} ms",
 }})
 def test_breaches__{name}__c{concurrency}():
@@ -122,7 +125,8 @@ def generated_tests(urls: dict[str, str], never_answers_url: str) -> str:
                 **common, requests=LIGHT_REQUESTS[concurrency], floor=floor,
                 upper=expected.ms + TOLERANCE[concurrency].of(expected.ms)))
             if concurrency == BREACH_CONCURRENCY:
-                parts.append(BREACHES.format(**common, half=expected.ms / 2))
+                parts.append(BREACHES.format(**common, requests=BREACH_REQUESTS,
+                                             half=expected.ms / 2))
     parts.append(NEVER_ANSWERS.format(url=never_answers_url, duration=NEVER_ANSWER_DURATION,
                                       grace=NEVER_ANSWER_GRACE, timeout=REQUEST_TIMEOUT_S))
     return "\n".join(parts)
@@ -258,7 +262,7 @@ def test_pytester_sees_the_same_verdicts_for_the_issues_reasoning_stream(
         HEADER,
         MEETS.format(**common, requests=LIGHT_REQUESTS[1], floor=floor,
                      upper=expected.ms + TOLERANCE[1].of(expected.ms)),
-        BREACHES.format(**common, half=expected.ms / 2),
+        BREACHES.format(**common, requests=BREACH_REQUESTS, half=expected.ms / 2),
     ]))
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
         p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p))

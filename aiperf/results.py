@@ -221,6 +221,10 @@ class ProfileResult:
     slo: list[Any] = field(default_factory=list)
     _timeline: Timeline | None = field(default=None, repr=False)
     _slices: list[dict[str, Any]] | None = field(default=None, repr=False, compare=False)
+    # Each worker's LoadProbe report (event-loop lag, CPU), by worker id: validity's input.
+    _worker_load: dict[str, dict[str, Any]] | None = field(default=None, repr=False,
+                                                           compare=False)
+    _validity: Any = field(default=None, repr=False, compare=False)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], config: UserConfig | None = None) -> ProfileResult:
@@ -231,12 +235,14 @@ class ProfileResult:
             path.unlink(missing_ok=True)
         raw_values: dict[str, bytes] = data.get("values") or {}
         wire_timeline: dict[str, Any] | None = data.get("timeline")
+        worker_load: dict[str, dict[str, Any]] | None = data.get("worker_load")
         if "values" not in data and data.get("values_path"):
             path = Path(data["values_path"])
             stored = msgspec.msgpack.decode(path.read_bytes())
             path.unlink(missing_ok=True)
             if isinstance(stored.get("values"), dict):  # values and timeline
                 raw_values, wire_timeline = stored["values"], stored.get("timeline")
+                worker_load = stored.get("worker_load")
             else:  # values alone (a file written before the timeline)
                 raw_values = stored
         timeline, record_index = (Timeline.from_wire(wire_timeline, raw_values)
@@ -265,6 +271,7 @@ class ProfileResult:
             end_time=data.get("end_time"),
             config=config,
             _timeline=timeline,
+            _worker_load=worker_load,
         )
 
     @property
@@ -284,6 +291,24 @@ class ProfileResult:
 
             self._slices = slices(self, seconds)
         return self._slices
+
+    @property
+    def validity(self) -> Any:
+        """Whether the client delivered the profile (``aiperf.validity.Validity``), judged
+        with the default limits; None for a result without its config. Call
+        ``aiperf.validity.assess`` for other limits."""
+        if self.config is None:
+            return None
+        if self._validity is None:
+            from aiperf.validity import assess
+
+            self._validity = assess(self, self.config)
+        return self._validity
+
+    @property
+    def worker_load(self) -> dict[str, dict[str, Any]]:
+        """Each worker's load probe report for this run (empty when none was shipped)."""
+        return self._worker_load or {}
 
     def __repr__(self) -> str:
         cancelled = ", cancelled" if self.was_cancelled else ""

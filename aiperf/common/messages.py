@@ -26,6 +26,8 @@ class MessageType(StrEnum):
     PROFILE_RESULTS = "profile_results"
     RUN_PROGRESS = "run_progress"
     CANCEL_RUN = "cancel_run"
+    LOAD_REPORT_REQUEST = "load_report_request"
+    WORKER_LOAD_REPORT = "worker_load_report"
     SHUTDOWN = "shutdown"
     # host <-> controller
     HOST_HELLO = "host_hello"
@@ -159,6 +161,30 @@ class RunProgress(Message):
     records: int
     errors: int
     elapsed_s: float
+
+
+class LoadReportRequest(Message):
+    """Published by the records manager once a run's records are in: every worker answers
+    with a ``WorkerLoadReport`` of its own load during the run (``aiperf.validity``)."""
+
+    message_type: MessageType = MessageType.LOAD_REPORT_REQUEST
+    run_id: str
+
+
+class WorkerLoadReport(Message):
+    """A worker's event-loop lag ticks and CPU samples during a run (``LoadProbe.report``):
+    int64 arrays as bytes, base64 in the JSON frame. One per worker per run, so its size
+    (16 bytes a 10 ms tick) never touches the per-request path."""
+
+    model_config = ConfigDict(extra="forbid", ser_json_bytes="base64",
+                              val_json_bytes="base64")
+    message_type: MessageType = MessageType.WORKER_LOAD_REPORT
+    run_id: str
+    tick_ns: bytes = b""
+    lag_ns: bytes = b""
+    cpu_at_ns: bytes = b""
+    cpu_ns: bytes = b""
+    period_ns: int = 0
 
 
 class RunHeartbeat(Message):

@@ -27,9 +27,11 @@ from aiperf.common.messages import (
     CancelRunCommand,
     ConfigureProfileCommand,
     CreditsCompleteMessage,
+    LoadReportRequest,
     MessageType,
     ProfileResultsMessage,
     RunProgress,
+    WorkerLoadReport,
 )
 from aiperf.common.service import BaseComponentService
 from aiperf.metrics.aggregate import compute_results
@@ -38,6 +40,9 @@ from aiperf.plugin.metadata import EndpointMetadata
 
 LATE_RECORD_MARGIN_S = 10.0
 PROGRESS_INTERVAL_S = 1.0
+# Workers answer a load report request within milliseconds once their records are in; a
+# worker that does not answer in time leaves its load unmeasured, never the run unfinished.
+LOAD_REPORT_TIMEOUT_S = 2.0
 
 
 class RecordsManager(BaseComponentService):
@@ -60,6 +65,8 @@ class RecordsManager(BaseComponentService):
         self._cancelled = False
         self._config: UserConfig | None = None
         self._late_timer: asyncio.TimerHandle | None = None
+        self._loads: dict[str, dict[str, Any]] = {}
+        self._loads_in = asyncio.Event()
         self.spawn(self._collect(), name="records")
 
     @on_message(MessageType.CONFIGURE_PROFILE)
@@ -75,6 +82,8 @@ class RecordsManager(BaseComponentService):
         self._errors = 0
         self._expected = None
         self._finished = False
+        self._loads = {}
+        self._loads_in.clear()
         self._started = time.monotonic()
         return {}
 
@@ -115,7 +124,29 @@ class RecordsManager(BaseComponentService):
         self._late_timer = asyncio.get_running_loop().call_later(
             delay, lambda: self.spawn(self._finish(run), name="finish-late")
         )
-        await self._maybe_finish()
+        # Not awaited: finishing waits for the workers' load reports, which arrive on the
+        # bus this handler is holding.
+        self.spawn(self._maybe_finish(), name="finish")
+
+    @on_message(MessageType.WORKER_LOAD_REPORT)
+    async def _worker_load(self, report: WorkerLoadReport) -> None:
+        if report.run_id != self._run_id or report.service_id is None:
+            return
+        self._loads[report.service_id] = report.model_dump(
+            include={"tick_ns", "lag_ns", "cpu_at_ns", "cpu_ns", "period_ns"})
+        if len(self._loads) >= self.service_config.workers:
+            self._loads_in.set()
+
+    async def _gather_loads(self) -> dict[str, dict[str, Any]]:
+        """Each worker's load during the run (aiperf.validity), asked for now that its
+        requests are over; what has not come within LOAD_REPORT_TIMEOUT_S stays out."""
+        await self.publish(LoadReportRequest(run_id=self._run_id))
+        try:
+            await asyncio.wait_for(self._loads_in.wait(), LOAD_REPORT_TIMEOUT_S)
+        except TimeoutError:
+            self.warning(f"load reports from {len(self._loads)} of "
+                         f"{self.service_config.workers} workers")
+        return dict(self._loads)
 
     async def _collect(self) -> None:
         while True:
@@ -138,12 +169,14 @@ class RecordsManager(BaseComponentService):
         self._finished = True
         self._cancel_late_timer()
         config = self._config
+        run_id = self._run_id
+        loads = await self._gather_loads()
         metadata = plugins.get_metadata(PluginType.ENDPOINT, config.endpoint_type)
         assert isinstance(metadata, EndpointMetadata)
         streaming = config.streaming and metadata.supports_streaming
         # The per-request table can be megabytes: it goes through a file in the private run
         # dir (the host is on this machine), not through the control sockets as JSON.
-        path = Path(self.service_config.run_dir) / f"records-{self._run_id}.msgpack"
+        path = Path(self.service_config.run_dir) / f"records-{run_id}.msgpack"
         batches, self._batches = self._batches, []
         records = (r for raw in batches for r in metric_decoder.decode(raw).records)
         results = compute_results(records, config, metadata, self._issued_ranges, streaming,
@@ -151,11 +184,12 @@ class RecordsManager(BaseComponentService):
         values_path = path.with_suffix(".values")
         # Values and the timeline are bytes: a file, like the table, not JSON on a socket.
         values_path.write_bytes(msgspec.msgpack.encode(
-            {"values": results.pop("values"), "timeline": results.pop("timeline")}))
+            {"values": results.pop("values"), "timeline": results.pop("timeline"),
+             "worker_load": loads}))
         results["values_path"] = str(values_path)
-        results["run_id"] = self._run_id
+        results["run_id"] = run_id
         if self._cancelled:
             results["was_cancelled"] = True
         await self.send_to_controller(
-            ProfileResultsMessage(run_id=self._run_id, results=results)
+            ProfileResultsMessage(run_id=run_id, results=results)
         )

@@ -44,10 +44,17 @@ from aiperf.common.codec import (
 from aiperf.common.comms import sync_twin
 from aiperf.common.config import UserConfig
 from aiperf.common.hooks import on_init, on_message, on_stop
-from aiperf.common.messages import CancelRequestsMessage, ConfigureProfileCommand, MessageType
+from aiperf.common.messages import (
+    CancelRequestsMessage,
+    ConfigureProfileCommand,
+    LoadReportRequest,
+    MessageType,
+    WorkerLoadReport,
+)
 from aiperf.common.service import BaseComponentService
 from aiperf.dataset.models import Turn, read_dataset, turn_for
 from aiperf.endpoints.base import BaseEndpoint, make_endpoint
+from aiperf.services.load_probe import LoadProbe
 from aiperf.transports import make_transport
 from aiperf.transports.http import HttpTransport
 from aiperf.transports.redact import scrub_error, secret_values
@@ -109,6 +116,8 @@ class Worker(BaseComponentService):
         self._big_flush: asyncio.TimerHandle | None = None
         self._record_timer: asyncio.TimerHandle | None = None
         self._pending_returns: list[int] = []
+        # Event-loop lag and CPU during each run, for aiperf.validity: one 10 ms timer.
+        self._load = LoadProbe()
         self._channel.send(encode(WorkerHello(self.service_id)))
         self.spawn(self._receive(), name="credit-channel")
 
@@ -143,7 +152,16 @@ class Worker(BaseComponentService):
             await self._transport.start(headers=headers)
         self._run = run_number(command.run_id)
         self._run_id = command.run_id
+        self._load.start()
         return {}
+
+    @on_message(MessageType.LOAD_REPORT_REQUEST)
+    async def _report_load(self, message: LoadReportRequest) -> None:
+        if message.run_id != self._run_id or not self._load.running:
+            return
+        report = self._load.report()
+        self._load.stop()
+        await self.publish(WorkerLoadReport(run_id=message.run_id, **report))
 
     @on_message(MessageType.CANCEL_REQUESTS)
     async def _cancel(self, message: CancelRequestsMessage) -> None:
@@ -157,6 +175,7 @@ class Worker(BaseComponentService):
 
     @on_stop
     async def _close(self) -> None:
+        self._load.stop()
         self._end_run()
         if self._transport is not None:
             await self._transport.close()

@@ -19,6 +19,7 @@ from aiperf.endpoints.base import (
     BaseEndpoint,
     InvalidResponse,
     ParsedResponse,
+    Usage,
     decode_json,
     error_text,
     usage_counts,
@@ -44,13 +45,23 @@ class Choice(msgspec.Struct):
 
 class Response(msgspec.Struct):
     choices: list[Choice] | None = None
-    # Untyped: usage is advisory (the tokenizer fills in), so a malformed one ("12", a
-    # list) must not fail the response; ``usage_counts`` reads what it can.
+    # Typed for speed; a usage that does not fit is read by the lenient twin below.
+    usage: Usage | None = None
+    error: Any = None
+
+
+class LenientResponse(msgspec.Struct):
+    """``Response`` with ``usage`` untyped: usage is advisory (the tokenizer fills in), so
+    a malformed one ("12", a list, a negative count) must not fail the response;
+    ``usage_counts`` reads what it can."""
+
+    choices: list[Choice] | None = None
     usage: Any = None
     error: Any = None
 
 
 _decode = msgspec.json.Decoder(Response).decode
+_decode_lenient = msgspec.json.Decoder(LenientResponse).decode
 _decode_many = msgspec.json.Decoder(list[Response]).decode
 
 
@@ -97,7 +108,7 @@ class OpenAITokenEndpoint(BaseEndpoint):
             return [self.parse_event(data) for data in events]
         return [self._parsed_event(response) for response in responses]
 
-    def _parsed_event(self, response: Response) -> ParsedResponse:
+    def _parsed_event(self, response: Response | LenientResponse) -> ParsedResponse:
         if response.error:
             return ParsedResponse(error=error_text(response.error))
         usage = response.usage
@@ -123,6 +134,10 @@ class OpenAITokenEndpoint(BaseEndpoint):
         return ParsedResponse(self.body_text(choice) or "", prompt, completion, None,
                               self.body_reasoning(choice) or None, reasoning_tokens)
 
-    def _decode(self, data: bytes, what: str) -> Response:
-        response: Response = decode_json(data, _decode, f"{self.kind} {what}")
-        return response
+    def _decode(self, data: bytes, what: str) -> Response | LenientResponse:
+        try:
+            return _decode(data)
+        except msgspec.MsgspecError:  # a lenient read, or the error that names the fault
+            response: LenientResponse = decode_json(data, _decode_lenient,
+                                                    f"{self.kind} {what}")
+            return response

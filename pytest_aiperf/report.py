@@ -77,7 +77,8 @@ def render_markdown(records: list[LoadTestRecord]) -> str:
              "|" + "---|" * len(_COLUMNS)]
     for record in records:
         cells = list(_cells(record))
-        cells[-1] = {"PASS": "✅ PASS", "FAIL": "❌ FAIL", "ERROR": "❌ ERROR"}.get(
+        cells[-1] = {"PASS": "✅ PASS", "FAIL": "❌ FAIL", "ERROR": "❌ ERROR",
+                     "INVALID": "❌ INVALID"}.get(
             cells[-1], cells[-1])
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     lines.extend(_objective_rows(records))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 from array import array
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sized
@@ -97,6 +98,9 @@ def _started(rec: MetricRecord) -> bool:
     return rec.error is None or rec.start_ns != 0
 
 
+_UNITS = {tag: spec.unit for tag, spec in BY_TAG.items()}
+
+
 def export_record(rec: MetricRecord, values: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {
         "metadata": {
@@ -109,7 +113,7 @@ def export_record(rec: MetricRecord, values: dict[str, Any]) -> dict[str, Any]:
             "timestamp_ns": rec.wall_start_ns,
             "was_cancelled": rec.cancelled,
         },
-        "metrics": {tag: {"value": v, "unit": BY_TAG[tag].unit} for tag, v in values.items()},
+        "metrics": {tag: {"value": v, "unit": _UNITS[tag]} for tag, v in values.items()},
     }
     if rec.error is not None:
         out["error"] = {"code": rec.error.code, "type": rec.error.type,
@@ -150,6 +154,9 @@ class _RunTotals:
         self.end_ns = array("q")
         self.pattern = array("H")
         self.pattern_ids: dict[tuple[bool, tuple[str, ...]], int] = {}
+        # Per pattern, where each of its values goes (in the values' order): found once per
+        # pattern, not once per value of every record.
+        self._sinks: list[list[Callable[[Any], None]]] = []
         # 2 bytes a length, widened to 4 only if a request had more than 65,535 values.
         self.list_lengths: dict[str, array[int]] = defaultdict(lambda: array("H"))
 
@@ -178,14 +185,16 @@ class _RunTotals:
         pattern = self.pattern_ids.get(key)
         if pattern is None:
             pattern = self.pattern_ids[key] = len(self.pattern_ids)
+            self._sinks.append(self._sinks_for(values))
         self.pattern.append(pattern)
+        sinks = self._sinks[pattern]
         self.cancelled += record.cancelled
         if record.error is not None:
             self.n_err += 1
             self.errors[(record.error.code, record.error.type, record.error.message)] += 1
             # A failed request's only value: its client-side queueing, if it started.
-            for tag, value in values.items():
-                self.values[tag].append(value)
+            for sink, value in zip(sinks, values.values(), strict=True):
+                sink(value)
             return
         self.n_ok += 1
         self.sum_isl += record.isl
@@ -195,15 +204,22 @@ class _RunTotals:
         self.mismatches += record.usage_mismatch
         if self.goodput and _is_good(values, self.goodput):
             self.good += 1
-        for tag, value in values.items():
-            if isinstance(value, list):
-                self.values[tag].extend(value)
-                lengths = self.list_lengths[tag]
-                if len(value) > 0xFFFF and lengths.typecode == "H":
-                    lengths = self.list_lengths[tag] = array("I", lengths)
-                lengths.append(len(value))
-            else:
-                self.values[tag].append(value)
+        for sink, value in zip(sinks, values.values(), strict=True):
+            sink(value)
+
+    def _sinks_for(self, values: dict[str, Any]) -> list[Callable[[Any], None]]:
+        """Where each value of a record like this goes: a metric's array, or (a list-valued
+        metric) its array and its per-record lengths. A metric is list-valued in every
+        record or in none (``per_request_values``)."""
+        return [functools.partial(self._add_list, tag) if isinstance(value, list)
+                else self.values[tag].append for tag, value in values.items()]
+
+    def _add_list(self, tag: str, value: list[float]) -> None:
+        self.values[tag].extend(value)
+        lengths = self.list_lengths[tag]
+        if len(value) > 0xFFFF and lengths.typecode == "H":
+            lengths = self.list_lengths[tag] = array("I", lengths)
+        lengths.append(len(value))
 
     def timeline(self) -> dict[str, Any]:
         """The timeline and the pattern table, as the host reads them back

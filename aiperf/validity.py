@@ -11,7 +11,8 @@ docs/validity.md):
 - ``achieved_rate`` (request rate): requests started per second against the rate asked,
   allowing for the randomness of a Poisson or gamma schedule of this many requests;
 - ``achieved_concurrency`` (closed loop): the time-weighted count of requests in flight
-  between ramp-up (every slot's first request finished) and ramp-down (the last start);
+  between ramp-up (every slot's first request finished) and ramp-down (the first end
+  after the last start: a slot that stopped issuing);
 - ``event_loop_lag_p99``: in every worker, p99 of a 10 ms timer's drift during the run;
 - ``worker_cpu``: in every worker, process CPU seconds over the run's wall seconds.
 
@@ -76,6 +77,11 @@ class ValidityLimits:
     rate_chance: float = 1e-3
     # Closed loop: time-weighted in-flight requests below this fraction of the target.
     min_concurrency_fraction: float = 0.5
+    # ...measured only on a steady part this long holding this many requests per slot:
+    # on a shorter one a single scheduler preemption (milliseconds on a busy box) outweighs
+    # the run, and the loop-lag and CPU signals still watch the worker.
+    min_steady_s: float = 0.1
+    min_steady_requests_per_slot: int = 4
     # A worker's 10 ms timer firing this late at p99: its event loop was not keeping up.
     event_loop_lag_p99_ms: float = 25.0
     # A worker busier than this fraction of one core (the issue's 90 %).
@@ -164,14 +170,16 @@ def achieved_rate(result: ProfileResult, config: UserConfig,
 def steady_span_ns(start_ns: np.ndarray, end_ns: np.ndarray,
                    target: int) -> tuple[int, int] | None:
     """(end of ramp-up, start of ramp-down) in ns: ramp-up ends when each of the first
-    ``target`` requests (one per slot) has finished; ramp-down starts with the last start,
-    after which slots only stop. Unlike ``aiperf.windows.steady_state`` this never needs
-    the target to have been reached, which is what this signal asks."""
+    ``target`` requests (one per slot) has finished; ramp-down starts when the first slot
+    stops issuing, the first end after the last start. Unlike
+    ``aiperf.windows.steady_state`` this never needs the target to have been reached,
+    which is what this signal asks."""
     if start_ns.size <= target:
         return None
     order = np.argsort(start_ns, kind="stable")
     up = int(end_ns[order[:target]].max())
-    down = int(start_ns[order[-1]])
+    last_start = int(start_ns[order[-1]])
+    down = int(end_ns[end_ns >= last_start].min())
     return (up, down) if down > up else None
 
 
@@ -192,6 +200,13 @@ def achieved_concurrency(result: ProfileResult, target: int,
                       f"not measured: the run had no steady part (more than {target} "
                       "requests, one past ramp-up, are needed)")
     low, high = span
+    inside = int(((timeline.start_ns >= low) & (timeline.start_ns <= high)).sum())
+    if (high - low) / NS_PER_S < limits.min_steady_s or \
+            inside < limits.min_steady_requests_per_slot * target:
+        return Signal("achieved_concurrency", None, limit, "requests", True,
+                      f"not measured: the steady part ({(high - low) / NS_PER_S:.3f} s, "
+                      f"{inside} requests) is shorter than {limits.min_steady_s:g} s or "
+                      f"{limits.min_steady_requests_per_slot} requests per slot")
     mean = time_weighted_in_flight(timeline.start_ns, timeline.end_ns, low, high)
     origin = int(timeline.start_ns.min())
     ok = mean >= limit

@@ -157,10 +157,22 @@ def test_a_run_without_a_steady_part_is_not_measured_rather_than_judged() -> Non
     assert signal.ok and signal.measured is None and "not measured" in signal.detail
 
 
-def test_the_steady_span_runs_from_every_slots_first_end_to_the_last_start() -> None:
+def test_a_steady_part_too_short_to_outweigh_one_stall_is_not_judged() -> None:
+    config = UserConfig(url=URL, concurrency=1, request_count=2)
+    # Two 0.4 ms requests with a 1 ms stall between them: 0.29 in flight, but over 1.4 ms.
+    start, end = np.array([0, 1_400_000]), np.array([400_000, 1_800_000])
+    signal = by_name(assess(result(config, start, end), config))["achieved_concurrency"]
+    assert signal.ok and signal.measured is None and "0.1 s" in signal.detail
+    config = UserConfig(url=URL, concurrency=1, request_count=400)
+    start, end = closed_loop(1, 400, 400_000, 1_000_000)  # the same stall, every time
+    signal = by_name(assess(result(config, start, end), config))["achieved_concurrency"]
+    assert not signal.ok and signal.measured == pytest.approx(0.4 / 1.4, rel=0.01)
+
+
+def test_the_steady_span_runs_from_every_slots_first_end_to_the_first_slot_stopping() -> None:
     start = np.array([0, 1, 5, 6, 9])
     end = np.array([4, 5, 8, 10, 12])
-    assert steady_span_ns(start, end, 2) == (5, 9)
+    assert steady_span_ns(start, end, 2) == (5, 10)
     assert steady_span_ns(start, end, 5) is None
 
 

@@ -211,16 +211,24 @@ def test_the_busiest_worker_is_named_and_a_run_without_reports_is_not_judged() -
     config = UserConfig(url=URL, concurrency=2, request_count=100)
     start, end = closed_loop(2, 50, 10 * MS, 0)
     loads = {"worker_0": steady_worker(int(end.max()), 0.3, 0.4),
-             "worker_1": steady_worker(int(end.max()), 40.0, 0.97)}
+             "worker_1": steady_worker(int(end.max()), 80.0, 0.97)}
     signals = by_name(assess(result(config, start, end, loads=loads), config))
     lag, cpu = signals["event_loop_lag_p99"], signals["worker_cpu"]
-    assert not lag.ok and lag.measured == pytest.approx(40) and "worker_1" in lag.detail
+    assert not lag.ok and lag.measured == pytest.approx(80) and "worker_1" in lag.detail
     assert not cpu.ok and cpu.measured == pytest.approx(0.97) and "worker_1" in cpu.detail
     relaxed = assess(result(config, start, end, loads=loads), config,
-                     ValidityLimits(event_loop_lag_p99_ms=50, max_worker_cpu=0.99))
+                     ValidityLimits(event_loop_lag_p99_ms=100, max_worker_cpu=0.99))
     assert relaxed.valid
     unreported = by_name(assess(result(config, start, end), config))
     assert unreported["worker_cpu"].measured is None and unreported["worker_cpu"].ok
+
+
+def test_a_run_too_short_for_a_lag_p99_is_not_judged_on_one_tick() -> None:
+    ticks = np.arange(0, 300 * MS, 10 * MS)  # 30 ticks: the p99 would be the worst one
+    lag = np.where(ticks == 150 * MS, 80 * MS, 100_000)
+    short = report(ticks, lag, ticks[::CPU_EVERY], ticks[::CPU_EVERY] // 10)
+    assert lag_p99_ms(short, 0, 300 * MS, min_ticks=50) is None
+    assert lag_p99_ms(short, 0, 300 * MS) == pytest.approx(80 * 0.71 + 0.1 * 0.29, rel=0.01)
 
 
 def test_validity_to_dict_carries_every_signal() -> None:

@@ -29,7 +29,8 @@ def test_an_undeliverable_profile_is_an_error_and_a_comfortable_one_is_judged(
     project: pytest.Pytester,
 ) -> None:
     project.makepyfile(PROFILES)
-    result = project.runpytest_inprocess("--aiperf-artifacts", "out")
+    result = project.runpytest_inprocess("--aiperf-artifacts", "out",
+                                         "--aiperf-validity", "error")  # the default
     result.assert_outcomes(errors=1, passed=1)
     result.stdout.fnmatch_lines(["*aiperf: INVALID: the client could not deliver the profile*",
                                  "test_overloaded*INVALID"])

@@ -62,6 +62,7 @@ class LoadTestRecord:
     looks: int = 1  # runs pooled into this record's verdicts (``extend``)
     validity: dict[str, Any] | None = None
     policy: VerdictPolicy | None = field(default=None, repr=False)  # how it was judged
+    confidence: float | None = None  # of each look (alpha shared by looks and repeats)
 
     @property
     def label(self) -> str:
@@ -207,7 +208,8 @@ class AIPerfSession:
         if policy.repeat > 1:
             from pytest_aiperf.judge import across_runs
 
-            confidence = policy.look_confidence(policy.repeat + 1)
+            # The across-runs look is one of the family its runs' looks belong to.
+            confidence = records[-1].confidence or policy.look_confidence(policy.repeat + 1)
             records[-1].verdicts = [*records[-1].verdicts, *(
                 across_runs(o, [r.verdicts[i] for r in records], confidence)
                 for i, o in enumerate(spec.objectives))]
@@ -225,7 +227,7 @@ class AIPerfSession:
         looks = policy.looks(config)
         # Every look of every repeat (and the across-runs look) shares alpha (Bonferroni).
         family = looks * policy.repeat + (1 if policy.repeat > 1 else 0)
-        confidence = policy.look_confidence(family)
+        confidence = record.confidence = policy.look_confidence(family)
         try:
             verdicts, chunks = extend_until_decided(
                 result,

@@ -146,6 +146,9 @@ def test_repeat_runs_the_profile_n_times_and_judges_across_runs(
     across = records[-1]["objectives"][-1]
     assert across["window"] == "across 3 runs" and across["n"] == 3
     assert across["verdict"] == "PASS" and across["method"].startswith("t over 3 runs")
+    # three per-run looks and the across-runs look share alpha: each at 1 - 0.05 / 4
+    assert across["confidence"] == pytest.approx(1 - 0.05 / 4)
+    assert records[0]["objectives"][0]["confidence"] == pytest.approx(1 - 0.05 / 4)
 
 
 def test_the_planner_warns_at_collection_before_any_load(project: pytest.Pytester) -> None:

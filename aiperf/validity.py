@@ -225,14 +225,22 @@ def achieved_concurrency(result: ProfileResult, target: int,
 
 
 def _ints(raw: bytes) -> np.ndarray:
-    return np.frombuffer(raw, dtype=np.int64)
+    return np.frombuffer(raw, dtype=np.int64, count=len(raw) // 8)
+
+
+def _pair(report: dict[str, Any], times: str, values: str) -> tuple[np.ndarray, np.ndarray]:
+    """Two arrays of a report, cut to a common length: a malformed report judges less,
+    it never raises out of ``result.validity``."""
+    at, value = _ints(report.get(times) or b""), _ints(report.get(values) or b"")
+    n = min(at.size, value.size)
+    return at[:n], value[:n]
 
 
 def lag_p99_ms(report: dict[str, Any], low: int, high: int, min_ticks: int = 1
                ) -> float | None:
     """p99 of the timer's drift for ticks within [low, high]; None with fewer than
     ``min_ticks`` ticks there."""
-    ticks, lag = _ints(report.get("tick_ns", b"")), _ints(report.get("lag_ns", b""))
+    ticks, lag = _pair(report, "tick_ns", "lag_ns")
     inside = (ticks >= low) & (ticks <= high)
     if int(inside.sum()) < max(1, min_ticks):
         return None
@@ -242,7 +250,7 @@ def lag_p99_ms(report: dict[str, Any], low: int, high: int, min_ticks: int = 1
 def cpu_fraction(report: dict[str, Any], low: int, high: int) -> float | None:
     """Process CPU seconds per wall second over [low, high], the cumulative CPU time
     interpolated between the probe's samples (every 100 ms); None outside them."""
-    at, cpu = _ints(report.get("cpu_at_ns", b"")), _ints(report.get("cpu_ns", b""))
+    at, cpu = _pair(report, "cpu_at_ns", "cpu_ns")
     if at.size < 2 or high <= low or low < at[0] or high > at[-1]:
         return None
     spent = np.interp([low, high], at.astype(np.float64), cpu.astype(np.float64))

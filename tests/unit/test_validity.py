@@ -231,6 +231,18 @@ def test_a_run_too_short_for_a_lag_p99_is_not_judged_on_one_tick() -> None:
     assert lag_p99_ms(short, 0, 300 * MS) == pytest.approx(80 * 0.71 + 0.1 * 0.29, rel=0.01)
 
 
+@given(st.dictionaries(st.sampled_from(["tick_ns", "lag_ns", "cpu_at_ns", "cpu_ns"]),
+                       st.binary(max_size=80)), st.integers(-S, S), st.integers(0, S))
+@settings(max_examples=200, deadline=None)
+def test_a_malformed_worker_report_is_judged_on_what_it_holds_and_never_raises(
+    raw: dict[str, bytes], low: int, width: int,
+) -> None:
+    lag = lag_p99_ms(raw, low, low + width)
+    cpu = cpu_fraction(raw, low, low + width)
+    assert lag is None or lag >= 0
+    assert cpu is None or np.isfinite(cpu)
+
+
 def test_validity_to_dict_carries_every_signal() -> None:
     config = UserConfig(url=URL, concurrency=1, request_count=10)
     start, end = closed_loop(1, 10, 10 * MS, 0)

@@ -61,23 +61,37 @@ def _sse_events(chunks: list[tuple[int, bytes]]) -> list[tuple[int, bytes, bytes
 _SEPARATOR = b"\n\ndata: "
 
 
-def _data_only_payloads(chunks: list[tuple[int, bytes]]) -> list[bytes] | None:
-    """Every event's data, when the stream came in one read of nothing but single-line
-    ``data: `` events each closed by a blank line (what servers send, and what a short
-    stream read at once looks like); None for anything else (``_sse_events`` then).
+def _data_only_events(
+    chunks: list[tuple[int, bytes]],
+) -> tuple[list[int], list[bytes]] | None:
+    """(each event's read timestamp, each event's data), as ``_sse_events`` gives them,
+    when the reads are nothing but single-line ``data: `` events each closed by a blank
+    line (what servers send); None for anything else (``_sse_events`` then).
 
     One split in C instead of a slice and a tuple per event: exactly the events'
     separators are found because no line break is left over for anything else (an
     ``event:`` or comment line, a multi-line event, an empty block all add one)."""
-    if len(chunks) != 1:
+    if not chunks:
         return None
-    data = chunks[0][1]
+    data = chunks[0][1] if len(chunks) == 1 else b"".join(read for _, read in chunks)
     if not (data.startswith(b"data: ") and data.endswith(b"\n\n")) or b"\r" in data:
         return None
     payloads = data[6:-2].split(_SEPARATOR)
     if data.count(b"\n") != 2 * len(payloads):
         return None
-    return payloads
+    if len(chunks) == 1:
+        return [chunks[0][0]] * len(payloads), payloads
+    ends = list(itertools.accumulate(len(read) for _, read in chunks))
+    last = len(ends) - 1
+    read_index = 0
+    offset = 0
+    stamps: list[int] = []
+    for payload in payloads:
+        offset += len(payload) + 8  # "data: ", the payload, the blank line
+        while read_index < last and ends[read_index] < offset:
+            read_index += 1
+        stamps.append(chunks[read_index][0])
+    return stamps, payloads
 
 
 def _sse_events_incremental(chunks: list[tuple[int, bytes]]) -> list[tuple[int, bytes, bytes]]:
@@ -131,11 +145,12 @@ class RecordDeriver:
             done = False
             stamps: list[int] = []
             payloads: list[bytes] = []
-            data_only = _data_only_payloads(raw.chunks)
-            if data_only is not None and DONE not in data_only[:-1]:  # the common case
-                done = data_only[-1] == DONE
-                payloads = data_only[:-1] if done else data_only
-                stamps = [raw.chunks[0][0]] * len(payloads)
+            data_only = _data_only_events(raw.chunks)
+            if data_only is not None and DONE not in data_only[1][:-1]:  # the common case
+                stamps, payloads = data_only
+                done = payloads[-1] == DONE
+                if done:
+                    stamps, payloads = stamps[:-1], payloads[:-1]
             else:
                 for ts, name, data in _sse_events(raw.chunks):
                     if name == b"error":

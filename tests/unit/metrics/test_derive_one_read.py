@@ -1,10 +1,12 @@
-"""A stream read at once is cut by one split when it is nothing but single-line ``data:``
-events (``derive._data_only_payloads``): whatever the bytes, that shortcut must give the
-events the general SSE cut gives, and the same record."""
+"""A stream is cut by one split when it is nothing but single-line ``data:`` events
+(``derive._data_only_events``): whatever the bytes and however they were read, that
+shortcut must give the events (and read timestamps) the general SSE cut gives, and the
+same record."""
 
 from __future__ import annotations
 
 import json
+from unittest.mock import patch
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -13,7 +15,8 @@ from hypothesis import strategies as st
 from aiperf.common.codec import PROFILING, RawRecord
 from aiperf.common.config import UserConfig
 from aiperf.dataset.tokenizer import BuiltinTokenizer
-from aiperf.metrics.derive import RecordDeriver, _data_only_payloads, _sse_events
+from aiperf.metrics import derive as derive_module
+from aiperf.metrics.derive import RecordDeriver, _data_only_events, _sse_events
 from aiperf.plugin import PluginType, plugins
 from aiperf.transports.sse import MESSAGE
 
@@ -37,25 +40,37 @@ STREAMS = st.one_of(
 )
 
 
+def reads(data: bytes, cuts: list[int]) -> list[tuple[int, bytes]]:
+    """``data`` cut at ``cuts`` (empty reads dropped), each read stamped on its own."""
+    ends = sorted({cut % (len(data) + 1) for cut in cuts})
+    pieces = [data[a:b] for a, b in zip([0, *ends], [*ends, len(data)], strict=True)]
+    return [(5 * MS + i * MS, piece) for i, piece in enumerate(pieces) if piece]
+
+
 @SETTINGS
-@given(data=STREAMS)
-def test_the_one_split_gives_the_general_cut_s_events(data: bytes) -> None:
-    chunks = [(5 * MS, data)]
-    payloads = _data_only_payloads(chunks)
-    if payloads is None:
+@given(data=STREAMS, cuts=st.lists(st.integers(min_value=0), max_size=5))
+def test_the_one_split_gives_the_general_cut_s_events(data: bytes, cuts: list[int]) -> None:
+    chunks = reads(data, cuts)
+    shortcut = _data_only_events(chunks)
+    if shortcut is None:
         return
     events = _sse_events(chunks)
     assert [name for _, name, _ in events] == [MESSAGE] * len(events)
-    assert [payload for _, _, payload in events] == payloads
+    assert list(zip(*shortcut, strict=True)) == [(ts, payload) for ts, _, payload in events]
 
 
 def test_servers_streams_take_the_shortcut_and_others_do_not() -> None:
     stream = b"data: " + EVENT + b"\n\ndata: " + USAGE + b"\n\ndata: [DONE]\n\n"
-    assert _data_only_payloads([(1, stream)]) == [EVENT, USAGE, b"[DONE]"]
+    assert _data_only_events([(1, stream)]) == ([1, 1, 1], [EVENT, USAGE, b"[DONE]"])
     for other in (stream.replace(b"\n", b"\r\n"), b": ping\n\n" + stream,
                   stream + b"\n\n", stream[:-1], b"event: x\n" + stream):
-        assert _data_only_payloads([(1, other)]) is None
-    assert _data_only_payloads([(1, stream[:9]), (2, stream[9:])]) is None
+        assert _data_only_events([(1, other)]) is None
+    # Read in two, the first event's last byte in the second read: both events stamp 2.
+    first_end = len(EVENT) + 8
+    assert _data_only_events([(1, stream[:first_end - 1]), (2, stream[first_end - 1:])]) \
+        == ([2, 2, 2], [EVENT, USAGE, b"[DONE]"])
+    assert _data_only_events([(1, stream[:first_end]), (2, stream[first_end:])]) \
+        == ([1, 2, 2], [EVENT, USAGE, b"[DONE]"])
 
 
 def deriver(name: str) -> RecordDeriver:
@@ -70,19 +85,12 @@ DERIVERS = {name: deriver(name) for name in ("chat", "completions")}
 
 @pytest.mark.parametrize("name", sorted(DERIVERS))
 @SETTINGS
-@given(data=STREAMS, cut=st.integers(min_value=1))
-def test_a_read_at_once_derives_as_the_same_bytes_in_two_reads(name: str, data: bytes,
-                                                               cut: int) -> None:
-    if len(data) < 2:
-        return
-    cut = 1 + cut % (len(data) - 1)
-    # Two reads with one timestamp: the general cut, the same timing.
-    at_once = [(5 * MS, data)]
-    in_two = [(5 * MS, data[:cut]), (5 * MS, data[cut:])]
-
-    def record(chunks: list[tuple[int, bytes]]) -> RawRecord:
-        return RawRecord(1, PROFILING, "w", 0, 0, 1 * MS, 1, 2 * MS, 9 * MS, 200, chunks,
-                         sent_ns=int(1.5 * MS), reused=1)
-
+@given(data=STREAMS, cuts=st.lists(st.integers(min_value=0), max_size=5))
+def test_the_shortcut_derives_the_record_the_general_cut_does(name: str, data: bytes,
+                                                             cuts: list[int]) -> None:
+    raw = RawRecord(1, PROFILING, "w", 0, 0, 1 * MS, 1, 2 * MS, 99 * MS, 200,
+                    reads(data, cuts), sent_ns=int(1.5 * MS), reused=1)
     derive = DERIVERS[name].derive
-    assert derive(record(at_once)) == derive(record(in_two))
+    with patch.object(derive_module, "_data_only_events", lambda chunks: None):
+        general = derive(raw)
+    assert derive(raw) == general

@@ -280,3 +280,36 @@ def test_whole_run_reproduces_the_runs_statistics_exactly(
     result = ProfileResult.from_dict(out, config)
     assert whole_run(result).metrics() == out["metrics"]
     assert sum(w.n_ok + w.n_err for w in windows(result, 0.7)) == len(records)
+
+
+def _ramp_by_event_sweep(start_s: np.ndarray, end_s: np.ndarray,
+                         target: int) -> tuple[float, float] | None:
+    """The ramp by its definition, one event at a time (a start before an end at one
+    instant): ramp-up ends when the first ``target`` requests have finished, ramp-down
+    starts at the event after the last moment ``target`` were in flight."""
+    if start_s.size < target:
+        return None
+    up = float(end_s[np.argsort(start_s, kind="stable")[:target]].max())
+    events = sorted([(t, 0) for t in start_s] + [(t, 1) for t in end_s])
+    in_flight, last_full = 0, None
+    for i, (_, is_end) in enumerate(events):
+        in_flight += -1 if is_end else 1
+        if in_flight >= target:
+            last_full = i
+    if last_full is None:
+        return None
+    down = events[last_full + 1][0]
+    return (up, float(down)) if down > up else None
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 100), st.integers(0, 30)), min_size=1, max_size=40),
+       st.integers(1, 8))
+def test_the_closed_loop_ramp_matches_its_definition(
+    spans: list[tuple[int, int]], target: int
+) -> None:
+    from aiperf.windows import _closed_loop_ramp
+
+    start = np.array([s / 10 for s, _ in spans])
+    end = np.array([(s + d) / 10 for s, d in spans])
+    assert _closed_loop_ramp(start, end, target) == _ramp_by_event_sweep(start, end, target)

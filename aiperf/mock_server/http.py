@@ -8,10 +8,12 @@ business.
 
 A handler turns a ``Request`` into *steps*, a plain iterator of: ``Reply`` (a whole
 response), ``StreamStart`` (status line and headers of a chunked response), ``bytes`` (one
-chunk of it), a ``float`` (pause that many seconds), ``END`` (finish the chunked response
+chunk of it), a ``float`` (pause that many seconds), an ``asyncio.Future`` (wait until it
+is done: a queued request waiting for its slot), ``END`` (finish the chunked response
 early, cleanly) or ``ABORT`` (drop the connection). Steps run synchronously until the first
-positive pause; only then does the rest move to a task, so an immediate answer costs no
-task at all.
+positive pause (or pending future); only then does the rest move to a task, so an
+immediate answer costs no task at all. The steps are closed when the answer ends, however
+it ends, so a generator's ``finally`` can release what it holds (a slot).
 """
 
 from __future__ import annotations
@@ -53,7 +55,7 @@ class StreamStart:
 
 END = object()
 ABORT = object()
-Step = Reply | StreamStart | bytes | float | object
+Step = Reply | StreamStart | bytes | float | asyncio.Future[None] | object
 Handler = Callable[[Request], Iterator[Step]]
 
 
@@ -67,6 +69,13 @@ def _head(status: int, headers: dict[str, str], keep_alive: bool) -> bytes:
     if not keep_alive:
         lines.append("Connection: close")
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+def _close(steps: Iterator[Step]) -> None:
+    """Let a generator's ``finally`` run now, not when it is collected."""
+    close = getattr(steps, "close", None)
+    if close is not None:
+        close()
 
 
 class HttpProtocol(asyncio.Protocol):
@@ -180,17 +189,29 @@ class HttpProtocol(asyncio.Protocol):
                     self._task = asyncio.get_running_loop().create_task(
                         self._run_later(step, steps, keep_alive))
                     return False
+            elif isinstance(step, asyncio.Future):
+                if not step.done():
+                    self._flush()
+                    self._task = asyncio.get_running_loop().create_task(
+                        self._run_later(step, steps, keep_alive))
+                    return False
             elif not self._apply(step, keep_alive):
                 break
         self._flush()
+        _close(steps)
         return True
 
-    async def _run_later(self, pause: float, steps: Iterator[Step], keep_alive: bool) -> None:
+    async def _run_later(self, first: float | asyncio.Future[None], steps: Iterator[Step],
+                         keep_alive: bool) -> None:
         # Pauses are kept against a running deadline rather than slept one after another,
         # so the time spent writing a chunk does not add up over a stream's tokens.
-        due = time.monotonic() + pause
         try:
-            await self._timer.sleep_until(due)
+            if isinstance(first, float):
+                due = time.monotonic() + first
+                await self._timer.sleep_until(due)
+            else:
+                await first
+                due = time.monotonic()
             for step in steps:
                 if isinstance(step, float):
                     if step > 0:
@@ -199,16 +220,23 @@ class HttpProtocol(asyncio.Protocol):
                         # from now rather than burst the late chunks out back to back.
                         due = max(due + step, time.monotonic() + step - CATCH_UP_S)
                         await self._timer.sleep_until(due)
+                elif isinstance(step, asyncio.Future):
+                    self._flush()
+                    await step
+                    due = time.monotonic()
                 elif not self._apply(step, keep_alive):
                     break
                 elif self._writable is not None:
                     await self._writable
             self._flush()
         except asyncio.CancelledError:
+            _close(steps)
             return  # the connection went away
         except Exception as exc:
+            _close(steps)
             self._fail(exc)
             return
+        _close(steps)
         self._task = None
         if not keep_alive:
             self.close()

@@ -38,6 +38,7 @@ from aiperf.mock_server.responders import (
     Responder,
     token_texts,
 )
+from aiperf.mock_server.slots import Slots
 from aiperf.mock_server.timer import PauseTimer, pause_timer
 
 _DONE = b"data: [DONE]\n\n"
@@ -58,6 +59,9 @@ class MockServer:
                           *(responders or [])):
             self.add_responder(responder)
         self._rng = random.Random(self.config.seed)
+        self._ttft = self.config.ttft_latency()
+        self._whole_latency = self.config.whole_latency()
+        self._slots: Slots | None = None
         self._ids = itertools.count(1)
         self._server: asyncio.Server | None = None
         self._connections: set[HttpProtocol] = set()
@@ -78,6 +82,8 @@ class MockServer:
         sock.bind((self.config.host, self.config.port))
         self.port = sock.getsockname()[1]
         loop = asyncio.get_running_loop()
+        if self.config.slots is not None:
+            self._slots = Slots(self.config.slots)
         self._timer = pause_timer(loop)
         timer = self._timer
         self._server = await loop.create_server(
@@ -129,9 +135,11 @@ class MockServer:
         except BadRequest as exc:
             return iter((_error(400, str(exc), "invalid_request_error"),))
         request_id = f"mock-{next(self._ids)}"
-        if plan.stream:
-            return self._stream(responder, plan, request_id, fault)
-        return self._whole(responder, plan, request_id, fault)
+        steps = (self._stream(responder, plan, request_id, fault) if plan.stream else
+                 self._whole(responder, plan, request_id, fault))
+        if self._slots is not None:
+            return _in_slot(self._slots, steps)
+        return steps
 
     def _gauss_s(self, mean_ms: float, stddev_ms: float) -> float:
         if stddev_ms <= 0:
@@ -141,8 +149,8 @@ class MockServer:
     def _whole(self, responder: Responder, plan: RequestPlan, request_id: str,
                fault: str | None) -> Iterator[Step]:
         cfg = self.config
-        delay = (cfg.latency_ms / 1000 if cfg.latency_ms is not None else
-                 self._gauss_s(cfg.ttft_ms, cfg.ttft_stddev_ms)
+        delay = (self._whole_latency.draw_s(self._rng) if self._whole_latency is not None
+                 else self._ttft.draw_s(self._rng)
                  + plan.output_tokens * self._gauss_s(cfg.itl_ms, cfg.itl_stddev_ms))
         yield float(cfg.stall_seconds if fault == "stall" else delay)
         text = "".join(token_texts(plan.output_tokens, plan.output_tokens or 1))
@@ -156,7 +164,7 @@ class MockServer:
         cfg = self.config
         yield StreamStart()
         yield from responder.first_events(request_id)
-        yield self._gauss_s(cfg.ttft_ms, cfg.ttft_stddev_ms)
+        yield self._ttft.draw_s(self._rng)
         parts = token_texts(plan.output_tokens, cfg.tokens_per_chunk)
         cut = max(1, len(parts) // 2)
         pace = cfg.itl_ms or cfg.itl_stddev_ms
@@ -180,6 +188,22 @@ class MockServer:
                                          plan.include_usage)
         yield _DONE
         yield END
+
+
+def _in_slot(slots: Slots, steps: Iterator[Step]) -> Iterator[Step]:
+    """``steps`` once a slot is free: the wait comes before the answer's own time. The slot
+    is given back when the answer ends, however it ends (the HTTP layer closes steps)."""
+    waiting = slots.take()
+    try:
+        if waiting is not None:
+            yield waiting
+        yield from steps
+    finally:
+        # Held unless the request left while still waiting (its future was cancelled).
+        if waiting is None or (waiting.done() and not waiting.cancelled()):
+            slots.give_back()
+        else:
+            waiting.cancel()
 
 
 def _error(code: int, message: str, kind: str, headers: dict[str, str] | None = None) -> Reply:

@@ -1,0 +1,130 @@
+"""The mock's latency is known by construction: measured with a raw aiohttp client (not
+the engine), its TTFT quantiles match ``true_quantile``, and a queue of N slots saturates
+exactly as predicted."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+
+import aiohttp
+import numpy as np
+import pytest
+from scipy import stats
+
+from aiperf.mock_server import MockServerProcess
+from aiperf.mock_server.config import MockServerConfig
+
+LOGNORMAL = MockServerConfig(ttft_distribution="lognormal", ttft_ms=20.0, ttft_p99_ms=80.0,
+                             tokens=2, seed=11)
+REQUESTS, CONCURRENCY = 400, 8
+# A busy machine makes a measurement later (client scheduling, parsing), never earlier;
+# the timerfd wakes within ~0.3 ms before or after its deadline.
+LATE_MS, EARLY_MS = 4.0, 0.5
+ALPHA = 1e-4  # per quantile: the order-statistic bound is exact, so this is its error rate
+BODY = {"messages": [{"role": "user", "content": "hi"}]}
+
+
+async def _measure(url: str, requests: int, concurrency: int, stream: bool,
+                   ) -> tuple[list[float], list[float], float]:
+    """(TTFT ms, latency ms) of every request, and the wall time of the whole run (s)."""
+    ttfts: list[float] = []
+    latencies: list[float] = []
+    left = iter(range(requests))
+    timeout = aiohttp.ClientTimeout(total=20)
+
+    async def slot(session: aiohttp.ClientSession) -> None:
+        for _ in left:
+            started = time.perf_counter()
+            async with session.post(f"{url}/v1/chat/completions",
+                                    json={**BODY, "stream": stream}) as response:
+                assert response.status == 200
+                first = None
+                async for chunk in response.content.iter_any():
+                    if first is None and b'"content":" ' in chunk:
+                        first = time.perf_counter()
+                done = time.perf_counter()
+            if stream:
+                assert first is not None
+                ttfts.append((first - started) * 1000)
+            latencies.append((done - started) * 1000)
+
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        begun = time.perf_counter()
+        await asyncio.wait_for(asyncio.gather(*(slot(session) for _ in range(concurrency))),
+                               60)
+        return ttfts, latencies, time.perf_counter() - begun
+
+
+def _order_statistic_bounds(config: MockServerConfig, n: int, q: float) -> tuple[float, float]:
+    """Where numpy's q-quantile of n draws lies with probability 1 - ALPHA: it interpolates
+    between the order statistics k and k + 1 (1-based), and F(X_(k)) ~ Beta(k, n + 1 - k)."""
+    k = int(np.floor((n - 1) * q)) + 1
+    low = stats.beta.ppf(ALPHA / 2, k, n + 1 - k)
+    high = stats.beta.ppf(1 - ALPHA / 2, min(k + 1, n), n - min(k + 1, n) + 1)
+    return (config.true_quantile("time_to_first_token", low),
+            config.true_quantile("time_to_first_token", high))
+
+
+@pytest.fixture(scope="module")
+def lognormal_ttfts() -> list[float]:
+    with MockServerProcess(LOGNORMAL) as server:
+        ttfts, _, _ = asyncio.run(_measure(server.url, REQUESTS, CONCURRENCY, stream=True))
+    assert len(ttfts) == REQUESTS
+    return ttfts
+
+
+@pytest.mark.parametrize("q", [0.5, 0.9, 0.99])
+def test_sample_ttft_quantiles_match_the_true_quantile(lognormal_ttfts: list[float],
+                                                       q: float) -> None:
+    low, high = _order_statistic_bounds(LOGNORMAL, REQUESTS, q)
+    measured = float(np.quantile(lognormal_ttfts, q))
+    truth = LOGNORMAL.true_quantile("time_to_first_token", q)
+    assert low - EARLY_MS <= measured <= high + LATE_MS, (q, truth, measured, low, high)
+
+
+def test_each_ttft_is_the_seeded_draw(lognormal_ttfts: list[float]) -> None:
+    # The seed fixes the multiset of pauses (one draw per request, in service order), so
+    # rank by rank the measured TTFTs are those draws plus the client's own delay. One
+    # request delayed by a busy machine moves up the ranks and shifts the tail (where draws
+    # are far apart), so the bulk of the ranks is held to the client's delay, not all.
+    rng = random.Random(LOGNORMAL.seed)
+    latency = LOGNORMAL.ttft_latency()
+    drawn = np.sort([latency.draw_s(rng) * 1000 for _ in range(REQUESTS)])
+    excess = np.sort(lognormal_ttfts) - drawn
+    assert excess.min() >= -EARLY_MS, excess.min()
+    assert float(np.median(excess)) <= 3.0, np.median(excess)
+    assert float(np.quantile(excess, 0.8)) <= LATE_MS, np.quantile(excess, 0.8)
+
+
+SERVICE_MS, SLOTS, QUEUED_CONCURRENCY, QUEUED_REQUESTS = 50.0, 2, 6, 60
+
+
+def test_a_queue_of_two_slots_at_concurrency_six_saturates_as_predicted() -> None:
+    config = MockServerConfig(latency_ms=SERVICE_MS, slots=SLOTS)
+    with MockServerProcess(config) as server:
+        _, latencies, wall = asyncio.run(
+            _measure(server.url, QUEUED_REQUESTS, QUEUED_CONCURRENCY, stream=False))
+    throughput = QUEUED_REQUESTS / wall
+    predicted = SLOTS / (SERVICE_MS / 1000)  # 40 requests/s, whatever the concurrency
+    # Never faster than N / S (that would mean more than N in service); a busy machine
+    # only adds time between one answer and the next request.
+    assert 0.85 * predicted <= throughput <= 1.02 * predicted, throughput
+    # In steady state a request waits for the c/N - 1 = 2 service times ahead of it:
+    # latency c/N x S = 150 ms. The first c requests wait 0, 0, 1, 1, 2, 2 service times.
+    steady = latencies[QUEUED_CONCURRENCY:]
+    expected = QUEUED_CONCURRENCY / SLOTS * SERVICE_MS
+    assert expected - 2 <= float(np.median(steady)) <= expected + 10, np.median(steady)
+    first = sorted(latencies[:QUEUED_CONCURRENCY])
+    assert first[0] == pytest.approx(SERVICE_MS, abs=8)
+    assert first[-1] == pytest.approx(expected, abs=15)
+
+
+def test_without_a_queue_concurrency_six_is_served_at_once() -> None:
+    # The control: the same service time without slots is not queued (so the test above
+    # measures the queue, not the client).
+    with MockServerProcess(MockServerConfig(latency_ms=SERVICE_MS)) as server:
+        _, latencies, _ = asyncio.run(_measure(server.url, 24, 6, stream=False))
+    assert float(np.median(latencies)) <= SERVICE_MS + 8, np.median(latencies)

@@ -5,6 +5,7 @@ exactly as predicted."""
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import time
 
@@ -128,3 +129,43 @@ def test_without_a_queue_concurrency_six_is_served_at_once() -> None:
     with MockServerProcess(MockServerConfig(latency_ms=SERVICE_MS)) as server:
         _, latencies, _ = asyncio.run(_measure(server.url, 24, 6, stream=False))
     assert float(np.median(latencies)) <= SERVICE_MS + 8, np.median(latencies)
+
+
+# Through the plugin: a verdict on the lognormal mock, whose true p90 is known. The median
+# is large against the engine's own per-request delay (a few ms on a busy box), so the
+# thresholds' margins are the distribution's, not the machine's: with n = 300 the 95 %
+# upper bound of p90 sits near the true 0.933-quantile (1.14x p90, under 1.3x) and the
+# lower bound near the 0.867-quantile (0.92x p90, above 0.75x).
+VERDICT_MOCK = MockServerConfig(ttft_distribution="lognormal", ttft_ms=100.0,
+                                ttft_p99_ms=300.0, tokens=4, seed=5)
+VERDICT_INI = """
+[pytest]
+asyncio_default_fixture_loop_scope = function
+aiperf_workers = 1
+aiperf_validity = warn
+"""
+MARKED = """
+import pytest
+
+@pytest.mark.aiperf(streaming=True, request_count=300, concurrency=12,
+                    slo={{"time_to_first_token.p90": "< {threshold:.1f} ms"}})
+def test_ttft_p90():
+    pass
+"""
+
+
+@pytest.mark.parametrize(("factor", "outcome"), [(1.3, "passed"), (0.75, "failed")])
+def test_a_p90_objective_on_the_lognormal_mock_gets_the_true_verdict(
+    pytester: pytest.Pytester, factor: float, outcome: str
+) -> None:
+    true_p90 = VERDICT_MOCK.true_quantile("time_to_first_token", 0.9)
+    pytester.makeini(VERDICT_INI)
+    pytester.makepyfile(MARKED.format(threshold=factor * true_p90))
+    with MockServerProcess(VERDICT_MOCK) as server:
+        result = pytester.runpytest_inprocess("--aiperf-url", server.url,
+                                              "--aiperf-artifacts", "out")
+    result.assert_outcomes(**{outcome: 1})
+    summary = json.loads((pytester.path / "out" / "summary.json").read_text())
+    objective, = summary["load_tests"][0]["objectives"]
+    assert objective["verdict"] == ("PASS" if outcome == "passed" else "FAIL"), objective
+    assert objective["n"] == 300

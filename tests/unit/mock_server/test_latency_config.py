@@ -120,3 +120,25 @@ def test_lognormal_quantiles_are_monotone_and_hit_p99(median: float, ratio: floa
     assert config.true_quantile("time_to_first_token", 0.99) == pytest.approx(median * ratio)
     low, high = (config.true_quantile("time_to_first_token", x) for x in (q * 0.99, q))
     assert 0 < low <= high
+
+
+_maybe = st.one_of(st.none(), st.floats(-10, 1e4, allow_nan=False))
+
+
+@settings(max_examples=300, deadline=None)
+@given(kind=st.sampled_from(["fixed", "normal", "lognormal", "weibull"]),
+       center=st.floats(-5, 1e4, allow_nan=False), stddev=st.floats(-1, 100),
+       sigma=_maybe, p99=_maybe, q=st.floats(0.001, 0.999))
+def test_any_keys_validate_or_fail_clearly_and_valid_ones_have_sane_quantiles(
+    kind: str, center: float, stddev: float, sigma: float | None, p99: float | None,
+    q: float,
+) -> None:
+    try:
+        config = MockServerConfig(ttft_distribution=kind, ttft_ms=center,
+                                  ttft_stddev_ms=stddev, ttft_sigma=sigma, ttft_p99_ms=p99)
+    except ValidationError:
+        return
+    low = config.true_quantile("time_to_first_token", q * 0.5)
+    high = config.true_quantile("time_to_first_token", q)
+    assert 0 <= low <= high and math.isfinite(high)
+    assert config.ttft_latency().draw_s(random.Random(0)) >= 0

@@ -18,17 +18,22 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import psutil
-from _slow_processor import SlowRecordProcessor
 
 from aiperf.common.config import ServiceConfig
 from aiperf.mesh import Mesh
 from aiperf.mock_server import MockServerProcess
+
+# The slowed processor is the tests' (tests/harness): the mesh imports it by module path.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from aiperf.plugin import PluginType, plugins
+from tests.harness.slow_processor import SlowRecordProcessor
 
 MIB = 1024 * 1024
 

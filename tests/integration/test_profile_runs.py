@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import itertools
 import json
-import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from aiperf.common.messages import ConfigureProfileCommand
 from aiperf.mesh import Mesh
 from aiperf.mock_server import MockServerProcess
 from aiperf.plugin import PluginType, plugins
 from aiperf.results import ProfileResult
-from aiperf.services.record_processor import RecordProcessor
+from tests.harness.slow_processor import DELAY_ENV, SlowRecordProcessor
 
 
 def assert_accounted(result: ProfileResult, sent: int) -> None:
@@ -191,26 +188,10 @@ def test_progress_reports_arrive_while_a_run_goes_on(
     assert all(0 <= r <= 30 for r, _ in seen)
 
 
-class SlowRecordProcessor(RecordProcessor):
-    """Derives each record 2 ms late: a record processor that falls behind the worker."""
-
-    async def _configure(self, command: ConfigureProfileCommand) -> dict[str, Any]:
-        payload = await super()._configure(command)
-        deriver = self._deriver
-        assert deriver is not None
-        derive = deriver.derive
-
-        def slow(raw: Any) -> Any:
-            time.sleep(0.002)
-            return derive(raw)
-
-        deriver.derive = slow  # type: ignore[method-assign]
-        return payload
-
-
 def test_a_slow_record_processor_slows_the_workers_and_loses_no_record(
-    mock_server: MockServerProcess,
+    mock_server: MockServerProcess, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setenv(DELAY_ENV, "2")  # each record derived 2 ms late
     # An HWM of one batch: the worker's sends wait on the processor most of the run.
     with plugins.registered(PluginType.SERVICE, "record_processor", SlowRecordProcessor), \
             Mesh(workers=1, record_hwm=1) as mesh:

@@ -6,12 +6,12 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from typing import Any
 
-from aiperf.common.messages import ConfigureProfileCommand
+import pytest
+
 from aiperf.mesh import Mesh
 from aiperf.plugin import PluginType, plugins
-from aiperf.services.record_processor import RecordProcessor
+from tests.harness.slow_processor import DELAY_ENV, SlowRecordProcessor
 from tests.integration.services.servers import reference_server, response
 
 SERVER_MS = 50
@@ -20,32 +20,19 @@ BODY = json.dumps({"choices": [{"message": {"content": "a b"}}], "padding": "x" 
                    "usage": {"prompt_tokens": 2, "completion_tokens": 2}}).encode()
 
 
-class BehindRecordProcessor(RecordProcessor):
-    """Derives each record 15 ms late: about a third of the pace of the requests below."""
-
-    async def _configure(self, command: ConfigureProfileCommand) -> dict[str, Any]:
-        payload = await super()._configure(command)
-        deriver = self._deriver
-        assert deriver is not None
-        derive = deriver.derive
-
-        def slow(raw: Any) -> Any:
-            time.sleep(0.015)  # blocks its loop, as CPU-bound parsing would
-            return derive(raw)
-
-        deriver.derive = slow  # type: ignore[method-assign]
-        return payload
-
-
 async def answer_after_50_ms(head: bytes, writer: asyncio.StreamWriter) -> None:
     await asyncio.sleep(SERVER_MS / 1000)
     writer.write(response(BODY))
     await writer.drain()
 
 
-def test_a_processor_behind_slows_the_run_but_not_the_measured_latency() -> None:
+def test_a_processor_behind_slows_the_run_but_not_the_measured_latency(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Each record derived 15 ms late: about a third of the pace of the requests below.
+    monkeypatch.setenv(DELAY_ENV, "15")
     with reference_server(answer_after_50_ms) as url, \
-            plugins.registered(PluginType.SERVICE, "record_processor", BehindRecordProcessor), \
+            plugins.registered(PluginType.SERVICE, "record_processor", SlowRecordProcessor), \
             Mesh(workers=1, record_hwm=1) as mesh:
         started = time.monotonic()
         result = mesh.run(url=url, concurrency=8, request_count=120)

@@ -1,5 +1,6 @@
-"""A record processor slowed down on purpose (benchmarks/backpressure.py): it sleeps
-``AIPERF_SLOW_RECORD_MS`` per record before deriving it, blocking its event loop as real
+"""A record processor slowed down on purpose, for the backpressure tests and
+benchmarks/backpressure.py: it sleeps ``AIPERF_SLOW_RECORD_MS`` (the environment the mesh
+inherits; default 1) per record before deriving it, blocking its event loop as real
 CPU-bound parsing would."""
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from typing import Any
 from aiperf.common.messages import ConfigureProfileCommand
 from aiperf.services.record_processor import RecordProcessor
 
+DELAY_ENV = "AIPERF_SLOW_RECORD_MS"
+
 
 class SlowRecordProcessor(RecordProcessor):
     async def _configure(self, command: ConfigureProfileCommand) -> dict[str, Any]:
@@ -18,7 +21,7 @@ class SlowRecordProcessor(RecordProcessor):
         deriver = self._deriver
         assert deriver is not None
         derive = deriver.derive
-        pause = float(os.environ.get("AIPERF_SLOW_RECORD_MS", "1")) / 1000
+        pause = float(os.environ.get(DELAY_ENV, "1")) / 1000
 
         def slow(raw: Any) -> Any:
             time.sleep(pause)

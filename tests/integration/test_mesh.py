@@ -140,13 +140,19 @@ def test_no_mesh_process_survives_a_sigkilled_host(tmp_path: Path) -> None:
         print(json.dumps([mesh.pid, *descendants(mesh.pid)]), flush=True)
         time.sleep(60)
     """)
+    assert_none_survives_a_sigkilled_host(script, expected=7)
+
+
+def assert_none_survives_a_sigkilled_host(script: str, expected: int) -> None:
+    """Run ``script`` as a host that prints the pids it started (one JSON line), check they
+    all run, SIGKILL the host and check every one of them is gone."""
     root = Path(__file__).parents[2]
     host = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
                             cwd=root, env=dict(os.environ, PYTHONPATH=str(root)))
     try:
         assert host.stdout is not None
         pids = json.loads(host.stdout.readline())
-        assert len(pids) == 7
+        assert len(pids) == expected and wait_gone(pids, timeout=0) == pids  # all alive
         host.kill()
         host.wait(5)
         assert wait_gone(pids, timeout=5) == []
@@ -364,19 +370,7 @@ def test_children_started_from_a_passing_thread_still_die_with_a_sigkilled_host(
         print(json.dumps([server.pid, mesh.pid, *descendants(mesh.pid)]), flush=True)
         time.sleep(60)
     """)
-    root = Path(__file__).parents[2]
-    host = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
-                            cwd=root, env=dict(os.environ, PYTHONPATH=str(root)))
-    try:
-        assert host.stdout is not None
-        pids = json.loads(host.stdout.readline())
-        assert len(pids) == 1 + 1 + 5 and wait_gone(pids, timeout=0) == pids  # all alive
-        host.kill()
-        host.wait(5)
-        assert wait_gone(pids, timeout=5) == []
-    finally:
-        if host.poll() is None:
-            host.kill()
+    assert_none_survives_a_sigkilled_host(script, expected=1 + 1 + 5)
 
 
 @pytest.mark.parametrize("after_s", [0.05, 1.0], ids=["during-configure", "mid-run"])

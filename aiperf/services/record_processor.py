@@ -11,7 +11,7 @@ from typing import Any
 
 import zmq
 
-from aiperf.common.codec import MetricBatch, encode, raw_decoder, run_number
+from aiperf.common.codec import MetricBatch, decode_raw_frames, encode, run_number
 from aiperf.common.comms import sync_twin
 from aiperf.common.config import UserConfig
 from aiperf.common.hooks import on_init, on_message
@@ -49,7 +49,7 @@ class RecordProcessor(BaseComponentService):
 
     async def _process_loop(self) -> None:
         while True:
-            batch = raw_decoder.decode(await self._raw.recv())
+            batch = decode_raw_frames(await self._raw.recv_multipart())
             if batch.run != self._run or self._deriver is None:
                 continue
             derive = self._deriver.derive

@@ -38,6 +38,7 @@ from aiperf.common.codec import (
     WorkerHello,
     cancellation,
     encode,
+    encode_raw_frames,
     run_number,
     to_worker_decoder,
 )
@@ -94,7 +95,7 @@ class Worker(BaseComponentService):
         self._records_async = records
         self._records = sync_twin(records)
         # Batches waiting for room on a full record socket (a processor behind), in order.
-        self._backlog: collections.deque[bytes] = collections.deque()
+        self._backlog: collections.deque[list[bytes]] = collections.deque()
         self._drained = asyncio.Event()
         self._drained.set()
         self._run = 0
@@ -347,21 +348,26 @@ class Worker(BaseComponentService):
             self._big_flush.cancel()
             self._big_flush = None
         records, self._pending_records = self._pending_records, []
-        self._pending_bytes = 0
+        large, self._pending_bytes = self._pending_bytes >= ZERO_COPY_BYTES, 0
         if not records:
             return
-        data = encode(RawBatch(self._run, records))
+        batch = RawBatch(self._run, records)
+        # Large bodies leave as frames of their own, never copied on this loop (codec).
+        frames = encode_raw_frames(batch) if large else [encode(batch)]
         if self._backlog:  # behind others waiting for room: keep the order
-            self._backlog.append(data)
+            self._backlog.append(frames)
             return
         try:
             # Never a blocking send: a full socket (its HWM reached, a processor behind)
             # would freeze this event loop and with it the timestamps of every request in
             # flight. zmq copies a message unless told not to; for a large one the copy
             # costs more than the reference it keeps (bytes are immutable: safe to share).
-            self._records.send(data, zmq.NOBLOCK, copy=len(data) < ZERO_COPY_BYTES)
+            if large:
+                self._records.send_multipart(frames, zmq.NOBLOCK, copy=False)
+            else:
+                self._records.send(frames[0], zmq.NOBLOCK)
         except zmq.Again:
-            self._backlog.append(data)
+            self._backlog.append(frames)
             self._drained.clear()
             self.spawn(self._drain_backlog(), name="record-backlog")
 
@@ -369,8 +375,9 @@ class Worker(BaseComponentService):
         """Send the waiting batches as the processors make room, without blocking the loop;
         new requests wait for this (see _execute), which is the backpressure."""
         while self._backlog:
-            data = self._backlog[0]
-            await self._records_async.send(data, copy=len(data) < ZERO_COPY_BYTES)
+            frames = self._backlog[0]
+            await self._records_async.send_multipart(
+                frames, copy=len(frames) == 1 and len(frames[0]) < ZERO_COPY_BYTES)
             self._backlog.popleft()
         self._drained.set()
 

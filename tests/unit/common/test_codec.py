@@ -1,5 +1,9 @@
 from __future__ import annotations
 
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from aiperf.common import codec
 from aiperf.common.codec import (
     Credit,
@@ -60,3 +64,32 @@ def test_records_of_the_old_shape_still_decode_with_defaults() -> None:
     old = [5, 1, "w", 10, 11, 12, 14, 3, 1, 4, 7, 15, [1], False, None, False]
     record = codec.msgspec.msgpack.decode(codec.encode(old), type=codec.MetricRecord)
     assert (record.ttfo_ns, record.reasoning_tokens, record.http_reused) == (-1, -1, -1)
+
+
+_reads = st.lists(st.tuples(st.integers(0, 2**62), st.binary(max_size=3 * codec.DETACH_BYTES)),
+                  max_size=6)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(_reads, max_size=4))
+def test_large_reads_travel_as_frames_of_their_own_and_come_back_in_place(
+    records_reads: list[list[tuple[int, bytes]]],
+) -> None:
+    def batch() -> RawBatch:
+        return RawBatch(3, [RawRecord(i, 1, "w", 0, 1, 2, 3, 4, 5, 200, list(reads))
+                            for i, reads in enumerate(records_reads)])
+
+    frames = codec.encode_raw_frames(batch())
+    large = [data for reads in records_reads for _, data in reads
+             if len(data) >= codec.DETACH_BYTES]
+    assert frames[1:] == large  # each large read as it was, in order, never packed
+    assert len(frames[0]) < codec.DETACH_BYTES * (1 + len(records_reads)) or not large
+    assert codec.decode_raw_frames(frames) == batch()
+
+
+def test_a_batch_whose_frames_do_not_match_its_detached_reads_is_refused() -> None:
+    record = RawRecord(1, 1, "w", 0, 1, 2, 3, 4, 5, 200, [(6, bytes(codec.DETACH_BYTES))])
+    frames = codec.encode_raw_frames(RawBatch(1, [record]))
+    with pytest.raises(ValueError, match="names 1 detached reads but came with 0"):
+        codec.decode_raw_frames(frames[:1])
+    assert codec.decode_raw_frames([codec.encode(RawBatch(1, []))]) == RawBatch(1, [])

@@ -114,7 +114,9 @@ class Mesh:
         }
         Path(self.service_config.run_dir, _HOST_PID_FILE).write_text(str(os.getpid()))
         env = dict(os.environ)
-        env["AIPERF_SERVICE_CONFIG"] = self.service_config.model_dump_json()
+        # The mesh's keys travel revealed to the controller only (this env is its own).
+        env["AIPERF_SERVICE_CONFIG"] = self.service_config.model_dump_json(
+            context={"reveal": True})
         env["AIPERF_PARENT_PID"] = str(os.getpid())
         # The controller imports plugin classes by module path, including ones registered
         # at run time from test modules: give it the host's import path.

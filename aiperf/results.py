@@ -225,6 +225,10 @@ class ProfileResult:
     _worker_load: dict[str, dict[str, Any]] | None = field(default=None, repr=False,
                                                            compare=False)
     _validity: Any = field(default=None, repr=False, compare=False)
+    # Each worker's clock estimate, by worker id, when the mesh synced clocks (remote
+    # workers); None for a local mesh, whose services share one clock.
+    _clock_offsets: dict[str, dict[str, Any]] | None = field(default=None, repr=False,
+                                                            compare=False)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], config: UserConfig | None = None) -> ProfileResult:
@@ -236,6 +240,7 @@ class ProfileResult:
         raw_values: dict[str, bytes] = data.get("values") or {}
         wire_timeline: dict[str, Any] | None = data.get("timeline")
         worker_load: dict[str, dict[str, Any]] | None = data.get("worker_load")
+        clock_offsets: dict[str, dict[str, Any]] | None = data.get("clock_offsets")
         if "values" not in data and data.get("values_path"):
             path = Path(data["values_path"])
             stored = msgspec.msgpack.decode(path.read_bytes())
@@ -243,6 +248,7 @@ class ProfileResult:
             if isinstance(stored.get("values"), dict):  # values and timeline
                 raw_values, wire_timeline = stored["values"], stored.get("timeline")
                 worker_load = stored.get("worker_load")
+                clock_offsets = stored.get("clock_offsets")
             else:  # values alone (a file written before the timeline)
                 raw_values = stored
         timeline, record_index = (Timeline.from_wire(wire_timeline, raw_values)
@@ -272,6 +278,7 @@ class ProfileResult:
             config=config,
             _timeline=timeline,
             _worker_load=worker_load,
+            _clock_offsets=clock_offsets,
         )
 
     @property
@@ -309,6 +316,14 @@ class ProfileResult:
     def worker_load(self) -> dict[str, dict[str, Any]]:
         """Each worker's load probe report for this run (empty when none was shipped)."""
         return self._worker_load or {}
+
+    @property
+    def clock_offsets(self) -> dict[str, dict[str, Any]]:
+        """Each remote worker's clock against the timing manager's, by worker id:
+        ``offset_ns`` (reference = worker + offset), ``uncertainty_ns`` (the true offset is
+        within it either way), ``round_trip_ns``, ``samples`` and ``host``. Empty for a
+        local mesh (one clock) or a worker whose report did not come."""
+        return self._clock_offsets or {}
 
     def __repr__(self) -> str:
         cancelled = ", cancelled" if self.was_cancelled else ""
@@ -359,4 +374,6 @@ class ProfileResult:
         out["was_cancelled"] = self.was_cancelled
         out["start_time"] = self.start_time
         out["end_time"] = self.end_time
+        if self._clock_offsets is not None:  # only when the mesh synced clocks
+            out["clock_offsets"] = self._clock_offsets
         return out

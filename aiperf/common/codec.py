@@ -24,9 +24,10 @@ def run_number(run_id: str) -> int:
 
 
 class Credit(msgspec.Struct, array_like=True, frozen=True):
-    """Permission to send one request. ``send_at_ns`` (perf_counter_ns) is when the request
-    is due: 0 means now. Workers fire credits on their own clock, so no IPC hop sits between
-    the schedule and the request."""
+    """Permission to send one request. ``send_at_ns`` (the timing manager's perf_counter_ns,
+    the reference clock) is when the request is due: 0 means now. Workers fire credits on
+    their own clock, converted by their clock offset when the mesh syncs clocks, so no IPC
+    hop sits between the schedule and the request."""
 
     id: int
     phase: int
@@ -137,7 +138,7 @@ class MetricRecord(msgspec.Struct, array_like=True):
 class Lease(msgspec.Struct, array_like=True, tag=1):
     """Closed-loop credits in bulk: the worker may start requests ``first_id`` ..
     ``first_id + count - 1`` itself, at most ``slots`` at once, none after ``deadline_ns``
-    (0: no deadline). Leasing keeps
+    (reference clock, like ``Credit.send_at_ns``; 0: no deadline). Leasing keeps
     the timing manager and every IPC hop out of the per-request loop in concurrency mode."""
 
     run: int
@@ -178,8 +179,23 @@ class ReturnBatch(msgspec.Struct, array_like=True, tag=5):
     credit_ids: list[int]
 
 
-ToWorker = Lease | CreditBatch
-FromWorker = WorkerHello | LeaseReport | ReturnBatch
+class ClockPing(msgspec.Struct, array_like=True, tag=6):
+    """A worker's clock reading ``t0`` (its perf_counter_ns), asking for the timing
+    manager's: one round trip of the clock handshake (``services/clock.py``)."""
+
+    t0: int
+
+
+class ClockPong(msgspec.Struct, array_like=True, tag=7):
+    """The answer to a ``ClockPing``: its ``t0`` back and the timing manager's
+    perf_counter_ns (the reference clock) when it answered."""
+
+    t0: int
+    reference_ns: int
+
+
+ToWorker = Lease | CreditBatch | ClockPong
+FromWorker = WorkerHello | LeaseReport | ReturnBatch | ClockPing
 
 
 class RawBatch(msgspec.Struct, array_like=True):
@@ -188,6 +204,10 @@ class RawBatch(msgspec.Struct, array_like=True):
     # (record index, chunk index) of every read sent as a frame of its own, in frame order
     # (see encode_raw_frames); empty for a batch sent as one frame.
     detached: list[tuple[int, int]] = []
+    # Add this to the records' stamps for the reference (timing manager's) clock: the
+    # worker's estimated offset, set per batch when the mesh syncs clocks (remote workers);
+    # 0 for a local mesh, whose services share one clock.
+    clock_offset_ns: int = 0
 
 
 class MetricBatch(msgspec.Struct, array_like=True):

@@ -3,6 +3,10 @@
 Replicable: each instance binds its own ``raw_records_<i>`` address and workers spread their
 batches over all of them, so parsing JSON and counting tokens scales with processors while
 workers spend their CPU on sending requests.
+
+A batch from a worker on another host carries that worker's clock offset; its records'
+stamps are moved onto the reference clock (the timing manager's) before deriving, so that
+stamps of different workers compare (benchmark duration, time slices).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from aiperf.dataset.models import dataset_of
 from aiperf.dataset.tokenizer import make_tokenizer
 from aiperf.endpoints.base import make_endpoint
 from aiperf.metrics.derive import RecordDeriver
+from aiperf.services.clock import shift_stamps
 
 
 class RecordProcessor(BaseComponentService):
@@ -52,6 +57,8 @@ class RecordProcessor(BaseComponentService):
             batch = decode_raw_frames(await self._raw.recv_multipart())
             if batch.run != self._run or self._deriver is None:
                 continue
+            if batch.clock_offset_ns:
+                shift_stamps(batch.records, batch.clock_offset_ns)
             derive = self._deriver.derive
             out = MetricBatch(batch.run, [derive(raw) for raw in batch.records])
             self._out.send(encode(out))

@@ -66,6 +66,8 @@ class RecordsManager(BaseComponentService):
         self._config: UserConfig | None = None
         self._late_timer: asyncio.TimerHandle | None = None
         self._loads: dict[str, dict[str, Any]] = {}
+        # Each remote worker's clock estimate (ProfileResult.clock_offsets), by worker id.
+        self._clocks: dict[str, dict[str, Any]] = {}
         self._loads_in = asyncio.Event()
         self.spawn(self._collect(), name="records")
 
@@ -83,6 +85,7 @@ class RecordsManager(BaseComponentService):
         self._expected = None
         self._finished = False
         self._loads = {}
+        self._clocks = {}
         self._loads_in.clear()
         self._started = time.monotonic()
         return {}
@@ -134,6 +137,12 @@ class RecordsManager(BaseComponentService):
             return
         self._loads[report.service_id] = report.model_dump(
             include={"tick_ns", "lag_ns", "cpu_at_ns", "cpu_ns", "period_ns"})
+        if report.clock_offset_ns is not None:
+            self._clocks[report.service_id] = {
+                "offset_ns": report.clock_offset_ns,
+                "uncertainty_ns": report.clock_uncertainty_ns,
+                "round_trip_ns": report.clock_round_trip_ns,
+                "samples": report.clock_samples, "host": report.host}
         if len(self._loads) >= self.service_config.workers:
             self._loads_in.set()
 
@@ -183,9 +192,11 @@ class RecordsManager(BaseComponentService):
                                   export_to=path, count=self._count)
         values_path = path.with_suffix(".values")
         # Values and the timeline are bytes: a file, like the table, not JSON on a socket.
-        values_path.write_bytes(msgspec.msgpack.encode(
-            {"values": results.pop("values"), "timeline": results.pop("timeline"),
-             "worker_load": loads}))
+        stored: dict[str, Any] = {"values": results.pop("values"),
+                                  "timeline": results.pop("timeline"), "worker_load": loads}
+        if self.service_config.clock_sync:
+            stored["clock_offsets"] = dict(self._clocks)
+        values_path.write_bytes(msgspec.msgpack.encode(stored))
         results["values_path"] = str(values_path)
         results["run_id"] = run_id
         if self._cancelled:

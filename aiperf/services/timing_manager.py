@@ -2,9 +2,11 @@
 
 One ROUTER socket carries the whole credit channel: workers say hello when they start
 (their DEALER identity is their service id), receive leases or scheduled credits, and
-report back lease use and finished scheduled credits. When the set of issued credits is
-final it publishes ``CreditsComplete`` with the exact id ranges, against which the records
-manager checks that every credit has one record. In duration mode it then waits the grace
+report back lease use and finished scheduled credits. Its ``perf_counter_ns`` is the
+mesh's reference clock: workers on other hosts ask for it (``ClockPing``) to estimate their
+offset (``services/clock.py``). When the set of issued credits is final it publishes
+``CreditsComplete`` with the exact id ranges, against which the records manager checks
+that every credit has one record. In duration mode it then waits the grace
 period for stragglers and asks workers to cancel what is still in flight.
 
 ``CancelRunCommand`` (from the controller) stops the strategy at once. Dropping the run
@@ -16,12 +18,15 @@ the credits that were really issued.
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import numpy as np
 import zmq
 
 from aiperf.common.codec import (
+    ClockPing,
+    ClockPong,
     Credit,
     CreditBatch,
     Lease,
@@ -163,7 +168,12 @@ class TimingManager(BaseComponentService):
             identity, data = await self._router.recv_multipart()
             message = from_worker_decoder.decode(data)
             strategy = self._strategy
-            if isinstance(message, WorkerHello):
+            if isinstance(message, ClockPing):
+                # Answered on the spot: any time spent here widens the worker's round
+                # trip, and with it the estimate's uncertainty.
+                await self._router.send_multipart(
+                    [identity, encode(ClockPong(message.t0, time.perf_counter_ns()))])
+            elif isinstance(message, WorkerHello):
                 worker = identity.decode()
                 if worker not in self.workers:
                     self.workers.append(worker)

@@ -13,20 +13,34 @@ processor behind), batches wait in a backlog sent as room appears, and new reque
 for it to drain, while requests in flight keep being read and timed. A blocking send there
 froze every in-flight request's timestamps (latency p90 about 200 ms against a 50 ms
 server in tests/integration/services/test_backpressure.py).
+
+A worker of a mesh whose services do not share one host's clock (``clock_sync``: the ray
+and external backends) estimates its clock's offset from the timing manager's right after
+its hello, before it registers and so before it can get credits, and again at each run's
+configure (``services/clock.py``). Scheduled send times and lease deadlines come on the
+timing manager's clock and are converted once per credit or lease; records keep this
+host's stamps and their batch carries the offset, applied by the record processor. Without
+``clock_sync`` the offset is 0 and nothing of this runs.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import os
+import socket
 import time
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
+import numpy as np
 import zmq
 
 from aiperf.common.codec import (
     MAX_ERROR_MESSAGE,
+    ClockPing,
+    ClockPong,
     Credit,
     CreditBatch,
     ErrorInfo,
@@ -55,6 +69,17 @@ from aiperf.common.messages import (
 from aiperf.common.service import BaseComponentService
 from aiperf.dataset.models import Turn, dataset_of, turn_for
 from aiperf.endpoints.base import BaseEndpoint, make_endpoint
+from aiperf.errors import MeshTimeoutError
+from aiperf.services.clock import (
+    CLOCK_ROUNDS,
+    CLOCK_SKEW_ENV,
+    CLOCK_SYNC_TIMEOUT_S,
+    ClockEstimate,
+    ClockSample,
+    estimate,
+    shift_stamps,
+    skew_for_tests,
+)
 from aiperf.services.load_probe import LoadProbe
 from aiperf.transports import make_transport
 from aiperf.transports.http import HttpTransport
@@ -119,12 +144,30 @@ class Worker(BaseComponentService):
         self._pending_returns: list[int] = []
         # Event-loop lag and CPU during each run, for aiperf.validity: one 10 ms timer.
         self._load = LoadProbe()
+        # Tests only: this process acts as if its monotonic clock read perf_counter_ns() +
+        # skew, as a host with another clock would (tests/integration/services/
+        # test_clock_sync.py). Unset, every use below is a skipped branch per batch.
+        self._skew_ns = skew_for_tests(os.environ.get(CLOCK_SKEW_ENV), self.index)
+        self._clock: ClockEstimate | None = None
+        # reference = local + offset: carried by every record batch (0 without clock sync).
+        self._clock_offset_ns = 0
+        # Added to a reference-clock time for this process's perf_counter_ns.
+        self._to_perf_ns = -self._skew_ns
+        self._ping: tuple[int, asyncio.Future[tuple[int, int]]] | None = None
         self._channel.send(encode(WorkerHello(self.service_id)))
         self.spawn(self._receive(), name="credit-channel")
+        if cfg.clock_sync:
+            await self._sync_clock()  # before registering: no credit comes before it
 
     @on_message(MessageType.CONFIGURE_PROFILE)
     async def _configure(self, command: ConfigureProfileCommand) -> dict[str, Any]:
         config = UserConfig.from_wire(command.user_config)
+        if self.service_config.clock_sync:
+            # Pending records leave under the estimate they were stamped with; then a fresh
+            # one keeps drift over a long session bounded by one run's worth. Before
+            # _end_run, so no cancelled request can queue a record during the handshake.
+            self._flush_records()
+            await self._sync_clock()
         self._end_run()
         self._flush_records()  # what is pending belongs to the run that is ending
         self._endpoint = make_endpoint(config)
@@ -162,7 +205,17 @@ class Worker(BaseComponentService):
             return
         report = self._load.report()
         self._load.stop()
-        await self.publish(WorkerLoadReport(run_id=message.run_id, **report))
+        clock: dict[str, Any] = {}
+        if self._clock is not None:
+            # The probe's stamps are compared with the run's requests (reference clock).
+            shift = self._skew_ns + self._clock.offset_ns
+            for key in ("tick_ns", "cpu_at_ns"):
+                report[key] = (np.frombuffer(report[key], dtype=np.int64) + shift).tobytes()
+            clock = {"clock_offset_ns": self._clock.offset_ns,
+                     "clock_uncertainty_ns": self._clock.uncertainty_ns,
+                     "clock_round_trip_ns": self._clock.round_trip_ns,
+                     "clock_samples": self._clock.samples, "host": socket.gethostname()}
+        await self.publish(WorkerLoadReport(run_id=message.run_id, **report, **clock))
 
     @on_message(MessageType.CANCEL_REQUESTS)
     async def _cancel(self, message: CancelRequestsMessage) -> None:
@@ -191,15 +244,60 @@ class Worker(BaseComponentService):
         self._in_flight.clear()
         self._leases.clear()
 
+    # -- the clock handshake -------------------------------------------------------------
+
+    async def _sync_clock(self) -> None:
+        """CLOCK_ROUNDS round trips with the timing manager, one at a time, and the
+        estimate from the fastest (``clock.estimate``). A timing manager that does not
+        answer by the deadline is fatal: at start-up this fails the mesh, at configure the
+        run, naming it."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + CLOCK_SYNC_TIMEOUT_S
+        samples: list[ClockSample] = []
+        try:
+            async with asyncio.timeout_at(deadline):
+                for _ in range(CLOCK_ROUNDS):
+                    waiter: asyncio.Future[tuple[int, int]] = loop.create_future()
+                    t0 = _perf_ns() + self._skew_ns
+                    self._ping = (t0, waiter)
+                    self._channel.send(encode(ClockPing(t0)))
+                    reference, t3 = await waiter
+                    samples.append((t0, reference, t3))
+        except TimeoutError:
+            raise MeshTimeoutError(
+                f"worker {self.service_id}: the timing manager answered {len(samples)} of "
+                f"{CLOCK_ROUNDS} clock pings within {CLOCK_SYNC_TIMEOUT_S:g} s "
+                f"({self.service_config.address('credits')})") from None
+        finally:
+            self._ping = None
+        self._clock = estimate(samples)
+        self._clock_offset_ns = self._clock.offset_ns
+        self._to_perf_ns = -self._clock.offset_ns - self._skew_ns
+        self.debug(lambda: f"clock offset {self._clock}")
+
+    def _pong(self, pong: ClockPong) -> None:
+        t3 = _perf_ns() + self._skew_ns
+        ping = self._ping
+        # A pong for an earlier handshake's ping (one that timed out) is not this one's.
+        if ping is not None and ping[0] == pong.t0 and not ping[1].done():
+            ping[1].set_result((pong.reference_ns, t3))
+
     # -- receiving credits --------------------------------------------------------------
 
     async def _receive(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
             message = to_worker_decoder.decode(await self._channel.recv())
+            if type(message) is ClockPong:
+                self._pong(message)
+                continue
             if message.run != self._run:
                 continue  # from a run that is over
             if isinstance(message, Lease):
+                if message.deadline_ns and self._to_perf_ns:
+                    # The deadline is on the timing manager's clock: once per lease.
+                    message = msgspec.structs.replace(
+                        message, deadline_ns=message.deadline_ns + self._to_perf_ns)
                 self._leases.append(_LeaseProgress(message))
                 if message.deadline_ns:
                     # Slots stuck in slow requests would not notice the deadline: a timer does.
@@ -259,8 +357,11 @@ class Worker(BaseComponentService):
                 self._report(progress)
 
     async def _scheduled(self, credit: Credit) -> None:
-        await self._execute(credit.id, credit.phase, credit.conversation, credit.send_at_ns,
-                            wait_until_ns=credit.send_at_ns)
+        send_at = credit.send_at_ns
+        if send_at and self._to_perf_ns:
+            send_at += self._to_perf_ns  # from the timing manager's clock to this process's
+        await self._execute(credit.id, credit.phase, credit.conversation, send_at,
+                            wait_until_ns=send_at)
         self._pending_returns.append(credit.id)
         if len(self._pending_returns) == 1:
             asyncio.get_running_loop().call_soon(self._flush_returns)
@@ -351,7 +452,9 @@ class Worker(BaseComponentService):
         large, self._pending_bytes = self._pending_bytes >= ZERO_COPY_BYTES, 0
         if not records:
             return
-        batch = RawBatch(self._run, records)
+        if self._skew_ns:  # tests only: the stamps a host with this clock would have taken
+            shift_stamps(records, self._skew_ns)
+        batch = RawBatch(self._run, records, clock_offset_ns=self._clock_offset_ns)
         # Large bodies leave as frames of their own, never copied on this loop (codec).
         frames = encode_raw_frames(batch) if large else [encode(batch)]
         if self._backlog:  # behind others waiting for room: keep the order

@@ -188,6 +188,14 @@ class WorkerLoadReport(Message):
     cpu_at_ns: bytes = b""
     cpu_ns: bytes = b""
     period_ns: int = 0
+    # With clock sync (remote workers): the worker's clock estimate for this run
+    # (services/clock.py; reference = local + offset) and the host it ran on. The probe's
+    # stamps above are then already on the reference clock.
+    clock_offset_ns: int | None = None
+    clock_uncertainty_ns: int | None = None
+    clock_round_trip_ns: int | None = None
+    clock_samples: int | None = None
+    host: str | None = None
 
 
 class RunHeartbeat(Message):

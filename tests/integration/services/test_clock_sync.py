@@ -27,6 +27,10 @@ WORKERS = 2
 # A scheduled (request_rate) run of about 1.5 s: credits carry absolute send times.
 PROFILE: dict[str, Any] = {"request_rate": 40.0, "arrival_pattern": "constant",
                            "request_count": 60, "streaming": True, "osl": 8, "isl": 16}
+# A closed-loop run for a duration: leases carry an absolute deadline.
+DURATION_S = 1.0
+TIMED: dict[str, Any] = {"concurrency": 4, "benchmark_duration": DURATION_S,
+                         "streaming": True, "osl": 8, "isl": 16}
 
 
 @dataclass
@@ -40,12 +44,13 @@ class Run:
         return self.after_ns - self.before_ns
 
 
-def profile(mesh: Mesh, url: str) -> Run:
+def profile(mesh: Mesh, url: str, settings: dict[str, Any] = PROFILE) -> Run:
     before = time.perf_counter_ns()
-    result = mesh.run(url=url, **PROFILE)
+    result = mesh.run(url=url, **settings)
     after = time.perf_counter_ns()
     assert result.invariant["ok"], result.invariant
-    assert result.error_count == 0 and result.request_count == PROFILE["request_count"]
+    if "request_count" in settings:
+        assert result.error_count == 0 and result.request_count == settings["request_count"]
     return Run(result, before, after)
 
 
@@ -57,10 +62,29 @@ def server() -> Iterator[MockServerProcess]:
 
 
 @pytest.fixture(scope="module")
-def unskewed(server: MockServerProcess) -> Run:
-    """The same profile on a plain local mesh: one clock, no handshake."""
+def unskewed_runs(server: MockServerProcess) -> dict[str, Run]:
+    """The same profiles on a plain local mesh: one clock, no handshake."""
     with Mesh(workers=WORKERS, command_timeout=15) as mesh:
-        return profile(mesh, server.url)
+        return {"rate": profile(mesh, server.url), "timed": profile(mesh, server.url, TIMED)}
+
+
+@pytest.fixture(scope="module")
+def unskewed(unskewed_runs: dict[str, Run]) -> Run:
+    return unskewed_runs["rate"]
+
+
+def check_offsets(result: ProfileResult, skews: str) -> None:
+    """(a) Each worker found its clock's offset: -skew, within the uncertainty it states.
+    (d) The result reports it, per worker, in the export too."""
+    offsets = result.clock_offsets
+    assert sorted(offsets) == [f"worker_{i}" for i in range(WORKERS)]
+    for worker, clock in offsets.items():
+        skew = skew_for_tests(skews, int(worker.rsplit("_", 1)[1]))
+        assert abs(clock["offset_ns"] + skew) <= clock["uncertainty_ns"], (worker, clock)
+        assert clock["uncertainty_ns"] == (clock["round_trip_ns"] + 1) // 2
+        assert clock["samples"] == CLOCK_ROUNDS
+        assert clock["host"] == socket.gethostname()
+    assert result.to_dict()["clock_offsets"] == offsets
 
 
 def test_a_local_mesh_reports_no_clock_offsets(unskewed: Run) -> None:
@@ -77,18 +101,8 @@ def test_skewed_workers_run_on_the_reference_clock(
     with Mesh(workers=WORKERS, command_timeout=15, clock_sync=True) as mesh:
         run = profile(mesh, server.url)
     result = run.result
-
-    # (a) Each worker found its clock's offset: -skew, within the uncertainty it states.
-    # (d) The result reports it, per worker, in the export too.
+    check_offsets(result, skews)
     offsets = result.clock_offsets
-    assert sorted(offsets) == [f"worker_{i}" for i in range(WORKERS)]
-    for worker, clock in offsets.items():
-        skew = skew_for_tests(skews, int(worker.rsplit("_", 1)[1]))
-        assert abs(clock["offset_ns"] + skew) <= clock["uncertainty_ns"], (worker, clock)
-        assert clock["uncertainty_ns"] == (clock["round_trip_ns"] + 1) // 2
-        assert clock["samples"] == CLOCK_ROUNDS
-        assert clock["host"] == socket.gethostname()
-    assert result.to_dict()["clock_offsets"] == offsets
 
     # (b) Requests went out on the timing manager's schedule. Every stamp of the result is
     # on the reference clock, which here is this process's: a worker that slept on its own
@@ -117,3 +131,28 @@ def test_skewed_workers_run_on_the_reference_clock(
     # them within the run rather than finding no tick inside it.
     lag = next(s for s in result.validity.signals if s.name == "event_loop_lag_p99")
     assert lag.measured is not None, lag
+
+
+def test_skewed_workers_stop_at_the_timing_managers_deadline(
+    server: MockServerProcess, unskewed_runs: dict[str, Run], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A lease's deadline is on the timing manager's clock: read on a worker's own clock it
+    would have expired 3 s ago on one worker (no request) and 3 s from now on the other
+    (requests into the grace period, cancelled)."""
+    skews = f"{SKEW_NS},{-SKEW_NS}"
+    monkeypatch.setenv(CLOCK_SKEW_ENV, skews)
+    with Mesh(workers=WORKERS, command_timeout=15, clock_sync=True) as mesh:
+        # The second run re-estimates at its configure and reports that estimate.
+        profile(mesh, server.url, TIMED)
+        run = profile(mesh, server.url, TIMED)
+    result = run.result
+    check_offsets(result, skews)
+    expected = unskewed_runs["timed"].result
+    assert result.error_count == 0, result.error_lines()
+    by_worker = {record["metadata"]["worker_id"] for record in result.records}
+    assert by_worker == {f"worker_{i}" for i in range(WORKERS)}
+    starts = [record["metadata"]["request_start_ns"] for record in result.records]
+    slack = max(clock["uncertainty_ns"] for clock in result.clock_offsets.values())
+    assert max(starts) - min(starts) <= DURATION_S * S + 2 * slack
+    duration = result.metric("benchmark_duration")
+    assert abs(duration - expected.metric("benchmark_duration")) < 0.25 * DURATION_S

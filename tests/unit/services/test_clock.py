@@ -3,14 +3,32 @@ in a result."""
 
 from __future__ import annotations
 
+import asyncio
+import os
+import time
+from pathlib import Path
+
 import pytest
+import zmq
+import zmq.asyncio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from aiperf.common import codec
 from aiperf.common.codec import ClockPing, ClockPong, RawBatch, RawRecord
+from aiperf.common.config import ServiceConfig
+from aiperf.errors import MeshTimeoutError
 from aiperf.results import ProfileResult
-from aiperf.services.clock import ClockEstimate, ClockSample, estimate, shift_stamps
+from aiperf.services import worker as worker_module
+from aiperf.services.clock import (
+    CLOCK_ROUNDS,
+    ClockEstimate,
+    ClockSample,
+    estimate,
+    shift_stamps,
+    skew_for_tests,
+)
+from aiperf.services.worker import Worker
 
 S = 1_000_000_000
 
@@ -83,6 +101,12 @@ def test_shifting_moves_every_instant_and_leaves_durations_and_absent_stamps() -
             unstarted.end_ns, unstarted.chunks) == (50, 0, 0, 55, [])
 
 
+def test_the_test_skew_is_one_value_for_all_or_one_per_worker() -> None:
+    assert skew_for_tests(None, 3) == skew_for_tests("", 0) == 0
+    assert skew_for_tests("-7", 5) == -7
+    assert [skew_for_tests("1,-2", i) for i in range(3)] == [1, -2, 1]
+
+
 def test_clock_messages_travel_in_the_credit_channel_unions() -> None:
     assert codec.from_worker_decoder.decode(codec.encode(ClockPing(123))) == ClockPing(123)
     pong = ClockPong(123, -456)
@@ -111,3 +135,77 @@ def test_the_offsets_reach_the_result_and_its_export_only_when_clocks_were_synce
     local = ProfileResult.from_dict(result_dict())
     assert local.clock_offsets == {}
     assert "clock_offsets" not in local.to_dict()
+
+
+# -- the worker's side of the handshake, against a real ROUTER socket -----------------------
+
+
+def handshaking_worker(address: str, context: zmq.asyncio.Context) -> Worker:
+    """A worker with only what the handshake uses: its credit channel and clock state."""
+    worker = Worker(ServiceConfig(run_dir=os.path.dirname(address[len("ipc://"):]),
+                                  clock_sync=True), "worker_0")
+    channel = context.socket(zmq.DEALER)
+    channel.setsockopt(zmq.LINGER, 0)
+    channel.setsockopt(zmq.IDENTITY, b"worker_0")
+    channel.connect(address)
+    worker._channel = channel
+    worker._run = 0
+    worker._skew_ns = 0
+    worker._ping = None
+    worker._clock = None
+    worker._clock_offset_ns = 0
+    worker._to_perf_ns = 0
+    return worker
+
+
+async def answer_pings(router: zmq.asyncio.Socket, shift_ns: int) -> None:
+    """A timing manager whose clock reads ``shift_ns`` away from this process's; each real
+    answer follows a stale one (an earlier ping's), which the worker must ignore."""
+    while True:
+        identity, data = await router.recv_multipart()
+        ping = codec.from_worker_decoder.decode(data)
+        assert isinstance(ping, ClockPing)
+        stale = ClockPong(ping.t0 - 1, 0)
+        await router.send_multipart([identity, codec.encode(stale)])
+        pong = ClockPong(ping.t0, time.perf_counter_ns() + shift_ns)
+        await router.send_multipart([identity, codec.encode(pong)])
+
+
+@pytest.mark.asyncio
+async def test_a_worker_estimates_a_timing_manager_clock_seconds_away(tmp_path: Path) -> None:
+    address = f"ipc://{tmp_path}/credits.sock"
+    context = zmq.asyncio.Context()
+    router = context.socket(zmq.ROUTER)
+    router.setsockopt(zmq.LINGER, 0)
+    router.bind(address)
+    worker = handshaking_worker(address, context)
+    tasks = [asyncio.create_task(answer_pings(router, -5 * S)),
+             asyncio.create_task(worker._receive())]
+    try:
+        await worker._sync_clock()
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        context.destroy(linger=0)
+    clock = worker._clock
+    assert clock is not None and clock.samples == CLOCK_ROUNDS
+    assert abs(clock.offset_ns + 5 * S) <= clock.uncertainty_ns
+    assert worker._clock_offset_ns == clock.offset_ns
+    # A send time on the timing manager's clock, on this process's: 5 s later.
+    assert worker._to_perf_ns == -clock.offset_ns
+
+
+@pytest.mark.asyncio
+async def test_a_timing_manager_that_never_answers_is_a_fatal_error_naming_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(worker_module, "CLOCK_SYNC_TIMEOUT_S", 0.2)
+    context = zmq.asyncio.Context()
+    worker = handshaking_worker(f"ipc://{tmp_path}/credits.sock", context)  # nobody binds
+    try:
+        with pytest.raises(MeshTimeoutError, match=r"timing manager answered 0 of 8 clock"):
+            await worker._sync_clock()
+    finally:
+        context.destroy(linger=0)
+    assert worker._ping is None and worker._clock is None

@@ -85,6 +85,10 @@ def _has_children() -> bool:
 def _teardown(netns: str, temp_dir: str, nodes: list[int]) -> list[int]:
     """Stop the nodes, kill and reap what is left, delete the namespace and the temp dir.
     Returns the pids still in the namespace (empty when it went well)."""
+    # A node a test froze (SIGSTOP) would sit out its SIGTERM: thaw everything first.
+    for pid in _netns_pids(netns):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGCONT)
     # Workers first, the head last: a worker node whose head is gone retries the GCS
     # instead of exiting.
     for pid in reversed(nodes):

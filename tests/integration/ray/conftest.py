@@ -26,5 +26,9 @@ def require_netns_ray() -> None:
 @pytest.fixture(scope="session")
 def ray_cluster() -> Iterator[RayCluster]:
     require_netns_ray()
-    with RayCluster(nodes=2) as cluster:
+    cluster = RayCluster(nodes=2).start()
+    try:
         yield cluster
+    finally:
+        left = cluster.stop()
+    assert left == [], f"processes of the Ray cluster survived its tear-down: {left}"

@@ -373,7 +373,8 @@ class RayCluster:
         token = self.temp_dir / "auth_token"
         token.touch(mode=0o600)
         token.write_text(secrets.token_hex(32))
-        self._ip("netns", "add", self.netns)
+        # The keeper first: from here on, whatever fails, it (or the finalizer) removes
+        # the temp dir and the namespace.
         keeper = subprocess.Popen(
             [sys.executable, str(Path(__file__).resolve()), "--keeper", self.netns,
              str(self.temp_dir)],
@@ -382,6 +383,7 @@ class RayCluster:
         self._finalizer = weakref.finalize(self, _finalize, keeper, self.netns,
                                            str(self.temp_dir), self._started)
         try:
+            self._ip("netns", "add", self.netns)
             self._ip("netns", "exec", self.netns, "ip", "link", "set", "lo", "up")
             for ip in self.node_ips[1:]:
                 self._ip("netns", "exec", self.netns, "ip", "addr", "add", f"{ip}/8", "dev", "lo")

@@ -224,6 +224,14 @@ def _main(argv: list[str]) -> int:
     kill_self_when_exits(open_parent_pidfd(parent))
     service_config = ServiceConfig.model_validate_json(sys.stdin.buffer.read())
     configure_logging(service_config.log_level, "sim_workers")
+    if service_config.runtime_plugins:
+        # What the host registered at run time (an endpoint plugin of a test), as the
+        # controller does for the services it forks.
+        from aiperf.plugin import plugins
+        from aiperf.plugin.registry import RUNTIME
+
+        plugins.ensure_loaded()
+        plugins.load_mapping(service_config.runtime_plugins, source="host", origin=RUNTIME)
     register_instant_transport()
     # The services run on a thread of their own: several services on one loop must not
     # each take the process's signal handlers (the last would win), so none does

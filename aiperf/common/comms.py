@@ -23,17 +23,32 @@ records manager never waits on processors), so a blocked send always ends once t
 consumer catches up. Every other socket keeps no HWM (0, unbounded): ROUTER sockets (the
 control and credit channels) drop what exceeds an HWM instead of blocking, and their
 traffic is bounded by the run's own structure (leases in hand, commands awaiting acks).
+
+Keys. With ``MeshKeys`` (meshes reachable over the network: the ray and external
+backends), every socket speaks CURVE: binding sockets as the server, connecting ones as
+clients, and each context with a binding socket runs a gatekeeper (``curve.Gatekeeper``)
+that admits only the mesh's client key and logs refusals on ``aiperf.security``. Keyed TCP
+sockets also send ZMTP heartbeats, so a dead peer is dropped. Such a context must be ended
+with ``terminate``. Without keys (the local mesh) nothing of this happens.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 from typing import Any
 
 import zmq
 import zmq.asyncio
 
+from aiperf.common.curve import (
+    MeshKeys,
+    apply_heartbeats,
+    apply_keys,
+    ensure_gatekeeper,
+    release_gatekeeper,
+)
 from aiperf.common.messages import Message, decode_message
 from aiperf.errors import MeshError
 
@@ -42,6 +57,8 @@ from aiperf.errors import MeshError
 RECONNECT_IVL_MS = 5
 LINGER_MS = 50  # long enough to deliver a last error report to a live peer
 RECORD_PATH = frozenset({"raw_records", "records"})
+logger = logging.getLogger(__name__)
+GATEKEEPER_JOIN_TIMEOUT = 2.0  # its thread leaves on ETERM at once; this only bounds a bug
 
 
 class CommunicationError(MeshError):
@@ -50,7 +67,7 @@ class CommunicationError(MeshError):
 
 def make_socket(
     context: zmq.asyncio.Context | zmq.Context, kind: int, address: str, *, bind: bool,
-    identity: bytes | None = None, hwm: int = 0,
+    identity: bytes | None = None, hwm: int = 0, keys: MeshKeys | None = None,
 ) -> Any:
     sock = context.socket(kind)
     sock.setsockopt(zmq.LINGER, LINGER_MS)
@@ -60,15 +77,36 @@ def make_socket(
     if identity is not None:
         sock.setsockopt(zmq.IDENTITY, identity)
     try:
+        if keys is not None:
+            _secure(context, sock, address, keys, bind=bind)
         if bind:
             sock.bind(address)
         else:
             sock.connect(address)
-    except zmq.ZMQError as exc:
+    except (zmq.ZMQError, ValueError) as exc:
         sock.close(0)
         verb = "bind" if bind else "connect"
         raise CommunicationError(f"cannot {verb} {address}: {exc}") from exc
     return sock
+
+
+def _secure(context: zmq.asyncio.Context | zmq.Context, sock: Any, address: str,
+            keys: MeshKeys, *, bind: bool) -> None:
+    apply_keys(sock, keys, server=bind)
+    if address.startswith("tcp://"):
+        apply_heartbeats(sock)
+    if bind:
+        # Before the bind: the first handshake must already find the gatekeeper.
+        ensure_gatekeeper(context, keys).watch(sock)
+
+
+def terminate(context: zmq.asyncio.Context | zmq.Context) -> None:
+    """Term ``context`` (after its sockets are closed) and end its gatekeeper, if any.
+    Use this instead of ``context.term()`` for every context that may bind keyed sockets."""
+    keeper = release_gatekeeper(context)
+    context.term()  # the gatekeeper's poll raises ETERM, it closes its sockets and leaves
+    if keeper is not None and not keeper.join(GATEKEEPER_JOIN_TIMEOUT):
+        logger.warning("the gatekeeper thread did not end with its context")
 
 
 def decode(frames: list[bytes]) -> Message:
@@ -81,10 +119,10 @@ def decode(frames: list[bytes]) -> Message:
 class BusProxy:
     """The XSUB/XPUB forwarder of the message bus, on a thread of the controller."""
 
-    def __init__(self, in_address: str, out_address: str) -> None:
+    def __init__(self, in_address: str, out_address: str, keys: MeshKeys | None = None) -> None:
         self._context = zmq.Context()
-        self._frontend = make_socket(self._context, zmq.XSUB, in_address, bind=True)
-        self._backend = make_socket(self._context, zmq.XPUB, out_address, bind=True)
+        self._frontend = make_socket(self._context, zmq.XSUB, in_address, bind=True, keys=keys)
+        self._backend = make_socket(self._context, zmq.XPUB, out_address, bind=True, keys=keys)
         self._control_address = f"inproc://bus-proxy-control-{id(self)}"
         self._control = make_socket(self._context, zmq.PAIR, self._control_address, bind=True)
         self._thread = threading.Thread(target=self._run, name="aiperf-bus-proxy", daemon=True)
@@ -107,7 +145,7 @@ class BusProxy:
         self._thread.join(timeout=1.0)
         for sock in (self._frontend, self._backend, self._control):
             sock.close(0)
-        self._context.term()
+        terminate(self._context)
 
 
 def sync_twin(sock: Any) -> zmq.Socket[Any]:
@@ -123,17 +161,21 @@ def sync_twin(sock: Any) -> zmq.Socket[Any]:
 class ServiceComms:
     """The sockets one service needs to talk to the controller and the bus."""
 
-    def __init__(self, service_id: str, address: Any, record_hwm: int = 0) -> None:
+    def __init__(self, service_id: str, address: Any, record_hwm: int = 0,
+                 keys: MeshKeys | None = None) -> None:
         self.context = zmq.asyncio.Context()
         self.service_id = service_id
         self._address = address
         self._record_hwm = record_hwm
+        self._keys = keys
         self.control = make_socket(
             self.context, zmq.DEALER, address("control"), bind=False,
-            identity=service_id.encode(),
+            identity=service_id.encode(), keys=keys,
         )
-        self.bus_pub = make_socket(self.context, zmq.PUB, address("bus_in"), bind=False)
-        self.bus_sub = make_socket(self.context, zmq.SUB, address("bus_out"), bind=False)
+        self.bus_pub = make_socket(self.context, zmq.PUB, address("bus_in"), bind=False,
+                                   keys=keys)
+        self.bus_sub = make_socket(self.context, zmq.SUB, address("bus_out"), bind=False,
+                                   keys=keys)
         self._extra: list[Any] = []
 
     def subscribe(self, topic: str) -> None:
@@ -149,11 +191,11 @@ class ServiceComms:
                identity: bytes | None = None) -> Any:
         hwm = self._record_hwm if name in RECORD_PATH else 0
         sock = make_socket(self.context, kind, self._address(name, index), bind=bind,
-                           identity=identity, hwm=hwm)
+                           identity=identity, hwm=hwm, keys=self._keys)
         self._extra.append(sock)
         return sock
 
     def close(self) -> None:
         for sock in (*self._extra, self.control, self.bus_pub, self.bus_sub):
             sock.close(LINGER_MS)
-        self.context.term()
+        terminate(self.context)

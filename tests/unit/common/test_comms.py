@@ -1,11 +1,18 @@
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import shutil
 import tempfile
+import threading
 
+import pytest
 import zmq
 
-from aiperf.common.comms import ServiceComms, make_socket
+from aiperf.common.comms import BusProxy, ServiceComms, decode, make_socket, terminate
 from aiperf.common.config import ServiceConfig
+from aiperf.common.messages import CancelRequestsMessage, MessageType, RegisterMessage
+from aiperf.common.net import free_tcp_ports
 
 
 def test_only_the_record_path_is_bounded() -> None:
@@ -49,3 +56,66 @@ def test_a_push_at_its_hwm_waits_instead_of_dropping() -> None:
             push.close(0)
             pull.close(0)
             context.term()
+
+
+def _gatekeeper_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "aiperf-gatekeeper"]
+
+
+def test_without_keys_a_socket_is_as_before() -> None:
+    """The local mesh: no CURVE, no heartbeats, no gatekeeper."""
+    (port,) = free_tcp_ports("127.0.0.1", 1)
+    context = zmq.Context()
+    server = make_socket(context, zmq.ROUTER, f"tcp://127.0.0.1:{port}", bind=True)
+    try:
+        assert server.getsockopt(zmq.MECHANISM) == zmq.NULL
+        assert server.getsockopt(zmq.HEARTBEAT_IVL) == 0
+        assert _gatekeeper_threads() == []
+    finally:
+        server.close(0)
+        terminate(context)
+
+
+@pytest.mark.asyncio
+async def test_a_keyed_service_talks_to_a_keyed_controller_and_bus() -> None:
+    config = ServiceConfig(backend="external").prepared()
+    keys = config.mesh_keys
+    assert keys is not None
+    context = zmq.Context()
+    control = make_socket(context, zmq.ROUTER, config.address("control"), bind=True, keys=keys)
+    proxy = BusProxy(config.address("bus_in"), config.address("bus_out"), keys=keys)
+    proxy.start()
+    comms = ServiceComms("worker_0", config.address, keys=keys)
+    try:
+        records = comms.socket(zmq.PULL, "records", bind=True)
+        for sock in (comms.control, comms.bus_pub, comms.bus_sub, records, control):
+            assert sock.getsockopt(zmq.MECHANISM) == zmq.CURVE
+        assert records.getsockopt(zmq.CURVE_SERVER) == 1
+        # The controller, the proxy and the service's binding socket: one gatekeeper each.
+        assert len(_gatekeeper_threads()) == 3
+
+        await comms.send_control(RegisterMessage(service_id="worker_0", service_type="worker",
+                                                 pid=1))
+        assert control.poll(10_000)
+        identity, *frames = control.recv_multipart()
+        assert identity == b"worker_0"
+        assert isinstance(decode(frames), RegisterMessage)
+
+        comms.subscribe(MessageType.CANCEL_REQUESTS.value)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 10.0
+        received = None
+        while received is None and loop.time() < deadline:
+            # A subscription reaches the proxy a moment after the connect: publish again.
+            await comms.publish(CancelRequestsMessage(run_id="r1"))
+            with contextlib.suppress(TimeoutError):
+                received = await asyncio.wait_for(comms.bus_sub.recv_multipart(), 0.05)
+        assert received is not None
+        assert decode(received) == CancelRequestsMessage(run_id="r1")
+    finally:
+        comms.close()
+        proxy.stop()
+        control.close(0)
+        terminate(context)
+        shutil.rmtree(config.run_dir, ignore_errors=True)
+    assert _gatekeeper_threads() == []

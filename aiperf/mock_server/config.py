@@ -107,6 +107,11 @@ class MockServerConfig(BaseModel):
         return self.ttft_latency().quantile_ms(q) + tail_ms
 
 
+# A lognormal's sigma above this puts its quantiles past any real server (p99 = 1.2e5x the
+# median at 5) and, far above, past what a float holds.
+MAX_SIGMA = 5.0
+
+
 def _latency(name: str, kind: DistributionKind, center_ms: float, stddev_ms: float,
              sigma: float | None, p99_ms: float | None) -> Latency:
     """The distribution the ``name_*`` keys describe, or a ValueError saying what is wrong."""
@@ -131,4 +136,9 @@ def _latency(name: str, kind: DistributionKind, center_ms: float, stddev_ms: flo
                              f"({center_ms})")
         sigma = sigma_from_p99(center_ms, p99_ms)
     assert sigma is not None
+    if sigma > MAX_SIGMA:
+        given = f"{name}_sigma {sigma:g}" if p99_ms is None else (
+            f"{name}_p99_ms {p99_ms:g} (sigma {sigma:.3g} for median {center_ms:g})")
+        raise ValueError(f"{given}: a lognormal {name}'s sigma must be at most {MAX_SIGMA:g} "
+                         f"(its p99 is then {math.exp(MAX_SIGMA * 2.326):.0e}x the median)")
     return Latency("lognormal", center_ms, sigma)

@@ -29,6 +29,8 @@ LOGNORMAL = {"ttft_distribution": "lognormal", "ttft_ms": 50.0, "ttft_p99_ms": 2
     ({"ttft_distribution": "fixed", "ttft_stddev_ms": 2.0}, "takes no"),
     ({"ttft_distribution": "gamma"}, "ttft_distribution"),
     ({"ttft_distribution": "lognormal", "ttft_ms": 50.0, "ttft_sigma": -1.0}, "greater than"),
+    ({"ttft_distribution": "lognormal", "ttft_ms": 1.0, "ttft_sigma": 618.0}, "at most 5"),
+    ({"ttft_distribution": "lognormal", "ttft_ms": 1.0, "ttft_p99_ms": 1e300}, "at most 5"),
     ({"latency_distribution": "lognormal"}, "need latency_ms"),
     ({"latency_ms": 40.0, "latency_distribution": "lognormal"}, "exactly one of"),
     ({"slots": 0}, "greater than or equal to 1"),

@@ -123,7 +123,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"aiperf: invalid configuration: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    overrides = {"workers": args.workers_max} if args.workers_max else {}
+    overrides = _mesh_overrides(args)
     progress = ProgressLine(config) if sys.stderr.isatty() else None
     interrupted = False
     try:
@@ -237,14 +237,35 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _add_mesh_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--ray-address", metavar="ADDRESS",
+                        help="run the workers as Ray actors on this cluster: the head's "
+                        "host:port, or 'auto' for the cluster this host belongs to "
+                        "(needs pytest-aiperf[ray])")
+    parser.add_argument("--workers-per-node", type=int, metavar="N",
+                        help="with --ray-address: N workers on every node of the cluster")
+
+
+def _mesh_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    overrides: dict[str, Any] = {}
+    if args.workers_max:
+        overrides["workers"] = args.workers_max
+    if args.ray_address:
+        overrides.update(backend="ray", ray_address=args.ray_address)
+        if args.workers_per_node:
+            overrides["workers_per_node"] = args.workers_per_node
+    elif args.workers_per_node:
+        raise SystemExit("aiperf: --workers-per-node needs --ray-address")
+    return overrides
+
+
 def cmd_mesh(args: argparse.Namespace) -> int:
     import time
 
     from aiperf.mesh import Mesh
 
     started = time.perf_counter()
-    workers = {"workers": args.workers_max} if args.workers_max else {}
-    with Mesh(capture_logs=False, **workers) as mesh:
+    with Mesh(capture_logs=False, **_mesh_overrides(args)) as mesh:
         ready = time.perf_counter() - started
         print(f"mesh ready in {ready * 1000:.0f} ms (controller pid {mesh.pid}):")
         for service_id, pid in sorted(mesh.services.items()):
@@ -279,6 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help="where the JSON, CSV and JSONL exports go (default: artifacts)")
     profile.add_argument("--workers-max", type=int,
                          help="worker processes (default: half the cores, at least 1)")
+    _add_mesh_arguments(profile)
     profile.add_argument("--log-level", default="WARNING",
                          help="log level of the mesh's services (default WARNING)")
     profile.set_defaults(func=cmd_profile)
@@ -305,6 +327,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     mesh = sub.add_parser("mesh", help="start the mesh, list its services, run a no-op, stop")
     mesh.add_argument("--workers-max", type=int)
+    _add_mesh_arguments(mesh)
     mesh.set_defaults(func=cmd_mesh)
     return parser
 

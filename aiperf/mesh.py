@@ -108,6 +108,10 @@ class Mesh:
         from aiperf.plugin import plugins
 
         _sweep_stale_run_dirs(Path(tempfile.gettempdir()))
+        if self.service_config.backend == "ray":
+            from aiperf.ray.cluster import prepare
+
+            self.service_config = prepare(self.service_config)
         self.service_config = self.service_config.prepared()
         self.service_config.runtime_plugins = {
             **plugins.runtime_manifest(), **self.service_config.runtime_plugins
@@ -136,7 +140,8 @@ class Mesh:
 
         self._context = zmq.Context()
         self._socket = make_socket(
-            self._context, zmq.DEALER, self.service_config.address("host"), bind=False
+            self._context, zmq.DEALER, self.service_config.address("host"), bind=False,
+            keys=self.service_config.mesh_keys,
         )
         self._send(HostHello())
         return self

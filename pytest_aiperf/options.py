@@ -38,6 +38,8 @@ OPTIONS: dict[str, tuple[str, str]] = {
                   "string"),
     "workers": ("worker processes of the mesh (default: half the cores, at least 1)",
                 "string"),
+    "ray_address": ("run the mesh's workers as Ray actors on this cluster: the head's "
+                    "host:port, or 'auto' (needs pytest-aiperf[ray])", "string"),
     "slo_file": ("YAML file of objectives per test node id pattern", "string"),
     "test_timeout": ("deadline of each load test ('90s', '5m', 120); default derived from "
                      "its profile. Requests are cut short to fit it, as error records",
@@ -60,7 +62,8 @@ OPTIONS: dict[str, tuple[str, str]] = {
 }
 
 METAVARS = {"url": "URL", "model": "NAME", "endpoint_type": "NAME", "api_key": "KEY",
-            "artifacts": "DIR", "workers": "N", "slo_file": "FILE", "test_timeout": "DURATION",
+            "artifacts": "DIR", "workers": "N", "ray_address": "ADDRESS", "slo_file": "FILE",
+            "test_timeout": "DURATION",
             "confidence": "LEVEL", "inconclusive": "POLICY", "inconclusive_final": "POLICY",
             "validity": "MODE", "repeat": "N", "steady_state": "BOOL"}
 _POLICY_SETTINGS = ("confidence", "inconclusive", "inconclusive_final", "validity", "repeat",
@@ -96,6 +99,7 @@ class Settings:
     api_key: SecretStr | None = None  # SecretStr's repr masks it, everywhere it is shown
     artifacts: Path | None = None
     workers: int | None = None
+    ray_address: str | None = None
     slo_file: Path | None = None
     test_timeout: float | None = None
     disable: bool = False
@@ -211,7 +215,7 @@ def resolve(config: pytest.Config) -> Settings:
     return Settings(
         url=profile.get("url"), model=profile.get("model"),
         endpoint_type=profile.get("endpoint_type"), api_key=api_key,
-        artifacts=pick_path("artifacts"), workers=workers_n,
+        artifacts=pick_path("artifacts"), workers=workers_n, ray_address=pick("ray_address"),
         slo_file=pick_path("slo_file"), test_timeout=test_timeout,
         disable=bool(disable), profile_defaults=profile, policy=policy,
     )

@@ -98,7 +98,8 @@ def pytest_report_header(config: pytest.Config) -> str | None:
 
         target = mask_url(target)
     workers = settings.workers or "auto"
-    return f"aiperf: target {target}, workers {workers} (mesh starts on first use)"
+    where = f" on the Ray cluster at {settings.ray_address}" if settings.ray_address else ""
+    return f"aiperf: target {target}, workers {workers}{where} (mesh starts on first use)"
 
 
 @pytest.hookimpl(wrapper=True)

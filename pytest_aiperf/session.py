@@ -134,6 +134,8 @@ class AIPerfSession:
         overrides: dict[str, Any] = {}
         if self.settings.workers:
             overrides["workers"] = self.settings.workers
+        if self.settings.ray_address:
+            overrides.update(backend="ray", ray_address=self.settings.ray_address)
         # The mesh's log lines reach pytest's log capture (logger aiperf.mesh) at the level
         # pytest is asked for (--log-level / log_level), so they can be seen with a test.
         level = self.config.getoption("log_level", None) or self.config.getini("log_level")

@@ -29,6 +29,7 @@ class MessageType(StrEnum):
     LOAD_REPORT_REQUEST = "load_report_request"
     WORKER_LOAD_REPORT = "worker_load_report"
     SHUTDOWN = "shutdown"
+    SERVICE_HEARTBEAT = "service_heartbeat"
     # host <-> controller
     HOST_HELLO = "host_hello"
     MESH_READY = "mesh_ready"
@@ -74,6 +75,13 @@ class RegisterMessage(Message):
     message_type: MessageType = MessageType.REGISTER
     service_type: str
     pid: int
+
+
+class ServiceHeartbeat(Message):
+    """A remote service is alive: sent every ``heartbeat_interval``. The controller fails
+    the run when one goes quiet for ``worker_silence_timeout`` (a frozen host)."""
+
+    message_type: MessageType = MessageType.SERVICE_HEARTBEAT
 
 
 class ServiceErrorMessage(Message):

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import threading
 from typing import Any, ClassVar
 
 from aiperf.common.comms import ServiceComms
@@ -28,6 +29,7 @@ from aiperf.common.messages import (
     MessageType,
     RegisterMessage,
     ServiceErrorMessage,
+    ServiceHeartbeat,
 )
 from aiperf.errors import ErrorDetails
 
@@ -91,10 +93,14 @@ class BaseComponentService(AIPerfLoggerMixin):
     async def run(self) -> int:
         """Run until shut down; returns the process exit code."""
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self.stop)
-        self.comms = ServiceComms(self.service_id, self.service_config.address,
-                                  record_hwm=self.service_config.record_hwm)
+        if threading.current_thread() is threading.main_thread():
+            # (A host that runs services on another thread, or several in one loop as the
+            # scale tests do, keeps its own handlers.)
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, self.stop)
+        cfg = self.service_config
+        self.comms = ServiceComms(self.service_id, cfg.address, record_hwm=cfg.record_hwm,
+                                  keys=cfg.mesh_keys)
         code = 0
         try:
             await self._run_hooks(HookKind.ON_INIT)
@@ -110,6 +116,9 @@ class BaseComponentService(AIPerfLoggerMixin):
                 RegisterMessage(service_type=self.service_type, pid=os.getpid())
             )
             await self._run_hooks(HookKind.ON_START)
+            if cfg.remote_workers():
+                # The controller cannot watch a process on another host: it hears this.
+                self.spawn(self._heartbeats(), name="heartbeats")
             for hook in self._hooks:
                 if hook.spec.kind is HookKind.BACKGROUND_TASK:
                     self.spawn(self._every(hook), name=hook.name)
@@ -120,6 +129,11 @@ class BaseComponentService(AIPerfLoggerMixin):
         finally:
             await self._shutdown()
         return code
+
+    async def _heartbeats(self) -> None:
+        while True:
+            await self.send_to_controller(ServiceHeartbeat())
+            await asyncio.sleep(self.service_config.heartbeat_interval)
 
     async def _shutdown(self) -> None:
         try:

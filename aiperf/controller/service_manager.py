@@ -15,12 +15,16 @@ import signal
 import time
 from dataclasses import dataclass, field
 from multiprocessing.process import BaseProcess
+from typing import TYPE_CHECKING
 
 from aiperf.common.config import ServiceConfig
 from aiperf.common.process import signal_name
 from aiperf.controller.bootstrap import bootstrap_service
 from aiperf.plugin import PluginType, plugins
 from aiperf.plugin.metadata import ServiceMetadata
+
+if TYPE_CHECKING:
+    from aiperf.ray.launcher import RayLauncher as RemoteLauncher
 
 EXIT_STATUS_WAIT_S = 0.5
 
@@ -33,6 +37,8 @@ class PlannedService:
     index: int
     required: bool
     nice: int = 0
+    # Runs on another host (backends ray and external): no process of ours to watch.
+    remote: bool = False
     process: BaseProcess | None = field(default=None, repr=False)
 
 
@@ -50,19 +56,35 @@ def plan_services(service_config: ServiceConfig) -> list[PlannedService]:
         for i in range(count):
             service_id = f"{entry.name}_{i}" if meta.replicable else entry.name
             nice = service_config.background_nice if meta.off_request_path else 0
-            planned.append(PlannedService(service_id, entry.name, cls, i, meta.required, nice))
+            remote = meta.remote_capable and service_config.remote_workers()
+            planned.append(PlannedService(service_id, entry.name, cls, i, meta.required, nice,
+                                          remote))
     return planned
 
 
 class ServiceManager:
+    """Forks the local services and, for the ray backend, launches the remote ones as Ray
+    actors (``aiperf.ray``); the external backend's remote services are someone else's."""
+
     def __init__(self, service_config: ServiceConfig) -> None:
         self.service_config = service_config
         self.services = plan_services(service_config)
         self._context = multiprocessing.get_context("fork")
+        self.remote_launcher: RemoteLauncher | None = None
+
+    @property
+    def local(self) -> list[PlannedService]:
+        return [s for s in self.services if not s.remote]
+
+    @property
+    def remote(self) -> list[PlannedService]:
+        return [s for s in self.services if s.remote]
 
     def start_all(self) -> None:
+        """Fork every local service. Call before anything in this process starts a thread
+        (``start_remote`` does: Ray's client)."""
         parent = os.getpid()
-        for svc in self.services:
+        for svc in self.local:
             proc = self._context.Process(
                 target=bootstrap_service,
                 args=(svc.service_class, self.service_config, svc.service_id, svc.index, parent,
@@ -71,6 +93,20 @@ class ServiceManager:
             )
             proc.start()
             svc.process = proc
+
+    def start_remote(self) -> None:
+        """Launch the remote services (ray backend); returns once they are asked for."""
+        if self.service_config.backend == "ray" and self.remote:
+            from aiperf.ray.launcher import RayLauncher
+
+            self.remote_launcher = RayLauncher(self.service_config, self.remote)
+            self.remote_launcher.start()
+
+    def describe(self, service_id: str) -> str:
+        """Where a service runs, for error messages: "worker_3 (node 10.0.0.7, Ray actor
+        5f1c...)"."""
+        where = self.remote_launcher.where(service_id) if self.remote_launcher else ""
+        return f"{service_id} ({where})" if where else service_id
 
     def by_sentinel(self) -> dict[int, PlannedService]:
         return {s.process.sentinel: s for s in self.services if s.process is not None}
@@ -86,7 +122,10 @@ class ServiceManager:
         return [s for s in self.services if s.process is not None and s.process.is_alive()]
 
     def stop_all(self, timeout: float) -> None:
-        """Wait up to ``timeout`` for exits already requested, then SIGTERM, then SIGKILL."""
+        """Wait up to ``timeout`` for exits already requested, then SIGTERM, then SIGKILL;
+        remote services are stopped by their launcher the same way."""
+        if self.remote_launcher is not None:
+            self.remote_launcher.stop(timeout)
         deadline = time.monotonic() + timeout
         for sig in (None, signal.SIGTERM, signal.SIGKILL):
             living = self.alive()

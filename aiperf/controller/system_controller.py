@@ -18,6 +18,7 @@ traceback (or exit signal), and the mesh shuts down: a half-dead mesh is never r
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import itertools
 import shutil
@@ -29,7 +30,7 @@ from typing import Any
 import zmq
 import zmq.asyncio
 
-from aiperf.common.comms import BusProxy, decode, make_socket
+from aiperf.common.comms import BusProxy, decode, make_socket, terminate
 from aiperf.common.config import ServiceConfig, UserConfig, run_deadline, stall_timeout
 from aiperf.common.logging import AIPerfLoggerMixin
 from aiperf.common.messages import (
@@ -50,6 +51,7 @@ from aiperf.common.messages import (
     RunProfileRequest,
     RunProgress,
     ServiceErrorMessage,
+    ServiceHeartbeat,
     ShutdownCommand,
     StartProfileCommand,
 )
@@ -88,22 +90,28 @@ class SystemController(AIPerfLoggerMixin):
         self._cancel_for = ""
         self._records_seen = -1
         self._last_record_at = 0.0
+        # Remote services (another host: no process to watch): when each was last heard.
+        self._remote_ids = {s.service_id for s in manager.remote}
+        self._last_heard: dict[str, float] = {}
 
     # -- sockets --------------------------------------------------------------------------
 
     def _open(self) -> None:
         cfg = self.service_config
         self.context = zmq.asyncio.Context()
-        self.proxy = BusProxy(cfg.address("bus_in"), cfg.address("bus_out"))
+        keys = cfg.mesh_keys
+        self.proxy = BusProxy(cfg.address("bus_in"), cfg.address("bus_out"), keys=keys)
         self.proxy.start()
-        self.control = make_socket(self.context, zmq.ROUTER, cfg.address("control"), bind=True)
-        self.host = make_socket(self.context, zmq.ROUTER, cfg.address("host"), bind=True)
+        self.control = make_socket(self.context, zmq.ROUTER, cfg.address("control"),
+                                   bind=True, keys=keys)
+        self.host = make_socket(self.context, zmq.ROUTER, cfg.address("host"), bind=True,
+                                keys=keys)
 
     def _close(self) -> None:
         self.control.close(0)
         self.host.close(200)
         self.proxy.stop()
-        self.context.term()
+        terminate(self.context)
 
     async def _send_service(self, service_id: str, message: Message) -> None:
         await self.control.send_multipart([service_id.encode(), *message.encode()])
@@ -125,6 +133,9 @@ class SystemController(AIPerfLoggerMixin):
             loop.create_task(self._host_loop()),
             loop.create_task(self._await_registration()),
         ]
+        if self._remote_ids:
+            tasks += [loop.create_task(self._start_remote()),
+                      loop.create_task(self._watch_remote())]
         try:
             await self._stop.wait()
         finally:
@@ -154,6 +165,47 @@ class SystemController(AIPerfLoggerMixin):
         for identity in self._hosts_waiting:
             await self._send_host(identity, MeshReady(services=dict(self.registered)))
         self._hosts_waiting.clear()
+
+    async def _start_remote(self) -> None:
+        """Launch the remote services (ray backend; Ray's calls block, so on a thread) and
+        watch their actors; the external backend's are started by someone else."""
+        loop = asyncio.get_running_loop()
+        try:
+            await asyncio.to_thread(self.manager.start_remote)
+            launcher = self.manager.remote_launcher
+            if launcher is None:
+                return
+            await asyncio.to_thread(launcher.wait_placed, self.service_config.startup_timeout)
+            launcher.watch(lambda service_id, how: loop.call_soon_threadsafe(
+                self._on_remote_exit, service_id, how))
+        except Exception as exc:
+            self._fail(ErrorDetails.from_exception(
+                exc if isinstance(exc, MeshError) else MeshError(f"{type(exc).__name__}: {exc}"),
+                service_id="system_controller"))
+
+    def _on_remote_exit(self, service_id: str, how: str) -> None:
+        if self._stop.is_set():
+            return
+        where = self.manager.describe(service_id)
+        self._fail(ErrorDetails.from_exception(
+            ServiceFailedError(f"remote service {where} {how}", service_id=service_id),
+            service_id=service_id))
+
+    async def _watch_remote(self) -> None:
+        """Fail the run when a remote service goes quiet: a frozen host answers nothing,
+        and its actor is not dead, so nothing else would tell (Ray takes about a minute)."""
+        cfg = self.service_config
+        silence = cfg.worker_silence_timeout
+        while not self._stop.is_set():
+            await asyncio.sleep(min(0.5, silence / 4))
+            now = time.monotonic()
+            for service_id, heard in list(self._last_heard.items()):
+                if now - heard > silence:
+                    self._last_heard.pop(service_id)
+                    self._on_remote_exit(
+                        service_id, f"went silent: no heartbeat for {now - heard:.1f}s "
+                        f"(worker_silence_timeout={silence:g}s; its host may be frozen or "
+                        "cut off)")
 
     def _on_process_exit(self, sentinel: int, svc: PlannedService) -> None:
         asyncio.get_running_loop().remove_reader(sentinel)
@@ -197,6 +249,7 @@ class SystemController(AIPerfLoggerMixin):
             ServiceErrorMessage: self._on_service_error,
             ProfileResultsMessage: self._on_results,
             RunProgress: self._on_progress,
+            ServiceHeartbeat: self._on_heartbeat,
         }
         while True:
             identity, *frames = await self.control.recv_multipart()
@@ -207,7 +260,19 @@ class SystemController(AIPerfLoggerMixin):
                 continue
             handler(identity.decode(), message)
 
+    def _on_heartbeat(self, service_id: str, message: ServiceHeartbeat) -> None:
+        if service_id in self._last_heard:
+            self._last_heard[service_id] = time.monotonic()
+
     def _on_register(self, service_id: str, message: RegisterMessage) -> None:
+        expected = {s.service_id for s in self.manager.services}
+        if service_id not in expected:
+            # Only a peer with this mesh's keys gets this far (remote backends): still, a
+            # stray id must not count towards readiness.
+            self.warning(f"ignored the registration of an unexpected service {service_id!r}")
+            return
+        if service_id in self._remote_ids:
+            self._last_heard[service_id] = time.monotonic()
         self.registered[service_id] = message.pid
         if len(self.registered) == len(self.manager.services):
             self._all_registered.set()
@@ -357,7 +422,9 @@ class SystemController(AIPerfLoggerMixin):
                     extra.update(ack.payload)
                 if self.service_config.remote_workers() and extra.get("dataset_path") \
                         and "dataset_inline" not in extra:
-                    extra["dataset_inline"] = Path(extra["dataset_path"]).read_bytes()
+                    # Base64, what the command's Base64Bytes field takes (and sends).
+                    extra["dataset_inline"] = base64.b64encode(
+                        Path(extra["dataset_path"]).read_bytes())
             self._records_seen = -1
             self._last_record_at = time.monotonic()
             acks = await self._command(
@@ -439,7 +506,8 @@ class SystemController(AIPerfLoggerMixin):
 
     async def _shutdown_services(self) -> None:
         command = ShutdownCommand(command_id=self._new_id())
-        for svc in self.manager.alive():
+        remote = [s for s in self.manager.remote if s.service_id in self.registered]
+        for svc in [*self.manager.alive(), *remote]:
             with contextlib.suppress(zmq.ZMQError):
                 await self._send_service(svc.service_id, command)
         await asyncio.to_thread(self.manager.stop_all, self.service_config.shutdown_timeout)

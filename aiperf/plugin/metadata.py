@@ -28,6 +28,12 @@ class ServiceMetadata(PluginMetadata):
         "aggregating): it runs at lower CPU priority (ServiceConfig.background_nice), so "
         "when cores are short the request path and the server under test win them",
     )
+    remote_capable: bool = Field(
+        default=False,
+        description="May run on another host: the ray and external backends place it "
+        "there. It must read nothing from the run dir (its configure command carries the "
+        "dataset inline) and talk to the mesh only through its sockets",
+    )
     configure_stage: int = Field(
         default=1,
         description="Services are configured stage by stage, lowest first; what a stage's "

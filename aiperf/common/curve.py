@@ -11,6 +11,7 @@ dropped. Nothing here is used by the local mesh (no keys).
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import itertools
 import logging
@@ -63,14 +64,14 @@ HEARTBEAT_TTL_MS = 2000
 SECURITY_LOGGER = "aiperf.security"
 ZAP_ENDPOINT = "inproc://zeromq.zap.01"  # fixed by the ZAP spec (RFC 27)
 REFUSAL_LOG_INTERVAL = 10.0
-# How often the gatekeeper's thread picks up newly watched sockets; their events wait in
-# the monitor pipe meanwhile, so nothing is lost, and shutdown does not wait on it (ETERM).
-_PICKUP_MS = 100
+# The gatekeeper's thread is woken for new work and ends on ETERM; this bound on each of its
+# polls is only a backstop, once a second, costing nothing measurable.
+_POLL_MS = 1000
 _WATCHED_EVENTS = (zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED | zmq.EVENT_MONITOR_STOPPED
                    | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
 
 security_log = logging.getLogger(SECURITY_LOGGER)
-_monitor_ids = itertools.count()
+_inproc_ids = itertools.count()
 
 
 def apply_keys(sock: zmq.Socket[Any], keys: MeshKeys, *, server: bool) -> None:
@@ -167,8 +168,8 @@ class Gatekeeper:
 
     It also watches the binding sockets (a socket monitor), because peers with another
     mesh's server key or without CURVE fail the handshake before ZAP is asked: those are
-    logged from the monitor, with the address read from the accepted descriptor when it is
-    still open (otherwise "an unknown address").
+    logged from the monitor, with the address read from the accepted descriptor as soon as
+    the event arrives: a peer that fails fast may be gone by then ("an unknown address").
 
     Its thread uses a shadow of the context, binds the ZAP endpoint before any socket can
     bind (so no handshake ever finds no handler: libzmq would then admit anyone with the
@@ -179,27 +180,44 @@ class Gatekeeper:
         self.keys = keys
         self._allowed = keys.client_public.encode()
         self._context: zmq.Context[Any] = zmq.Context.shadow(context.underlying)
-        self._zap: zmq.Socket[Any] = self._context.socket(zmq.REP)
-        self._zap.setsockopt(zmq.LINGER, 0)
-        try:
-            self._zap.bind(ZAP_ENDPOINT)
-        except zmq.ZMQError:
-            self._zap.close(0)
-            raise
         self._log = RefusalLog()
         self._pending: deque[zmq.Socket[Any]] = deque()
+        # New monitors are handed over through _pending; _waker (used under _lock, by any
+        # thread) tells the gatekeeper's thread to pick them up.
+        self._lock = threading.Lock()
+        self._closed = False
+        wake_address = f"inproc://aiperf-gatekeeper-wake-{os.getpid()}-{next(_inproc_ids)}"
+        self._zap: zmq.Socket[Any] = self._context.socket(zmq.REP)
+        self._wakeup: zmq.Socket[Any] = self._context.socket(zmq.PULL)
+        self._waker: zmq.Socket[Any] = self._context.socket(zmq.PUSH)
+        try:
+            for sock in (self._zap, self._wakeup, self._waker):
+                sock.setsockopt(zmq.LINGER, 0)
+            self._zap.bind(ZAP_ENDPOINT)
+            self._wakeup.bind(wake_address)
+            self._waker.connect(wake_address)
+        except zmq.ZMQError:
+            for sock in (self._zap, self._wakeup, self._waker):
+                sock.close(0)
+            raise
         self._thread = threading.Thread(target=self._run, name="aiperf-gatekeeper", daemon=True)
         self._thread.start()
 
     def watch(self, sock: zmq.Socket[Any]) -> None:
         """Log the failed handshakes of ``sock`` (call before it binds)."""
-        address = f"inproc://aiperf-gatekeeper-monitor-{os.getpid()}-{next(_monitor_ids)}"
+        address = f"inproc://aiperf-gatekeeper-monitor-{os.getpid()}-{next(_inproc_ids)}"
         sock.monitor(address, _WATCHED_EVENTS)
         pair = self._context.socket(zmq.PAIR)
         pair.setsockopt(zmq.LINGER, 0)
         # Connected here, so the monitor's events queue up until the thread picks it up.
         pair.connect(address)
-        self._pending.append(pair)
+        with self._lock:
+            if self._closed:
+                pair.close(0)
+                raise zmq.ContextTerminated()
+            self._pending.append(pair)
+            with contextlib.suppress(zmq.Again):  # a wake-up is already queued
+                self._waker.send(b"", zmq.NOBLOCK)
 
     def join(self, timeout: float) -> bool:
         self._thread.join(timeout)
@@ -208,27 +226,42 @@ class Gatekeeper:
     def _run(self) -> None:
         poller = zmq.Poller()
         poller.register(self._zap, zmq.POLLIN)
+        poller.register(self._wakeup, zmq.POLLIN)
         watched: dict[zmq.Socket[Any], _Watch] = {}
         try:
             while True:
-                while self._pending:
-                    pair = self._pending.popleft()
-                    poller.register(pair, zmq.POLLIN)
-                    watched[pair] = _Watch()
-                ready = dict(poller.poll(_PICKUP_MS))
-                if self._zap in ready:
-                    self._answer()
-                for pair, state in list(watched.items()):
-                    if pair in ready and not self._on_event(pair, state):
-                        poller.unregister(pair)
-                        del watched[pair]
-                        pair.close(0)
+                try:
+                    self._serve(poller, watched)
+                except zmq.ContextTerminated:
+                    raise
+                except Exception:
+                    # Never leave the loop on a bug: with its ZAP socket closed, libzmq would
+                    # admit any peer that knows the server's public key.
+                    security_log.exception("the gatekeeper hit an error; it goes on")
         except zmq.ContextTerminated:
             pass
         finally:
-            for pair in (*watched, *self._pending):
+            with self._lock:
+                self._closed = True
+                for sock in (*watched, *self._pending, self._waker, self._wakeup, self._zap):
+                    sock.close(0)
+
+    def _serve(self, poller: zmq.Poller, watched: dict[zmq.Socket[Any], _Watch]) -> None:
+        ready = dict(poller.poll(_POLL_MS))
+        if self._wakeup in ready:
+            while self._wakeup.poll(0):
+                self._wakeup.recv()
+        while self._pending:
+            pair = self._pending.popleft()
+            poller.register(pair, zmq.POLLIN)
+            watched[pair] = _Watch()
+        if self._zap in ready:
+            self._answer()
+        for pair, state in list(watched.items()):
+            if pair in ready and not self._on_event(pair, state):
+                poller.unregister(pair)
+                del watched[pair]
                 pair.close(0)
-            self._zap.close(0)
 
     def _answer(self) -> None:
         frames = self._zap.recv_multipart()

@@ -329,3 +329,17 @@ def test_a_context_serves_one_mesh(keys: MeshKeys) -> None:
     finally:
         sock.close(0)
         _terminate_within_deadline(context)
+
+
+def test_a_context_whose_zap_endpoint_is_taken_refuses_to_bind_keyed(keys: MeshKeys) -> None:
+    """Another ZAP handler in the context would decide for us: refuse to bind instead."""
+    context = zmq.Context()
+    squatter = context.socket(zmq.REP)
+    squatter.bind(ZAP_ENDPOINT)
+    try:
+        with pytest.raises(CommunicationError, match="cannot bind"):
+            make_socket(context, zmq.PULL, _endpoint(), bind=True, keys=keys)
+        assert _gatekeeper_threads() == []
+    finally:
+        squatter.close(0)
+        _terminate_within_deadline(context)

@@ -77,6 +77,9 @@ class Mesh:
                 raise ConfigError(format_validation_error(exc, ServiceConfig, "Mesh")) from None
         self.capture_logs = capture_logs
         self.services: dict[str, int] = {}
+        # Remote services (ray, external backends) -> where they run: "node 10.0.0.7, host
+        # gpu-3, pid 4242, Ray actor 5f1c2e...".
+        self.locations: dict[str, str] = {}
         self._log_relay: LogRelay | None = None
         self._process: subprocess.Popen[bytes] | None = None
         self._context: zmq.Context[Any] | None = None
@@ -156,6 +159,7 @@ class Mesh:
             if ready.error is not None:
                 raise ready.error.to_exception()
             self.services = ready.services
+            self.locations = ready.locations
         except BaseException:
             self.shutdown()
             raise

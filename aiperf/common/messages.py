@@ -229,6 +229,9 @@ class HostHello(Message):
 class MeshReady(Message):
     message_type: MessageType = MessageType.MESH_READY
     services: dict[str, int] = Field(default_factory=dict, description="service id -> pid")
+    locations: dict[str, str] = Field(
+        default_factory=dict, description="remote service id -> where it runs (node, host, "
+        "pid, Ray actor)")
     error: ErrorDetails | None = None
 
 

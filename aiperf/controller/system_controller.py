@@ -163,7 +163,7 @@ class SystemController(AIPerfLoggerMixin):
             return
         self.info(lambda: f"mesh ready: {len(self.registered)} services")
         for identity in self._hosts_waiting:
-            await self._send_host(identity, MeshReady(services=dict(self.registered)))
+            await self._send_host(identity, self._ready_message())
         self._hosts_waiting.clear()
 
     async def _start_remote(self) -> None:
@@ -206,6 +206,12 @@ class SystemController(AIPerfLoggerMixin):
                         service_id, f"went silent: no heartbeat for {now - heard:.1f}s "
                         f"(worker_silence_timeout={silence:g}s; its host may be frozen or "
                         "cut off)")
+
+    def _ready_message(self) -> MeshReady:
+        launcher = self.manager.remote_launcher
+        locations = {s.service_id: launcher.where(s.service_id) if launcher else "external"
+                     for s in self.manager.remote}
+        return MeshReady(services=dict(self.registered), locations=locations)
 
     def _on_process_exit(self, sentinel: int, svc: PlannedService) -> None:
         asyncio.get_running_loop().remove_reader(sentinel)
@@ -347,7 +353,7 @@ class SystemController(AIPerfLoggerMixin):
                 if self._failure is not None:
                     await self._send_host(identity, MeshReady(error=self._failure))
                 elif self._all_registered.is_set():
-                    await self._send_host(identity, MeshReady(services=dict(self.registered)))
+                    await self._send_host(identity, self._ready_message())
                 else:
                     self._hosts_waiting.append(identity)
             elif isinstance(message, RunProfileRequest):

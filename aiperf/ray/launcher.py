@@ -36,6 +36,7 @@ class RayLauncher:
         self._actors: dict[str, Any] = {}
         self._calls: dict[Any, str] = {}  # the serve() call's ObjectRef -> service id
         self._where: dict[str, str] = {}
+        self._where_calls: dict[str, Any] = {}
         self._placement_group: Any = None
         self._stopping = threading.Event()
         self._watcher: threading.Thread | None = None
@@ -76,6 +77,9 @@ class RayLauncher:
                     self._placement_group, placement_group_bundle_index=i),
             ).remote()
             cls = svc.service_class
+            # An actor runs its calls in order, one at a time: ``where`` answers before
+            # ``serve`` takes the actor for good.
+            self._where_calls[svc.service_id] = actor.where.remote()
             call = actor.serve.remote(config_json, f"{cls.__module__}:{cls.__qualname__}",
                                       svc.service_id, svc.index)
             self._actors[svc.service_id] = actor
@@ -94,9 +98,9 @@ class RayLauncher:
                 f"{self.service_config.ray_worker_resources} each within {timeout:g}s; "
                 f"it has {ray.available_resources()} available"
             ) from None
-        for service_id, actor in self._actors.items():
+        for service_id, where_call in self._where_calls.items():
             try:
-                where = ray.get(actor.where.remote(), timeout=timeout)
+                where = ray.get(where_call, timeout=timeout)
             except Exception:  # its death is reported by the watcher
                 continue
             self._where[service_id] = (f"node {where['node_ip']}, host {where['host']}, "

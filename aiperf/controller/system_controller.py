@@ -18,7 +18,6 @@ traceback (or exit signal), and the mesh shuts down: a half-dead mesh is never r
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import itertools
 import shutil
@@ -56,6 +55,7 @@ from aiperf.common.messages import (
     StartProfileCommand,
 )
 from aiperf.controller.service_manager import PlannedService, ServiceManager
+from aiperf.dataset.models import dataset_packed
 from aiperf.errors import (
     AIPerfError,
     ErrorDetails,
@@ -423,14 +423,9 @@ class SystemController(AIPerfLoggerMixin):
                     command_id=self._new_id(), run_id=request.run_id,
                     user_config=request.user_config, **extra,
                 )
-                acks = await self._command(command, stage)
+                acks = await self._configure_stage(command, stage)
                 for ack in acks.values():
                     extra.update(ack.payload)
-                if self.service_config.remote_workers() and extra.get("dataset_path") \
-                        and "dataset_inline" not in extra:
-                    # Base64, what the command's Base64Bytes field takes (and sends).
-                    extra["dataset_inline"] = base64.b64encode(
-                        Path(extra["dataset_path"]).read_bytes())
             self._records_seen = -1
             self._last_record_at = time.monotonic()
             acks = await self._command(
@@ -441,6 +436,21 @@ class SystemController(AIPerfLoggerMixin):
             return await self._await_results(request.run_id, config, idle_gap)
         finally:
             self._results = None
+
+    async def _configure_stage(self, command: ConfigureProfileCommand,
+                               stage: list[str]) -> dict[str, CommandAck]:
+        """Configure one stage; its remote services, which cannot read the run dir, get
+        the dataset file's bytes with the command (compressed: sent once per worker)."""
+        remote = [s for s in stage if s in self._remote_ids]
+        if not remote or not command.dataset_path:
+            return await self._command(command, stage)
+        packed = dataset_packed(Path(command.dataset_path).read_bytes())
+        with_dataset = command.model_copy(update={
+            "command_id": self._new_id(), "dataset_inline": packed})
+        local = [s for s in stage if s not in self._remote_ids]
+        local_acks, remote_acks = await asyncio.gather(
+            self._command(command, local), self._command(with_dataset, remote))
+        return {**local_acks, **remote_acks}
 
     async def _await_results(self, run_id: str, config: UserConfig,
                              idle_gap: float) -> dict[str, Any]:

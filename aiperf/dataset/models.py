@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -36,9 +37,15 @@ def read_dataset(path: str | Path) -> list[Turn]:
     return _DECODER.decode(Path(path).read_bytes())
 
 
+def dataset_packed(file_bytes: bytes) -> bytes:
+    """A dataset file's bytes as a configure command carries them to another host:
+    zlib-compressed (the command's field is base64 on the wire)."""
+    return zlib.compress(file_bytes, 1)
+
+
 def dataset_of(path: str | None, inline: bytes | None = None) -> list[Turn]:
-    """A run's dataset as its configure command carries it: the file's bytes when they
+    """A run's dataset as its configure command carries it: the compressed bytes when they
     travelled with the command (a service on another host), else the file, else none."""
     if inline is not None:
-        return _DECODER.decode(inline)
+        return _DECODER.decode(zlib.decompress(inline))
     return read_dataset(path) if path else []

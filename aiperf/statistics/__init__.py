@@ -1,5 +1,6 @@
 """The statistics of verdicts: confidence bounds and the rule that decides PASS, FAIL or
-INCONCLUSIVE from them. Pure numpy; scipy's special functions are imported on first use.
+INCONCLUSIVE from them; intervals on the change between two runs (``difference``). Pure
+numpy; scipy's special functions are imported on first use.
 docs/statistics.md explains each method, its assumptions and its measured error rates."""
 
 from aiperf.statistics._interval import OPERATORS, Interval, Verdict, decide
@@ -18,21 +19,25 @@ from aiperf.statistics._quantile import (
 )
 from aiperf.statistics._sequential import bonferroni
 from aiperf.statistics._warmup import mser5
+from aiperf.statistics.difference import Difference, difference_interval, rate_difference
 
 __all__ = [
     "MIN_WINDOWS",
     "OPERATORS",
+    "Difference",
     "Interval",
     "Verdict",
     "across_runs_interval",
     "batch_means_interval",
     "bonferroni",
     "decide",
+    "difference_interval",
     "mean_interval",
     "min_samples_for_quantile",
     "mser5",
     "order_statistic_ranks",
     "proportion_interval",
     "quantile_interval",
+    "rate_difference",
     "requests_to_decide",
 ]

@@ -1,0 +1,487 @@
+"""Result sources for ``aiperf compare``: whatever a run left on disk, read the same way.
+
+``load_source(path)`` takes any of
+
+- a **stored run** (``<storage>/<test slug>/NNNN_<name>.json``, ``aiperf.baselines.storage``);
+- an **artifact directory of this project** (``aiperf profile --output-artifact-dir``, or a
+  pytest run's artifacts): ``profile_export_aiperf.json`` + ``profile_export.jsonl``;
+- an **artifact directory of NVIDIA AIPerf** (same two file names, AIPerf's own shapes;
+  the per-request file needs ``--export-level records``, 0.13's default).
+
+Which one a path is comes from its content, never from a flag or a file name: a JSON file
+with an integer ``format`` and a ``test_id`` is a stored run; a directory whose summary has
+``aiperf_version`` (AIPerf writes it since schema 1.x) is NVIDIA AIPerf's, any other
+directory with both files is ours. A file of either directory names its directory. A path
+that is none of these is a ``SourceError`` naming it.
+
+Per-request values come from ``profile_export.jsonl``, read a line at a time: only the
+metrics asked for are decoded and kept (8 bytes a value), so a file of a million requests
+costs tens of MB, not the GB its Python objects would. Profiling records only (warmup
+records are excluded, as from every statistic). Each value is converted to this project's
+display unit of its metric (AIPerf's ``sec``, ``us`` or ``ns`` to ``ms``, for one); a
+metric whose unit cannot be converted is left out and ``notes`` says so.
+
+Throughput windows need each request's end: ``metadata.request_end_ns`` of every successful
+profiling record, in seconds from the earliest ``request_start_ns`` (failed requests
+included in that origin, as a stored run does). Both tools write those in one clock per
+run (ours ``perf_counter``, AIPerf's wall clock), which is all a difference of times needs.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from array import array
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+import numpy as np
+
+from aiperf.baselines.fingerprint import Fingerprint, fingerprint
+from aiperf.baselines.machine import MachineInfo
+from aiperf.baselines.storage import Storage, StorageError, StoredRun
+from aiperf.common.config import mask_url
+from aiperf.errors import AIPerfError
+from aiperf.metrics.definitions import BY_TAG
+
+SUMMARY_FILE = "profile_export_aiperf.json"
+RECORDS_FILE = "profile_export.jsonl"
+PROFILING = "profiling"
+
+SourceKind = Literal["stored", "artifacts", "nvidia-aiperf"]
+KIND_TITLES: dict[str, str] = {
+    "stored": "stored run",
+    "artifacts": "pytest-aiperf artifacts",
+    "nvidia-aiperf": "NVIDIA AIPerf artifacts",
+}
+
+# Seconds per time unit, in every spelling either tool writes.
+_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "sec": 1.0}
+# A summary bigger than this is not a profile summary (a stray file of the same name).
+_MAX_SUMMARY_BYTES = 64 << 20
+
+
+class SourceError(AIPerfError, ValueError):
+    """A path is not a result source, or a source is unreadable; the message names it."""
+
+
+@dataclass(eq=False, repr=False)
+class LoadedRun:
+    """One source's run, as a comparison reads it (``aiperf.baselines.compare.RunValues``).
+
+    ``label`` is the path as given; ``fingerprint`` None when the source did not keep its
+    profile (``fingerprint_note`` says how it was obtained otherwise); ``machine`` None for
+    artifact directories, which do not record one; ``summary`` is the run's
+    ``profile_export_aiperf.json`` metric entries (tag -> ``{"unit", "avg", ...}``)."""
+
+    label: str
+    kind: SourceKind
+    path: Path
+    summary: dict[str, dict[str, Any]]
+    fingerprint: Fingerprint | None = None
+    fingerprint_note: str | None = None
+    machine: MachineInfo | None = None
+    target: dict[str, str | None] = field(default_factory=dict)
+    tool_version: str | None = None
+    when: str | None = None
+    notes: list[str] = field(default_factory=list)
+    stored: StoredRun | None = None
+    _values: dict[str, np.ndarray] = field(default_factory=dict)
+    _end_times: np.ndarray | None = None
+    _errors: int = 0
+
+    @property
+    def request_count(self) -> int:
+        if self.stored is not None:
+            return self.stored.request_count
+        return int(_summary_number(self.summary, "request_count") or 0)
+
+    @property
+    def error_count(self) -> int:
+        if self.stored is not None:
+            return self.stored.error_count
+        found = _summary_number(self.summary, "error_request_count")
+        return int(found) if found is not None else self._errors
+
+    @property
+    def title(self) -> str:
+        """What the source is, for a header line: kind, tool version, size."""
+        kind = KIND_TITLES[self.kind]
+        if self.tool_version:
+            kind += f" {self.tool_version}"
+        if self.stored is not None:
+            kind += f" of {self.stored.test_id} (#{self.stored.number} {self.stored.name})"
+        return f"{kind}: {self.request_count} requests, {self.error_count} errors"
+
+    def metric_values(self, tag: str) -> np.ndarray | None:
+        """``tag``'s per-request values in its display unit (read-only), or None when the
+        run did not measure it (or it was not asked for when loading). ``adj_<tag>``: the
+        values plus one ``inf`` per failed request."""
+        if self.stored is not None:
+            return self.stored.metric_values(tag)
+        if tag in self._values:
+            return self._values[tag]
+        base = tag.removeprefix("adj_")
+        if base != tag and base in self._values:
+            data = np.concatenate([self._values[base], np.full(self.error_count, np.inf)])
+            data.setflags(write=False)
+            self._values[tag] = data
+            return data
+        return None
+
+    def end_times(self) -> np.ndarray | None:
+        """Each successful profiling request's end, seconds from the run's first start."""
+        if self.stored is not None:
+            return self.stored.end_times()
+        return self._end_times
+
+    def tags(self) -> list[str]:
+        """The metrics with per-request values in this source (as loaded)."""
+        if self.stored is not None:
+            return sorted(self.stored.values)
+        return sorted(self._values)
+
+    def __repr__(self) -> str:
+        return f"<LoadedRun {self.label!r}: {self.title}>"
+
+
+def load_source(path: Path | str, tags: Iterable[str] | None = None) -> LoadedRun:
+    """The run at ``path`` (see the module docstring for what a source can be).
+
+    ``tags``: the metrics whose per-request values to keep (``adj_`` and throughput names
+    are mapped to what they need); None keeps every metric. A stored run always has all of
+    its values. ``SourceError`` names the path when it is not a source or cannot be read.
+    """
+    given = str(path)
+    where = Path(path)
+    if not where.exists():
+        raise SourceError(f"{given}: no such file or directory")
+    if where.is_file():
+        if _is_stored_run(where):
+            return _load_stored(where, given)
+        if where.name in (SUMMARY_FILE, RECORDS_FILE):
+            where = where.parent  # a file of an artifact directory stands for the directory
+        else:
+            raise SourceError(
+                f"{given}: not a result source: a file must be a stored run (JSON with "
+                f"'format' and 'test_id'), {SUMMARY_FILE} or {RECORDS_FILE}")
+    if not where.is_dir():
+        raise SourceError(f"{given}: not a file or a directory")
+    return _load_artifacts(where, given, None if tags is None else _needed(tags))
+
+
+# -- stored runs
+
+
+def _is_stored_run(path: Path) -> bool:
+    """Whether ``path`` looks like a stored run: its head has ``format`` and ``test_id``
+    (``Storage.read`` checks the rest and names what is wrong)."""
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(4096)
+    except OSError as exc:
+        raise SourceError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+    return head.lstrip().startswith(b"{") and b'"format"' in head and b'"test_id"' in head
+
+
+def _load_stored(path: Path, given: str) -> LoadedRun:
+    try:
+        run = Storage.read(path)
+    except StorageError as exc:
+        raise SourceError(str(exc)) from None
+    return LoadedRun(label=given, kind="stored", path=path, summary=run.summary,
+                     fingerprint=run.fingerprint if run.fingerprint.digest else None,
+                     machine=run.machine, target=dict(run.target), when=run.saved_at,
+                     stored=run)
+
+
+# -- artifact directories
+
+
+def _load_artifacts(directory: Path, given: str, tags: set[str] | None) -> LoadedRun:
+    summary_path = directory / SUMMARY_FILE
+    records_path = directory / RECORDS_FILE
+    if not summary_path.is_file() and not records_path.is_file():
+        raise SourceError(
+            f"{given}: not a result source: a directory must hold {SUMMARY_FILE} and "
+            f"{RECORDS_FILE} (an artifact directory of pytest-aiperf or NVIDIA AIPerf); "
+            f"for a stored run give its .json file")
+    if not summary_path.is_file():
+        raise SourceError(f"{given}: has {RECORDS_FILE} but no {SUMMARY_FILE}")
+    summary_doc = _read_summary(summary_path)
+    nvidia = "aiperf_version" in summary_doc or "schema_version" in summary_doc
+    if not records_path.is_file():
+        hint = (" (NVIDIA AIPerf writes it with --export-level records)" if nvidia else "")
+        raise SourceError(
+            f"{given}: has {SUMMARY_FILE} but no {RECORDS_FILE}: the per-request values a "
+            f"comparison resamples are in that file{hint}")
+    summary = {tag: dict(entry) for tag, entry in summary_doc.items()
+               if isinstance(entry, dict) and isinstance(entry.get("unit"), str)}
+    config = summary_doc.get("input_config")
+    config = config if isinstance(config, dict) else {}
+    run = LoadedRun(label=given, kind="nvidia-aiperf" if nvidia else "artifacts",
+                    path=directory, summary=summary, when=_text(summary_doc.get("start_time")))
+    if nvidia:
+        run.tool_version = _text(summary_doc.get("aiperf_version"))
+        run.fingerprint, run.fingerprint_note = _nvidia_fingerprint(config)
+        run.target = _nvidia_target(config)
+    else:
+        run.fingerprint, run.fingerprint_note = _our_fingerprint(config)
+        run.target = {"url": mask_url(str(config["url"])) if config.get("url") else None,
+                      "model": _text(config.get("model"))}
+    _read_records(records_path, run, tags)
+    return run
+
+
+def _read_summary(path: Path) -> dict[str, Any]:
+    try:
+        if path.stat().st_size > _MAX_SUMMARY_BYTES:
+            raise SourceError(f"{path}: {path.stat().st_size} bytes is not a profile summary")
+        data = json.loads(path.read_bytes())
+    except OSError as exc:
+        raise SourceError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+    except ValueError as exc:
+        raise SourceError(f"{path}: not JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise SourceError(f"{path}: not a profile summary (a JSON object of metrics)")
+    return data
+
+
+def _needed(tags: Iterable[str]) -> set[str]:
+    """The per-request metrics to keep for ``tags``: an ``adj_`` tag needs its base, a
+    token throughput its sequence lengths (its weights), a request throughput nothing but
+    the end times, which are always kept."""
+    from aiperf.baselines.compare import THROUGHPUTS
+
+    out: set[str] = set()
+    for tag in tags:
+        base = tag.removeprefix("adj_")
+        if base in THROUGHPUTS:
+            out.update(THROUGHPUTS[base] or ())
+        else:
+            out.add(base)
+    return out
+
+
+class _Meta(msgspec.Struct):
+    benchmark_phase: str = PROFILING
+    request_start_ns: int | None = None
+    request_end_ns: int | None = None
+    credit_issued_ns: int | None = None
+
+
+class _Value(msgspec.Struct):
+    # Any: a foreign tool may write a string or null; such a value is skipped, not fatal.
+    value: Any = None
+    unit: str = ""
+
+
+def _decoder(tags: set[str] | None) -> msgspec.json.Decoder[Any]:
+    """A decoder of one JSONL record that decodes only the metrics in ``tags``: a typed
+    struct makes msgspec skip every other field without building it."""
+    if tags is None:
+        metrics: Any = dict[str, _Value]
+        default: Any = msgspec.field(default_factory=dict)
+    else:
+        fields = [(tag, _Value | None, None) for tag in sorted(tags)]
+        metrics = msgspec.defstruct("_Metrics", fields)  # type: ignore[arg-type]
+        default = None
+    record = msgspec.defstruct("_Record", [
+        ("metadata", _Meta, msgspec.field(default_factory=_Meta)),
+        ("metrics", metrics | None, default),
+        ("error", Any, None),
+    ])
+    return msgspec.json.Decoder(record)
+
+
+class _Column:
+    """One metric's values as they stream in: 8 bytes a value, the unit checked once per
+    distinct unit string (records of one run all use one)."""
+
+    __slots__ = ("factors", "target", "values")
+
+    def __init__(self, target: str | None) -> None:
+        self.values: array[float] = array("d")
+        self.target = target
+        self.factors: dict[str, float | None] = {}
+
+    def add(self, item: _Value) -> str | None:
+        """Adds ``item``'s value(s); returns its unit when it cannot be converted."""
+        factor = self.factors.get(item.unit, 0.0)
+        if factor == 0.0:
+            factor = self.factors[item.unit] = _unit_factor(item.unit, self.target)
+        if factor is None:
+            return item.unit
+        value = item.value
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            self.values.append(value * factor if factor != 1.0 else value)
+        elif isinstance(value, list):
+            for v in value:
+                if isinstance(v, (int, float)) and not isinstance(v, bool):
+                    self.values.append(v * factor if factor != 1.0 else v)
+        return None
+
+
+def _read_records(path: Path, run: LoadedRun, tags: set[str] | None) -> None:
+    decode = _decoder(tags).decode
+    columns: dict[str, _Column] = {}
+    bad_units: dict[str, str] = {}
+    ends = array("q")
+    first_start: int | None = None
+    errors = 0
+    try:
+        handle = path.open("rb")
+    except OSError as exc:
+        raise SourceError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+    with handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                record = decode(line)
+            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                raise SourceError(f"{path}:{number}: not a per-request record ({exc})") \
+                    from None
+            meta = record.metadata
+            if meta.benchmark_phase != PROFILING:
+                continue
+            start = meta.request_start_ns or meta.credit_issued_ns
+            if start and (first_start is None or start < first_start):
+                first_start = start
+            if record.error is not None:
+                errors += 1
+            elif meta.request_end_ns:
+                ends.append(meta.request_end_ns)
+            metrics = record.metrics
+            if metrics is None:
+                continue
+            items = metrics.items() if tags is None else (
+                (tag, getattr(metrics, tag)) for tag in metrics.__struct_fields__)
+            for tag, item in items:
+                if item is None or tag in bad_units:
+                    continue
+                column = columns.get(tag)
+                if column is None:
+                    spec = BY_TAG.get(tag)
+                    column = columns[tag] = _Column(spec.unit if spec else None)
+                unit = column.add(item)
+                if unit is not None:
+                    bad_units[tag] = unit
+    for tag, column in columns.items():
+        if tag in bad_units or not len(column.values):
+            continue
+        data = np.frombuffer(column.values, dtype=np.float64)
+        data.setflags(write=False)
+        run._values[tag] = data
+    for tag, unit in sorted(bad_units.items()):
+        run.notes.append(f"{tag} left out: its unit {unit!r} does not convert to "
+                         f"{BY_TAG[tag].unit!r}")
+    run._errors = errors
+    if first_start is not None and len(ends):
+        end_s = (np.frombuffer(ends, dtype=np.int64) - first_start) / 1e9
+        end_s.setflags(write=False)
+        run._end_times = end_s
+
+
+def _unit_factor(unit: str, target: str | None) -> float | None:
+    """What a value in ``unit`` is multiplied by to be in ``target``; None when the two
+    are not the same quantity. Times convert among themselves, and so do rates over time
+    (``tokens/sec`` and ``tokens/ms``, ``tokens/sec/user``)."""
+    if target is None or unit == target or not unit:
+        return 1.0
+    if unit in _SECONDS and target in _SECONDS:
+        return _SECONDS[unit] / _SECONDS[target]
+    have, want = unit.split("/"), target.split("/")
+    if (len(have) == len(want) >= 2 and have[0] == want[0] and have[2:] == want[2:]
+            and have[1] in _SECONDS and want[1] in _SECONDS):
+        return _SECONDS[want[1]] / _SECONDS[have[1]]
+    return None
+
+
+# -- profiles
+
+
+def _our_fingerprint(config: dict[str, Any]) -> tuple[Fingerprint | None, str | None]:
+    from aiperf.common.config import UserConfig
+
+    if not config:
+        return None, "the summary has no input_config"
+    try:
+        return fingerprint(UserConfig.model_validate(config)), None
+    except (ValueError, TypeError) as exc:  # pydantic's ValidationError is a ValueError
+        first = str(exc).splitlines()[0]
+        return None, f"its input_config is not this version's profile ({first})"
+
+
+def _nvidia_fingerprint(config: dict[str, Any]) -> tuple[Fingerprint | None, str | None]:
+    """The profile of an AIPerf 0.13 run, mapped onto ours (model, endpoint, streaming,
+    the profiling phase's load, the synthetic prompts' lengths), so that a comparison with
+    one of our runs can name what differs. Keys AIPerf's config does not state are left at
+    our defaults; anything unexpected gives no fingerprint rather than a wrong one."""
+    from aiperf.common.config import UserConfig
+
+    note = "mapped from NVIDIA AIPerf's input_config"
+    try:
+        values: dict[str, Any] = {}
+        models = config.get("models", {}).get("items") or []
+        if models and isinstance(models[0], dict) and models[0].get("name"):
+            values["model"] = models[0]["name"]
+        endpoint = config.get("endpoint") or {}
+        if endpoint.get("type"):
+            values["endpoint_type"] = endpoint["type"]
+        if endpoint.get("streaming") is not None:
+            values["streaming"] = bool(endpoint["streaming"])
+        for phase in config.get("phases") or []:
+            kind = phase.get("kind")
+            if kind == "warmup" and phase.get("requests"):
+                values["warmup_request_count"] = int(phase["requests"])
+            if kind != "profiling":
+                continue
+            if phase.get("concurrency"):
+                values["concurrency"] = int(phase["concurrency"])
+            if phase.get("requests"):
+                values["request_count"] = int(phase["requests"])
+            if phase.get("rate"):
+                values["request_rate"] = float(phase["rate"])
+            if phase.get("duration"):
+                values["benchmark_duration"] = float(phase["duration"])
+        for dataset in (config.get("datasets") or [])[:1]:
+            if dataset.get("random_seed") is not None:
+                values["random_seed"] = int(dataset["random_seed"])
+            prompts = dataset.get("prompts") or {}
+            for name in ("isl", "osl"):
+                spec = prompts.get(name) or {}
+                if spec.get("mean") is not None:
+                    values[name] = round(float(spec["mean"]))
+                if spec.get("stddev") is not None:
+                    values[f"{name}_stddev"] = float(spec["stddev"])
+        if not values:
+            return None, "NVIDIA AIPerf's input_config names no profile"
+        return fingerprint(UserConfig.model_validate(values)), note
+    except (ValueError, TypeError, AttributeError, KeyError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return None, f"NVIDIA AIPerf's input_config could not be mapped ({first})"
+
+
+def _nvidia_target(config: dict[str, Any]) -> dict[str, str | None]:
+    endpoint = config.get("endpoint") if isinstance(config.get("endpoint"), dict) else {}
+    urls = endpoint.get("urls") or []
+    models = (config.get("models") or {}).get("items") if isinstance(
+        config.get("models"), dict) else None
+    model = models[0].get("name") if models and isinstance(models[0], dict) else None
+    return {"url": mask_url(str(urls[0])) if urls else None, "model": _text(model)}
+
+
+def _summary_number(summary: dict[str, dict[str, Any]], tag: str) -> float | None:
+    entry = summary.get(tag)
+    value = entry.get("avg") if entry else None
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return None
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None

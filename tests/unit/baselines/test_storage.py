@@ -416,3 +416,38 @@ def test_a_stored_run_reads_back_equal(storage: Storage, result: ProfileResult) 
     again = Storage.read(path)
     assert isinstance(again, StoredRun)
     assert again.model_dump(exclude={"saved_at"}) == run.model_dump(exclude={"saved_at"})
+
+
+# -- a real run
+
+
+@pytest.mark.integration
+def test_a_real_streaming_run_stores_within_the_size_budget(tmp_path: Path) -> None:
+    """Every per-request metric of a real streaming run against the mock (with latency
+    noise: the noise is what zlib cannot squeeze) costs at most 20 bytes a request, and the
+    whole file stays within the 1 MiB that 10,000 requests may take, scaled to this run."""
+    from aiperf.mesh import Mesh
+    from aiperf.mock_server import MockServerProcess
+
+    with MockServerProcess(ttft_ms=5, ttft_stddev_ms=2, itl_ms=0.5, itl_stddev_ms=0.2,
+                           error_rate=0.02) as server, Mesh(workers=1) as mesh:
+        result = mesh.run(url=server.url, streaming=True, concurrency=16, request_count=2000,
+                          osl=8)
+    path = Storage(tmp_path).save(TEST, result, "real", machine=MACHINE)
+    run = Storage.read(path)
+    requests = len(result.timeline)
+    assert requests == 2000 and result.error_count > 0
+    per_request = {t for t, m in result.metrics.items() if len(m.values)}
+    assert set(run.values) == {t for t in per_request if not t.startswith("adj_")}
+    assert {"http_req_waiting", "inter_chunk_latency", "time_to_first_token"} <= set(run.values)
+    for tag, packed in run.values.items():
+        assert len(packed.model_dump_json()) / requests <= 20, tag
+    assert path.stat().st_size / requests <= 2**20 / 10_000
+    # The end times line up with the values: end - latency is each request's start.
+    ends, latency = run.end_times(), run.metric_values("request_latency")
+    assert ends is not None and latency is not None and ends.size == latency.size
+    timeline = result.timeline
+    starts = (timeline.start_ns[timeline.ok] - timeline.start_ns.min()) / 1e9
+    aligned = np.median(np.abs(ends - latency / 1e3 - starts))
+    shifted = np.median(np.abs(np.roll(ends, 1) - latency / 1e3 - starts))
+    assert aligned < shifted / 10

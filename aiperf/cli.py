@@ -1,9 +1,12 @@
-"""The ``aiperf`` command: ``profile``, ``mock-server``, ``plugins``, ``mesh``.
+"""The ``aiperf`` command: ``profile``, ``mock-server``, ``plugins``, ``mesh``, ``compare``,
+``history``.
 
 Exit codes of ``aiperf profile``: 0 success; 2 invalid configuration (the message names the
 flag); 3 every request failed; 4 ``--failed-request-threshold`` tripped; 5 the credit
 invariant broke (a request unaccounted for); 1 the mesh itself failed; 130 interrupted
 (Ctrl-C: the results of what was sent are still written, marked ``was_cancelled``).
+``aiperf compare``: 6 when a ``--fail`` rule is REGRESSED, 2 for a bad source or rule, else
+0. ``aiperf history``: 2 when the test is unknown or ambiguous, else 0.
 
 The API key comes from ``--api-key``, else ``AIPERF_API_KEY``, else ``OPENAI_API_KEY``: the
 environment keeps it off the command line (and out of ``ps``).
@@ -20,6 +23,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 EXIT_OK, EXIT_MESH, EXIT_CONFIG, EXIT_ALL_FAILED, EXIT_THRESHOLD, EXIT_INVARIANT = range(6)
+EXIT_REGRESSED = 6
 EXIT_INTERRUPTED = 130
 API_KEY_ENV = ("AIPERF_API_KEY", "OPENAI_API_KEY")
 
@@ -277,6 +281,325 @@ def cmd_mesh(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# -- aiperf compare / aiperf history (issue 11: baselines outside pytest)
+
+# What `aiperf history` shows of each stored run: (summary tag, statistic, column title).
+HISTORY_METRICS: tuple[tuple[str, str, str], ...] = (
+    ("time_to_first_token", "p99", "TTFT p99 ms"),
+    ("request_latency", "p50", "latency p50 ms"),
+    ("request_throughput", "avg", "req/s"),
+)
+DEFAULT_STORAGE = ".aiperf"
+
+
+def _table(headers: list[str], rows: list[list[str]], right: set[int]) -> list[str]:
+    """Aligned text columns, two spaces apart; ``right``: the right-aligned columns."""
+    widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows,
+                                                                          strict=True)]
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(cell.rjust(w) if i in right else cell.ljust(w)
+                         for i, (cell, w) in enumerate(zip(cells, widths, strict=True))
+                         ).rstrip()
+
+    return [line(headers), *(line(row) for row in rows)]
+
+
+def _num(value: float | None) -> str:
+    """A value in its display unit: 4 significant digits, thousands separated."""
+    import math
+
+    if value is None or math.isnan(value):
+        return "n/a"
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    magnitude = abs(value)
+    if magnitude >= 1000:
+        return f"{value:,.0f}"
+    if magnitude >= 100:
+        return f"{value:.1f}"
+    if magnitude >= 1:
+        return f"{value:.2f}"
+    return f"{value:.3g}"
+
+
+def _signed(value: float, percent: bool) -> str:
+    import math
+
+    if math.isnan(value):
+        return "n/a"
+    if math.isinf(value):
+        return "+inf" if value > 0 else "-inf"
+    if percent:
+        return f"{value * 100:+.1f} %"
+    text = _num(value)
+    return text if text.startswith("-") else f"+{text}"
+
+
+def _metric_rules(text: str) -> list[Any]:
+    """The rules ``--metric`` asks for: ``TAG`` (p50 and p99 of a per-request metric, or a
+    throughput), ``TAG.STAT``, or a whole rule ``TAG[.STAT]:MARGIN`` (shown, not a gate)."""
+    from aiperf.baselines.compare import THROUGHPUTS, parse_rule
+
+    if ":" in text:
+        return [parse_rule(text)]
+    if "." in text or text.removeprefix("adj_") in THROUGHPUTS:
+        return [parse_rule(f"{text}:0%")]
+    return [parse_rule(f"{text}.p50:0%"), parse_rule(f"{text}.p99:0%")]
+
+
+def _compare_plan(args: argparse.Namespace) -> list[tuple[Any, bool]]:
+    """(rule, is a gate) in table order: the shown rules (``--metric``, else the defaults),
+    a gate taking the place of a shown rule of the same statistic, then the other gates."""
+    from aiperf.baselines.compare import DEFAULT_RULES, parse_rule
+
+    gates = [parse_rule(text) for text in args.fail or []]
+    shown = [r for text in args.metric or [] for r in _metric_rules(text)] if args.metric \
+        else list(DEFAULT_RULES)
+    by_key = {}
+    for gate in gates:
+        by_key.setdefault(gate.key, gate)
+    plan: list[tuple[Any, bool]] = []
+    seen: set[str] = set()
+    for rule in shown:
+        if rule.key in seen:
+            continue
+        seen.add(rule.key)
+        plan.append((by_key[rule.key], True) if rule.key in by_key else (rule, False))
+    placed = {rule.key for rule, gate in plan if gate}
+    for gate in gates:
+        if gate.key not in placed or gate is not by_key[gate.key]:
+            plan.append((gate, True))
+    return plan
+
+
+def _profile_warnings(base: Any, other: Any) -> list[str]:
+    from aiperf.baselines.fingerprint import differing_keys
+    from aiperf.baselines.machine import machine_differences
+
+    out = []
+    if base.fingerprint is None or other.fingerprint is None:
+        unknown = [run for run in (base, other) if run.fingerprint is None]
+        for run in unknown:
+            why = f": {run.fingerprint_note}" if run.fingerprint_note else ""
+            out.append(f"note: {run.label}: profile unknown{why}; not checked")
+    else:
+        keys = differing_keys(base.fingerprint, other.fingerprint)
+        if keys:
+            shown = ", ".join(
+                f"{k} ({base.fingerprint.keys.get(k)!r} -> {other.fingerprint.keys.get(k)!r})"
+                for k in keys[:6])
+            more = f", and {len(keys) - 6} more" if len(keys) > 6 else ""
+            out.append(f"warning: {other.label}: its profile differs from the baseline's in "
+                       f"{shown}{more}; compared anyway")
+        out.extend(f"note: {run.label}: profile {run.fingerprint_note} (keys it does not "
+                   f"state count as this project's defaults)"
+                   for run in (base, other) if run.fingerprint_note)
+    if base.machine is not None and other.machine is not None:
+        differences = machine_differences(base.machine, other.machine)
+        if differences:
+            out.append(f"note: {other.label}: another machine than the baseline's: "
+                       f"{'; '.join(differences)}")
+    return out
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from aiperf.baselines.compare import compare
+    from aiperf.baselines.sources import SourceError, load_source
+    from aiperf.errors import ConfigError
+
+    if len(args.sources) < 2:
+        print("aiperf compare: give at least two sources: the baseline, then one or more "
+              "runs to compare with it", file=sys.stderr)
+        return EXIT_CONFIG
+    if not 0.5 <= args.confidence < 1.0:
+        print(f"aiperf compare: --confidence must be in [0.5, 1), got {args.confidence}",
+              file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        plan = _compare_plan(args)
+    except ConfigError as exc:
+        print(f"aiperf compare: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    tags = {rule.metric for rule, _ in plan}
+    runs = []
+    for source in args.sources:
+        try:
+            runs.append(load_source(source, tags))
+        except SourceError as exc:
+            print(f"aiperf compare: {exc}", file=sys.stderr)
+            return EXIT_CONFIG
+    base, others = runs[0], runs[1:]
+    print(f"baseline: {base.label} ({base.title})")
+    for run in others:
+        print(f"compared: {run.label} ({run.title})")
+    for run in runs:
+        for note in run.notes:
+            print(f"note: {run.label}: {note}")
+    for run in others:
+        for line in _profile_warnings(base, run):
+            print(line)
+    percent = f"{args.confidence * 100:g} %"
+    regressed: list[str] = []
+    for rule, gate in plan:
+        results = []
+        for run in others:
+            found = compare(base, run, [rule], args.confidence, skip_unmeasured=not gate)
+            if found:
+                results.append((run, found[0]))
+        if not results:
+            continue  # a shown metric neither run measured (streaming-only, say)
+        unit = rule.unit
+        print(f"\n{rule.key} ({unit})")
+        rows = []
+        for run, c in results:
+            rel = c.difference.relative
+            change = _signed(c.delta, False)
+            if c.before:
+                change += f" ({_signed(rel[0], True)})"
+            low, high = (rel[1], rel[2]) if c.relative else (c.low, c.high)
+            interval = ("none" if low == -float("inf") and high == float("inf")
+                        else f"{_signed(low, c.relative)} .. {_signed(high, c.relative)}")
+            rows.append([run.label, _num(c.before), _num(c.after), change, interval,
+                         c.status])
+            if gate and c.status == "REGRESSED":
+                regressed.append(f"{rule.text} ({run.label})")
+        for line in _table(["run", "before", "after", "change", f"{percent} interval",
+                            "status"], rows, {1, 2, 3}):
+            print(f"  {line}")
+        methods = list(dict.fromkeys(c.method for _, c in results))
+        if len(methods) == 1:
+            print(f"  method: {methods[0]}")
+        else:
+            for run, c in results:
+                print(f"  method ({run.label}): {c.method}")
+        margin = rule.margin_text
+        if gate:
+            worse = "up" if rule.worse == "up" else "down"
+            print(f"  gate --fail {rule.text}: REGRESSED when the whole interval is worse "
+                  f"({worse}) than {margin}")
+        elif rule.margin:
+            print(f"  margin: {margin}")
+    if regressed:
+        print(f"\nREGRESSED: {', '.join(regressed)}")
+        return EXIT_REGRESSED
+    return EXIT_OK
+
+
+def _resolve_test(storage: Any, wanted: str) -> tuple[str | None, str]:
+    """(node id, "") of ``wanted`` (a node id, its directory's slug, or a substring of one
+    node id), or (None, why not)."""
+    from aiperf.baselines.storage import node_slug
+
+    tests = storage.tests()
+    if wanted in tests:
+        return wanted, ""
+    by_slug = [t for t in tests if node_slug(t) == wanted.rstrip("/").rsplit("/", 1)[-1]]
+    if by_slug:
+        return by_slug[0], ""
+    matches = [t for t in tests if wanted in t]
+    if len(matches) == 1:
+        return matches[0], ""
+    if matches:
+        listed = "".join(f"\n  {t}" for t in matches[:20])
+        return None, f"{wanted!r} matches {len(matches)} stored tests; be more specific:{listed}"
+    known = "".join(f"\n  {t}" for t in tests[:20]) or " none"
+    return None, f"no stored test matches {wanted!r} in {storage.root}; stored tests:{known}"
+
+
+def _stored_count(directory: Path) -> int:
+    """Runs in a test's directory, by the documented file names (``NNNN_<name>.json``)."""
+    import re
+
+    pattern = re.compile(r"^\d{4,}_[A-Za-z0-9._-]+\.json$")
+    try:
+        return sum(1 for p in directory.iterdir() if pattern.match(p.name))
+    except OSError:
+        return 0
+
+
+def _trend(value: float | None, previous: float | None) -> str:
+    import math
+
+    if value is None or previous is None or not math.isfinite(value) \
+            or not math.isfinite(previous) or previous == 0:
+        return ""
+    return f"{(value - previous) / abs(previous) * 100:+.1f} %"
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    from aiperf.baselines.fingerprint import differing_keys
+    from aiperf.baselines.machine import machine_differences
+    from aiperf.baselines.storage import Storage, StorageError, node_slug
+
+    storage = Storage(Path(args.storage))
+    if not storage.root.is_dir():
+        print(f"aiperf history: no storage directory {storage.root} (pytest --aiperf-save "
+              f"or --aiperf-autosave creates it; --storage DIR reads another)",
+              file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        if args.test is None:
+            tests = storage.tests()
+            if not tests:
+                print(f"no stored runs in {storage.root}")
+                return EXIT_OK
+            print(f"stored runs in {storage.root}:")
+            rows = []
+            for test in tests:
+                latest = storage.load(test)
+                rows.append([str(_stored_count(storage.root / node_slug(test))),
+                             latest.saved_at if latest else "", test])
+            for line in _table(["runs", "latest (UTC)", "test"], rows, {0}):
+                print(f"  {line}")
+            return EXIT_OK
+        test, why = _resolve_test(storage, args.test)
+        if test is None:
+            print(f"aiperf history: {why}", file=sys.stderr)
+            return EXIT_CONFIG
+        history = storage.history(test)
+    except StorageError as exc:
+        print(f"aiperf history: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    print(f"{test}: {len(history)} stored runs, oldest first "
+          f"({storage.root / node_slug(test)})")
+    headers = ["#", "name", "saved (UTC)", "commit", "requests"]
+    for _, _, title in HISTORY_METRICS:
+        headers += [title, "trend"]
+    rows = []
+    notes = []
+    previous: Any = None
+    for run in history:
+        commit = (run.machine.git_commit or "")[:10]
+        if commit and run.machine.git_dirty:
+            commit += "+dirty"
+        row = [str(run.number), run.name, run.saved_at, commit or "-", str(run.request_count)]
+        for tag, stat, _ in HISTORY_METRICS:
+            value = run.summary.get(tag, {}).get(stat)
+            before = previous.summary.get(tag, {}).get(stat) if previous is not None else None
+            row += [_num(value) if value is not None else "-", _trend(value, before)]
+        rows.append(row)
+        if previous is not None:
+            keys = differing_keys(previous.fingerprint, run.fingerprint)
+            if keys:
+                notes.append(f"#{run.number}: profile changed since #{previous.number} "
+                             f"({', '.join(keys)}): its trend compares other loads")
+            moved = machine_differences(previous.machine, run.machine)
+            if moved:
+                notes.append(f"#{run.number}: another machine than #{previous.number} "
+                             f"({'; '.join(moved)})")
+        previous = run
+    right = {0, 4, *range(5, len(headers))}
+    for line in _table(headers, rows, right):
+        print(f"  {line}")
+    for note in notes:
+        print(f"  note: {note}")
+    if len(history) > 1:
+        print("  trend: change from the run above (no interval; `aiperf compare A B` on two "
+              "stored files gives one)")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="aiperf", description="Benchmark OpenAI-compatible inference servers on a "
@@ -329,6 +652,40 @@ def build_parser() -> argparse.ArgumentParser:
     mesh.add_argument("--workers-max", type=int)
     _add_mesh_arguments(mesh)
     mesh.set_defaults(func=cmd_mesh)
+
+    compare = sub.add_parser(
+        "compare", help="compare runs with a baseline: a table per metric with the change "
+                        "and its interval",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="a SOURCE is a stored run (.aiperf/<test>/NNNN_<name>.json), an artifact "
+               "directory of\n  aiperf profile or pytest-aiperf, or an NVIDIA AIPerf "
+               "artifact directory\n  (profile_export_aiperf.json + profile_export.jsonl)\n\n"
+               "example:\n  aiperf compare artifacts/main artifacts/pr --fail "
+               "time_to_first_token.p99:10%\n\n"
+               "exit codes: 0 no --fail rule REGRESSED, 6 one is, 2 a bad source or rule")
+    compare.add_argument("sources", nargs="+", metavar="SOURCE",
+                         help="the baseline first, then each run compared with it")
+    compare.add_argument("--fail", action="append", metavar="EXPR",
+                         help="exit 6 when this rule is REGRESSED, e.g. "
+                              "time_to_first_token.p99:10%%, request_throughput:-5%%, "
+                              "request_latency.p50:+20ms (repeatable)")
+    compare.add_argument("--confidence", type=float, default=0.95,
+                         help="of each interval on a change (default 0.95)")
+    compare.add_argument("--metric", action="append", metavar="TAG",
+                         help="show this metric instead of the defaults (TTFT, ITL, request "
+                              "latency p50/p99, throughput): TAG (p50 and p99), TAG.STAT "
+                              "(repeatable)")
+    compare.set_defaults(func=cmd_compare)
+
+    history = sub.add_parser("history", help="the stored runs of a test, with a trend of its "
+                                             "key metrics")
+    history.add_argument("test", nargs="?", metavar="TEST",
+                         help="a node id, its storage directory's name, or a unique part of "
+                              "a node id; without it, every stored test")
+    history.add_argument("--storage", default=DEFAULT_STORAGE, metavar="DIR",
+                         help="the storage directory (default: .aiperf, as pytest's "
+                              "aiperf_storage)")
+    history.set_defaults(func=cmd_history)
     return parser
 
 

@@ -13,10 +13,13 @@ from pytest_aiperf.policy import PolicyError, pop_policy
 from pytest_aiperf.profile import (
     LoadTestSpec,
     LoadTestSpecError,
+    merged_rules,
     normalise_keys,
+    pop_regress,
     pop_test_timeout,
     resolve_paths,
     validated_objectives,
+    validated_rules,
 )
 from pytest_aiperf.session import AIPerfSession, LoadTestRecord
 from pytest_aiperf.slo import (
@@ -39,31 +42,46 @@ RESULT_KEY = pytest.StashKey["ProfileResult"]()
 
 
 class SLOBreach(AssertionError):
-    """One or more objectives were not met; the message is the verdict table (one per run
-    when the test ran more than one)."""
+    """One or more objectives were not met, or a gate against the baseline failed; the
+    message is the verdict table (one per run when the test ran more than one) and the
+    "vs baseline" block of each run that was compared."""
 
     def __init__(self, verdicts: list[Verdict],
                  runs: list[tuple[str, list[Verdict]]] | None = None,
-                 inconclusive: bool = False, details: str = "") -> None:
+                 inconclusive: bool = False, details: str = "",
+                 baseline: list[tuple[str, list[str]]] | None = None,
+                 gates: list[str] | None = None) -> None:
         self.verdicts = verdicts
         failed = sum(1 for v in verdicts if v.failed)
         if runs and len(runs) > 1:
             tables = "\n".join(f"{label}:\n{format_table(vs)}" for label, vs in runs)
         else:
             tables = format_table(verdicts)
+        heads = []
         if inconclusive and not failed:
             undecided = sum(1 for v in verdicts if v.status == "INCONCLUSIVE")
-            head = (f"{undecided} of {len(verdicts)} objectives INCONCLUSIVE (the "
-                    "inconclusive policy fails the test)")
-        else:
-            head = f"{failed} of {len(verdicts)} objectives breached"
-        super().__init__(f"{head}\n{details}\n{tables}" if details else f"{head}\n{tables}")
+            heads.append(f"{undecided} of {len(verdicts)} objectives INCONCLUSIVE (the "
+                         "inconclusive policy fails the test)")
+        elif failed or not gates:
+            heads.append(f"{failed} of {len(verdicts)} objectives breached")
+        heads.extend(gates or [])
+        blocks = [tables, *(f"{label}:\n" + "\n".join(lines)
+                            for label, lines in baseline or [] if lines)]
+        body = "\n".join(b for b in blocks if b)
+        head = "; ".join(heads)
+        super().__init__(f"{head}\n{details}\n{body}" if details else f"{head}\n{body}")
 
     @classmethod
     def of_records(cls, records: list[LoadTestRecord], inconclusive: bool = False,
-                   details: str = "") -> SLOBreach:
+                   details: str = "", gates: list[str] | None = None) -> SLOBreach:
+        from pytest_aiperf.baseline import comparison_lines
+
         runs = [(f"run {r.run} ({r.profile})", r.verdicts) for r in records if r.verdicts]
-        return cls([v for _, vs in runs for v in vs], runs, inconclusive, details)
+        baseline = [(f"run {r.run} ({r.profile})",
+                     comparison_lines(r.comparisons, r.baseline)) for r in records
+                    if r.comparisons]
+        return cls([v for _, vs in runs for v in vs], runs, inconclusive, details, baseline,
+                   gates)
 
 
 def _session(config: pytest.Config) -> AIPerfSession:
@@ -140,18 +158,22 @@ class AIPerfHelper:
         try:
             policy = session.settings.policy.merged("aiperf.run", **pop_policy(profile))
             test_timeout = pop_test_timeout(profile)
+            marker_rules = pop_regress(profile)
             values = {**session.settings.profile_base(),
                       **resolve_paths(normalise_keys(profile), item.path.parent)}
             config = LoadTestSpec(values).user_config()  # ConfigError before any load
             objectives = validated_objectives(config, values, slo)
+            rules = validated_rules(config, merged_rules(session.baselines.session_rules(),
+                                                         marker_rules))
         except (LoadTestSpecError, SLOError, PolicyError) as exc:
             raise pytest.UsageError(f"aiperf.run: {exc}") from None
-        if not objectives:  # like a marker's run: never passes while checking nothing
-            objectives = implicit_objectives(config.failed_request_threshold)
+        if not any(not o.relative for o in objectives):
+            # like a marker's run: never passes while checking nothing
+            objectives = [*implicit_objectives(config.failed_request_threshold), *objectives]
         from pytest_aiperf.planner import plan
 
         spec = LoadTestSpec(values, objectives, test_timeout, policy,
-                            plan(objectives, config, policy))
+                            plan(objectives, config, policy), tuple(rules))
         for text in spec.plan:
             warnings.warn(pytest.PytestWarning(f"aiperf.run: {text}"), stacklevel=2)
         result = session.run(item, spec)
@@ -167,6 +189,10 @@ class AIPerfHelper:
             objectives = parse_objectives(slo)
         except SLOError as exc:
             raise pytest.UsageError(str(exc)) from None
+        if any(o.relative for o in objectives):
+            raise pytest.UsageError("aiperf.check: a relative objective (baseline ...) is "
+                                    "judged against the stored baseline when the run is "
+                                    "made: put it in the marker's or aiperf.run's slo")
         session = _session(self._request.config)
         policy = session.settings.policy
         verdicts = evaluate(objectives, result, policy.confidence, policy.steady_state)

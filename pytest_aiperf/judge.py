@@ -11,6 +11,8 @@ Which interval each statistic gets (all from ``aiperf.statistics``):
   narrower than its confidence allows, also at 0 or n errors); but "no request may fail"
   (``request_error_rate <= 0 %``) is checked exactly on the requests sent;
 - throughputs: batch means over the sample's time windows ("no interval" with < 5);
+- relative objectives (``< baseline + 10 %``): the interval on the difference from the
+  stored baseline run (``pytest_aiperf.baseline``);
 - ``min``, ``max``, ``std``, ``count``, ``sum`` and run totals: the point value of the sample,
   judged as it is, with "no interval" stated. The implicit error-rate objective of a test
   without objectives is such an exact check of the requests sent, not an estimate.
@@ -320,11 +322,17 @@ def extend_until_decided(first: Chunk, more: Callable[[], Chunk],
         chunks.append(more())
 
 
+RelativeJudge = Callable[[Objective, Sequence["ProfileResult"], int], Verdict]
+
+
 def judge_runs(objectives: list[Objective], results: Sequence[ProfileResult],
-               config: UserConfig | None, steady: bool, confidence: float) -> list[Verdict]:
+               config: UserConfig | None, steady: bool, confidence: float,
+               relative: RelativeJudge | None = None) -> list[Verdict]:
     """The objectives judged on one run, or on several runs of one profile pooled (the
     chunks of ``extend``). ``steady``: on each run's steady window (``aiperf.windows``).
-    The implicit error-rate objective is always the exact count of the requests sent."""
+    The implicit error-rate objective is always the exact count of the requests sent.
+    A relative objective (``< baseline + 10 %``) is judged by ``relative`` on the whole
+    runs, as its baseline was stored; without one (no baseline) it has no verdict."""
     whole: list[Evidence] = [ResultEvidence(r) for r in results]
     sent = sum(e.n_ok + e.n_err for e in whole)
     parts = whole
@@ -335,7 +343,10 @@ def judge_runs(objectives: list[Objective], results: Sequence[ProfileResult],
     evidence = _pooled(parts)
     verdicts = []
     for objective in objectives:
-        if objective.window_s is not None:
+        if objective.relative:
+            if relative is not None:
+                verdicts.append(relative(objective, results, sent))
+        elif objective.window_s is not None:
             from aiperf.windows import windows
 
             samples = [w for r in results for w in windows(r, objective.window_s)]

@@ -59,13 +59,30 @@ OPTIONS: dict[str, tuple[str, str]] = {
                      "false)", "string"),
     "profile": ("default for a profile key, KEY=VALUE (repeatable; ini: one per line)",
                 "linelist"),
+    "save": ("store each load test's result under NAME in the baseline storage", "string"),
+    "autosave": ("store each load test's result in the baseline storage (name 'auto')",
+                 "bool"),
+    "compare": ("compare each load test with its stored run: 'latest' (the default of the "
+                "bare flag), a saved NAME or a number", "string"),
+    "compare_fail": ("a regression gate, METRIC[.STAT]:[+|-]N% or :[+|-]N<unit>, e.g. "
+                     "time_to_first_token.p99:10% (repeatable; ini: one per line); implies "
+                     "comparing with the latest stored run", "linelist"),
+    "storage": ("directory of stored baseline runs (default .aiperf in the rootdir)",
+                "string"),
+    "storage_keep": ("stored runs kept per test, oldest pruned first (default 20; 0 keeps "
+                     "all)", "string"),
+    "require_baseline": ("a test that compares (rules, relative objectives, --aiperf-compare) "
+                         "fails when no stored run fits it", "bool"),
+    "fail_on_improvement": ("a significant improvement fails the test too (so that the "
+                            "baseline gets re-saved)", "bool"),
 }
 
 METAVARS = {"url": "URL", "model": "NAME", "endpoint_type": "NAME", "api_key": "KEY",
             "artifacts": "DIR", "workers": "N", "ray_address": "ADDRESS", "slo_file": "FILE",
             "test_timeout": "DURATION",
             "confidence": "LEVEL", "inconclusive": "POLICY", "inconclusive_final": "POLICY",
-            "validity": "MODE", "repeat": "N", "steady_state": "BOOL"}
+            "validity": "MODE", "repeat": "N", "steady_state": "BOOL", "save": "NAME",
+            "compare": "NAME", "compare_fail": "EXPR", "storage": "DIR", "storage_keep": "N"}
 _POLICY_SETTINGS = ("confidence", "inconclusive", "inconclusive_final", "validity", "repeat",
                     "steady_state")
 # Settings that are also profile keys, in the order they are applied.
@@ -81,12 +98,33 @@ def add_options(parser: pytest.Parser) -> None:
             group.addoption(flag, action="store_true", default=None, help=help_text)
             parser.addini(f"aiperf_{name}", help_text, type="bool", default=False)
         elif kind == "linelist":
-            group.addoption(flag, action="append", default=None, metavar="KEY=VALUE",
-                            help=help_text)
+            group.addoption(flag, action="append", default=None,
+                            metavar=METAVARS.get(name, "KEY=VALUE"), help=help_text)
             parser.addini(f"aiperf_{name}", help_text, type="linelist", default=[])
+        elif name == "compare":  # a bare --aiperf-compare means the latest stored run
+            group.addoption(flag, nargs="?", const="latest", default=None,
+                            metavar=METAVARS[name], help=help_text)
+            parser.addini(f"aiperf_{name}", help_text, default=None)
         else:
             group.addoption(flag, default=None, help=help_text, metavar=METAVARS[name])
             parser.addini(f"aiperf_{name}", help_text, default=None)
+
+
+DEFAULT_STORAGE = ".aiperf"
+DEFAULT_KEEP = 20
+
+
+@dataclass(frozen=True)
+class BaselineSettings:
+    """Where results are stored, which stored run a test compares with and the gates."""
+
+    storage: Path = Path(DEFAULT_STORAGE)
+    keep: int = DEFAULT_KEEP
+    save: str | None = None  # a name, "auto" with autosave; None: nothing stored
+    compare: str | None = None  # "latest", a name or a number; None: only rules compare
+    rules: tuple[str, ...] = ()  # --aiperf-compare-fail / aiperf_compare_fail, as written
+    require_baseline: bool = False
+    fail_on_improvement: bool = False
 
 
 @dataclass(frozen=True)
@@ -105,6 +143,7 @@ class Settings:
     disable: bool = False
     profile_defaults: dict[str, Any] = field(default_factory=dict)
     policy: VerdictPolicy = field(default_factory=VerdictPolicy)
+    baseline: BaselineSettings = field(default_factory=BaselineSettings)
 
     def profile_base(self) -> dict[str, Any]:
         """Profile keys every load test starts from (before its markers)."""
@@ -212,10 +251,43 @@ def resolve(config: pytest.Config) -> Settings:
         policy = VerdictPolicy.build("aiperf options", **{k: pick(k) for k in _POLICY_SETTINGS})
     except PolicyError as exc:
         raise pytest.UsageError(str(exc)) from None
+    baseline = _baseline_settings(config, layer, pick, pick_path)
     return Settings(
         url=profile.get("url"), model=profile.get("model"),
         endpoint_type=profile.get("endpoint_type"), api_key=api_key,
         artifacts=pick_path("artifacts"), workers=workers_n, ray_address=pick("ray_address"),
         slo_file=pick_path("slo_file"), test_timeout=test_timeout,
-        disable=bool(disable), profile_defaults=profile, policy=policy,
+        disable=bool(disable), profile_defaults=profile, policy=policy, baseline=baseline,
     )
+
+
+def _baseline_settings(config: pytest.Config, layer: _Layer, pick: Any,
+                       pick_path: Any) -> BaselineSettings:
+    """The baseline options; a rule that does not parse is a usage error naming it."""
+    keep_text = pick("storage_keep")
+    try:
+        keep = int(keep_text) if keep_text is not None else DEFAULT_KEEP
+        if keep < 0:
+            raise ValueError
+    except ValueError:
+        raise pytest.UsageError(f"aiperf_storage_keep: {keep_text!r} is not an integer >= 0 "
+                                "(0 keeps every run)") from None
+    save = pick("save")
+    if save is None and (layer.cli("autosave") or config.getini("aiperf_autosave")):
+        save = "auto"
+    # The command line's gates replace the ini's, as for every other key.
+    rules = tuple(layer.cli("compare_fail") or layer.ini("compare_fail") or ())
+    if rules:
+        from pytest_aiperf.baseline import BaselineError, parse_rules
+
+        try:
+            parse_rules(list(rules), "--aiperf-compare-fail / aiperf_compare_fail")
+        except BaselineError as exc:
+            raise pytest.UsageError(str(exc)) from None
+    storage = pick_path("storage") or (Path(config.rootpath) / DEFAULT_STORAGE)
+    return BaselineSettings(
+        storage=storage, keep=keep, save=save, compare=pick("compare"), rules=rules,
+        require_baseline=bool(layer.cli("require_baseline")
+                              or config.getini("aiperf_require_baseline")),
+        fail_on_improvement=bool(layer.cli("fail_on_improvement")
+                                 or config.getini("aiperf_fail_on_improvement")))

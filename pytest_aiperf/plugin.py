@@ -21,6 +21,12 @@ from typing import Any
 import pytest
 
 from pytest_aiperf import hooks as hookspecs
+from pytest_aiperf.baseline import (
+    BaselineRequired,
+    comparison_lines,
+    gate_failures,
+    missing_baselines,
+)
 from pytest_aiperf.fixtures import (
     SESSION_KEY,
     SPEC_KEY,
@@ -116,7 +122,8 @@ def pytest_pycollect_makeitem(
         if not isinstance(item, pytest.Function):
             continue
         try:
-            spec = build_spec(item, base, slo_file, session.settings.policy)
+            spec = build_spec(item, base, slo_file, session.settings.policy,
+                              session.baselines.session_rules())
         except LoadTestSpecError as exc:
             raise collector.CollectError(
                 f"{item.nodeid}: invalid @pytest.mark.aiperf: {exc}") from None
@@ -175,9 +182,17 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
         raise
     records = session.item_records(item.nodeid)
     breached = any(v.failed for r in records for v in r.verdicts)
-    _add_sections(item, records, tables=not breached)  # a breach's message has the tables
-    if breached:
-        raise SLOBreach.of_records(records)
+    gates = gate_failures(records, session.baselines.settings.fail_on_improvement)
+    # A breach's message has the tables (and the vs-baseline blocks).
+    _add_sections(item, records, tables=not (breached or gates))
+    if breached or gates:
+        raise SLOBreach.of_records(records, gates=gates)
+    missing = missing_baselines(records) if session.baselines.settings.require_baseline else []
+    if missing:
+        raise BaselineRequired(
+            "no stored baseline to compare with (aiperf_require_baseline):\n"
+            + "\n".join(f"{r.label}: {r.baseline.line()}" for r in missing  # type: ignore[union-attr]
+                         ) + "\nstore one with --aiperf-save NAME or --aiperf-autosave")
     _apply_inconclusive_policy(item, session, records)
     return outcome
 
@@ -187,26 +202,32 @@ def _apply_inconclusive_policy(item: pytest.Item, session: AIPerfSession,
     """``aiperf_inconclusive``: pass (a warning naming each undecided objective and the n
     that would decide it), fail, xfail; ``extend`` has already run its chunks, and what is
     still undecided falls to ``aiperf_inconclusive_final``."""
-    undecided = [(r, v) for r in records for v in r.verdicts if v.status == "INCONCLUSIVE"]
+    undecided = [(r, inconclusive_line(r, v)) for r in records for v in r.verdicts
+                 if v.status == "INCONCLUSIVE"]
+    # A gate against the baseline that cannot tell follows the same policy ("extend" pools
+    # chunks for objectives only, so such a gate goes straight to inconclusive_final).
+    undecided += [(r, f"{c.rule} is INCONCLUSIVE vs baseline in {r.label}: {c.text}")
+                  for r in records for c in r.comparisons
+                  if c.gated and c.status == "INCONCLUSIVE"]
     if not undecided:
         return
     spec = item.stash.get(SPEC_KEY, None)
     default = spec.policy if spec is not None else session.settings.policy
     by_mode: dict[str, list[str]] = {}
-    for record, verdict in undecided:  # each run as its own policy says (aiperf.run(...))
+    for record, line in undecided:  # each run as its own policy says (aiperf.run(...))
         policy = record.policy or default
         mode = (policy.inconclusive_final if policy.inconclusive == "extend"
                 else policy.inconclusive)
         extended = " after extend, budget spent" if policy.inconclusive == "extend" else ""
         by_mode.setdefault(mode, []).append(
-            f"{inconclusive_line(record, verdict)} [aiperf_inconclusive={mode}{extended}]")
+            f"{line} [aiperf_inconclusive={mode}{extended}]")
     for line in by_mode.get("pass", []):
         warnings.warn(pytest.PytestWarning(f"aiperf: {line}"), stacklevel=1)
     for mode in ("fail", "xfail"):
         lines = by_mode.get(mode, [])
         if not lines:
             continue
-        text = f"{len(lines)} objective(s) INCONCLUSIVE:\n" + "\n".join(lines)
+        text = f"{len(lines)} verdict(s) INCONCLUSIVE:\n" + "\n".join(lines)
         if mode == "xfail":
             pytest.xfail(text)
         for record in records:  # the breach text carries the tables
@@ -229,6 +250,8 @@ def _add_sections(item: pytest.Item, records: list[LoadTestRecord], tables: bool
         lines = []
         if record.verdicts and tables:
             lines.append(format_table(record.verdicts))
+        if tables or not record.comparisons:
+            lines.extend(comparison_lines(record.comparisons, record.baseline))
         lines.extend(f"warning: {w}" for w in record.warnings)
         if lines:
             item.add_report_section("call", f"aiperf {record.label}", "\n".join(lines))
@@ -240,7 +263,7 @@ def pytest_runtest_makereport(
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
     error = call.excinfo.value if call.excinfo is not None else None
-    if report.failed and isinstance(error, SLOBreach | InvalidRunError):
+    if report.failed and isinstance(error, SLOBreach | InvalidRunError | BaselineRequired):
         report.longrepr = f"aiperf: {error}"
     elif report.failed and _is_aiperf_error(error):
         # Our own errors say what happened; pytest's traceback through the plugin would not.
@@ -249,6 +272,8 @@ def pytest_runtest_makereport(
     scrub_report(report, session.secrets)
     for record in session.item_records(item.nodeid):
         _set_outcome(record, report)
+    if report.when == "call":
+        session.store(item, report.passed, error)
     return report
 
 

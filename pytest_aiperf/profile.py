@@ -14,6 +14,7 @@ names it; paths from options are made absolute in ``pytest_aiperf.options``.
 from __future__ import annotations
 
 import fnmatch
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,6 +33,7 @@ from pytest_aiperf.slo import (
 )
 
 if TYPE_CHECKING:
+    from aiperf.baselines.compare import RegressionRule
     from aiperf.common.config import UserConfig
 
 # The engine (pydantic, plugins) is imported only once a test carries the marker, so a
@@ -41,6 +43,7 @@ MARKER = "aiperf"
 ALIASES = {"endpoint": "endpoint_type", "duration": "benchmark_duration"}
 # Marker keys that belong to the plugin, not to the engine's profile.
 TEST_TIMEOUT = "test_timeout"
+REGRESS = "regress"  # regression gates against the stored baseline (pytest_aiperf.baseline)
 _DURATION_KEYS = ("benchmark_duration", "benchmark_grace_period")
 _PATH_KEYS = ("input_file", "tokenizer")
 
@@ -56,6 +59,8 @@ class LoadTestSpec:
     test_timeout: float | None = None  # seconds; None: derived from the profile
     policy: VerdictPolicy = field(default_factory=VerdictPolicy)
     plan: list[str] = field(default_factory=list)  # the planner's warnings
+    # the session's gates merged with the marker's ``regress`` (pytest_aiperf.baseline)
+    rules: tuple[RegressionRule, ...] = ()
 
     def user_config(self) -> UserConfig:
         from aiperf.common.config import UserConfig
@@ -149,7 +154,8 @@ def file_objectives(nodeid: str, slo_file: list[tuple[str, dict[str, Any]]]) -> 
 
 def build_spec(item: pytest.Item, base: dict[str, Any],
                slo_file: list[tuple[str, dict[str, Any]]],
-               policy: VerdictPolicy | None = None) -> LoadTestSpec | None:
+               policy: VerdictPolicy | None = None,
+               session_rules: Sequence[RegressionRule] = ()) -> LoadTestSpec | None:
     """The item's load test, or None when it has no ``aiperf`` marker."""
     markers = list(item.iter_markers(MARKER))
     if not markers:
@@ -161,6 +167,7 @@ def build_spec(item: pytest.Item, base: dict[str, Any],
     slo = file_objectives(item.nodeid, slo_file)
     test_timeout = None
     policy_keys: dict[str, Any] = {}
+    marker_rules: list[RegressionRule] = []
     for marker in reversed(markers):
         if marker.args:
             raise LoadTestSpecError("the aiperf marker takes keyword arguments only, "
@@ -171,6 +178,8 @@ def build_spec(item: pytest.Item, base: dict[str, Any],
             raise LoadTestSpecError(f"slo must be a dict, got {marker_slo!r}")
         slo.update(marker_slo)
         test_timeout = pop_test_timeout(kwargs) or test_timeout
+        if REGRESS in kwargs:  # an inner marker's gate replaces an outer one on its key
+            marker_rules = merged_rules(marker_rules, pop_regress(kwargs))
         policy_keys.update(pop_policy(kwargs))
         profile.update(resolve_paths(normalise_keys(kwargs), item.path.parent))
     callspec = getattr(item, "callspec", None)
@@ -181,14 +190,55 @@ def build_spec(item: pytest.Item, base: dict[str, Any],
         config = UserConfig.build(where="profile", **profile)
         objectives = validated_objectives(config, profile, slo)
         verdicts = (policy or VerdictPolicy()).merged("marker", **policy_keys)
+        rules = validated_rules(config, merged_rules(session_rules, marker_rules))
     except (ConfigError, SLOError, PolicyError) as exc:
         raise LoadTestSpecError(str(exc)) from None
-    if not objectives:
-        objectives = implicit_objectives(config.failed_request_threshold)
+    if not any(not o.relative for o in objectives):
+        # Relative objectives may go unjudged (no baseline): the implicit one stays.
+        objectives = [*implicit_objectives(config.failed_request_threshold), *objectives]
     from pytest_aiperf.planner import plan
 
     return LoadTestSpec(profile, objectives, test_timeout, verdicts,
-                        plan(objectives, config, verdicts))
+                        plan(objectives, config, verdicts), tuple(rules))
+
+
+def pop_regress(values: dict[str, Any]) -> list[RegressionRule]:
+    """Take the ``regress`` key out of marker or ``aiperf.run`` keywords, parsed."""
+    if REGRESS not in values:
+        return []
+    from pytest_aiperf.baseline import BaselineError, regress_rules
+
+    try:
+        return regress_rules(values.pop(REGRESS))
+    except BaselineError as exc:
+        raise LoadTestSpecError(str(exc)) from None
+
+
+def merged_rules(outer: Sequence[RegressionRule],
+                 inner: Sequence[RegressionRule]) -> list[RegressionRule]:
+    if not outer or not inner:
+        return [*outer, *inner]
+    from pytest_aiperf.baseline import merged_rules as merge
+
+    return merge(outer, inner)
+
+
+def validated_rules(config: UserConfig,
+                    rules: Sequence[RegressionRule]) -> list[RegressionRule]:
+    """Gates checked against what this profile measures (SLOError at collection)."""
+    if not rules:
+        return []
+    from aiperf.plugin import PluginType, plugins
+    from pytest_aiperf.baseline import BaselineError, check_rules_applicable
+
+    meta = plugins.get_metadata(PluginType.ENDPOINT, config.endpoint_type)
+    streams = config.streaming and bool(getattr(meta, "supports_streaming", False))
+    tokens = bool(getattr(meta, "produces_tokens", True))
+    try:
+        check_rules_applicable(rules, streams, tokens, config.endpoint_type)
+    except BaselineError as exc:
+        raise SLOError(str(exc)) from None
+    return list(rules)
 
 
 def validated_objectives(config: UserConfig, profile: dict[str, Any],

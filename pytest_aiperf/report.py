@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from pytest_aiperf.baseline import comparison_lines
 from pytest_aiperf.session import LoadTestRecord
 
 GITHUB_ENV = "GITHUB_STEP_SUMMARY"
@@ -46,7 +47,24 @@ def render_terminal(records: list[LoadTestRecord], width: int = 100) -> list[str
                                for i, c in enumerate(cells)).rstrip())
         if index == 0:
             lines.append("-" * min(width, len(lines[0])))
+    lines.extend(baseline_block(records))
     lines.extend(f"  {kind} {label}: {text}" for kind, label, text in _notes(records, 120))
+    return lines
+
+
+def baseline_block(records: list[LoadTestRecord]) -> list[str]:
+    """Per compared run: what it was compared with (or why not), then before, after, the
+    change with its interval and the status of each statistic."""
+    lines = []
+    for record in records:
+        if record.baseline is None:
+            continue
+        if not lines:
+            lines.append("vs baseline:")
+        lines.append(f"  {record.label}: {record.baseline.line()}")
+        lines.extend(comparison_lines(record.comparisons, None, indent="    "))
+        if record.baseline.machine:
+            lines.append(f"    (another machine: {'; '.join(record.baseline.machine)})")
     return lines
 
 
@@ -66,6 +84,15 @@ def _notes(records: list[LoadTestRecord], limit: int) -> Iterator[tuple[str, str
             yield "ERROR", record.label, record.error.splitlines()[0][:limit]
         for warning in record.warnings:
             yield "WARNING", record.label, warning[:limit]
+        if record.saved:
+            yield "STORED", record.label, _relative_path(record.saved)
+
+
+def _relative_path(path: str) -> str:
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return path
 
 
 def _fit(text: str, width: int) -> str:
@@ -82,6 +109,7 @@ def render_markdown(records: list[LoadTestRecord]) -> str:
             cells[-1], cells[-1])
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     lines.extend(_objective_rows(records))
+    lines.extend(_comparison_rows(records))
     lines.extend(f"- **{label}**: {kind.lower()}: {text}"
                  for kind, label, text in _notes(records, 200))
     return "\n".join(lines) + "\n"
@@ -104,6 +132,26 @@ def _objective_rows(records: list[LoadTestRecord]) -> list[str]:
         return []
     return ["", "| " + " | ".join(_OBJECTIVE_COLUMNS) + " |",
             "|" + "---|" * len(_OBJECTIVE_COLUMNS), *rows, ""]
+
+
+_COMPARISON_COLUMNS = ("Test", "Metric", "Before", "After", "Change [interval]", "Status",
+                       "Rule")
+
+
+def _comparison_rows(records: list[LoadTestRecord]) -> list[str]:
+    rows = []
+    for record in records:
+        if record.baseline is not None and not record.comparisons:
+            rows.append(f"| {record.label} | {record.baseline.line()} |  |  |  |  |  |")
+        for c in record.comparisons:
+            cells = (record.label, c.key, f"{c.before:,.2f} {c.unit}",
+                     f"{c.after:,.2f} {c.unit}", c.change_text(), c.word,
+                     c.rule if c.gated else "(informational)")
+            rows.append("| " + " | ".join(x.replace("|", "\\|") for x in cells) + " |")
+    if not rows:
+        return []
+    return ["", "| " + " | ".join(_COMPARISON_COLUMNS) + " |",
+            "|" + "---|" * len(_COMPARISON_COLUMNS), *rows, ""]
 
 
 class BuiltinReporters:

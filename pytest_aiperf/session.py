@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from pytest_aiperf.baseline import Baselines, BaselineState, ComparisonRow, relative_judge
 from pytest_aiperf.deadline import (
     LoadTestTimeout,
     alarm,
@@ -30,6 +31,7 @@ from pytest_aiperf.runlock import exclusive_run, lock_path
 from pytest_aiperf.slo import Verdict
 
 if TYPE_CHECKING:
+    from aiperf.baselines.storage import StoredRun
     from aiperf.common.config import UserConfig
     from aiperf.mesh import Mesh
     from aiperf.mock_server import MockServerProcess
@@ -63,6 +65,14 @@ class LoadTestRecord:
     validity: dict[str, Any] | None = None
     policy: VerdictPolicy | None = field(default=None, repr=False)  # how it was judged
     confidence: float | None = None  # of each look (alpha shared by looks and repeats)
+    baseline: BaselineState | None = None  # what it was compared with, or why not
+    comparisons: list[ComparisonRow] = field(default_factory=list)  # vs the baseline
+    saved: str | None = None  # where its result was stored (--aiperf-save / autosave)
+
+    @property
+    def test_id(self) -> str:
+        """Its key in the baseline storage: the node id, and which run after the first."""
+        return self.nodeid if self.run == 1 else f"{self.nodeid} (run {self.run})"
 
     @property
     def label(self) -> str:
@@ -88,6 +98,8 @@ class LoadTestRecord:
             "objectives": [v.to_dict() for v in self.verdicts],
             "artifacts": str(self.artifacts) if self.artifacts else None,
             "invalid": self.invalid, "looks": self.looks, "validity": self.validity,
+            "baseline": None if self.baseline is None else self.baseline.to_dict(),
+            "comparisons": [c.to_dict() for c in self.comparisons], "saved": self.saved,
         }
 
     @classmethod
@@ -101,7 +113,12 @@ class LoadTestRecord:
                    artifacts=Path(artifacts) if artifacts else None,
                    metrics=dict(data.get("metrics", {})), sent=data.get("requests_sent", 0),
                    invalid=data.get("invalid"), looks=data.get("looks", 1),
-                   validity=data.get("validity"))
+                   validity=data.get("validity"),
+                   baseline=BaselineState.from_dict(data["baseline"])
+                   if data.get("baseline") else None,
+                   comparisons=[ComparisonRow.from_dict(c)
+                                for c in data.get("comparisons", [])],
+                   saved=data.get("saved"))
 
 
 def safe_dirname(nodeid: str) -> str:
@@ -122,6 +139,7 @@ class AIPerfSession:
         workerinput = getattr(config, "workerinput", None)
         self._lock = lock_path(workerinput["testrunuid"]) if workerinput else None
         self.stale_files: set[Path] = set()  # the controller's: workers' lock files
+        self.baselines = Baselines(settings.baseline)
 
     def item_records(self, nodeid: str) -> list[LoadTestRecord]:
         return [r for r in self.records if r.nodeid == nodeid]
@@ -212,9 +230,11 @@ class AIPerfSession:
 
             # The across-runs look is one of the family its runs' looks belong to.
             confidence = records[-1].confidence or policy.look_confidence(policy.repeat + 1)
+            # Relative objectives are judged against the baseline in each run only.
             records[-1].verdicts = [*records[-1].verdicts, *(
-                across_runs(o, [r.verdicts[i] for r in records], confidence)
-                for i, o in enumerate(spec.objectives))]
+                across_runs(o, [next(v for v in r.verdicts if v.objective.key == o.key)
+                                for r in records], confidence)
+                for o in spec.objectives if not o.relative)]
             results[-1].slo = records[-1].verdicts
         return results[0]
 
@@ -231,12 +251,22 @@ class AIPerfSession:
         family = looks * policy.repeat + (1 if policy.repeat > 1 else 0)
         confidence = record.confidence = policy.look_confidence(family)
         try:
+            before = self._baseline(spec, record, config)
+            relative = None
+            if before is not None and record.baseline is not None:
+                relative = relative_judge(before, record.baseline.source or "stored run")(
+                    confidence)
             verdicts, chunks = extend_until_decided(
                 result,
                 lambda: self._execute(item, spec, profile, record, chunk=record.looks + 1)[0],
                 lambda runs: judge_runs(spec.objectives, runs, config, policy.steady_state,
-                                        confidence),
+                                        confidence, relative),
                 looks)
+            if before is not None:
+                from pytest_aiperf.baseline import ResultValues
+
+                record.comparisons = self.baselines.compare(
+                    before, ResultValues(chunks), spec.rules, confidence)
         except Exception as exc:
             record.error = record.error or self.scrubbed(f"{type(exc).__name__}: {exc}")
             raise
@@ -247,6 +277,58 @@ class AIPerfSession:
                                    f"{confidence:.4g}")
         result.slo = record.verdicts = verdicts
         return result
+
+    def _baseline(self, spec: LoadTestSpec, record: LoadTestRecord,
+                  config: UserConfig) -> StoredRun | None:
+        """The stored run this record compares with (None: it does not compare, or none
+        fits); what was found, and why nothing was, goes to the record's report."""
+        if not self.baselines.wanted(spec.rules, spec.objectives):
+            return None
+        before, record.baseline = self.baselines.lookup(record.test_id, config)
+        state = record.baseline
+        if state.status == "profile changed":
+            record.warnings.append(state.line())
+        if state.machine:
+            record.warnings.append(f"the baseline {state.source} ran on another machine: "
+                                   f"{'; '.join(state.machine)}")
+        relative = [o.key for o in spec.objectives if o.relative]
+        if before is None and (relative or spec.rules):
+            gated = [*relative, *(r.text for r in spec.rules)]
+            consequence = ("the test fails (aiperf_require_baseline)"
+                           if self.baselines.settings.require_baseline else "skipped")
+            record.warnings.append(f"{', '.join(gated)}: {consequence}: {state.line()}")
+        return before
+
+    def store(self, item: pytest.Item, passed: bool, error: BaseException | None) -> None:
+        """``--aiperf-save`` / ``--aiperf-autosave``: each run of the test that completed
+        and was judged is stored; a run that errored, was INVALID, or whose test failed
+        for another reason than its verdicts is not (and the record says so)."""
+        if self.baselines.settings.save is None:
+            return
+        from pytest_aiperf.baseline import BaselineRequired
+        from pytest_aiperf.fixtures import SLOBreach
+
+        judged = passed or isinstance(error, SLOBreach | BaselineRequired)
+        for record in self.item_records(item.nodeid):
+            if record.saved is not None:
+                continue
+            reason = None
+            if record.result is None or record.error:
+                reason = "the run did not complete"
+            elif record.invalid:
+                reason = "the run was INVALID"
+            elif not judged:
+                reason = (f"the test failed outside its verdicts "
+                          f"({type(error).__name__})" if error else "the test did not pass")
+            if reason is not None:
+                record.warnings.append(f"not stored as a baseline: {reason}")
+                continue
+            try:
+                path = self.baselines.save(record.test_id, record.result)  # type: ignore[arg-type]
+            except (OSError, ValueError) as exc:  # StorageError is a ValueError
+                record.warnings.append(f"not stored as a baseline: {exc}")
+                continue
+            record.saved = str(path)
 
     def _execute(self, item: pytest.Item, spec: LoadTestSpec, profile: dict[str, Any],
                  record: LoadTestRecord, chunk: int = 1) -> tuple[ProfileResult, UserConfig]:

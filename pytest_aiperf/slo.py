@@ -5,6 +5,17 @@
     "request_error_rate": "<= 1 %"
     "adj_request_latency.p90": "< 1.5 s"
 
+A relative objective compares with the test's stored baseline run (``--aiperf-save``):
+
+    "time_to_first_token.p99": "< baseline + 10 %"
+    "request_latency.p50": "<= baseline * 1.1"
+    "inter_token_latency.avg": "< baseline + 2 ms"
+    "request_throughput": "> baseline - 5 %"
+
+Its threshold is computed from the baseline's statistic when the test runs, and it is
+judged on the interval of the difference (``pytest_aiperf.baseline``), not on the two point
+values.
+
 Parsing happens at collection, so a typo is a collection error that lists the valid
 choices and no load is sent; evaluation compares the run's value, in the metric's display
 unit, with the threshold converted to that unit.
@@ -49,11 +60,39 @@ _UNITS: dict[str, dict[str, float]] = {
     "tokens": {"tokens": 1.0},
     "requests": {"requests": 1.0},
 }
+_RELATIVE = re.compile(r"^\s*(<=|>=|<|>)\s*baseline\s*(?:([-+*])\s*"
+                       r"(\d+(?:\.\d*)?(?:[eE][-+]?\d+)?)\s*(\S*))?\s*$")
+RELATIVE_FORMS = ("'< baseline + 10 %'", "'<= baseline * 1.1'", "'< baseline + 20 ms'",
+                  "'> baseline - 5 %'")
+# Run-level metrics a relative objective may name: each has a difference interval (batch
+# means of request completions, or of their tokens, over time windows of each run).
+RELATIVE_RATES = ("request_throughput", "output_token_throughput", "total_token_throughput")
 _THRESHOLD = re.compile(r"^\s*(<=|>=|<|>)\s*([-+]?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?)\s*(\S*)\s*$")
 
 
 class SLOError(ValueError):
     """An objective that cannot be understood; the message lists the valid choices."""
+
+
+@dataclass(frozen=True)
+class BaselineBound:
+    """The allowance of a relative objective: ``+ 10 %`` is ("fraction", 0.1), ``- 20 ms``
+    ("absolute", -20.0) in the metric's display unit, ``* 1.1`` ("factor", 1.1)."""
+
+    kind: str
+    amount: float
+
+    def threshold(self, before: float) -> float:
+        """The objective's threshold given the baseline's value of the statistic."""
+        return before + self.allowance(before)
+
+    def allowance(self, before: float) -> float:
+        """How far ``after - before`` may go (signed)."""
+        if self.kind == "fraction":
+            return before * self.amount
+        if self.kind == "factor":
+            return before * (self.amount - 1.0)
+        return self.amount
 
 
 @dataclass(frozen=True)
@@ -67,6 +106,12 @@ class Objective:
     unit: str         # the metric's display unit ("requests" for a count)
     implicit: bool = False  # added by the plugin, not written by the user
     window_s: float | None = None  # "metric.p99@10s": every 10 s window must meet it
+    # "< baseline + 10 %": threshold is NaN until the baseline's value fills it in
+    baseline: BaselineBound | None = None
+
+    @property
+    def relative(self) -> bool:
+        return self.baseline is not None
 
     @property
     def base_tag(self) -> str:
@@ -194,6 +239,9 @@ def parse_objective(key: str, value: str) -> Objective:
     except ValueError as exc:
         raise SLOError(f"{exc}; write e.g. '{name}@10s'") from None
     objective = _parse_objective(name, value)
+    if objective.relative:
+        raise SLOError(f"objective {key!r}: a relative objective ({value!r}) takes no "
+                       f"window; write it as {name!r}")
     if not BY_TAG[objective.base_tag].per_request:
         raise SLOError(f"objective {key!r}: a window needs a per-request metric; "
                        f"{objective.metric} is one number per run")
@@ -221,6 +269,8 @@ def _parse_objective(key: str, value: str) -> Objective:
     if stat not in STAT_NAMES and parse_percentile(stat) is None:
         raise SLOError(f"unknown statistic {stat!r} in objective {key!r}; valid: "
                        f"{', '.join(valid)}")
+    if "baseline" in str(value):
+        return _parse_relative(key, metric, stat, spec.unit, str(value))
     match = _THRESHOLD.match(str(value))
     if not match:
         raise SLOError(f"objective {key!r}: {value!r} is not '<op> <number> [unit]'; "
@@ -239,6 +289,45 @@ def _parse_objective(key: str, value: str) -> Objective:
     factor = units[unit] if unit else 1.0
     return Objective(key, metric, stat, op, float(number) * factor, str(value).strip(),
                      spec.unit)
+
+
+def _parse_relative(key: str, metric: str, stat: str, unit: str, value: str) -> Objective:
+    """``"<op> baseline [+|- N [unit|%] | * F]"``: only statistics with a difference
+    interval (avg and percentiles of a per-request metric, the request throughput)."""
+    forms = ", ".join(RELATIVE_FORMS)
+    match = _RELATIVE.match(value)
+    if not match:
+        raise SLOError(f"objective {key!r}: {value!r} is not a relative objective; write "
+                       f"'<op> baseline [+|- N [unit|%] | * F]', e.g. {forms}")
+    per_request = BY_TAG[metric.removeprefix("adj_")].per_request
+    if metric.startswith("adj_") or (per_request and stat != "avg"
+                                     and parse_percentile(stat) is None) or (
+            not per_request and metric not in RELATIVE_RATES):
+        raise SLOError(f"objective {key!r}: a relative objective needs the avg or a "
+                       f"percentile of a per-request metric, or one of "
+                       f"{', '.join(RELATIVE_RATES)} (no interval on the difference of "
+                       f"{key!r})")
+    op, sign, number, amount_unit = match.groups()
+    bound = BaselineBound("absolute", 0.0)
+    if sign == "*":
+        if amount_unit:
+            raise SLOError(f"objective {key!r}: a factor takes no unit (got "
+                           f"{amount_unit!r}); e.g. {forms}")
+        bound = BaselineBound("factor", float(number))
+    elif sign:
+        signed = float(number) * (-1.0 if sign == "-" else 1.0)
+        if amount_unit == "%":
+            bound = BaselineBound("fraction", signed / 100.0)
+        else:
+            units = _UNITS.get(unit, {unit: 1.0})
+            if amount_unit and amount_unit not in units:
+                raise SLOError(f"objective {key!r}: unit {amount_unit!r} does not fit "
+                               f"{metric} (measured in {unit}); valid: %, "
+                               f"{', '.join(units)}")
+            bound = BaselineBound("absolute", signed * (units[amount_unit] if amount_unit
+                                                         else 1.0))
+    return Objective(key, metric, stat if per_request else "avg", op, math.nan,
+                     value.strip(), unit, baseline=bound)
 
 
 ADJUSTED_STATS = ("count",)

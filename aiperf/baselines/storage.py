@@ -30,13 +30,14 @@ import zlib
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from aiperf.baselines.fingerprint import Fingerprint, fingerprint
 from aiperf.baselines.machine import MachineInfo, this_machine
-from aiperf.common.config import mask_url
+from aiperf.common.config import MASK, mask_url
 from aiperf.errors import AIPerfError
 
 if TYPE_CHECKING:
@@ -175,17 +176,24 @@ def stored_run(test_id: str, result: ProfileResult, name: str, number: int, *,
     timeline = result.timeline
     requests = len(timeline) or (result.request_count + result.error_count)
     values: dict[str, PackedValues] = {}
+    # Some metrics carry the same values (TTFT and TTFO without reasoning; request latency
+    # and HTTP duration): each distinct array is compressed once, the bulk of a save's time.
+    packed_data: dict[bytes, str] = {}
     for tag, metric in result.metrics.items():
         if tag.startswith("adj_") or not len(metric.values):
             continue
         data = np.asarray(metric.values, dtype=np.float64)
+        sampled_from = None
         if data.size > max(requests, 1):  # a list-valued metric (one value per chunk)
             keep = np.random.default_rng(SAMPLE_SEED).choice(data.size, max(requests, 1),
                                                              replace=False)
             keep.sort()  # the sample keeps the run's order
-            values[tag] = PackedValues.pack(data[keep], metric.unit, sampled_from=data.size)
-        else:
-            values[tag] = PackedValues.pack(data, metric.unit)
+            data, sampled_from = data[keep], data.size
+        raw = data.astype("<f4").tobytes()
+        if raw not in packed_data:
+            packed_data[raw] = PackedValues.pack(data, metric.unit).data
+        values[tag] = PackedValues(unit=metric.unit, count=data.size, data=packed_data[raw],
+                                   sampled_from=sampled_from)
     end_times = None
     if len(timeline):
         origin = int(timeline.start_ns.min())
@@ -200,7 +208,7 @@ def stored_run(test_id: str, result: ProfileResult, name: str, number: int, *,
         saved_at=datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
         fingerprint=fingerprint(config) if config is not None
         else Fingerprint(digest="", keys={}),
-        target={"url": mask_url(config.url) if config is not None else None,
+        target={"url": target_url(config.url) if config is not None else None,
                 "model": config.model if config is not None else None},
         machine=machine if machine is not None else this_machine(),
         request_count=result.request_count,
@@ -210,6 +218,20 @@ def stored_run(test_id: str, result: ProfileResult, name: str, number: int, *,
         values=values,
         end_times_s=end_times,
     )
+
+
+def target_url(url: str) -> str:
+    """``url`` as a stored run keeps it: no user or password, and no query or fragment,
+    which some services use for keys (``?code=...``, ``?sig=...``); a ``?***`` says one was
+    there."""
+    masked = mask_url(url)
+    try:
+        parts = urlsplit(masked)
+    except ValueError:
+        return MASK
+    if not parts.query and not parts.fragment:
+        return masked
+    return urlunsplit(parts._replace(query="", fragment="")) + f"?{MASK}"
 
 
 def _plain(value: Any) -> Any:

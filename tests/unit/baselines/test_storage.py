@@ -27,6 +27,7 @@ from aiperf.baselines.storage import (
     StoredRun,
     node_slug,
     stored_run,
+    target_url,
 )
 from aiperf.results import ProfileResult
 from tests.unit.baselines._runs import synthetic_result
@@ -301,6 +302,16 @@ def test_credentials_headers_and_prompts_are_never_stored(storage: Storage) -> N
     run = storage.load(TEST)
     assert run is not None and run.target == {"url": "http://***@127.0.0.1:8000",
                                               "model": "mock-model"}
+
+
+@pytest.mark.parametrize(("url", "stored"), [
+    ("http://127.0.0.1:8000", "http://127.0.0.1:8000"),
+    ("https://u:p@host/v1", "https://***@host/v1"),
+    ("https://host/api?code=s3cr3t&x=1", "https://host/api?***"),
+    ("https://host/api#token=s3cr3t", "https://host/api?***"),
+])
+def test_the_target_url_loses_credentials_and_any_query(url: str, stored: str) -> None:
+    assert target_url(url) == stored
 
 
 # -- damaged and foreign files

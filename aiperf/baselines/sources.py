@@ -348,8 +348,12 @@ def _read_records(path: Path, run: LoadedRun, tags: set[str] | None) -> None:
             meta = record.metadata
             if meta.benchmark_phase != PROFILING:
                 continue
-            start = meta.request_start_ns or meta.credit_issued_ns
-            if start and (first_start is None or start < first_start):
+            start = meta.request_start_ns
+            if record.error is not None and not start:
+                # Failed before it was sent: no start (0); its credit time stands in, as
+                # in the run's own timeline.
+                start = meta.credit_issued_ns
+            if start is not None and (first_start is None or start < first_start):
                 first_start = start
             if record.error is not None:
                 errors += 1

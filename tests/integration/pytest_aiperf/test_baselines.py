@@ -153,3 +153,67 @@ def test_require_baseline_without_a_stored_run_fails_saying_how_to_store_one(
         "test_latency * FAIL",
     ])
     assert stored(project) == []
+
+
+def test_a_bad_gate_on_the_command_line_is_a_usage_error_naming_it(
+    project: pytest.Pytester,
+) -> None:
+    project.makepyfile(test_load=load_test())
+    result = project.runpytest_inprocess("--aiperf-compare-fail", "request_latency.p50:10")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--aiperf-compare-fail / aiperf_compare_fail: regression "
+                                 "rule 'request_latency.p50:10': *has no unit*"])
+
+
+def test_bad_gates_and_relative_objectives_in_a_marker_are_collection_errors(
+    project: pytest.Pytester,
+) -> None:
+    project.makepyfile(test_gate="""
+        import pytest
+
+        @pytest.mark.aiperf(request_count=4, regress={"time_to_first_token.p99": "10%"})
+        def test_gate_needs_streaming():
+            pass
+    """, test_relative="""
+        import pytest
+
+        @pytest.mark.aiperf(request_count=4, slo={"request_latency.max": "< baseline + 1 %"})
+        def test_relative_max():
+            pass
+    """)
+    result = project.runpytest_inprocess("--collect-only", "--continue-on-collection-errors")
+    result.stdout.fnmatch_lines([
+        "*test_gate_needs_streaming: invalid @pytest.mark.aiperf: regress rule "
+        "'time_to_first_token.p99:10%' needs a streaming profile*",
+    ])
+    result.stdout.fnmatch_lines([
+        "*test_relative_max: invalid @pytest.mark.aiperf: objective 'request_latency.max': "
+        "a relative objective needs the avg or a percentile*"])
+    assert result.ret != pytest.ExitCode.OK
+
+
+def test_the_storage_is_relative_to_the_ini_file_and_the_bare_compare_means_latest(
+    project: pytest.Pytester,
+) -> None:
+    project.makeini("""
+        [pytest]
+        asyncio_default_fixture_loop_scope = function
+        aiperf_storage = perf/baselines
+        aiperf_storage_keep = 3
+        aiperf_compare_fail =
+            request_latency.p50:10%
+            request_throughput:-5%
+    """)
+    project.makeconftest("""
+        def pytest_configure(config):
+            from pytest_aiperf.fixtures import SESSION_KEY
+            baseline = config.stash[SESSION_KEY].settings.baseline
+            print("STORAGE", baseline.storage, "KEEP", baseline.keep, "COMPARE",
+                  baseline.compare, "RULES", list(baseline.rules), "SAVE", baseline.save)
+    """)
+    project.makepyfile(test_load=load_test())
+    result = project.runpytest_inprocess("-s", "--collect-only", "--aiperf-autosave",
+                                         "--aiperf-compare")
+    result.stdout.fnmatch_lines([
+        f"STORAGE {project.path / 'perf' / 'baselines'} KEEP 3 COMPARE latest RULES "
+        "['request_latency.p50:10%', 'request_throughput:-5%'] SAVE auto"])

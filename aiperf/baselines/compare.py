@@ -309,16 +309,18 @@ def _rate(before: RunValues, after: RunValues, rule: RegressionRule, confidence:
     parts = THROUGHPUTS[rule.metric]
     problems: list[str] = []
     for i, (label, run) in enumerate((("before", before), ("after", after))):
-        if ends[i] is None:
+        end = ends[i]
+        if end is None:
             problems.append(f"the {label} run has no request end times")
             continue
         if parts is None:
             continue
         counts = [run.metric_values(part) for part in parts]
-        if any(c is None or c.size != ends[i].size for c in counts):  # type: ignore[union-attr]
+        present = [c for c in counts if c is not None]
+        if len(present) < len(counts) or any(c.size != end.size for c in present):
             problems.append(f"the {label} run's token counts do not match its requests")
             continue
-        weights[i] = np.sum(counts, axis=0, dtype=np.float64)
+        weights[i] = np.sum(present, axis=0, dtype=np.float64)
     if problems:
         if skip_unmeasured and all(e is None for e in ends):
             return None

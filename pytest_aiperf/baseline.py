@@ -26,12 +26,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from aiperf.metrics.definitions import BY_TAG
 from pytest_aiperf.slo import Objective, Verdict
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from aiperf.baselines.compare import Comparison, RegressionRule
     from aiperf.baselines.machine import MachineInfo
     from aiperf.baselines.storage import Storage, StoredRun
@@ -120,6 +120,8 @@ def check_rules_applicable(rules: Sequence[RegressionRule], streams: bool,
 def end_times_s(result: ProfileResult) -> np.ndarray:
     """When each successful profiling request ended, seconds from the run's first start, in
     the order of the per-request values (as ``StoredRun.end_times`` has them)."""
+    import numpy as np
+
     timeline = result.timeline
     if not len(timeline):
         return np.empty(0)
@@ -136,11 +138,15 @@ class ResultValues:
         self.results = list(results)
 
     def metric_values(self, tag: str) -> np.ndarray | None:
+        import numpy as np
+
         parts = [np.asarray(r[tag].values, dtype=np.float64) for r in self.results
                  if tag in r and not r[tag].is_scalar]
         return np.concatenate(parts) if parts else None
 
     def end_times(self) -> np.ndarray | None:
+        import numpy as np
+
         pieces, offset = [], 0.0
         for result in self.results:
             ends = end_times_s(result)

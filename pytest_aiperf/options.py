@@ -273,6 +273,10 @@ def _baseline_settings(config: pytest.Config, layer: _Layer, pick: Any,
         raise pytest.UsageError(f"aiperf_storage_keep: {keep_text!r} is not an integer >= 0 "
                                 "(0 keeps every run)") from None
     save = pick("save")
+    if save is not None and (save.strip().isdigit() or save.strip() in ("", "latest")):
+        raise pytest.UsageError(f"--aiperf-save / aiperf_save: {save!r} would read as a run "
+                                "number or as 'latest' when comparing; use a name with a "
+                                "letter, e.g. main")
     if save is None and (layer.cli("autosave") or config.getini("aiperf_autosave")):
         save = "auto"
     # The command line's gates replace the ini's, as for every other key.

@@ -26,7 +26,9 @@ import json
 import os
 import re
 import tempfile
+import time
 import zlib
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -53,6 +55,10 @@ DEFAULT_KEEP = 20
 ZLIB_LEVEL = 1
 # The seed of the sample a list-valued metric keeps: the same run stores the same sample.
 SAMPLE_SEED = 0
+
+# A save holds the lock for a few ms (write, fsync, prune); this is a stuck holder.
+LOCK_TIMEOUT_S = 10.0
+LOCK_NAME = ".lock"
 
 _FILE = re.compile(r"^(\d{4,})_([A-Za-z0-9._-]+)\.json$")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -297,11 +303,14 @@ class Storage:
             if self._machine is None:
                 self._machine = this_machine(cwd=directory)
             machine = self._machine
-        numbers = [n for n, _, _ in self._entries(directory)]
-        number = max(numbers, default=0) + 1
-        run = stored_run(test_id, result, label, number, machine=machine)
-        path = self._write(directory, run, label)
-        self._prune(directory)
+        # Packed before the lock (the costly part); numbered, written and pruned under it,
+        # so two sessions saving one test at once never take one number twice.
+        run = stored_run(test_id, result, label, 0, machine=machine)
+        with _locked(directory):
+            numbers = [n for n, _, _ in self._entries(directory)]
+            run = run.model_copy(update={"number": max(numbers, default=0) + 1})
+            path = self._write(directory, run, label)
+            self._prune(directory)
         return path
 
     def load(self, test_id: str, which: str = "latest") -> StoredRun | None:
@@ -436,6 +445,39 @@ class Storage:
             if number not in kept:
                 with contextlib.suppress(FileNotFoundError):
                     path.unlink()
+
+
+@contextlib.contextmanager
+def _locked(directory: Path) -> Iterator[None]:
+    """An exclusive lock on ``directory`` (``.lock`` in it, flock), waited for at most
+    ``LOCK_TIMEOUT_S``. The kernel drops it when its holder dies, so a killed session never
+    leaves a test locked. Without fcntl (Windows) there is no lock: the no-clobber link in
+    ``_write`` still keeps two saves of one name apart, not of two names."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    try:
+        fd = os.open(directory / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise StorageError(f"{directory}: cannot open its lock file "
+                           f"({exc.strerror or exc})") from None
+    try:
+        deadline = time.monotonic() + LOCK_TIMEOUT_S
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise StorageError(
+                        f"{directory}: another process has held its lock for "
+                        f"{LOCK_TIMEOUT_S:.0f} s; no run saved") from None
+                time.sleep(0.005)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def _write_synced(path: Path, run: StoredRun) -> None:

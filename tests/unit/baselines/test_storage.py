@@ -6,6 +6,8 @@ import base64
 import json
 import os
 import re
+import subprocess
+import sys
 import zlib
 from pathlib import Path
 from typing import Any
@@ -215,7 +217,7 @@ def test_pruning_keeps_the_newest_runs_and_the_newest_of_each_name(
     storage = Storage(tmp_path, keep=3)
     for name in ("main", None, None, "nightly", None, None, None, "main", None):
         save(storage, result, name)
-    left = sorted(p.name for p in (tmp_path / node_slug(TEST)).iterdir())
+    left = sorted(p.name for p in (tmp_path / node_slug(TEST)).glob("*.json"))
     # Newest three (7, 8, 9), plus the newest "nightly" (4); "main" 8 is among the newest.
     assert left == ["0004_nightly.json", "0007_auto.json", "0008_main.json", "0009_auto.json"]
     # Numbers keep growing after pruning.
@@ -261,7 +263,7 @@ def test_slugs_are_safe_readable_bounded_and_distinct() -> None:
 def test_a_save_writes_atomically_and_leaves_no_temp_file(storage: Storage,
                                                           result: ProfileResult) -> None:
     path = save(storage, result)
-    assert os.listdir(path.parent) == [path.name]
+    assert sorted(os.listdir(path.parent)) == [".lock", path.name]
 
 
 def test_a_failed_write_leaves_nothing_and_names_the_directory(
@@ -274,7 +276,7 @@ def test_a_failed_write_leaves_nothing_and_names_the_directory(
         save(storage, result)
     directory = storage.root / node_slug(TEST)
     assert str(directory) in str(caught.value)
-    assert os.listdir(directory) == []
+    assert os.listdir(directory) == [".lock"]
 
 
 def test_a_number_taken_meanwhile_moves_the_save_to_the_next(
@@ -287,6 +289,63 @@ def test_a_number_taken_meanwhile_moves_the_save_to_the_next(
     assert path.name == "0002_auto.json"
     assert Storage.read(path).number == 2
     assert (directory / "0001_auto.json").read_text() == "another session's run"
+
+
+_SAVER = """
+import sys
+from pathlib import Path
+from aiperf.baselines.storage import Storage
+from tests.unit.baselines._runs import synthetic_result
+from tests.unit.baselines.test_storage import MACHINE, TEST
+result = synthetic_result(100)
+storage = Storage(Path(sys.argv[1]), keep=0)
+print("ready", flush=True)
+sys.stdin.readline()  # both processes start saving together
+for _ in range(10):
+    storage.save(TEST, result, sys.argv[2], machine=MACHINE)
+"""
+
+
+def test_two_processes_saving_one_test_at_once_never_overwrite(tmp_path: Path) -> None:
+    root = Path(__file__).parents[3]
+    procs = [subprocess.Popen([sys.executable, "-c", _SAVER, str(tmp_path), name], cwd=root,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+             for name in ("left", "right")]
+    try:
+        for proc in procs:
+            assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+        for proc in procs:
+            assert proc.stdin is not None
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+        assert [proc.wait(timeout=60) for proc in procs] == [0, 0]
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=10)
+    runs = Storage(tmp_path).history(TEST)
+    assert [run.number for run in runs] == list(range(1, 21))
+    assert sorted(run.name for run in runs) == ["left"] * 10 + ["right"] * 10
+    for path in (tmp_path / node_slug(TEST)).glob("*.json"):
+        assert Storage.read(path).number == int(path.name[:4])
+
+
+def test_a_lock_held_past_the_deadline_fails_the_save_by_name(
+        storage: Storage, result: ProfileResult, monkeypatch: pytest.MonkeyPatch) -> None:
+    fcntl = pytest.importorskip("fcntl")
+    directory = storage.root / node_slug(TEST)
+    directory.mkdir(parents=True)
+    monkeypatch.setattr(storage_module, "LOCK_TIMEOUT_S", 0.05)
+    holder = os.open(directory / ".lock", os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(holder, fcntl.LOCK_EX)
+        with pytest.raises(StorageError, match="held its lock") as caught:
+            save(storage, result)
+        assert str(directory) in str(caught.value)
+    finally:
+        os.close(holder)
+    assert save(storage, result).name == "0001_auto.json"
 
 
 def test_credentials_headers_and_prompts_are_never_stored(storage: Storage) -> None:

@@ -60,8 +60,9 @@ class SLOBreach(AssertionError):
         heads = []
         if inconclusive and not failed:
             undecided = sum(1 for v in verdicts if v.status == "INCONCLUSIVE")
-            heads.append(f"{undecided} of {len(verdicts)} objectives INCONCLUSIVE (the "
-                         "inconclusive policy fails the test)")
+            if undecided or not gates:
+                heads.append(f"{undecided} of {len(verdicts)} objectives INCONCLUSIVE (the "
+                             "inconclusive policy fails the test)")
         elif failed or not gates:
             heads.append(f"{failed} of {len(verdicts)} objectives breached")
         heads.extend(gates or [])

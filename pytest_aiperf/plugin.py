@@ -233,7 +233,12 @@ def _apply_inconclusive_policy(item: pytest.Item, session: AIPerfSession,
         for record in records:  # the breach text carries the tables
             record.warnings.append(f"INCONCLUSIVE: the test fails under "
                                    f"aiperf_inconclusive={mode}")
-        raise SLOBreach.of_records(records, inconclusive=True, details="\n".join(lines))
+        gates = sum(1 for r in records for c in r.comparisons
+                    if c.gated and c.status == "INCONCLUSIVE")
+        heads = [f"{gates} gates INCONCLUSIVE vs baseline (the inconclusive policy fails the "
+                 "test)"] if gates else []
+        raise SLOBreach.of_records(records, inconclusive=True, details="\n".join(lines),
+                                   gates=heads)
 
 
 def inconclusive_line(record: LoadTestRecord, verdict: Verdict) -> str:

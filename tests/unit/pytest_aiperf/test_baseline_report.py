@@ -85,3 +85,21 @@ def test_the_failure_message_block_leads_with_what_was_compared() -> None:
     assert lines[0] == "vs baseline 0001_main, saved x"
     assert any("REGRESSED (margin 10%)" in line for line in lines)
     assert lines[-1] == "  intervals: two-sided at 95 % confidence (methods in summary.json)"
+
+
+def test_a_failure_message_carries_the_gates_and_the_block_of_each_compared_run() -> None:
+    from pytest_aiperf.fixtures import SLOBreach
+    from pytest_aiperf.slo import Verdict, implicit_objectives
+
+    record = _record()
+    record.verdicts = [Verdict(implicit_objectives(None)[0], 0.0, "PASS", 500, 500)]
+    message = str(SLOBreach.of_records([record], gates=["1 of 1 gates REGRESSED vs baseline"]))
+    lines = message.splitlines()
+    assert lines[0] == "1 of 1 gates REGRESSED vs baseline"  # no objective was breached
+    assert "run 1 (chat stream c=8 n=500):" in lines
+    assert any(line.endswith("REGRESSED (margin 10%)") for line in lines)
+    undecided = SLOBreach.of_records([record], inconclusive=True, details="why",
+                                     gates=["1 gates INCONCLUSIVE vs baseline (the "
+                                            "inconclusive policy fails the test)"])
+    assert str(undecided).splitlines()[:2] == [
+        "1 gates INCONCLUSIVE vs baseline (the inconclusive policy fails the test)", "why"]

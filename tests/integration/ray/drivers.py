@@ -259,9 +259,11 @@ def drive_hold(args: dict[str, Any]) -> None:
             mesh.shutdown()
         _emit("closed")
         if _wait_word({"again", "exit"}) == "again":
+            began = time.monotonic()
             with Mesh(backend="ray", ray_address=args["address"], workers=2,
                       capture_logs=True) as fresh:
-                _emit("again", locations=fresh.locations, **_summary(fresh.run(
+                ready_s = time.monotonic() - began
+                _emit("again", locations=fresh.locations, ready_s=ready_s, **_summary(fresh.run(
                     url=server.url, concurrency=4, request_count=50, streaming=True)))
             _wait_word({"exit"})
     finally:

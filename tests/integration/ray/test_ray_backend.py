@@ -190,8 +190,12 @@ def test_nothing_listens_wide_and_nothing_is_left_after_shutdown(
 
 def _held(cluster: RayCluster) -> tuple[Driver, dict[str, Any]]:
     driver = Driver(cluster, "hold", address=cluster.address)
-    running = driver.expect("running", 90)
-    assert running["working"], "the duration run never produced a record"
+    try:
+        running = driver.expect("running", 90)
+        assert running["working"], "the duration run never produced a record"
+    except BaseException:
+        driver.finish()
+        raise
     return driver, running
 
 
@@ -210,6 +214,7 @@ def test_a_killed_actor_fails_the_run_within_2s_naming_it(ray_cluster: RayCluste
         killed = time.monotonic()
         ended = driver.expect("ended", 30)
         took = time.monotonic() - killed
+        print(f"SIGKILL of {worker}'s actor -> run failed in {took:.3f}s")
         assert "error" in ended, f"the run went on without {worker}: {ended}"
         assert took < 2.0, f"{took:.2f}s from SIGKILL to the run's failure: {ended}"
         message = ended["error"]
@@ -244,15 +249,21 @@ def test_a_frozen_node_fails_the_run_within_10s_and_the_cluster_recovers(
             for each in frozen:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(each, signal.SIGCONT)
+        print(f"SIGSTOP of node 127.0.0.2 -> run failed in {took:.3f}s")
         assert "error" in ended, f"the run went on without {worker}: {ended}"
         assert took < 10.0, f"{took:.2f}s from SIGSTOP to the run's failure: {ended}"
         message = ended["error"]
         assert f"remote service {worker} (node 127.0.0.2" in message, message
         assert "silent" in message, message
+        began = time.monotonic()
         driver.expect("closed", 60)
+        print(f"frozen mesh closed in {time.monotonic() - began:.2f}s")
+        began = time.monotonic()
         # The same cluster serves a fresh mesh, with a worker on the thawed node again.
         driver.say("again")
         again = driver.expect("again", 120)
+        print(f"a fresh mesh ran 50 requests in {time.monotonic() - began:.2f}s "
+              f"(ready in {again['ready_s']:.2f}s)")
         assert {_where(where)[0] for where in again["locations"].values()} == NODES, again
         assert again["request_count"] == 50 and again["error_count"] == 0, again
         assert again["invariant_ok"] and len(again["workers"]) == 2, again
@@ -271,6 +282,7 @@ def test_the_actors_die_with_their_driver(ray_cluster: RayCluster) -> None:
         os.kill(driver.pid, signal.SIGKILL)
         driver.proc.wait(10)
         left, took = _wait_for_no_actors(ray_cluster, 30)
+        print(f"SIGKILL of the driver -> no actor left after {took:.2f}s")
         assert left == [], f"actors {left} outlived their driver by {took:.1f}s"
         deadline = time.monotonic() + 10
         while _alive(running["controller_pid"]) and time.monotonic() < deadline:

@@ -404,6 +404,8 @@ def _profile_warnings(base: Any, other: Any) -> list[str]:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
+    import math
+
     from aiperf.baselines.compare import compare
     from aiperf.baselines.sources import SourceError, load_source
     from aiperf.errors import ConfigError
@@ -436,11 +438,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
     for run in runs:
         for note in run.notes:
             print(f"note: {run.label}: {note}")
-    for run in others:
-        for line in _profile_warnings(base, run):
-            print(line)
+    # dict: a note about the baseline would repeat once per compared run
+    for line in dict.fromkeys(line for run in others for line in _profile_warnings(base, run)):
+        print(line)
     percent = f"{args.confidence * 100:g} %"
     regressed: list[str] = []
+    unchecked: list[str] = []
     for rule, gate in plan:
         results = []
         for run in others:
@@ -455,15 +458,17 @@ def cmd_compare(args: argparse.Namespace) -> int:
         for run, c in results:
             rel = c.difference.relative
             change = _signed(c.delta, False)
-            if c.before:
+            if c.before and not math.isnan(c.before):
                 change += f" ({_signed(rel[0], True)})"
             low, high = (rel[1], rel[2]) if c.relative else (c.low, c.high)
-            interval = ("none" if low == -float("inf") and high == float("inf")
+            interval = ("no bound" if low == -float("inf") and high == float("inf")
                         else f"{_signed(low, c.relative)} .. {_signed(high, c.relative)}")
             rows.append([run.label, _num(c.before), _num(c.after), change, interval,
                          c.status])
             if gate and c.status == "REGRESSED":
                 regressed.append(f"{rule.text} ({run.label})")
+            if gate and c.method.startswith("not compared"):
+                unchecked.append(f"{rule.text} ({run.label}): {c.method}")
         for line in _table(["run", "before", "after", "change", f"{percent} interval",
                             "status"], rows, {1, 2, 3}):
             print(f"  {line}")
@@ -480,6 +485,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
                   f"({worse}) than {margin}")
         elif rule.margin:
             print(f"  margin: {margin}")
+    for line in unchecked:
+        # Not a regression, so exit 0; but a gate that checked nothing must not pass unseen.
+        print(f"\nwarning: --fail {line}")
     if regressed:
         print(f"\nREGRESSED: {', '.join(regressed)}")
         return EXIT_REGRESSED

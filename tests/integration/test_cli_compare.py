@@ -55,7 +55,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Runs:
 def _table(stdout: str, key: str) -> list[str]:
     """The rows of the table of ``key`` (``metric.stat``), without its header."""
     lines = stdout.splitlines()
-    start = lines.index(f"{key} ({'ms' if '.' in key else 'requests/sec'})")
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"{key} ("))
     rows = []
     for line in lines[start + 2:]:
         if not line.strip() or line.strip().startswith(("method", "gate", "margin")):
@@ -119,6 +119,16 @@ def test_the_committed_aiperf_directory_against_one_of_ours(runs: Runs) -> None:
     assert row.split()[-1] in ("REGRESSED", "IMPROVED", "UNCHANGED", "INCONCLUSIVE")
     [row] = _table(proc.stdout, "request_throughput")
     assert str(runs.base) in row
+
+
+def test_a_gate_on_a_metric_neither_run_measured_is_warned_about(runs: Runs) -> None:
+    proc = aiperf("compare", runs.base, runs.same, "--fail", "reasoning_token_count.p50:5%")
+    assert proc.returncode == 0, proc.stdout + proc.stderr  # nothing regressed...
+    [row] = _table(proc.stdout, "reasoning_token_count.p50")
+    assert row.split()[-1] == "INCONCLUSIVE"
+    # ...but a gate that checked nothing is said to have checked nothing
+    assert "warning: --fail reasoning_token_count.p50:5%" in proc.stdout
+    assert "was not measured in the before and after run" in proc.stdout
 
 
 @pytest.mark.parametrize("bad", ["missing", "no_source_dir", "a_file"])

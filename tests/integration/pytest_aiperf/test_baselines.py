@@ -139,20 +139,35 @@ def test_changed_profile_is_not_compared_and_an_improvement_fails_only_when_aske
     ])
 
 
-def test_require_baseline_without_a_stored_run_fails_saying_how_to_store_one(
+def test_require_baseline_without_a_stored_run_fails_and_xdist_workers_store_their_tests(
     project: pytest.Pytester, servers: dict[str, str]
 ) -> None:
-    project.makepyfile(test_load=load_test())
-    result = project.runpytest_inprocess("--aiperf-url", servers["fast"], "--aiperf-compare",
-                                         "-o", "aiperf_require_baseline=true")
-    result.assert_outcomes(failed=1)
+    # Two workers, a load test each: both fail for want of a baseline, saying how to store
+    # one, and each worker stores its own test's run (it was judged) for the next session.
+    project.makepyfile(test_load=f"""
+        import pytest
+
+        @pytest.mark.parametrize("case", ["a", "b"])
+        @pytest.mark.aiperf({PROFILE})
+        def test_latency(case):
+            pass
+    """)
+    result = project.runpytest_subprocess(
+        "-n", "2", "-p", "no:cacheprovider", "--aiperf-url", servers["fast"],
+        "--aiperf-autosave", "-o", "aiperf_require_baseline=true", "--aiperf-compare")
+    result.assert_outcomes(failed=2)
     result.stdout.fnmatch_lines([
         "aiperf: no stored baseline to compare with (aiperf_require_baseline):",
-        "test_latency: no stored baseline (latest) for this test in *.aiperf",
+        "test_latency[[]?[]]: no stored baseline (latest) for this test in *.aiperf",
         "store one with --aiperf-save NAME or --aiperf-autosave",
-        "test_latency * FAIL",
     ])
-    assert stored(project) == []
+    out = result.stdout.str().split("aiperf load tests")[1]
+    for case in "ab":
+        assert f"test_latency[{case}]" in out
+        result.stdout.fnmatch_lines([f"*STORED test_latency[[]{case}[]]: .aiperf*0001_auto.json"])
+    assert out.count(" FAIL") == 2
+    assert sorted(json.loads(f.read_text())["test_id"] for f in stored(project)) == [
+        "test_load.py::test_latency[a]", "test_load.py::test_latency[b]"]
 
 
 def test_a_bad_gate_on_the_command_line_is_a_usage_error_naming_it(

@@ -34,6 +34,7 @@ import math
 from array import array
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from operator import attrgetter
 from pathlib import Path
 from typing import Any, Literal
 
@@ -316,17 +317,21 @@ class _Column:
         if factor is None:
             return item.unit
         value = item.value
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
+        kind = type(value)  # exact types: bool is an int, and is no value here
+        if kind is float or kind is int:
             self.values.append(value * factor if factor != 1.0 else value)
-        elif isinstance(value, list):
-            for v in value:
-                if isinstance(v, (int, float)) and not isinstance(v, bool):
-                    self.values.append(v * factor if factor != 1.0 else v)
+        elif kind is list:
+            numbers = [v for v in value if type(v) is float or type(v) is int]
+            self.values.extend([v * factor for v in numbers] if factor != 1.0 else numbers)
         return None
 
 
 def _read_records(path: Path, run: LoadedRun, tags: set[str] | None) -> None:
     decode = _decoder(tags).decode
+    fields = sorted(tags) if tags is not None else []
+    # One call fetches every asked metric of a record; a lone tag still gives a tuple.
+    get_all: Any = (attrgetter(*fields) if len(fields) > 1 else
+                    (lambda m: (getattr(m, fields[0]),)) if fields else (lambda m: ()))
     columns: dict[str, _Column] = {}
     bad_units: dict[str, str] = {}
     ends = array("q")
@@ -362,8 +367,8 @@ def _read_records(path: Path, run: LoadedRun, tags: set[str] | None) -> None:
             metrics = record.metrics
             if metrics is None:
                 continue
-            items = metrics.items() if tags is None else (
-                (tag, getattr(metrics, tag)) for tag in metrics.__struct_fields__)
+            items = metrics.items() if tags is None else zip(fields, get_all(metrics),
+                                                             strict=True)
             for tag, item in items:
                 if item is None or tag in bad_units:
                     continue

@@ -92,22 +92,23 @@ _PATH_PROFILE_KEYS = ("input_file", "tokenizer")
 
 def add_options(parser: pytest.Parser) -> None:
     group = parser.getgroup("aiperf", "LLM load tests (pytest-aiperf)")
-    for name, (help_text, kind) in OPTIONS.items():
+    for name, (ini_help, kind) in OPTIONS.items():
         flag = "--aiperf-" + name.replace("_", "-")
+        help_text = ini_help.replace("%", "%%")  # argparse %-formats help; ini help is plain
         if kind == "bool":
             group.addoption(flag, action="store_true", default=None, help=help_text)
-            parser.addini(f"aiperf_{name}", help_text, type="bool", default=False)
+            parser.addini(f"aiperf_{name}", ini_help, type="bool", default=False)
         elif kind == "linelist":
             group.addoption(flag, action="append", default=None,
                             metavar=METAVARS.get(name, "KEY=VALUE"), help=help_text)
-            parser.addini(f"aiperf_{name}", help_text, type="linelist", default=[])
+            parser.addini(f"aiperf_{name}", ini_help, type="linelist", default=[])
         elif name == "compare":  # a bare --aiperf-compare means the latest stored run
             group.addoption(flag, nargs="?", const="latest", default=None,
                             metavar=METAVARS[name], help=help_text)
-            parser.addini(f"aiperf_{name}", help_text, default=None)
+            parser.addini(f"aiperf_{name}", ini_help, default=None)
         else:
             group.addoption(flag, default=None, help=help_text, metavar=METAVARS[name])
-            parser.addini(f"aiperf_{name}", help_text, default=None)
+            parser.addini(f"aiperf_{name}", ini_help, default=None)
 
 
 DEFAULT_STORAGE = ".aiperf"

@@ -20,7 +20,12 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:
+    from aiperf.baselines.compare import RegressionRule
+    from aiperf.baselines.sources import LoadedRun
+    from aiperf.baselines.storage import Storage, StoredRun
 
 EXIT_OK, EXIT_MESH, EXIT_CONFIG, EXIT_ALL_FAILED, EXIT_THRESHOLD, EXIT_INVARIANT = range(6)
 EXIT_REGRESSED = 6
@@ -306,7 +311,8 @@ def _table(headers: list[str], rows: list[list[str]], right: set[int]) -> list[s
 
 
 def _num(value: float | None) -> str:
-    """A value in its display unit: 4 significant digits, thousands separated."""
+    """A value in its display unit, to a precision a reader compares: two decimals from 1
+    to 100, one to 1000, thousands separated above, three significant digits below 1."""
     import math
 
     if value is None or math.isnan(value):
@@ -336,7 +342,7 @@ def _signed(value: float, percent: bool) -> str:
     return text if text.startswith("-") else f"+{text}"
 
 
-def _metric_rules(text: str) -> list[Any]:
+def _metric_rules(text: str) -> list[RegressionRule]:
     """The rules ``--metric`` asks for: ``TAG`` (p50 and p99 of a per-request metric, or a
     throughput), ``TAG.STAT``, or a whole rule ``TAG[.STAT]:MARGIN`` (shown, not a gate)."""
     from aiperf.baselines.compare import THROUGHPUTS, parse_rule
@@ -348,7 +354,7 @@ def _metric_rules(text: str) -> list[Any]:
     return [parse_rule(f"{text}.p50:0%"), parse_rule(f"{text}.p99:0%")]
 
 
-def _compare_plan(args: argparse.Namespace) -> list[tuple[Any, bool]]:
+def _compare_plan(args: argparse.Namespace) -> list[tuple[RegressionRule, bool]]:
     """(rule, is a gate) in table order: the shown rules (``--metric``, else the defaults),
     a gate taking the place of a shown rule of the same statistic, then the other gates."""
     from aiperf.baselines.compare import DEFAULT_RULES, parse_rule
@@ -356,10 +362,10 @@ def _compare_plan(args: argparse.Namespace) -> list[tuple[Any, bool]]:
     gates = [parse_rule(text) for text in args.fail or []]
     shown = [r for text in args.metric or [] for r in _metric_rules(text)] if args.metric \
         else list(DEFAULT_RULES)
-    by_key = {}
+    by_key: dict[str, RegressionRule] = {}
     for gate in gates:
         by_key.setdefault(gate.key, gate)
-    plan: list[tuple[Any, bool]] = []
+    plan: list[tuple[RegressionRule, bool]] = []
     seen: set[str] = set()
     for rule in shown:
         if rule.key in seen:
@@ -373,7 +379,7 @@ def _compare_plan(args: argparse.Namespace) -> list[tuple[Any, bool]]:
     return plan
 
 
-def _profile_warnings(base: Any, other: Any) -> list[str]:
+def _profile_warnings(base: LoadedRun, other: LoadedRun) -> list[str]:
     from aiperf.baselines.fingerprint import differing_keys
     from aiperf.baselines.machine import machine_differences
 
@@ -494,7 +500,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _resolve_test(storage: Any, wanted: str) -> tuple[str | None, str]:
+def _resolve_test(storage: Storage, wanted: str) -> tuple[str | None, str]:
     """(node id, "") of ``wanted`` (a node id, its directory's slug, or a substring of one
     node id), or (None, why not)."""
     from aiperf.baselines.storage import node_slug
@@ -576,7 +582,7 @@ def cmd_history(args: argparse.Namespace) -> int:
         headers += [title, "trend"]
     rows = []
     notes = []
-    previous: Any = None
+    previous: StoredRun | None = None
     for run in history:
         commit = (run.machine.git_commit or "")[:10]
         if commit and run.machine.git_dirty:

@@ -142,20 +142,23 @@ def test_changed_profile_is_not_compared_and_an_improvement_fails_only_when_aske
 def test_require_baseline_without_a_stored_run_fails_and_xdist_workers_store_their_tests(
     project: pytest.Pytester, servers: dict[str, str]
 ) -> None:
-    # Two workers, a load test each: both fail for want of a baseline, saying how to store
-    # one, and each worker stores its own test's run (it was judged) for the next session.
+    # Two workers, load tests on each: they fail for want of a baseline, saying how to
+    # store one, and each worker stores its own tests' runs (they were judged) for the next
+    # session; a run whose test failed for another reason is not stored, and says so.
     project.makepyfile(test_load=f"""
         import pytest
 
-        @pytest.mark.parametrize("case", ["a", "b"])
+        @pytest.mark.parametrize("case", ["a", "b", "c"])
         @pytest.mark.aiperf({PROFILE})
-        def test_latency(case):
-            pass
+        def test_latency(case, aiperf_result):
+            assert case != "c", "the test's own assertion"
     """)
     result = project.runpytest_subprocess(
         "-n", "2", "-p", "no:cacheprovider", "--aiperf-url", servers["fast"],
         "--aiperf-autosave", "-o", "aiperf_require_baseline=true", "--aiperf-compare")
-    result.assert_outcomes(failed=2)
+    result.assert_outcomes(failed=3)
+    result.stdout.fnmatch_lines(["*WARNING test_latency[[]c[]]: not stored as a baseline: the "
+                                 "test failed outside its verdicts (AssertionError)"])
     result.stdout.fnmatch_lines([
         "aiperf: no stored baseline to compare with (aiperf_require_baseline):",
         "test_latency[[]?[]]: no stored baseline (latest) for this test in *.aiperf",
@@ -165,7 +168,7 @@ def test_require_baseline_without_a_stored_run_fails_and_xdist_workers_store_the
     for case in "ab":
         assert f"test_latency[{case}]" in out
         result.stdout.fnmatch_lines([f"*STORED test_latency[[]{case}[]]: .aiperf*0001_auto.json"])
-    assert out.count(" FAIL") == 2
+    assert out.count(" FAIL") == 3
     assert sorted(json.loads(f.read_text())["test_id"] for f in stored(project)) == [
         "test_load.py::test_latency[a]", "test_load.py::test_latency[b]"]
 

@@ -304,6 +304,10 @@ def _statistic(before: RunValues, after: RunValues, rule: RegressionRule,
 
 def _rate(before: RunValues, after: RunValues, rule: RegressionRule, confidence: float,
           skip_unmeasured: bool) -> Difference | None:
+    if rule.metric not in THROUGHPUTS:  # a rule built by hand, past parse_rule's check
+        return _not_measured(rule, [None, None], confidence,
+                             f"{rule.metric} is not a throughput; rates of "
+                             f"{', '.join(THROUGHPUTS)} are compared")
     ends = [run.end_times() for run in (before, after)]
     weights: list[np.ndarray | None] = [None, None]
     parts = THROUGHPUTS[rule.metric]

@@ -388,6 +388,15 @@ def test_non_finite_values_are_dropped_and_named() -> None:
     assert result.method.endswith("(non-finite values dropped: 3 in the after run)")
 
 
+def test_a_hand_built_rate_rule_on_a_run_level_count_is_inconclusive() -> None:
+    rule = RegressionRule(text="request_count.rate", metric="request_count", statistic="rate",
+                          margin=0.0, relative=False, worse="up")
+    run = Run({}, np.arange(1.0, 501.0))
+    [result] = compare(run, run, [rule])
+    assert result.status == "INCONCLUSIVE"
+    assert "request_count is not a throughput" in result.method
+
+
 def test_default_rules() -> None:
     assert [r.key for r in DEFAULT_RULES] == [
         "time_to_first_token.p50", "time_to_first_token.p99", "inter_token_latency.p50",

@@ -8,14 +8,16 @@ b. the workers' CPU per request for the same closed-loop profile against the moc
    the ``ray::RemoteService`` actor processes of a ray mesh (their pids from
    ``Mesh.locations``) against the forked worker children of a local mesh's controller.
    Ray is not on the data path, so the target is the same within noise;
-c. requests/s of both meshes and of the bare aiohttp client (benchmarks/_common.py) on the
+   A third mesh, local but on the ray mesh's wire (TCP, CURVE keys, clock sync), tells
+   what the wire costs from what hosting in Ray costs;
+c. requests/s of the meshes and of the bare aiohttp client (benchmarks/_common.py) on the
    same profile, in the same run, against the same mock server.
 
 Every figure is a median of ``--repeats``; the runs of the three clients are interleaved,
 so a drift of the machine hits them alike. The mock server is pinned to CPU 0, as in
 client_throughput.py.
 
-    sudo .venv/bin/python benchmarks/ray_backend.py [--repeats 3] [--requests 5000]
+    sudo .venv/bin/python benchmarks/ray_backend.py [--repeats 3] [--requests 10000]
         [--workers 2] [--nodes 2]
 
 The measuring driver runs inside the cluster's namespace (``RayCluster.run``), because a
@@ -141,17 +143,25 @@ def driver(args: argparse.Namespace) -> None:
     def local_mesh() -> Mesh:
         return Mesh(workers=args.workers)
 
+    def wired_mesh() -> Mesh:
+        from aiperf.common.curve import MeshKeys
+
+        return Mesh(workers=args.workers, comm_backend="tcp", clock_sync=True,
+                    mesh_keys=MeshKeys.generate())
+
     out: dict[str, Any] = {"workers": args.workers, "repeats": args.repeats,
                            "requests": args.requests, "concurrency": CONCURRENCY}
     # (a) before anything else runs, so neither start-up competes with a running mesh.
     out["startup_local_s"] = _startup(local_mesh, args.repeats)
     out["startup_ray_s"] = _startup(ray_mesh, args.repeats)
 
-    runs: dict[str, list[dict[str, float]]] = {"ray": [], "local": [], "bare": []}
+    names = ["ray", "local", "wired", "bare"]
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name in names}
     with MockServerProcess(tokens=TOKENS) as server, ray_mesh() as ray, \
-            local_mesh() as local:
+            local_mesh() as local, wired_mesh() as wired:
         pin(server.pid, 0)
-        meshes = {"ray": (ray, _worker_pids(ray)), "local": (local, _worker_pids(local))}
+        meshes = {"ray": (ray, _worker_pids(ray)), "local": (local, _worker_pids(local)),
+                  "wired": (wired, _worker_pids(wired))}
         out["locations"] = dict(ray.locations)
         daemons = _ray_daemons(args.netns, set(meshes["ray"][1]))
         for mesh, _ in meshes.values():  # warm-up: connections, encoded bodies
@@ -163,7 +173,8 @@ def driver(args: argparse.Namespace) -> None:
         out["idle_ms_per_s"]["ray_daemons"] = _idle_cpu(daemons, args.idle)
         for repeat in range(args.repeats):
             # Rotate the order: whoever goes first in a round gets a cooler machine.
-            order = ["ray", "local", "bare"][repeat % 3:] + ["ray", "local", "bare"][:repeat % 3]
+            turn = repeat % len(names)
+            order = names[turn:] + names[:turn]
             for name in order:
                 if name == "bare":
                     bare = bare_client(server.url, CONCURRENCY, args.requests, False, TOKENS)
@@ -202,40 +213,47 @@ def report(out: dict[str, Any]) -> None:
     print(f"\n{'':<{w}}{'median':>9}   runs")
     row("start-up to ready, local mesh (s)", local_s, ".2f")
     row("start-up to ready, ray mesh (s)", ray_s, ".2f")
-    for name, label in (("local", "local mesh"), ("ray", "ray mesh"), ("bare", "bare aiohttp")):
+    labels = {"local": "local mesh (IPC)", "wired": "local mesh (TCP+CURVE)",
+              "ray": "ray mesh (TCP+CURVE)", "bare": "bare aiohttp"}
+    for name, label in labels.items():
         row(f"{label} (req/s)", [run["rps"] for run in runs[name]], ".0f")
-    for name, label in (("local", "local forked workers"), ("ray", "ray::RemoteService workers"),
-                        ("bare", "bare client process")):
+    for name, label in (("local", "forked workers (IPC)"), ("wired", "forked workers (TCP+CURVE)"),
+                        ("ray", "ray::RemoteService workers"), ("bare", "bare client")):
         row(f"{label}, CPU per request (ms)", [run["cpu_ms"] for run in runs[name]], ".3f")
     # The actors' idle burn, taken out over each run's wall time: what is left is the work
     # the requests cost, comparable with a forked worker's.
     idle = out["idle_ms_per_s"]
-    net = {name: [(run["cpu_ms"] * out["requests"] - idle[name] * run["elapsed_s"])
-                  / out["requests"] for run in runs[name]] for name in ("local", "ray")}
-    row("local workers, less idle burn (ms/request)", net["local"], ".3f")
-    row("ray workers, less idle burn (ms/request)", net["ray"], ".3f")
-    for name in ("local", "ray"):
+    requests = out["requests"]
+    net: dict[str, list[float]] = {
+        name: [(run["cpu_ms"] * requests - idle[name] * run["elapsed_s"]) / requests
+               for run in runs[name]]
+        for name in ("local", "wired", "ray")}
+    for name in ("local", "wired", "ray"):
+        row(f"{name} workers, less idle burn (ms/request)", net[name], ".3f")
+    for name in ("local", "wired", "ray"):
         row(f"Ray's daemons during a {name} run (ms/request)",
             [run["ray_daemons_ms"] for run in runs[name]], ".3f")
-    print(f"\nidle CPU (ms per s): local workers {idle['local']:.1f}, ray workers "
-          f"{idle['ray']:.1f}, Ray's daemons {idle['ray_daemons']:.1f}")
+    print(f"\nidle CPU (ms per s): local workers {idle['local']:.1f}, TCP+CURVE workers "
+          f"{idle['wired']:.1f}, ray workers {idle['ray']:.1f}, Ray's daemons "
+          f"{idle['ray_daemons']:.1f}")
     ray_cpu = median([run["cpu_ms"] for run in runs["ray"]])
-    local_cpu = median([run["cpu_ms"] for run in runs["local"]])
-    ratios = [r["cpu_ms"] / loc["cpu_ms"] for r, loc in zip(runs["ray"], runs["local"],
+    for base, label in (("local", "local (IPC)"), ("wired", "local on the same wire")):
+        base_cpu = median([run["cpu_ms"] for run in runs[base]])
+        ratios = [r["cpu_ms"] / b["cpu_ms"] for r, b in zip(runs["ray"], runs[base],
                                                             strict=True)]
-    print(f"worker CPU per request, ray / local: {ray_cpu / local_cpu:.2f} (medians; per "
-          f"round {_fmt(ratios, '.2f')}); less idle burn "
-          f"{median(net['ray']) / median(net['local']):.2f}; target 1.0 within noise")
+        print(f"worker CPU per request, ray / {label}: {ray_cpu / base_cpu:.2f} (medians; "
+              f"per round {_fmt(ratios, '.2f')}); less idle burn "
+              f"{median(net['ray']) / median(net[base]):.2f}; target 1.0 within noise")
     bare_rps = median([run["rps"] for run in runs["bare"]])
-    for name in ("local", "ray"):
+    for name in ("local", "wired", "ray"):
         rps = median([run["rps"] for run in runs[name]])
-        print(f"{name} mesh / bare client req/s: {rps / bare_rps:.2f}")
+        print(f"{labels[name]} / bare client req/s: {rps / bare_rps:.2f}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--requests", type=int, default=5000)
+    parser.add_argument("--requests", type=int, default=10_000)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--nodes", type=int, default=2)
     parser.add_argument("--timeout", type=float, default=1800.0,

@@ -129,9 +129,13 @@ def test_a_killed_worker_host_fails_the_run_by_its_silence(
     mesh, sim = mesh_of_four
     assert sim.pid is not None
     with _RunInThread(mesh) as run:
+        killed_at = time.monotonic()
         os.kill(sim.pid, signal.SIGKILL)
         outcome = run.join()
     _assert_names_a_silent_worker(outcome.error)
+    assert outcome.ended is not None
+    took = outcome.ended - killed_at
+    assert took < SILENCE_S + DETECTION_MARGIN_S, f"detected after {took:.2f}s"
     # Reaped: the simulation's process is gone (-9), nothing of it is left running.
     assert sim.wait(timeout=10) == -signal.SIGKILL
 

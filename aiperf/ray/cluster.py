@@ -55,7 +55,7 @@ def interface_towards(address: str) -> str:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
         try:
             probe.connect((host.strip("[]"), int(port)))
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, OverflowError) as exc:
             raise ConfigError(f"ray_address={address!r}: cannot route to it ({exc})") from None
         return str(probe.getsockname()[0])
 

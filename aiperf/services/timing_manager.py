@@ -61,6 +61,10 @@ class TimingManager(BaseComponentService):
     async def _open_sockets(self) -> None:
         assert self.comms is not None
         self._router = self.comms.socket(zmq.ROUTER, "credits", bind=True)
+        # Workers on other hosts must be the planned ones; a local mesh's are its children.
+        cfg = self.service_config
+        self._planned_workers = ({f"worker_{i}" for i in range(cfg.workers)}
+                                 if cfg.remote_workers() else None)
         self.workers: list[str] = []
         self._all_workers = asyncio.Event()
         self._strategy: TimingStrategy | None = None
@@ -175,7 +179,11 @@ class TimingManager(BaseComponentService):
                     [identity, encode(ClockPong(message.t0, time.perf_counter_ns()))])
             elif isinstance(message, WorkerHello):
                 worker = identity.decode()
-                if worker not in self.workers:
+                if self._planned_workers is not None and worker not in self._planned_workers:
+                    # Only remote backends let a stranger this far (and only with the
+                    # mesh's keys): a stray id dealt leases would stall the run.
+                    self.warning(f"ignored a hello from unplanned worker {worker!r}")
+                elif worker not in self.workers:
                     self.workers.append(worker)
                     if len(self.workers) >= self.service_config.workers:
                         self._all_workers.set()

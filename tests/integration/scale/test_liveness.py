@@ -160,12 +160,6 @@ def _workers(mesh: Mesh, *groups: tuple[int, int]) -> Iterator[list[SimWorkers]]
             sim.stop(timeout=4)
 
 
-@pytest.mark.xfail(
-    raises=AssertionError, strict=True,
-    reason="Mesh.wait_ready's own deadline is startup_timeout from launch, which passes "
-    "before the controller's (it starts once the controller has booted): the host raises "
-    "'start-up: no answer from the mesh' and shuts the controller down before it can name "
-    "the missing workers")
 def test_a_worker_that_never_joins_fails_the_start_up_naming_it(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -196,11 +190,6 @@ def test_an_unexpected_service_id_does_not_count_towards_readiness(
     assert STRAY_WARNING in caplog.text
 
 
-@pytest.mark.xfail(
-    raises=MeshTimeoutError, strict=True,
-    reason="the timing manager takes a WorkerHello from any identity on the credit channel "
-    "(timing_manager._receive): the stray worker_99 is dealt leases it never spends, so the "
-    "run stalls until max_run_seconds")
 def test_an_unexpected_service_id_is_ignored_with_a_warning(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

@@ -48,7 +48,7 @@ def mock_runs(requests: int, concurrency: int) -> tuple[ProfileResult, ProfileRe
 
 
 def synthetic_runs(requests: int) -> tuple[ProfileResult, ProfileResult]:
-    from tests.unit.baselines._runs import synthetic_result
+    from tests.harness.synthetic_runs import synthetic_result
 
     return (synthetic_result(requests, slots=32, tokens=16, error_share=0.01, seed=1),
             synthetic_result(requests, slots=32, tokens=16, error_share=0.01, seed=2))

@@ -15,17 +15,11 @@ import argparse
 import statistics
 import time
 
-import numpy as np
-
-from aiperf.common.codec import PROFILING, ErrorInfo, MetricRecord
-from aiperf.common.config import UserConfig
-from aiperf.metrics.aggregate import compute_results
-from aiperf.plugin import PluginType, plugins
 from aiperf.results import ProfileResult
 from pytest_aiperf.judge import judge_runs
 from pytest_aiperf.slo import parse_objectives
+from tests.harness.synthetic_runs import synthetic_result
 
-MS = 1_000_000
 SLO = {
     "time_to_first_token.p99": "< 250 ms",
     "request_latency.p99": "< 2 s",
@@ -41,31 +35,7 @@ SLO = {
 def synthetic_run(requests: int, slots: int = 8, seed: int = 1) -> ProfileResult:
     """``requests`` records in ``slots`` back-to-back chains: lognormal TTFT and inter-token
     gaps, 8 output tokens, 1 % server errors."""
-    rng = np.random.default_rng(seed)
-    ttft = rng.lognormal(np.log(40.0), 0.5, requests)
-    gaps = rng.lognormal(np.log(5.0), 0.3, (requests, 7))
-    failed = rng.random(requests) < 0.01
-    clock = np.zeros(slots)
-    records = []
-    for cid in range(requests):
-        slot = cid % slots
-        start = round(clock[slot] * MS)
-        if failed[cid]:
-            end = start + 5 * MS
-            records.append(MetricRecord(cid, PROFILING, "w", start, start, 0, end, -1, -1, -1,
-                                        10, 0, [], error=ErrorInfo(500, "Server Error", "x")))
-        else:
-            gap_ns = [round(g * MS) for g in gaps[cid]]
-            first = round(ttft[cid] * MS)
-            end = start + first + sum(gap_ns)
-            records.append(MetricRecord(cid, PROFILING, "w", start - MS, start, 0, end, first,
-                                        -1, end - start, 10, 8, gap_ns))
-        clock[slot] = (end + MS) / MS
-    config = UserConfig(streaming=True, concurrency=slots, request_count=requests)
-    meta = plugins.get_metadata(PluginType.ENDPOINT, config.endpoint_type)
-    out = compute_results(records, config, meta, [(0, len(records))],  # type: ignore[arg-type]
-                          streaming=True)
-    return ProfileResult.from_dict(out, config)
+    return synthetic_result(requests, slots=slots, tokens=8, error_share=0.01, seed=seed)
 
 
 def timed(label: str, repeats: int, work: object) -> float:

@@ -12,7 +12,7 @@ import pytest
 
 from aiperf.baselines.storage import Storage, node_slug
 from aiperf.mock_server import MockServerProcess
-from tests.unit.baselines._runs import synthetic_result
+from tests.harness.synthetic_runs import synthetic_result
 
 AIPERF013 = Path(__file__).parents[1] / "data" / "aiperf013"
 EXIT_REGRESSED = 6

@@ -410,7 +410,7 @@ def test_stored_runs_compare() -> None:
     """B1's StoredRun is a RunValues: a run whose TTFT grew 50 % regresses."""
     from aiperf.baselines.machine import MachineInfo
     from aiperf.baselines.storage import stored_run
-    from tests.unit.baselines._runs import synthetic_result
+    from tests.harness.synthetic_runs import synthetic_result
 
     machine = MachineInfo(cpu_model="test", cores=2, python="3.11", package_version="0",
                           platform="linux")

@@ -21,7 +21,7 @@ from aiperf.baselines.sources import (
 )
 from aiperf.baselines.storage import Storage, stored_run
 from aiperf.exporters.base import export_files
-from tests.unit.baselines._runs import synthetic_result
+from tests.harness.synthetic_runs import synthetic_result
 
 AIPERF013 = Path(__file__).parents[2] / "data" / "aiperf013"
 

@@ -32,7 +32,7 @@ from aiperf.baselines.storage import (
     target_url,
 )
 from aiperf.results import ProfileResult
-from tests.unit.baselines._runs import synthetic_result
+from tests.harness.synthetic_runs import synthetic_result
 
 DOC = Path(__file__).parents[3] / "docs" / "baselines.md"
 TEST = "tests/test_chat.py::test_ttft[concurrency-4]"
@@ -295,7 +295,7 @@ _SAVER = """
 import sys
 from pathlib import Path
 from aiperf.baselines.storage import Storage
-from tests.unit.baselines._runs import synthetic_result
+from tests.harness.synthetic_runs import synthetic_result
 from tests.unit.baselines.test_storage import MACHINE, TEST
 result = synthetic_result(100)
 storage = Storage(Path(sys.argv[1]), keep=0)

@@ -218,19 +218,37 @@ class ProgressLine:
 
 
 def cmd_mock_server(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from aiperf.common.config import format_validation_error
     from aiperf.common.process import run_event_loop
     from aiperf.mock_server.config import MockServerConfig
     from aiperf.mock_server.server import serve_forever
 
-    config = MockServerConfig(
+    values = dict(
         host=args.host, port=args.port, ttft_ms=args.ttft_ms, ttft_stddev_ms=args.ttft_stddev_ms,
         itl_ms=args.itl_ms, itl_stddev_ms=args.itl_stddev_ms, tokens=args.tokens,
         tokens_per_chunk=args.tokens_per_chunk, error_rate=args.error_rate,
         error_codes=[int(c) for c in args.error_codes.split(",")], fault=args.fault,
-        fault_rate=args.fault_rate,
+        fault_rate=args.fault_rate, seed=args.seed,
     )
+    # The distribution keys: only those given, so the model's own defaults and checks hold.
+    values.update({key: getattr(args, key) for key in _MOCK_DISTRIBUTION_KEYS
+                   if getattr(args, key) is not None})
+    try:
+        config = MockServerConfig(**values)
+    except ValidationError as exc:
+        message = format_validation_error(exc, MockServerConfig, "aiperf mock-server",
+                                          lambda key: "--" + key.replace("_", "-"))
+        print(f"aiperf: invalid configuration: {message}", file=sys.stderr)
+        return EXIT_CONFIG
     run_event_loop(serve_forever(config))
     return EXIT_OK
+
+
+_MOCK_DISTRIBUTION_KEYS = ("ttft_distribution", "ttft_sigma", "ttft_p99_ms", "latency_ms",
+                           "latency_stddev_ms", "latency_distribution", "latency_sigma",
+                           "latency_p99_ms", "slots")
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:
@@ -657,6 +675,20 @@ def build_parser() -> argparse.ArgumentParser:
     mock.add_argument("--fault", default="none", choices=[
         "none", "rate_limit", "disconnect", "truncate", "malformed", "stall"])
     mock.add_argument("--fault-rate", type=float, default=1.0)
+    mock.add_argument("--ttft-distribution", choices=["normal", "fixed", "lognormal"],
+                      help="normal (default; clamped at 0), fixed, or lognormal (median "
+                      "--ttft-ms, with --ttft-sigma or --ttft-p99-ms)")
+    mock.add_argument("--ttft-sigma", type=float, help="lognormal sigma of TTFT")
+    mock.add_argument("--ttft-p99-ms", type=float, help="lognormal TTFT's p99")
+    mock.add_argument("--latency-ms", type=float,
+                      help="non-streaming latency (default: TTFT + ITL x tokens)")
+    mock.add_argument("--latency-stddev-ms", type=float)
+    mock.add_argument("--latency-distribution", choices=["normal", "fixed", "lognormal"])
+    mock.add_argument("--latency-sigma", type=float)
+    mock.add_argument("--latency-p99-ms", type=float)
+    mock.add_argument("--slots", type=int,
+                      help="serve at most N requests at once; the rest queue in FIFO order")
+    mock.add_argument("--seed", type=int, default=0, help="seed of the random draws")
     mock.set_defaults(func=cmd_mock_server)
 
     plugins_cmd = sub.add_parser("plugins", help="list plugin categories and entries")

@@ -158,6 +158,21 @@ class UserConfig(BaseModel):
         default=None, gt=0, allow_inf_nan=False,
         description="Export per-slice metrics over consecutive slices this long: 5, '5s', '1m'",
     )
+    sketch: bool = Field(
+        default=False,
+        description="Keep each metric's distribution in a relative-error quantile sketch "
+        "instead of every value: memory stays flat however long the run; percentiles carry "
+        "the sketch's relative error into their intervals",
+    )
+    sketch_relative_accuracy: float = Field(
+        default=0.01, gt=0, lt=0.5,
+        description="The sketch's relative error bound on every quantile (0.01: 1 %)",
+    )
+    export_records: bool | None = Field(
+        default=None,
+        description="Write the per-request table (profile_export.jsonl), streamed to disk: "
+        "default on, off in sketch mode",
+    )
 
     @field_validator("benchmark_duration", "benchmark_grace_period", "slice_duration",
                      mode="before")
@@ -229,6 +244,10 @@ class UserConfig(BaseModel):
 
     # The derived choices are computed on demand rather than written back, so a copy with
     # other keys (``with_overrides``) never keeps a choice derived from the old ones.
+    def resolved_export_records(self) -> bool:
+        """Whether the per-request table is written: as asked, else not in sketch mode."""
+        return self.export_records if self.export_records is not None else not self.sketch
+
     def resolved_concurrency(self) -> int | None:
         """Requests in flight: the closed loop's size, or the cap of an open loop (None:
         no cap). One when nothing else says how to pace requests, as AIPerf does."""

@@ -84,14 +84,28 @@ def _num(value: float | None) -> float:
 
 
 class LazyRecords(Sequence[dict[str, Any]]):
-    """The per-request table, kept as the msgpack bytes the records manager wrote (a few
-    hundred bytes a request) and decoded only when read: a pytest session keeps every
-    test's result, and most never look at single requests. Indexing decodes once and
-    keeps the list; iterating decodes for the loop only."""
+    """The per-request table of a records manager that still writes one msgpack array
+    (before it streamed JSON Lines): kept as those bytes and decoded only when read.
+    ``load`` picks this or ``RecordsFile`` by the file's first byte."""
 
     def __init__(self, raw: bytes) -> None:
         self._raw = raw
         self._decoded: list[dict[str, Any]] | None = None
+
+    @staticmethod
+    def load(path: Path, count: int | None) -> Sequence[dict[str, Any]]:
+        """The table at ``path`` (in a run dir about to be removed): a JSON Lines file is
+        moved into this process's result dir and streamed from there; a msgpack array is
+        read into memory and its file deleted."""
+        from aiperf.records_file import RecordsFile
+
+        with open(path, "rb") as handle:
+            first = handle.read(1)
+        if first in (b"{", b"", b"\n"):
+            return RecordsFile.adopt(path, count)
+        records = LazyRecords(path.read_bytes())
+        path.unlink(missing_ok=True)
+        return records
 
     def _all(self) -> list[dict[str, Any]]:
         if self._decoded is not None:
@@ -234,9 +248,11 @@ class ProfileResult:
     def from_dict(cls, data: dict[str, Any], config: UserConfig | None = None) -> ProfileResult:
         records: Sequence[dict[str, Any]] = data.get("records") or []
         if "records" not in data and data.get("records_path"):
-            path = Path(data["records_path"])
-            records = LazyRecords(path.read_bytes())
-            path.unlink(missing_ok=True)
+            records = LazyRecords.load(Path(data["records_path"]), data.get("records_count"))
+        elif "records" not in data and "records_path" in data:  # None: the run kept none
+            from aiperf.records_file import NoRecords
+
+            records = NoRecords()
         raw_values: dict[str, bytes] = data.get("values") or {}
         wire_timeline: dict[str, Any] | None = data.get("timeline")
         worker_load: dict[str, dict[str, Any]] | None = data.get("worker_load")

@@ -247,103 +247,187 @@ class _RunTotals:
         return np.frombuffer(self.values[tag], dtype=np.float64)
 
 
+class RunAggregator:
+    """A run's results, built batch by batch as its records arrive: ``add`` each batch,
+    ``finish`` once. Between batches it holds only the compact arrays of ``_RunTotals``
+    (8 bytes a value, about 20 a record for the timeline, 8 for the credit id) and the
+    counters; each record's own objects are dropped once it is exported and added.
+
+    ``table`` receives each record's export row (``export_record``) as it is added: a
+    ``JsonlTable``, a list's append, or None to keep no table."""
+
+    def __init__(self, config: UserConfig, metadata: EndpointMetadata, streaming: bool,
+                 table: Callable[[dict[str, Any]], None] | None = None) -> None:
+        self._config = config
+        self._metadata = metadata
+        self._streaming = streaming
+        self._table = table
+        self._totals = _RunTotals(config.goodput)
+        self.count = 0
+
+    def add(self, records: Iterable[MetricRecord]) -> None:
+        streaming, tokens = self._streaming, self._metadata.produces_tokens
+        write, add = self._table, self._totals.add
+        n = 0
+        for record in records:
+            values = per_request_values(record, streaming, tokens)
+            if write is not None:
+                write(export_record(record, values))
+            add(record, values)
+            n += 1
+        self.count += n
+
+    def buffer_bytes(self) -> int:
+        """Bytes held in the per-record arrays (what grows with the run)."""
+        totals = self._totals
+        arrays: list[array[Any]] = [totals.credit_ids, totals.start_ns, totals.end_ns,
+                                    totals.pattern, *totals.values.values(),
+                                    *totals.list_lengths.values()]
+        return sum(a.itemsize * len(a) for a in arrays)
+
+    def finish(self, issued_ranges: list[tuple[int, int]]) -> dict[str, Any]:
+        """The run's results as ``compute_results`` gives them, without the table's key
+        (``records`` or ``records_path``: the caller's) and with ``values`` as views of
+        the arrays rather than copies (bytes-like: encoded or ``bytes()``-ed by the
+        caller)."""
+        totals, metadata, streaming = self._totals, self._metadata, self._streaming
+        invariant = check_invariant(np.frombuffer(totals.credit_ids, dtype=np.int64),
+                                    issued_ranges)
+        n_ok, n_err = totals.n_ok, totals.n_err
+        metrics: dict[str, Any] = {}
+        for spec in BY_TAG.values():
+            if not spec.per_request:
+                continue
+            if spec.streaming_only and not streaming:
+                continue
+            if spec.tokens_only and not metadata.produces_tokens:
+                continue
+            data = totals.data(spec.tag)
+            if data.size:
+                metrics[spec.tag] = summarize(data, spec.unit)
+            if spec.error_adjusted and data.size + n_err:
+                metrics[f"adj_{spec.tag}"] = summarize_adjusted(data, n_err, spec.unit)
+
+        duration_s, end_wall = totals.span()
+
+        def scalar(tag: str, value: float) -> None:
+            metrics[tag] = {"unit": BY_TAG[tag].unit, "avg": value}
+
+        scalar("request_count", n_ok)
+        scalar("error_request_count", n_err)
+        scalar("request_error_rate", 100.0 * n_err / (n_ok + n_err) if n_ok + n_err else 0.0)
+        if metadata.produces_tokens:
+            scalar("total_output_tokens", totals.sum_output)
+            scalar("total_reasoning_tokens", totals.sum_reasoning)
+        if duration_s > 0:
+            scalar("benchmark_duration", duration_s)
+            scalar("request_throughput", n_ok / duration_s)
+            if metadata.produces_tokens:
+                scalar("output_token_throughput", totals.sum_osl / duration_s)
+            scalar("total_token_throughput", (totals.sum_isl + totals.sum_osl) / duration_s)
+        if self._config.goodput:
+            scalar("good_request_count", totals.good)
+            if duration_s > 0:
+                scalar("goodput", totals.good / duration_s)
+            scalar("good_request_fraction",
+                   totals.good / (n_ok + n_err) if n_ok + n_err else 0.0)
+
+        warnings = []
+        if totals.mismatches:
+            warnings.append(
+                f"server usage and the tokenizer disagree by more than 10% on "
+                f"{totals.mismatches} of {n_ok} requests; token counts use the server's "
+                f"usage"
+            )
+        if not invariant["ok"]:
+            warnings.append(
+                f"credit invariant broken: {invariant['credits_issued']} credits issued, "
+                f"{invariant['records_received']} records; missing "
+                f"{invariant['missing_credit_ids'][:10]}, duplicated "
+                f"{invariant['duplicate_credit_ids'][:10]}"
+            )
+        first_wall = totals.first_wall
+        return {
+            "metrics": metrics,
+            # Every per-request value behind the statistics, float64 per metric: what the
+            # host computes any other percentile from.
+            "values": {tag: memoryview(values) for tag, values in totals.values.items()},
+            # Which profiling request each value came from, and when it ran: what windows,
+            # steady state and time slices select requests by.
+            "timeline": totals.timeline(),
+            "error_summary": error_summary(totals.errors),
+            "invariant": invariant,
+            "warnings": warnings,
+            "was_cancelled": bool(totals.cancelled),
+            "cancelled_request_count": totals.cancelled,
+            "start_time": _iso(first_wall) if first_wall else None,
+            "end_time": _iso(end_wall) if end_wall else None,
+        }
+
+
 def compute_results(
     records: Iterable[MetricRecord], config: UserConfig, metadata: EndpointMetadata,
     issued_ranges: list[tuple[int, int]], streaming: bool, export_to: Path | None = None,
     count: int | None = None,
 ) -> dict[str, Any]:
-    """The run's results, in one pass over ``records`` (``count`` of them; a list's length
-    by default). The per-request table goes to ``export_to`` (a msgpack array, written one
-    record at a time; the result then holds its path under ``records_path``) or, without a
-    path, into ``records``. ``values`` holds each metric's per-request values as float64
-    bytes."""
+    """The run's results from all its records at once (``count`` of them; a list's length
+    by default): ``RunAggregator`` fed one batch. The per-request table goes to
+    ``export_to`` (a msgpack array, written one record at a time; the result then holds
+    its path under ``records_path``) or, without a path, into ``records``. ``values``
+    holds each metric's per-request values as float64 bytes."""
     if count is None:
         assert isinstance(records, Sized)
         count = len(records)
-    totals = _RunTotals(config.goodput)
     exported: list[dict[str, Any]] = []
     with table_writer(export_to, count) as write:
-        for record in records:
-            values = per_request_values(record, streaming, metadata.produces_tokens)
-            row = export_record(record, values)
-            if write is None:
-                exported.append(row)
-            else:
-                write(row)
-            totals.add(record, values)
-    invariant = check_invariant(np.frombuffer(totals.credit_ids, dtype=np.int64),
-                                issued_ranges)
-    n_ok, n_err = totals.n_ok, totals.n_err
-    metrics: dict[str, Any] = {}
-    for spec in BY_TAG.values():
-        if not spec.per_request:
-            continue
-        if spec.streaming_only and not streaming:
-            continue
-        if spec.tokens_only and not metadata.produces_tokens:
-            continue
-        data = totals.data(spec.tag)
-        if data.size:
-            metrics[spec.tag] = summarize(data, spec.unit)
-        if spec.error_adjusted and data.size + n_err:
-            metrics[f"adj_{spec.tag}"] = summarize_adjusted(data, n_err, spec.unit)
+        aggregator = RunAggregator(config, metadata, streaming,
+                                   table=exported.append if write is None else write)
+        aggregator.add(records)
+    out = aggregator.finish(issued_ranges)
+    out["values"] = {tag: bytes(values) for tag, values in out["values"].items()}
+    out.update({"records": exported} if export_to is None
+               else {"records_path": str(export_to)})
+    return out
 
-    duration_s, end_wall = totals.span()
 
-    def scalar(tag: str, value: float) -> None:
-        metrics[tag] = {"unit": BY_TAG[tag].unit, "avg": value}
+class JsonlTable:
+    """The per-request table as JSON Lines, one export row a line, appended as rows come
+    (profile_export.jsonl's lines, so the host streams it to the artifact as is). Rows
+    are encoded into one growing buffer, written out every ``FLUSH_BYTES``: a batch of
+    records costs one write, not two a row."""
 
-    scalar("request_count", n_ok)
-    scalar("error_request_count", n_err)
-    scalar("request_error_rate", 100.0 * n_err / (n_ok + n_err) if n_ok + n_err else 0.0)
-    if metadata.produces_tokens:
-        scalar("total_output_tokens", totals.sum_output)
-        scalar("total_reasoning_tokens", totals.sum_reasoning)
-    if duration_s > 0:
-        scalar("benchmark_duration", duration_s)
-        scalar("request_throughput", n_ok / duration_s)
-        if metadata.produces_tokens:
-            scalar("output_token_throughput", totals.sum_osl / duration_s)
-        scalar("total_token_throughput", (totals.sum_isl + totals.sum_osl) / duration_s)
-    if config.goodput:
-        scalar("good_request_count", totals.good)
-        if duration_s > 0:
-            scalar("goodput", totals.good / duration_s)
-        scalar("good_request_fraction",
-               totals.good / (n_ok + n_err) if n_ok + n_err else 0.0)
+    FLUSH_BYTES = 1 << 18
 
-    warnings = []
-    if totals.mismatches:
-        warnings.append(
-            f"server usage and the tokenizer disagree by more than 10% on "
-            f"{totals.mismatches} of {n_ok} requests; token counts use the server's usage"
-        )
-    if not invariant["ok"]:
-        warnings.append(
-            f"credit invariant broken: {invariant['credits_issued']} credits issued, "
-            f"{invariant['records_received']} records; missing "
-            f"{invariant['missing_credit_ids'][:10]}, duplicated "
-            f"{invariant['duplicate_credit_ids'][:10]}"
-        )
-    table = {"records": exported} if export_to is None else {"records_path": str(export_to)}
-    first_wall = totals.first_wall
-    return {
-        "metrics": metrics,
-        # Every per-request value behind the statistics, float64 bytes per metric: what the
-        # host computes any other percentile from.
-        "values": {tag: bytes(values) for tag, values in totals.values.items()},
-        # Which profiling request each value came from, and when it ran: what windows,
-        # steady state and time slices select requests by.
-        "timeline": totals.timeline(),
-        "error_summary": error_summary(totals.errors),
-        **table,
-        "invariant": invariant,
-        "warnings": warnings,
-        "was_cancelled": bool(totals.cancelled),
-        "cancelled_request_count": totals.cancelled,
-        "start_time": _iso(first_wall) if first_wall else None,
-        "end_time": _iso(end_wall) if end_wall else None,
-    }
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.count = 0
+        self._out = open(path, "wb")  # noqa: SIM115 - closed by close()/discard()
+        self._buf = bytearray()
+        self._encode_into = msgspec.json.Encoder().encode_into
+
+    def __call__(self, row: dict[str, Any]) -> None:
+        buf = self._buf
+        self._encode_into(row, buf, -1)
+        buf += b"\n"
+        self.count += 1
+        if len(buf) >= self.FLUSH_BYTES:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._buf:
+            self._out.write(self._buf)
+            self._buf = bytearray()
+
+    def close(self) -> None:
+        if not self._out.closed:
+            self.flush()
+            self._out.close()
+
+    def discard(self) -> None:
+        """Close and remove the file (a run dropped before its results)."""
+        self._buf = bytearray()
+        self._out.close()
+        self.path.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager

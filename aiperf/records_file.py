@@ -216,6 +216,8 @@ class RecordsFile(Sequence[dict[str, Any]]):
         are on one filesystem (no bytes copied: a million-request table is hundreds of MB),
         else a copy. ``target`` is replaced, never written through: with a link, writing
         into the old file would change this table too."""
+        if target.exists() and target.samefile(self._path):
+            return target  # already there (a table read from its own export)
         target.unlink(missing_ok=True)
         try:
             os.link(self._path, target)

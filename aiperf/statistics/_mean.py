@@ -39,8 +39,6 @@ def mean_interval(values: np.ndarray, confidence: float = 0.95) -> Interval:
     n = int(values.size)
     if n < 2:
         return _t_interval(values, confidence, MEAN_METHOD, "values")
-    from scipy.special import stdtrit  # lazy: scipy costs a noticeable import
-
     mean = _checked_mean(values)
     centred = values - mean
     # Scaled to at most 1 so that squares and cubes cannot overflow for huge values.
@@ -51,6 +49,21 @@ def mean_interval(values: np.ndarray, confidence: float = 0.95) -> Interval:
     sd = unit_sd * scale
     # dot() rather than unit**3: numpy's power with exponent 3 is ~50x slower.
     skewness = float(np.dot(squares, unit)) / n / unit_sd**3 if sd > 0.0 else 0.0
+    return mean_interval_from_moments(n, mean, sd, skewness, confidence)
+
+
+def mean_interval_from_moments(n: int, mean: float, sd: float, skewness: float,
+                               confidence: float = 0.95, method: str = MEAN_METHOD) -> Interval:
+    """``mean_interval`` from the sample's moments: ``sd`` with ddof=1 and ``skewness`` as
+    (sum of cubed deviations / n) / sd**3. A quantile sketch keeps these exactly."""
+    confidence = check_confidence(confidence)
+    if n == 0:
+        return Interval(None, None, None, confidence, method, 0, "no values")
+    if n < 2:
+        return Interval(mean, None, None, confidence, method, n,
+                        "no interval: needs >= 2 values")
+    from scipy.special import stdtrit  # lazy: scipy costs a noticeable import
+
     t = float(stdtrit(n - 1, confidence))
     low: float | None = mean - sd * _hall_inverse(t, skewness, n)
     high: float | None = mean - sd * _hall_inverse(-t, skewness, n)
@@ -65,7 +78,7 @@ def mean_interval(values: np.ndarray, confidence: float = 0.95) -> Interval:
         else:
             low = None
         note = f"no {side} bound: skewness {skewness:.2g} needs n >= {need} (n = {n})"
-    return Interval(mean, low, high, confidence, MEAN_METHOD, n, note)
+    return Interval(mean, low, high, confidence, method, n, note)
 
 
 def _hall_inverse(x: float, skewness: float, n: int) -> float:

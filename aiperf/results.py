@@ -37,6 +37,10 @@ class MetricResult:
     # from, int32; a list-valued metric repeats its record's index once per value.
     # Shared between the metrics that the same requests carried: read it, never write it.
     record_index: Sequence[int] | np.ndarray = field(default=(), repr=False, compare=False)
+    # Sketch mode: the metric's ``aiperf.statistics.sketch.MetricSketch`` (its percentiles
+    # within ``sketch.relative_accuracy``, its mean, std, min, max, sum and count exact),
+    # in place of ``values``, which is then empty.
+    sketch: Any = field(default=None, repr=False, compare=False)
 
     @property
     def header(self) -> str:
@@ -55,6 +59,12 @@ class MetricResult:
         if name in self.stats:
             return _num(self.stats[name])
         q = parse_percentile(name)
+        if q is not None and self.sketch is not None:
+            if self.tag.startswith("adj_"):
+                from aiperf.statistics.sketch import adjusted_quantile
+
+                return adjusted_quantile(self.sketch, self.failures, q)
+            return _num(self.sketch.quantile(q)) if self.sketch.count else math.inf
         if q is not None and (len(self.values) or self.failures):
             import numpy as np  # here: a host that only reads stored statistics skips it
 
@@ -78,9 +88,25 @@ class MetricResult:
     def count(self) -> int:
         return int(self.stats.get("count") or 0)
 
+    @property
+    def relative_accuracy(self) -> float | None:
+        """The relative error of this metric's percentiles: None when they are exact."""
+        return None if self.sketch is None else float(self.sketch.relative_accuracy)
+
 
 def _num(value: float | None) -> float:
     return math.inf if value is None else float(value)
+
+
+def _sketch(base: str, raw: dict[str, bytes], decoded: dict[str, Any]) -> Any:
+    """The metric's sketch (sketch mode) or None; ddsketch is imported only when one came."""
+    if base not in raw:
+        return None
+    if base not in decoded:
+        from aiperf.statistics.sketch import MetricSketch
+
+        decoded[base] = MetricSketch.from_bytes(raw[base])
+    return decoded[base]
 
 
 class LazyRecords(Sequence[dict[str, Any]]):
@@ -257,6 +283,7 @@ class ProfileResult:
         wire_timeline: dict[str, Any] | None = data.get("timeline")
         worker_load: dict[str, dict[str, Any]] | None = data.get("worker_load")
         clock_offsets: dict[str, dict[str, Any]] | None = data.get("clock_offsets")
+        raw_sketches: dict[str, bytes] = data.get("sketches") or {}
         if "values" not in data and data.get("values_path"):
             path = Path(data["values_path"])
             stored = msgspec.msgpack.decode(path.read_bytes())
@@ -265,21 +292,24 @@ class ProfileResult:
                 raw_values, wire_timeline = stored["values"], stored.get("timeline")
                 worker_load = stored.get("worker_load")
                 clock_offsets = stored.get("clock_offsets")
+                raw_sketches = stored.get("sketches") or {}
             else:  # values alone (a file written before the timeline)
                 raw_values = stored
         timeline, record_index = (Timeline.from_wire(wire_timeline, raw_values)
                                   if wire_timeline else (None, {}))
         failures = int(data.get("metrics", {}).get("error_request_count", {}).get("avg") or 0)
+        sketches: dict[str, Any] = {}  # one decoded sketch per base tag, shared with adj_
         metrics = {}
         for tag, stats in data.get("metrics", {}).items():
             base = tag.removeprefix("adj_")
             values = array("d")  # 8 bytes a value: results of a whole session stay small
             values.frombytes(raw_values.get(base, b""))
+            sketch = _sketch(base, raw_sketches, sketches)
             stats = dict(stats)
             unit = stats.pop("unit", BY_TAG[base].unit if base in BY_TAG else "")
             metrics[tag] = MetricResult(
                 tag, unit, stats, values, failures if tag.startswith("adj_") else 0,
-                record_index.get(base, ()),
+                () if sketch is not None else record_index.get(base, ()), sketch,
             )
         return cls(
             run_id=data.get("run_id", ""),

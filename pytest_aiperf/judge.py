@@ -19,6 +19,13 @@ Which interval each statistic gets (all from ``aiperf.statistics``):
 
 Each verdict is computed on an ``Evidence``: the whole run, its steady window, one time
 window (``aiperf.windows.Sample`` has this shape) or several runs pooled by ``extend``.
+
+Sketch mode (``sketch=True``): a per-request metric has a quantile sketch instead of values
+(``Evidence.sketched``). A percentile's bounds are the same order statistics read from the
+sketch and widened by its relative accuracy, so a threshold within that rounding is
+INCONCLUSIVE; a mean's bounds come from the sketch's exact moments. Steady windows and
+time windows need per-request values, which sketch mode does not keep: the whole run is
+judged instead, and says so.
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar
 
 import numpy as np
 
@@ -37,6 +44,7 @@ if TYPE_CHECKING:
     from aiperf.common.config import UserConfig
     from aiperf.results import ProfileResult
     from aiperf.statistics import Interval
+    from aiperf.statistics.sketch import MetricSketch
 
 THROUGHPUTS = ("request_throughput", "output_token_throughput", "total_token_throughput",
                "goodput")
@@ -58,6 +66,25 @@ class Evidence(Protocol):
     def scalar(self, tag: str) -> float | None: ...
 
     def throughput_windows(self, tag: str, n_windows: int = 10) -> np.ndarray: ...
+
+
+class Sketched(NamedTuple):
+    """A per-request metric in sketch mode: its sketch, and the failed requests that an
+    ``adj_`` metric counts as infinitely slow (0 otherwise)."""
+
+    sketch: MetricSketch
+    failures: int
+
+
+def sketched(evidence: Evidence, tag: str) -> Sketched | None:
+    """The evidence's sketch of ``tag`` when it has one (an optional ``sketched`` method:
+    evidence without it, e.g. a time window, has values)."""
+    method = getattr(evidence, "sketched", None)
+    return None if method is None else method(tag)
+
+
+def is_sketched(result: ProfileResult) -> bool:
+    return any(m.sketch is not None for m in result.metrics.values())
 
 
 class ResultEvidence:
@@ -83,6 +110,15 @@ class ResultEvidence:
             failures = self.result[tag].failures if tag in self.result else self.n_err
             return np.concatenate([data, np.full(failures, np.inf)])
         return data
+
+    def sketched(self, tag: str) -> Sketched | None:
+        base = tag.removeprefix("adj_")
+        if base not in self.result or self.result[base].sketch is None:
+            return None
+        failures = 0
+        if tag.startswith("adj_"):
+            failures = self.result[tag].failures if tag in self.result else self.n_err
+        return Sketched(self.result[base].sketch, failures)
 
     def scalar(self, tag: str) -> float | None:
         return self.result.metric(tag) if tag in self.result else None
@@ -121,6 +157,20 @@ class PooledEvidence:
     def values(self, tag: str) -> np.ndarray:
         return np.concatenate([np.asarray(p.values(tag), dtype=np.float64)
                                for p in self.parts])
+
+    def sketched(self, tag: str) -> Sketched | None:
+        """The parts' sketches merged (the runs of ``extend`` in sketch mode); None unless
+        every part has one."""
+        found = [sketched(p, tag) for p in self.parts]
+        if not found or any(f is None for f in found):
+            return None
+        from aiperf.statistics.sketch import MetricSketch
+
+        first = found[0].sketch  # type: ignore[union-attr]
+        merged = MetricSketch(first.relative_accuracy)
+        for f in found:
+            merged.merge(f.sketch)  # type: ignore[union-attr]
+        return Sketched(merged, sum(f.failures for f in found))  # type: ignore[union-attr]
 
     def scalar(self, tag: str) -> float | None:
         found = [(p, p.scalar(tag)) for p in self.parts]
@@ -168,6 +218,8 @@ def judge(objective: Objective, evidence: Evidence, confidence: float = 0.95,
         interval = _run_level_interval(tag, evidence, confidence)
         measured = evidence.scalar(tag)
         count = sent if tag in PROPORTIONS else interval.n
+    elif (sk := sketched(evidence, tag)) is not None:
+        interval, measured, count = _judge_sketch(sk, stat, confidence)
     else:
         values = evidence.values(tag)
         count = int(values.size)
@@ -209,6 +261,36 @@ def is_exact_count(objective: Objective) -> bool:
                                   and objective.op == "<=" and objective.threshold == 0)
 
 
+def _judge_sketch(sk: Sketched, stat: str, confidence: float
+                  ) -> tuple[Interval | None, float | None, int]:
+    """(interval, measured, count) of a per-request statistic from its sketch: what the
+    values branch of ``judge`` computes from values."""
+    from aiperf.statistics import sketch_mean_interval, sketch_quantile_interval
+
+    sketch, failures = sk
+    count = sketch.count + failures
+    q = parse_percentile(stat)
+    if q is not None:
+        interval = sketch_quantile_interval(sketch, q, confidence, failures)
+        return interval, interval.estimate, count
+    if stat == "avg":
+        if failures:  # as mean_interval refuses +inf values
+            raise ValueError("values must be finite (a mean of error-adjusted values has no "
+                             "meaning)")
+        interval = sketch_mean_interval(sketch, confidence)
+        return interval, interval.estimate, count
+    if stat == "count":
+        return None, float(count), count
+    if not count:
+        return None, None, count
+    if failures:  # the +inf values decide these as np.max/np.std/np.sum would on them
+        infinite = {"min": sketch.min if sketch.count else math.inf, "max": math.inf,
+                    "std": math.nan, "sum": math.inf}
+        return None, infinite[stat], count
+    exact = {"min": sketch.min, "max": sketch.max, "std": sketch.std(), "sum": sketch.sum}
+    return None, float(exact[stat]), count
+
+
 def _quantile(values: np.ndarray, q: float, confidence: float) -> Interval:
     from aiperf.statistics import quantile_interval
 
@@ -246,10 +328,30 @@ def needed_observations(objective: Objective, evidence: Evidence, confidence: fl
                         n: int) -> int | None:
     """About how many observations like these would decide the objective, or None when no
     number would (the sample sits on the threshold) or it cannot be told."""
-    from aiperf.statistics import requests_to_decide
+    from aiperf.statistics import requests_to_decide, requests_to_decide_from_share
 
     q = parse_percentile(objective.stat)
     tag = objective.metric
+    sk = sketched(evidence, tag) if BY_TAG[objective.base_tag].per_request else None
+    if q is not None and sk is not None:
+        sketch, failures = sk
+        total = sketch.count + failures
+        if not total:
+            return None
+        below = sketch.fraction_below(objective.threshold,
+                                      inclusive=objective.op in ("<=", ">"))
+        share = below * sketch.count / total  # a failure is above every threshold
+        needed = requests_to_decide_from_share(share, total, q, confidence)
+        return None if needed is None else max(needed, n + 1)
+    if sk is not None and objective.stat == "avg":
+        sketch = sk.sketch
+        if sketch.count < 2:
+            return None
+        gap = abs(sketch.mean - objective.threshold)
+        if gap == 0:
+            return None
+        z = _normal_quantile(confidence)
+        return max(n + 1, math.ceil((z * sketch.std(ddof=1) / gap) ** 2))
     if q is not None and BY_TAG[objective.base_tag].per_request:
         values = evidence.values(tag)
         needed = requests_to_decide(values, q, objective.op, objective.threshold, confidence)
@@ -336,7 +438,12 @@ def judge_runs(objectives: list[Objective], results: Sequence[ProfileResult],
     whole: list[Evidence] = [ResultEvidence(r) for r in results]
     sent = sum(e.n_ok + e.n_err for e in whole)
     parts = whole
-    if steady:
+    sketch_mode = any(is_sketched(r) for r in results)
+    if steady and sketch_mode:
+        # The steady window is cut from per-request values, which sketch mode does not keep.
+        for e in whole:
+            e.label = "whole run (sketch mode: no steady window)"
+    elif steady:
         from aiperf.windows import steady_state
 
         parts = [steady_state(r, config) for r in results]  # type: ignore[arg-type]
@@ -346,6 +453,11 @@ def judge_runs(objectives: list[Objective], results: Sequence[ProfileResult],
         if objective.relative:
             if relative is not None:
                 verdicts.append(relative(objective, results, sent))
+        elif objective.window_s is not None and sketch_mode:
+            verdicts.append(Verdict(
+                objective, None, "INCONCLUSIVE", 0, sent, (None, None), confidence,
+                "per window", "sketch mode keeps no per-request values to cut windows from",
+                f"windows of {objective.window_s:g} s"))
         elif objective.window_s is not None:
             from aiperf.windows import windows
 

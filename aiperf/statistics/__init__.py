@@ -19,6 +19,7 @@ from aiperf.statistics._quantile import (
     order_statistic_ranks,
     quantile_interval,
     requests_to_decide,
+    requests_to_decide_from_share,
 )
 from aiperf.statistics._sequential import bonferroni
 from aiperf.statistics._sketch_interval import (
@@ -51,6 +52,7 @@ __all__ = [
     "quantile_interval",
     "rate_difference",
     "requests_to_decide",
+    "requests_to_decide_from_share",
     "sketch_mean_interval",
     "sketch_quantile_interval",
     "sketch_summary",

@@ -101,7 +101,7 @@ def requests_to_decide(
 
     if op not in OPERATORS:
         raise ValueError(f"unknown operator {op!r}: expected one of {', '.join(OPERATORS)}")
-    p = _fraction(q)
+    _fraction(q)
     confidence = check_confidence(confidence)
     values = np.asarray(values, dtype=np.float64)
     if values.size == 0:
@@ -111,15 +111,27 @@ def requests_to_decide(
     at_or_below = op in ("<=", ">")
     counted = values <= threshold if at_or_below else values < threshold
     share = float(np.count_nonzero(counted)) / values.size
+    return requests_to_decide_from_share(share, int(values.size), q, confidence, limit)
 
-    def decided(n: int) -> bool:
-        lower, upper = _ranks(n, p, confidence)
-        count = math.floor(share * n)
+
+def requests_to_decide_from_share(share: float, n: int, q: float, confidence: float = 0.95,
+                                  limit: int = 10_000_000) -> int | None:
+    """``requests_to_decide`` from the share of values below the threshold (at or below it
+    for ``<=`` and ``>``) in a sample of ``n``: what a quantile sketch can tell."""
+    p = _fraction(q)
+    confidence = check_confidence(confidence)
+    if n <= 0:
+        return None
+    size = n
+
+    def decided(m: int) -> bool:
+        lower, upper = _ranks(m, p, confidence)
+        count = math.floor(share * m)
         return (upper is not None and count >= upper) or (lower is not None and count <= lower - 1)
 
-    if decided(values.size):
-        return int(values.size)
-    low = n = int(values.size)  # low: a size known not to decide
+    if decided(size):
+        return size
+    low = n = size  # low: a size known not to decide
     while not decided(n):
         if n >= limit:
             return None

@@ -79,6 +79,15 @@ PROFILE_FLAGS: list[tuple[tuple[str, ...], str, dict[str, Any]]] = [
     (("--slice-duration",), "slice_duration", {
         "help": "also export metrics per time slice this long: 5, 5s, 1m (AIPerf's "
                 "profile_export_aiperf_timeslices.{json,csv})"}),
+    (("--sketch",), "sketch", {"action": "store_true", "default": None,
+        "help": "keep each metric in a relative-error quantile sketch instead of every "
+                "value: flat memory for runs of any length (per-request JSONL off unless "
+                "--export-records)"}),
+    (("--sketch-relative-accuracy",), "sketch_relative_accuracy", {"type": float,
+        "help": "the sketch's relative error on every percentile (default 0.01: 1 %%)"}),
+    (("--export-records",), "export_records", {"action": argparse.BooleanOptionalAction,
+        "default": None, "help": "write profile_export.jsonl, streamed to disk (default: "
+                                 "on, off with --sketch)"}),
     (("--random-seed",), "random_seed", {"type": int,
                                          "help": "seed of prompts and arrivals (default 0)"}),
     (("--tokenizer",), "tokenizer", {"help": "path to a local tokenizer.json"}),

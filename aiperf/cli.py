@@ -162,6 +162,9 @@ def cmd_profile(args: argparse.Namespace) -> int:
         if progress is not None:
             progress.close()
     ConsoleExporter(result, None).export()
+    if config.sketch:  # the table's percentiles are not exact: say by how much
+        print(f"percentiles from quantile sketches: each within "
+              f"{config.sketch_relative_accuracy * 100:g} % (relative) of the exact value")
     out_dir = Path(args.output_artifact_dir)
     export_files(result, out_dir)
     print(f"\nartifacts: {out_dir.resolve()}")

@@ -1,0 +1,326 @@
+"""Memory of long runs (issue 16): peak PSS of ``aiperf profile`` and of each process of its
+mesh, for runs of 100k, 300k and 1M streamed requests, and memory against time in a
+duration run in sketch mode.
+
+Each run is ``aiperf profile --streaming --concurrency 64 --osl 16`` against ``aiperf
+mock-server`` (zero latency: the highest rate this machine drives), as a new user would run
+it. A sampler reads ``Pss`` from ``/proc/<pid>/smaps_rollup`` of the host and every process
+under it every 0.2 s. Printed per run: each process's peak, the whole tree's peak (the
+largest sum of one sample), the bytes per request (tree peak minus an idle mesh's tree
+peak, a run of ``--idle-requests``, over the request count; the same for the host alone),
+and the run's request throughput (its ``profile_export_aiperf.json``).
+
+In sketch mode (``--sketch --minutes M``) the run lasts M minutes; printed: PSS against
+time, and from minute M/6 to the end the slope (MiB a minute) and the flatness (largest
+deviation from the window's mean, in %).
+
+    .venv/bin/python benchmarks/long_run.py [--requests 100k,300k,1M] [--short]
+    .venv/bin/python benchmarks/long_run.py --sketch --minutes 30 [--short]
+
+``--short`` is the CI scale: 2k and 10k requests, or a 1-minute sketch run.
+AIPerf 0.13 is not measured here (it is not installed); the issue quotes 1.6 GiB for
+20,000 requests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+MIB = 2**20
+SAMPLE_S = 0.2
+READY_TIMEOUT_S = 30.0
+
+
+def parse_count(text: str) -> int:
+    text = text.strip().lower()
+    scale = {"k": 1_000, "m": 1_000_000}.get(text[-1:], 1)
+    return int(float(text.rstrip("km")) * scale)
+
+
+def pss_bytes(pid: int) -> int | None:
+    """``Pss`` of one process: shared pages split among their users, so the tree's sum is
+    what it really costs (forked services share most of their pages)."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup", "rb") as handle:
+            for line in handle:
+                if line.startswith(b"Pss:"):
+                    return int(line.split()[1]) * 1024
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    return None
+
+
+@dataclass
+class Samples:
+    """What the sampler saw: each process's peak (by label) and the tree's series."""
+
+    peaks: dict[str, int] = field(default_factory=dict)
+    series: list[tuple[float, int, int]] = field(default_factory=list)  # t, tree, host
+
+    @property
+    def tree_peak(self) -> int:
+        return max((tree for _, tree, _ in self.series), default=0)
+
+    @property
+    def host_peak(self) -> int:
+        return max((host for _, _, host in self.series), default=0)
+
+
+class TreeSampler(threading.Thread):
+    """Samples the PSS of ``root`` and its descendants every ``SAMPLE_S`` until stopped.
+    Services are forked by the controller, all with its command line: they are named by
+    fork order (pid order) from the mesh's service plan."""
+
+    def __init__(self, root: int, service_names: list[str]) -> None:
+        super().__init__(daemon=True)
+        self.root = root
+        self.service_names = service_names
+        self.samples = Samples()
+        self._stop_event = threading.Event()
+        self._labels: dict[int, str] = {root: "host"}
+        self._t0 = time.monotonic()
+
+    def stop(self) -> Samples:
+        self._stop_event.set()
+        self.join(10)
+        return self.samples
+
+    def _label(self, proc: psutil.Process) -> str:
+        if proc.pid not in self._labels:
+            with contextlib.suppress(psutil.Error):
+                if "aiperf.controller" in " ".join(proc.cmdline()):
+                    if proc.ppid() == self.root:
+                        self._labels[proc.pid] = "controller"
+                        return "controller"
+                    self._name_services(proc.ppid())
+            self._labels.setdefault(proc.pid, f"pid {proc.pid}")
+        return self._labels[proc.pid]
+
+    def _name_services(self, controller: int) -> None:
+        with contextlib.suppress(psutil.Error):
+            children = sorted(c.pid for c in psutil.Process(controller).children())
+            names = self.service_names if len(children) == len(self.service_names) else []
+            for i, pid in enumerate(children):
+                self._labels[pid] = names[i] if names else f"service {i} (pid {pid})"
+
+    def run(self) -> None:
+        root = psutil.Process(self.root)
+        while not self._stop_event.is_set():
+            try:
+                procs = [root, *root.children(recursive=True)]
+            except psutil.Error:
+                break
+            tree = host = 0
+            for proc in procs:
+                value = pss_bytes(proc.pid)
+                if value is None:
+                    continue
+                label = self._label(proc)
+                tree += value
+                if proc.pid == self.root:
+                    host = value
+                if value > self.samples.peaks.get(label, 0):
+                    self.samples.peaks[label] = value
+            self.samples.series.append((time.monotonic() - self._t0, tree, host))
+            self._stop_event.wait(SAMPLE_S)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextlib.contextmanager
+def mock_server() -> Any:
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "aiperf", "mock-server", "--host",
+                             "127.0.0.1", "--port", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while True:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
+                break
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"the mock server did not start on port {port}")
+            time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
+def service_plan(workers: int | None) -> list[str]:
+    from aiperf.common.config import ServiceConfig
+    from aiperf.controller.service_manager import plan_services
+
+    config = ServiceConfig(**({"workers": workers} if workers else {}))
+    return [s.service_id for s in plan_services(config)]
+
+
+def cli_has(flag: str) -> bool:
+    out = subprocess.run([sys.executable, "-m", "aiperf", "profile", "--help"],
+                         capture_output=True, text=True, timeout=60).stdout
+    return flag in out
+
+
+@dataclass
+class Run:
+    label: str
+    requests: int
+    elapsed_s: float
+    throughput: float
+    samples: Samples
+    exit_code: int
+
+
+def profile(url: str, label: str, load: list[str], args: argparse.Namespace,
+            extra: tuple[str, ...] = ()) -> Run:
+    with tempfile.TemporaryDirectory(prefix="long-run-") as out:
+        command = [sys.executable, "-m", "aiperf", "profile", "--url", url, "--streaming",
+                   "--concurrency", str(args.concurrency), "--osl", str(args.osl),
+                   "--output-artifact-dir", out, *load, *extra]
+        if args.workers:
+            command += ["--workers-max", str(args.workers)]
+        started = time.monotonic()
+        proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        sampler = TreeSampler(proc.pid, service_plan(args.workers))
+        sampler.start()
+        try:
+            _, stderr = proc.communicate(timeout=args.timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(30)
+            raise SystemExit(f"{label}: no result within {args.timeout:.0f} s") from None
+        finally:
+            samples = sampler.stop()
+        elapsed = time.monotonic() - started
+        summary_path = Path(out, "profile_export_aiperf.json")
+        if not summary_path.is_file():
+            raise SystemExit(f"{label}: exit {proc.returncode}, no summary:\n"
+                             f"{stderr.decode(errors='replace')[-2000:]}")
+        summary = json.loads(summary_path.read_text())
+        count = int(summary.get("request_count", {}).get("avg") or 0)
+        throughput = float(summary.get("request_throughput", {}).get("avg") or 0.0)
+        return Run(label, count, elapsed, throughput, samples, proc.returncode)
+
+
+def print_run(run: Run, idle: Run | None) -> dict[str, Any]:
+    s = run.samples
+    print(f"\n{run.label}: {run.requests:,} requests in {run.elapsed_s:.1f} s "
+          f"({run.throughput:,.0f} req/s measured by the run), exit {run.exit_code}")
+    order = ["host", "controller", *sorted(k for k in s.peaks if k not in ("host",
+                                                                           "controller"))]
+    for label in order:
+        if label in s.peaks:
+            print(f"  {label:<24} peak PSS {s.peaks[label] / MIB:8.1f} MiB")
+    print(f"  {'whole tree':<24} peak PSS {s.tree_peak / MIB:8.1f} MiB")
+    out: dict[str, Any] = {"label": run.label, "requests": run.requests,
+                           "elapsed_s": run.elapsed_s, "throughput": run.throughput,
+                           "peaks_mib": {k: v / MIB for k, v in s.peaks.items()},
+                           "tree_peak_mib": s.tree_peak / MIB}
+    if idle is not None and run.requests:
+        tree_b = (s.tree_peak - idle.samples.tree_peak) / run.requests
+        host_b = (s.host_peak - idle.samples.host_peak) / run.requests
+        print(f"  per request: {tree_b:,.0f} B (tree), {host_b:,.0f} B (host), over an idle "
+              f"mesh's run ({idle.samples.tree_peak / MIB:.1f} MiB tree, "
+              f"{idle.samples.host_peak / MIB:.1f} MiB host)")
+        out.update(bytes_per_request_tree=tree_b, bytes_per_request_host=host_b)
+    return out
+
+
+def flatness(series: list[tuple[float, int, int]], from_s: float,
+             column: int) -> tuple[float, float]:
+    """(slope in MiB a minute, largest deviation from the mean in %) of samples after
+    ``from_s``."""
+    window = [(row[0], row[column]) for row in series if row[0] >= from_s]
+    if len(window) < 2:
+        return 0.0, 0.0
+    n = len(window)
+    mean_t = sum(t for t, _ in window) / n
+    mean_v = sum(v for _, v in window) / n
+    var_t = sum((t - mean_t) ** 2 for t, _ in window)
+    slope = sum((t - mean_t) * (v - mean_v) for t, v in window) / var_t if var_t else 0.0
+    deviation = max(abs(v - mean_v) for _, v in window) / mean_v * 100 if mean_v else 0.0
+    return slope * 60 / MIB, deviation
+
+
+def sketch_run(url: str, args: argparse.Namespace) -> dict[str, Any]:
+    minutes = args.minutes
+    extra = ("--sketch",) if cli_has("--sketch") else ()
+    if not extra:
+        print("note: this aiperf has no --sketch flag yet: the duration run is in exact mode")
+    run = profile(url, f"duration {minutes:g} min{' (sketch)' if extra else ''}",
+                  ["--benchmark-duration", f"{minutes * 60:g}s"], args, extra)
+    result = print_run(run, None)
+    series = run.samples.series
+    step = max(1, len(series) // 30)
+    print(f"  {'t (s)':>8} {'tree MiB':>9} {'host MiB':>9}")
+    for t, tree, host in series[::step]:
+        print(f"  {t:8.1f} {tree / MIB:9.1f} {host / MIB:9.1f}")
+    start = minutes * 60 / 6
+    for name, column in (("tree", 1), ("host", 2)):
+        slope, deviation = flatness(series, start, column)
+        print(f"  {name}: from minute {minutes / 6:.2f} to the end, slope {slope:+.2f} MiB/min, "
+              f"flat within ±{deviation:.1f} %")
+        result[f"{name}_slope_mib_per_min"] = slope
+        result[f"{name}_flatness_pct"] = deviation
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--requests", default="100k,300k,1M",
+                        help="comma-separated run sizes (k and M suffixes)")
+    parser.add_argument("--short", action="store_true", help="CI scale")
+    parser.add_argument("--sketch", action="store_true", help="a duration run in sketch mode")
+    parser.add_argument("--minutes", type=float, default=30.0)
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--osl", type=int, default=16)
+    parser.add_argument("--workers", type=int, default=0, help="--workers-max (0: default)")
+    parser.add_argument("--idle-requests", type=int, default=200)
+    parser.add_argument("--timeout", type=float, default=7200.0,
+                        help="seconds one run may take")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args()
+    if args.short:
+        args.requests, args.minutes = "2k,10k", min(args.minutes, 1.0)
+    print(f"{os.cpu_count()} cores; streaming, concurrency {args.concurrency}, "
+          f"osl {args.osl}; PSS sampled every {SAMPLE_S} s")
+    figures: list[dict[str, Any]] = []
+    with mock_server() as url:
+        if args.sketch:
+            figures.append(sketch_run(url, args))
+        else:
+            idle = profile(url, "idle mesh", ["--request-count", str(args.idle_requests)],
+                           args)
+            print_run(idle, None)
+            for size in (parse_count(t) for t in args.requests.split(",") if t.strip()):
+                run = profile(url, f"{size:,} requests", ["--request-count", str(size)], args)
+                figures.append(print_run(run, idle))
+    if args.json is not None:
+        args.json.write_text(json.dumps(figures, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -12,9 +12,9 @@ import datetime as dt
 import functools
 from array import array
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Iterator, Sized
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sized
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import msgspec
 import numpy as np
@@ -121,11 +121,22 @@ def export_record(rec: MetricRecord, values: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+# Integer-valued metrics, kept as 4-byte ints (1 for a flag) while the run goes, and
+# turned into float64 (exactly: they are far below 2**53) when it ends.
+_INT_METRICS = {"input_sequence_length": "i", "output_sequence_length": "i",
+                "output_token_count": "i", "reasoning_token_count": "i",
+                "http_req_connection_reused": "b"}
+# Inter-chunk gaps are kept as the record's integer nanoseconds, 4 bytes a gap (8 once a gap
+# passed 4.29 s), and divided into ms at the end: the same float64 division the per-request
+# value gets, so the numbers are the ones a float64 array of ms would hold.
+_GAPS = "inter_chunk_latency"
+
+
 class _RunTotals:
     """One pass over a run's records keeps only what the statistics need: per-metric
-    values in 8-byte arrays and counters (a record's own objects are dropped as soon as it
-    is exported), so the records manager's memory at the end of a run is a small multiple
-    of the values themselves.
+    values in compact arrays and counters (a record's own objects are dropped as soon as it
+    is exported), so the records manager's memory grows by about 230 bytes a streamed
+    request (18 for the timeline, 8 for its credit id, the rest its values).
 
     Every profiling record is a success or an error, once: a request the client gave up
     on (cut off at the end of a duration run, past its request or first-byte timeout) is
@@ -136,7 +147,8 @@ class _RunTotals:
     def __init__(self, goodput: dict[str, float] | None) -> None:
         self.goodput = goodput
         self.credit_ids = array("q")
-        self.values: dict[str, array[float]] = defaultdict(lambda: array("d"))
+        self.values: dict[str, array[Any]] = {}
+        self._record: MetricRecord | None = None  # the record being added (its gaps)
         self.errors: Counter[tuple[int | None, str, str]] = Counter()
         self.n_ok = self.n_err = self.cancelled = self.good = self.mismatches = 0
         self.sum_isl = self.sum_osl = self.sum_output = self.sum_reasoning = 0
@@ -188,6 +200,7 @@ class _RunTotals:
             self._sinks.append(self._sinks_for(values))
         self.pattern.append(pattern)
         sinks = self._sinks[pattern]
+        self._record = record
         self.cancelled += record.cancelled
         if record.error is not None:
             self.n_err += 1
@@ -212,10 +225,24 @@ class _RunTotals:
         metric) its array and its per-record lengths. A metric is list-valued in every
         record or in none (``per_request_values``)."""
         return [functools.partial(self._add_list, tag) if isinstance(value, list)
-                else self.values[tag].append for tag, value in values.items()]
+                else self._array(tag).append for tag, value in values.items()]
+
+    def _array(self, tag: str) -> array[Any]:
+        if tag not in self.values:
+            self.values[tag] = array(_INT_METRICS.get(tag, "I" if tag == _GAPS else "d"))
+        return self.values[tag]
 
     def _add_list(self, tag: str, value: list[float]) -> None:
-        self.values[tag].extend(value)
+        if tag == _GAPS:
+            assert self._record is not None
+            gaps = self._record.chunk_gaps_ns
+            try:
+                self._array(tag).extend(gaps)
+            except OverflowError:  # a gap past 4.29 s (or negative): 8 bytes a gap
+                self.values[tag] = array("q", self.values[tag])
+                self.values[tag].extend(gaps)
+        else:
+            self._array(tag).extend(value)
         lengths = self.list_lengths[tag]
         if len(value) > 0xFFFF and lengths.typecode == "H":
             lengths = self.list_lengths[tag] = array("I", lengths)
@@ -241,10 +268,29 @@ class _RunTotals:
             return 0.0, None
         return max(0, last[0] - self.first_start) / 1e9, last[1] or None
 
-    def data(self, tag: str) -> np.ndarray:
-        if tag not in self.values:
-            return np.empty(0)
-        return np.frombuffer(self.values[tag], dtype=np.float64)
+    def float_values(self) -> dict[str, np.ndarray]:
+        """Every metric's values as float64, the run's end: compact arrays are converted
+        one metric at a time and each dropped once converted, so the end of a run holds
+        one extra metric, not a second copy of them all."""
+        out: dict[str, np.ndarray] = {}
+        for tag in list(self.values):
+            compact = self.values[tag]
+            if compact.typecode == "d":
+                out[tag] = np.frombuffer(compact, dtype=np.float64)
+                continue
+            converted = np.frombuffer(compact, dtype=np.dtype(compact.typecode)
+                                      ).astype(np.float64)
+            if tag == _GAPS:
+                converted /= NS_PER_MS
+            out[tag] = converted
+            del self.values[tag], compact
+        return out
+
+    def nbytes(self) -> int:
+        arrays: list[array[Any]] = [self.credit_ids, self.start_ns, self.end_ns,
+                                    self.pattern, *self.values.values(),
+                                    *self.list_lengths.values()]
+        return sum(a.itemsize * len(a) for a in arrays)
 
 
 class RunAggregator:
@@ -279,18 +325,16 @@ class RunAggregator:
 
     def buffer_bytes(self) -> int:
         """Bytes held in the per-record arrays (what grows with the run)."""
-        totals = self._totals
-        arrays: list[array[Any]] = [totals.credit_ids, totals.start_ns, totals.end_ns,
-                                    totals.pattern, *totals.values.values(),
-                                    *totals.list_lengths.values()]
-        return sum(a.itemsize * len(a) for a in arrays)
+        return self._totals.nbytes()
 
     def finish(self, issued_ranges: list[tuple[int, int]]) -> dict[str, Any]:
         """The run's results as ``compute_results`` gives them, without the table's key
         (``records`` or ``records_path``: the caller's) and with ``values`` as views of
         the arrays rather than copies (bytes-like: encoded or ``bytes()``-ed by the
-        caller)."""
+        caller). Called once: the compact arrays are turned into the float64 ones."""
         totals, metadata, streaming = self._totals, self._metadata, self._streaming
+        floats = totals.float_values()
+        empty = np.empty(0)
         invariant = check_invariant(np.frombuffer(totals.credit_ids, dtype=np.int64),
                                     issued_ranges)
         n_ok, n_err = totals.n_ok, totals.n_err
@@ -302,7 +346,7 @@ class RunAggregator:
                 continue
             if spec.tokens_only and not metadata.produces_tokens:
                 continue
-            data = totals.data(spec.tag)
+            data = floats.get(spec.tag, empty)
             if data.size:
                 metrics[spec.tag] = summarize(data, spec.unit)
             if spec.error_adjusted and data.size + n_err:
@@ -351,7 +395,7 @@ class RunAggregator:
             "metrics": metrics,
             # Every per-request value behind the statistics, float64 per metric: what the
             # host computes any other percentile from.
-            "values": {tag: memoryview(values) for tag, values in totals.values.items()},
+            "values": {tag: memoryview(values) for tag, values in floats.items()},
             # Which profiling request each value came from, and when it ran: what windows,
             # steady state and time slices select requests by.
             "timeline": totals.timeline(),
@@ -475,3 +519,45 @@ def error_summary(errors: Counter[tuple[int | None, str, str]]) -> list[dict[str
 
 def _iso(wall_ns: int) -> str:
     return dt.datetime.fromtimestamp(wall_ns / 1e9, tz=dt.UTC).isoformat()
+
+
+_ENCODE = msgspec.msgpack.Encoder().encode
+
+
+def write_msgpack(out: IO[bytes], obj: Any) -> None:
+    """Encode ``obj`` to ``out`` as ``msgspec.msgpack.encode`` would, but write each
+    bytes-like leaf (the value arrays' views) straight from its buffer: encoding the whole
+    dict first would copy every array once more at the end of the run."""
+    if isinstance(obj, Mapping):
+        n = len(obj)
+        if n < 16:
+            out.write(bytes([0x80 | n]))
+        elif n < 1 << 16:
+            out.write(b"\xde" + n.to_bytes(2, "big"))
+        else:
+            out.write(b"\xdf" + n.to_bytes(4, "big"))
+        for key, value in obj.items():
+            out.write(_ENCODE(key))
+            write_msgpack(out, value)
+    elif isinstance(obj, list):
+        n = len(obj)
+        if n < 16:
+            out.write(bytes([0x90 | n]))
+        elif n < 1 << 16:
+            out.write(b"\xdc" + n.to_bytes(2, "big"))
+        else:
+            out.write(b"\xdd" + n.to_bytes(4, "big"))
+        for item in obj:
+            write_msgpack(out, item)
+    elif isinstance(obj, memoryview | bytearray | bytes):
+        view = memoryview(obj).cast("B")
+        n = view.nbytes
+        if n < 1 << 8:
+            out.write(b"\xc4" + n.to_bytes(1, "big"))
+        elif n < 1 << 16:
+            out.write(b"\xc5" + n.to_bytes(2, "big"))
+        else:
+            out.write(b"\xc6" + n.to_bytes(4, "big"))
+        out.write(view)
+    else:
+        out.write(_ENCODE(obj))

@@ -5,6 +5,12 @@ many records have arrived. If they do not all arrive within the request timeout 
 ``LATE_RECORD_MARGIN_S``, the results are computed anyway and the broken invariant is
 reported (which credit ids are missing), rather than waiting forever.
 
+Records are aggregated as their batches arrive (``RunAggregator``): the manager holds the
+run's compact value arrays, never its records, and appends each record's export line to
+``records-<run_id>.jsonl`` in the run dir (unless the run keeps no table). Once the values
+file is written the arrays are dropped, before the results go out: the host reads that
+file, and the two processes' copies must not peak together.
+
 ``CancelRunCommand`` ends a run early: dropped (the run timed out: nothing is computed and
 nothing of it is kept, not even its late-record timer), or finished with what arrives for
 the credits the timing manager says it issued (the host cancelled: ``was_cancelled``).
@@ -17,7 +23,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import msgspec
 import zmq
 
 from aiperf.common.codec import metric_decoder, run_number
@@ -34,7 +39,7 @@ from aiperf.common.messages import (
     WorkerLoadReport,
 )
 from aiperf.common.service import BaseComponentService
-from aiperf.metrics.aggregate import compute_results
+from aiperf.metrics.aggregate import JsonlTable, RunAggregator, write_msgpack
 from aiperf.plugin import PluginType, plugins
 from aiperf.plugin.metadata import EndpointMetadata
 
@@ -54,9 +59,11 @@ class RecordsManager(BaseComponentService):
         self._in = self.comms.socket(zmq.PULL, "records", bind=True)
         self._run = 0
         self._run_id = ""
-        # Batches as they came off the wire (a couple of hundred bytes a request); decoded
-        # again, one batch at a time, when the run is computed.
-        self._batches: list[bytes] = []
+        self._aggregator: RunAggregator | None = None
+        self._table: JsonlTable | None = None
+        # The most records found waiting in the PULL queue at once (batches that arrived
+        # while the previous ones were being aggregated): the run's largest backlog here.
+        self._backlog = {"batches": 0, "records": 0, "bytes": 0}
         self._count = 0
         self._errors = 0
         self._expected: int | None = None
@@ -79,7 +86,7 @@ class RecordsManager(BaseComponentService):
         self._issued_ranges = []
         self._run = run_number(command.run_id)
         self._run_id = command.run_id
-        self._batches = []
+        self._start_aggregating(self._config, command.run_id)
         self._count = 0
         self._errors = 0
         self._expected = None
@@ -107,8 +114,25 @@ class RecordsManager(BaseComponentService):
             return
         self._finished = True
         self._cancel_late_timer()
-        self._batches = []
+        self._drop_run()
         self._expected = None
+
+    def _start_aggregating(self, config: UserConfig, run_id: str) -> None:
+        self._drop_run()  # an earlier run dropped before its results
+        metadata = plugins.get_metadata(PluginType.ENDPOINT, config.endpoint_type)
+        assert isinstance(metadata, EndpointMetadata)
+        streaming = config.streaming and metadata.supports_streaming
+        if config.resolved_export_records():
+            self._table = JsonlTable(
+                Path(self.service_config.run_dir) / f"records-{run_id}.jsonl")
+        self._aggregator = RunAggregator(config, metadata, streaming, table=self._table)
+        self._backlog = {"batches": 0, "records": 0, "bytes": 0}
+
+    def _drop_run(self) -> None:
+        self._aggregator = None
+        if self._table is not None:
+            self._table.discard()
+            self._table = None
 
     def _cancel_late_timer(self) -> None:
         if self._late_timer is not None:
@@ -159,14 +183,32 @@ class RecordsManager(BaseComponentService):
 
     async def _collect(self) -> None:
         while True:
-            raw = await self._in.recv()
-            batch = metric_decoder.decode(raw)
-            if batch.run != self._run or self._finished:
-                continue
-            self._batches.append(raw)
-            self._count += len(batch.records)
-            self._errors += sum(1 for r in batch.records if r.error is not None)
+            waiting = [await self._in.recv()]
+            # What else is already queued is the backlog: it arrived while the last
+            # batches were aggregated. Taken now, so it is measured, and bounded by the
+            # socket's high-water mark like the queue it came from.
+            while True:
+                try:
+                    waiting.append(self._in.recv(zmq.NOBLOCK).result())
+                except zmq.Again:
+                    break
+            decoded = [metric_decoder.decode(raw) for raw in waiting]
+            self._note_backlog(waiting, decoded)
+            del waiting
+            for batch in decoded:
+                if batch.run != self._run or self._finished or self._aggregator is None:
+                    continue
+                self._aggregator.add(batch.records)
+                self._count += len(batch.records)
+                self._errors += sum(1 for r in batch.records if r.error is not None)
+            del decoded
             await self._maybe_finish()
+
+    def _note_backlog(self, raws: list[bytes], batches: list[Any]) -> None:
+        records = sum(len(b.records) for b in batches if b.run == self._run)
+        if records > self._backlog["records"]:
+            self._backlog = {"batches": len(raws), "records": records,
+                             "bytes": sum(len(r) for r in raws)}
 
     async def _maybe_finish(self) -> None:
         if self._expected is not None and self._count >= self._expected:
@@ -177,30 +219,37 @@ class RecordsManager(BaseComponentService):
             return
         self._finished = True
         self._cancel_late_timer()
-        config = self._config
         run_id = self._run_id
         loads = await self._gather_loads()
-        metadata = plugins.get_metadata(PluginType.ENDPOINT, config.endpoint_type)
-        assert isinstance(metadata, EndpointMetadata)
-        streaming = config.streaming and metadata.supports_streaming
-        # The per-request table can be megabytes: it goes through a file in the private run
-        # dir (the host is on this machine), not through the control sockets as JSON.
-        path = Path(self.service_config.run_dir) / f"records-{run_id}.msgpack"
-        batches, self._batches = self._batches, []
-        records = (r for raw in batches for r in metric_decoder.decode(raw).records)
-        results = compute_results(records, config, metadata, self._issued_ranges, streaming,
-                                  export_to=path, count=self._count)
-        values_path = path.with_suffix(".values")
+        aggregator, table = self._aggregator, self._table
+        self._aggregator = self._table = None
+        assert aggregator is not None
+        results = aggregator.finish(self._issued_ranges)
+        # The per-request table can be hundreds of megabytes: it goes through a file in the
+        # private run dir (the host is on this machine), not through the control sockets.
+        if table is not None:
+            table.close()
+            results["records_path"] = str(table.path)
+            results["records_count"] = table.count
+        else:
+            results["records_path"] = None
+            results["records_count"] = 0
+        values_path = Path(self.service_config.run_dir) / f"records-{run_id}.values"
         # Values and the timeline are bytes: a file, like the table, not JSON on a socket.
         stored: dict[str, Any] = {"values": results.pop("values"),
                                   "timeline": results.pop("timeline"), "worker_load": loads}
         if self.service_config.clock_sync:
             stored["clock_offsets"] = dict(self._clocks)
-        values_path.write_bytes(msgspec.msgpack.encode(stored))
+        with open(values_path, "wb", buffering=1 << 20) as out:
+            write_msgpack(out, stored)
+        # The arrays are on disk: drop them before the host starts reading its copy.
+        del stored, aggregator
         results["values_path"] = str(values_path)
         results["run_id"] = run_id
+        results["record_backlog"] = dict(self._backlog)
         if self._cancelled:
             results["was_cancelled"] = True
         await self.send_to_controller(
             ProfileResultsMessage(run_id=run_id, results=results)
         )
+

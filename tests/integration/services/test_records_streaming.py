@@ -1,0 +1,77 @@
+"""The records manager streams a run: each record's export line is appended to the table
+file as its batch arrives, the values file keeps its shape, and no table is written for a
+run that keeps none. The raw results dict is caught on the host before the table file is
+moved away, so the file the records manager wrote is what is checked."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+
+from aiperf.mesh import Mesh
+from aiperf.metrics.definitions import BY_TAG
+from aiperf.mock_server import MockServerProcess
+from aiperf.results import ProfileResult
+
+
+@pytest.fixture
+def raw_results(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[list[dict[str, Any]]]:
+    """Each run's results dict as the records manager sent it, with a copy of its table
+    file (``records_copy``) taken before the host adopts the original."""
+    caught: list[dict[str, Any]] = []
+    original = ProfileResult.from_dict.__func__  # type: ignore[attr-defined]
+
+    def catch(cls: type[ProfileResult], data: dict[str, Any], config: Any = None
+              ) -> ProfileResult:
+        seen = dict(data)
+        if data.get("records_path"):
+            copy = tmp_path / f"copy-{len(caught)}.jsonl"
+            shutil.copyfile(data["records_path"], copy)
+            seen["records_copy"] = copy
+        caught.append(seen)
+        return original(cls, data, config)  # type: ignore[no-any-return]
+
+    monkeypatch.setattr(ProfileResult, "from_dict", classmethod(catch))
+    yield caught
+
+
+def test_the_table_file_is_json_lines_one_per_record_in_the_export_shape(
+        mesh: Mesh, mock_server: MockServerProcess, raw_results: list[dict[str, Any]]
+) -> None:
+    result = mesh.run(url=mock_server.url, streaming=True, concurrency=8, request_count=300,
+                      warmup_request_count=5)
+    [data] = raw_results
+    assert data["records_path"].endswith(f"records-{data['run_id']}.jsonl")
+    lines = data["records_copy"].read_bytes().splitlines()
+    assert len(lines) == data["records_count"] == 305
+    rows = [msgspec.json.decode(line) for line in lines]
+    assert sorted(r["metadata"]["credit_id"] for r in rows) == list(range(305))
+    assert sum(r["metadata"]["benchmark_phase"] == "warmup" for r in rows) == 5
+    for row in rows:
+        assert set(row) == {"metadata", "metrics"}  # no errors against the mock
+        assert row["metadata"]["request_end_ns"] > row["metadata"]["request_start_ns"]
+        for tag, metric in row["metrics"].items():
+            assert metric["unit"] == BY_TAG[tag].unit
+    # The table the host reads is the file's, and its values agree with the statistics.
+    assert len(result.records) == 305
+    assert result.request_count == 300
+    latencies = sorted(r["metrics"]["request_latency"]["value"] for r in rows
+                       if r["metadata"]["benchmark_phase"] == "profiling")
+    assert latencies == sorted(result["request_latency"].values)
+    assert data["record_backlog"]["records"] >= 1  # at least the batch it waited for
+
+
+def test_a_run_that_keeps_no_table_writes_none(
+        mesh: Mesh, mock_server: MockServerProcess, raw_results: list[dict[str, Any]]
+) -> None:
+    result = mesh.run(url=mock_server.url, streaming=True, concurrency=4, request_count=50,
+                      export_records=False)
+    [data] = raw_results
+    assert data["records_path"] is None and data["records_count"] == 0
+    assert not list(Path(mesh.service_config.run_dir).glob("records-*.jsonl"))
+    assert result.request_count == 50 and len(result["request_latency"].values) == 50

@@ -45,6 +45,10 @@ OPTIONS: dict[str, tuple[str, str]] = {
                      "its profile. Requests are cut short to fit it, as error records",
                      "string"),
     "disable": ("skip every load test (e.g. on a laptop)", "bool"),
+    "sketch": ("sketch mode for every load test: each metric kept in a relative-error "
+               "quantile sketch (flat memory for long runs; percentiles within 1 %, which "
+               "their verdicts' intervals carry); a marker's sketch=False opts a test out",
+               "bool"),
     "confidence": ("confidence of each bound behind a verdict (default 0.95)", "string"),
     "inconclusive": ("what an INCONCLUSIVE objective does: pass (default, with a warning), "
                      "fail, xfail or extend (keep sending until decided or the budget, 4x "
@@ -247,6 +251,8 @@ def resolve(config: pytest.Config) -> Settings:
     profile.update(cli_profile)
     profile.update({k: layer.cli(k) for k in _PROFILE_SETTINGS if layer.cli(k) is not None})
     profile.pop("api_key", None)  # in Settings.api_key, as a SecretStr
+    if layer.cli("sketch") or config.getini("aiperf_sketch"):
+        profile["sketch"] = True  # a profile default: a test's marker may still say False
     disable = layer.cli("disable") or config.getini("aiperf_disable")
     try:
         policy = VerdictPolicy.build("aiperf options", **{k: pick(k) for k in _POLICY_SETTINGS})

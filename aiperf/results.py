@@ -110,28 +110,13 @@ def _sketch(base: str, raw: dict[str, bytes], decoded: dict[str, Any]) -> Any:
 
 
 class LazyRecords(Sequence[dict[str, Any]]):
-    """The per-request table of a records manager that still writes one msgpack array
-    (before it streamed JSON Lines): kept as those bytes and decoded only when read.
-    ``load`` picks this or ``RecordsFile`` by the file's first byte."""
+    """A per-request table held as one msgpack array's bytes, decoded when read. Nothing
+    produces one any more (the records manager streams JSON Lines: ``RecordsFile``); kept
+    only until tests/unit/test_results.py stops importing it."""
 
     def __init__(self, raw: bytes) -> None:
         self._raw = raw
         self._decoded: list[dict[str, Any]] | None = None
-
-    @staticmethod
-    def load(path: Path, count: int | None) -> Sequence[dict[str, Any]]:
-        """The table at ``path`` (in a run dir about to be removed): a JSON Lines file is
-        moved into this process's result dir and streamed from there; a msgpack array is
-        read into memory and its file deleted."""
-        from aiperf.records_file import RecordsFile
-
-        with open(path, "rb") as handle:
-            first = handle.read(1)
-        if first in (b"{", b"", b"\n"):
-            return RecordsFile.adopt(path, count)
-        records = LazyRecords(path.read_bytes())
-        path.unlink(missing_ok=True)
-        return records
 
     def _all(self) -> list[dict[str, Any]]:
         if self._decoded is not None:
@@ -274,7 +259,10 @@ class ProfileResult:
     def from_dict(cls, data: dict[str, Any], config: UserConfig | None = None) -> ProfileResult:
         records: Sequence[dict[str, Any]] = data.get("records") or []
         if "records" not in data and data.get("records_path"):
-            records = LazyRecords.load(Path(data["records_path"]), data.get("records_count"))
+            from aiperf.records_file import RecordsFile
+
+            # Moved out of the run dir, which goes when the mesh shuts down; streamed.
+            records = RecordsFile.adopt(data["records_path"], data.get("records_count"))
         elif "records" not in data and "records_path" in data:  # None: the run kept none
             from aiperf.records_file import NoRecords
 

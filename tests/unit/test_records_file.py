@@ -22,7 +22,7 @@ from aiperf.records_file import (
     _sweep_stale_result_dirs,
     host_dir,
 )
-from aiperf.results import LazyRecords, ProfileResult
+from aiperf.results import ProfileResult
 
 
 def row(i: int) -> dict[str, Any]:
@@ -168,14 +168,6 @@ def test_a_result_streams_its_table_from_the_records_managers_jsonl(tmp_path: Pa
     result = result_of({"records_path": str(source), "records_count": 30})
     assert isinstance(result.records, RecordsFile) and not source.exists()
     assert len(result.records) == 30 and result.records == [row(i) for i in range(30)]
-
-
-def test_a_msgpack_table_is_still_read(tmp_path: Path) -> None:
-    path = tmp_path / "records-r.msgpack"
-    path.write_bytes(msgspec.msgpack.encode([row(0), row(1), row(2)]))
-    result = result_of({"records_path": str(path)})
-    assert isinstance(result.records, LazyRecords) and not path.exists()
-    assert result.records == [row(0), row(1), row(2)]
 
 
 def test_a_run_that_kept_no_table_says_so() -> None:

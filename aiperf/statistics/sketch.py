@@ -28,7 +28,9 @@ FORMAT_VERSION = 1
 #: numpy's log and the library's may round it to different buckets, so the library decides.
 EDGE = 1e-9
 #: Below this many values a batch goes through the library one value at a time.
-SMALL_BATCH = 16
+SMALL_BATCH = 32
+NOT_FINITE = ("a sketch takes finite values only (failed requests are counted apart, as "
+              "error-adjusted statistics do)")
 
 
 class MetricSketch:
@@ -62,9 +64,11 @@ class MetricSketch:
         data = np.asarray(values, dtype=np.float64).ravel()
         if data.size == 0:
             return
+        if data.size < SMALL_BATCH:
+            self._add_small(data.tolist())
+            return
         if not np.isfinite(data).all():
-            raise ValueError("a sketch takes finite values only (failed requests are counted "
-                             "apart, as error-adjusted statistics do)")
+            raise ValueError(NOT_FINITE)
         self._add_moments(data)
         tiny = self._mapping.min_possible
         positive = data[data > tiny]
@@ -73,12 +77,36 @@ class MetricSketch:
         self._add_to_store(self._positive, positive)
         self._add_to_store(self._negative, negative)
 
+    def _add_small(self, values: list[float]) -> None:
+        """A few values (a quiet run's batches), one at a time in Python: numpy's overhead
+        per call would cost more than the values (15 us for a batch of one)."""
+        if not all(math.isfinite(x) for x in values):
+            raise ValueError(NOT_FINITE)
+        tiny, key = self._mapping.min_possible, self._mapping.key
+        for x in values:
+            if x > tiny:
+                self._positive.add(key(x), 1.0)
+            elif x < -tiny:
+                self._negative.add(key(-x), 1.0)
+            else:
+                self._zeros += 1
+            # Welford's update, with Terriberry's third moment.
+            before = self._count
+            self._count = n = before + 1
+            delta = x - self._mean
+            delta_n = delta / n
+            term = delta * delta_n * before
+            self._mean += delta_n
+            self._m3 += term * delta_n * (n - 2) - 3.0 * delta_n * self._m2
+            self._m2 += term
+            self._sum += x
+            if x < self._min:
+                self._min = x
+            if x > self._max:
+                self._max = x
+
     def _add_to_store(self, store: DenseStore, magnitudes: np.ndarray) -> None:
         if magnitudes.size == 0:
-            return
-        if magnitudes.size < SMALL_BATCH:  # numpy's per-call overhead would dominate
-            for value in magnitudes.tolist():
-                store.add(self._mapping.key(value), 1.0)
             return
         exponent = np.log(magnitudes) / self._ln_gamma
         edge = np.abs(exponent - np.rint(exponent)) < EDGE

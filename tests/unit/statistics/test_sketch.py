@@ -34,9 +34,9 @@ from tests.unit.statistics._simulation import (
 
 QS = np.concatenate([[0.0, 0.1, 0.5], np.arange(1.0, 100.0, 1.0), [99.5, 99.9, 99.99, 100.0]])
 ACCURACIES = [0.05, 0.01, 0.005]
-# Feeding in uneven batches exercises both the one-value-at-a-time path (< 16 values) and the
+# Feeding in uneven batches exercises both the one-value-at-a-time path (< 32 values) and the
 # vectorized one, as the records manager's batches vary.
-BATCHES = [1, 7, 15, 16, 256, 1000, 4096]
+BATCHES = [1, 7, 31, 32, 256, 1000, 4096]
 
 
 def lognormal_data(seed: int, n: int = 50_000, sigma: float = 1.0) -> np.ndarray:

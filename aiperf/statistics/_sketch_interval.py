@@ -1,10 +1,13 @@
 """Confidence bounds from a quantile sketch (sketch mode), where the values themselves are gone.
 
 A quantile's bounds are the same order statistics as ``quantile_interval`` picks (ranks from
-the binomial); the sketch gives each within its relative accuracy alpha of the true value,
-so the lower bound is widened by (1 - alpha) and the upper by (1 + alpha) (for a negative
-value the other way round). The widened bounds hold at least as often as the exact ones; a
-threshold within the widening is INCONCLUSIVE rather than decided on the sketch's rounding.
+the binomial); the sketch gives each as a value v within alpha of the true x (|v - x| <=
+alpha |x|), so x lies in [v / (1 + alpha), v / (1 - alpha)] for a positive v: the lower bound
+is widened to v / (1 + alpha), the upper to v / (1 - alpha) (about v * (1 -+ alpha); the
+division makes the bound hold exactly, where a product falls short by alpha**2 at a bucket's
+edge), and the other way round for a negative v. The widened bounds contain the exact ones,
+so they hold at least as often; a threshold within the widening is INCONCLUSIVE rather than
+decided on the sketch's rounding.
 
 A mean's bounds are exact: the sketch keeps the count, mean and central moments of the values
 themselves, so the t-interval with Hall's correction is the one ``mean_interval`` computes.
@@ -70,8 +73,8 @@ def sketch_quantile_interval(sketch: QuantileSketch, q: float, confidence: float
     def at(rank: int) -> float:
         return math.inf if rank > n_ok else float(sketch.value_at_rank(rank))
 
-    low = None if lower_rank is None else _widen(at(lower_rank), -alpha)
-    high = None if upper_rank is None else _widen(at(upper_rank), alpha)
+    low = None if lower_rank is None else _widen(at(lower_rank), alpha, upper=False)
+    high = None if upper_rank is None else _widen(at(upper_rank), alpha, upper=True)
     if failures:
         # numpy's "nearest", as the error-adjusted statistics use
         rank = round((n - 1) * (q / 100.0)) + 1
@@ -96,9 +99,10 @@ def sketch_mean_interval(sketch: QuantileSketch, confidence: float = 0.95) -> In
                                       f"{MEAN_METHOD}, from the sketch's exact moments")
 
 
-def _widen(value: float, alpha: float) -> float:
-    """Move ``value`` outwards by a relative ``alpha``: down for a lower bound (alpha < 0),
-    up for an upper one, whichever the value's sign."""
+def _widen(value: float, alpha: float, upper: bool) -> float:
+    """The farthest true value that the sketch could have read as ``value``: above it for an
+    upper bound, below it for a lower one, whichever the value's sign."""
     if not math.isfinite(value):
         return value
-    return value + alpha * abs(value)
+    grows = upper == (value >= 0)  # outward is away from zero
+    return value / (1.0 - alpha) if grows else value / (1.0 + alpha)

@@ -99,6 +99,23 @@ def test_every_order_statistic_is_within_the_relative_accuracy(name: str) -> Non
     assert got[0] == ordered[0] and got[-1] == ordered[-1]  # min and max are kept exactly
 
 
+def test_widened_bounds_contain_every_value_the_sketch_could_stand_for() -> None:
+    """At a bucket's top edge the representative is x * (1 - alpha): multiplying it by
+    (1 + alpha) would fall short of x; the widened bound does not."""
+    alpha = 0.01
+    gamma = (1 + alpha) / (1 - alpha)
+    edges = gamma ** np.arange(100, 110, dtype=np.float64)
+    for signed in (edges, -edges):
+        values = np.repeat(signed, 50)  # every order statistic on a bucket edge
+        sketch = sketch_of(values, alpha)
+        for q in (10, 50, 90):
+            exact = quantile_interval(values, q)
+            sketched = sketch_quantile_interval(sketch, q)
+            assert sketched.low is not None and exact.low is not None
+            assert sketched.high is not None and exact.high is not None
+            assert sketched.low <= exact.low and sketched.high >= exact.high, (q, signed[0])
+
+
 def test_zeros_and_negative_values_keep_the_guarantee() -> None:
     rng = np.random.default_rng(5)
     values = np.concatenate([-rng.lognormal(1.0, 1.0, 3000), np.zeros(500),
@@ -242,7 +259,7 @@ def test_a_threshold_within_the_widening_is_inconclusive() -> None:
     sketch = sketch_of(values, 0.01)
     interval = sketch_quantile_interval(sketch, 99)
     assert interval.high is not None and interval.low is not None
-    raw_high = interval.high / 1.01  # the order statistic as the sketch holds it
+    raw_high = interval.high * (1 - 0.01)  # the order statistic as the sketch holds it
     exact_high = quantile_interval(values, 99).high
     assert exact_high is not None
     # Thresholds past the sketch's value of the bound but within its rounding: the exact

@@ -12,7 +12,7 @@ import datetime as dt
 import functools
 from array import array
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sized
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
 
@@ -121,6 +121,53 @@ def export_record(rec: MetricRecord, values: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+class _CreditIds:
+    """Which credit ids came, a bit each (not 8 bytes): a bitmap from a little below the
+    first id seen, grown by doubling; an id below it (an early record arriving late) or
+    absurdly far above goes to a plain array, and an id seen again is counted apart.
+    ``all`` rebuilds the ids with their repeats, for ``check_invariant``."""
+
+    SLACK = 1 << 16  # ids this far below the first one seen still go in the bitmap
+    SPAN = 1 << 31  # bits at most (256 MiB): ids past it are kept as they are
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.base: int | None = None
+        self.bits = bytearray()
+        self.others = array("q")
+        self.repeats: Counter[int] = Counter()
+
+    def add(self, cid: int) -> None:
+        self.count += 1
+        base = self.base
+        if base is None:
+            base = self.base = max(0, cid - self.SLACK)
+        offset = cid - base
+        if not 0 <= offset < self.SPAN:
+            self.others.append(cid)
+            return
+        byte, bit = offset >> 3, 1 << (offset & 7)
+        bits = self.bits
+        if byte >= len(bits):
+            bits.extend(bytes(max(byte + 1 - len(bits), len(bits), 64)))
+        if bits[byte] & bit:
+            self.repeats[cid] += 1
+        else:
+            bits[byte] |= bit
+
+    def all(self) -> np.ndarray:
+        seen = np.flatnonzero(np.unpackbits(np.frombuffer(self.bits, dtype=np.uint8),
+                                            bitorder="little"))
+        repeats = np.repeat(np.fromiter(self.repeats.keys(), dtype=np.int64, count=len(
+            self.repeats)), np.fromiter(self.repeats.values(), dtype=np.int64,
+                                        count=len(self.repeats)))
+        return np.concatenate([seen.astype(np.int64) + (self.base or 0),
+                               np.frombuffer(self.others, dtype=np.int64), repeats])
+
+    def nbytes(self) -> int:
+        return len(self.bits) + 8 * len(self.others) + 100 * len(self.repeats)
+
+
 # Integer-valued metrics, kept as 4-byte ints (1 for a flag) while the run goes, and
 # turned into float64 (exactly: they are far below 2**53) when it ends.
 _INT_METRICS = {"input_sequence_length": "i", "output_sequence_length": "i",
@@ -144,9 +191,12 @@ class _RunTotals:
     benchmark spans the first request start to the last response end; the end of a
     request given up on is not a response's, so it counts only when no request got one."""
 
-    def __init__(self, goodput: dict[str, float] | None) -> None:
+    def __init__(self, goodput: dict[str, float] | None, keep_timeline: bool = True) -> None:
         self.goodput = goodput
-        self.credit_ids = array("q")
+        self.credit_ids = _CreditIds()
+        # Without the timeline (sketch mode) nothing here grows with the run but the
+        # credit bitmap: the values are drained into sketches after each batch.
+        self.keep_timeline = keep_timeline
         self.values: dict[str, array[Any]] = {}
         self._record: MetricRecord | None = None  # the record being added (its gaps)
         self.errors: Counter[tuple[int | None, str, str]] = Counter()
@@ -173,7 +223,7 @@ class _RunTotals:
         self.list_lengths: dict[str, array[int]] = defaultdict(lambda: array("H"))
 
     def add(self, record: MetricRecord, values: dict[str, Any]) -> None:
-        self.credit_ids.append(record.credit_id)
+        self.credit_ids.add(record.credit_id)
         if record.phase != PROFILING:
             return
         start = record.start_ns
@@ -188,9 +238,10 @@ class _RunTotals:
                     self.last_given_up = end
             elif self.last_end is None or end > self.last_end:
                 self.last_end = end
-            self.start_ns.append(start)
-            self.end_ns.append(record.end_ns)
-        else:  # failed before it was sent: no start, its credit time stands in
+            if self.keep_timeline:
+                self.start_ns.append(start)
+                self.end_ns.append(record.end_ns)
+        elif self.keep_timeline:  # failed before it was sent: its credit time stands in
             self.start_ns.append(record.credit_ns)
             self.end_ns.append(max(record.end_ns, record.credit_ns))
         key = (record.error is None, tuple(values))
@@ -198,7 +249,8 @@ class _RunTotals:
         if pattern is None:
             pattern = self.pattern_ids[key] = len(self.pattern_ids)
             self._sinks.append(self._sinks_for(values))
-        self.pattern.append(pattern)
+        if self.keep_timeline:
+            self.pattern.append(pattern)
         sinks = self._sinks[pattern]
         self._record = record
         self.cancelled += record.cancelled
@@ -236,13 +288,18 @@ class _RunTotals:
         if tag == _GAPS:
             assert self._record is not None
             gaps = self._record.chunk_gaps_ns
+            kept = self._array(tag)
+            before = len(kept)
             try:
-                self._array(tag).extend(gaps)
+                kept.extend(gaps)
             except OverflowError:  # a gap past 4.29 s (or negative): 8 bytes a gap
-                self.values[tag] = array("q", self.values[tag])
-                self.values[tag].extend(gaps)
+                # extend stopped at the gap that did not fit, the ones before it appended.
+                wide = self.values[tag] = array("q", kept[:before])
+                wide.extend(gaps)
         else:
             self._array(tag).extend(value)
+        if not self.keep_timeline:
+            return
         lengths = self.list_lengths[tag]
         if len(value) > 0xFFFF and lengths.typecode == "H":
             lengths = self.list_lengths[tag] = array("I", lengths)
@@ -286,11 +343,24 @@ class _RunTotals:
             del self.values[tag], compact
         return out
 
+    def drain_values(self) -> dict[str, np.ndarray]:
+        """The values added since the last drain, as float64 copies, the compact arrays
+        emptied (kept: the sinks append to them): sketch mode, after each batch."""
+        out: dict[str, np.ndarray] = {}
+        for tag, compact in self.values.items():
+            if not len(compact):
+                continue
+            data = np.frombuffer(compact, dtype=np.dtype(compact.typecode)).astype(np.float64)
+            if tag == _GAPS:
+                data /= NS_PER_MS
+            out[tag] = data
+            del compact[:]
+        return out
+
     def nbytes(self) -> int:
-        arrays: list[array[Any]] = [self.credit_ids, self.start_ns, self.end_ns,
-                                    self.pattern, *self.values.values(),
-                                    *self.list_lengths.values()]
-        return sum(a.itemsize * len(a) for a in arrays)
+        arrays: list[array[Any]] = [self.start_ns, self.end_ns, self.pattern,
+                                    *self.values.values(), *self.list_lengths.values()]
+        return self.credit_ids.nbytes() + sum(a.itemsize * len(a) for a in arrays)
 
 
 class RunAggregator:
@@ -300,7 +370,14 @@ class RunAggregator:
     counters; each record's own objects are dropped once it is exported and added.
 
     ``table`` receives each record's export row (``export_record``) as it is added: a
-    ``JsonlTable``, a list's append, or None to keep no table."""
+    ``JsonlTable``, a list's append, or None to keep no table.
+
+    Sketch mode (``config.sketch``): each per-request metric goes into a ``MetricSketch``
+    after each batch instead of an array, and no timeline is kept, so memory stays flat
+    whatever the run's length (a bit a request for the credit invariant aside). The result
+    then has no per-request ``values`` and no ``timeline`` (None: windows, steady state and
+    time slices need per-request times), and ``sketches`` holds each metric's serialized
+    sketch."""
 
     def __init__(self, config: UserConfig, metadata: EndpointMetadata, streaming: bool,
                  table: Callable[[dict[str, Any]], None] | None = None) -> None:
@@ -308,7 +385,8 @@ class RunAggregator:
         self._metadata = metadata
         self._streaming = streaming
         self._table = table
-        self._totals = _RunTotals(config.goodput)
+        self._totals = _RunTotals(config.goodput, keep_timeline=not config.sketch)
+        self._sketches: dict[str, Any] | None = {} if config.sketch else None
         self.count = 0
 
     def add(self, records: Iterable[MetricRecord]) -> None:
@@ -322,6 +400,19 @@ class RunAggregator:
             add(record, values)
             n += 1
         self.count += n
+        if self._sketches is not None:
+            self._drain_to_sketches()
+
+    def _drain_to_sketches(self) -> None:
+        from aiperf.statistics.sketch import MetricSketch  # ddsketch: only in sketch mode
+
+        assert self._sketches is not None
+        for tag, data in self._totals.drain_values().items():
+            sketch = self._sketches.get(tag)
+            if sketch is None:
+                sketch = self._sketches[tag] = MetricSketch(
+                    self._config.sketch_relative_accuracy)
+            sketch.add(data)
 
     def buffer_bytes(self) -> int:
         """Bytes held in the per-record arrays (what grows with the run)."""
@@ -333,10 +424,10 @@ class RunAggregator:
         the arrays rather than copies (bytes-like: encoded or ``bytes()``-ed by the
         caller). Called once: the compact arrays are turned into the float64 ones."""
         totals, metadata, streaming = self._totals, self._metadata, self._streaming
-        floats = totals.float_values()
+        sketches = self._sketches
+        floats = totals.float_values() if sketches is None else {}
         empty = np.empty(0)
-        invariant = check_invariant(np.frombuffer(totals.credit_ids, dtype=np.int64),
-                                    issued_ranges)
+        invariant = check_invariant(totals.credit_ids.all(), issued_ranges)
         n_ok, n_err = totals.n_ok, totals.n_err
         metrics: dict[str, Any] = {}
         for spec in BY_TAG.values():
@@ -345,6 +436,9 @@ class RunAggregator:
             if spec.streaming_only and not streaming:
                 continue
             if spec.tokens_only and not metadata.produces_tokens:
+                continue
+            if sketches is not None:
+                self._sketch_stats(metrics, spec.tag, spec.unit, spec.error_adjusted, n_err)
                 continue
             data = floats.get(spec.tag, empty)
             if data.size:
@@ -391,6 +485,9 @@ class RunAggregator:
                 f"{invariant['duplicate_credit_ids'][:10]}"
             )
         first_wall = totals.first_wall
+        extra: dict[str, Any] = {}
+        if sketches is not None:
+            extra["sketches"] = {tag: sketch.to_bytes() for tag, sketch in sketches.items()}
         return {
             "metrics": metrics,
             # Every per-request value behind the statistics, float64 per metric: what the
@@ -398,7 +495,8 @@ class RunAggregator:
             "values": {tag: memoryview(values) for tag, values in floats.items()},
             # Which profiling request each value came from, and when it ran: what windows,
             # steady state and time slices select requests by.
-            "timeline": totals.timeline(),
+            "timeline": totals.timeline() if totals.keep_timeline else None,
+            **extra,
             "error_summary": error_summary(totals.errors),
             "invariant": invariant,
             "warnings": warnings,
@@ -409,28 +507,48 @@ class RunAggregator:
         }
 
 
+    def _sketch_stats(self, metrics: dict[str, Any], tag: str, unit: str, adjusted: bool,
+                      failures: int) -> None:
+        from aiperf.statistics.sketch import sketch_summary, sketch_summary_adjusted
+
+        assert self._sketches is not None
+        sketch = self._sketches.get(tag)
+        count = sketch.count if sketch is not None else 0
+        if count:
+            metrics[tag] = sketch_summary(sketch, unit)
+        if adjusted and count + failures:
+            if sketch is None:
+                from aiperf.statistics.sketch import MetricSketch
+
+                sketch = MetricSketch(self._config.sketch_relative_accuracy)
+            metrics[f"adj_{tag}"] = sketch_summary_adjusted(sketch, failures, unit)
+
+
 def compute_results(
     records: Iterable[MetricRecord], config: UserConfig, metadata: EndpointMetadata,
     issued_ranges: list[tuple[int, int]], streaming: bool, export_to: Path | None = None,
     count: int | None = None,
 ) -> dict[str, Any]:
-    """The run's results from all its records at once (``count`` of them; a list's length
-    by default): ``RunAggregator`` fed one batch. The per-request table goes to
-    ``export_to`` (a msgpack array, written one record at a time; the result then holds
-    its path under ``records_path``) or, without a path, into ``records``. ``values``
-    holds each metric's per-request values as float64 bytes."""
-    if count is None:
-        assert isinstance(records, Sized)
-        count = len(records)
+    """The run's results from all its records at once: ``RunAggregator`` fed one batch.
+    The per-request table goes to ``export_to`` (JSON Lines, as the records manager writes
+    it; the result then holds its path under ``records_path`` and its line count under
+    ``records_count``) or, without a path, into ``records``. ``values`` holds each
+    metric's per-request values as float64 bytes. ``count`` is accepted for callers that
+    announced a one-pass stream's length; nothing needs it now."""
+    del count
     exported: list[dict[str, Any]] = []
-    with table_writer(export_to, count) as write:
+    table = JsonlTable(export_to) if export_to is not None else None
+    try:
         aggregator = RunAggregator(config, metadata, streaming,
-                                   table=exported.append if write is None else write)
+                                   table=exported.append if table is None else table)
         aggregator.add(records)
+    finally:
+        if table is not None:
+            table.close()
     out = aggregator.finish(issued_ranges)
     out["values"] = {tag: bytes(values) for tag, values in out["values"].items()}
-    out.update({"records": exported} if export_to is None
-               else {"records_path": str(export_to)})
+    out.update({"records": exported} if table is None
+               else {"records_path": str(table.path), "records_count": table.count})
     return out
 
 

@@ -238,6 +238,8 @@ class RecordsManager(BaseComponentService):
         # Values and the timeline are bytes: a file, like the table, not JSON on a socket.
         stored: dict[str, Any] = {"values": results.pop("values"),
                                   "timeline": results.pop("timeline"), "worker_load": loads}
+        if "sketches" in results:  # sketch mode: a sketch per metric instead of its values
+            stored["sketches"] = results.pop("sketches")
         if self.service_config.clock_sync:
             stored["clock_offsets"] = dict(self._clocks)
         with open(values_path, "wb", buffering=1 << 20) as out:

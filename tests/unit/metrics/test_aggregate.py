@@ -127,9 +127,11 @@ def test_the_table_written_to_a_file_is_the_table_kept_in_memory(tmp_path: Path)
     meta = plugins.get_metadata(PluginType.ENDPOINT, "chat")
     in_memory = results(records)
     on_disk = compute_results(records, UserConfig(streaming=True), meta,  # type: ignore[arg-type]
-                              [(0, 3)], streaming=True, export_to=tmp_path / "t.msgpack")
-    assert msgspec.msgpack.decode((tmp_path / "t.msgpack").read_bytes()) == in_memory["records"]
-    assert on_disk["records_path"] == str(tmp_path / "t.msgpack") and "records" not in on_disk
+                              [(0, 3)], streaming=True, export_to=tmp_path / "t.jsonl")
+    lines = (tmp_path / "t.jsonl").read_bytes().splitlines()
+    assert [msgspec.json.decode(line) for line in lines] == in_memory["records"]
+    assert on_disk["records_path"] == str(tmp_path / "t.jsonl") and "records" not in on_disk
+    assert on_disk["records_count"] == 3
     assert on_disk["metrics"] == in_memory["metrics"]
 
 

@@ -178,3 +178,31 @@ def test_pooled_runs_merge_their_sketches_and_windows_are_not_guessed(tmp_path: 
     assert "sketch mode" in pooled.window
     assert windowed.status == "INCONCLUSIVE"
     assert windowed.note is not None and "sketch mode" in windowed.note
+
+
+def test_a_sketched_load_test_runs_and_is_judged_from_its_sketches(
+        project: pytest.Pytester) -> None:
+    """The whole path: the marker key, the records manager's sketches, the host's result,
+    the judge's sketch intervals and the report's method text."""
+    project.makepyfile("""
+        import pytest
+
+        @pytest.mark.aiperf(request_count=60, concurrency=4, sketch=True,
+                            slo={"request_latency.p90": "< 60 s",
+                                 "request_latency.avg": "< 60 s"})
+        def test_sketched(aiperf_result):
+            latency = aiperf_result["request_latency"]
+            assert latency.sketch is not None and len(latency.values) == 0
+            assert latency.relative_accuracy == 0.01 and latency.count == 60
+            assert latency.sketch.count == 60
+            assert latency.min <= latency.p50 <= latency.p99 <= latency.max
+            print("P99", latency.p99, "P999", latency.p999)
+    """)
+    result = project.runpytest_inprocess("-s", "-v")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*P99 * P999 *"])
+    report = project.runpytest_inprocess("-v", "--aiperf-artifacts", "out")
+    report.assert_outcomes(passed=1)
+    summary = (project.path / "out" / "summary.json").read_text()
+    assert "read from a DDSketch and widened by its relative accuracy 1 %" in summary
+    assert "from the sketch's exact moments" in summary

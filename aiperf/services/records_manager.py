@@ -249,6 +249,14 @@ class RecordsManager(BaseComponentService):
         results["values_path"] = str(values_path)
         results["run_id"] = run_id
         results["record_backlog"] = dict(self._backlog)
+        hwm = self.service_config.record_hwm
+        if hwm and self._backlog["batches"] >= hwm:
+            # Its queue was full, so the record processors waited, and then the workers:
+            # this process, not the server, set the pace for a while.
+            results["warnings"].append(
+                f"the records manager fell behind: {self._backlog['records']} records "
+                f"({self._backlog['batches']} batches) waited in its queue at once, "
+                f"record_hwm={hwm}; the run was held back while it caught up")
         if self._cancelled:
             results["was_cancelled"] = True
         await self.send_to_controller(

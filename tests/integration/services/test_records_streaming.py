@@ -6,6 +6,7 @@ moved away, so the file the records manager wrote is what is checked."""
 from __future__ import annotations
 
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,10 +14,13 @@ from typing import Any
 import msgspec
 import pytest
 
+from aiperf.common.config import UserConfig
 from aiperf.mesh import Mesh
 from aiperf.metrics.definitions import BY_TAG
 from aiperf.mock_server import MockServerProcess
+from aiperf.plugin import PluginType, plugins
 from aiperf.results import ProfileResult
+from aiperf.services.records_manager import RecordsManager
 
 
 @pytest.fixture
@@ -75,3 +79,53 @@ def test_a_run_that_keeps_no_table_writes_none(
     assert data["records_path"] is None and data["records_count"] == 0
     assert not list(Path(mesh.service_config.run_dir).glob("records-*.jsonl"))
     assert result.request_count == 50 and len(result["request_latency"].values) == 50
+
+
+def test_sketch_mode_sends_sketches_and_no_per_request_values(
+        mesh: Mesh, mock_server: MockServerProcess, raw_results: list[dict[str, Any]]
+) -> None:
+    result = mesh.run(url=mock_server.url, streaming=True, concurrency=8, request_count=400,
+                      sketch=True)
+    [data] = raw_results
+    assert data["records_path"] is None  # no table unless asked for in sketch mode
+    assert result.request_count == 400
+    latency = result["request_latency"]
+    assert latency.sketch is not None and latency.sketch.count == 400
+    assert len(latency.values) == 0
+    assert latency.stats["min"] <= latency.p50 <= latency.stats["max"]
+
+
+class SlowRecordsManager(RecordsManager):
+    """A records manager that takes ``SLOW_BATCH_MS`` per batch (its event loop blocked,
+    as a CPU-bound aggregation would): it falls behind the record processor."""
+
+    def _start_aggregating(self, config: UserConfig, run_id: str) -> None:
+        super()._start_aggregating(config, run_id)
+        aggregator = self._aggregator
+        assert aggregator is not None
+        add = aggregator.add
+
+        def slow(records: Any) -> None:
+            time.sleep(SLOW_BATCH_MS / 1000)
+            add(records)
+
+        aggregator.add = slow  # type: ignore[method-assign]
+
+
+SLOW_BATCH_MS = 20
+
+
+def test_a_records_manager_behind_holds_the_run_back_and_says_how_far(
+        mock_server: MockServerProcess, raw_results: list[dict[str, Any]]) -> None:
+    with plugins.registered(PluginType.SERVICE, "records_manager", SlowRecordsManager), \
+            Mesh(workers=1, record_hwm=2) as slow_mesh:
+        result = slow_mesh.run(url=mock_server.url, streaming=True, concurrency=16,
+                               request_count=600)
+    [data] = raw_results
+    assert result.invariant["ok"] and result.request_count == 600
+    backlog = data["record_backlog"]
+    # The queue filled (the processor waited on it: the flag), and stayed bounded: the
+    # two high-water marks plus what the kernel's socket buffer holds, never the run.
+    assert backlog["batches"] >= 2
+    assert backlog["records"] < 600 and backlog["bytes"] < 1 << 20, backlog
+    assert any("records manager fell behind" in w for w in result.warnings)

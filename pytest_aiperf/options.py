@@ -46,9 +46,9 @@ OPTIONS: dict[str, tuple[str, str]] = {
                      "string"),
     "disable": ("skip every load test (e.g. on a laptop)", "bool"),
     "sketch": ("sketch mode for every load test: each metric kept in a relative-error "
-               "quantile sketch (flat memory for long runs; percentiles within 1 %, which "
-               "their verdicts' intervals carry); a marker's sketch=False opts a test out",
-               "bool"),
+               "quantile sketch (flat memory for long runs; percentiles within 1 %, or the "
+               "marker key sketch_relative_accuracy, which their verdicts' intervals carry); "
+               "a marker's sketch=False opts a test out", "bool"),
     "confidence": ("confidence of each bound behind a verdict (default 0.95)", "string"),
     "inconclusive": ("what an INCONCLUSIVE objective does: pass (default, with a warning), "
                      "fail, xfail or extend (keep sending until decided or the budget, 4x "

@@ -51,33 +51,44 @@ def parse_count(text: str) -> int:
     return int(float(text.rstrip("km")) * scale)
 
 
-def pss_bytes(pid: int) -> int | None:
-    """``Pss`` of one process: shared pages split among their users, so the tree's sum is
-    what it really costs (forked services share most of their pages)."""
+def memory_bytes(pid: int) -> tuple[int, int] | None:
+    """(``Pss``, private) of one process. PSS splits each shared page among its users, so
+    the tree's sum is what it really costs (forked services share most of their pages);
+    but shared libraries are split with every process on the machine mapping them, so PSS
+    moves with whatever else runs. Private pages (``Private_Clean`` + ``Private_Dirty``)
+    do not: they are the steadier measure of growth."""
+    pss = private = 0
     try:
         with open(f"/proc/{pid}/smaps_rollup", "rb") as handle:
             for line in handle:
                 if line.startswith(b"Pss:"):
-                    return int(line.split()[1]) * 1024
+                    pss = int(line.split()[1]) * 1024
+                elif line.startswith((b"Private_Clean:", b"Private_Dirty:")):
+                    private += int(line.split()[1]) * 1024
     except (FileNotFoundError, ProcessLookupError, PermissionError):
         return None
-    return None
+    return pss, private
 
 
 @dataclass
 class Samples:
     """What the sampler saw: each process's peak (by label) and the tree's series."""
 
-    peaks: dict[str, int] = field(default_factory=dict)
-    series: list[tuple[float, int, int]] = field(default_factory=list)  # t, tree, host
+    peaks: dict[str, int] = field(default_factory=dict)  # PSS
+    private_peaks: dict[str, int] = field(default_factory=dict)
+    # t, tree PSS, host PSS, tree private, host private
+    series: list[tuple[float, int, int, int, int]] = field(default_factory=list)
+
+    def peak(self, column: int) -> int:
+        return max((row[column] for row in self.series), default=0)
 
     @property
     def tree_peak(self) -> int:
-        return max((tree for _, tree, _ in self.series), default=0)
+        return self.peak(1)
 
     @property
     def host_peak(self) -> int:
-        return max((host for _, _, host in self.series), default=0)
+        return self.peak(2)
 
 
 class TreeSampler(threading.Thread):
@@ -124,18 +135,23 @@ class TreeSampler(threading.Thread):
                 procs = [root, *root.children(recursive=True)]
             except psutil.Error:
                 break
-            tree = host = 0
+            tree = host = tree_private = host_private = 0
             for proc in procs:
-                value = pss_bytes(proc.pid)
-                if value is None:
+                measured = memory_bytes(proc.pid)
+                if measured is None:
                     continue
+                value, private = measured
                 label = self._label(proc)
                 tree += value
+                tree_private += private
                 if proc.pid == self.root:
-                    host = value
+                    host, host_private = value, private
                 if value > self.samples.peaks.get(label, 0):
                     self.samples.peaks[label] = value
-            self.samples.series.append((time.monotonic() - self._t0, tree, host))
+                if private > self.samples.private_peaks.get(label, 0):
+                    self.samples.private_peaks[label] = private
+            self.samples.series.append((time.monotonic() - self._t0, tree, host,
+                                        tree_private, host_private))
             self._stop_event.wait(SAMPLE_S)
 
 
@@ -233,23 +249,30 @@ def print_run(run: Run, idle: Run | None) -> dict[str, Any]:
                                                                            "controller"))]
     for label in order:
         if label in s.peaks:
-            print(f"  {label:<24} peak PSS {s.peaks[label] / MIB:8.1f} MiB")
-    print(f"  {'whole tree':<24} peak PSS {s.tree_peak / MIB:8.1f} MiB")
+            print(f"  {label:<24} peak PSS {s.peaks[label] / MIB:8.1f} MiB "
+                  f"(private {s.private_peaks.get(label, 0) / MIB:6.1f} MiB)")
+    print(f"  {'whole tree':<24} peak PSS {s.tree_peak / MIB:8.1f} MiB "
+          f"(private {s.peak(3) / MIB:6.1f} MiB)")
     out: dict[str, Any] = {"label": run.label, "requests": run.requests,
                            "elapsed_s": run.elapsed_s, "throughput": run.throughput,
                            "peaks_mib": {k: v / MIB for k, v in s.peaks.items()},
-                           "tree_peak_mib": s.tree_peak / MIB}
+                           "private_peaks_mib": {k: v / MIB
+                                                 for k, v in s.private_peaks.items()},
+                           "tree_peak_mib": s.tree_peak / MIB,
+                           "tree_private_peak_mib": s.peak(3) / MIB}
     if idle is not None and run.requests:
-        tree_b = (s.tree_peak - idle.samples.tree_peak) / run.requests
-        host_b = (s.host_peak - idle.samples.host_peak) / run.requests
-        print(f"  per request: {tree_b:,.0f} B (tree), {host_b:,.0f} B (host), over an idle "
-              f"mesh's run ({idle.samples.tree_peak / MIB:.1f} MiB tree, "
-              f"{idle.samples.host_peak / MIB:.1f} MiB host)")
-        out.update(bytes_per_request_tree=tree_b, bytes_per_request_host=host_b)
+        per = {name: (s.peak(column) - idle.samples.peak(column)) / run.requests
+               for name, column in (("tree", 1), ("host", 2), ("tree_private", 3),
+                                    ("host_private", 4))}
+        print(f"  per request: {per['tree']:,.0f} B tree, {per['host']:,.0f} B host (PSS); "
+              f"{per['tree_private']:,.0f} B tree, {per['host_private']:,.0f} B host "
+              f"(private); over an idle mesh's run ({idle.samples.tree_peak / MIB:.1f} MiB "
+              f"tree, {idle.samples.host_peak / MIB:.1f} MiB host PSS)")
+        out.update({f"bytes_per_request_{k}": v for k, v in per.items()})
     return out
 
 
-def flatness(series: list[tuple[float, int, int]], from_s: float,
+def flatness(series: list[tuple[float, int, int, int, int]], from_s: float,
              column: int) -> tuple[float, float]:
     """(slope in MiB a minute, largest deviation from the mean in %) of samples after
     ``from_s``."""
@@ -275,16 +298,17 @@ def sketch_run(url: str, args: argparse.Namespace) -> dict[str, Any]:
     result = print_run(run, None)
     series = run.samples.series
     step = max(1, len(series) // 30)
-    print(f"  {'t (s)':>8} {'tree MiB':>9} {'host MiB':>9}")
-    for t, tree, host in series[::step]:
-        print(f"  {t:8.1f} {tree / MIB:9.1f} {host / MIB:9.1f}")
+    print(f"  {'t (s)':>8} {'tree PSS':>9} {'host PSS':>9} {'tree prv':>9} (MiB)")
+    for t, tree, host, tree_private, _ in series[::step]:
+        print(f"  {t:8.1f} {tree / MIB:9.1f} {host / MIB:9.1f} {tree_private / MIB:9.1f}")
     start = minutes * 60 / 6
-    for name, column in (("tree", 1), ("host", 2)):
+    for name, column in (("tree", 1), ("host", 2), ("tree private", 3)):
         slope, deviation = flatness(series, start, column)
         print(f"  {name}: from minute {minutes / 6:.2f} to the end, slope {slope:+.2f} MiB/min, "
               f"flat within ±{deviation:.1f} %")
-        result[f"{name}_slope_mib_per_min"] = slope
-        result[f"{name}_flatness_pct"] = deviation
+        key = name.replace(" ", "_")
+        result[f"{key}_slope_mib_per_min"] = slope
+        result[f"{key}_flatness_pct"] = deviation
     return result
 
 

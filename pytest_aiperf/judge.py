@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar
 
 import numpy as np
@@ -87,6 +87,37 @@ def is_sketched(result: ProfileResult) -> bool:
     # getattr: a hand-built stand-in for a result (a test's) may carry no metrics or sketch
     metrics = getattr(result, "metrics", None) or {}
     return any(getattr(m, "sketch", None) is not None for m in metrics.values())
+
+
+@dataclass
+class SketchEvidence:
+    """A sample known only by its sketches and counts: in sketch mode, a time window whose
+    per-metric sketches the records manager kept as the run went (a result offers them as
+    ``sketch_windows(window_s) -> list[SketchEvidence] | None``; None: it kept none of that
+    length). Percentiles and means come from the sketches; throughput is the window's
+    count over its length, without an interval."""
+
+    label: str
+    n_ok: int
+    n_err: int
+    duration_s: float
+    sketches: dict[str, MetricSketch] = field(default_factory=dict)
+    scalars: dict[str, float] = field(default_factory=dict)
+
+    def values(self, tag: str) -> np.ndarray:
+        return np.empty(0)  # sketch mode keeps none; ``sketched`` has the metric
+
+    def sketched(self, tag: str) -> Sketched | None:
+        sketch = self.sketches.get(tag.removeprefix("adj_"))
+        if sketch is None:
+            return None
+        return Sketched(sketch, self.n_err if tag.startswith("adj_") else 0)
+
+    def scalar(self, tag: str) -> float | None:
+        return self.scalars.get(tag)
+
+    def throughput_windows(self, tag: str, n_windows: int = 10) -> np.ndarray:
+        return np.empty(0)
 
 
 class ResultEvidence:
@@ -455,6 +486,9 @@ def judge_runs(objectives: list[Objective], results: Sequence[ProfileResult],
         if objective.relative:
             if relative is not None:
                 verdicts.append(relative(objective, results, sent))
+        elif objective.window_s is not None and sketch_mode and (
+                windows_of := _sketch_windows(results, objective.window_s)) is not None:
+            verdicts.append(judge_windowed(objective, windows_of, confidence, sent))
         elif objective.window_s is not None and sketch_mode:
             verdicts.append(Verdict(
                 objective, None, "INCONCLUSIVE", 0, sent, (None, None), confidence,
@@ -470,6 +504,19 @@ def judge_runs(objectives: list[Objective], results: Sequence[ProfileResult],
         else:
             verdicts.append(judge(objective, evidence, confidence, sent))
     return verdicts
+
+
+def _sketch_windows(results: Sequence[ProfileResult],
+                    window_s: float) -> list[Evidence] | None:
+    """Every run's sketched windows of ``window_s``, or None when a run has none."""
+    samples: list[Evidence] = []
+    for result in results:
+        offer = getattr(result, "sketch_windows", None)
+        found = offer(window_s) if offer is not None else None
+        if found is None:
+            return None
+        samples.extend(found)
+    return samples
 
 
 def _pooled(parts: Sequence[Evidence]) -> Evidence:

@@ -206,3 +206,32 @@ def test_a_sketched_load_test_runs_and_is_judged_from_its_sketches(
     summary = (project.path / "out" / "summary.json").read_text()
     assert "read from a DDSketch and widened by its relative accuracy 1 %" in summary
     assert "from the sketch's exact moments" in summary
+
+
+def test_windows_kept_as_sketches_are_judged_window_by_window(tmp_path: Path) -> None:
+    """A result that offers per-window sketches (``sketch_windows``) gets windowed verdicts:
+    every window must meet the objective, at Bonferroni's per-window confidence."""
+    from pytest_aiperf.judge import SketchEvidence
+
+    result = sketched_result(tmp_path, ttft(6, 4_000))
+    rng = np.random.default_rng(7)
+
+    def window(i: int, scale: float) -> SketchEvidence:
+        sketch = MetricSketch()
+        sketch.add(rng.lognormal(3.0, 0.6, 1_000) * scale)
+        return SketchEvidence(f"{i * 10}-{i * 10 + 10} s", 1_000, 0, 10.0,
+                              {"time_to_first_token": sketch})
+
+    calm = [window(i, 1.0) for i in range(3)]
+    result.sketch_windows = lambda seconds: calm if seconds == 10 else None  # type: ignore[attr-defined]
+    passes = parse_objective("time_to_first_token.p90@10s", "< 80 ms")  # true p90: 43 ms
+    other_length = parse_objective("time_to_first_token.p90@5s", "< 80 ms")
+    verdicts = judge_runs([passes, other_length], [result], None, steady=False,
+                          confidence=0.95)
+    assert [v.status for v in verdicts] == ["PASS", "INCONCLUSIVE"]
+    assert verdicts[0].confidence == pytest.approx(1 - 0.05 / 3)
+    assert "relative accuracy" in verdicts[0].method
+    slow = [*calm, window(3, 3.0)]  # one window three times slower: p90 ~ 130 ms
+    result.sketch_windows = lambda seconds: slow  # type: ignore[attr-defined]
+    (breached,) = judge_runs([passes], [result], None, steady=False, confidence=0.95)
+    assert breached.status == "FAIL" and breached.window == "worst: 30-40 s"

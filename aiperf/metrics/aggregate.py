@@ -343,6 +343,11 @@ class _RunTotals:
             del self.values[tag], compact
         return out
 
+    def close(self) -> None:
+        """No more records: the sinks (bound to this object) are dropped."""
+        self._sinks.clear()
+        self._record = None
+
     def drain_values(self) -> dict[str, np.ndarray]:
         """The values added since the last drain, as float64 copies, the compact arrays
         emptied (kept: the sinks append to them): sketch mode, after each batch."""
@@ -424,6 +429,9 @@ class RunAggregator:
         the arrays rather than copies (bytes-like: encoded or ``bytes()``-ed by the
         caller). Called once: the compact arrays are turned into the float64 ones."""
         totals, metadata, streaming = self._totals, self._metadata, self._streaming
+        # The sinks refer back to the totals (a cycle): without them, the arrays go as soon
+        # as the caller drops the result, not at the cyclic collector's next full pass.
+        totals.close()
         sketches = self._sketches
         floats = totals.float_values() if sketches is None else {}
         empty = np.empty(0)

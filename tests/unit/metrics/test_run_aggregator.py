@@ -5,9 +5,11 @@ in float64, as the records manager kept them before it stored values compactly."
 
 from __future__ import annotations
 
+import gc
 import io
 import itertools
 import random
+import weakref
 from array import array
 from collections import defaultdict
 from pathlib import Path
@@ -197,3 +199,20 @@ def test_the_jsonl_table_is_one_export_line_a_record_and_can_be_discarded(
     dropped({"metadata": {}})
     dropped.discard()
     assert not (tmp_path / "d.jsonl").exists()
+
+
+def test_a_finished_run_is_freed_when_its_result_is_dropped_without_the_cyclic_collector(
+        ) -> None:
+    rng = random.Random(4)
+    aggregator = RunAggregator(UserConfig(streaming=True), META, streaming=True)
+    aggregator.add([streamed(i, i * MS, rng) for i in range(100)])
+    totals = weakref.ref(aggregator._totals)
+    gaps = weakref.ref(aggregator._totals.values["inter_chunk_latency"])
+    gc.disable()  # the records manager's arrays must go at once, not at a later gc pass
+    try:
+        out = aggregator.finish([(0, 100)])
+        assert gaps() is None  # converted to float64 and dropped at once
+        del out, aggregator
+        assert totals() is None
+    finally:
+        gc.enable()

@@ -51,6 +51,9 @@ PROGRESS_INTERVAL_S = 1.0
 # Workers answer a load report request within milliseconds once their records are in; a
 # worker that does not answer in time leaves its load unmeasured, never the run unfinished.
 LOAD_REPORT_TIMEOUT_S = 2.0
+# Batches taken off the queue at once at most: what waits there is bounded by the record
+# path's high-water marks, but a drain must end even if the processors keep up with it.
+DRAIN_MAX_BATCHES = 1024
 
 
 # glibc's mallopt parameter: allocations at least this large get pages of their own.
@@ -218,7 +221,7 @@ class RecordsManager(BaseComponentService):
             # What else is already queued is the backlog: it arrived while the last
             # batches were aggregated. Taken now, so it is measured, and bounded by the
             # socket's high-water mark like the queue it came from.
-            while True:
+            while len(waiting) < DRAIN_MAX_BATCHES:
                 try:
                     waiting.append(self._in.recv(zmq.NOBLOCK).result())
                 except zmq.Again:

@@ -11,8 +11,10 @@ peak, a run of ``--idle-requests``, over the request count; the same for the hos
 and the run's request throughput (its ``profile_export_aiperf.json``).
 
 In sketch mode (``--sketch --minutes M``) the run lasts M minutes; printed: PSS against
-time, and from minute M/6 to the end the slope (MiB a minute) and the flatness (largest
-deviation from the window's mean, in %).
+time, and from minute M/6 to the end of the load the slope (MiB a minute, and the drift it
+makes over that window in % of the mean) and the flatness (largest deviation from the
+window's mean of a 30 s median, and of one sample, in %). Private memory is printed next
+to PSS: a shared library's PSS changes with whatever else runs on the machine.
 
     .venv/bin/python benchmarks/long_run.py [--requests 100k,300k,1M] [--short]
     .venv/bin/python benchmarks/long_run.py --sketch --minutes 30 [--short]
@@ -272,20 +274,41 @@ def print_run(run: Run, idle: Run | None) -> dict[str, Any]:
     return out
 
 
-def flatness(series: list[tuple[float, int, int, int, int]], from_s: float,
-             column: int) -> tuple[float, float]:
-    """(slope in MiB a minute, largest deviation from the mean in %) of samples after
-    ``from_s``."""
-    window = [(row[0], row[column]) for row in series if row[0] >= from_s]
+@dataclass
+class Flatness:
+    slope_mib_per_min: float
+    drift_pct: float  # the fitted line's change over the window, in % of the mean
+    medians_pct: float  # largest deviation of a MEDIAN_S median from the mean, in %
+    samples_pct: float  # largest deviation of one sample from the mean, in %
+
+
+MEDIAN_S = 30.0
+
+
+def flatness(series: list[tuple[float, int, int, int, int]], from_s: float, to_s: float,
+             column: int) -> Flatness:
+    """How flat ``column`` is over the samples from ``from_s`` to ``to_s``. One sample
+    swings with the batch in flight and the collector; the trend (slope, drift) and the
+    30-s medians are what tell growth from noise."""
+    import statistics
+
+    window = [(row[0], row[column]) for row in series if from_s <= row[0] <= to_s]
     if len(window) < 2:
-        return 0.0, 0.0
+        return Flatness(0.0, 0.0, 0.0, 0.0)
     n = len(window)
     mean_t = sum(t for t, _ in window) / n
     mean_v = sum(v for _, v in window) / n
     var_t = sum((t - mean_t) ** 2 for t, _ in window)
     slope = sum((t - mean_t) * (v - mean_v) for t, v in window) / var_t if var_t else 0.0
-    deviation = max(abs(v - mean_v) for _, v in window) / mean_v * 100 if mean_v else 0.0
-    return slope * 60 / MIB, deviation
+    span = window[-1][0] - window[0][0]
+    buckets: dict[int, list[int]] = {}
+    for t, v in window:
+        buckets.setdefault(int((t - from_s) // MEDIAN_S), []).append(v)
+    medians = [statistics.median(b) for b in buckets.values()]
+    percent = 100 / mean_v if mean_v else 0.0
+    return Flatness(slope * 60 / MIB, slope * span * percent,
+                    max(abs(m - mean_v) for m in medians) * percent,
+                    max(abs(v - mean_v) for _, v in window) * percent)
 
 
 def sketch_run(url: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -301,14 +324,17 @@ def sketch_run(url: str, args: argparse.Namespace) -> dict[str, Any]:
     print(f"  {'t (s)':>8} {'tree PSS':>9} {'host PSS':>9} {'tree prv':>9} (MiB)")
     for t, tree, host, tree_private, _ in series[::step]:
         print(f"  {t:8.1f} {tree / MIB:9.1f} {host / MIB:9.1f} {tree_private / MIB:9.1f}")
-    start = minutes * 60 / 6
+    # From minute M/6 to the end of the load (M minutes after the host started: the mesh's
+    # start-up shifts the load a little later, so the wind-down is left out).
+    start, end = minutes * 60 / 6, minutes * 60
     for name, column in (("tree", 1), ("host", 2), ("tree private", 3)):
-        slope, deviation = flatness(series, start, column)
-        print(f"  {name}: from minute {minutes / 6:.2f} to the end, slope {slope:+.2f} MiB/min, "
-              f"flat within ±{deviation:.1f} %")
-        key = name.replace(" ", "_")
-        result[f"{key}_slope_mib_per_min"] = slope
-        result[f"{key}_flatness_pct"] = deviation
+        flat = flatness(series, start, end, column)
+        print(f"  {name}: minute {start / 60:.2f} to {end / 60:.2f}: slope "
+              f"{flat.slope_mib_per_min:+.2f} MiB/min ({flat.drift_pct:+.1f} % over the "
+              f"window); {MEDIAN_S:.0f} s medians within ±{flat.medians_pct:.1f} %, samples "
+              f"within ±{flat.samples_pct:.1f} %")
+        result[name.replace(" ", "_") + "_flatness"] = vars(flat)
+    result["series"] = series
     return result
 
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import math
 from array import array
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, overload
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -107,52 +107,6 @@ def _sketch(base: str, raw: dict[str, bytes], decoded: dict[str, Any]) -> Any:
 
         decoded[base] = MetricSketch.from_bytes(raw[base])
     return decoded[base]
-
-
-class LazyRecords(Sequence[dict[str, Any]]):
-    """A per-request table held as one msgpack array's bytes, decoded when read. Nothing
-    produces one any more (the records manager streams JSON Lines: ``RecordsFile``); kept
-    only until tests/unit/test_results.py stops importing it."""
-
-    def __init__(self, raw: bytes) -> None:
-        self._raw = raw
-        self._decoded: list[dict[str, Any]] | None = None
-
-    def _all(self) -> list[dict[str, Any]]:
-        if self._decoded is not None:
-            return self._decoded
-        decoded: list[dict[str, Any]] = msgspec.msgpack.decode(self._raw)
-        return decoded
-
-    def __len__(self) -> int:
-        if self._decoded is not None:
-            return len(self._decoded)
-        kind = self._raw[0] if self._raw else 0x90
-        if 0x90 <= kind <= 0x9F:  # the msgpack array header holds the count
-            return kind & 0x0F
-        if kind in (0xDC, 0xDD):
-            return int.from_bytes(self._raw[1:3 if kind == 0xDC else 5], "big")
-        return len(self._all())
-
-    @overload
-    def __getitem__(self, index: int) -> dict[str, Any]: ...
-    @overload
-    def __getitem__(self, index: slice) -> list[dict[str, Any]]: ...
-    def __getitem__(self, index: int | slice) -> Any:
-        if self._decoded is None:
-            self._decoded = self._all()
-        return self._decoded[index]
-
-    def __iter__(self) -> Iterator[dict[str, Any]]:
-        return iter(self._all())
-
-    def __eq__(self, other: object) -> bool:
-        return list(self) == list(other) if isinstance(other, Sequence) else NotImplemented
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def __repr__(self) -> str:
-        return f"<{len(self)} per-request records>"
 
 
 @dataclass(frozen=True, repr=False)

@@ -7,12 +7,11 @@ every credit issued has exactly one record.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import functools
 from array import array
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import IO, Any
 
@@ -598,29 +597,6 @@ class JsonlTable:
         self._buf = bytearray()
         self._out.close()
         self.path.unlink(missing_ok=True)
-
-
-@contextlib.contextmanager
-def table_writer(path: Path | None, count: int) -> Iterator[Callable[[Any], None] | None]:
-    """Write a msgpack array of ``count`` items one item at a time: the array header,
-    then each item encoded on its own (the concatenation is the same bytes as encoding the
-    whole list)."""
-    if path is None:
-        yield None
-        return
-    encode = msgspec.msgpack.Encoder().encode
-    written = 0
-
-    def write(item: Any) -> None:
-        nonlocal written
-        out.write(encode(item))
-        written += 1
-
-    with open(path, "wb", buffering=1 << 20) as out:
-        out.write(b"\xdd" + count.to_bytes(4, "big"))  # array 32
-        yield write
-    if written != count:  # the header promised `count`: a reader would misparse the file
-        raise ValueError(f"{path}: {written} records written, {count} announced")
 
 
 def _is_good(values: dict[str, Any], thresholds: dict[str, float]) -> bool:

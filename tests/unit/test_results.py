@@ -9,8 +9,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from aiperf.metrics.aggregate import table_writer
-from aiperf.results import LazyRecords, ProfileResult
+from aiperf.results import ProfileResult
 
 
 def row(i: int, latency: float, phase: str = "profiling", error: bool = False) -> dict:
@@ -26,25 +25,13 @@ ROWS = [row(0, 99.0, phase="warmup"), row(1, 10.0), row(2, 20.0), row(3, 30.0),
 
 
 def write_table(path: Path, rows: list[dict]) -> None:
-    with table_writer(path, len(rows)) as write:
-        for r in rows:
-            write(r)
-
-
-def test_lazy_records_count_without_decoding_and_read_like_a_list(tmp_path: Path) -> None:
-    write_table(tmp_path / "t", ROWS)
-    records = LazyRecords((tmp_path / "t").read_bytes())
-    assert len(records) == 5 and records._decoded is None
-    assert [r["metadata"]["credit_id"] for r in records] == [0, 1, 2, 3, 4]
-    assert records._decoded is None  # iterating does not keep the decoded table
-    assert records[1] == ROWS[1] and records[-1]["error"]["code"] == 500
-    assert records == ROWS
-    assert len(LazyRecords(msgspec.msgpack.encode([1, 2, 3]))) == 3
+    """The records manager's table: JSON Lines, one record a line."""
+    path.write_bytes(b"".join(msgspec.json.encode(r) + b"\n" for r in rows))
 
 
 def test_a_result_reads_its_files_removes_them_and_computes_any_percentile(
         tmp_path: Path) -> None:
-    path = tmp_path / "records.msgpack"
+    path = tmp_path / "records.jsonl"
     write_table(path, ROWS)
     # The records manager's values: profiling requests that neither failed nor were warmup.
     values_path = tmp_path / "records.values"

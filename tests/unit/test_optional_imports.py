@@ -16,7 +16,7 @@ MODULES = ("pytest_aiperf.plugin", "aiperf.cli", "aiperf.mesh", "aiperf.common.c
            "aiperf.services.worker")
 
 
-@pytest.mark.parametrize("optional", ["ray"])
+@pytest.mark.parametrize("optional", ["ray", "ddsketch"])
 def test_a_local_user_never_imports(optional: str) -> None:
     code = (f"import sys\nfor m in {MODULES!r}: __import__(m)\n"
             f"print(sorted(m for m in sys.modules if m == {optional!r} "

@@ -109,6 +109,52 @@ def _sketch(base: str, raw: dict[str, bytes], decoded: dict[str, Any]) -> Any:
     return decoded[base]
 
 
+def _merge_windows(shipped: dict[str, Any], m: int, window_s: float) -> list[Any]:
+    """``m`` base windows at a time merged into one SketchEvidence (see
+    ``ProfileResult.sketch_windows``)."""
+    from aiperf.statistics.sketch import MetricSketch
+    from pytest_aiperf.judge import SketchEvidence
+
+    offset, end = float(shipped.get("offset_s", 0.0)), float(shipped["end_s"])
+    base_windows = shipped["windows"]
+    if not base_windows:
+        return []
+    groups: dict[int, list[dict[str, Any]]] = {}
+    first = min(w["index"] for w in base_windows) // m
+    # The last window ends at the run's end; a start on or past it (a request failed at
+    # the very end) joins it, as aiperf.windows clips it into the last window.
+    last = max(first, math.ceil((end - offset) / window_s) - 1)
+    for w in base_windows:
+        groups.setdefault(min(max(w["index"] // m, first), last), []).append(w)
+    out = []
+    for j in sorted(groups):
+        low = offset + j * window_s
+        high = min(low + window_s, end) if j == last else low + window_s
+        n_ok = sum(w["n_ok"] for w in groups[j])
+        n_err = sum(w["n_err"] for w in groups[j])
+        sketches: dict[str, MetricSketch] = {}
+        for w in groups[j]:
+            for tag, raw in w["sketches"].items():
+                sketch = MetricSketch.from_bytes(raw)
+                if tag in sketches:
+                    sketches[tag].merge(sketch)
+                else:
+                    sketches[tag] = sketch
+        duration = max(0.0, high - max(low, 0.0))
+        scalars = {"request_count": float(n_ok), "error_request_count": float(n_err),
+                   "request_error_rate": 100.0 * n_err / (n_ok + n_err) if n_ok + n_err
+                   else 0.0, "benchmark_duration": duration}
+        if duration > 0:
+            scalars["request_throughput"] = n_ok / duration
+        out.append(SketchEvidence(f"window {_fmt_s(max(low, 0.0))}-{_fmt_s(high)} s", n_ok,
+                                  n_err, duration, sketches, scalars))
+    return out
+
+
+def _fmt_s(seconds: float) -> str:
+    return f"{seconds:.3g}" if abs(seconds) < 100 else f"{seconds:.0f}"
+
+
 @dataclass(frozen=True, repr=False)
 class Timeline:
     """The profiling requests of a run, one entry per request in the order the records
@@ -208,6 +254,11 @@ class ProfileResult:
     # workers); None for a local mesh, whose services share one clock.
     _clock_offsets: dict[str, dict[str, Any]] | None = field(default=None, repr=False,
                                                             compare=False)
+    # Sketch mode: the records manager's base windows (``_SketchWindows.finish``), their
+    # sketches as bytes until ``sketch_windows`` reads them; and what it built, by length.
+    _sketch_windows: dict[str, Any] | None = field(default=None, repr=False, compare=False)
+    _window_cache: dict[float, list[Any]] = field(default_factory=dict, repr=False,
+                                                  compare=False)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], config: UserConfig | None = None) -> ProfileResult:
@@ -226,6 +277,7 @@ class ProfileResult:
         worker_load: dict[str, dict[str, Any]] | None = data.get("worker_load")
         clock_offsets: dict[str, dict[str, Any]] | None = data.get("clock_offsets")
         raw_sketches: dict[str, bytes] = data.get("sketches") or {}
+        sketch_windows: dict[str, Any] | None = data.get("sketch_windows")
         if "values" not in data and data.get("values_path"):
             path = Path(data["values_path"])
             stored = msgspec.msgpack.decode(path.read_bytes())
@@ -235,6 +287,7 @@ class ProfileResult:
                 worker_load = stored.get("worker_load")
                 clock_offsets = stored.get("clock_offsets")
                 raw_sketches = stored.get("sketches") or {}
+                sketch_windows = stored.get("sketch_windows")
             else:  # values alone (a file written before the timeline)
                 raw_values = stored
         timeline, record_index = (Timeline.from_wire(wire_timeline, raw_values)
@@ -267,6 +320,7 @@ class ProfileResult:
             _timeline=timeline,
             _worker_load=worker_load,
             _clock_offsets=clock_offsets,
+            _sketch_windows=sketch_windows,
         )
 
     @property
@@ -286,6 +340,29 @@ class ProfileResult:
 
             self._slices = slices(self, seconds)
         return self._slices
+
+    def sketch_windows(self, window_s: float) -> list[Any] | None:
+        """Sketch mode: consecutive windows of ``window_s`` as
+        ``pytest_aiperf.judge.SketchEvidence`` (each window's requests by start, its
+        sketches of ``aiperf.metrics.aggregate.WINDOW_METRICS``, its counts, and its
+        request rate, error rate and length as scalars), merged from the records manager's
+        base windows. None when the run kept none, or ``window_s`` is not a whole number of
+        base windows (a window cut across a base window cannot be rebuilt). The windows
+        start at the run's first start and end at its last end, as ``aiperf.windows`` cuts
+        them; windows without requests are left out."""
+        shipped = self._sketch_windows
+        if not shipped or not (isinstance(window_s, int | float) and window_s > 0
+                               and math.isfinite(window_s)):
+            return None
+        base = float(shipped["base_s"])
+        ratio = window_s / base
+        m = round(ratio)
+        if m < 1 or abs(ratio - m) > 1e-9 * ratio:
+            return None
+        key = float(window_s)
+        if key not in self._window_cache:
+            self._window_cache[key] = _merge_windows(shipped, m, float(window_s))
+        return list(self._window_cache[key])
 
     @property
     def validity(self) -> Any:

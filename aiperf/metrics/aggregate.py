@@ -367,6 +367,171 @@ class _RunTotals:
         return self.credit_ids.nbytes() + sum(a.itemsize * len(a) for a in arrays)
 
 
+# Sketch mode's per-window metrics: the per-request latencies that soak objectives name.
+# Not inter_chunk_latency (a value per chunk: the settling buffer would hold osl values a
+# request, and ITL already says how chunks are paced), not the token counts or HTTP phases.
+WINDOW_METRICS = ("request_latency", "time_to_first_token", "time_to_second_token",
+                  "time_to_first_output_token", "inter_token_latency",
+                  "output_token_throughput_per_user", "effective_latency")
+#: Base window length when the profile sets no ``slice_duration``.
+DEFAULT_WINDOW_S = 10.0
+
+
+class _SketchWindows:
+    """Sketch mode's time windows, kept as the run goes: per base window (``base_s``, by
+    each record's start relative to the run's first start, as ``aiperf.windows`` cuts
+    them) a ``MetricSketch`` per metric of ``WINDOW_METRICS`` and the ok / error counts.
+    Longer windows of a multiple of ``base_s`` are merged from these by the host.
+
+    Records arrive out of order (a request is recorded when it ends), so the grid's origin
+    (the earliest start) is settled first: the first ``SETTLE_RECORDS`` records, or those
+    spanning ``SETTLE_S``, are held as compact arrays (about 60 bytes a record) and the
+    grid starts at the earliest of them. A later record that started even earlier lands in
+    a window before the grid's first (negative index): the windows then stand
+    ``offset_s`` after the run's first start instead of at it, which the labels show.
+
+    Memory: the windows a record can still reach in the ordinary course (the newest
+    ``LIVE_WINDOWS``) keep live sketches; older ones are frozen into their serialized
+    bytes (about 8 bytes a bucket in use: 1-2 KB for a latency spanning one or two
+    decades at 1 % accuracy) and thawed only if a late record reaches them. A 2-hour run
+    at 10 s windows is 720 x 7 frozen sketches, about 5-10 MB. The run's own relative
+    accuracy is kept (a coarser one would turn more windows near a threshold
+    INCONCLUSIVE for a few megabytes)."""
+
+    SETTLE_RECORDS = 4096
+    SETTLE_S = 30.0
+    LIVE_WINDOWS = 3
+
+    def __init__(self, base_s: float, relative_accuracy: float) -> None:
+        self.base_s = float(base_s)
+        self._base_ns = round(self.base_s * 1e9)
+        self._alpha = relative_accuracy
+        self.anchor: int | None = None  # the grid's origin, perf_counter ns, once settled
+        self.origin: int | None = None  # the earliest time seen
+        self.last_end: int | None = None
+        # Added since the last flush: each record's time and outcome, each metric's times
+        # and values (a metric is absent from some records: failures carry none).
+        self._times = array("q")
+        self._ok = array("b")
+        self._metric_times: dict[str, array[int]] = {t: array("q") for t in WINDOW_METRICS}
+        self._metric_values: dict[str, array[float]] = {t: array("d") for t in WINDOW_METRICS}
+        self._counts: dict[int, list[int]] = {}  # window -> [n_ok, n_err]
+        self._live: dict[int, dict[str, Any]] = {}  # window -> tag -> MetricSketch
+        self._frozen: dict[int, dict[str, bytes]] = {}
+        self._newest = 0
+
+    def add(self, record: MetricRecord, values: dict[str, Any]) -> None:
+        """One profiling record (``values``: its ``per_request_values``)."""
+        if _started(record):
+            at, end = record.start_ns, record.end_ns
+        else:  # failed before it was sent: its credit time stands in, as in the timeline
+            at, end = record.credit_ns, max(record.end_ns, record.credit_ns)
+        if self.origin is None or at < self.origin:
+            self.origin = at
+        if self.last_end is None or end > self.last_end:
+            self.last_end = end
+        self._times.append(at)
+        self._ok.append(record.error is None)
+        for tag in WINDOW_METRICS:
+            value = values.get(tag)
+            if value is not None:
+                self._metric_times[tag].append(at)
+                self._metric_values[tag].append(value)
+
+    def flush(self) -> None:
+        """Into the windows' sketches what was added since the last flush (after each
+        batch), once the grid's origin is settled."""
+        if not self._times:
+            return
+        if self.anchor is None:
+            assert self.origin is not None and self.last_end is not None
+            if (len(self._times) < self.SETTLE_RECORDS
+                    and self.last_end - self.origin < self.SETTLE_S * 1e9):
+                return
+            self.anchor = self.origin
+        self._bin()
+
+    def _bin(self) -> None:
+        from aiperf.statistics.sketch import MetricSketch  # ddsketch: only in sketch mode
+
+        anchor, width = self.anchor, self._base_ns
+        assert anchor is not None
+        index = (np.frombuffer(self._times, dtype=np.int64) - anchor) // width
+        ok = np.frombuffer(self._ok, dtype=np.int8).astype(bool)
+        windows, n_ok = np.unique(index[ok], return_counts=True)
+        for k, n in zip(windows.tolist(), n_ok.tolist(), strict=True):
+            self._counts.setdefault(k, [0, 0])[0] += n
+        windows, n_err = np.unique(index[~ok], return_counts=True)
+        for k, n in zip(windows.tolist(), n_err.tolist(), strict=True):
+            self._counts.setdefault(k, [0, 0])[1] += n
+        for tag in WINDOW_METRICS:
+            times = self._metric_times[tag]
+            if not times:
+                continue
+            bins = (np.frombuffer(times, dtype=np.int64) - anchor) // width
+            data = np.frombuffer(self._metric_values[tag], dtype=np.float64)
+            order = np.argsort(bins, kind="stable")
+            bins, data = bins[order], data[order]
+            edges = np.flatnonzero(np.diff(bins)) + 1
+            for k, chunk in zip(bins[np.r_[0, edges]].tolist(), np.split(data, edges),
+                                strict=True):
+                sketches = self._thawed(k)
+                sketch = sketches.get(tag)
+                if sketch is None:
+                    sketch = sketches[tag] = MetricSketch(self._alpha)
+                sketch.add(chunk)
+            del times[:], self._metric_values[tag][:]
+        del self._times[:], self._ok[:]
+        self._newest = max(self._newest, int(index.max()))
+        for k in [k for k in self._live if k < self._newest - self.LIVE_WINDOWS + 1]:
+            self._frozen[k] = {tag: s.to_bytes() for tag, s in self._live.pop(k).items()}
+
+    def _thawed(self, k: int) -> dict[str, Any]:
+        sketches = self._live.get(k)
+        if sketches is not None:
+            return sketches
+        from aiperf.statistics.sketch import MetricSketch
+
+        frozen = self._frozen.pop(k, {})
+        sketches = self._live[k] = {tag: MetricSketch.from_bytes(raw)
+                                    for tag, raw in frozen.items()}
+        return sketches
+
+    def nbytes(self) -> int:
+        """Bytes of the settling buffer and the frozen windows (live sketches aside)."""
+        held = [self._times, self._ok, *self._metric_times.values(),
+                *self._metric_values.values()]
+        return (sum(a.itemsize * len(a) for a in held)
+                + sum(len(b) for w in self._frozen.values() for b in w.values()))
+
+    def finish(self) -> dict[str, Any]:
+        """The values file's ``sketch_windows``: every base window that holds a request,
+        ``start_s`` since the run's first start (``index``: its place on the grid, whose
+        window 0 starts ``offset_s`` after the first start), and ``end_s``, the run's last
+        end, where the last window ends."""
+        if self.anchor is None and self._times:
+            assert self.origin is not None
+            self.anchor = self.origin
+        if self._times:
+            self._bin()
+        origin = self.origin if self.origin is not None else 0
+        anchor = self.anchor if self.anchor is not None else origin
+        offset_s = (anchor - origin) / 1e9
+        windows = []
+        for k in sorted(self._counts):
+            n_ok, n_err = self._counts[k]
+            live = self._live.get(k)
+            sketches = ({tag: s.to_bytes() for tag, s in live.items()} if live is not None
+                        else self._frozen.get(k, {}))
+            windows.append({"index": k, "start_s": offset_s + k * self.base_s,
+                            "n_ok": n_ok, "n_err": n_err, "sketches": sketches})
+        self._live.clear()
+        self._frozen.clear()
+        end_s = (self.last_end - origin) / 1e9 if self.last_end is not None else 0.0
+        return {"base_s": self.base_s, "offset_s": offset_s, "end_s": max(0.0, end_s),
+                "windows": windows}
+
+
 class RunAggregator:
     """A run's results, built batch by batch as its records arrive: ``add`` each batch,
     ``finish`` once. Between batches it holds only the compact arrays of ``_RunTotals``
@@ -380,8 +545,9 @@ class RunAggregator:
     after each batch instead of an array, and no timeline is kept, so memory stays flat
     whatever the run's length (a bit a request for the credit invariant aside). The result
     then has no per-request ``values`` and no ``timeline`` (None: windows, steady state and
-    time slices need per-request times), and ``sketches`` holds each metric's serialized
-    sketch."""
+    time slices need per-request times), ``sketches`` holds each metric's serialized
+    sketch, and ``sketch_windows`` the per-window sketches of ``WINDOW_METRICS`` with
+    their counts (``_SketchWindows``: windows of ``slice_duration``, else 10 s)."""
 
     def __init__(self, config: UserConfig, metadata: EndpointMetadata, streaming: bool,
                  table: Callable[[dict[str, Any]], None] | None = None) -> None:
@@ -391,21 +557,29 @@ class RunAggregator:
         self._table = table
         self._totals = _RunTotals(config.goodput, keep_timeline=not config.sketch)
         self._sketches: dict[str, Any] | None = {} if config.sketch else None
+        self._windows = (_SketchWindows(config.slice_duration or DEFAULT_WINDOW_S,
+                                        config.sketch_relative_accuracy)
+                         if config.sketch else None)
         self.count = 0
 
     def add(self, records: Iterable[MetricRecord]) -> None:
         streaming, tokens = self._streaming, self._metadata.produces_tokens
         write, add = self._table, self._totals.add
+        windows = self._windows
         n = 0
         for record in records:
             values = per_request_values(record, streaming, tokens)
             if write is not None:
                 write(export_record(record, values))
             add(record, values)
+            if windows is not None and record.phase == PROFILING:
+                windows.add(record, values)
             n += 1
         self.count += n
         if self._sketches is not None:
             self._drain_to_sketches()
+        if windows is not None:
+            windows.flush()
 
     def _drain_to_sketches(self) -> None:
         from aiperf.statistics.sketch import MetricSketch  # ddsketch: only in sketch mode
@@ -421,6 +595,11 @@ class RunAggregator:
     def buffer_bytes(self) -> int:
         """Bytes held in the per-record arrays (what grows with the run)."""
         return self._totals.nbytes()
+
+    def window_bytes(self) -> int:
+        """Sketch mode: bytes of the time windows' settling buffer (bounded) and frozen
+        sketches (a few kilobytes a window); 0 otherwise."""
+        return self._windows.nbytes() if self._windows is not None else 0
 
     def finish(self, issued_ranges: list[tuple[int, int]]) -> dict[str, Any]:
         """The run's results as ``compute_results`` gives them, without the table's key
@@ -495,6 +674,10 @@ class RunAggregator:
         extra: dict[str, Any] = {}
         if sketches is not None:
             extra["sketches"] = {tag: sketch.to_bytes() for tag, sketch in sketches.items()}
+        if self._windows is not None:
+            # Per-window sketches, what windowed objectives are judged on (the host merges
+            # base windows into longer ones: ``ProfileResult.sketch_windows``).
+            extra["sketch_windows"] = self._windows.finish()
         return {
             "metrics": metrics,
             # Every per-request value behind the statistics, float64 per metric: what the

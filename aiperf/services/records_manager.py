@@ -274,6 +274,8 @@ class RecordsManager(BaseComponentService):
                                   "timeline": results.pop("timeline"), "worker_load": loads}
         if "sketches" in results:  # sketch mode: a sketch per metric instead of its values
             stored["sketches"] = results.pop("sketches")
+        if "sketch_windows" in results:  # and per time window, for windowed objectives
+            stored["sketch_windows"] = results.pop("sketch_windows")
         if self.service_config.clock_sync:
             stored["clock_offsets"] = dict(self._clocks)
         with open(values_path, "wb", buffering=1 << 20) as out:

@@ -102,3 +102,10 @@ def test_real_engine_runs_against_llama_server_or_skips_with_the_reason() -> Non
         assert "2 passed" in proc.stdout
     else:
         assert "2 skipped" in proc.stdout and str(why_unavailable()) in proc.stdout
+
+
+def test_soak_runs_short() -> None:
+    proc = run_example("soak", env={"SOAK_DURATION": "20s"})
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert "1 passed" in proc.stdout and "time_to_first_token.p99@10s" in proc.stdout
+    assert "INCONCLUSIVE" not in proc.stdout

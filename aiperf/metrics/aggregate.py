@@ -190,12 +190,16 @@ class _RunTotals:
     benchmark spans the first request start to the last response end; the end of a
     request given up on is not a response's, so it counts only when no request got one."""
 
-    def __init__(self, goodput: dict[str, float] | None, keep_timeline: bool = True) -> None:
+    def __init__(self, goodput: dict[str, float] | None, keep_timeline: bool = True,
+                 batch_timeline: bool = False) -> None:
         self.goodput = goodput
         self.credit_ids = _CreditIds()
         # Without the timeline (sketch mode) nothing here grows with the run but the
         # credit bitmap: the values are drained into sketches after each batch.
         self.keep_timeline = keep_timeline
+        # Sketch mode's windows: the timeline's arrays are kept for one batch at a time
+        # (``drain_timeline``), never for the run.
+        self._timeline_on = keep_timeline or batch_timeline
         self.values: dict[str, array[Any]] = {}
         self._record: MetricRecord | None = None  # the record being added (its gaps)
         self.errors: Counter[tuple[int | None, str, str]] = Counter()
@@ -237,10 +241,10 @@ class _RunTotals:
                     self.last_given_up = end
             elif self.last_end is None or end > self.last_end:
                 self.last_end = end
-            if self.keep_timeline:
+            if self._timeline_on:
                 self.start_ns.append(start)
                 self.end_ns.append(record.end_ns)
-        elif self.keep_timeline:  # failed before it was sent: its credit time stands in
+        elif self._timeline_on:  # failed before it was sent: its credit time stands in
             self.start_ns.append(record.credit_ns)
             self.end_ns.append(max(record.end_ns, record.credit_ns))
         key = (record.error is None, tuple(values))
@@ -248,7 +252,7 @@ class _RunTotals:
         if pattern is None:
             pattern = self.pattern_ids[key] = len(self.pattern_ids)
             self._sinks.append(self._sinks_for(values))
-        if self.keep_timeline:
+        if self._timeline_on:
             self.pattern.append(pattern)
         sinks = self._sinks[pattern]
         self._record = record
@@ -361,6 +365,21 @@ class _RunTotals:
             del compact[:]
         return out
 
+    def drain_timeline(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(start, end, pattern id) of the records added since the last drain, as copies,
+        the arrays emptied: sketch mode's windows, after each batch."""
+        out = (np.array(self.start_ns, dtype=np.int64), np.array(self.end_ns, dtype=np.int64),
+               np.array(self.pattern, dtype=np.intp))
+        del self.start_ns[:], self.end_ns[:], self.pattern[:]
+        return out
+
+    def pattern_table(self, tags: Iterable[str]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Per pattern id: whether its records succeeded, and whether they carry each tag."""
+        keys = list(self.pattern_ids)  # in id order: ids are given in insertion order
+        ok = np.array([key[0] for key in keys], dtype=bool)
+        return ok, {tag: np.array([tag in key[1] for key in keys], dtype=bool)
+                    for tag in tags}
+
     def nbytes(self) -> int:
         arrays: list[array[Any]] = [self.start_ns, self.end_ns, self.pattern,
                                     *self.values.values(), *self.list_lengths.values()]
@@ -385,7 +404,7 @@ class _SketchWindows:
 
     Records arrive out of order (a request is recorded when it ends), so the grid's origin
     (the earliest start) is settled first: the first ``SETTLE_RECORDS`` records, or those
-    spanning ``SETTLE_S``, are held as compact arrays (about 60 bytes a record) and the
+    spanning ``SETTLE_S``, are held as arrays (about 60 bytes a record) and the
     grid starts at the earliest of them. A later record that started even earlier lands in
     a window before the grid's first (negative index): the windows then stand
     ``offset_s`` after the run's first start instead of at it, which the labels show.
@@ -394,11 +413,13 @@ class _SketchWindows:
     ``LIVE_WINDOWS``) keep live sketches; older ones are frozen into their serialized
     bytes (about 8 bytes a bucket in use: 1-2 KB for a latency spanning one or two
     decades at 1 % accuracy) and thawed only if a late record reaches them. A 2-hour run
-    at 10 s windows is 720 x 7 frozen sketches, about 5-10 MB. The run's own relative
+    at 50 requests/s and 10 s windows held 720 x 7 frozen sketches in 4.3 MB (854 bytes a
+    sketch on average, 1.9 KB at most: lognormal TTFT and token gaps). The run's own relative
     accuracy is kept (a coarser one would turn more windows near a threshold
     INCONCLUSIVE for a few megabytes)."""
 
     SETTLE_RECORDS = 4096
+    BIN_RECORDS = 2048  # once settled, records are binned this many at a time
     SETTLE_S = 30.0
     LIVE_WINDOWS = 3
 
@@ -409,46 +430,35 @@ class _SketchWindows:
         self.anchor: int | None = None  # the grid's origin, perf_counter ns, once settled
         self.origin: int | None = None  # the earliest time seen
         self.last_end: int | None = None
-        # Added since the last flush: each record's time and outcome, each metric's times
-        # and values (a metric is absent from some records: failures carry none).
-        self._times = array("q")
-        self._ok = array("b")
-        self._metric_times: dict[str, array[int]] = {t: array("q") for t in WINDOW_METRICS}
-        self._metric_values: dict[str, array[float]] = {t: array("d") for t in WINDOW_METRICS}
+        # Batches held until the grid's origin settles: each record's time and outcome,
+        # each metric's (times, values).
+        self._pending: list[tuple[np.ndarray, np.ndarray,
+                                  dict[str, tuple[np.ndarray, np.ndarray]]]] = []
+        self._pending_records = 0
         self._counts: dict[int, list[int]] = {}  # window -> [n_ok, n_err]
         self._live: dict[int, dict[str, Any]] = {}  # window -> tag -> MetricSketch
         self._frozen: dict[int, dict[str, bytes]] = {}
         self._newest = 0
 
-    def add(self, record: MetricRecord, values: dict[str, Any]) -> None:
-        """One profiling record (``values``: its ``per_request_values``)."""
-        if _started(record):
-            at, end = record.start_ns, record.end_ns
-        else:  # failed before it was sent: its credit time stands in, as in the timeline
-            at, end = record.credit_ns, max(record.end_ns, record.credit_ns)
-        if self.origin is None or at < self.origin:
-            self.origin = at
-        if self.last_end is None or end > self.last_end:
-            self.last_end = end
-        self._times.append(at)
-        self._ok.append(record.error is None)
-        for tag in WINDOW_METRICS:
-            value = values.get(tag)
-            if value is not None:
-                self._metric_times[tag].append(at)
-                self._metric_values[tag].append(value)
-
-    def flush(self) -> None:
-        """Into the windows' sketches what was added since the last flush (after each
-        batch), once the grid's origin is settled."""
-        if not self._times:
+    def add(self, times: np.ndarray, ends: np.ndarray, ok: np.ndarray,
+            metrics: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
+        """A batch of profiling records: each one's time (its start; a request that failed
+        before it was sent, its credit time), end and success, and per metric of
+        ``WINDOW_METRICS`` the times of the records that carried it and their values."""
+        if not times.size:
             return
+        first, last = int(times.min()), int(ends.max())
+        self.origin = first if self.origin is None else min(self.origin, first)
+        self.last_end = last if self.last_end is None else max(self.last_end, last)
+        self._pending.append((times, ok, metrics))
+        self._pending_records += int(times.size)
         if self.anchor is None:
-            assert self.origin is not None and self.last_end is not None
-            if (len(self._times) < self.SETTLE_RECORDS
+            if (self._pending_records < self.SETTLE_RECORDS
                     and self.last_end - self.origin < self.SETTLE_S * 1e9):
                 return
             self.anchor = self.origin
+        elif self._pending_records < self.BIN_RECORDS:
+            return  # a sketch's add costs ~30 us whatever its size: fewer, larger ones
         self._bin()
 
     def _bin(self) -> None:
@@ -456,20 +466,19 @@ class _SketchWindows:
 
         anchor, width = self.anchor, self._base_ns
         assert anchor is not None
-        index = (np.frombuffer(self._times, dtype=np.int64) - anchor) // width
-        ok = np.frombuffer(self._ok, dtype=np.int8).astype(bool)
-        windows, n_ok = np.unique(index[ok], return_counts=True)
-        for k, n in zip(windows.tolist(), n_ok.tolist(), strict=True):
-            self._counts.setdefault(k, [0, 0])[0] += n
-        windows, n_err = np.unique(index[~ok], return_counts=True)
-        for k, n in zip(windows.tolist(), n_err.tolist(), strict=True):
-            self._counts.setdefault(k, [0, 0])[1] += n
+        pending, self._pending, self._pending_records = self._pending, [], 0
+        index = np.concatenate([(times - anchor) // width for times, _, _ in pending])
+        ok = np.concatenate([ok for _, ok, _ in pending])
+        for outcome, mask in ((0, ok), (1, ~ok)):
+            windows, counts = np.unique(index[mask], return_counts=True)
+            for k, n in zip(windows.tolist(), counts.tolist(), strict=True):
+                self._counts.setdefault(k, [0, 0])[outcome] += n
         for tag in WINDOW_METRICS:
-            times = self._metric_times[tag]
-            if not times:
+            parts = [metrics[tag] for _, _, metrics in pending if tag in metrics]
+            if not parts:
                 continue
-            bins = (np.frombuffer(times, dtype=np.int64) - anchor) // width
-            data = np.frombuffer(self._metric_values[tag], dtype=np.float64)
+            bins = np.concatenate([(times - anchor) // width for times, _ in parts])
+            data = np.concatenate([values for _, values in parts])
             order = np.argsort(bins, kind="stable")
             bins, data = bins[order], data[order]
             edges = np.flatnonzero(np.diff(bins)) + 1
@@ -480,8 +489,6 @@ class _SketchWindows:
                 if sketch is None:
                     sketch = sketches[tag] = MetricSketch(self._alpha)
                 sketch.add(chunk)
-            del times[:], self._metric_values[tag][:]
-        del self._times[:], self._ok[:]
         self._newest = max(self._newest, int(index.max()))
         for k in [k for k in self._live if k < self._newest - self.LIVE_WINDOWS + 1]:
             self._frozen[k] = {tag: s.to_bytes() for tag, s in self._live.pop(k).items()}
@@ -499,20 +506,19 @@ class _SketchWindows:
 
     def nbytes(self) -> int:
         """Bytes of the settling buffer and the frozen windows (live sketches aside)."""
-        held = [self._times, self._ok, *self._metric_times.values(),
-                *self._metric_values.values()]
-        return (sum(a.itemsize * len(a) for a in held)
-                + sum(len(b) for w in self._frozen.values() for b in w.values()))
+        held = sum(times.nbytes + ok.nbytes + sum(t.nbytes + v.nbytes
+                                                  for t, v in metrics.values())
+                   for times, ok, metrics in self._pending)
+        return held + sum(len(b) for w in self._frozen.values() for b in w.values())
 
     def finish(self) -> dict[str, Any]:
         """The values file's ``sketch_windows``: every base window that holds a request,
         ``start_s`` since the run's first start (``index``: its place on the grid, whose
         window 0 starts ``offset_s`` after the first start), and ``end_s``, the run's last
         end, where the last window ends."""
-        if self.anchor is None and self._times:
-            assert self.origin is not None
-            self.anchor = self.origin
-        if self._times:
+        if self._pending:
+            if self.anchor is None:
+                self.anchor = self.origin
             self._bin()
         origin = self.origin if self.origin is not None else 0
         anchor = self.anchor if self.anchor is not None else origin
@@ -555,7 +561,8 @@ class RunAggregator:
         self._metadata = metadata
         self._streaming = streaming
         self._table = table
-        self._totals = _RunTotals(config.goodput, keep_timeline=not config.sketch)
+        self._totals = _RunTotals(config.goodput, keep_timeline=not config.sketch,
+                                  batch_timeline=config.sketch)
         self._sketches: dict[str, Any] | None = {} if config.sketch else None
         self._windows = (_SketchWindows(config.slice_duration or DEFAULT_WINDOW_S,
                                         config.sketch_relative_accuracy)
@@ -565,32 +572,39 @@ class RunAggregator:
     def add(self, records: Iterable[MetricRecord]) -> None:
         streaming, tokens = self._streaming, self._metadata.produces_tokens
         write, add = self._table, self._totals.add
-        windows = self._windows
         n = 0
         for record in records:
             values = per_request_values(record, streaming, tokens)
             if write is not None:
                 write(export_record(record, values))
             add(record, values)
-            if windows is not None and record.phase == PROFILING:
-                windows.add(record, values)
             n += 1
         self.count += n
         if self._sketches is not None:
             self._drain_to_sketches()
-        if windows is not None:
-            windows.flush()
 
     def _drain_to_sketches(self) -> None:
         from aiperf.statistics.sketch import MetricSketch  # ddsketch: only in sketch mode
 
         assert self._sketches is not None
-        for tag, data in self._totals.drain_values().items():
+        totals = self._totals
+        drained = totals.drain_values()
+        for tag, data in drained.items():
             sketch = self._sketches.get(tag)
             if sketch is None:
                 sketch = self._sketches[tag] = MetricSketch(
                     self._config.sketch_relative_accuracy)
             sketch.add(data)
+        if self._windows is None:
+            return
+        # The batch's values are in its records' order, each metric's of the records that
+        # carried it: the pattern ids say which, so each value gets its record's start.
+        start, end, pattern = totals.drain_timeline()
+        if not start.size:
+            return
+        ok, carries = totals.pattern_table(t for t in WINDOW_METRICS if t in drained)
+        self._windows.add(start, end, ok[pattern], {
+            tag: (start[carried[pattern]], drained[tag]) for tag, carried in carries.items()})
 
     def buffer_bytes(self) -> int:
         """Bytes held in the per-record arrays (what grows with the run)."""

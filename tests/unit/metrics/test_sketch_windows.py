@@ -24,6 +24,7 @@ from aiperf.metrics.aggregate import (
 from aiperf.plugin import PluginType, plugins
 from aiperf.plugin.metadata import EndpointMetadata
 from aiperf.results import ProfileResult
+from aiperf.statistics.sketch import MetricSketch
 from aiperf.windows import windows
 from pytest_aiperf.judge import judge_runs
 from pytest_aiperf.slo import parse_objective
@@ -193,30 +194,34 @@ def test_warmup_records_stay_out_of_the_windows() -> None:
 
 
 def test_old_windows_are_kept_frozen_in_a_few_kilobytes_and_thawed_by_late_records() -> None:
-    windows_ = _SketchWindows(1.0, ALPHA)
     records = soak_records(120.0, 40.0, seed=11)
+    user = UserConfig(streaming=True, sketch=True, sketch_relative_accuracy=ALPHA,
+                      slice_duration="1s")
+    aggregator = RunAggregator(user, META, streaming=True)
+    windows_ = aggregator._windows
+    assert windows_ is not None
+    late = records.pop(100)  # a request of second 2 whose record comes at the end
     for first in range(0, len(records), 40):  # a second of records a batch, in order
-        for record in records[first:first + 40]:
-            values = {"time_to_first_token": record.ttft_ns / MS} if record.ttft_ns > 0 \
-                else {}
-            if record.error is None:
-                values["request_latency"] = (record.end_ns - record.start_ns) / MS
-            windows_.add(record, values)
-        windows_.flush()
+        aggregator.add(records[first:first + 40])
         assert len(windows_._live) <= _SketchWindows.LIVE_WINDOWS
-    frozen = windows_.nbytes()
-    assert 0 < frozen <= 120 * 2 * 4096, frozen  # 2 metrics a window, a few KB each
-    # A record of a window frozen long ago thaws it and joins its sketch.
-    old = records[100]
-    windows_.add(old, {"time_to_first_token": 1.0})
-    windows_.flush()
-    shipped = windows_.finish()
+        assert aggregator.buffer_bytes() <= 64 + 1024 + first // 8  # no timeline kept
+    held = aggregator.window_bytes()
+    # 7 metrics a window, under 2 KB a sketch in its bytes (latencies within two decades).
+    assert 0 < held <= 120 * 7 * 2048, held
+    index = (late.start_ns - T0) // S
+    assert index in windows_._frozen
+    aggregator.add([late])  # thawed and joined
+    shipped = aggregator.finish([(0, len(records) + 1)])["sketch_windows"]
     assert shipped["base_s"] == 1.0 and shipped["offset_s"] == 0.0
     assert len(shipped["windows"]) == 120
-    index = (old.start_ns - T0) // S
     [window] = [w for w in shipped["windows"] if w["index"] == index]
-    assert window["n_ok"] + window["n_err"] == sum(
-        1 for r in records if (r.start_ns or r.credit_ns) // S == old.start_ns // S) + 1
+    same_second = [r for r in [*records, late] if (r.start_ns or r.credit_ns) // S
+                   == late.start_ns // S]
+    assert window["n_ok"] + window["n_err"] == len(same_second)
+    ok = [r for r in same_second if r.error is None]
+    ttft = MetricSketch.from_bytes(window["sketches"]["time_to_first_token"])
+    assert ttft.count == len(ok)
+    assert ttft.mean == pytest.approx(np.mean([r.ttft_ns / MS for r in ok]), rel=1e-9)
 
 
 def test_the_windows_go_through_the_values_file_to_the_host(tmp_path: Path,

@@ -9,7 +9,9 @@ Records are aggregated as their batches arrive (``RunAggregator``): the manager 
 run's compact value arrays, never its records, and appends each record's export line to
 ``records-<run_id>.jsonl`` in the run dir (unless the run keeps no table). Once the values
 file is written the arrays are dropped, before the results go out: the host reads that
-file, and the two processes' copies must not peak together.
+file, and the two processes' copies must not peak together. In sketch mode the values
+file holds each metric's sketch instead, and per time window (``slice_duration``, else
+10 s) the latencies' sketches and counts that windowed objectives are judged on.
 
 ``CancelRunCommand`` ends a run early: dropped (the run timed out: nothing is computed and
 nothing of it is kept, not even its late-record timer), or finished with what arrives for

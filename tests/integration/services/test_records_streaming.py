@@ -20,7 +20,7 @@ from aiperf.metrics.definitions import BY_TAG
 from aiperf.mock_server import MockServerProcess
 from aiperf.plugin import PluginType, plugins
 from aiperf.results import ProfileResult
-from aiperf.services.records_manager import RecordsManager
+from aiperf.services.records_manager import BatchSpool, RecordsManager
 
 
 @pytest.fixture
@@ -96,23 +96,28 @@ def test_sketch_mode_sends_sketches_and_no_per_request_values(
 
 
 class SlowRecordsManager(RecordsManager):
-    """A records manager that takes ``SLOW_BATCH_MS`` per batch (its event loop blocked,
-    as a CPU-bound aggregation would): it falls behind the record processor."""
+    """A records manager that takes ``SLOW_BATCH_MS`` per batch as it arrives (its event
+    loop blocked, as a slow disk or a CPU-bound aggregation would): it falls behind the
+    record processor. Exact mode spools batches during the run (aggregating after it),
+    sketch mode aggregates them live: whichever takes the batch is slowed."""
 
     def _start_aggregating(self, config: UserConfig, run_id: str) -> None:
         super()._start_aggregating(config, run_id)
-        aggregator = self._aggregator
-        assert aggregator is not None
-        add = aggregator.add
+        taker = self._spool if self._spool is not None else self._aggregator
+        assert taker is not None
+        take = taker.append if isinstance(taker, BatchSpool) else taker.add
 
-        def slow(records: Any) -> None:
+        def slow(batch: Any) -> None:
             time.sleep(SLOW_BATCH_MS / 1000)
-            add(records)
+            take(batch)
 
-        aggregator.add = slow  # type: ignore[method-assign]
+        if isinstance(taker, BatchSpool):
+            taker.append = slow  # type: ignore[method-assign]
+        else:
+            taker.add = slow  # type: ignore[method-assign]
 
 
-SLOW_BATCH_MS = 20
+SLOW_BATCH_MS = 50
 
 
 def test_a_records_manager_behind_holds_the_run_back_and_says_how_far(

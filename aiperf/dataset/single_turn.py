@@ -4,11 +4,23 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import msgspec
+
 from aiperf.dataset.base import DatasetLoader, int_field, number_field, read_jsonl, require
 from aiperf.dataset.models import Turn
 from aiperf.errors import ConfigError
 
 _KEYS = {"text", "output_length", "timestamp", "extra"}
+
+
+def _check_extra(extra: dict[str, object], where: str) -> None:
+    """The dataset travels to the services as msgpack, whose integers are 64-bit: a JSON
+    number beyond that is refused here, by line, not by a service's crash."""
+    try:
+        msgspec.msgpack.encode(extra)
+    except OverflowError:
+        raise ConfigError(f"{where}: field 'extra' holds an integer outside the 64-bit "
+                          "range (-2**63 .. 2**64-1)") from None
 
 
 class SingleTurnLoader(DatasetLoader):
@@ -29,6 +41,7 @@ class SingleTurnLoader(DatasetLoader):
             extra = obj.get("extra", {})
             if not isinstance(extra, dict):
                 raise ConfigError(f"{where}: field 'extra' must be an object")
+            _check_extra(extra, where)
             turns.append(Turn(
                 text=text, input_tokens=self.tokenizer.count(text),
                 output_length=output_length, timestamp_ms=timestamp, extra=extra,

@@ -66,6 +66,8 @@ def test_single_turn_reads_text_lengths_timestamps_and_extra(tmp_path: Path) -> 
     ('{"text": 5}', r"data.jsonl:2: field 'text' has the wrong type \(5\)"),
     ('{"text": "\\ud800"}', r"data.jsonl:2: contains an unpaired surrogate"),
     ('{"text": "x", "extra": []}', r"data.jsonl:2: field 'extra' must be an object"),
+    ('{"text": "x", "extra": {"n": -1180591620717411303424}}',
+     r"data.jsonl:2: field 'extra' holds an integer outside the 64-bit range"),
     ('["x"]', r"data.jsonl:2: expected a JSON object per line"),
 ])  # fmt: skip
 def test_single_turn_errors_name_file_and_line(tmp_path: Path, line: str, message: str) -> None:

@@ -83,6 +83,21 @@ def sketched(evidence: Evidence, tag: str) -> Sketched | None:
     return None if method is None else method(tag)
 
 
+def _window_metrics() -> tuple[str, ...]:
+    from aiperf.metrics.aggregate import WINDOW_METRICS
+
+    return tuple(WINDOW_METRICS)
+
+
+def _not_kept_per_window(evidence: Evidence, objective: Objective) -> bool:
+    """A sketch-mode window that had requests but keeps no sketch of this metric: the
+    records manager windows a few latency metrics only, so the sample says nothing (not a
+    FAIL: the metric was measured, just not kept per window)."""
+    return (isinstance(evidence, SketchEvidence) and evidence.n_ok > 0
+            and BY_TAG[objective.base_tag].per_request
+            and objective.base_tag not in _window_metrics())
+
+
 def is_sketched(result: ProfileResult) -> bool:
     # getattr: a hand-built stand-in for a result (a test's) may carry no metrics or sketch
     metrics = getattr(result, "metrics", None) or {}
@@ -266,6 +281,11 @@ def judge(objective: Objective, evidence: Evidence, confidence: float = 0.95,
         else:
             measured = _point(values, stat)
     if measured is None and (interval is None or interval.n == 0):
+        if _not_kept_per_window(evidence, objective):
+            return Verdict(objective, None, "INCONCLUSIVE", count, sent, None, None,
+                           "not kept per window",
+                           f"sketch mode keeps time windows of "
+                           f"{', '.join(_window_metrics())} only", evidence.label)
         return Verdict(objective, None, "FAIL", count, sent, None, None, "not measured",
                        f"{tag} was not measured in this sample", evidence.label)
     if interval is None:  # a point value of the sample, exact for it

@@ -151,6 +151,9 @@ def test_a_windowed_objective_in_sketch_mode_is_decided_per_window() -> None:
     assert verdict("request_latency.p90@20s", "< 2000 ms").status == "PASS"
     # Failed requests count as infinitely slow in each window: 3 % of them, p90 is finite.
     assert verdict("adj_request_latency.p90@10s", "< 2000 ms").status == "PASS"
+    # A metric the windows do not keep was measured all the same: undecided, never a FAIL.
+    unkept = verdict("output_sequence_length.p50@10s", "< 1000 tokens")
+    assert unkept.status == "INCONCLUSIVE" and "keeps time windows of" in unkept.note, unkept
 
 
 def test_an_early_start_that_arrives_after_the_grid_settled_lands_before_it() -> None:

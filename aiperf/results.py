@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import math
-from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +30,9 @@ class MetricResult:
     tag: str
     unit: str
     stats: dict[str, float | None]
-    values: Sequence[float] = field(default=(), repr=False)
+    # Read-only float64 arrays, compared by the statistics they produced (an array has no
+    # single truth value to compare by).
+    values: Sequence[float] = field(default=(), repr=False, compare=False)
     failures: int = 0
     # Which profiling record (an index into ``ProfileResult.timeline``) each value came
     # from, int32; a list-valued metric repeats its record's index once per value.
@@ -294,11 +295,18 @@ class ProfileResult:
                                   if wire_timeline else (None, {}))
         failures = int(data.get("metrics", {}).get("error_request_count", {}).get("avg") or 0)
         sketches: dict[str, Any] = {}  # one decoded sketch per base tag, shared with adj_
+        # 8 bytes a value, read in place from the decoded bytes (no copy), one array per
+        # base tag shared with its adj_ twin: a million-request result holds each metric's
+        # values once (read-only arrays).
+        arrays: dict[str, Any] = {}
         metrics = {}
         for tag, stats in data.get("metrics", {}).items():
             base = tag.removeprefix("adj_")
-            values = array("d")  # 8 bytes a value: results of a whole session stay small
-            values.frombytes(raw_values.get(base, b""))
+            if base not in arrays:
+                import numpy as np
+
+                arrays[base] = np.frombuffer(raw_values.get(base, b""), dtype=np.float64)
+            values = arrays[base]
             sketch = _sketch(base, raw_sketches, sketches)
             stats = dict(stats)
             unit = stats.pop("unit", BY_TAG[base].unit if base in BY_TAG else "")

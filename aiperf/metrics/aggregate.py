@@ -823,29 +823,28 @@ def _iso(wall_ns: int) -> str:
 _ENCODE = msgspec.msgpack.Encoder().encode
 
 
+def _write_length(out: IO[bytes], n: int, fixed: int, sixteen: bytes,
+                  thirty_two: bytes) -> None:
+    """A msgpack container's header: the shortest of its three forms that holds ``n``."""
+    if n < 16:
+        out.write(bytes([fixed | n]))
+    elif n < 1 << 16:
+        out.write(sixteen + n.to_bytes(2, "big"))
+    else:
+        out.write(thirty_two + n.to_bytes(4, "big"))
+
+
 def write_msgpack(out: IO[bytes], obj: Any) -> None:
     """Encode ``obj`` to ``out`` as ``msgspec.msgpack.encode`` would, but write each
     bytes-like leaf (the value arrays' views) straight from its buffer: encoding the whole
     dict first would copy every array once more at the end of the run."""
     if isinstance(obj, Mapping):
-        n = len(obj)
-        if n < 16:
-            out.write(bytes([0x80 | n]))
-        elif n < 1 << 16:
-            out.write(b"\xde" + n.to_bytes(2, "big"))
-        else:
-            out.write(b"\xdf" + n.to_bytes(4, "big"))
+        _write_length(out, len(obj), 0x80, b"\xde", b"\xdf")  # fixmap, map 16, map 32
         for key, value in obj.items():
             out.write(_ENCODE(key))
             write_msgpack(out, value)
     elif isinstance(obj, list):
-        n = len(obj)
-        if n < 16:
-            out.write(bytes([0x90 | n]))
-        elif n < 1 << 16:
-            out.write(b"\xdc" + n.to_bytes(2, "big"))
-        else:
-            out.write(b"\xdd" + n.to_bytes(4, "big"))
+        _write_length(out, len(obj), 0x90, b"\xdc", b"\xdd")  # fixarray, array 16, 32
         for item in obj:
             write_msgpack(out, item)
     elif isinstance(obj, memoryview | bytearray | bytes):

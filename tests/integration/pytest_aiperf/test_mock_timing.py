@@ -9,13 +9,15 @@ import pytest
 
 from tests.harness import descendants, wait_gone
 
-# c=16: the engine's one worker queues 16 lockstep streams on a 2-core box on top of the
-# mock's time (tests/integration/mock_server/test_timing.py holds the mock itself to 1 ms
-# there, and explains).
+# c=1: the client's own path (uvloop, aiohttp, the worker's read) adds about 0.6 ms on this
+# 2-core box (10.55-10.7 ms measured for 10, the same at the session-4 start and end), and
+# up to 1.2 ms on a slower CI machine of the same kind: 1.5 ms. c=16: the engine's one
+# worker queues 16 lockstep streams on top of the mock's time
+# (tests/integration/mock_server/test_timing.py holds the mock itself to 1 ms, and explains).
 TESTS = """
 import pytest
 
-TOLERANCE = {1: 1.0, 16: 5.0}
+TOLERANCE = {1: 1.5, 16: 5.0}
 
 
 def best_of_three(run, ttft_ms, itl_ms, concurrency):

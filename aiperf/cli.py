@@ -20,7 +20,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from aiperf.baselines.compare import RegressionRule
@@ -135,6 +135,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
     from aiperf.exporters.base import export_files
     from aiperf.exporters.console import ConsoleExporter
     from aiperf.mesh import Mesh
+    from aiperf.progress import ProgressLine
 
     try:
         config = UserConfig.build(name_of=lambda k: FLAG_OF.get(k, k), **_profile_values(args))
@@ -185,48 +186,6 @@ def cmd_profile(args: argparse.Namespace) -> int:
               f"--failed-request-threshold {threshold}%", file=sys.stderr)
         return EXIT_THRESHOLD
     return EXIT_OK
-
-
-class ProgressLine:
-    """A bar on a terminal, redrawn as the run goes: share done, requests, errors, time, and
-    the time left (by requests for a count, by the clock for a duration)."""
-
-    WIDTH = 24
-
-    def __init__(self, config: Any, stream: TextIO | None = None) -> None:
-        self.total = (config.resolved_request_count() or 0) + config.warmup_request_count
-        self.duration = config.benchmark_duration
-        self.stream = stream or sys.stderr
-        self.drawn = False
-
-    def render(self, progress: Any) -> str:
-        elapsed = progress.elapsed_s
-        if self.duration:
-            share = min(1.0, elapsed / self.duration)
-            left = max(0.0, self.duration - elapsed)
-        elif self.total:
-            share = min(1.0, progress.records / self.total)
-            left = elapsed * (1 - share) / share if share else float("nan")
-        else:
-            share, left = 0.0, float("nan")
-        filled = round(share * self.WIDTH)
-        bar = "#" * filled + "." * (self.WIDTH - filled)
-        of = f"/{self.total}" if self.total and not self.duration else ""
-        eta = f", ~{left:.0f} s left" if left == left else ""  # NaN: unknown
-        return (f"[{bar}] {share:4.0%}  {progress.records}{of} requests, "
-                f"{progress.errors} errors, {elapsed:.0f} s{eta}")
-
-    def __call__(self, progress: Any) -> None:
-        if progress.elapsed_s < 2.0:  # short runs finish before a bar is worth drawing
-            return
-        # Pad to wipe what a longer previous line left behind.
-        self.stream.write("\r" + self.render(progress).ljust(79))
-        self.stream.flush()
-        self.drawn = True
-
-    def close(self) -> None:
-        if self.drawn:
-            self.stream.write("\n")
 
 
 def cmd_mock_server(args: argparse.Namespace) -> int:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import io
 
-from aiperf.cli import ProgressLine
 from aiperf.common.config import UserConfig
 from aiperf.common.messages import RunProgress
+from aiperf.progress import ProgressLine
 
 
 def tick(records: int, elapsed_s: float, errors: int = 0) -> RunProgress:

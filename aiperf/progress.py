@@ -1,0 +1,49 @@
+"""The one-line progress display of a run on a terminal, drawn from the mesh's
+``RunProgress`` messages (about one a second)."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, TextIO
+
+
+class ProgressLine:
+    """A bar on a terminal, redrawn as the run goes: share done, requests, errors, time, and
+    the time left (by requests for a count, by the clock for a duration)."""
+
+    WIDTH = 24
+
+    def __init__(self, config: Any, stream: TextIO | None = None) -> None:
+        self.total = (config.resolved_request_count() or 0) + config.warmup_request_count
+        self.duration = config.benchmark_duration
+        self.stream = stream or sys.stderr
+        self.drawn = False
+
+    def render(self, progress: Any) -> str:
+        elapsed = progress.elapsed_s
+        if self.duration:
+            share = min(1.0, elapsed / self.duration)
+            left = max(0.0, self.duration - elapsed)
+        elif self.total:
+            share = min(1.0, progress.records / self.total)
+            left = elapsed * (1 - share) / share if share else float("nan")
+        else:
+            share, left = 0.0, float("nan")
+        filled = round(share * self.WIDTH)
+        bar = "#" * filled + "." * (self.WIDTH - filled)
+        of = f"/{self.total}" if self.total and not self.duration else ""
+        eta = f", ~{left:.0f} s left" if left == left else ""  # NaN: unknown
+        return (f"[{bar}] {share:4.0%}  {progress.records}{of} requests, "
+                f"{progress.errors} errors, {elapsed:.0f} s{eta}")
+
+    def __call__(self, progress: Any) -> None:
+        if progress.elapsed_s < 2.0:  # short runs finish before a bar is worth drawing
+            return
+        # Pad to wipe what a longer previous line left behind.
+        self.stream.write("\r" + self.render(progress).ljust(79))
+        self.stream.flush()
+        self.drawn = True
+
+    def close(self) -> None:
+        if self.drawn:
+            self.stream.write("\n")

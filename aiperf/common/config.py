@@ -173,6 +173,10 @@ class UserConfig(BaseModel):
         description="Write the per-request table (profile_export.jsonl), streamed to disk: "
         "default on, off in sketch mode",
     )
+    # --- parity: command line and metrics (fields added below this line) ---
+    # --- parity: endpoints (fields added below this line) ---
+    # --- parity: server metrics (fields added below this line) ---
+    # --- capacity (fields added below this line) ---
 
     @field_validator("benchmark_duration", "benchmark_grace_period", "slice_duration",
                      mode="before")
@@ -193,7 +197,6 @@ class UserConfig(BaseModel):
                 pairs[name] = float(number)
             return pairs
         return value
-
 
     @field_validator("goodput", mode="after")
     @classmethod

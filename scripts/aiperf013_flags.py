@@ -1,0 +1,63 @@
+"""Write the flag list of AIPerf 0.13's ``aiperf profile --help`` as a fixture.
+
+Run once, by hand, against an installed AIPerf 0.13 (it is not a dependency of this
+project); the output is committed as tests/data/aiperf013/profile_help_flags.txt and
+tests/integration/test_cli_aiperf_flags.py checks our parser against it:
+
+    .venv/bin/python scripts/aiperf013_flags.py /tmp/aiperf013/bin/aiperf \\
+        > tests/data/aiperf013/profile_help_flags.txt
+
+One line per option: its names (the primary first, then the aliases) separated by spaces;
+``# <group>`` lines name the help's panels. The help is rendered wide (COLUMNS) so that no
+option's names wrap onto a second line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+
+# A panel title line: "╭─ Endpoint ───╮".
+_PANEL = re.compile(r"^╭─ (.+?) ─+╮\s*$")
+# An option row: "│ --url -u     Base URL ...". The names end at the first run of two spaces.
+_ROW = re.compile(r"^│ (-\S+(?: -\S+)*)(?:\s{2,}|\s*│|\s*$)")
+
+
+def parse_help(text: str) -> list[str]:
+    """The fixture's lines from the rendered help text."""
+    lines: list[str] = []
+    for line in text.splitlines():
+        panel = _PANEL.match(line)
+        if panel:
+            lines.append(f"# {panel.group(1)}")
+            continue
+        row = _ROW.match(line)
+        if row:
+            lines.append(row.group(1))
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("aiperf", help="the AIPerf 0.13 executable")
+    args = parser.parse_args(argv)
+    env = {**os.environ, "COLUMNS": "400", "NO_COLOR": "1", "TERM": "dumb"}
+    done = subprocess.run([args.aiperf, "profile", "--help"], capture_output=True,
+                          text=True, env=env, timeout=300, check=True)
+    version = subprocess.run([args.aiperf, "--version"], capture_output=True, text=True,
+                             env=env, timeout=300).stdout.strip()
+    lines = parse_help(done.stdout)
+    if not any(not line.startswith("#") for line in lines):
+        print("aiperf013_flags: no option rows found in the help text", file=sys.stderr)
+        return 1
+    print(f"# aiperf profile --help of AIPerf {version or '0.13'} "
+          f"(scripts/aiperf013_flags.py); one option a line, primary name first")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -176,6 +176,37 @@ class UserConfig(BaseModel):
     # --- parity: command line and metrics (fields added below this line) ---
     # --- parity: endpoints (fields added below this line) ---
     # --- parity: server metrics (fields added below this line) ---
+    server_metrics: list[str] | None = Field(
+        default=None,
+        description="Prometheus /metrics URLs to scrape before, during and after the run "
+        "(AIPerf --server-metrics): None off; [] or True the endpoint's base URL + /metrics",
+    )
+    server_metrics_interval: float = Field(
+        default=1.0, gt=0, allow_inf_nan=False,
+        description="Seconds between two scrapes during the run: 1, '500ms'",
+    )
+
+    @field_validator("server_metrics", mode="before")
+    @classmethod
+    def _server_metrics_urls(cls, value: Any) -> Any:
+        """True -> [], False -> None, one URL -> [URL]; each URL as AIPerf normalises it
+        (http:// when it has no scheme, /metrics appended when its path lacks it)."""
+        if value is None or value is False:
+            return None
+        if value is True:
+            return []
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list | tuple):
+            return value  # the field's own check refuses it by name
+        from aiperf.server_metrics.urls import normalize_metrics_url
+
+        return [normalize_metrics_url(url) if isinstance(url, str) else url for url in value]
+
+    @field_validator("server_metrics_interval", mode="before")
+    @classmethod
+    def _server_metrics_interval(cls, value: Any) -> Any:
+        return parse_duration(value)
     # --- capacity (fields added below this line) ---
 
     @field_validator("benchmark_duration", "benchmark_grace_period", "slice_duration",

@@ -174,6 +174,43 @@ class UserConfig(BaseModel):
         "default on, off in sketch mode",
     )
     # --- parity: command line and metrics (fields added below this line) ---
+    custom_endpoint: str | None = Field(
+        default=None,
+        description="AIPerf --custom-endpoint / --endpoint: the request path used instead of "
+        "the endpoint plugin's own (/v1/custom); the base URL stays in url",
+    )
+    wait_for_model_timeout: float = Field(
+        default=0.0, ge=0, allow_inf_nan=False,
+        description="Seconds to wait, before the run, for the endpoint to answer (GET "
+        "/v1/models, then a one-token request): 0 skips the wait, as in AIPerf",
+    )
+
+    @field_validator("url", mode="after")
+    @classmethod
+    def _url_scheme(cls, value: str) -> str:
+        """``localhost:8000`` is ``http://localhost:8000``, as AIPerf reads it."""
+        value = value.strip()
+        if value and "://" not in value:
+            return "http://" + value
+        return value
+
+    @field_validator("custom_endpoint", mode="after")
+    @classmethod
+    def _custom_endpoint_path(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = value.strip()
+        if "://" in value:
+            raise ValueError("is a request path such as /v1/custom, not a URL (the base URL "
+                             "goes in url)")
+        if not value.strip("/"):
+            raise ValueError("is empty; give a path such as /v1/custom")
+        return "/" + value.lstrip("/")
+
+    @field_validator("wait_for_model_timeout", mode="before")
+    @classmethod
+    def _wait_for_model_duration(cls, value: Any) -> Any:
+        return parse_duration(value)
     # --- parity: endpoints (fields added below this line) ---
     # --- parity: server metrics (fields added below this line) ---
     server_metrics: list[str] | None = Field(

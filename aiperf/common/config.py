@@ -212,6 +212,26 @@ class UserConfig(BaseModel):
     def _wait_for_model_duration(cls, value: Any) -> Any:
         return parse_duration(value)
     # --- parity: endpoints (fields added below this line) ---
+    # Rankings endpoints: each request is one query and passages; AIPerf 0.13's defaults.
+    rankings_passages_mean: int = Field(
+        default=1, ge=1, description="Mean number of passages per rankings request")
+    rankings_passages_stddev: int = Field(default=0, ge=0)
+    rankings_passages_prompt_token_mean: int = Field(
+        default=550, ge=1, description="Mean tokens of each rankings passage")
+    rankings_passages_prompt_token_stddev: int = Field(default=0, ge=0)
+    rankings_query_prompt_token_mean: int = Field(
+        default=550, ge=1, description="Mean tokens of each rankings query")
+    rankings_query_prompt_token_stddev: int = Field(default=0, ge=0)
+    # The template endpoint: any JSON API without writing a plugin.
+    payload_template: str | None = Field(
+        default=None, description="template endpoint: a Jinja template of the request "
+        "body (inline, or the path of a file holding it)")
+    response_field: str | None = Field(
+        default=None, description="template endpoint: JMESPath or dotted path (choices.0.text) "
+        "of the answer text in a response body or a streamed event")
+    usage_field: str | None = Field(
+        default=None, description="template endpoint: path of the usage object "
+        "(prompt_tokens/completion_tokens or input_tokens/output_tokens); none: no usage")
     # --- parity: server metrics (fields added below this line) ---
     server_metrics: list[str] | None = Field(
         default=None,

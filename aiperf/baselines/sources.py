@@ -494,3 +494,123 @@ def _summary_number(summary: dict[str, dict[str, Any]], tag: str) -> float | Non
 
 def _text(value: Any) -> str | None:
     return value if isinstance(value, str) else None
+
+
+# -- per-request rows (the report's timeline)
+
+
+class _RowMeta(msgspec.Struct):
+    benchmark_phase: str = PROFILING
+    credit_id: int | None = None
+    x_request_id: str | None = None
+    request_start_ns: int | None = None
+    request_end_ns: int | None = None
+    credit_issued_ns: int | None = None
+
+
+class _RowError(msgspec.Struct):
+    code: Any = None
+    type: Any = None
+    message: Any = None
+
+
+@dataclass(eq=False, repr=False)
+class RequestRows:
+    """Every profiling request of an artifact directory, one row each, in file order:
+    what a timeline plots. Times are seconds from the earliest start (the origin
+    ``LoadedRun.end_times`` uses); ``end_s`` is NaN where a record has no end. ``values``
+    holds the asked metrics in their display units, NaN where a record lacks one (a failed
+    request has no latency). ``errors`` is ``(type, message)`` or None per row."""
+
+    ids: list[str]
+    start_s: np.ndarray
+    end_s: np.ndarray
+    errors: list[tuple[str, str] | None]
+    values: dict[str, np.ndarray]
+    origin_ns: int | None = None
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def ok(self) -> np.ndarray:
+        return np.fromiter((e is None for e in self.errors), dtype=bool, count=len(self.errors))
+
+
+def load_requests(directory: Path | str, tags: Iterable[str]) -> RequestRows:
+    """The profiling requests of the artifact directory ``directory`` (ours or NVIDIA
+    AIPerf's), with ``tags``' per-request values. A request's id is AIPerf's
+    ``x_request_id`` when it wrote one, else our ``credit_id``, else its line number.
+    ``SourceError`` names the file when it is missing or not per-request records."""
+    path = Path(directory)
+    path = path if path.name == RECORDS_FILE else path / RECORDS_FILE
+    if not path.is_file():
+        raise SourceError(f"{path}: no such file (the per-request records)")
+    wanted = sorted(set(tags))
+    fields = [(tag, _Value | None, None) for tag in wanted]
+    metrics_type: Any = msgspec.defstruct("_RowMetrics", fields)  # type: ignore[arg-type]
+    decode = msgspec.json.Decoder(msgspec.defstruct("_Row", [
+        ("metadata", _RowMeta, msgspec.field(default_factory=_RowMeta)),
+        ("metrics", metrics_type | None, None),
+        ("error", _RowError | None, None),
+    ])).decode
+    ids: list[str] = []
+    starts: list[float] = []
+    ends: list[float] = []
+    errors: list[tuple[str, str] | None] = []
+    columns: dict[str, list[float]] = {tag: [] for tag in wanted}
+    factors: dict[tuple[str, str], float | None] = {}
+    nan = math.nan
+    try:
+        handle = path.open("rb")
+    except OSError as exc:
+        raise SourceError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+    with handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                record = decode(line)
+            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                raise SourceError(f"{path}:{number}: not a per-request record ({exc})") \
+                    from None
+            meta = record.metadata
+            if meta.benchmark_phase != PROFILING:
+                continue
+            ids.append(meta.x_request_id or (str(meta.credit_id) if meta.credit_id is not None
+                                             else f"line {number}"))
+            start = meta.request_start_ns or meta.credit_issued_ns
+            starts.append(float(start) if start else nan)
+            ends.append(float(meta.request_end_ns) if meta.request_end_ns else nan)
+            error = record.error
+            errors.append(None if error is None else _error_text(error))
+            metrics = record.metrics
+            for tag in wanted:
+                item = getattr(metrics, tag) if metrics is not None else None
+                value = item.value if item is not None else None
+                if type(value) not in (int, float):
+                    columns[tag].append(nan)
+                    continue
+                key = (tag, item.unit)
+                if key not in factors:
+                    spec = BY_TAG.get(tag)
+                    factors[key] = _unit_factor(item.unit, spec.unit if spec else None)
+                factor = factors[key]
+                columns[tag].append(nan if factor is None else value * factor)
+    start_ns = np.asarray(starts, dtype=np.float64)
+    end_ns = np.asarray(ends, dtype=np.float64)
+    finite = start_ns[np.isfinite(start_ns)]
+    origin = float(finite.min()) if len(finite) else 0.0
+    return RequestRows(ids=ids, start_s=(start_ns - origin) / 1e9, end_s=(end_ns - origin) / 1e9,
+                       errors=errors,
+                       values={tag: np.asarray(col, dtype=np.float64)
+                               for tag, col in columns.items()},
+                       origin_ns=int(origin) if len(finite) else None)
+
+
+def _error_text(error: _RowError) -> tuple[str, str]:
+    """(kind, message) of a record's error: the kind is its code and type ("500 Internal
+    Server Error"), what the report colours by; the message is cut to 200 characters."""
+    parts = [str(p) for p in (error.code, error.type) if p not in (None, "")]
+    message = error.message if isinstance(error.message, str) else ""
+    return (" ".join(parts) or "error", message[:200])

@@ -357,7 +357,9 @@ class AIPerfSession:
                        "run was stopped")
             with exclusive_run(self._lock, backstop(deadline), item.nodeid), \
                     alarm(backstop(deadline), message):
-                result = self.mesh().run(config)
+                from pytest_aiperf.progress import live_progress
+
+                result = self.mesh().run(config, progress=live_progress(item, config))
             if chunk == 1:
                 record.result = result
             record.sent += result.request_count + result.error_count

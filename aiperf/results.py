@@ -22,6 +22,8 @@ from aiperf.metrics.definitions import BY_TAG, STAT_NAMES, parse_percentile
 if TYPE_CHECKING:
     import numpy as np
 
+    from aiperf.server_metrics import ServerMetrics  # server metrics: ProfileResult.server
+
 
 @dataclass(frozen=True)
 class MetricResult:
@@ -245,6 +247,9 @@ class ProfileResult:
     config: UserConfig | None = None
     artifacts: dict[str, Path] = field(default_factory=dict)
     slo: list[Any] = field(default_factory=list)
+    # The servers' Prometheus metrics over the run (server_metrics=...): gauges' min/avg/max,
+    # counters' and histograms' deltas; None when not asked for. aiperf/server_metrics.
+    server: ServerMetrics | None = field(default=None, compare=False)
     _timeline: Timeline | None = field(default=None, repr=False)
     _slices: list[dict[str, Any]] | None = field(default=None, repr=False, compare=False)
     # Each worker's LoadProbe report (event-loop lag, CPU), by worker id: validity's input.

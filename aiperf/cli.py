@@ -34,41 +34,55 @@ API_KEY_ENV = ("AIPERF_API_KEY", "OPENAI_API_KEY")
 
 # (flags, UserConfig key, argparse options). The flag names are AIPerf's.
 PROFILE_FLAGS: list[tuple[tuple[str, ...], str, dict[str, Any]]] = [
-    (("--url", "-u"), "url", {"help": "base URL of the OpenAI-compatible server"}),
-    (("--model", "-m"), "model", {"help": "model name sent in each request"}),
+    (("--url", "-u"), "url", {"action": "append", "help": "base URL of the OpenAI-compatible "
+                              "server (http:// when it has no scheme)"}),
+    (("--model-names", "--model", "-m"), "model", {"help": "model name sent in each request"}),
+    (("--custom-endpoint", "--endpoint"), "custom_endpoint", {
+        "help": "request path used instead of the endpoint type's own (/v1/custom)"}),
     (("--endpoint-type",), "endpoint_type", {"help": "endpoint plugin: chat, completions, "
                                                      "embeddings, ..."}),
+    (("--wait-for-model-timeout",), "wait_for_model_timeout", {
+        "help": "before the run, wait up to this long for the model to answer (GET "
+                "/v1/models, then a one-token request); 0 (default) skips the wait"}),
     (("--streaming",), "streaming", {"action": "store_true", "default": None,
                                      "help": "request streamed responses (SSE)"}),
     (("--concurrency",), "concurrency", {"type": int, "help": "requests in flight (closed "
                                          "loop); with --request-rate, a cap"}),
     (("--request-rate",), "request_rate", {"type": float, "help": "requests per second "
                                            "(open loop)"}),
-    (("--arrival-pattern",), "arrival_pattern", {"help": "constant, poisson (default), gamma"}),
-    (("--arrival-smoothness",), "arrival_smoothness", {"type": float,
-                                                       "help": "gamma shape (1 = poisson)"}),
-    (("--request-count",), "request_count", {"type": int, "help": "profiling requests"}),
+    (("--arrival-pattern", "--request-rate-mode"), "arrival_pattern", {
+        "help": "constant, poisson (default), gamma"}),
+    (("--arrival-smoothness", "--vllm-burstiness"), "arrival_smoothness", {
+        "type": float, "help": "gamma shape (1 = poisson)"}),
+    (("--request-count", "--num-requests"), "request_count", {"type": int,
+                                                              "help": "profiling requests"}),
     (("--benchmark-duration",), "benchmark_duration", {
         "help": "load for this long instead of a request count: 30, 30s, 500ms, 2m"}),
     (("--benchmark-grace-period",), "benchmark_grace_period", {
         "help": "time in-flight requests may finish after the duration (default 30s)"}),
-    (("--warmup-request-count",), "warmup_request_count", {"type": int,
-        "help": "requests sent first and excluded from every result"}),
-    (("--isl",), "isl", {"type": int, "help": "mean input tokens (synthetic prompts)"}),
-    (("--isl-stddev",), "isl_stddev", {"type": float, "help": "stddev of input tokens"}),
-    (("--osl",), "osl", {"type": int, "help": "mean output tokens requested"}),
-    (("--osl-stddev",), "osl_stddev", {"type": float, "help": "stddev of output tokens"}),
+    (("--warmup-request-count", "--num-warmup-requests"), "warmup_request_count", {
+        "type": int, "help": "requests sent first and excluded from every result"}),
+    (("--prompt-input-tokens-mean", "--synthetic-input-tokens-mean", "--isl"), "isl", {
+        "type": int, "help": "mean input tokens (synthetic prompts)"}),
+    (("--prompt-input-tokens-stddev", "--synthetic-input-tokens-stddev", "--isl-stddev"),
+     "isl_stddev", {"type": float, "help": "stddev of input tokens"}),
+    (("--prompt-output-tokens-mean", "--output-tokens-mean", "--osl"), "osl", {
+        "type": int, "help": "mean output tokens requested"}),
+    (("--prompt-output-tokens-stddev", "--output-tokens-stddev", "--osl-stddev"),
+     "osl_stddev", {"type": float, "help": "stddev of output tokens"}),
     (("--input-file",), "input_file", {"help": "JSONL dataset (single_turn or trace)"}),
     (("--custom-dataset-type",), "custom_dataset_type", {"help": "single_turn, mooncake_trace"}),
     (("--fixed-schedule",), "fixed_schedule", {"action": "store_true", "default": None,
         "help": "replay the input file's timestamps"}),
-    (("--extra-inputs",), "extra_inputs", {"action": "append", "metavar": "KEY:VALUE",
-        "help": "merged into every request body (repeatable; or one JSON object)"}),
+    (("--extra-inputs",), "extra_inputs", {"action": "extend", "nargs": "+",
+        "metavar": "KEY:VALUE", "help": "merged into every request body (repeatable, several "
+                                        "per flag; or a JSON object)"}),
     (("--header", "-H"), "headers", {"action": "append", "metavar": "NAME:VALUE",
                                      "help": "extra HTTP header (repeatable)"}),
     (("--api-key",), "api_key", {"help": "sent as a Bearer token; never printed (default: "
                                          "$AIPERF_API_KEY, then $OPENAI_API_KEY)"}),
-    (("--goodput",), "goodput", {"help": "e.g. 'time_to_first_token:200 request_latency:1000'"}),
+    (("--goodput",), "goodput", {"nargs": "+", "metavar": "TAG:VALUE",
+                                 "help": "e.g. time_to_first_token:200 request_latency:1000"}),
     (("--request-timeout-seconds",), "request_timeout_seconds", {"type": float,
         "help": "a request still unanswered after this is an error (default 600)"}),
     (("--request-first-byte-timeout-seconds",), "request_first_byte_timeout_seconds", {
@@ -91,8 +105,33 @@ PROFILE_FLAGS: list[tuple[tuple[str, ...], str, dict[str, Any]]] = [
     (("--random-seed",), "random_seed", {"type": int,
                                          "help": "seed of prompts and arrivals (default 0)"}),
     (("--tokenizer",), "tokenizer", {"help": "path to a local tokenizer.json"}),
+    (("--server-metrics",), "server_metrics", {"nargs": "*", "metavar": "URL",
+        "help": "scrape Prometheus /metrics before, during and after the run: the "
+                "endpoint's base URL + /metrics without a URL, else these URLs"}),
+    (("--no-server-metrics",), "server_metrics", {"action": "store_const", "const": False,
+                                                  "help": "no server metrics (the default)"}),
+    (("--server-metrics-interval",), "server_metrics_interval", {
+        "help": "seconds between two scrapes during the run (default 1)"}),
+    *((("--" + key.replace("_", "-"),), key, {"help": f"rankings endpoints: {what}"})
+      for key, what in (
+          ("rankings_passages_mean", "mean passages per request"),
+          ("rankings_passages_stddev", "stddev of passages per request"),
+          ("rankings_passages_prompt_token_mean", "mean tokens of a passage"),
+          ("rankings_passages_prompt_token_stddev", "stddev of a passage's tokens"),
+          ("rankings_query_prompt_token_mean", "mean tokens of the query"),
+          ("rankings_query_prompt_token_stddev", "stddev of the query's tokens"))),
 ]
-FLAG_OF = {key: flags[0] for flags, key, _ in PROFILE_FLAGS}
+FLAG_OF: dict[str, str] = {}
+for _flags, _key, _ in PROFILE_FLAGS:
+    FLAG_OF.setdefault(_key, _flags[0])  # --server-metrics, not --no-server-metrics
+
+
+def _profile_flags() -> list[tuple[tuple[str, ...], str, dict[str, Any]]]:
+    """The flags whose config key exists: a flag for a key another change adds to
+    UserConfig appears with it (until then AIPerf's flag is "not supported yet")."""
+    from aiperf.common.config import UserConfig
+
+    return [flag for flag in PROFILE_FLAGS if flag[1] in UserConfig.model_fields]
 
 
 def _pairs(items: list[str] | None, flag: str) -> dict[str, Any]:
@@ -113,10 +152,24 @@ def _pairs(items: list[str] | None, flag: str) -> dict[str, Any]:
 
 def _profile_values(args: argparse.Namespace) -> dict[str, Any]:
     values = {}
-    for _, key, _ in PROFILE_FLAGS:
+    for _, key, _ in _profile_flags():
         value = getattr(args, key)
         if value is not None:
             values[key] = value
+    urls = values.pop("url", None)
+    if urls:
+        if len(urls) > 1:
+            raise SystemExit(f"aiperf: error: several --url ({len(urls)}) is not supported "
+                             f"yet: give one")
+        values["url"] = urls[0]
+    model = values.get("model")
+    if model is not None and "," in model:
+        raise SystemExit("aiperf: error: several models in --model-names is not supported "
+                         "yet: give one")
+    if "goodput" in values:
+        values["goodput"] = " ".join(values["goodput"])
+    if values.get("server_metrics") is False:
+        values["server_metrics"] = None
     if "extra_inputs" in values:
         values["extra_inputs"] = _pairs(values["extra_inputs"], "--extra-inputs")
     if "headers" in values:
@@ -143,10 +196,23 @@ def cmd_profile(args: argparse.Namespace) -> int:
         print(f"aiperf: invalid configuration: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     overrides = _mesh_overrides(args)
-    progress = ProgressLine(config) if sys.stderr.isatty() else None
+    if config.wait_for_model_timeout > 0:
+        from aiperf.readiness import ModelNotReady, wait_for_model
+
+        try:
+            ready = wait_for_model(config)
+        except ModelNotReady as exc:
+            print(f"aiperf: {exc}", file=sys.stderr)
+            return EXIT_MESH
+        if ready is not None and ready.attempts > 1:
+            print(f"model ready after {ready.waited_s:.1f} s ({ready.attempts} attempts)",
+                  file=sys.stderr)
+    show_progress = sys.stderr.isatty() and args.ui_type != "none"
+    progress = ProgressLine(config) if show_progress else None
+    log_level = "DEBUG" if args.log_level == "TRACE" else args.log_level
     interrupted = False
     try:
-        with Mesh(log_level=args.log_level, capture_logs=False, **overrides) as mesh:
+        with Mesh(log_level=log_level, capture_logs=False, **overrides) as mesh:
             try:
                 result = mesh.run(config, progress=progress, partial_on_interrupt=True)
             except RunInterrupted as stop:
@@ -248,6 +314,8 @@ def _mesh_overrides(args: argparse.Namespace) -> dict[str, Any]:
     overrides: dict[str, Any] = {}
     if args.workers_max:
         overrides["workers"] = args.workers_max
+    if getattr(args, "record_processors", None):
+        overrides["record_processors"] = args.record_processors
     if args.ray_address:
         overrides.update(backend="ray", ray_address=args.ray_address)
         if args.workers_per_node:
@@ -610,7 +678,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     profile = sub.add_parser(
-        "profile", help="run one load profile and print its metrics",
+        # No abbreviations: AIPerf's --endpoint (a path) must never be taken for
+        # --endpoint-type, nor its --stream (telemetry) for --streaming.
+        "profile", help="run one load profile and print its metrics", allow_abbrev=False,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="example:\n  aiperf mock-server --port 8000 &\n"
                "  aiperf profile -u http://127.0.0.1:8000 -m my-model --streaming "
@@ -620,15 +690,27 @@ def build_parser() -> argparse.ArgumentParser:
                "unaccounted for, 130 interrupted (Ctrl-C; partial\n  results "
                "are written)\n\nthe API key defaults to $AIPERF_API_KEY, then "
                "$OPENAI_API_KEY")
-    for flags, key, options in PROFILE_FLAGS:
+    for flags, key, options in _profile_flags():
         profile.add_argument(*flags, dest=key, **options)
-    profile.add_argument("--output-artifact-dir", default="artifacts",
+    profile.add_argument("--output-artifact-dir", "--artifact-dir", default="artifacts",
                          help="where the JSON, CSV and JSONL exports go (default: artifacts)")
-    profile.add_argument("--workers-max", type=int,
+    profile.add_argument("--workers-max", "--max-workers", type=int,
                          help="worker processes (default: half the cores, at least 1)")
+    profile.add_argument("--record-processor-service-count", "--record-processors",
+                         dest="record_processors", type=int,
+                         help="record processor processes (default 1)")
     _add_mesh_arguments(profile)
-    profile.add_argument("--log-level", default="WARNING",
-                         help="log level of the mesh's services (default WARNING)")
+    profile.add_argument("--log-level", default="WARNING", type=str.upper,
+                         help="log level of the mesh's services (default WARNING; TRACE "
+                              "is DEBUG)")
+    profile.add_argument("--verbose", "-v", dest="log_level", action="store_const",
+                         const="DEBUG", help="--log-level DEBUG")
+    profile.add_argument("--extra-verbose", "-vv", dest="log_level", action="store_const",
+                         const="DEBUG", help="--log-level DEBUG (there is no TRACE level)")
+    profile.add_argument("--ui-type", "--ui", choices=["dashboard", "simple", "none"],
+                         help="progress on a terminal: dashboard and simple draw one "
+                              "progress line, none draws nothing (default: simple on a "
+                              "terminal, else none)")
     profile.set_defaults(func=cmd_profile)
 
     mock = sub.add_parser("mock-server", help="serve a mock OpenAI-compatible API")
@@ -706,8 +788,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _unsupported(parser: argparse.ArgumentParser, args: argparse.Namespace,
+                 extra: list[str]) -> int | None:
+    """Exit 2 for arguments the parser did not take: "not supported yet" (with why) for
+    AIPerf 0.13 options of ``aiperf profile``, argparse's own error for anything else."""
+    if not extra:
+        return None
+    if args.command == "profile":
+        from aiperf import aiperf013_options
+
+        known = aiperf013_options.names()
+        for item in extra:
+            name = item.split("=", 1)[0]
+            if name in known:
+                print(f"aiperf profile: {name} (an AIPerf 0.13 option) is not supported "
+                      f"yet: {aiperf013_options.reason(name)}; see docs/cli.md",
+                      file=sys.stderr)
+                return EXIT_CONFIG
+    parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    return EXIT_CONFIG  # parser.error exits; for type checkers
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    refused = _unsupported(parser, args, extra)
+    if refused is not None:
+        return refused
     try:
         return int(args.func(args))
     except KeyboardInterrupt:

@@ -173,7 +173,9 @@ class Worker(BaseComponentService):
         self._endpoint = make_endpoint(config)
         self._turns = dataset_of(command.dataset_path, command.dataset_inline)
         self._bodies = [None] * len(self._turns)
-        self._url = self._endpoint.url
+        # AIPerf's --custom-endpoint: the user's path replaces the plugin's own.
+        self._url = (config.url.rstrip("/") + config.custom_endpoint
+                     if config.custom_endpoint else self._endpoint.url)
         self._streaming = self._endpoint.streaming
         headers = self._endpoint.headers()
         # A new run with the same target, timeout and headers keeps the session, its warm

@@ -1,0 +1,163 @@
+"""``--wait-for-model-timeout``: a real server on 127.0.0.1 that loads for a while, one that
+never finishes loading, and one nobody listens on; plus ``--custom-endpoint`` and a URL
+without a scheme through ``aiperf profile``."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+from aiperf.common.config import UserConfig
+from aiperf.common.net import free_tcp_ports
+from aiperf.readiness import ModelNotReady, wait_for_model
+
+SECRET = "sk-readiness-secret-4711"
+ANSWER = json.dumps({
+    "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}}],
+    "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4},
+}).encode()
+
+
+class LoadingServer:
+    """Answers 503 ("loading", echoing the request's Authorization header, as a careless
+    server might) until ``ready_after_s`` has passed since it started, then serves
+    /v1/models and one-token chat completions on any POST path. Records every request."""
+
+    def __init__(self, ready_after_s: float) -> None:
+        self.ready_at = time.monotonic() + ready_after_s
+        self.seen: list[tuple[str, str, dict[str, Any]]] = []
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def _reply(self, status: int, body: bytes) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def _handle(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length) if length else b""
+                body = json.loads(raw) if raw else {}
+                owner.seen.append((self.command, self.path, body))
+                if time.monotonic() < owner.ready_at:
+                    echo = self.headers.get("Authorization", "")
+                    self._reply(503, json.dumps(
+                        {"error": {"message": f"loading weights; you sent {echo}"}}).encode())
+                elif self.command == "GET" and self.path == "/v1/models":
+                    self._reply(200, b'{"object": "list", "data": [{"id": "m"}]}')
+                elif self.command == "POST":
+                    self._reply(200, ANSWER)
+                else:
+                    self._reply(404, b'{"error": "no route"}')
+
+            do_GET = do_POST = _handle
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self) -> LoadingServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join(timeout=5)
+
+
+@pytest.fixture
+def loads_for_a_second() -> Iterator[LoadingServer]:
+    with LoadingServer(ready_after_s=1.0) as server:
+        yield server
+
+
+def test_the_wait_returns_once_the_model_answers(loads_for_a_second: LoadingServer) -> None:
+    server = loads_for_a_second
+    config = UserConfig(url=server.url, model="m", api_key=SECRET,
+                        wait_for_model_timeout=20, custom_endpoint="/serve/chat")
+    ready = wait_for_model(config, interval_s=0.1)
+    assert ready is not None
+    assert ready.attempts >= 2  # it did wait: the first attempts met 503
+    assert ready.waited_s >= 0.9
+    assert (ready.models_status, ready.inference_status) == (200, 200)
+    # The probe is a real one-token request, to the run's own (custom) path.
+    posts = [(path, body) for method, path, body in server.seen if method == "POST"]
+    assert posts[-1][0] == "/serve/chat"
+    assert posts[-1][1]["max_completion_tokens"] == 1
+    assert posts[-1][1]["stream"] is False
+
+
+def test_a_model_that_never_loads_fails_at_the_deadline_naming_the_url() -> None:
+    with LoadingServer(ready_after_s=3600) as server:
+        config = UserConfig(url=server.url, model="m", api_key=SECRET)
+        started = time.monotonic()
+        with pytest.raises(ModelNotReady) as caught:
+            wait_for_model(config, timeout_s=1.0, interval_s=0.1)
+        elapsed = time.monotonic() - started
+    message = str(caught.value)
+    assert server.url in message
+    assert "HTTP 503" in message and "loading weights" in message
+    assert SECRET not in message  # the server echoed it; the error must not
+    assert "1 s" in message
+    assert 0.9 <= elapsed < 10  # the deadline holds (generous bound for a loaded box)
+
+
+def test_nobody_listening_fails_at_the_deadline() -> None:
+    port = free_tcp_ports("127.0.0.1", 1)[0]
+    config = UserConfig(url=f"127.0.0.1:{port}", model="m")
+    with pytest.raises(ModelNotReady) as caught:
+        wait_for_model(config, timeout_s=0.5, interval_s=0.1)
+    assert f"http://127.0.0.1:{port}/v1/models" in str(caught.value)
+
+
+def test_zero_timeout_skips_the_wait() -> None:
+    assert wait_for_model(UserConfig(url="http://127.0.0.1:9")) is None
+
+
+def _aiperf(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "aiperf", *args], capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_profile_waits_then_sends_to_the_custom_endpoint_without_a_scheme(
+    loads_for_a_second: LoadingServer, tmp_path: Any
+) -> None:
+    server = loads_for_a_second
+    host_port = server.url.removeprefix("http://")
+    proc = _aiperf("profile", "--url", host_port, "--model-names", "m",
+                   "--endpoint", "/serve/chat", "--wait-for-model-timeout", "20",
+                   "--num-requests", "5", "--output-tokens-mean", "1",
+                   "--artifact-dir", str(tmp_path), "--ui", "none")
+    assert proc.returncode == 0, proc.stderr
+    posts = [path for method, path, _ in server.seen if method == "POST"]
+    # The probes and all five profiled requests went to the custom path.
+    assert posts and set(posts) == {"/serve/chat"}
+    assert len(posts) >= 6
+    assert "5 of 5 requests succeeded" in proc.stdout
+
+
+def test_profile_exits_1_when_the_model_never_answers(tmp_path: Any) -> None:
+    with LoadingServer(ready_after_s=3600) as server:
+        proc = _aiperf("profile", "-u", server.url, "--api-key", SECRET,
+                       "--wait-for-model-timeout", "1", "--request-count", "2",
+                       "--artifact-dir", str(tmp_path))
+    assert proc.returncode == 1
+    assert "did not answer within --wait-for-model-timeout 1 s" in proc.stderr
+    assert SECRET not in proc.stdout + proc.stderr
+    assert not any(method == "POST" and path == "/v1/chat/completions" and body.get(
+        "max_completion_tokens") != 1 for method, path, body in server.seen)

@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from aiperf.common.messages import Message, RunProgress
     from aiperf.controller.log_relay import LogRelay
     from aiperf.results import ProfileResult
+    from aiperf.server_metrics import ServerMetrics, ServerMetricsCollector
 
 # The wire (zmq, the message models) and the results are imported only once the
 # controller is launched: those imports then overlap the controller's own boot instead of
@@ -61,6 +62,40 @@ def _sweep_stale_run_dirs(parent: Path) -> None:
             shutil.rmtree(run_dir, ignore_errors=True)
         except (OSError, ValueError):
             continue
+
+
+def _server_metrics_collector(config: UserConfig) -> ServerMetricsCollector | None:
+    """Started (its baseline scrape taken) when the profile asks for server metrics."""
+    if config.server_metrics is None:
+        return None
+    from aiperf.server_metrics import ServerMetricsCollector, default_metrics_url
+
+    urls = config.server_metrics or [default_metrics_url(config.url)]
+    return ServerMetricsCollector(urls, config.server_metrics_interval).start()
+
+
+def _server_summary(collector: ServerMetricsCollector, result: ProfileResult) -> ServerMetrics:
+    """The collector's statistics over the profiling window: from the first profiling
+    request's start to the last one's end (wall clock, as the scrapes are stamped)."""
+    import datetime as dt
+
+    def wall_ns(text: str | None) -> int | None:
+        if not text:
+            return None
+        try:
+            stamp = dt.datetime.fromisoformat(text)
+        except ValueError:
+            return None
+        return round(stamp.timestamp() * 1e6) * 1000
+
+    summary = collector.summary(wall_ns(result.start_time), wall_ns(result.end_time))
+    for warning in summary.warnings:
+        result.warnings.append(f"server metrics: {warning}")
+    failed = [f"{url}: {info.errors[0]}" for url, info in summary.endpoints.items()
+              if not info.successful and info.errors]
+    if failed:
+        result.warnings.append("server metrics: no scrape succeeded at " + "; ".join(failed))
+    return summary
 
 
 class Mesh:
@@ -201,6 +236,9 @@ class Mesh:
         # The controller keeps the run's deadlines and sends a heartbeat while it serves
         # the run: here, only its silence is a timeout.
         silence = self.service_config.command_timeout
+        # Server metrics are scraped here, on the host, by threads that sleep between
+        # scrapes: the mesh's processes never see them (benchmarks/server_metrics_cost.py).
+        scraper = _server_metrics_collector(config)
         try:
             try:
                 self._send_run_request(run_id, config)
@@ -217,6 +255,8 @@ class Mesh:
                 reply = self._receive(RunProfileReply, silence, f"cancelling run {run_id}",
                                       progress, alive=True)
         except BaseException as exc:
+            if scraper is not None:
+                scraper.stop()
             if not sent:
                 raise
             if not isinstance(exc, MeshError) or isinstance(exc, MeshTimeoutError):
@@ -226,6 +266,8 @@ class Mesh:
                                        f"{type(exc).__name__}")
                 self.shutdown()
             raise
+        if scraper is not None:
+            scraper.stop()
         if reply.error is not None:
             error = reply.error.to_exception()
             if reply.mesh_failed:
@@ -233,6 +275,8 @@ class Mesh:
             raise error
         assert reply.results is not None
         result = ProfileResult.from_dict(reply.results, config=config)
+        if scraper is not None:
+            result.server = _server_summary(scraper, result)
         if interrupted:
             raise RunInterrupted(result)
         return result

@@ -1,0 +1,223 @@
+"""Scraping servers' /metrics on the host while a run goes: once before it (the baseline
+of counters and histograms), every ``interval`` during it, and once after it.
+
+    collector = ServerMetricsCollector(["http://127.0.0.1:8000/metrics"], interval=1.0)
+    collector.start()          # the baseline scrape of every URL, then one thread per URL
+    ...                        # the run
+    collector.stop()           # the final scrape of every URL
+    server = collector.summary(start_ns, end_ns)
+
+One thread per URL, so a slow endpoint never delays another's samples. Each scrape has a
+deadline (connect and the whole body); one that fails, times out or returns something that
+is not Prometheus text is recorded with its error and the thread goes on. Nothing here
+raises into the run: ``start`` and ``stop`` return within their deadlines whatever the
+endpoints do. Proxies from the environment are not used (the servers measured are the
+ones the load goes to, as the load's own HTTP client does not use them either).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from aiperf.server_metrics.parse import ExpositionError, Snapshot, parse_exposition
+
+if TYPE_CHECKING:
+    from aiperf.server_metrics.summary import ServerMetrics
+
+# A /metrics body larger than this is refused: vLLM's is ~100 KB; this bounds memory if a
+# URL points at something else.
+MAX_BODY_BYTES = 32 * 1024 * 1024
+_ACCEPT = "text/plain;version=0.0.4;q=1.0, */*;q=0.1"
+_CHUNK = 64 * 1024
+PHASES = ("baseline", "run", "final")
+
+
+@dataclass(frozen=True)
+class Scrape:
+    """One fetch of one URL: when (wall clock, ns, when the body was in), how long it took,
+    and either the parsed families or the error."""
+
+    url: str
+    phase: str  # baseline, run or final
+    timestamp_ns: int
+    latency_ns: int
+    snapshot: Snapshot | None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.snapshot is not None
+
+
+def scrape_timeout(interval: float) -> float:
+    """The deadline of one scrape: the interval, between 1 and 5 s (a slow endpoint still
+    gets a second; a hung one never holds the final scrape longer than 5 s)."""
+    return min(5.0, max(1.0, interval))
+
+
+def fetch(url: str, timeout: float) -> str:
+    """The body of ``url`` within ``timeout`` seconds in all (connect, headers and every
+    read); raises OSError (TimeoutError, ConnectionError), HttpStatusError or ValueError."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    deadline = time.monotonic() + timeout
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    connection_class = (http.client.HTTPSConnection if parts.scheme == "https"
+                        else http.client.HTTPConnection)
+    connection = connection_class(host, parts.port, timeout=timeout)
+    try:
+        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        connection.request("GET", path, headers={"Accept": _ACCEPT})
+        response = connection.getresponse()
+        if response.status != 200:
+            raise HttpStatusError(f"HTTP {response.status} {response.reason}")
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"the body did not arrive within {timeout:g} s")
+            if connection.sock is not None:  # each read's timeout: what is left in all
+                connection.sock.settimeout(left)
+            chunk = response.read1(_CHUNK)
+            if not chunk:
+                break
+            size += len(chunk)
+            if size > MAX_BODY_BYTES:
+                raise ValueError(f"the body is larger than {MAX_BODY_BYTES} bytes")
+            chunks.append(chunk)
+        charset = response.headers.get_content_charset() or "utf-8"
+    finally:
+        connection.close()
+    return b"".join(chunks).decode(charset, errors="replace")
+
+
+class HttpStatusError(OSError):
+    """The endpoint answered, with a status other than 200."""
+
+
+def scrape_once(url: str, phase: str, timeout: float) -> Scrape:
+    """One scrape, never raising: an error is recorded in the result."""
+    from aiperf.common.config import mask_url
+
+    started = time.perf_counter_ns()
+    snapshot: Snapshot | None = None
+    error: str | None = None
+    try:
+        text = fetch(url, timeout)
+        snapshot = parse_exposition(text, f"server metrics from {mask_url(url)}")
+    except HttpStatusError as exc:
+        error = str(exc)
+    except TimeoutError:
+        error = f"timed out after {timeout:g} s"
+    except ExpositionError as exc:
+        error = str(exc)
+    except (OSError, ValueError) as exc:
+        error = f"{type(exc).__name__}: {exc}"
+    except Exception as exc:  # a scrape must never take the run down; say what it was
+        error = f"{type(exc).__name__}: {exc}"
+    latency = time.perf_counter_ns() - started
+    return Scrape(url, phase, time.time_ns(), latency, snapshot, error)
+
+
+class _EndpointThread(threading.Thread):
+    """Scrapes one URL: the baseline at once, then every interval until stopped, then the
+    final scrape. Sample times keep to the schedule (start + k * interval) so they do not
+    drift by the scrape's own duration; a scrape that overran its slot skips the slots it
+    missed instead of scraping back to back."""
+
+    def __init__(self, url: str, interval: float, timeout: float,
+                 stop: threading.Event) -> None:
+        super().__init__(name=f"aiperf-server-metrics {url}", daemon=True)
+        self.url = url
+        self.interval = interval
+        self.timeout = timeout
+        self._stop_event = stop
+        self.baseline_done = threading.Event()
+        self.scrapes: list[Scrape] = []
+
+    def run(self) -> None:
+        try:
+            self.scrapes.append(scrape_once(self.url, "baseline", self.timeout))
+        finally:
+            self.baseline_done.set()
+        origin = time.monotonic()
+        k = 1
+        while True:
+            due = origin + k * self.interval
+            if self._stop_event.wait(max(0.0, due - time.monotonic())):
+                break
+            self.scrapes.append(scrape_once(self.url, "run", self.timeout))
+            k = max(k + 1, int((time.monotonic() - origin) / self.interval) + 1)
+        self.scrapes.append(scrape_once(self.url, "final", self.timeout))
+
+
+class ServerMetricsCollector:
+    """The scrapes of one run, from ``start`` (baseline) to ``stop`` (final)."""
+
+    def __init__(self, urls: list[str], interval: float = 1.0,
+                 timeout: float | None = None) -> None:
+        if not urls:
+            raise ValueError("server metrics: no URL to scrape")
+        if not interval > 0:
+            raise ValueError(f"server_metrics_interval must be > 0, got {interval!r}")
+        self.urls = list(dict.fromkeys(urls))
+        self.interval = float(interval)
+        self.timeout = scrape_timeout(interval) if timeout is None else float(timeout)
+        self._stop = threading.Event()
+        self._threads = [_EndpointThread(u, self.interval, self.timeout, self._stop)
+                         for u in self.urls]
+        self.started_ns: int | None = None
+        self.stopped_ns: int | None = None
+        self._stopped = False
+
+    def start(self) -> ServerMetricsCollector:
+        """Take the baseline scrape of every URL (in parallel, within one scrape's
+        deadline) and go on scraping in the background."""
+        for thread in self._threads:
+            thread.start()
+        deadline = time.monotonic() + self.timeout + 1.0
+        for thread in self._threads:
+            thread.baseline_done.wait(max(0.0, deadline - time.monotonic()))
+        self.started_ns = time.time_ns()
+        return self
+
+    def stop(self) -> None:
+        """Stop the schedule and take the final scrape of every URL; returns within two
+        scrape deadlines (one under way, the final one). Safe to call twice."""
+        if self._stopped:
+            return
+        self._stopped = True
+        self.stopped_ns = time.time_ns()
+        self._stop.set()
+        deadline = time.monotonic() + 2 * self.timeout + 1.0
+        for thread in self._threads:
+            if thread.is_alive():
+                thread.join(max(0.0, deadline - time.monotonic()))
+
+    def __enter__(self) -> ServerMetricsCollector:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def scrapes(self) -> list[Scrape]:
+        """Every scrape so far, by URL then time (a copy: a thread may still append)."""
+        return [s for thread in self._threads for s in list(thread.scrapes)]
+
+    def summary(self, start_ns: int | None = None, end_ns: int | None = None,
+                ) -> ServerMetrics:
+        """The run's server metrics (``aiperf.server_metrics.summary``): counters and
+        histograms as deltas from the last scrape before ``start_ns`` to the final one,
+        gauges over the scrapes from ``start_ns`` to ``end_ns`` and the final one (the
+        profiling window, wall clock ns; None: the whole collection)."""
+        from aiperf.server_metrics.summary import summarize
+
+        self.stop()
+        return summarize(self.urls, self.scrapes, self.interval, start_ns, end_ns)

@@ -788,6 +788,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def profile_option_strings() -> set[str]:
+    """Every option string ``aiperf profile`` takes (what docs/cli.md is checked against)."""
+    parser = build_parser()
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return set(action.choices["profile"]._option_string_actions)
+    raise AssertionError("aiperf has no profile command")
+
+
 def _unsupported(parser: argparse.ArgumentParser, args: argparse.Namespace,
                  extra: list[str]) -> int | None:
     """Exit 2 for arguments the parser did not take: "not supported yet" (with why) for

@@ -7,6 +7,9 @@ tests/integration/test_cli_aiperf_flags.py checks our parser against it:
     .venv/bin/python scripts/aiperf013_flags.py /tmp/aiperf013/bin/aiperf \\
         > tests/data/aiperf013/profile_help_flags.txt
 
+``--docs-table`` prints instead the Markdown table of docs/cli.md ("not supported"): every
+AIPerf option none of whose names ``aiperf profile`` accepts, with the reason the CLI gives.
+
 One line per option: its names (the primary first, then the aliases) separated by spaces;
 ``# <group>`` lines name the help's panels. The help is rendered wide (COLUMNS) so that no
 option's names wrap onto a second line.
@@ -40,10 +43,31 @@ def parse_help(text: str) -> list[str]:
     return lines
 
 
+def docs_table() -> list[str]:
+    """docs/cli.md's table of the AIPerf options ``aiperf profile`` does not take."""
+    from aiperf import aiperf013_options
+    from aiperf.cli import profile_option_strings
+
+    accepted = profile_option_strings()
+    rows = ["| AIPerf 0.13 option (aliases) | help panel | why not here |", "|---|---|---|"]
+    for group, names in aiperf013_options.options():
+        if not any(name in accepted for name in names):
+            shown = " ".join(f"`{name}`" for name in names)
+            rows.append(f"| {shown} | {group} | {aiperf013_options.reason(names[0])} |")
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("aiperf", help="the AIPerf 0.13 executable")
+    parser.add_argument("aiperf", nargs="?", help="the AIPerf 0.13 executable")
+    parser.add_argument("--docs-table", action="store_true",
+                        help="print docs/cli.md's not-supported table instead")
     args = parser.parse_args(argv)
+    if args.docs_table:
+        print("\n".join(docs_table()))
+        return 0
+    if args.aiperf is None:
+        parser.error("give the AIPerf 0.13 executable")
     env = {**os.environ, "COLUMNS": "400", "NO_COLOR": "1", "TERM": "dumb"}
     done = subprocess.run([args.aiperf, "profile", "--help"], capture_output=True,
                           text=True, env=env, timeout=300, check=True)

@@ -14,6 +14,7 @@ was started in, an ini value to the ini file's directory (rootdir when there is 
 from __future__ import annotations
 
 import os
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,9 @@ from pytest_aiperf.durations import parse_duration
 from pytest_aiperf.policy import PolicyError, VerdictPolicy
 
 API_KEY_ENVS = ("AIPERF_API_KEY", "OPENAI_API_KEY")
+# config.workerinput key (pytest-xdist): the controller's temporary artifacts dir, which
+# its workers write to and it removes.
+ARTIFACTS_TMP_KEY = "aiperf_artifacts_tmp"
 
 # name -> (help, kind); kind: "string", "bool", "linelist"
 OPTIONS: dict[str, tuple[str, str]] = {
@@ -36,6 +40,8 @@ OPTIONS: dict[str, tuple[str, str]] = {
                 "never printed", "string"),
     "artifacts": ("write each load test's artifacts to DIR/<test>/ and DIR/summary.json",
                   "string"),
+    "html": ("write a self-contained HTML report of the session's load tests to FILE "
+             "(plots per test; needs pytest-aiperf[report])", "string"),
     "workers": ("worker processes of the mesh (default: half the cores, at least 1)",
                 "string"),
     "ray_address": ("run the mesh's workers as Ray actors on this cluster: the head's "
@@ -82,8 +88,8 @@ OPTIONS: dict[str, tuple[str, str]] = {
 }
 
 METAVARS = {"url": "URL", "model": "NAME", "endpoint_type": "NAME", "api_key": "KEY",
-            "artifacts": "DIR", "workers": "N", "ray_address": "ADDRESS", "slo_file": "FILE",
-            "test_timeout": "DURATION",
+            "artifacts": "DIR", "html": "FILE", "workers": "N", "ray_address": "ADDRESS",
+            "slo_file": "FILE", "test_timeout": "DURATION",
             "confidence": "LEVEL", "inconclusive": "POLICY", "inconclusive_final": "POLICY",
             "validity": "MODE", "repeat": "N", "steady_state": "BOOL", "save": "NAME",
             "compare": "NAME", "compare_fail": "EXPR", "storage": "DIR", "storage_keep": "N"}
@@ -141,6 +147,9 @@ class Settings:
     endpoint_type: str | None = None
     api_key: SecretStr | None = None  # SecretStr's repr masks it, everywhere it is shown
     artifacts: Path | None = None
+    # The artifacts dir is the session's own, for its reports only: removed at the end.
+    artifacts_temporary: bool = False
+    html: Path | None = None  # --aiperf-html: the session's HTML report
     workers: int | None = None
     ray_address: str | None = None
     slo_file: Path | None = None
@@ -259,10 +268,13 @@ def resolve(config: pytest.Config) -> Settings:
     except PolicyError as exc:
         raise pytest.UsageError(str(exc)) from None
     baseline = _baseline_settings(config, layer, pick, pick_path)
+    html = pick_path("html")
+    artifacts, temporary = _artifacts(config, pick_path("artifacts"), html, bool(disable))
     return Settings(
         url=profile.get("url"), model=profile.get("model"),
         endpoint_type=profile.get("endpoint_type"), api_key=api_key,
-        artifacts=pick_path("artifacts"), workers=workers_n, ray_address=pick("ray_address"),
+        artifacts=artifacts, artifacts_temporary=temporary, html=html, workers=workers_n,
+        ray_address=pick("ray_address"),
         slo_file=pick_path("slo_file"), test_timeout=test_timeout,
         disable=bool(disable), profile_defaults=profile, policy=policy, baseline=baseline,
     )
@@ -302,3 +314,27 @@ def _baseline_settings(config: pytest.Config, layer: _Layer, pick: Any,
                               or config.getini("aiperf_require_baseline")),
         fail_on_improvement=bool(layer.cli("fail_on_improvement")
                                  or config.getini("aiperf_fail_on_improvement")))
+
+
+def _artifacts(config: pytest.Config, given: Path | None, html: Path | None,
+               disabled: bool) -> tuple[Path | None, bool]:
+    """Where the session's artifacts go, and whether that dir is temporary: the reports
+    (--aiperf-html, pytest-html's --html) are drawn from artifacts, so without
+    --aiperf-artifacts they go to a temporary dir (an xdist worker's is its controller's)."""
+    if html is not None:
+        if html.is_dir():
+            raise pytest.UsageError(f"--aiperf-html / aiperf_html: {html} is a directory; "
+                                    "give the report's file name, e.g. report.html")
+        import importlib.util
+
+        if importlib.util.find_spec("aiperf.report") is None:
+            raise pytest.UsageError("--aiperf-html / aiperf_html: aiperf.report is not "
+                                    "installed; install pytest-aiperf[report]")
+    if given is not None:
+        return given, False
+    if disabled or (html is None and not config.getoption("htmlpath", None)):
+        return None, False
+    shared = getattr(config, "workerinput", {}).get(ARTIFACTS_TMP_KEY)
+    if shared:
+        return Path(shared), False  # the controller removes it
+    return Path(tempfile.mkdtemp(prefix="aiperf-artifacts-")), True

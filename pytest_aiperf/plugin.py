@@ -13,6 +13,7 @@ this module; the work is in the sibling modules (options, profile, slo, session,
 from __future__ import annotations
 
 import json
+import shutil
 import warnings
 from collections.abc import Generator
 from pathlib import Path
@@ -36,7 +37,8 @@ from pytest_aiperf.fixtures import (
     aiperf_mock_server,
     aiperf_result,
 )
-from pytest_aiperf.options import add_options, resolve
+from pytest_aiperf.histogram import record_line
+from pytest_aiperf.options import ARTIFACTS_TMP_KEY, add_options, resolve
 from pytest_aiperf.profile import (
     MARKER,
     LoadTestSpecError,
@@ -44,6 +46,7 @@ from pytest_aiperf.profile import (
     load_slo_file,
     pattern_matches,
 )
+from pytest_aiperf.progress import clear_progress
 from pytest_aiperf.report import BuiltinReporters, render_terminal
 from pytest_aiperf.runlock import lock_path
 from pytest_aiperf.secrets import scrub_report
@@ -60,6 +63,9 @@ MARKER_HELP = (
 _SLO_FILE_KEY = pytest.StashKey[list[tuple[str, dict[str, Any]]]]()
 _COLLECTED_KEY = pytest.StashKey[list[str]]()
 _WORKER_RECORDS = "aiperf_records"  # key of config.workeroutput (pytest-xdist)
+# A call report's histogram lines (a report attribute, so that it reaches an xdist controller).
+_HISTOGRAMS = "aiperf_histograms"
+_HTML_DONE = pytest.StashKey[bool]()  # the test's pytest-html extras are attached
 # pytest-asyncio (a dependency) warns at start-up when its loop scope is unset, even in
 # sessions that never use asyncio; the plugin sets no scope, so it silences that warning.
 _ASYNCIO_SCOPE_WARNING = r'The configuration option "asyncio_default_fixture_loop_scope"'
@@ -82,16 +88,32 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[SESSION_KEY] = AIPerfSession(config, settings)
     config.stash[_SLO_FILE_KEY] = load_slo_file(settings.slo_file) if settings.slo_file else []
     if not _is_xdist_worker(config):  # the controller reports for every worker
-        config.pluginmanager.register(BuiltinReporters(settings.artifacts), "aiperf-reporters")
+        config.pluginmanager.register(BuiltinReporters(settings.artifacts, settings.html),
+                                      "aiperf-reporters")
+        if config.get_verbosity() > 0:
+            config.pluginmanager.register(HistogramPrinter(config), "aiperf-histograms")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     session = config.stash.get(SESSION_KEY, None)
     if session is not None:
         session.shutdown()
-    reporters = config.pluginmanager.get_plugin("aiperf-reporters")
-    if reporters is not None:
-        config.pluginmanager.unregister(reporters)
+        settings = session.settings
+        if settings.artifacts_temporary and settings.artifacts is not None:
+            shutil.rmtree(settings.artifacts, ignore_errors=True)
+    for name in ("aiperf-reporters", "aiperf-histograms"):
+        plugin = config.pluginmanager.get_plugin(name)
+        if plugin is not None:
+            config.pluginmanager.unregister(plugin)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """pytest-xdist, on the controller: a temporary artifacts dir (for the reports) is the
+    controller's, shared with its workers, so that the reports find every test's."""
+    settings = node.config.stash[SESSION_KEY].settings
+    if settings.artifacts_temporary and settings.artifacts is not None:
+        node.workerinput[ARTIFACTS_TMP_KEY] = str(settings.artifacts)
 
 
 def pytest_report_header(config: pytest.Config) -> str | None:
@@ -253,6 +275,9 @@ def inconclusive_line(record: LoadTestRecord, verdict: Verdict) -> str:
 def _add_sections(item: pytest.Item, records: list[LoadTestRecord], tables: bool) -> None:
     for record in records:
         lines = []
+        histogram = record_line(record)
+        if histogram:
+            lines.append(histogram)
         if record.verdicts and tables:
             lines.append(format_table(record.verdicts))
         if tables or not record.comparisons:
@@ -266,6 +291,7 @@ def _add_sections(item: pytest.Item, records: list[LoadTestRecord], tables: bool
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    clear_progress(item)  # before pytest writes the outcome where the line was
     report = yield
     error = call.excinfo.value if call.excinfo is not None else None
     if report.failed and isinstance(error, SLOBreach | InvalidRunError | BaselineRequired):
@@ -279,7 +305,45 @@ def pytest_runtest_makereport(
         _set_outcome(record, report)
     if report.when == "call":
         session.store(item, report.passed, error)
+    records = session.item_records(item.nodeid)
+    if records and (report.when == "call" or report.failed):
+        _attach_pictures(item, report, records)
     return report
+
+
+def _attach_pictures(item: pytest.Item, report: pytest.TestReport,
+                     records: list[LoadTestRecord]) -> None:
+    """The runs' histogram lines (printed with -v), and with pytest-html their plots."""
+    if report.when == "call" and not hasattr(report, _HISTOGRAMS):
+        lines = [(line if len(records) == 1 else f"{r.label}: {line}")
+                 for r in records if (line := record_line(r))]
+        if lines:
+            setattr(report, _HISTOGRAMS, lines)
+    if item.config.getoption("htmlpath", None) and not item.stash.get(_HTML_DONE, False):
+        from pytest_aiperf.html import pytest_html_extras
+
+        report.extras = [*getattr(report, "extras", []), *pytest_html_extras(records)]
+        item.stash[_HTML_DONE] = True  # once per test, not again at teardown
+
+
+class HistogramPrinter:
+    """-v: each load test's latency histogram under its outcome, with its verdicts (on
+    the xdist controller too: the lines travel in the report)."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+
+    @pytest.hookimpl(trylast=True)  # after the terminal has written the outcome
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        lines = getattr(report, _HISTOGRAMS, None)
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        if not lines or reporter is None:
+            return
+        for line in lines:
+            reporter.ensure_newline()
+            reporter.write("    " + line)
+            reporter.currentfspath = -2  # so pytest ends this line before its next
+        reporter.flush()
 
 
 def _set_outcome(record: LoadTestRecord, report: pytest.TestReport) -> None:
@@ -347,12 +411,20 @@ def pytest_testnodedown(node: Any, error: Any) -> None:
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
     session: AIPerfSession = config.stash[SESSION_KEY]
     records = list(session.records)
-    if not records or _is_xdist_worker(config):
+    if _is_xdist_worker(config):
+        return
+    reporters = config.pluginmanager.get_plugin("aiperf-reporters")
+    html_lines = reporters.html_lines() if isinstance(reporters, BuiltinReporters) else []
+    if not records:
+        for line in html_lines:
+            terminalreporter.write_line(f"aiperf {line}")
         return
     terminalreporter.write_sep("=", "aiperf load tests")
     for line in render_terminal(records, width=100):
         terminalreporter.write_line(line)
-    if session.settings.artifacts is not None:
+    for line in html_lines:
+        terminalreporter.write_line(line, red=line.startswith("html report ERROR"))
+    if session.settings.artifacts is not None and not session.settings.artifacts_temporary:
         path = session.settings.artifacts
         try:
             path = path.resolve().relative_to(Path.cwd())

@@ -155,8 +155,14 @@ def _comparison_rows(records: list[LoadTestRecord]) -> list[str]:
 
 
 class BuiltinReporters:
-    def __init__(self, artifacts: Path | None) -> None:
+    """summary.json, the HTML report (drawn from the artifacts, so after summary.json) and
+    the GitHub step summary; what became of the HTML report is kept for the terminal."""
+
+    def __init__(self, artifacts: Path | None, html: Path | None = None) -> None:
         self.artifacts = artifacts
+        self.html = html
+        self.html_written: Path | None = None
+        self.html_error: str | None = None
 
     @pytest.hookimpl
     def pytest_aiperf_report(self, session: pytest.Session,
@@ -165,7 +171,30 @@ class BuiltinReporters:
             self.artifacts.mkdir(parents=True, exist_ok=True)
             (self.artifacts / "summary.json").write_text(json.dumps(
                 {"load_tests": [r.to_dict() for r in results]}, indent=2), encoding="utf-8")
+        if self.html is not None and self.artifacts is not None and results:
+            self._write_html(self.artifacts, self.html)
         target = os.environ.get(GITHUB_ENV)
         if target and results:
             with open(target, "a", encoding="utf-8") as handle:
                 handle.write(render_markdown(results))
+
+    def _write_html(self, artifacts: Path, out: Path) -> None:
+        from pytest_aiperf.html import INSTALL_HINT, write_session_report
+
+        try:
+            self.html_written = write_session_report(artifacts, out)
+        except ImportError as exc:
+            self.html_error = f"{out}: not written ({INSTALL_HINT}): {exc}"
+        except Exception as exc:  # the tests ran and were judged: say so, do not crash
+            self.html_error = f"{out}: not written: {type(exc).__name__}: {exc}"
+
+    def html_lines(self) -> list[str]:
+        """The terminal summary's lines about the HTML report."""
+        if self.html is None:
+            return []
+        if self.html_error is not None:
+            return [f"html report ERROR: {self.html_error}"]
+        if self.html_written is None:
+            return [f"html report: none written to {_relative_path(str(self.html))} (no load "
+                    "test ran)"]
+        return [f"html report: {_relative_path(str(self.html_written))}"]

@@ -1,0 +1,51 @@
+"""The session's HTML report (``--aiperf-html``) and each load test's plots in pytest-html.
+
+Both are drawn by ``aiperf.report`` from the artifacts the session writes (with neither
+``--aiperf-artifacts`` nor a report asked for, no artifact is written). This module is
+imported only when one of them is asked for, so a session without pays nothing for
+``aiperf.report`` or its plotting library.
+"""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pytest_aiperf.session import LoadTestRecord
+
+INSTALL_HINT = "install pytest-aiperf[report] for the plots"
+
+
+def write_session_report(artifacts: Path, out: Path) -> Path:
+    """The report of the session whose artifacts root (summary.json and a directory per
+    test) is ``artifacts``, written to ``out``; returns the file written."""
+    from aiperf.report import write_report
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return write_report([artifacts], out)
+
+
+def _fragment(record: LoadTestRecord) -> str:
+    """The plots and verdict table of one run; a short note in their place when they
+    cannot be drawn (the test's outcome does not depend on its report)."""
+    title = f"<h3>pytest-aiperf: {html.escape(record.label)}</h3>"
+    if record.artifacts is None or not record.artifacts.is_dir():
+        return f"{title}<p>no artifacts: the run did not complete</p>"
+    try:
+        from aiperf.report import test_fragment
+
+        return title + test_fragment(record.artifacts, [v.to_dict() for v in record.verdicts])
+    except ImportError as exc:
+        return f"{title}<p>no plots ({html.escape(INSTALL_HINT)}): {html.escape(str(exc))}</p>"
+    except Exception as exc:  # a broken plot must not break the test's report
+        return (f"{title}<p>no plots: {html.escape(type(exc).__name__)}: "
+                f"{html.escape(str(exc))}</p>")
+
+
+def pytest_html_extras(records: list[LoadTestRecord]) -> list[dict[str, Any]]:
+    """pytest-html extras (``report.extras``) of a test's runs: one HTML fragment each."""
+    from pytest_html import extras
+
+    return [extras.html(_fragment(record)) for record in records]

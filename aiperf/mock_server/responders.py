@@ -40,10 +40,16 @@ class RequestPlan:
     items: int = 1
 
 
+_DONE = b"data: [DONE]\n\n"
+
+
 class Responder:
     """Override ``path``, ``parse`` and the framing methods for another protocol."""
 
     path: str = "/"
+    # What closes a stream after ``last_events``: OpenAI's ``[DONE]``; empty for a protocol
+    # whose last event says it is the last (TGI, the Responses API).
+    stream_end: bytes = _DONE
 
     def parse(self, body: dict[str, Any], default_tokens: int) -> RequestPlan:
         raise NotImplementedError
@@ -53,6 +59,12 @@ class Responder:
 
     def token_event(self, request_id: str, text: str) -> bytes:
         raise NotImplementedError
+
+    def nth_token_event(self, request_id: str, index: int, count: int, text: str,
+                        plan: RequestPlan) -> bytes:
+        """The ``index``-th of a stream's ``count`` token events: ``token_event`` unless the
+        protocol frames some differently (reasoning first, a last one that closes)."""
+        return self.token_event(request_id, text)
 
     def last_events(self, request_id: str, prompt: int, completion: int,
                     include_usage: bool) -> list[bytes]:
@@ -206,3 +218,248 @@ def token_texts(count: int, per_chunk: int) -> tuple[str, ...]:
     request of a run asks for the same)."""
     words = [f" {WORDS[i % len(WORDS)]}" for i in range(count)]
     return tuple("".join(words[i:i + per_chunk]) for i in range(0, count, per_chunk))
+
+
+# -- rerankers: a score per passage, no tokens generated ------------------------------------
+
+
+def _texts(value: Any, what: str, key: str | None = None) -> list[str]:
+    """A list of passages as strings (``key``: each is an object holding the text there)."""
+    if not isinstance(value, list):
+        raise BadRequest(f"{what} must be a list")
+    texts = []
+    for item in value:
+        text = item.get(key) if key is not None and isinstance(item, dict) else item
+        if not isinstance(text, str):
+            raise BadRequest(f"each of {what} must be "
+                             + (f"an object with a string '{key}'" if key else "a string"))
+        texts.append(text)
+    return texts
+
+
+class _RerankResponder(Responder):
+    def query_and_passages(self, body: dict[str, Any]) -> tuple[str, list[str]]:
+        raise NotImplementedError
+
+    def parse(self, body: dict[str, Any], default_tokens: int) -> RequestPlan:
+        query, passages = self.query_and_passages(body)
+        return RequestPlan(stream=False, output_tokens=0,
+                           prompt_tokens=count_tokens(" ".join([query, *passages])),
+                           items=len(passages))
+
+    def scores(self, plan: RequestPlan) -> list[tuple[int, float]]:
+        # Known scores, best first, as rerankers sort them.
+        return [(i, round(1.0 / (i + 1), 6)) for i in range(plan.items)]
+
+
+class RankingsResponder(_RerankResponder):
+    """Hugging Face TEI ``/rerank``."""
+
+    path = "/rerank"
+
+    def query_and_passages(self, body: dict[str, Any]) -> tuple[str, list[str]]:
+        query = body.get("query")
+        if not isinstance(query, str):
+            raise BadRequest("query must be a string")
+        return query, _texts(body.get("texts"), "texts")
+
+    def body(self, request_id: str, text: str, plan: RequestPlan) -> bytes:
+        return _encode([{"index": i, "score": s} for i, s in self.scores(plan)])
+
+
+class CohereRankingsResponder(_RerankResponder):
+    """Cohere ``/v2/rerank``."""
+
+    path = "/v2/rerank"
+
+    def query_and_passages(self, body: dict[str, Any]) -> tuple[str, list[str]]:
+        query = body.get("query")
+        if not isinstance(query, str):
+            raise BadRequest("query must be a string")
+        documents = body.get("documents")
+        if isinstance(documents, list) and documents and isinstance(documents[0], dict):
+            return query, _texts(documents, "documents", "text")
+        return query, _texts(documents, "documents")
+
+    def body(self, request_id: str, text: str, plan: RequestPlan) -> bytes:
+        return _encode({"id": request_id,
+                        "results": [{"index": i, "relevance_score": s}
+                                    for i, s in self.scores(plan)],
+                        "meta": {"billed_units": {"search_units": 1}}})
+
+
+class NIMRankingsResponder(_RerankResponder):
+    """NVIDIA NIM ``/v1/ranking``."""
+
+    path = "/v1/ranking"
+
+    def query_and_passages(self, body: dict[str, Any]) -> tuple[str, list[str]]:
+        query = body.get("query")
+        if not isinstance(query, dict) or not isinstance(query.get("text"), str):
+            raise BadRequest("query must be an object with a string 'text'")
+        return query["text"], _texts(body.get("passages"), "passages", "text")
+
+    def body(self, request_id: str, text: str, plan: RequestPlan) -> bytes:
+        return _encode({"rankings": [{"index": i, "logit": s} for i, s in self.scores(plan)]})
+
+
+# -- the OpenAI Responses API ---------------------------------------------------------------
+
+
+def _input_text(value: Any) -> str:
+    """The text of a Responses ``input``: a string, or items whose content is a string or
+    a list of ``input_text`` parts."""
+    if isinstance(value, str):
+        return value
+    if not isinstance(value, list):
+        raise BadRequest("input must be a string or a list of items")
+    parts: list[str] = []
+    for item in value:
+        content = item.get("content") if isinstance(item, dict) else None
+        if isinstance(content, str):
+            parts.append(content)
+        elif isinstance(content, list):
+            parts.extend(str(p.get("text", "")) for p in content if isinstance(p, dict))
+    return " ".join(parts)
+
+
+def _event(kind: str, **fields: Any) -> bytes:
+    # The Responses API names each event twice: the SSE event line and the "type" field.
+    return (b"event: " + kind.encode() + b"\ndata: "
+            + _encode({"type": kind, **fields}) + b"\n\n")
+
+
+class ResponsesResponder(Responder):
+    """OpenAI Responses ``/v1/responses``: typed events (``response.output_text.delta``),
+    no ``[DONE]``; the stream ends with ``response.completed``, which carries the usage.
+    The first ``reasoning_tokens`` output tokens are reasoning (``response.reasoning_text
+    .delta`` events; exact with one token per chunk)."""
+
+    path = "/v1/responses"
+    stream_end = b""
+
+    def __init__(self, reasoning_tokens: int = 0) -> None:
+        self.reasoning_tokens = reasoning_tokens
+
+    def parse(self, body: dict[str, Any], default_tokens: int) -> RequestPlan:
+        prompt = count_tokens(_input_text(body.get("input", "")))
+        tokens = _max_tokens(body, ("max_output_tokens",), default_tokens)
+        return RequestPlan(stream=bool(body.get("stream")), output_tokens=tokens,
+                           prompt_tokens=prompt)
+
+    def _usage(self, prompt: int, completion: int) -> dict[str, Any]:
+        return {"input_tokens": prompt, "output_tokens": completion,
+                "output_tokens_details": {
+                    "reasoning_tokens": min(self.reasoning_tokens, completion)},
+                "total_tokens": prompt + completion}
+
+    def _response(self, request_id: str, status: str, **fields: Any) -> dict[str, Any]:
+        return {"id": f"resp_{request_id}", "object": "response", "model": "mock-model",
+                "status": status, **fields}
+
+    def first_events(self, request_id: str) -> list[bytes]:
+        response = self._response(request_id, "in_progress", output=[])
+        return [_event("response.created", response=response),
+                _event("response.in_progress", response=response)]
+
+    def token_event(self, request_id: str, text: str) -> bytes:
+        return _event("response.output_text.delta", item_id=f"msg_{request_id}",
+                      output_index=0, content_index=0, delta=text)
+
+    def nth_token_event(self, request_id: str, index: int, count: int, text: str,
+                        plan: RequestPlan) -> bytes:
+        if index < self.reasoning_tokens:
+            return _event("response.reasoning_text.delta", item_id=f"rs_{request_id}",
+                          output_index=0, content_index=0, delta=text)
+        return self.token_event(request_id, text)
+
+    def _output(self, request_id: str, text: str) -> list[dict[str, Any]]:
+        words = text.split(" ")  # the text is " w1 w2 ...": words[0] is empty
+        cut = 1 + self.reasoning_tokens
+        reasoning, answer = " ".join(["", *words[1:cut]]), " ".join(["", *words[cut:]])
+        output: list[dict[str, Any]] = []
+        if self.reasoning_tokens:
+            output.append({"type": "reasoning", "id": f"rs_{request_id}", "summary": [],
+                           "content": [{"type": "reasoning_text", "text": reasoning}]})
+        output.append({"type": "message", "id": f"msg_{request_id}", "role": "assistant",
+                       "status": "completed",
+                       "content": [{"type": "output_text", "text": answer,
+                                    "annotations": []}]})
+        return output
+
+    def last_events(self, request_id: str, prompt: int, completion: int,
+                    include_usage: bool) -> list[bytes]:
+        text = "".join(token_texts(completion, completion or 1))
+        output = self._output(request_id, text)
+        answer = output[-1]["content"][0]["text"]
+        return [
+            _event("response.output_text.done", item_id=f"msg_{request_id}",
+                   output_index=0, content_index=0, text=answer),
+            _event("response.completed", response=self._response(
+                request_id, "completed", output=output, usage=self._usage(prompt, completion))),
+        ]
+
+    def body(self, request_id: str, text: str, plan: RequestPlan) -> bytes:
+        return _encode(self._response(request_id, "completed",
+                                      output=self._output(request_id, text),
+                                      usage=self._usage(plan.prompt_tokens,
+                                                        plan.output_tokens)))
+
+
+# -- Hugging Face TGI ----------------------------------------------------------------------
+
+
+def _tgi_plan(body: dict[str, Any], default_tokens: int, stream: bool) -> RequestPlan:
+    inputs = body.get("inputs")
+    if not isinstance(inputs, str):
+        raise BadRequest("inputs must be a string")
+    parameters = body.get("parameters") or {}
+    if not isinstance(parameters, dict):
+        raise BadRequest("parameters must be an object")
+    tokens = _max_tokens(parameters, ("max_new_tokens",), default_tokens)
+    # include_usage carries TGI's "details" request flag (a whole answer's details).
+    return RequestPlan(stream=stream, output_tokens=tokens, prompt_tokens=count_tokens(inputs),
+                       include_usage=bool(parameters.get("details")))
+
+
+class GenerateResponder(Responder):
+    """TGI ``/generate``: ``{"generated_text"}``, and ``details`` when asked for."""
+
+    path = "/generate"
+
+    def parse(self, body: dict[str, Any], default_tokens: int) -> RequestPlan:
+        return _tgi_plan(body, default_tokens, stream=False)
+
+    def body(self, request_id: str, text: str, plan: RequestPlan) -> bytes:
+        answer: dict[str, Any] = {"generated_text": text}
+        if plan.include_usage:
+            answer["details"] = {"finish_reason": "length",
+                                 "generated_tokens": plan.output_tokens, "seed": None}
+        return _encode(answer)
+
+
+class GenerateStreamResponder(Responder):
+    """TGI ``/generate_stream``: one event per token; the last one also carries the whole
+    ``generated_text`` and ``details``, and nothing follows it (no ``[DONE]``)."""
+
+    path = "/generate_stream"
+    stream_end = b""
+
+    def parse(self, body: dict[str, Any], default_tokens: int) -> RequestPlan:
+        return _tgi_plan(body, default_tokens, stream=True)
+
+    def token_event(self, request_id: str, text: str) -> bytes:
+        return sse({"token": {"id": 0, "text": text, "logprob": -0.5, "special": False},
+                    "generated_text": None, "details": None})
+
+    def nth_token_event(self, request_id: str, index: int, count: int, text: str,
+                        plan: RequestPlan) -> bytes:
+        if index < count - 1:
+            return self.token_event(request_id, text)
+        whole = "".join(token_texts(plan.output_tokens, plan.output_tokens or 1))
+        return sse({"token": {"id": 0, "text": text, "logprob": -0.5,
+                                              "special": False},
+                    "generated_text": whole,
+                    "details": {"finish_reason": "length",
+                                "generated_tokens": plan.output_tokens,
+                                "input_length": plan.prompt_tokens, "seed": None}})

@@ -1,4 +1,4 @@
-"""The mock server: OpenAI routes on 127.0.0.1 by default, latency model and faults.
+"""The mock server: every built-in endpoint's route on 127.0.0.1, latency model and faults.
 
 Start it in-process (``await MockServer(config).start()``), on a thread of the test process
 (``MockServerThread``), or as a child process (``MockServerProcess``, what benchmarks use so
@@ -32,16 +32,27 @@ from aiperf.mock_server.http import ABORT, END, HttpProtocol, Reply, Request, St
 from aiperf.mock_server.responders import (
     BadRequest,
     ChatResponder,
+    CohereRankingsResponder,
     CompletionsResponder,
     EmbeddingsResponder,
+    GenerateResponder,
+    GenerateStreamResponder,
+    NIMRankingsResponder,
+    RankingsResponder,
     RequestPlan,
     Responder,
+    ResponsesResponder,
     token_texts,
 )
 from aiperf.mock_server.slots import Slots
 from aiperf.mock_server.timer import PauseTimer, pause_timer
 
-_DONE = b"data: [DONE]\n\n"
+# Every protocol of a built-in endpoint plugin, so each has a server to be measured against.
+BUILTIN_RESPONDERS: tuple[type[Responder], ...] = (
+    ChatResponder, CompletionsResponder, EmbeddingsResponder, RankingsResponder,
+    CohereRankingsResponder, NIMRankingsResponder, ResponsesResponder, GenerateResponder,
+    GenerateStreamResponder)
+
 _HEALTH = msgspec.json.encode({"status": "ok"})
 _MODELS = msgspec.json.encode({"object": "list", "data": [
     {"id": "mock-model", "object": "model", "owned_by": "pytest-aiperf"}]})
@@ -55,8 +66,7 @@ class MockServer:
                  responders: list[Responder] | None = None) -> None:
         self.config = config or MockServerConfig()
         self.responders: dict[str, Responder] = {}
-        for responder in (ChatResponder(), CompletionsResponder(), EmbeddingsResponder(),
-                          *(responders or [])):
+        for responder in (*(cls() for cls in BUILTIN_RESPONDERS), *(responders or [])):
             self.add_responder(responder)
         self._rng = random.Random(self.config.seed)
         self._ttft = self.config.ttft_latency()
@@ -168,6 +178,10 @@ class MockServer:
         parts = token_texts(plan.output_tokens, cfg.tokens_per_chunk)
         cut = max(1, len(parts) // 2)
         pace = cfg.itl_ms or cfg.itl_stddev_ms
+        # Most protocols frame every token event alike: the per-index hook only for those
+        # that do not (it costs a call per chunk, and the mock's CPU per request counts).
+        nth = None if type(responder).nth_token_event is Responder.nth_token_event \
+            else responder.nth_token_event
         for i, text in enumerate(parts):
             if i and pace:
                 yield self._gauss_s(cfg.itl_ms, cfg.itl_stddev_ms) * cfg.tokens_per_chunk
@@ -183,10 +197,12 @@ class MockServer:
                 if fault == "malformed":
                     yield b'data: {"choices": [{"delta": {"content": "x"\n\n'
                     continue
-            yield responder.token_event(request_id, text)
+            yield (responder.token_event(request_id, text) if nth is None
+                   else nth(request_id, i, len(parts), text, plan))
         yield from responder.last_events(request_id, plan.prompt_tokens, plan.output_tokens,
                                          plan.include_usage)
-        yield _DONE
+        if responder.stream_end:
+            yield responder.stream_end
         yield END
 
 

@@ -15,6 +15,7 @@ from aiperf.common.hooks import on_message
 from aiperf.common.messages import ConfigureProfileCommand, MessageType
 from aiperf.common.service import BaseComponentService
 from aiperf.dataset.models import write_dataset
+from aiperf.dataset.rankings import dataset_name
 from aiperf.dataset.tokenizer import make_tokenizer
 from aiperf.plugin import PluginType, plugins
 
@@ -25,7 +26,8 @@ class DatasetManager(BaseComponentService):
     @on_message(MessageType.CONFIGURE_PROFILE)
     async def _configure(self, command: ConfigureProfileCommand) -> dict[str, Any]:
         config = UserConfig.from_wire(command.user_config)
-        loader_class = plugins.get_class(PluginType.DATASET_LOADER, config.resolved_dataset())
+        # The rankings endpoints get query + passages instead of synthetic prompts.
+        loader_class = plugins.get_class(PluginType.DATASET_LOADER, dataset_name(config))
         turns = loader_class(config, make_tokenizer(config.tokenizer)).load()
         path = Path(self.service_config.run_dir) / f"dataset-{command.run_id}.msgpack"
         write_dataset(path, turns)

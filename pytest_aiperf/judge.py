@@ -16,6 +16,9 @@ Which interval each statistic gets (all from ``aiperf.statistics``):
 - ``min``, ``max``, ``std``, ``count``, ``sum`` and run totals: the point value of the sample,
   judged as it is, with "no interval" stated. The implicit error-rate objective of a test
   without objectives is such an exact check of the requests sent, not an estimate.
+- server metrics (``server.<name>.<stat>``, scraped from the server's /metrics): the
+  run's value (``ProfileResult.server``) as a point, "server metric (point, no interval)";
+  a metric that was not scraped FAILs, saying why, never PASSes.
 
 Each verdict is computed on an ``Evidence``: the whole run, its steady window, one time
 window (``aiperf.windows.Sample`` has this shape) or several runs pooled by ``extend``.
@@ -51,6 +54,7 @@ THROUGHPUTS = ("request_throughput", "output_token_throughput", "total_token_thr
 PROPORTIONS = {"request_error_rate": 100.0, "good_request_fraction": 1.0}  # -> display unit
 POINT_STATS = ("min", "max", "std", "count", "sum")
 NO_INTERVAL = "point value (no interval)"
+SERVER_METHOD = "server metric (point, no interval)"
 
 
 class Evidence(Protocol):
@@ -246,7 +250,60 @@ class PooledEvidence:
 def judge_result(objectives: list[Objective], result: ProfileResult,
                  confidence: float = 0.95) -> list[Verdict]:
     evidence = ResultEvidence(result)
-    return [judge(o, evidence, confidence) for o in objectives]
+    sent = evidence.n_ok + evidence.n_err
+    return [judge_server(o, [result], sent) if o.server else judge(o, evidence, confidence)
+            for o in objectives]
+
+
+# How one server statistic of several runs (the chunks of ``extend``) is one value: the
+# extremes of the extremes, increases added up, the rest the mean of the runs'.
+_SERVER_COMBINE: dict[str, Callable[[list[float]], float]] = {
+    "max": max, "min": min, "total": sum, "count": sum, "sum": sum,
+}
+
+
+def judge_server(objective: Objective, results: Sequence[ProfileResult],
+                 sent: int) -> Verdict:
+    """A server objective on the runs' scraped metrics: PASS or FAIL on the point value;
+    FAIL, with the reason, when the metric has no value (never a PASS on nothing)."""
+    from aiperf.server_metrics.summary import default_stat
+
+    name = objective.server_name
+    values: list[float] = []
+    scrapes = 0
+    stat = objective.stat
+    for result in results:
+        server = getattr(result, "server", None)
+        if server is None:
+            return _server_fail(objective, sent, "server metrics were not scraped in this "
+                                "run (the profile sets no server_metrics)")
+        scrapes += sum(i.total_fetches - i.failed_fetches for i in server.endpoints.values())
+        metric = server.get(name)
+        if metric is None:
+            return _server_fail(objective, sent, server.missing(name), scrapes)
+        stat = objective.stat or default_stat(metric.type)
+        try:
+            value = metric.stat(stat)
+        except KeyError as exc:
+            return _server_fail(objective, sent, str(exc.args[0]), scrapes)
+        if value is None or math.isnan(value):
+            return _server_fail(objective, sent, f"{name} had no {stat} in the run (no "
+                                "observation between the run's scrapes)", scrapes)
+        values.append(float(value))
+    if not values:
+        return _server_fail(objective, sent, "no run to judge")
+    combine = _SERVER_COMBINE.get(stat, lambda v: float(np.mean(v)))
+    measured = float(combine(values))
+    status = "PASS" if OPERATORS[objective.op](measured, objective.threshold) else "FAIL"
+    note = None if objective.stat else f"{stat} of {name}"
+    label = "whole run" if len(results) == 1 else f"whole run (+{len(results) - 1} runs)"
+    return Verdict(objective, measured, status, scrapes, sent, None, None, SERVER_METHOD,
+                   note, label)
+
+
+def _server_fail(objective: Objective, sent: int, why: str, scrapes: int = 0) -> Verdict:
+    return Verdict(objective, None, "FAIL", scrapes, sent, None, None, SERVER_METHOD,
+                   why, "whole run")
 
 
 def judge(objective: Objective, evidence: Evidence, confidence: float = 0.95,
@@ -443,6 +500,13 @@ def across_runs(objective: Objective, per_run: list[Verdict], confidence: float)
                         dtype=np.float64)
     sent = sum(v.sent for v in per_run)
     label = f"across {len(per_run)} runs"
+    if objective.server:  # a point value per run, no interval: every run must meet it
+        status = "FAIL" if any(v.failed for v in per_run) else "PASS"
+        measured = [v.measured for v in per_run if v.measured is not None]
+        higher_is_worse = objective.op in ("<", "<=")
+        worst = (max(measured) if higher_is_worse else min(measured)) if measured else None
+        return Verdict(objective, worst, status, len(per_run), sent, None, None,
+                       f"{SERVER_METHOD}, every run", None, label)
     if is_exact_count(objective):  # a fact about every request sent, in every run
         status = "FAIL" if any(v.failed for v in per_run) else "PASS"
         worst = max((v.measured or 0.0) for v in per_run)
@@ -503,7 +567,9 @@ def judge_runs(objectives: list[Objective], results: Sequence[ProfileResult],
     evidence = _pooled(parts)
     verdicts = []
     for objective in objectives:
-        if objective.relative:
+        if objective.server:
+            verdicts.append(judge_server(objective, results, sent))
+        elif objective.relative:
             if relative is not None:
                 verdicts.append(relative(objective, results, sent))
         elif objective.window_s is not None and sketch_mode and (

@@ -16,6 +16,14 @@ Its threshold is computed from the baseline's statistic when the test runs, and 
 judged on the interval of the difference (``pytest_aiperf.baseline``), not on the two point
 values.
 
+A server metric (the profile scrapes the server's Prometheus /metrics: ``server_metrics``)
+is named ``server.<prometheus name>[.<stat>]`` and compared, in the server's own unit, with
+a bare number, as a point value of the run (``aiperf.server_metrics.summary``):
+
+    "server.vllm:gpu_cache_usage_perc.max": "< 0.9"
+    "server.llamacpp:requests_processing.max": "<= 4"
+    "server.vllm:num_preemptions_total.total": "<= 0"
+
 Parsing happens at collection, so a typo is a collection error that lists the valid
 choices and no load is sent; evaluation compares the run's value, in the metric's display
 unit, with the threshold converted to that unit.
@@ -39,6 +47,7 @@ from aiperf.metrics.definitions import (
 )
 
 if TYPE_CHECKING:
+    from aiperf.common.config import UserConfig
     from aiperf.results import ProfileResult
 
 OPERATORS: dict[str, Callable[[float, float], bool]] = {
@@ -116,6 +125,16 @@ class Objective:
     @property
     def base_tag(self) -> str:
         return self.metric.removeprefix("adj_")
+
+    @property
+    def server(self) -> bool:
+        """A server metric (``server.<name>``), judged on ``ProfileResult.server``."""
+        return self.metric.startswith(SERVER_PREFIX)
+
+    @property
+    def server_name(self) -> str:
+        """The Prometheus name of a server objective (``vllm:gpu_cache_usage_perc``)."""
+        return self.metric.removeprefix(SERVER_PREFIX)
 
     def __str__(self) -> str:
         return f"{self.key} {self.text}" + (" (implicit)" if self.implicit else "")
@@ -229,6 +248,8 @@ def _known_metrics() -> list[str]:
 
 
 def parse_objective(key: str, value: str) -> Objective:
+    if key.startswith(SERVER_PREFIX):
+        return _parse_server_objective(key, value)
     name, at, window = key.partition("@")
     if not at:
         return _parse_objective(key, value)
@@ -332,6 +353,50 @@ def _parse_relative(key: str, metric: str, stat: str, unit: str, value: str) -> 
 
 ADJUSTED_STATS = ("count",)
 
+SERVER_PREFIX = "server."
+# A Prometheus metric name (the data model's rule), e.g. vllm:gpu_cache_usage_perc.
+_PROMETHEUS_NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
+
+
+def server_stats() -> tuple[str, ...]:
+    """Every statistic a server objective may name (which ones a metric has depends on its
+    type, known once it is scraped)."""
+    from aiperf.server_metrics.summary import COUNTER_STATS, GAUGE_STATS, HISTOGRAM_STATS
+
+    return tuple(dict.fromkeys((*GAUGE_STATS, *COUNTER_STATS, *HISTOGRAM_STATS)))
+
+
+def _parse_server_objective(key: str, value: str) -> Objective:
+    """``server.<name>[.<stat>]``: a point value of the run, a bare number threshold
+    (the server's own unit). Without a statistic: a counter's total, else the avg."""
+    rest = key.removeprefix(SERVER_PREFIX)
+    if "@" in rest:
+        raise SLOError(f"objective {key!r}: a server metric is one value per run; it takes "
+                       f"no window (scraped every server_metrics_interval)")
+    name, _, stat = rest.partition(".")
+    if not _PROMETHEUS_NAME.match(name):
+        raise SLOError(f"objective {key!r}: {name!r} is not a Prometheus metric name; write "
+                       f"'server.<name>.<stat>', e.g. 'server.vllm:gpu_cache_usage_perc.max'")
+    stats = server_stats()
+    if stat and stat not in stats:
+        raise SLOError(f"objective {key!r}: unknown statistic {stat!r} of a server metric; "
+                       f"gauges: avg, min, max, std, p1..p99; counters: total, rate; "
+                       f"histograms: count, sum, avg, count_rate, sum_rate, p50_estimate.."
+                       f"p99_estimate")
+    if "baseline" in str(value):
+        raise SLOError(f"objective {key!r}: a server metric has no interval to compare with "
+                       f"a baseline; write an absolute threshold such as '< 0.9'")
+    match = _THRESHOLD.match(str(value))
+    if not match:
+        raise SLOError(f"objective {key!r}: {value!r} is not '<op> <number>'; operators: "
+                       f"{', '.join(OPERATORS)}")
+    op, number, unit = match.groups()
+    if unit:
+        raise SLOError(f"objective {key!r}: a server metric is compared in the unit the "
+                       f"server exports it in; write a bare number (got unit {unit!r})")
+    return Objective(key, f"{SERVER_PREFIX}{name}", stat, op, float(number),
+                     str(value).strip(), "")
+
 
 def valid_stats(metric: str) -> list[str]:
     """The statistics an objective on ``metric`` may name, for error messages."""
@@ -354,8 +419,15 @@ def parse_objectives(slo: Mapping[str, Any] | None) -> list[Objective]:
 
 def check_applicable(objectives: list[Objective], profile: Mapping[str, Any],
                      streams: bool, produces_tokens: bool) -> None:
-    """Refuse objectives the profile can never measure (TTFT of a non-streaming run)."""
+    """Refuse objectives the profile can never measure (TTFT of a non-streaming run, a
+    server metric of a profile that scrapes none)."""
     for objective in objectives:
+        if objective.server:
+            if profile.get("server_metrics") in (None, False):
+                raise SLOError(f"objective {objective.key!r} needs the server's metrics: add "
+                               f"server_metrics=True (the endpoint's /metrics) or a list of "
+                               f"/metrics URLs to the profile")
+            continue
         spec = BY_TAG[objective.base_tag]
         if spec.streaming_only and not streams:
             raise SLOError(f"objective {objective.key!r} needs a streaming profile "
@@ -366,6 +438,58 @@ def check_applicable(objectives: list[Objective], profile: Mapping[str, Any],
         if objective.base_tag.startswith("good") and not profile.get("goodput"):
             raise SLOError(f"objective {objective.key!r} needs goodput thresholds in the "
                            f"profile (goodput={{...}})")
+
+
+# Collection scrapes each distinct URL list once per process: a module of tests on one
+# server costs one scrape, not one per test.
+_SCRAPED_NAMES: dict[tuple[str, ...], tuple[dict[str, str], list[str]]] = {}
+
+
+def check_server_metric_names(objectives: list[Objective], config: UserConfig,
+                              timeout: float = 2.0) -> list[str]:
+    """At collection: scrape the profile's /metrics URLs once and refuse (SLOError) a
+    server objective whose metric none of them exposes, or whose statistic its type lacks
+    (a gauge has no ``total``), naming the close matches. When an URL cannot be reached
+    (the server is not up yet), nothing is refused: the warnings returned say what was not
+    checked, and the run itself still FAILs an objective whose metric stays missing."""
+    server = [o for o in objectives if o.server]
+    if not server or config.server_metrics is None:
+        return []
+    from aiperf.common.config import mask_url
+    from aiperf.server_metrics import default_metrics_url, scrape_once
+    from aiperf.server_metrics.summary import default_stat, stats_of, suggest
+
+    urls = tuple(config.server_metrics or [default_metrics_url(config.url)])
+    if urls not in _SCRAPED_NAMES:
+        types: dict[str, str] = {}
+        errors: list[str] = []
+        for url in urls:
+            scrape = scrape_once(url, "baseline", timeout)
+            if scrape.snapshot is None:
+                errors.append(f"{mask_url(url)}: {scrape.error}")
+                continue
+            for name, family in scrape.snapshot.items():
+                types[name] = family.type
+                if family.type == "counter":
+                    types[f"{name}_total"] = family.type
+        _SCRAPED_NAMES[urls] = (types, errors)
+    types, errors = _SCRAPED_NAMES[urls]
+    if errors:
+        keys = ", ".join(o.key for o in server)
+        return [f"server metric objectives ({keys}) not checked at collection: "
+                f"{'; '.join(errors)}"]
+    where = ", ".join(mask_url(u) for u in urls)
+    for objective in server:
+        name = objective.server_name
+        if name not in types:
+            raise SLOError(f"objective {objective.key!r}: no metric {name!r} at {where}; "
+                           f"{suggest(name, types)}")
+        stat = objective.stat or default_stat(types[name])
+        if stat not in stats_of(types[name]):
+            raise SLOError(f"objective {objective.key!r}: {name} is a {types[name]}, which "
+                           f"has no statistic {stat!r}; valid: "
+                           f"{', '.join(stats_of(types[name]))}")
+    return []
 
 
 def check_goodput(goodput: Mapping[str, Any], streams: bool, produces_tokens: bool) -> None:
@@ -427,4 +551,6 @@ def format_table(verdicts: list[Verdict]) -> str:
 def _fmt(value: float, unit: str) -> str:
     if math.isinf(value):
         return "inf"
+    if not unit:  # a server metric, in its own unit: its significant digits, not 2 decimals
+        return f"{value:,.6g}"
     return f"{value:,.2f} {unit}"

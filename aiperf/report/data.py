@@ -1,0 +1,504 @@
+"""What the report shows, read from artifact directories, and the numbers each plot is
+drawn from (CDF points, time buckets, requests in flight, thresholds, windows).
+
+A source is one of
+- a **pytest artifacts root** (``--aiperf-artifacts DIR``): ``DIR/summary.json`` names each
+  load test, its verdicts and its directory ``DIR/<test>/``;
+- an **artifact directory** of ``aiperf profile`` or of NVIDIA AIPerf
+  (``profile_export_aiperf.json`` + ``profile_export.jsonl``, see
+  ``aiperf.baselines.sources``).
+
+Several sources are overlaid: the same test of two pytest roots shares one section, and
+plain artifact directories given together share one section (runs compared).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from aiperf.baselines.sources import (
+    KIND_TITLES,
+    RECORDS_FILE,
+    SUMMARY_FILE,
+    RequestRows,
+    SourceError,
+    _read_summary,
+    load_requests,
+)
+
+SESSION_FILE = "summary.json"
+SERVER_METRICS_FILE = "server_metrics_export.json"
+# The distributions every test shows, in this order.
+CDF_METRICS = ("time_to_first_token", "inter_token_latency", "request_latency")
+ROW_TAGS = (*CDF_METRICS, "output_sequence_length")
+# A CDF of more points than this is thinned (its tail kept dense, see cdf_points).
+CDF_POINTS = 400
+# Requests drawn one by one on a timeline; past this, a sample (errors and slowest kept).
+TIMELINE_POINTS = 2000
+_WINDOW = re.compile(r"(-?\d+(?:\.\d+)?)\s*-\s*(-?\d+(?:\.\d+)?)\s*s\b")
+_NUMBER = re.compile(r"^\s*(<=|>=|<|>|==)?\s*(-?\d+(?:\.\d+)?(?:e-?\d+)?)\s*(.*)$")
+
+
+class ReportError(SourceError):
+    """A source the report cannot read; the message names the path."""
+
+
+@dataclass(eq=False)
+class RunData:
+    """One run of one test as the report draws it."""
+
+    label: str  # the source as given (a legend names a run by it)
+    test: str  # the pytest node id, or the directory's name
+    kind: str  # "pytest", "artifacts" or "nvidia-aiperf"
+    directory: Path | None
+    profile: str = ""
+    outcome: str | None = None  # the test's outcome; None outside pytest
+    verdicts: list[dict[str, Any]] = field(default_factory=list)
+    metrics: dict[str, float] = field(default_factory=dict)
+    summary: dict[str, Any] = field(default_factory=dict)
+    rows: RequestRows | None = None
+    baseline: dict[str, Any] | None = None
+    error: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def values(self, tag: str) -> np.ndarray:
+        """``tag``'s finite per-request values (empty when not measured)."""
+        if self.rows is None or tag not in self.rows.values:
+            return np.empty(0)
+        data = self.rows.values[tag]
+        return data[np.isfinite(data)]
+
+    def stat(self, tag: str, stat: str) -> float | None:
+        entry = self.summary.get(tag)
+        value = entry.get(stat) if isinstance(entry, dict) else None
+        if isinstance(value, (int, float)) and not isinstance(value, bool) \
+                and math.isfinite(value):
+            return float(value)
+        return None
+
+
+@dataclass(eq=False)
+class Section:
+    """One test of the report: a run per source that has it."""
+
+    key: str
+    title: str
+    runs: list[RunData]
+    anchor: str = ""
+
+    @property
+    def function(self) -> str:
+        """The test function (node id without its parameters): a ladder's cases share it."""
+        return self.key.split("[", 1)[0]
+
+
+# -- loading
+
+
+def load_report(sources: Sequence[Path | str]) -> list[Section]:
+    """The report's sections, in the order the sources list their tests."""
+    if not sources:
+        raise ReportError("no source given: name a pytest artifacts dir or an artifact dir")
+    sections: dict[str, Section] = {}
+    plain: list[RunData] = []
+    for source in sources:
+        path = Path(source)
+        if (path / SESSION_FILE).is_file():
+            for run in _pytest_runs(path, str(source)):
+                section = sections.setdefault(run.test, Section(run.test, _label(run.test), []))
+                section.runs.append(run)
+        else:
+            plain.append(load_artifact_dir(path, str(source)))
+    if len(plain) == 1:
+        run = plain[0]
+        sections.setdefault(run.test, Section(run.test, run.test, [])).runs.append(run)
+    elif plain:
+        title = f"{len(plain)} runs compared"
+        sections[title] = Section(title, title, plain)
+    out = list(sections.values())
+    for number, section in enumerate(out, 1):
+        section.anchor = f"test-{number}"
+    return out
+
+
+def _label(nodeid: str) -> str:
+    return nodeid.split("::", 1)[-1]
+
+
+def _pytest_runs(root: Path, given: str) -> list[RunData]:
+    try:
+        document = json.loads((root / SESSION_FILE).read_bytes())
+    except (OSError, ValueError) as exc:
+        raise ReportError(f"{root / SESSION_FILE}: not readable JSON ({exc})") from None
+    tests = document.get("load_tests") if isinstance(document, dict) else None
+    if not isinstance(tests, list):
+        raise ReportError(f"{root / SESSION_FILE}: no 'load_tests' list (not a pytest-aiperf "
+                          f"summary)")
+    runs = []
+    for entry in tests:
+        if not isinstance(entry, dict) or not isinstance(entry.get("nodeid"), str):
+            raise ReportError(f"{root / SESSION_FILE}: a load test without a 'nodeid'")
+        run_number = entry.get("run", 1)
+        test = entry["nodeid"] + ("" if run_number in (1, None) else f" (run {run_number})")
+        run = RunData(label=given, test=test, kind="pytest", directory=None,
+                      profile=str(entry.get("profile", "")), outcome=entry.get("outcome"),
+                      verdicts=[v for v in entry.get("objectives") or [] if isinstance(v, dict)],
+                      metrics=dict(entry.get("metrics") or {}), baseline=entry.get("baseline"),
+                      error=entry.get("error"))
+        directory = _test_dir(root, entry.get("artifacts"))
+        if directory is None:
+            run.notes.append("no per-request artifacts (the test did not run, or its "
+                             "directory is gone)")
+        else:
+            run.directory = directory
+            _fill_from_dir(run, directory)
+        runs.append(run)
+    return runs
+
+
+def _test_dir(root: Path, recorded: Any) -> Path | None:
+    """A test's directory: as summary.json recorded it, else under ``root`` by its name
+    (the root was moved, e.g. downloaded as a CI artifact)."""
+    if not isinstance(recorded, str) or not recorded:
+        return None
+    for candidate in (Path(recorded), root / Path(recorded).name):
+        if (candidate / RECORDS_FILE).is_file() or (candidate / SUMMARY_FILE).is_file():
+            return candidate
+    return None
+
+
+def load_artifact_dir(directory: Path, given: str | None = None) -> RunData:
+    """A run from an ``aiperf profile`` or NVIDIA AIPerf artifact directory."""
+    if directory.is_file() and directory.name in (SUMMARY_FILE, RECORDS_FILE):
+        directory = directory.parent
+    if not directory.is_dir():
+        raise ReportError(f"{given or directory}: not a directory (give a pytest artifacts "
+                          f"dir with {SESSION_FILE}, or an artifact dir)")
+    if not (directory / SUMMARY_FILE).is_file() and not (directory / RECORDS_FILE).is_file():
+        raise ReportError(f"{given or directory}: neither {SESSION_FILE} (pytest artifacts) "
+                          f"nor {SUMMARY_FILE} / {RECORDS_FILE} (an artifact dir) is there")
+    run = RunData(label=given or str(directory), test=directory.resolve().name,
+                  kind="artifacts", directory=directory)
+    _fill_from_dir(run, directory)
+    return run
+
+
+def _fill_from_dir(run: RunData, directory: Path) -> None:
+    summary_path = directory / SUMMARY_FILE
+    if summary_path.is_file():
+        document = _read_summary(summary_path)
+        run.summary = {tag: entry for tag, entry in document.items()
+                       if isinstance(entry, dict) and "unit" in entry}
+        nvidia = "aiperf_version" in document or "schema_version" in document
+        if run.kind != "pytest":
+            run.kind = "nvidia-aiperf" if nvidia else "artifacts"
+            version = document.get("aiperf_version") if nvidia else None
+            run.profile = KIND_TITLES[run.kind] + (f" {version}" if version else "")
+    else:
+        run.notes.append(f"no {SUMMARY_FILE}")
+    if (directory / RECORDS_FILE).is_file():
+        run.rows = load_requests(directory, ROW_TAGS)
+    else:
+        run.notes.append(f"no {RECORDS_FILE}: no per-request plots")
+    if not run.metrics:
+        run.metrics = _key_metrics(run)
+
+
+def _key_metrics(run: RunData) -> dict[str, float]:
+    """The session table's numbers for a run without a pytest summary."""
+    out: dict[str, float] = {}
+    for name, tag, stat in (("request_throughput", "request_throughput", "avg"),
+                            ("time_to_first_token.p99", "time_to_first_token", "p99"),
+                            ("request_latency.p99", "request_latency", "p99")):
+        value = run.stat(tag, stat)
+        if value is not None:
+            out[name] = value
+    if run.rows is not None and len(run.rows):
+        out["request_error_rate"] = 100.0 * float((~run.rows.ok).sum()) / len(run.rows)
+    return out
+
+
+def server_metrics_path(run: RunData) -> Path | None:
+    if run.directory is None:
+        return None
+    path = run.directory / SERVER_METRICS_FILE
+    return path if path.is_file() else None
+
+
+# -- what the plots receive
+
+
+def cdf_points(values: np.ndarray, max_points: int = CDF_POINTS) -> tuple[np.ndarray,
+                                                                         np.ndarray]:
+    """The empirical CDF of ``values``: sorted values and the fraction of values at or
+    below each (``(i + 1) / n``). Past ``max_points`` it is thinned: half the points
+    evenly over the ranks, half spaced geometrically toward the top rank, so that the tail
+    a p99 objective reads stays exact; the smallest and largest values are always kept."""
+    data = np.sort(np.asarray(values, dtype=np.float64)[np.isfinite(values)])
+    n = len(data)
+    if n == 0:
+        return np.empty(0), np.empty(0)
+    ranks = np.arange(n)
+    if n > max_points:
+        even = np.linspace(0, n - 1, max_points // 2).round().astype(np.int64)
+        # distance from the top rank, 1 .. n, geometrically spaced
+        tail = n - np.geomspace(1, n, max_points - max_points // 2).round().astype(np.int64)
+        ranks = np.unique(np.concatenate([even, tail, [0, n - 1]]))
+    return data[ranks], (ranks + 1) / n
+
+
+def bucket_width(duration_s: float, target: int = 60) -> float:
+    """A round bucket width (1, 2 or 5 times a power of ten seconds) giving about
+    ``target`` buckets over ``duration_s``."""
+    if not math.isfinite(duration_s) or duration_s <= 0:
+        return 1.0
+    raw = duration_s / target
+    power = 10.0 ** math.floor(math.log10(raw))
+    for step in (1.0, 2.0, 5.0, 10.0):
+        if raw <= step * power:
+            return step * power
+    return 10.0 * power
+
+
+@dataclass
+class Buckets:
+    """The run cut into equal time buckets: ``edges`` (n + 1 values), completed requests
+    per second, mean requests in flight, and failed requests per error kind (counts)."""
+
+    edges: np.ndarray
+    throughput: np.ndarray
+    in_flight: np.ndarray
+    errors: dict[str, np.ndarray]
+
+    @property
+    def mids(self) -> np.ndarray:
+        return (self.edges[:-1] + self.edges[1:]) / 2
+
+
+def time_buckets(rows: RequestRows, width: float | None = None) -> Buckets:
+    """Throughput (successful completions per second, by end time), mean requests in
+    flight (time-weighted over each bucket, failed requests included while they lasted)
+    and errors per kind (by start time, when the failure was sent) per bucket."""
+    start, end = rows.start_s, rows.end_s
+    ok = rows.ok
+    finish = np.where(np.isfinite(end), end, start)
+    known = np.isfinite(start)
+    last = float(np.nanmax(finish[known])) if known.any() else 0.0
+    if not width:
+        # About 40 buckets, but wide enough for ~20 completions each on average: a closed
+        # loop completes in waves, and narrower buckets draw the waves, not the rate.
+        completed = max(int(ok.sum()), 1)
+        # At least 8 buckets however few requests there are.
+        width = bucket_width(min(max(last / 40, 20 * last / completed), last / 8), target=1)
+    count = max(1, math.ceil(last / width - 1e-9))
+    edges = np.arange(count + 1) * width
+    done = np.histogram(end[ok & np.isfinite(end)], bins=edges)[0]
+    kinds: dict[str, list[float]] = {}
+    for position, error in enumerate(rows.errors):
+        if error is not None and known[position]:
+            kinds.setdefault(error[0], []).append(float(start[position]))
+    errors = {kind: np.histogram(np.asarray(times), bins=edges)[0]
+              for kind, times in sorted(kinds.items())}
+    return Buckets(edges=edges, throughput=done / width,
+                   in_flight=in_flight(start[known], finish[known], edges), errors=errors)
+
+
+def in_flight(start: np.ndarray, end: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Mean number of the intervals ``[start, end]`` open over each bucket of ``edges``:
+    the integral of the count over the bucket, over its width. The integral up to ``t`` is
+    ``sum(t - s for s < t) - sum(t - e for e < t)``, from sorted prefix sums, so this costs
+    O(n log n) whatever the number of buckets."""
+    def integral(points: np.ndarray, at: np.ndarray) -> np.ndarray:
+        ordered = np.sort(points)
+        prefix = np.concatenate([[0.0], np.cumsum(ordered)])
+        below = np.searchsorted(ordered, at, side="left")
+        return below * at - prefix[below]
+
+    total = integral(start, edges) - integral(end, edges)
+    return np.diff(total) / np.diff(edges)
+
+
+def timeline_sample(rows: RequestRows, limit: int = TIMELINE_POINTS) -> np.ndarray:
+    """Which rows a timeline draws one by one (indexes, in time order): all when there are
+    at most ``limit``; otherwise every failed request (up to a quarter of the budget), the
+    slowest tenth of the budget, and evenly spaced others, so a tail or an error burst is
+    never sampled away."""
+    n = len(rows)
+    order = np.argsort(rows.start_s, kind="stable")
+    if n <= limit:
+        return order
+    failed = np.flatnonzero(~rows.ok)[: limit // 4]
+    latency = rows.values.get("request_latency")
+    slowest = (np.argsort(np.where(np.isfinite(latency), latency, -np.inf))[-(limit // 10):]
+               if latency is not None else np.empty(0, dtype=np.int64))
+    chosen = np.unique(np.concatenate([failed, slowest]))
+    rest = limit - len(chosen)
+    others = order[np.linspace(0, n - 1, max(rest, 0)).round().astype(np.int64)]
+    picked = np.unique(np.concatenate([chosen, others]))
+    return picked[np.argsort(rows.start_s[picked], kind="stable")]
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """An objective as a CDF draws it: the threshold (a vertical line), the interval of
+    the measured statistic (a shaded band), the percentile level (None for a mean), the
+    verdict and the window it was judged on."""
+
+    metric: str
+    key: str
+    value: float
+    text: str
+    interval: tuple[float, float] | None
+    level: float | None
+    verdict: str
+    window: str
+    span: tuple[float, float] | None  # the window's bounds in seconds, None: whole run
+
+
+def thresholds(verdicts: Sequence[dict[str, Any]], metric: str) -> list[Threshold]:
+    """The objectives on ``metric`` (its ``adj_`` twin included) that have a numeric
+    threshold; a relative one whose baseline never filled it in has none to draw."""
+    out = []
+    for verdict in verdicts:
+        key = str(verdict.get("objective", ""))
+        name, _, stat = key.split("@", 1)[0].partition(".")
+        if name.removeprefix("adj_") != metric:
+            continue
+        value = threshold_value(str(verdict.get("threshold", "")))
+        if value is None:
+            continue
+        interval = verdict.get("interval")
+        bounds = None
+        if isinstance(interval, list) and len(interval) == 2:
+            low, high = (_number(b) for b in interval)
+            if low is not None and high is not None:
+                bounds = (low, high)
+        level = _percentile(stat)
+        window = str(verdict.get("window") or "whole run")
+        out.append(Threshold(metric=metric, key=key, value=value,
+                             text=str(verdict.get("threshold")), interval=bounds, level=level,
+                             verdict=str(verdict.get("verdict", "")), window=window,
+                             span=window_span(window)))
+    return out
+
+
+def threshold_value(text: str) -> float | None:
+    """The number of a threshold as summary.json writes it ("< 250 ms" -> 250.0): in the
+    metric's display unit, which is how objectives are written and stored."""
+    found = _NUMBER.match(text)
+    if found is None or "baseline" in text:
+        return None
+    return float(found.group(2))
+
+
+def window_span(window: str) -> tuple[float, float] | None:
+    """A verdict's window in seconds from the run's first request ("steady state
+    1.2-9.8 s (...)" -> (1.2, 9.8)); None for the whole run."""
+    found = _WINDOW.search(window)
+    return (float(found.group(1)), float(found.group(2))) if found else None
+
+
+def _percentile(stat: str) -> float | None:
+    if stat in ("p50", "median"):
+        return 0.5
+    if stat.startswith("p"):
+        try:
+            return float(stat[1:].replace("_", ".")) / 100.0
+        except ValueError:
+            return None
+    return None
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value) if math.isfinite(value) else None
+    return None
+
+
+@dataclass(frozen=True)
+class LadderPoint:
+    case: str
+    throughput: float
+    p50: float | None
+    p99: float | None
+
+
+def ladders(sections: Sequence[Section]) -> dict[str, list[LadderPoint]]:
+    """Parametrized tests (two or more sections sharing a test function) as latency-
+    throughput points, one per case, in the order they ran; from each case's first run."""
+    groups: dict[str, list[Section]] = {}
+    for section in sections:
+        if "[" in section.key:
+            groups.setdefault(section.function, []).append(section)
+    out = {}
+    for function, members in groups.items():
+        points = []
+        for section in members:
+            run = section.runs[0]
+            throughput = run.stat("request_throughput", "avg") \
+                or run.metrics.get("request_throughput")
+            if throughput is None:
+                continue
+            case = section.key[len(function):].split(" (run", 1)[0]
+            points.append(LadderPoint(case=case, throughput=float(throughput),
+                                      p50=run.stat("request_latency", "p50"),
+                                      p99=run.stat("request_latency", "p99")
+                                      or run.metrics.get("request_latency.p99")))
+        if len(points) >= 2:
+            out[function] = points
+    return out
+
+
+def server_series(path: Path, limit: int = 12) -> list[dict[str, Any]]:
+    """Time series of an AIPerf-shaped ``server_metrics_export.json``: per metric with
+    time slices, ``{"name", "unit", "kind", "series": [(labels, [[t_s, value], ...])]}``,
+    time in seconds from the first slice; a gauge's slice average, a counter's rate, a
+    histogram's average. At most ``limit`` metrics, five label sets each."""
+    try:
+        document = json.loads(path.read_bytes())
+    except (OSError, ValueError) as exc:
+        raise ReportError(f"{path}: not readable JSON ({exc})") from None
+    metrics = document.get("metrics") if isinstance(document, dict) else None
+    if not isinstance(metrics, dict):
+        raise ReportError(f"{path}: no 'metrics' object (AIPerf's server metrics shape)")
+    found: list[tuple[str, str, str, list[tuple[str, list[tuple[int, float]]]]]] = []
+    origin: int | None = None
+    for name, metric in metrics.items():
+        if not isinstance(metric, dict):
+            continue
+        kind = str(metric.get("type", ""))
+        field_name = "rate" if kind == "counter" else "avg"
+        lines = []
+        for series in (metric.get("series") or [])[:5]:
+            slices = series.get("timeslices") if isinstance(series, dict) else None
+            if not slices:
+                continue
+            points = [(int(s["start_ns"]), float(s[field_name])) for s in slices
+                      if isinstance(s, dict) and isinstance(s.get("start_ns"), int)
+                      and isinstance(s.get(field_name), (int, float))
+                      and math.isfinite(s[field_name])]
+            if not points:
+                continue
+            first = points[0][0]
+            origin = first if origin is None else min(origin, first)
+            labels = series.get("labels") or {}
+            text = ", ".join(f"{k}={v}" for k, v in sorted(labels.items())) or name
+            lines.append((text, points))
+        if lines:
+            unit = str(metric.get("unit") or "")
+            found.append((name, unit + ("/s" if kind == "counter" else ""), kind, lines))
+        if len(found) >= limit:
+            break
+    base = origin or 0
+    return [{"name": name, "unit": unit, "kind": kind,
+             "series": [(text, [[round((t - base) / 1e9, 3), v] for t, v in points])
+                        for text, points in lines]}
+            for name, unit, kind, lines in found]

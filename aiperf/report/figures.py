@@ -1,0 +1,262 @@
+"""Each plot of the report as a chart spec: a plain JSON-able dict that both renderers
+read (``report.js`` turns it into an ECharts option; ``svg.py`` draws it without script).
+
+A spec is ``{"id", "kind", "title", "x": {"name"}, "y": {"name"}, "y2"?: {"name"},
+"series": [...], "vlines": [...], "bands": [...], "hlines": [...], "note"?}``:
+
+- a series is ``{"name", "type": "step" | "line" | "scatter" | "bar", "data", "y2"?,
+  "stack"?, "dashed"?}``; a timeline's scatter point is ``[start_s, value_ms, end_s, id,
+  error]`` (what hovering it shows), any other point ``[x, y]``;
+- a vline is ``{"x", "label", "verdict"}`` (an objective's threshold), a band ``{"x0",
+  "x1", "label"}`` (its interval, or the time window it was judged on), an hline
+  ``{"y", "label"}`` (the percentile level it reads).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from aiperf.metrics.definitions import BY_TAG
+from aiperf.report.data import (
+    CDF_METRICS,
+    LadderPoint,
+    RunData,
+    Section,
+    cdf_points,
+    server_metrics_path,
+    server_series,
+    thresholds,
+    time_buckets,
+    timeline_sample,
+    window_span,
+)
+
+_TITLES = {"time_to_first_token": "TTFT", "inter_token_latency": "ITL",
+           "request_latency": "Request latency"}
+
+
+def _r(values: np.ndarray, digits: int) -> list[float]:
+    return np.round(np.asarray(values, dtype=np.float64), digits).tolist()
+
+
+def _pairs(x: np.ndarray, y: np.ndarray, dx: int = 4, dy: int = 4) -> list[list[float]]:
+    return [list(p) for p in zip(_r(x, dx), _r(y, dy), strict=True)]
+
+
+def _spec(chart_id: str, kind: str, title: str, x: str, y: str) -> dict[str, Any]:
+    return {"id": chart_id, "kind": kind, "title": title, "x": {"name": x}, "y": {"name": y},
+            "series": [], "vlines": [], "bands": [], "hlines": []}
+
+
+def _run_name(run: RunData, runs: Sequence[RunData]) -> str:
+    return "this run" if len(runs) == 1 else run.label
+
+
+def cdf_chart(section: Section, metric: str, baseline: np.ndarray | None = None,
+              baseline_name: str = "baseline") -> dict[str, Any] | None:
+    """One metric's CDF: a step line per run (and the baseline's, dashed), each objective
+    on the metric as its threshold line with its interval shaded and its window named."""
+    unit = BY_TAG[metric].unit if metric in BY_TAG else ""
+    spec = _spec(f"{section.anchor}-cdf-{metric}", "cdf", f"{_TITLES[metric]} CDF",
+                 f"{_TITLES[metric]} ({unit})", "fraction of requests")
+    for run in section.runs:
+        x, p = cdf_points(run.values(metric))
+        if len(x):
+            spec["series"].append({"name": _run_name(run, section.runs), "type": "step",
+                                   "data": _pairs(x, p, 4, 5)})
+    if not spec["series"]:
+        return None
+    if baseline is not None and len(baseline):
+        x, p = cdf_points(baseline)
+        spec["series"].append({"name": baseline_name, "type": "step", "dashed": True,
+                               "data": _pairs(x, p, 4, 5)})
+    for run in section.runs:
+        for t in thresholds(run.verdicts, metric):
+            where = "" if t.window == "whole run" else f" ({t.window})"
+            spec["vlines"].append({"x": t.value, "label": f"{t.key} {t.text}{where}",
+                                   "verdict": t.verdict})
+            if t.interval is not None:
+                spec["bands"].append({"x0": t.interval[0], "x1": t.interval[1],
+                                      "label": f"{t.key} interval"})
+            if t.level is not None:
+                spec["hlines"].append({"y": t.level, "label": t.key.split("@")[0]
+                                       .rpartition(".")[2]})
+    return fit_x(spec)
+
+
+def fit_x(spec: dict[str, Any]) -> dict[str, Any]:
+    """Sets the x range to the data and the thresholds near it. A threshold farther than
+    the data's own span beyond it would squash the distribution into a sliver: it moves
+    to ``spec["offscale"]`` (shown as text, "p99 < 250 ms: off scale, right") instead."""
+    xs = [p[0] for item in spec["series"] for p in item["data"]]
+    if not xs:
+        return spec
+    low, high = min(xs), max(xs)
+    span = (high - low) or abs(high) or 1.0
+    kept, offscale = [], []
+    for line in spec["vlines"]:
+        if low - span <= line["x"] <= high + span:
+            kept.append(line)
+            low, high = min(low, line["x"]), max(high, line["x"])
+        else:
+            side = "right" if line["x"] > high else "left"
+            offscale.append({**line, "label": f"{line['label']}: off scale, {side}"})
+    spec["vlines"] = kept
+    spec["bands"] = [b for b in spec["bands"] if low - span <= b["x0"] and b["x1"] <= high + span]
+    for band in spec["bands"]:
+        low, high = min(low, band["x0"]), max(high, band["x1"])
+    if offscale:
+        spec["offscale"] = offscale
+    pad = (high - low) * 0.02
+    spec["x"].update(min=round(low - pad, 6), max=round(high + pad, 6))
+    return spec
+
+
+def baseline_values(run: RunData, metric: str) -> tuple[np.ndarray | None, str]:
+    """The stored baseline's per-request values of ``metric`` when summary.json says the
+    run was compared with one and its file is still there."""
+    state = run.baseline or {}
+    if state.get("status") != "compared" or not state.get("path"):
+        return None, ""
+    from aiperf.baselines.sources import SourceError, load_source
+
+    try:
+        stored = load_source(state["path"])
+    except SourceError as exc:
+        run.notes.append(f"baseline not drawn: {exc}")
+        run.baseline = {**state, "status": "unreadable"}
+        return None, ""
+    values = stored.metric_values(metric)
+    return values, f"baseline {state.get('source') or ''}".strip()
+
+
+def latency_timeline(section: Section) -> dict[str, Any] | None:
+    """Each request's latency and TTFT against its start; a failed request at its
+    duration, named by its error; the windows objectives were judged on, shaded."""
+    spec = _spec(f"{section.anchor}-timeline", "latency", "Per-request latency and TTFT",
+                 "request start (s)", "ms")
+    for run in section.runs:
+        rows = run.rows
+        if rows is None or not len(rows):
+            continue
+        chosen = timeline_sample(rows)
+        name = "" if len(section.runs) == 1 else f" · {run.label}"
+        start, end = rows.start_s[chosen], rows.end_s[chosen]
+        ids = [rows.ids[i] for i in chosen]
+        errors = [rows.errors[i] for i in chosen]
+        for tag, title in (("request_latency", "latency"), ("time_to_first_token", "TTFT")):
+            values = rows.values[tag][chosen]
+            keep = np.isfinite(values) & np.isfinite(start)
+            if not keep.any():
+                continue
+            spec["series"].append({"name": title + name, "type": "scatter", "data": [
+                [s, v, e if math.isfinite(e) else None, ident, None]
+                for s, v, e, ident, k in zip(_r(start, 4), _r(values, 3), _r(end, 4), ids,
+                                             keep, strict=True) if k]})
+        failed = [[s, round((e - s) * 1000, 3) if math.isfinite(e) else 0.0,
+                   e if math.isfinite(e) else None, ident, f"{err[0]}: {err[1]}"]
+                  for s, e, ident, err in zip(_r(start, 4), _r(end, 4), ids, errors,
+                                              strict=True)
+                  if err is not None and math.isfinite(s)]
+        if failed:
+            spec["series"].append({"name": "failed" + name, "type": "scatter",
+                                   "data": failed})
+        for verdict in run.verdicts:
+            span = window_span(str(verdict.get("window") or ""))
+            if span is not None and not any(b["x0"] == span[0] and b["x1"] == span[1]
+                                            for b in spec["bands"]):
+                spec["bands"].append({"x0": span[0], "x1": span[1],
+                                      "label": str(verdict.get("window"))})
+    return spec if spec["series"] else None
+
+
+def load_timeline(section: Section) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """Throughput and requests in flight over time (two axes), and failed requests per
+    bucket stacked by error kind (a chart even without errors: it says there were none)."""
+    flow = _spec(f"{section.anchor}-load", "throughput", "Throughput and requests in flight",
+                 "time (s)", "completed requests/s")
+    flow["y2"] = {"name": "in flight"}
+    errors = _spec(f"{section.anchor}-errors", "errors", "Errors over time", "request start (s)",
+                   "failed requests")
+    total = 0
+    for run in section.runs:
+        if run.rows is None or not len(run.rows):
+            continue
+        buckets = time_buckets(run.rows)
+        name = "" if len(section.runs) == 1 else f" · {run.label}"
+        mids = buckets.mids
+        flow["series"].append({"name": "throughput" + name, "type": "line",
+                               "data": _pairs(mids, buckets.throughput, 4, 3)})
+        flow["series"].append({"name": "in flight" + name, "type": "line", "y2": True,
+                               "dashed": True, "data": _pairs(mids, buckets.in_flight, 4, 3)})
+        for kind, counts in buckets.errors.items():
+            total += int(counts.sum())
+            errors["series"].append({"name": kind + name, "type": "bar", "stack": run.label,
+                                     "data": _pairs(mids, counts, 4, 0)})
+    if not flow["series"]:
+        return None
+    if total == 0:
+        errors["note"] = "no failed requests"
+        errors["title"] = "Errors over time: none"
+    return flow, errors
+
+
+def ladder_chart(function: str, points: Sequence[LadderPoint], number: int) -> dict[str, Any]:
+    """The latency-throughput curve of a parametrized test: a point per case."""
+    spec = _spec(f"ladder-{number}", "ladder", f"{function.split('::')[-1]}: latency vs "
+                 "throughput", "request throughput (req/s)", "request latency (ms)")
+    for stat in ("p50", "p99"):
+        data = [[round(p.throughput, 3), round(getattr(p, stat), 3), p.case] for p in points
+                if getattr(p, stat) is not None]
+        if data:
+            spec["series"].append({"name": f"latency {stat}", "type": "line", "data": data})
+    return spec
+
+
+def server_charts(section: Section) -> list[dict[str, Any]]:
+    """The server's metrics over time, when a run's directory has them."""
+    charts = []
+    for run in section.runs:
+        path = server_metrics_path(run)
+        if path is None:
+            continue
+        for metric in server_series(path):
+            spec = _spec(f"{section.anchor}-server-{len(charts)}", "server",
+                         f"server: {metric['name']}", "time (s)", metric["unit"] or "value")
+            spec["series"] = [{"name": text, "type": "line", "data": points}
+                              for text, points in metric["series"]]
+            charts.append(spec)
+    return charts
+
+
+def section_charts(section: Section) -> list[dict[str, Any]]:
+    """Every chart of one test's section, in reading order."""
+    charts: list[dict[str, Any]] = []
+    for metric in CDF_METRICS:
+        spec = cdf_chart(section, metric)
+        if spec is not None:
+            charts.append(spec)
+    first = section.runs[0]
+    for metric in CDF_METRICS:
+        values, name = baseline_values(first, metric)
+        if values is None or not len(first.values(metric)):
+            continue
+        spec = cdf_chart(Section(section.key, section.title, [first], section.anchor), metric,
+                         values, name)
+        if spec is not None:
+            spec["id"] = f"{section.anchor}-before-after-{metric}"
+            spec["kind"] = "baseline"
+            spec["title"] = f"{_TITLES[metric]}: before / after"
+            charts.append(spec)
+    timeline = latency_timeline(section)
+    if timeline is not None:
+        charts.append(timeline)
+    flows = load_timeline(section)
+    if flows is not None:
+        charts.extend(flows)
+    charts.extend(server_charts(section))
+    return charts

@@ -579,8 +579,10 @@ def load_requests(directory: Path | str, tags: Iterable[str]) -> RequestRows:
                 continue
             ids.append(meta.x_request_id or (str(meta.credit_id) if meta.credit_id is not None
                                              else f"line {number}"))
-            start = meta.request_start_ns or meta.credit_issued_ns
-            starts.append(float(start) if start else nan)
+            start = meta.request_start_ns
+            if record.error is not None and not start:
+                start = meta.credit_issued_ns  # failed before it was sent, as load_source
+            starts.append(float(start) if start is not None else nan)
             ends.append(float(meta.request_end_ns) if meta.request_end_ns else nan)
             error = record.error
             errors.append(None if error is None else _error_text(error))

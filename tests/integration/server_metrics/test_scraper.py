@@ -1,0 +1,94 @@
+"""The collector against real HTTP endpoints on 127.0.0.1: every scrape is the exporter's
+answer, failures of every kind are recorded and never raise or hang."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import pytest
+
+from aiperf.server_metrics import ServerMetricsCollector, scrape_once
+from aiperf.server_metrics.summary import summarize
+from pytest_aiperf.slo import SLOError, check_server_metric_names, parse_objectives
+from tests.harness.prometheus_exporter import PrometheusExporter, counter, gauge
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_every_scrape_is_the_exporters_answer_in_order() -> None:
+    with PrometheusExporter() as exporter:
+        collector = ServerMetricsCollector([exporter.url], interval=0.05).start()
+        time.sleep(0.4)
+        collector.stop()
+        served = list(exporter.log)
+    scrapes = collector.scrapes
+    phases = [s.phase for s in scrapes]
+    assert phases[0] == "baseline" and set(phases[1:-1]) == {"run"} and phases[-1] == "final"
+    assert all(s.ok for s in scrapes)
+    # nothing lost, nothing invented: the i-th scrape saw the exporter's i-th answer
+    assert len(scrapes) == len(served) >= 4
+    seen = [s.snapshot["ref:queue_depth"].values[()] for s in scrapes]  # type: ignore[index]
+    assert seen == [gauge(i) for i, _ in served]
+    server = summarize(collector.urls, scrapes, 0.05)
+    assert server["ref:requests"].total == counter(len(served) - 1) - counter(0)
+
+
+@pytest.mark.parametrize(("exporter", "error"), [
+    (PrometheusExporter(status=503), "HTTP 503"),
+    (PrometheusExporter(body="<html>not metrics</html>"), "not Prometheus text"),
+    (PrometheusExporter(delay_s=30.0), "timed out after 0.3 s"),
+])
+def test_a_failing_endpoint_is_recorded_and_the_run_goes_on(
+        exporter: PrometheusExporter, error: str) -> None:
+    with exporter:
+        started = time.monotonic()
+        collector = ServerMetricsCollector([exporter.url], interval=0.1, timeout=0.3).start()
+        collector.stop()
+        took = time.monotonic() - started
+    # baseline + final, each within its deadline (with room for a loaded machine)
+    assert took < 3 * 0.3 + 2.0
+    assert all(s.error is not None and error in s.error for s in collector.scrapes)
+    server = collector.summary()
+    assert len(server) == 0 and server.endpoints_successful == []
+    assert error in server.missing("ref:queue_depth")
+
+
+def test_an_unreachable_endpoint_is_an_error_not_an_exception() -> None:
+    scrape = scrape_once(f"http://127.0.0.1:{_closed_port()}/metrics", "baseline", 1.0)
+    assert not scrape.ok and "ConnectionRefusedError" in (scrape.error or "")
+
+
+def test_one_slow_endpoint_does_not_hold_back_another() -> None:
+    with PrometheusExporter() as fast, PrometheusExporter(delay_s=30.0) as slow:
+        collector = ServerMetricsCollector([fast.url, slow.url], interval=0.05,
+                                           timeout=0.5).start()
+        time.sleep(0.6)
+        collector.stop()
+    server = collector.summary()
+    assert server.endpoints_successful == [fast.url]
+    assert server.endpoints[fast.url].total_fetches >= 6  # not one per slow timeout
+
+
+def test_names_are_checked_against_a_reachable_endpoint() -> None:
+    from aiperf.common.config import UserConfig
+
+    with PrometheusExporter() as exporter:
+        config = UserConfig.build(server_metrics=[exporter.url])
+        known = parse_objectives({"server.ref:queue_depth.max": "< 1",
+                                  "server.ref:requests_total.total": "< 1"})
+        assert check_server_metric_names(known, config) == []
+        with pytest.raises(SLOError, match="did you mean 'ref:queue_depth'"):
+            check_server_metric_names(parse_objectives({"server.ref:queue_dept.max": "< 1"}),
+                                      config)
+        with pytest.raises(SLOError, match="is a gauge, which has no statistic 'rate'"):
+            check_server_metric_names(parse_objectives({"server.ref:queue_depth.rate": "< 1"}),
+                                      config)
+    unreachable = UserConfig.build(server_metrics=[f"http://127.0.0.1:{_closed_port()}"])
+    warnings = check_server_metric_names(parse_objectives({"server.x.max": "< 1"}),
+                                         unreachable)
+    assert len(warnings) == 1 and "not checked at collection" in warnings[0]

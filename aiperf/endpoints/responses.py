@@ -43,12 +43,15 @@ USAGE_EVENTS = frozenset({"response.completed", "response.incomplete"})
 LAST_EVENTS = USAGE_EVENTS | {"response.failed", "error"}
 
 
+_NO_RESPONSE = msgspec.Raw(b"")
+
+
 class _Event(msgspec.Struct):
     # Only what is read; ``response`` (a whole response object, on lifecycle events) stays
     # undecoded until an event that needs it.
     type: str = ""
     delta: Any = None
-    response: msgspec.Raw | None = None
+    response: msgspec.Raw = _NO_RESPONSE
     message: Any = None
     error: Any = None
 
@@ -112,7 +115,7 @@ class ResponsesEndpoint(BaseEndpoint):
                     else NOT_CONTENT)
         if kind in USAGE_EVENTS or kind == "response.failed":
             response = decode_json(bytes(event.response), what=f"responses {kind} event") \
-                if event.response is not None else {}
+                if event.response is not _NO_RESPONSE else {}
             if not isinstance(response, dict):
                 raise InvalidResponse(f"responses {kind} event: 'response' is not an object")
             error = _failure(response)

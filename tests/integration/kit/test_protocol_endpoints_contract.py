@@ -3,7 +3,10 @@ each against the mock server's responder for its protocol (built in, so none is 
 
 from __future__ import annotations
 
+from typing import Any
+
 from pytest_aiperf.kit import EndpointContract
+from tests.harness.stream_end import needs_stream_end
 
 
 class TestRankingsContract(EndpointContract):
@@ -16,3 +19,25 @@ class TestCohereRankingsContract(EndpointContract):
 
 class TestNIMRankingsContract(EndpointContract):
     endpoint = "nim-rankings"
+
+
+class _StreamsWithoutDone(EndpointContract):
+    """A protocol whose streams end without ``[DONE]``: its streamed clauses need the
+    deriver to ask the endpoint where a stream ends."""
+
+    @needs_stream_end
+    def test_a_streaming_response_parses_token_by_token(self, contract_server: Any) -> None:
+        super().test_a_streaming_response_parses_token_by_token(contract_server)
+
+    @needs_stream_end
+    def test_a_profile_through_the_mesh_yields_every_promised_metric(
+            self, contract_server: Any) -> None:
+        super().test_a_profile_through_the_mesh_yields_every_promised_metric(contract_server)
+
+
+class TestResponsesContract(_StreamsWithoutDone):
+    endpoint = "responses"
+
+
+class TestHuggingFaceGenerateContract(_StreamsWithoutDone):
+    endpoint = "huggingface-generate"

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -112,6 +113,83 @@ def _sketch(base: str, raw: dict[str, bytes], decoded: dict[str, Any]) -> Any:
     return decoded[base]
 
 
+class _TimelineFile(msgspec.Struct):
+    """The values file's timeline, its arrays read in place (``_ValuesFile``)."""
+
+    start_ns: memoryview
+    end_ns: memoryview
+    pattern: memoryview
+    patterns: list[Any] = []
+    list_lengths: dict[str, tuple[int, memoryview]] = {}
+
+
+class _ValuesFile(msgspec.Struct):
+    """What the records manager writes to the values file. Decoded from a read-only
+    mapping of the file, each array is a view of the mapping: the host holds no copy of a
+    run's values, and only the pages a statistic or window reads are ever loaded."""
+
+    values: dict[str, memoryview]
+    timeline: _TimelineFile | None = None
+    worker_load: dict[str, dict[str, Any]] | None = None
+    clock_offsets: dict[str, dict[str, Any]] | None = None
+    sketches: dict[str, bytes] | None = None
+    sketch_windows: dict[str, Any] | None = None
+
+
+def _read_values_file(path: Path) -> dict[str, Any]:
+    """The values file's contents, its arrays as views of a mapping of it, and the file
+    removed (the mapping keeps its pages until the last view is gone)."""
+    import mmap
+
+    with open(path, "rb") as handle:
+        if os.fstat(handle.fileno()).st_size == 0:
+            raise ValueError(f"{path}: the values file is empty")
+        mapped = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+    path.unlink(missing_ok=True)
+    try:
+        stored = msgspec.msgpack.decode(mapped, type=_ValuesFile)
+    except msgspec.ValidationError:  # values alone (a file written before the timeline)
+        return {"values": msgspec.msgpack.decode(mapped)}
+    out = msgspec.structs.asdict(stored)
+    if stored.timeline is not None:
+        out["timeline"] = msgspec.structs.asdict(stored.timeline)
+    return out
+
+
+class _RepeatedIndex:
+    """A list-valued metric's record index (each record's index once per value it had),
+    built on first use: 4 bytes a value (60 MB for the chunk gaps of a million streamed
+    requests) that most results never read."""
+
+    def __init__(self, index: np.ndarray, counts: np.ndarray) -> None:
+        self._index, self._counts = index, counts
+        self._built: np.ndarray | None = None
+
+    def _array(self) -> np.ndarray:
+        if self._built is None:
+            import numpy as np
+
+            built = np.repeat(self._index, self._counts)
+            built.setflags(write=False)
+            self._built = built
+        return self._built
+
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
+        built = self._array()
+        if dtype is not None and built.dtype != dtype:
+            return built.astype(dtype)
+        return built.copy() if copy else built
+
+    def __len__(self) -> int:
+        return int(self._counts.sum(dtype="int64"))
+
+    def __iter__(self) -> Any:
+        return iter(self._array())
+
+    def __getitem__(self, key: Any) -> Any:
+        return self._array()[key]
+
+
 def _merge_windows(shipped: dict[str, Any], m: int, window_s: float) -> list[Any]:
     """``m`` base windows at a time merged into one SketchEvidence (see
     ``ProfileResult.sketch_windows``)."""
@@ -188,7 +266,7 @@ class Timeline:
 
     @classmethod
     def from_wire(cls, wire: dict[str, Any],
-                  raw_values: dict[str, bytes]) -> tuple[Timeline, dict[str, np.ndarray]]:
+                  raw_values: dict[str, Any]) -> tuple[Timeline, dict[str, Any]]:
         """The timeline and each metric's record index, from what ``_RunTotals.timeline``
         shipped: a pattern id per record says which metrics it carried."""
         import numpy as np
@@ -200,7 +278,7 @@ class Timeline:
         ok = np.array([p[0] for p in patterns], dtype=bool)[pattern] if patterns \
             else np.zeros(start.size, dtype=bool)
         tags = {tag for _, names in patterns for tag in names}
-        record_index: dict[str, np.ndarray] = {}
+        record_index: dict[str, Any] = {}
         # Metrics carried by the same requests share one index array (most metrics of a
         # successful request do): a few arrays per run, not one per metric.
         shared: dict[bytes, np.ndarray] = {}
@@ -217,8 +295,7 @@ class Timeline:
                 index = np.flatnonzero(carries[pattern]).astype(np.int32)
                 itemsize, raw = lengths
                 counts = np.frombuffer(raw, dtype=np.uint16 if itemsize == 2 else np.uint32)
-                record_index[tag] = np.repeat(index, counts)
-                record_index[tag].setflags(write=False)
+                record_index[tag] = _RepeatedIndex(index, counts)
         tokens = {}
         for name, tag in (("osl", "output_sequence_length"), ("isl", "input_sequence_length")):
             counts = np.zeros(start.size, dtype=np.int32)
@@ -278,16 +355,17 @@ class ProfileResult:
             from aiperf.records_file import NoRecords
 
             records = NoRecords()
-        raw_values: dict[str, bytes] = data.get("values") or {}
+        # Bytes-like per metric; a records manager's own result (tests) has FloatColumns.
+        raw_values: dict[str, Any] = {
+            tag: raw.floats() if hasattr(raw, "floats") else raw
+            for tag, raw in (data.get("values") or {}).items()}
         wire_timeline: dict[str, Any] | None = data.get("timeline")
         worker_load: dict[str, dict[str, Any]] | None = data.get("worker_load")
         clock_offsets: dict[str, dict[str, Any]] | None = data.get("clock_offsets")
         raw_sketches: dict[str, bytes] = data.get("sketches") or {}
         sketch_windows: dict[str, Any] | None = data.get("sketch_windows")
         if "values" not in data and data.get("values_path"):
-            path = Path(data["values_path"])
-            stored = msgspec.msgpack.decode(path.read_bytes())
-            path.unlink(missing_ok=True)
+            stored = _read_values_file(Path(data["values_path"]))
             if isinstance(stored.get("values"), dict):  # values and timeline
                 raw_values, wire_timeline = stored["values"], stored.get("timeline")
                 worker_load = stored.get("worker_load")

@@ -7,6 +7,7 @@ every credit issued has exactly one record.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 from array import array
@@ -21,7 +22,13 @@ import numpy as np
 from aiperf.common.codec import PHASE_NAMES, PROFILING, MetricRecord, is_cancellation
 from aiperf.common.config import UserConfig
 from aiperf.metrics.definitions import BY_TAG, NS_PER_MS
-from aiperf.metrics.stats import summarize, summarize_adjusted
+from aiperf.metrics.stats import (
+    LEAN_VALUES,
+    summarize,
+    summarize_adjusted,
+    summarize_adjusted_scaled,
+    summarize_scaled,
+)
 from aiperf.plugin.metadata import EndpointMetadata
 
 
@@ -176,6 +183,68 @@ _INT_METRICS = {"input_sequence_length": "i", "output_sequence_length": "i",
 # passed 4.29 s), and divided into ms at the end: the same float64 division the per-request
 # value gets, so the numbers are the ones a float64 array of ms would hold.
 _GAPS = "inter_chunk_latency"
+# A float metric's values wait in its float64 array this many records at most before they
+# are moved to 4-byte nanoseconds (``_RunTotals.settle``).
+SETTLE_RECORDS = 4096
+
+
+class FloatColumn:
+    """One metric's per-request values as the float64 array the host reads, kept as the
+    records manager holds them until written: a float64 array (read in place), or integers
+    that divided by ``scale`` (ns to ms) or as they are (token counts) give the values,
+    identically. Converted a chunk at a time into the values file (``write_msgpack``), and
+    whole only for the statistics of a column of at most ``LEAN_VALUES`` values: the end of
+    a million-request run holds no float64 copy of its 15 million chunk gaps."""
+
+    CHUNK = 1 << 20
+
+    def __init__(self, data: np.ndarray, scale: float | None = None) -> None:
+        self.data = data
+        self.scale = scale
+
+    def __len__(self) -> int:
+        return int(self.data.size)
+
+    @property
+    def nbytes(self) -> int:
+        return 8 * int(self.data.size)
+
+    def _convert(self, part: np.ndarray) -> np.ndarray:
+        floats = part.astype(np.float64)
+        if self.scale is not None:
+            floats /= self.scale
+        return floats
+
+    def floats(self) -> np.ndarray:
+        """The values as float64: the array itself when it is one (read-only use)."""
+        if self.data.dtype == np.float64:
+            return self.data
+        return self._convert(self.data)
+
+    def __bytes__(self) -> bytes:
+        return self.floats().tobytes()
+
+    def write_into(self, out: IO[bytes]) -> None:
+        if self.data.dtype == np.float64:
+            out.write(memoryview(self.data).cast("B"))
+            return
+        for first in range(0, self.data.size, self.CHUNK):
+            out.write(self._convert(self.data[first:first + self.CHUNK]).data)
+
+    def _lean(self) -> bool:
+        return self.data.dtype != np.float64 and self.data.size > LEAN_VALUES
+
+    def summary(self, unit: str) -> dict[str, Any]:
+        if self._lean():
+            with contextlib.suppress(ValueError):  # values spanning over 62 bits
+                return summarize_scaled(self.data, self.scale, unit)
+        return summarize(self.floats(), unit)
+
+    def adjusted_summary(self, failures: int, unit: str) -> dict[str, Any]:
+        if self._lean():
+            with contextlib.suppress(ValueError):
+                return summarize_adjusted_scaled(self.data, self.scale, failures, unit)
+        return summarize_adjusted(self.floats(), failures, unit)
 
 
 class _RunTotals:
@@ -201,6 +270,11 @@ class _RunTotals:
         # (``drain_timeline``), never for the run.
         self._timeline_on = keep_timeline or batch_timeline
         self.values: dict[str, array[Any]] = {}
+        # Float metrics whose values are whole nanoseconds over NS_PER_MS (latencies, HTTP
+        # phases), moved out of ``values`` by ``settle`` as those integers: 4 bytes a value
+        # (8 past 4.29 s) instead of 8. ``_float_only``: metrics found not to be.
+        self.ns: dict[str, array[Any]] = {}
+        self._float_only: set[str] = set()
         self._record: MetricRecord | None = None  # the record being added (its gaps)
         self.errors: Counter[tuple[int | None, str, str]] = Counter()
         self.n_ok = self.n_err = self.cancelled = self.good = self.mismatches = 0
@@ -328,23 +402,50 @@ class _RunTotals:
             return 0.0, None
         return max(0, last[0] - self.first_start) / 1e9, last[1] or None
 
-    def float_values(self) -> dict[str, np.ndarray]:
-        """Every metric's values as float64, the run's end: compact arrays are converted
-        one metric at a time and each dropped once converted, so the end of a run holds
-        one extra metric, not a second copy of them all."""
-        out: dict[str, np.ndarray] = {}
-        for tag in list(self.values):
-            compact = self.values[tag]
-            if compact.typecode == "d":
-                out[tag] = np.frombuffer(compact, dtype=np.float64)
+    def settle(self) -> None:
+        """Move each float metric's values added since the last call to its array of
+        integer nanoseconds, when every one is exactly such a value: converted back (the
+        division a float64 copy gets at the end) it must give the same float64 bit for bit,
+        else the metric stays float64 for the rest of the run (its nanoseconds so far
+        turned back into floats ahead of it). Exact mode, every ``SETTLE_RECORDS``."""
+        for tag, staged in self.values.items():
+            if staged.typecode != "d" or not len(staged) or tag in self._float_only:
                 continue
-            converted = np.frombuffer(compact, dtype=np.dtype(compact.typecode)
-                                      ).astype(np.float64)
-            if tag == _GAPS:
-                converted /= NS_PER_MS
-            out[tag] = converted
-            del self.values[tag], compact
-        return out
+            new = np.frombuffer(staged, dtype=np.float64)
+            ns = np.rint(new * NS_PER_MS)
+            exact = bool(np.isfinite(ns).all()) and float(np.abs(ns).max()) < 2.0**53
+            ints = ns.astype(np.int64) if exact else None
+            if ints is not None and not np.array_equal(ints / NS_PER_MS, new):
+                ints = None
+            del new, ns
+            if ints is None:
+                self._float_only.add(tag)
+                kept = self.ns.pop(tag, None)
+                if kept is not None:
+                    staged[0:0] = array("d", (np.frombuffer(kept, dtype=np.dtype(
+                        kept.typecode)) / NS_PER_MS).tobytes())
+                continue
+            kept = self.ns.get(tag)
+            narrow = int(ints.min()) >= 0 and int(ints.max()) < 1 << 32
+            if kept is None:
+                kept = self.ns[tag] = array("I" if narrow else "q")
+            elif kept.typecode == "I" and not narrow:  # a value past 4.29 s: 8 bytes
+                kept = self.ns[tag] = array("q", np.frombuffer(
+                    kept, dtype=np.uint32).astype(np.int64).tobytes())
+            kept.frombytes(ints.astype(np.uint32 if kept.typecode == "I" else np.int64
+                                       ).tobytes())
+            del staged[:]
+
+    def column(self, tag: str) -> FloatColumn | None:
+        """A metric's values, once the run is over (after a last ``settle``)."""
+        compact = self.values.get(tag)
+        if compact is None:
+            return None
+        kept = self.ns.get(tag)
+        if kept is not None:
+            return FloatColumn(np.frombuffer(kept, dtype=np.dtype(kept.typecode)), NS_PER_MS)
+        data = np.frombuffer(compact, dtype=np.dtype(compact.typecode))
+        return FloatColumn(data, NS_PER_MS if tag == _GAPS else None)
 
     def close(self) -> None:
         """No more records: the sinks (bound to this object) are dropped."""
@@ -382,7 +483,8 @@ class _RunTotals:
 
     def nbytes(self) -> int:
         arrays: list[array[Any]] = [self.start_ns, self.end_ns, self.pattern,
-                                    *self.values.values(), *self.list_lengths.values()]
+                                    *self.values.values(), *self.ns.values(),
+                                    *self.list_lengths.values()]
         return self.credit_ids.nbytes() + sum(a.itemsize * len(a) for a in arrays)
 
 
@@ -568,6 +670,7 @@ class RunAggregator:
                                         config.sketch_relative_accuracy)
                          if config.sketch else None)
         self.count = 0
+        self._unsettled = 0  # records added since the float values last settled
 
     def add(self, records: Iterable[MetricRecord]) -> None:
         streaming, tokens = self._streaming, self._metadata.produces_tokens
@@ -582,6 +685,11 @@ class RunAggregator:
         self.count += n
         if self._sketches is not None:
             self._drain_to_sketches()
+            return
+        self._unsettled += n
+        if self._unsettled >= SETTLE_RECORDS:
+            self._totals.settle()
+            self._unsettled = 0
 
     def _drain_to_sketches(self) -> None:
         from aiperf.statistics.sketch import MetricSketch  # ddsketch: only in sketch mode
@@ -619,14 +727,19 @@ class RunAggregator:
         """The run's results as ``compute_results`` gives them, without the table's key
         (``records`` or ``records_path``: the caller's) and with ``values`` as views of
         the arrays rather than copies (bytes-like: encoded or ``bytes()``-ed by the
-        caller). Called once: the compact arrays are turned into the float64 ones."""
+        caller). Called once. ``values`` holds a ``FloatColumn`` per metric: the compact
+        arrays, converted to float64 one metric (for its statistics) or one chunk (into
+        the values file) at a time, so the end of a run never holds them all as float64."""
         totals, metadata, streaming = self._totals, self._metadata, self._streaming
         # The sinks refer back to the totals (a cycle): without them, the arrays go as soon
         # as the caller drops the result, not at the cyclic collector's next full pass.
         totals.close()
         sketches = self._sketches
-        floats = totals.float_values() if sketches is None else {}
-        empty = np.empty(0)
+        if sketches is None:
+            totals.settle()
+        columns = ({tag: column for tag in totals.values
+                    if (column := totals.column(tag)) is not None}
+                   if sketches is None else {})
         invariant = check_invariant(totals.credit_ids.all(), issued_ranges)
         n_ok, n_err = totals.n_ok, totals.n_err
         metrics: dict[str, Any] = {}
@@ -640,11 +753,14 @@ class RunAggregator:
             if sketches is not None:
                 self._sketch_stats(metrics, spec.tag, spec.unit, spec.error_adjusted, n_err)
                 continue
-            data = floats.get(spec.tag, empty)
-            if data.size:
-                metrics[spec.tag] = summarize(data, spec.unit)
-            if spec.error_adjusted and data.size + n_err:
-                metrics[f"adj_{spec.tag}"] = summarize_adjusted(data, n_err, spec.unit)
+            column = columns.get(spec.tag)
+            size = len(column) if column is not None else 0
+            if column is not None and size:
+                metrics[spec.tag] = column.summary(spec.unit)
+            if spec.error_adjusted and size + n_err:
+                metrics[f"adj_{spec.tag}"] = (
+                    column.adjusted_summary(n_err, spec.unit) if column is not None
+                    else summarize_adjusted(np.empty(0), n_err, spec.unit))
 
         duration_s, end_wall = totals.span()
 
@@ -694,9 +810,9 @@ class RunAggregator:
             extra["sketch_windows"] = self._windows.finish()
         return {
             "metrics": metrics,
-            # Every per-request value behind the statistics, float64 per metric: what the
-            # host computes any other percentile from.
-            "values": {tag: memoryview(values) for tag, values in floats.items()},
+            # Every per-request value behind the statistics, float64 per metric once
+            # written (``FloatColumn``): what the host computes any other percentile from.
+            "values": columns,
             # Which profiling request each value came from, and when it ran: what windows,
             # steady state and time slices select requests by.
             "timeline": totals.timeline() if totals.keep_timeline else None,
@@ -750,7 +866,7 @@ def compute_results(
         if table is not None:
             table.close()
     out = aggregator.finish(issued_ranges)
-    out["values"] = {tag: bytes(values) for tag, values in out["values"].items()}
+    out["values"] = {tag: bytes(column) for tag, column in out["values"].items()}
     out.update({"records": exported} if table is None
                else {"records_path": str(table.path), "records_count": table.count})
     return out
@@ -834,6 +950,15 @@ def _write_length(out: IO[bytes], n: int, fixed: int, sixteen: bytes,
         out.write(thirty_two + n.to_bytes(4, "big"))
 
 
+def _write_bin_header(out: IO[bytes], n: int) -> None:
+    if n < 1 << 8:
+        out.write(b"\xc4" + n.to_bytes(1, "big"))
+    elif n < 1 << 16:
+        out.write(b"\xc5" + n.to_bytes(2, "big"))
+    else:
+        out.write(b"\xc6" + n.to_bytes(4, "big"))
+
+
 def write_msgpack(out: IO[bytes], obj: Any) -> None:
     """Encode ``obj`` to ``out`` as ``msgspec.msgpack.encode`` would, but write each
     bytes-like leaf (the value arrays' views) straight from its buffer: encoding the whole
@@ -849,13 +974,10 @@ def write_msgpack(out: IO[bytes], obj: Any) -> None:
             write_msgpack(out, item)
     elif isinstance(obj, memoryview | bytearray | bytes):
         view = memoryview(obj).cast("B")
-        n = view.nbytes
-        if n < 1 << 8:
-            out.write(b"\xc4" + n.to_bytes(1, "big"))
-        elif n < 1 << 16:
-            out.write(b"\xc5" + n.to_bytes(2, "big"))
-        else:
-            out.write(b"\xc6" + n.to_bytes(4, "big"))
+        _write_bin_header(out, view.nbytes)
         out.write(view)
+    elif isinstance(obj, FloatColumn):  # float64 bytes, converted as they are written
+        _write_bin_header(out, obj.nbytes)
+        obj.write_into(out)
     else:
         out.write(_ENCODE(obj))

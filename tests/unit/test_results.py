@@ -85,3 +85,37 @@ def test_a_result_reads_values_and_timeline_from_the_records_managers_file(
     assert list(result["request_latency"].record_index) == [0, 2]
     assert list(result["adj_request_latency"].record_index) == [0, 2]
     assert result.slices == []  # no config, no slice_duration
+
+
+def test_the_values_file_is_mapped_not_copied_and_a_list_index_is_built_on_use(
+        tmp_path: Path) -> None:
+    import mmap
+
+    import numpy as np
+
+    values_path = tmp_path / "records.values"
+    latencies = array("d", [float(i) for i in range(5000)])
+    values_path.write_bytes(msgspec.msgpack.encode({
+        "values": {"request_latency": latencies.tobytes(),
+                   "inter_chunk_latency": array("d", [1.0, 2.0, 3.0]).tobytes()},
+        "timeline": {"start_ns": array("q", range(5000)).tobytes(),
+                     "end_ns": array("q", range(1, 5001)).tobytes(),
+                     "pattern": array("H", [0] * 5000).tobytes(),
+                     "patterns": [[True, ["request_latency", "inter_chunk_latency"]]],
+                     "list_lengths": {"inter_chunk_latency": [
+                         2, array("H", [2, 1] + [0] * 4998).tobytes()]}},
+        "worker_load": {"w": {"tick_ns": 1}}, "sketches": None}))
+    result = ProfileResult.from_dict({
+        "values_path": str(values_path),
+        "metrics": {"request_latency": {"unit": "ms", "avg": 2499.5},
+                    "inter_chunk_latency": {"unit": "ms", "avg": 2.0}}})
+    assert not values_path.exists()
+    values = result["request_latency"].values
+    assert isinstance(values, np.ndarray) and not values.flags.owndata
+    # A view of a read-only mapping of the (removed) file, not a copy of its bytes.
+    assert isinstance(values.base, memoryview) and isinstance(values.base.obj, mmap.mmap)
+    assert values.tobytes() == latencies.tobytes() and not values.flags.writeable
+    assert result.worker_load == {"w": {"tick_ns": 1}}
+    index = result["inter_chunk_latency"].record_index
+    assert len(index) == 3 and list(index) == [0, 0, 1]
+    assert np.asarray(index, dtype=np.int32).tolist() == [0, 0, 1] and index[2] == 1

@@ -24,6 +24,7 @@ from aiperf.metrics.definitions import BY_TAG
 from aiperf.report.data import (
     CDF_METRICS,
     LadderPoint,
+    ReportError,
     RunData,
     Section,
     cdf_points,
@@ -224,7 +225,12 @@ def server_charts(section: Section) -> list[dict[str, Any]]:
         path = server_metrics_path(run)
         if path is None:
             continue
-        for metric in server_series(path):
+        try:
+            metrics = server_series(path)
+        except ReportError as exc:
+            run.notes.append(f"server metrics not drawn: {exc}")
+            continue
+        for metric in metrics:
             spec = _spec(f"{section.anchor}-server-{len(charts)}", "server",
                          f"server: {metric['name']}", "time (s)", metric["unit"] or "value")
             spec["series"] = [{"name": text, "type": "line", "data": points}

@@ -8,8 +8,9 @@ from typing import Any, TextIO
 
 
 class ProgressLine:
-    """A bar on a terminal, redrawn as the run goes: share done, requests, errors, time, and
-    the time left (by requests for a count, by the clock for a duration)."""
+    """A bar on a terminal, redrawn as the run goes: share done, requests, errors, time, the
+    time left (by requests for a count, by the clock for a duration), and the current time
+    slice's p99 latency and TTFT (``RunProgress.slice_p99_ms``)."""
 
     WIDTH = 24
 
@@ -34,7 +35,21 @@ class ProgressLine:
         of = f"/{self.total}" if self.total and not self.duration else ""
         eta = f", ~{left:.0f} s left" if left == left else ""  # NaN: unknown
         return (f"[{bar}] {share:4.0%}  {progress.records}{of} requests, "
-                f"{progress.errors} errors, {elapsed:.0f} s{eta}")
+                f"{progress.errors} errors, {elapsed:.0f} s{eta}{self._slice(progress)}")
+
+    @staticmethod
+    def _slice(progress: Any) -> str:
+        """The current slice's p99 latencies, when the records manager sent them (a
+        progress message of an older mesh, or a slice not begun, has none)."""
+        p99 = getattr(progress, "slice_p99_ms", None)
+        start, end = getattr(progress, "slice_start_s", None), getattr(
+            progress, "slice_end_s", None)
+        if not p99 or start is None or end is None:
+            return ""
+        names = {"request_latency": "latency", "time_to_first_token": "TTFT"}
+        shown = ", ".join(f"{names.get(tag, tag)} {value:.3g} ms"
+                          for tag, value in p99.items())
+        return f" | {start:.0f}-{end:.0f} s: p99 {shown}"
 
     def __call__(self, progress: Any) -> None:
         if progress.elapsed_s < 2.0:  # short runs finish before a bar is worth drawing

@@ -172,6 +172,14 @@ class RunProgress(Message):
     records: int
     errors: int
     elapsed_s: float
+    # The current time slice (``slice_duration``, else 10 s, by when records arrived since
+    # the run began): its bounds in s, its successful profiling requests, and the p99 of
+    # each latency kept live (``request_latency``, ``time_to_first_token``) in ms. A slice
+    # just begun and still empty leaves the last one's figures in place.
+    slice_start_s: float | None = None
+    slice_end_s: float | None = None
+    slice_requests: int = 0
+    slice_p99_ms: dict[str, float] = Field(default_factory=dict)
 
 
 class LoadReportRequest(Message):

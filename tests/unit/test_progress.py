@@ -35,3 +35,14 @@ def test_short_runs_draw_nothing_and_a_drawn_bar_ends_with_a_newline() -> None:
     line(tick(5, 3.0))
     line.close()
     assert out.getvalue().startswith("\r[") and out.getvalue().endswith("\n")
+
+
+def test_the_current_slices_p99_follows_the_totals() -> None:
+    line = ProgressLine(UserConfig(benchmark_duration=60), io.StringIO())
+    progress = RunProgress(run_id="r", records=5000, errors=0, elapsed_s=33.0,
+                           slice_start_s=30.0, slice_end_s=40.0, slice_requests=800,
+                           slice_p99_ms={"request_latency": 12.345,
+                                         "time_to_first_token": 3.21})
+    text = line.render(progress)
+    assert text.endswith("~27 s left | 30-40 s: p99 latency 12.3 ms, TTFT 3.21 ms")
+    assert "|" not in line.render(tick(5000, 33.0))  # none sent: the totals alone

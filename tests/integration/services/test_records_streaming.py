@@ -134,3 +134,21 @@ def test_a_records_manager_behind_holds_the_run_back_and_says_how_far(
     assert backlog["batches"] >= 2
     assert backlog["records"] < 600 and backlog["bytes"] < 1 << 20, backlog
     assert any("records manager fell behind" in w for w in result.warnings)
+
+
+def test_progress_reports_carry_the_current_slices_p99(
+        mesh: Mesh, mock_server: MockServerProcess) -> None:
+    seen: list[Any] = []
+    result = mesh.run(url=mock_server.url, streaming=True, request_rate=40,
+                      arrival_pattern="constant", request_count=120, slice_duration=1.0,
+                      progress=seen.append)
+    with_slice = [p for p in seen if p.slice_p99_ms]
+    assert with_slice, seen
+    latency = result["request_latency"]
+    for progress in with_slice:
+        assert progress.slice_end_s - progress.slice_start_s == 1.0
+        assert 0 < progress.slice_requests <= 120
+        # Each slice's p99 is one of this run's latencies' range, TTFT below it.
+        p99 = progress.slice_p99_ms
+        assert latency.min <= p99["request_latency"] <= latency.max
+        assert 0 < p99["time_to_first_token"] <= p99["request_latency"]

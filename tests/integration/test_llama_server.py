@@ -57,3 +57,28 @@ def test_a_streaming_profile_agrees_with_the_servers_own_accounting(
     measured = result["inter_token_latency"].avg
     assert abs(measured - server_ms_per_token) / server_ms_per_token < 0.25, (
         measured, server_ms_per_token)
+
+
+def test_server_metrics_show_llamacpps_own_counters_and_gauges(
+    mesh: Mesh, llama: LlamaServer
+) -> None:
+    requests = 8
+    result = mesh.run(url=llama.url, model="smollm2", streaming=True, concurrency=4,
+                      request_count=requests, osl=OSL, isl=24,
+                      extra_inputs={"ignore_eos": True}, request_timeout_seconds=120,
+                      server_metrics=True, server_metrics_interval=0.25)
+    assert result.request_count == requests and result.error_count == 0, result.error_summary
+    server = result.server
+    assert server is not None and server.endpoints_successful == [llama.url + "/metrics"]
+    # the server's token counter rose by exactly what the run asked for (the scrape after
+    # the run sees every request's tokens; nothing else talked to the server meanwhile)
+    assert server["llamacpp:tokens_predicted_total"].total == requests * OSL
+    assert server["llamacpp:prompt_tokens_total"].total > 0
+    # a gauge, sampled during the run: never more requests in process than its 4 slots
+    processing = server["llamacpp:requests_processing"]
+    assert processing.type == "gauge" and 0 <= processing.max <= 4
+    from pytest_aiperf.slo import evaluate, parse_objectives
+
+    (verdict,) = evaluate(parse_objectives({"server.llamacpp:requests_processing.max": "<= 4"}),
+                          result)
+    assert verdict.status == "PASS", verdict

@@ -1,0 +1,199 @@
+"""AIPerf 0.13's metrics that follow from the ones already measured (issue 13, "Metric
+parity"). Formulas as AIPerf defines them (its ``metrics/types`` and ``analysis/sweepline``
+modules, read for facts); the tags, units and flags are in ``definitions.SPECS``.
+
+Per request, from one request's values in display units (``add_request_values``):
+
+- ``decode_duration`` = request_latency - time_to_first_token (streaming; ms)
+- ``e2e_output_token_throughput`` = output_sequence_length / request_latency in seconds
+  (TTFT and everything else included, unlike 1/ITL; none when the latency is 0)
+- ``prefill_throughput_per_user`` = input_sequence_length / TTFT in seconds (streaming;
+  none when TTFT is 0)
+- ``usage_prompt_tokens`` / ``usage_completion_tokens`` / ``usage_total_tokens``: the
+  server's own ``usage`` fields, only for a response that carried them
+  (``add_usage_values``; the record must carry them, see docs/metrics.md)
+
+Per run, from the run's statistics (``run_metrics``): ``total_isl`` / ``total_osl`` (sums of
+ISL / OSL), ``input_token_throughput`` = total_isl / benchmark_duration, and
+``total_usage_*`` (sums of the usage metrics).
+
+Over time (``sweep_metrics``, from when each request ran): ``effective_concurrency`` is the
+number of requests in flight, ``tokens_in_flight`` the tokens a server holds for them (the
+input tokens from request start, plus the output tokens from the first token to the end:
+AIPerf's KV-cache load model), each a step function summarised time-weighted over the span
+from the first request start to the last request end: avg = integral / span, min, max, std,
+and p50/p90/p95/p99 as the smallest value the function is at or below for that fraction of
+the span.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from aiperf.metrics.definitions import BY_TAG, NS_PER_MS
+
+if TYPE_CHECKING:
+    from aiperf.results import ProfileResult
+
+USAGE_TAGS = ("usage_prompt_tokens", "usage_completion_tokens", "usage_total_tokens")
+SWEEP_PERCENTILES = (50, 90, 95, 99)
+
+
+def add_request_values(values: dict[str, Any]) -> None:
+    """Add one successful request's derived per-request metrics to ``values`` (its metrics
+    in display units, as ``aggregate.per_request_values`` makes them)."""
+    latency_ms = values.get("request_latency")
+    if latency_ms is None:
+        return
+    osl = values.get("output_sequence_length")
+    if osl is not None and latency_ms > 0:
+        values["e2e_output_token_throughput"] = osl * 1000.0 / latency_ms
+    ttft_ms = values.get("time_to_first_token")
+    if ttft_ms is None:
+        return
+    if latency_ms >= ttft_ms:
+        values["decode_duration"] = latency_ms - ttft_ms
+    isl = values.get("input_sequence_length")
+    if isl is not None and ttft_ms > 0:
+        values["prefill_throughput_per_user"] = isl * 1000.0 / ttft_ms
+
+
+def add_usage_values(values: dict[str, Any], prompt: int, completion: int, total: int,
+                     produces_tokens: bool = True) -> None:
+    """The server's usage counts of one successful request (-1: the response had none)."""
+    if prompt >= 0:
+        values["usage_prompt_tokens"] = prompt
+    if produces_tokens:
+        if completion >= 0:
+            values["usage_completion_tokens"] = completion
+        if total >= 0:
+            values["usage_total_tokens"] = total
+
+
+def run_metrics(metrics: dict[str, Any], duration_s: float) -> dict[str, dict[str, Any]]:
+    """The run-level parity metrics from a run's statistics (``metrics``: tag -> stats with
+    ``sum`` for per-request metrics) and its ``benchmark_duration`` in seconds."""
+    out: dict[str, dict[str, Any]] = {}
+
+    def total(source: str) -> float | None:
+        stats = metrics.get(source)
+        return None if stats is None or stats.get("sum") is None else float(stats["sum"])
+
+    for tag, source in (("total_isl", "input_sequence_length"),
+                        ("total_osl", "output_sequence_length"),
+                        *((f"total_{tag}", tag) for tag in USAGE_TAGS)):
+        value = total(source)
+        if value is not None:
+            out[tag] = {"unit": BY_TAG[tag].unit, "avg": value}
+    if "total_isl" in out and duration_s > 0:
+        out["input_token_throughput"] = {"unit": BY_TAG["input_token_throughput"].unit,
+                                         "avg": out["total_isl"]["avg"] / duration_s}
+    return out
+
+
+def time_weighted_stats(times: np.ndarray, levels: np.ndarray, start: float,
+                        end: float) -> dict[str, float]:
+    """Statistics of the step function that is ``levels[i]`` from ``times[i]`` to
+    ``times[i + 1]`` (0 before the first time, the last level after the last), over
+    [start, end], each level weighted by how long it held."""
+    span = end - start
+    if span <= 0 or not times.size:
+        return {}
+    edges = np.clip(np.append(times, end), start, end)
+    held = np.diff(edges)
+    before = levels[times <= start]
+    # The level already in force at ``start`` (the last change at or before it).
+    lead = float(before[-1]) if before.size else 0.0
+    first_change = float(edges[0])
+    durations = np.concatenate([[first_change - start], held])
+    values = np.concatenate([[lead], levels.astype(np.float64)])
+    keep = durations > 0
+    durations, values = durations[keep], values[keep]
+    avg = float(np.dot(values, durations) / span)
+    stats = {"avg": avg, "min": float(values.min()), "max": float(values.max()),
+             "std": float(np.sqrt(np.dot(durations, (values - avg) ** 2) / span))}
+    order = np.argsort(values, kind="stable")
+    reached = np.cumsum(durations[order]) / durations.sum()
+    for q in SWEEP_PERCENTILES:
+        index = min(int(np.searchsorted(reached, q / 100.0)), order.size - 1)
+        stats[f"p{q}"] = float(values[order[index]])
+    return stats
+
+
+def _step(starts: np.ndarray, ends: np.ndarray,
+          weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The sum of ``weights[i]`` over the intervals [starts[i], ends[i]) holding at each
+    change: (change times, level from each). An end and a start at the same instant: the
+    end first, so touching requests never count as overlapping."""
+    if not starts.size:
+        return np.empty(0), np.empty(0)
+    times = np.concatenate([starts, ends]).astype(np.float64)
+    deltas = np.concatenate([weights, -weights]).astype(np.float64)
+    is_start = np.concatenate([np.ones(starts.size, bool), np.zeros(ends.size, bool)])
+    order = np.lexsort((is_start, times))
+    times, levels = times[order], np.cumsum(deltas[order])
+    # Collapse simultaneous changes to the level after the last of them.
+    last = np.append(times[1:] != times[:-1], True)
+    return times[last], levels[last]
+
+
+def sweep_metrics(start_ns: np.ndarray, end_ns: np.ndarray,
+                  first_token_ns: np.ndarray | None = None,
+                  isl: np.ndarray | None = None,
+                  osl: np.ndarray | None = None) -> dict[str, dict[str, Any]]:
+    """``effective_concurrency`` over the requests [start, end) and, given each request's
+    first-token time (NaN: none), ISL and OSL, ``tokens_in_flight`` (see the module)."""
+    start = np.asarray(start_ns, dtype=np.float64)
+    end = np.asarray(end_ns, dtype=np.float64)
+    ran = end > start
+    if not ran.any():
+        return {}
+    start, end = start[ran], end[ran]
+    begin, finish = float(start.min()), float(end.max())
+    out: dict[str, dict[str, Any]] = {}
+    times, levels = _step(start, end, np.ones(start.size))
+    out["effective_concurrency"] = {"unit": BY_TAG["effective_concurrency"].unit,
+                                    **time_weighted_stats(times, levels, begin, finish)}
+    if first_token_ns is None or isl is None or osl is None:
+        return out
+    first = np.asarray(first_token_ns, dtype=np.float64)[ran]
+    inputs = np.asarray(isl, dtype=np.float64)[ran]
+    outputs = np.asarray(osl, dtype=np.float64)[ran]
+    # AIPerf's model: a request's input tokens are held from its start to its end, its
+    # output tokens from its first token to its end. As in AIPerf, a request without a
+    # first token after its start (not streamed) holds no input tokens, and one whose
+    # first token is its last instant no output tokens.
+    prefill = ~np.isnan(first) & (first > start)
+    decode = ~np.isnan(first) & (end > first)
+    if not (prefill.any() or decode.any()):
+        return out
+    t1, l1 = _step(start[prefill], end[prefill], inputs[prefill])
+    t2, l2 = _step(first[decode], end[decode], outputs[decode])
+    times = np.union1d(t1, t2)
+    levels = _level_at(t1, l1, times) + _level_at(t2, l2, times)
+    out["tokens_in_flight"] = {"unit": BY_TAG["tokens_in_flight"].unit,
+                               **time_weighted_stats(times, levels, begin, finish)}
+    return out
+
+
+def _level_at(times: np.ndarray, levels: np.ndarray, at: np.ndarray) -> np.ndarray:
+    index = np.searchsorted(times, at, side="right") - 1
+    return np.where(index >= 0, levels[np.clip(index, 0, max(levels.size - 1, 0))], 0.0) \
+        if levels.size else np.zeros(at.size)
+
+
+def result_sweep_metrics(result: ProfileResult) -> dict[str, dict[str, Any]]:
+    """``sweep_metrics`` of a run's profiling requests, from its timeline and TTFT values
+    (a run without a timeline, in sketch mode, has none)."""
+    timeline = result.timeline
+    if not len(timeline):
+        return {}
+    first = np.full(len(timeline), np.nan)
+    ttft = result.metrics.get("time_to_first_token")
+    if ttft is not None and len(ttft.values) and len(ttft.record_index):
+        index = np.asarray(ttft.record_index)
+        first[index] = timeline.start_ns[index] + np.asarray(ttft.values) * NS_PER_MS
+    return sweep_metrics(timeline.start_ns, timeline.end_ns,
+                         first if ttft is not None else None, timeline.isl, timeline.osl)

@@ -1,0 +1,177 @@
+"""AIPerf 0.13's derived metrics (aiperf/metrics/parity.py) on values whose answer is known
+by hand, and the time-weighted statistics against identities that hold for any run."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from aiperf.metrics.definitions import AWAITING_AGGREGATION, BY_TAG, goodput_problem
+from aiperf.metrics.parity import (
+    add_request_values,
+    add_usage_values,
+    run_metrics,
+    sweep_metrics,
+    time_weighted_stats,
+)
+
+
+def test_per_request_formulas() -> None:
+    values = {"request_latency": 250.0, "time_to_first_token": 50.0,
+              "input_sequence_length": 100, "output_sequence_length": 21}
+    add_request_values(values)
+    assert values["decode_duration"] == 200.0  # ms: latency - TTFT
+    assert values["e2e_output_token_throughput"] == pytest.approx(84.0)  # 21 / 0.25 s
+    assert values["prefill_throughput_per_user"] == pytest.approx(2000.0)  # 100 / 0.05 s
+
+
+def test_without_streaming_only_the_end_to_end_throughput() -> None:
+    values = {"request_latency": 500.0, "input_sequence_length": 10,
+              "output_sequence_length": 5}
+    add_request_values(values)
+    assert values["e2e_output_token_throughput"] == pytest.approx(10.0)
+    assert "decode_duration" not in values and "prefill_throughput_per_user" not in values
+
+
+def test_zero_durations_give_no_rate_rather_than_infinity() -> None:
+    values = {"request_latency": 0.0, "time_to_first_token": 0.0,
+              "input_sequence_length": 10, "output_sequence_length": 5}
+    add_request_values(values)
+    assert values == {"request_latency": 0.0, "time_to_first_token": 0.0,
+                      "input_sequence_length": 10, "output_sequence_length": 5,
+                      "decode_duration": 0.0}
+
+
+def test_a_failed_request_gets_nothing() -> None:
+    values = {"credit_to_start_latency": 1.0}
+    add_request_values(values)
+    assert values == {"credit_to_start_latency": 1.0}
+
+
+def test_usage_values_only_where_the_server_sent_them() -> None:
+    values: dict[str, float] = {}
+    add_usage_values(values, 17, 8, 25)
+    assert values == {"usage_prompt_tokens": 17, "usage_completion_tokens": 8,
+                      "usage_total_tokens": 25}
+    values = {}
+    add_usage_values(values, 17, -1, -1)
+    assert values == {"usage_prompt_tokens": 17}
+    values = {}
+    add_usage_values(values, 5, 0, 5, produces_tokens=False)  # embeddings
+    assert values == {"usage_prompt_tokens": 5}
+
+
+def test_run_metrics_from_the_statistics() -> None:
+    metrics = {"input_sequence_length": {"unit": "tokens", "sum": 680.0},
+               "output_sequence_length": {"unit": "tokens", "sum": 320.0},
+               "usage_prompt_tokens": {"unit": "tokens", "sum": 680.0}}
+    out = run_metrics(metrics, duration_s=2.0)
+    assert out == {
+        "total_isl": {"unit": "tokens", "avg": 680.0},
+        "total_osl": {"unit": "tokens", "avg": 320.0},
+        "total_usage_prompt_tokens": {"unit": "tokens", "avg": 680.0},
+        "input_token_throughput": {"unit": "tokens/sec", "avg": 340.0},
+    }
+    assert run_metrics({}, 2.0) == {}
+
+
+def test_time_weighted_stats_of_a_known_step_function() -> None:
+    # 0 on [0, 1), 2 on [1, 4), 1 on [4, 10): avg (0 + 6 + 6) / 10 = 1.2.
+    stats = time_weighted_stats(np.array([1.0, 4.0]), np.array([2.0, 1.0]), 0.0, 10.0)
+    assert stats["avg"] == pytest.approx(1.2)
+    assert (stats["min"], stats["max"]) == (0.0, 2.0)
+    var = (1 * (0 - 1.2) ** 2 + 3 * (2 - 1.2) ** 2 + 6 * (1 - 1.2) ** 2) / 10
+    assert stats["std"] == pytest.approx(var ** 0.5)
+    # Time at or below: 0 -> 10 %, 1 -> 70 %, 2 -> 100 %.
+    assert (stats["p50"], stats["p90"], stats["p95"], stats["p99"]) == (1.0, 2.0, 2.0, 2.0)
+
+
+def test_effective_concurrency_of_two_overlapping_requests() -> None:
+    # [0, 4) and [2, 6) (ns): 1, then 2 on [2, 4), then 1: avg 8 / 6.
+    out = sweep_metrics(np.array([0, 2]), np.array([4, 6]))
+    assert out["effective_concurrency"]["unit"] == "requests"
+    assert out["effective_concurrency"]["avg"] == pytest.approx(8 / 6)
+    assert out["effective_concurrency"]["max"] == 2.0
+    assert out["effective_concurrency"]["min"] == 1.0
+    assert "tokens_in_flight" not in out
+
+
+def test_back_to_back_requests_never_overlap() -> None:
+    out = sweep_metrics(np.array([0, 5]), np.array([5, 10]))
+    assert out["effective_concurrency"]["max"] == 1.0
+    assert out["effective_concurrency"]["avg"] == pytest.approx(1.0)
+
+
+def test_tokens_in_flight_holds_input_from_start_and_output_from_first_token() -> None:
+    # One request [0, 10), first token at 4, ISL 100, OSL 20: 100 on [0, 4), 120 on [4, 10).
+    out = sweep_metrics(np.array([0]), np.array([10]), np.array([4.0]), np.array([100]),
+                        np.array([20]))
+    tif = out["tokens_in_flight"]
+    assert tif["unit"] == "tokens"
+    assert tif["avg"] == pytest.approx((100 * 4 + 120 * 6) / 10)
+    assert (tif["min"], tif["max"], tif["p50"]) == (100.0, 120.0, 120.0)
+
+
+def test_not_streamed_requests_hold_no_tokens_as_in_aiperf() -> None:
+    out = sweep_metrics(np.array([0]), np.array([10]), np.array([np.nan]), np.array([100]),
+                        np.array([20]))
+    assert "tokens_in_flight" not in out
+    assert out["effective_concurrency"]["avg"] == 1.0
+
+
+def test_nothing_ran_nothing_reported() -> None:
+    assert sweep_metrics(np.array([5]), np.array([5])) == {}
+
+
+requests = st.lists(
+    st.tuples(st.integers(0, 10_000), st.integers(1, 5_000), st.floats(0, 1),
+              st.integers(0, 4000), st.integers(0, 500)),
+    min_size=1, max_size=60)
+
+
+@given(requests)
+@settings(max_examples=150, deadline=None)
+def test_time_averages_are_the_areas_over_the_span(
+    drawn: list[tuple[int, int, float, int, int]]
+) -> None:
+    """Whatever the overlap: avg concurrency is the summed request time over the span
+    (Little's law), and avg tokens in flight the summed token-time over the span."""
+    start = np.array([s for s, *_ in drawn], dtype=np.int64)
+    length = np.array([n for _, n, *_ in drawn], dtype=np.int64)
+    end = start + length
+    first = start + np.floor(length * np.array([f for _, _, f, *_ in drawn]))
+    isl = np.array([i for *_, i, _ in drawn])
+    osl = np.array([o for *_, o in drawn])
+    out = sweep_metrics(start, end, first, isl, osl)
+    span = float(end.max() - start.min())
+    conc = out["effective_concurrency"]
+    assert conc["avg"] == pytest.approx(length.sum() / span, rel=1e-9)
+    assert 0 <= conc["min"] <= conc["p50"] <= conc["p90"] <= conc["p99"] <= conc["max"]
+    assert conc["max"] <= len(drawn)
+    prefill = first > start
+    decode = end > first
+    area = float((isl * (end - start))[prefill].sum() + (osl * (end - first))[decode].sum())
+    if prefill.any() or decode.any():
+        assert out["tokens_in_flight"]["avg"] == pytest.approx(area / span, rel=1e-9,
+                                                               abs=1e-9)
+        assert out["tokens_in_flight"]["max"] <= isl.sum() + osl.sum()
+
+
+def test_the_new_tags_are_defined_as_aiperf_names_them() -> None:
+    units = {"usage_prompt_tokens": "tokens", "usage_completion_tokens": "tokens",
+             "usage_total_tokens": "tokens", "total_usage_prompt_tokens": "tokens",
+             "total_usage_completion_tokens": "tokens", "total_usage_total_tokens": "tokens",
+             "total_isl": "tokens", "total_osl": "tokens",
+             "input_token_throughput": "tokens/sec", "effective_concurrency": "requests",
+             "tokens_in_flight": "tokens", "prefill_throughput_per_user": "tokens/sec/user",
+             "decode_duration": "ms", "e2e_output_token_throughput": "tokens/sec/user"}
+    for tag, unit in units.items():
+        assert BY_TAG[tag].unit == unit, tag
+
+
+def test_goodput_refuses_a_metric_not_yet_aggregated() -> None:
+    for tag in AWAITING_AGGREGATION:
+        assert goodput_problem(tag, True, True) == \
+            "is not measured per request by this build yet"

@@ -232,6 +232,30 @@ class UserConfig(BaseModel):
     usage_field: str | None = Field(
         default=None, description="template endpoint: path of the usage object "
         "(prompt_tokens/completion_tokens or input_tokens/output_tokens); none: no usage")
+
+    @field_validator("payload_template", "response_field", "usage_field")
+    @classmethod
+    def _template_setting_compiles(cls, value: str | None, info: Any) -> str | None:
+        """Refused here (at collection, for a marker), naming the key: a template that does
+        not compile or a file that is not there, a path that is not one."""
+        if value is None:
+            return None
+        from aiperf.endpoints.template import compile_path, compile_template, template_source
+
+        if info.field_name == "payload_template":
+            compile_template(template_source(value))
+        else:
+            compile_path(value, info.field_name)
+        return value
+
+    @model_validator(mode="after")
+    def _template_endpoint_has_a_template(self) -> UserConfig:
+        if self.endpoint_type.replace("-", "_").lower() == "template" and (
+                self.payload_template is None
+                and "payload_template" not in self.extra_inputs):
+            raise ValueError("endpoint 'template' needs payload_template: a Jinja template "
+                             "of the request body, or the path of a file holding one")
+        return self
     # --- parity: server metrics (fields added below this line) ---
     server_metrics: list[str] | None = Field(
         default=None,

@@ -90,24 +90,26 @@ def cdf_chart(section: Section, metric: str, baseline: np.ndarray | None = None,
 
 
 def fit_x(spec: dict[str, Any]) -> dict[str, Any]:
-    """Sets the x range to the data and the thresholds near it. A threshold farther than
-    the data's own span beyond it would squash the distribution into a sliver: it moves
-    to ``spec["offscale"]`` (shown as text, "p99 < 250 ms: off scale, right") instead."""
+    """Sets the x range to the data and the thresholds near it. A threshold farther
+    beyond the data than the data's span, or than its own distance from zero, would squash
+    the distribution into a sliver: it moves to ``spec["offscale"]`` (shown as text, "p99
+    < 250 ms: off scale, right") instead."""
     xs = [p[0] for item in spec["series"] for p in item["data"]]
     if not xs:
         return spec
     low, high = min(xs), max(xs)
     span = (high - low) or abs(high) or 1.0
+    floor, ceiling = low - max(span, abs(low)), high + max(span, abs(high))
     kept, offscale = [], []
     for line in spec["vlines"]:
-        if low - span <= line["x"] <= high + span:
+        if floor <= line["x"] <= ceiling:
             kept.append(line)
             low, high = min(low, line["x"]), max(high, line["x"])
         else:
             side = "right" if line["x"] > high else "left"
             offscale.append({**line, "label": f"{line['label']}: off scale, {side}"})
     spec["vlines"] = kept
-    spec["bands"] = [b for b in spec["bands"] if low - span <= b["x0"] and b["x1"] <= high + span]
+    spec["bands"] = [b for b in spec["bands"] if floor <= b["x0"] and b["x1"] <= ceiling]
     for band in spec["bands"]:
         low, high = min(low, band["x0"]), max(high, band["x1"])
     if offscale:

@@ -1,0 +1,153 @@
+"""The report of a small real session (pytest against the built-in mock, with
+``--aiperf-artifacts``), written by ``aiperf plot`` and loaded in headless Chromium (the
+Debian package): no console error, every chart drawn, the threshold line and the verdicts
+in the DOM, and a screenshot of the first test's section kept as a CI artifact
+(``$AIPERF_CI_ARTIFACTS``, else a temp dir). With CI set a missing Chromium fails."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from aiperf.report.cli import register
+
+TESTS = '''
+import pytest
+
+from pytest_aiperf import SLOBreach
+
+
+@pytest.mark.parametrize("concurrency", [1, 2])
+@pytest.mark.aiperf(streaming=True, request_count=24, osl=8,
+                    slo={"time_to_first_token.p50": "< 25 ms"})
+def test_ladder(concurrency):
+    pass
+
+
+@pytest.mark.xfail(raises=SLOBreach, strict=True)
+@pytest.mark.aiperf(streaming=True, concurrency=2, request_count=24, osl=8,
+                    slo={"time_to_first_token.p50": "< 5 ms"})
+def test_breach():
+    pass
+'''
+
+INI = """
+[pytest]
+asyncio_default_fixture_loop_scope = function
+aiperf_workers = 1
+aiperf_validity = warn
+"""
+# Per test: TTFT, ITL and latency CDFs, the per-request timeline, throughput / in flight,
+# errors; plus one latency-throughput plot for the ladder.
+CHARTS_PER_TEST = 6
+
+
+def _chromium() -> str:
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found is None:
+        message = "headless Chromium is not installed (apt-get install chromium; .ci/run does)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return found
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real session's artifacts, and its report written by ``aiperf plot``."""
+    project = tmp_path_factory.mktemp("session")
+    (project / "pytest.ini").write_text(INI)
+    (project / "test_load.py").write_text(TESTS)
+    artifacts = project / "artifacts"
+    done = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q",
+                           "-p", "no:randomly", f"--aiperf-artifacts={artifacts}",
+                           "test_load.py"], cwd=project, capture_output=True, text=True,
+                          timeout=180)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    parser = argparse.ArgumentParser(prog="aiperf")
+    register(parser.add_subparsers(dest="command", required=True))
+    out = project / "report.html"
+    args = parser.parse_args(["plot", str(artifacts), "-o", str(out)])
+    assert args.func(args) == 0
+    return out
+
+
+class _Dom(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.elements: list[tuple[str, dict[str, str | None], list[str]]] = []
+        self._open: list[int] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.elements.append((tag, dict(attrs), []))
+
+    def handle_data(self, data: str) -> None:
+        if self.elements:
+            self.elements[-1][2].append(data)
+
+    def by_id(self, ident: str) -> int:
+        return next(i for i, (_, attrs, _) in enumerate(self.elements)
+                    if attrs.get("id") == ident)
+
+
+def _browser(chromium: str, page: str, profile: Path, *extra: str
+             ) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+         f"--user-data-dir={profile}", "--enable-logging=stderr", "--v=0",
+         "--virtual-time-budget=20000", "--window-size=1400,1600", *extra, page],
+        capture_output=True, text=True, timeout=120)
+
+
+def test_the_report_draws_every_chart_in_a_browser(report: Path, tmp_path: Path) -> None:
+    chromium = _chromium()
+    done = _browser(chromium, report.as_uri(), tmp_path / "profile", "--dump-dom")
+    assert done.returncode == 0, done.stderr[-2000:]
+    console = [line for line in done.stderr.splitlines() if ":CONSOLE" in line]
+    assert console == [], console
+    dom = _Dom()
+    dom.feed(done.stdout)
+    body = next(attrs for tag, attrs, _ in dom.elements if tag == "body")
+    errors = dom.elements[dom.by_id("report-errors")]
+    assert "hidden" in errors[1], "the page reported a script error"
+    charts = [(attrs, i) for i, (tag, attrs, _) in enumerate(dom.elements)
+              if tag == "div" and "chart" in (attrs.get("class") or "").split()]
+    assert len(charts) == 1 + 3 * CHARTS_PER_TEST
+    assert body.get("data-charts-drawn") == str(len(charts))
+    assert all(attrs.get("data-rendered") == "true" for attrs, _ in charts)
+    for attrs, index in charts:  # ECharts drew into each: an <svg> or a <canvas> inside
+        inside = [tag for tag, _, _ in dom.elements[index + 1:index + 4]]
+        assert "svg" in inside or "canvas" in inside, (attrs["id"], inside)
+    # the first test's TTFT CDF: its objective's threshold line, drawn at 25 ms
+    ttft = dom.by_id("test-1-cdf-time_to_first_token")
+    assert dom.elements[ttft][1]["data-thresholds"] == "25"
+    following = dom.by_id("test-1-cdf-inter_token_latency")
+    texts = " ".join(t for _, _, data in dom.elements[ttft:following] for t in data)
+    assert "time_to_first_token.p50 < 25 ms" in texts
+    # the verdicts: the session table's outcomes, then each objective's
+    cells = [(attrs["data-verdict"], "".join(data)) for tag, attrs, data in dom.elements
+             if tag == "td" and "data-verdict" in attrs]
+    session = [v for v, _ in cells[:3]]
+    assert session == ["PASS", "PASS", "XFAIL"]
+    objectives = [v for v, _ in cells[3:]]
+    assert objectives == ["PASS", "PASS", "FAIL"]
+
+
+def test_a_screenshot_of_the_first_test(report: Path, tmp_path: Path) -> None:
+    chromium = _chromium()
+    folder = Path(os.environ.get("AIPERF_CI_ARTIFACTS") or tmp_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    shot = folder / "report-first-test.png"
+    shot.unlink(missing_ok=True)
+    done = _browser(chromium, report.as_uri() + "#test-1", tmp_path / "profile",
+                    f"--screenshot={shot}")
+    assert done.returncode == 0, done.stderr[-2000:]
+    data = shot.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000

@@ -32,6 +32,7 @@ from pytest_aiperf.slo import (
 )
 
 if TYPE_CHECKING:
+    from aiperf.capacity.model import CapacityResult
     from aiperf.mesh import Mesh
     from aiperf.mock_server import MockServerProcess
     from aiperf.results import ProfileResult
@@ -78,6 +79,10 @@ class SLOBreach(AssertionError):
         from pytest_aiperf.baseline import comparison_lines
 
         runs = [(f"run {r.run} ({r.profile})", r.verdicts) for r in records if r.verdicts]
+        # A capacity claim's verdict line heads the message (the step above is in it).
+        claims = [r.capacity["line"] for r in records if r.capacity and "line" in r.capacity]
+        if claims:
+            details = "\n".join([*claims, details] if details else claims)
         baseline = [(f"run {r.run} ({r.profile})",
                      comparison_lines(r.comparisons, r.baseline)) for r in records
                     if r.comparisons]
@@ -181,6 +186,44 @@ class AIPerfHelper:
         prefix = "aiperf" if len(session.item_records(item.nodeid)) == 1 else (
             f"aiperf.run{len(session.item_records(item.nodeid))}")
         record_properties(item, result, prefix)
+        return result
+
+    def capacity(self, over: str = "concurrency", slo: dict[str, Any] | None = None, *,
+                 min: float = 1, max: float = 512, tolerance: float = 0.1,
+                 max_requests: int | None = None, max_seconds: float | None = None,
+                 max_probes: int | None = 20, inconclusive: str = "fail",
+                 **profile: Any) -> CapacityResult:
+        """Search the largest ``over`` (concurrency or request_rate) in [min, max] at which
+        every objective of ``slo`` holds: double from ``min`` until a probe fails, then
+        bisect to ``tolerance``; each probe decided with confidence (INCONCLUSIVE ones
+        extended, then counted as ``inconclusive``). Budgets: ``max_requests``,
+        ``max_seconds``, ``max_probes``. The other keys are the profile (marker keys).
+        Returns the result (``max_passing``, ``min_failing``, ``probes``); the search is a
+        row of the session's summary, and ``capacity.json`` goes to the artifacts. It
+        fails nothing by itself: assert on what it found."""
+        from pytest_aiperf.capacity import search
+
+        item = self._request.node
+        session = _session(self._request.config)
+        policy_keys = pop_policy(profile)
+        try:
+            result = search(session, item.nodeid, item.path.parent, over, slo, low=min,
+                            high=max, tolerance=tolerance, max_requests=max_requests,
+                            max_seconds=max_seconds, max_probes=max_probes,
+                            inconclusive=inconclusive, policy_keys=policy_keys,
+                            profile=profile)
+        except (LoadTestSpecError, SLOError, PolicyError, ValueError) as exc:
+            raise pytest.UsageError(f"aiperf.capacity: {exc}") from None
+        record = LoadTestRecord(item.nodeid, f"capacity search over {over}",
+                                run=len(session.item_records(item.nodeid)) + 1,
+                                sent=result.requests, outcome="ERROR",
+                                capacity={"search": result.headline(), **result.to_dict()})
+        if result.error:
+            record.warnings.append(f"capacity search: {result.error.splitlines()[0]}")
+        record.warnings.append(result.headline())
+        session.records.append(record)
+        item.add_report_section("call", "aiperf capacity search",
+                                "\n".join([*result.table(), "", result.headline()]))
         return result
 
     def check(self, result: ProfileResult, slo: dict[str, str]) -> list[Verdict]:

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from pytest_aiperf.capacity import CAPACITY, HEADROOM, CapacityClaim, CapacityClaimError, pop_claim
 from pytest_aiperf.durations import parse_duration
 from pytest_aiperf.policy import PolicyError, VerdictPolicy, pop_policy
 from pytest_aiperf.slo import (
@@ -61,6 +62,8 @@ class LoadTestSpec:
     plan: list[str] = field(default_factory=list)  # the planner's warnings
     # the session's gates merged with the marker's ``regress`` (pytest_aiperf.baseline)
     rules: tuple[RegressionRule, ...] = ()
+    # ``capacity={"concurrency": ">= 16"}``: the profile runs at the claimed point
+    capacity: CapacityClaim | None = None
 
     def user_config(self) -> UserConfig:
         from aiperf.common.config import UserConfig
@@ -168,6 +171,7 @@ def build_spec(item: pytest.Item, base: dict[str, Any],
     test_timeout = None
     policy_keys: dict[str, Any] = {}
     marker_rules: list[RegressionRule] = []
+    claim_keys: dict[str, Any] = {}
     for marker in reversed(markers):
         if marker.args:
             raise LoadTestSpecError("the aiperf marker takes keyword arguments only, "
@@ -181,11 +185,13 @@ def build_spec(item: pytest.Item, base: dict[str, Any],
         if REGRESS in kwargs:  # an inner marker's gate replaces an outer one on its key
             marker_rules = merged_rules(marker_rules, pop_regress(kwargs))
         policy_keys.update(pop_policy(kwargs))
+        claim_keys.update({k: kwargs.pop(k) for k in (CAPACITY, HEADROOM) if k in kwargs})
         profile.update(resolve_paths(normalise_keys(kwargs), item.path.parent))
     callspec = getattr(item, "callspec", None)
     if callspec is not None:
         params = normalise_keys(dict(callspec.params))
         profile.update({k: v for k, v in params.items() if k in UserConfig.model_fields})
+    claim = claimed_profile(profile, claim_keys, policy_keys)
     try:
         config = UserConfig.build(where="profile", **profile)
         objectives = validated_objectives(config, profile, slo)
@@ -199,7 +205,29 @@ def build_spec(item: pytest.Item, base: dict[str, Any],
     from pytest_aiperf.planner import plan
 
     return LoadTestSpec(profile, objectives, test_timeout, verdicts,
-                        plan(objectives, config, verdicts), tuple(rules))
+                        plan(objectives, config, verdicts), tuple(rules), claim)
+
+
+def claimed_profile(profile: dict[str, Any], claim_keys: dict[str, Any],
+                    policy_keys: dict[str, Any]) -> CapacityClaim | None:
+    """A capacity claim sets its load key in ``profile`` (a different value there is an
+    error) and, unless the marker chose, ``inconclusive="extend"``: a claim is decided, not
+    assumed."""
+    try:
+        claim = pop_claim(dict(claim_keys))
+    except CapacityClaimError as exc:
+        raise LoadTestSpecError(str(exc)) from None
+    if claim is None:
+        return None
+    given = profile.get(claim.over)
+    if given is not None and float(given) != claim.point:
+        raise LoadTestSpecError(f"capacity claims {claim.over} >= {claim.point:g} but the "
+                                f"profile sets {claim.over}={given!r}: leave it to the claim")
+    if claim.over == "concurrency" and profile.get("request_rate") is not None:
+        raise LoadTestSpecError("a concurrency capacity claim takes no request_rate")
+    profile[claim.over] = claim.value(claim.point)
+    policy_keys.setdefault("inconclusive", "extend")
+    return claim
 
 
 def pop_regress(values: dict[str, Any]) -> list[RegressionRule]:

@@ -68,6 +68,9 @@ class LoadTestRecord:
     baseline: BaselineState | None = None  # what it was compared with, or why not
     comparisons: list[ComparisonRow] = field(default_factory=list)  # vs the baseline
     saved: str | None = None  # where its result was stored (--aiperf-save / autosave)
+    # A capacity claim's verdict (on the claimed run's record) or its headroom step's, or
+    # an ``aiperf.capacity`` search's result: pytest_aiperf.capacity
+    capacity: dict[str, Any] | None = None
 
     @property
     def test_id(self) -> str:
@@ -100,6 +103,7 @@ class LoadTestRecord:
             "invalid": self.invalid, "looks": self.looks, "validity": self.validity,
             "baseline": None if self.baseline is None else self.baseline.to_dict(),
             "comparisons": [c.to_dict() for c in self.comparisons], "saved": self.saved,
+            "capacity": self.capacity,
         }
 
     @classmethod
@@ -118,7 +122,7 @@ class LoadTestRecord:
                    if data.get("baseline") else None,
                    comparisons=[ComparisonRow.from_dict(c)
                                 for c in data.get("comparisons", [])],
-                   saved=data.get("saved"))
+                   saved=data.get("saved"), capacity=data.get("capacity"))
 
 
 def safe_dirname(nodeid: str) -> str:
@@ -218,13 +222,18 @@ class AIPerfSession:
         policy = spec.policy
         records: list[LoadTestRecord] = []
         results: list[ProfileResult] = []
-        for _ in range(policy.repeat):
-            record = LoadTestRecord(item.nodeid, LoadTestSpec(profile).short(),
-                                    run=len(self.item_records(item.nodeid)) + 1,
-                                    policy=policy)
-            self.records.append(record)
-            records.append(record)
-            results.append(self._run_judged(item, spec, profile, record))
+        try:
+            for _ in range(policy.repeat):
+                record = LoadTestRecord(item.nodeid, LoadTestSpec(profile).short(),
+                                        run=len(self.item_records(item.nodeid)) + 1,
+                                        policy=policy)
+                self.records.append(record)
+                records.append(record)
+                results.append(self._run_judged(item, spec, profile, record))
+        except InvalidRunError:
+            if spec.capacity is not None:  # the claim's line says INVALID, then the error
+                self._claim_verdict(item, spec, profile, records)
+            raise
         if policy.repeat > 1:
             from pytest_aiperf.judge import across_runs
 
@@ -236,7 +245,82 @@ class AIPerfSession:
                                 for r in records], confidence)
                 for o in spec.objectives if not o.relative)]
             results[-1].slo = records[-1].verdicts
+        if spec.capacity is not None:
+            self._claim_verdict(item, spec, profile, records)
         return results[0]
+
+    def _claim_verdict(self, item: pytest.Item, spec: LoadTestSpec, profile: dict[str, Any],
+                       records: list[LoadTestRecord]) -> None:
+        """A capacity claim decided on the claimed point's run (``records``), with the
+        headroom step above when asked (a run that never gates the test). An INVALID run
+        at the claimed point raises InvalidRunError, whatever ``aiperf_validity`` says
+        short of ``off``: a claim is never passed on a load the client did not deliver."""
+        from pytest_aiperf.capacity import claim_line, probe_summary
+
+        claim = spec.capacity
+        assert claim is not None
+        first = records[0]
+        invalid = first.invalid or (
+            spec.policy.validity != "off" and first.validity is not None
+            and not first.validity.get("valid", True)
+            and "; ".join(s.get("detail", "") for s in first.validity.get("signals", [])
+                          if not s.get("ok", True)))
+        verdicts = records[-1].verdicts  # with repeat: the last has the across-runs rows
+        if invalid:
+            status, summary = probe_summary(claim.point, verdicts, claim.over, "INVALID",
+                                            f"the client could not deliver it: {invalid}")
+        elif first.error and not verdicts:
+            status, summary = probe_summary(claim.point, verdicts, claim.over, "ERROR",
+                                            first.error)
+        else:
+            status, summary = probe_summary(claim.point, verdicts, claim.over)
+        step = None
+        above = claim.headroom_point()
+        if above is not None and not invalid and status == "PASS":
+            step = self._headroom(item, spec, profile, above)
+        line = claim_line(claim, status, summary, None if step is None else (above, step[1]))
+        first.capacity = {"claim": claim.text, "over": claim.over, "point": claim.point,
+                          "status": status, "line": line, "headroom": step and step[0]}
+        item.add_report_section("call", "aiperf capacity", line)
+        if invalid and not first.invalid:
+            first.invalid = str(invalid)
+            raise InvalidRunError(f"INVALID: {line}\na capacity claim is never passed on a "
+                                  "load the client could not deliver (aiperf_validity=off "
+                                  "to judge anyway)")
+
+    def _headroom(self, item: pytest.Item, spec: LoadTestSpec, profile: dict[str, Any],
+                  point: float) -> tuple[dict[str, Any], str]:
+        """The step above the claim, judged like it; its verdicts are kept on the record's
+        ``capacity`` entry, not as the record's own, so that its breach (the expected
+        answer when the claim is tight) does not fail the test."""
+        from pytest_aiperf.capacity import probe_summary
+
+        claim = spec.capacity
+        assert claim is not None
+        step_profile = {**profile, claim.over: claim.value(point)}
+        record = LoadTestRecord(item.nodeid, LoadTestSpec(step_profile).short() + " headroom",
+                                run=len(self.item_records(item.nodeid)) + 1,
+                                policy=spec.policy)
+        self.records.append(record)
+        cause = None
+        try:
+            self._run_judged(item, spec, step_profile, record)
+        except Exception as exc:  # the step above informs; it never errors the test
+            cause = record.error or f"{type(exc).__name__}: {exc}"
+        verdicts, record.verdicts = record.verdicts, []
+        if record.invalid:
+            status, summary = probe_summary(point, verdicts, claim.over, "INVALID",
+                                            record.invalid)
+        elif cause is not None:
+            status, summary = probe_summary(point, verdicts, claim.over, "ERROR", cause)
+        else:
+            status, summary = probe_summary(point, verdicts, claim.over)
+        entry = {"point": point, "status": status, "summary": summary,
+                 "objectives": [v.to_dict() for v in verdicts]}
+        record.capacity = {"claim": claim.text, "role": "headroom", **entry}
+        record.error = None  # reported in the claim's line, not as this test's error
+        record.invalid = None
+        return entry, summary
 
     def _run_judged(self, item: pytest.Item, spec: LoadTestSpec, profile: dict[str, Any],
                     record: LoadTestRecord) -> ProfileResult:

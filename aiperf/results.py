@@ -136,15 +136,24 @@ class _ValuesFile(msgspec.Struct):
     sketch_windows: dict[str, Any] | None = None
 
 
+# A values file at least this large is mapped rather than read. A mapping holds a file
+# descriptor for as long as a view of it lives (Python's mmap keeps a duplicate), and a
+# pytest session keeps every test's result: small runs' files are read instead.
+MAP_BYTES = 4 << 20
+
+
 def _read_values_file(path: Path) -> dict[str, Any]:
-    """The values file's contents, its arrays as views of a mapping of it, and the file
-    removed (the mapping keeps its pages until the last view is gone)."""
+    """The values file's contents, its arrays as views of a read-only mapping of it (or of
+    its bytes, read whole, when small), and the file removed (the mapping keeps its pages
+    until the last view is gone)."""
     import mmap
 
     with open(path, "rb") as handle:
-        if os.fstat(handle.fileno()).st_size == 0:
+        size = os.fstat(handle.fileno()).st_size
+        if size == 0:
             raise ValueError(f"{path}: the values file is empty")
-        mapped = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+        mapped: Any = (mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+                       if size >= MAP_BYTES else handle.read())
     path.unlink(missing_ok=True)
     try:
         stored = msgspec.msgpack.decode(mapped, type=_ValuesFile)

@@ -20,8 +20,16 @@ to PSS: a shared library's PSS changes with whatever else runs on the machine.
     .venv/bin/python benchmarks/long_run.py --sketch --minutes 30 [--short]
 
 ``--short`` is the CI scale: 2k and 10k requests, or a 1-minute sketch run.
-AIPerf 0.13 is not measured here (it is not installed); the issue quotes 1.6 GiB for
-20,000 requests.
+
+``--aiperf013 PATH`` (the ``aiperf`` executable of an AIPerf 0.13 install) measures it the
+same way against the same mock: ``aiperf profile --streaming --concurrency 64
+--prompt-output-tokens-mean 16 --ui-type none``, its process tree sampled as ours, for the
+sizes of ``--aiperf013-requests`` (default 20k,100k) after an idle run of its own. It
+needs a tokenizer: a byte-level one (each byte a token, no download) is written to a temp
+dir with that install's ``tokenizers``.
+
+    .venv/bin/python benchmarks/long_run.py --requests 100k --aiperf013 \
+        /tmp/aiperf013/bin/aiperf [--aiperf013-requests 20k,100k]
 """
 
 from __future__ import annotations
@@ -113,6 +121,11 @@ class TreeSampler(threading.Thread):
         return self.samples
 
     def _label(self, proc: psutil.Process) -> str:
+        if proc.pid not in self._labels and not self.service_names:
+            # Not our mesh (AIPerf 0.13): each process by its command's last words.
+            with contextlib.suppress(psutil.Error):
+                words = proc.cmdline()[-2:]
+                self._labels[proc.pid] = f"{' '.join(words)[-40:]} ({proc.pid})"
         if proc.pid not in self._labels:
             with contextlib.suppress(psutil.Error):
                 if "aiperf.controller" in " ".join(proc.cmdline()):
@@ -243,6 +256,79 @@ def profile(url: str, label: str, load: list[str], args: argparse.Namespace,
         return Run(label, count, elapsed, throughput, samples, proc.returncode)
 
 
+BYTE_TOKENIZER = """
+import sys
+from pathlib import Path
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+vocab = {"<|endoftext|>": 0, **{c: i + 1 for i, c in enumerate(alphabet)}}
+tok = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+tok.decoder = decoders.ByteLevel()
+tok.add_special_tokens(["<|endoftext|>"])
+out = Path(sys.argv[1])
+tok.save(str(out / "tokenizer.json"))
+(out / "tokenizer_config.json").write_text(
+    '{"tokenizer_class": "PreTrainedTokenizerFast", "eos_token": "<|endoftext|>", '
+    '"bos_token": "<|endoftext|>", "model_max_length": 100000}')
+"""
+
+
+def byte_tokenizer(aiperf013: Path, into: Path) -> Path:
+    """A byte-level tokenizer for AIPerf 0.13 (it loads one by name or path; this box has
+    no network), written with the ``tokenizers`` of its own environment."""
+    python = aiperf013.parent / "python"
+    subprocess.run([str(python), "-c", BYTE_TOKENIZER, str(into)], check=True,
+                   timeout=120, capture_output=True)
+    return into
+
+
+def profile_aiperf013(aiperf013: Path, tokenizer: Path, url: str, label: str, count: int,
+                      args: argparse.Namespace) -> Run:
+    with tempfile.TemporaryDirectory(prefix="long-run-013-") as out:
+        command = [str(aiperf013), "profile", "--model", "mock", "--url", url,
+                   "--endpoint-type", "chat", "--streaming",
+                   "--concurrency", str(args.concurrency), "--request-count", str(count),
+                   "--prompt-output-tokens-mean", str(args.osl),
+                   "--tokenizer", str(tokenizer), "--output-artifact-dir", out,
+                   "--ui-type", "none", "--no-server-metrics", "--no-gpu-telemetry"]
+        started = time.monotonic()
+        proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                cwd=out)
+        sampler = TreeSampler(proc.pid, [])
+        sampler.start()
+        try:
+            _, stderr = proc.communicate(timeout=args.timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(30)
+            raise SystemExit(f"{label}: no result within {args.timeout:.0f} s") from None
+        finally:
+            samples = sampler.stop()
+        elapsed = time.monotonic() - started
+        found = sorted(Path(out).rglob("profile_export_aiperf.json"))
+        if not found:
+            raise SystemExit(f"{label}: exit {proc.returncode}, no summary:\n"
+                             f"{stderr.decode(errors='replace')[-2000:]}")
+        summary = json.loads(found[0].read_text())
+        count_found = _stat(summary, "request_count")
+        throughput = _stat(summary, "request_throughput")
+        return Run(label, int(count_found), elapsed, throughput, samples, proc.returncode)
+
+
+def _stat(summary: dict[str, Any], tag: str) -> float:
+    """A metric's value in an AIPerf summary: under its tag, or in its records list."""
+    entry = summary.get(tag)
+    if entry is None:
+        for record in summary.get("records", {}).values() if isinstance(
+                summary.get("records"), dict) else []:
+            if isinstance(record, dict) and record.get("tag") == tag:
+                entry = record
+    if isinstance(entry, dict):
+        return float(entry.get("avg") or 0.0)
+    return 0.0
+
+
 def print_run(run: Run, idle: Run | None) -> dict[str, Any]:
     s = run.samples
     print(f"\n{run.label}: {run.requests:,} requests in {run.elapsed_s:.1f} s "
@@ -352,9 +438,14 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=7200.0,
                         help="seconds one run may take")
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--aiperf013", type=Path, metavar="PATH",
+                        help="an AIPerf 0.13 aiperf executable: measure it the same way")
+    parser.add_argument("--aiperf013-requests", default="20k,100k",
+                        help="its run sizes (k and M suffixes)")
     args = parser.parse_args()
     if args.short:
         args.requests, args.minutes = "2k,10k", min(args.minutes, 1.0)
+        args.aiperf013_requests = "2k"
     print(f"{os.cpu_count()} cores; streaming, concurrency {args.concurrency}, "
           f"osl {args.osl}; PSS sampled every {SAMPLE_S} s")
     figures: list[dict[str, Any]] = []
@@ -368,6 +459,17 @@ def main() -> None:
             for size in (parse_count(t) for t in args.requests.split(",") if t.strip()):
                 run = profile(url, f"{size:,} requests", ["--request-count", str(size)], args)
                 figures.append(print_run(run, idle))
+        if args.aiperf013 is not None:
+            with tempfile.TemporaryDirectory(prefix="long-run-tok-") as tok:
+                tokenizer = byte_tokenizer(args.aiperf013, Path(tok))
+                idle = profile_aiperf013(args.aiperf013, tokenizer, url,
+                                         "AIPerf 0.13, idle", args.idle_requests, args)
+                print_run(idle, None)
+                for size in (parse_count(t) for t in args.aiperf013_requests.split(",")
+                             if t.strip()):
+                    run = profile_aiperf013(args.aiperf013, tokenizer, url,
+                                            f"AIPerf 0.13, {size:,} requests", size, args)
+                    figures.append({"aiperf013": True, **print_run(run, idle)})
     if args.json is not None:
         args.json.write_text(json.dumps(figures, indent=2))
 

@@ -88,10 +88,14 @@ def test_a_result_reads_values_and_timeline_from_the_records_managers_file(
 
 
 def test_the_values_file_is_mapped_not_copied_and_a_list_index_is_built_on_use(
-        tmp_path: Path) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import mmap
 
     import numpy as np
+
+    import aiperf.results
+
+    monkeypatch.setattr(aiperf.results, "MAP_BYTES", 1000)  # this small file is mapped
 
     values_path = tmp_path / "records.values"
     latencies = array("d", [float(i) for i in range(5000)])

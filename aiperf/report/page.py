@@ -35,7 +35,7 @@ font-weight:bold}.v-INCONCLUSIVE,.v-XFAIL{color:#ef6c00;font-weight:bold}
 .charts{display:grid;grid-template-columns:repeat(auto-fill,minmax(620px,1fr));gap:10px}
 .chart{height:340px;border:1px solid #eee}.note{color:#555;font-size:13px;margin:2px 0}
 #report-errors{background:#fdecea;color:#c62828;padding:8px;white-space:pre-wrap}
-.objs{font-size:12px;text-align:left}
+.objs{font-size:12px;text-align:left}[hidden]{display:none!important}
 """
 
 

@@ -80,11 +80,12 @@
     if (marks.length) { first.markLine = { symbol: 'none', animation: false, data: marks }; }
     if (spec.bands.length) {
       first.markArea = { silent: true, animation: false, itemStyle: { color: 'rgba(255,160,0,0.18)' },
+        label: { show: false },
         data: spec.bands.map(function (b) { return [{ xAxis: b.x0, name: b.label }, { xAxis: b.x1 }]; }) };
     }
     var cdf = spec.kind === 'cdf' || spec.kind === 'baseline';
     var yAxis = [{ type: 'value', name: spec.y.name, min: cdf ? 0 : null, max: cdf ? 1 : null,
-                   scale: !cdf && spec.kind !== 'errors' }];
+                   scale: spec.kind === 'latency' || spec.kind === 'ladder' || spec.kind === 'server' }];
     if (spec.y2) { yAxis.push({ type: 'value', name: spec.y2.name, splitLine: { show: false } }); }
     var tooltip = { trigger: 'axis', confine: true };
     if (spec.kind === 'latency') { tooltip = { trigger: 'item', confine: true, formatter: requestTip }; }
@@ -125,9 +126,25 @@
     element.dataset.thresholds = spec.vlines.map(function (v) { return v.x; }).join(',');
   }
 
+  // ?section=test-3 shows that test's section alone (a link to one test, a screenshot).
+  function focusSection() {
+    var wanted = new URLSearchParams(window.location.search).get('section');
+    if (!wanted || !document.getElementById(wanted)) { return null; }
+    Array.prototype.forEach.call(document.querySelectorAll('body > *'), function (node) {
+      if (node.id !== wanted && node.id !== 'report-errors' && node.tagName !== 'SCRIPT') {
+        node.hidden = true;
+      }
+    });
+    return wanted;
+  }
+
   function start() {
     var holder = document.getElementById('aiperf-charts');
     var specs = holder ? JSON.parse(holder.textContent) : [];
+    var focus = focusSection();
+    if (focus) {
+      specs = specs.filter(function (spec) { return spec.id.indexOf(focus + '-') === 0; });
+    }
     if (typeof echarts === 'undefined') { fail('the chart library did not load'); return; }
     var queue = specs.slice();
     function next() {

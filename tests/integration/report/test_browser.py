@@ -146,7 +146,7 @@ def test_a_screenshot_of_the_first_test(report: Path, tmp_path: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     shot = folder / "report-first-test.png"
     shot.unlink(missing_ok=True)
-    done = _browser(chromium, report.as_uri() + "#test-1", tmp_path / "profile",
+    done = _browser(chromium, report.as_uri() + "?section=test-1", tmp_path / "profile",
                     f"--screenshot={shot}")
     assert done.returncode == 0, done.stderr[-2000:]
     data = shot.read_bytes()

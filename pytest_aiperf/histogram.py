@@ -39,8 +39,13 @@ def buckets(values: Sequence[float] | np.ndarray,
         counts = np.zeros(bins, dtype=np.int64)
         counts[0] = data.size
         return counts, low, high
-    counts, _ = np.histogram(data, bins=bins, range=(low, high))
-    return counts.astype(np.int64), low, high
+    # Halves first: high - low overflows for values near the float limits (numpy's own
+    # histogram refuses such a range, and one of a few subnormal values wide).
+    span = high / 2 - low / 2
+    with np.errstate(over="ignore", invalid="ignore"):
+        position = (data / 2 - low / 2) / span
+    index = np.clip(np.floor(np.nan_to_num(position) * bins), 0, bins - 1).astype(np.int64)
+    return np.bincount(index, minlength=bins).astype(np.int64), low, high
 
 
 def blocks(counts: Sequence[int] | np.ndarray) -> str:

@@ -122,19 +122,15 @@ def time_weighted_stats(times: np.ndarray, levels: np.ndarray, start: float,
     return stats
 
 
-def _step(starts: np.ndarray, ends: np.ndarray,
-          weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The sum of ``weights[i]`` over the intervals [starts[i], ends[i]) holding at each
-    change: (change times, level from each). An end and a start at the same instant: the
-    end first, so touching requests never count as overlapping."""
-    if not starts.size:
+def _levels(times: np.ndarray, deltas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A step function from its changes: (each distinct change time, the level from it).
+    Changes at the same instant collapse into one, so the level between them, held for
+    no time, never shows; in particular a request ending when another starts never
+    counts as overlapping it."""
+    if not times.size:
         return np.empty(0), np.empty(0)
-    times = np.concatenate([starts, ends]).astype(np.float64)
-    deltas = np.concatenate([weights, -weights]).astype(np.float64)
-    is_start = np.concatenate([np.ones(starts.size, bool), np.zeros(ends.size, bool)])
-    order = np.lexsort((is_start, times))
+    order = np.argsort(times, kind="stable")
     times, levels = times[order], np.cumsum(deltas[order])
-    # Collapse simultaneous changes to the level after the last of them.
     last = np.append(times[1:] != times[:-1], True)
     return times[last], levels[last]
 
@@ -142,58 +138,88 @@ def _step(starts: np.ndarray, ends: np.ndarray,
 def sweep_metrics(start_ns: np.ndarray, end_ns: np.ndarray,
                   first_token_ns: np.ndarray | None = None,
                   isl: np.ndarray | None = None,
-                  osl: np.ndarray | None = None) -> dict[str, dict[str, Any]]:
+                  osl: np.ndarray | None = None,
+                  chunk_gaps: tuple[np.ndarray, np.ndarray] | None = None,
+                  ) -> dict[str, dict[str, Any]]:
     """``effective_concurrency`` over the requests [start, end) and, given each request's
-    first-token time (NaN: none), ISL and OSL, ``tokens_in_flight`` (see the module)."""
+    first-token time (NaN: none), ISL and OSL, ``tokens_in_flight``.
+
+    Tokens in flight are AIPerf's KV-cache load: a request holds its input tokens from
+    its start to its end when its first token came after its start (streamed). Its output
+    tokens arrive as it streams them: with ``chunk_gaps`` (the inter-chunk gaps in ns and
+    the request each belongs to, in order), one token at the first token and
+    (OSL - 1) / gaps at each later chunk; without, all at the first token (AIPerf's own
+    fallback). A request with no first token, or (with gaps) no gap, holds no output
+    tokens. Everything a request holds is freed at its end."""
     start = np.asarray(start_ns, dtype=np.float64)
     end = np.asarray(end_ns, dtype=np.float64)
     ran = end > start
     if not ran.any():
         return {}
-    start, end = start[ran], end[ran]
-    begin, finish = float(start.min()), float(end.max())
+    begin, finish = float(start[ran].min()), float(end[ran].max())
     out: dict[str, dict[str, Any]] = {}
-    times, levels = _step(start, end, np.ones(start.size))
+    ones = np.ones(int(ran.sum()))
+    times, levels = _levels(np.concatenate([start[ran], end[ran]]),
+                            np.concatenate([ones, -ones]))
     out["effective_concurrency"] = {"unit": BY_TAG["effective_concurrency"].unit,
                                     **time_weighted_stats(times, levels, begin, finish)}
     if first_token_ns is None or isl is None or osl is None:
         return out
-    first = np.asarray(first_token_ns, dtype=np.float64)[ran]
-    inputs = np.asarray(isl, dtype=np.float64)[ran]
-    outputs = np.asarray(osl, dtype=np.float64)[ran]
-    # AIPerf's model: a request's input tokens are held from its start to its end, its
-    # output tokens from its first token to its end. As in AIPerf, a request without a
-    # first token after its start (not streamed) holds no input tokens, and one whose
-    # first token is its last instant no output tokens.
-    prefill = ~np.isnan(first) & (first > start)
-    decode = ~np.isnan(first) & (end > first)
-    if not (prefill.any() or decode.any()):
+    first = np.asarray(first_token_ns, dtype=np.float64)
+    inputs = np.asarray(isl, dtype=np.float64)
+    outputs = np.asarray(osl, dtype=np.float64)
+    streamed = ran & ~np.isnan(first)
+    prefill = streamed & (first > start)
+    parts_t = [start[prefill], end[prefill]]
+    parts_d = [inputs[prefill], -inputs[prefill]]
+    if chunk_gaps is None:
+        decode = streamed & (end > first)
+        parts_t += [first[decode], end[decode]]
+        parts_d += [outputs[decode], -outputs[decode]]
+    else:
+        gaps = np.asarray(chunk_gaps[0], dtype=np.float64)
+        owner = np.asarray(chunk_gaps[1], dtype=np.int64)
+        if gaps.size:
+            # Each chunk's time: the request's first token plus its gaps so far (a
+            # cumulative sum restarted at each request's first gap).
+            total = np.cumsum(gaps)
+            opens = np.flatnonzero(np.append(True, owner[1:] != owner[:-1]))
+            before = np.where(opens > 0, total[np.maximum(opens - 1, 0)], 0.0)
+            run_length = np.diff(np.append(opens, owner.size))
+            chunk_t = first[owner] + total - np.repeat(before, run_length)
+            count = np.bincount(owner, minlength=start.size).astype(np.float64)
+            valid = streamed[owner] & (gaps >= 0) & (outputs[owner] >= 1)
+            has_gaps = np.bincount(owner[valid], minlength=start.size) > 0
+            # A chunk stamped at or after its request's end (rounding) still counts
+            # within it.
+            chunk_t = np.minimum(chunk_t, end[owner])[valid]
+            per_chunk = ((outputs[owner] - 1.0) / count[owner])[valid]
+            parts_t += [first[has_gaps], chunk_t, end[has_gaps]]
+            parts_d += [np.ones(int(has_gaps.sum())), per_chunk, -outputs[has_gaps]]
+    times = np.concatenate(parts_t)
+    if not times.size:
         return out
-    t1, l1 = _step(start[prefill], end[prefill], inputs[prefill])
-    t2, l2 = _step(first[decode], end[decode], outputs[decode])
-    times = np.union1d(t1, t2)
-    levels = _level_at(t1, l1, times) + _level_at(t2, l2, times)
+    times, levels = _levels(times, np.concatenate(parts_d))
     out["tokens_in_flight"] = {"unit": BY_TAG["tokens_in_flight"].unit,
                                **time_weighted_stats(times, levels, begin, finish)}
     return out
 
 
-def _level_at(times: np.ndarray, levels: np.ndarray, at: np.ndarray) -> np.ndarray:
-    index = np.searchsorted(times, at, side="right") - 1
-    return np.where(index >= 0, levels[np.clip(index, 0, max(levels.size - 1, 0))], 0.0) \
-        if levels.size else np.zeros(at.size)
-
-
 def result_sweep_metrics(result: ProfileResult) -> dict[str, dict[str, Any]]:
-    """``sweep_metrics`` of a run's profiling requests, from its timeline and TTFT values
-    (a run without a timeline, in sketch mode, has none)."""
+    """``sweep_metrics`` of a run's profiling requests, from its timeline, TTFT and
+    inter-chunk latencies (a run without a timeline, in sketch mode, has none)."""
     timeline = result.timeline
     if not len(timeline):
         return {}
-    first = np.full(len(timeline), np.nan)
     ttft = result.metrics.get("time_to_first_token")
-    if ttft is not None and len(ttft.values) and len(ttft.record_index):
-        index = np.asarray(ttft.record_index)
-        first[index] = timeline.start_ns[index] + np.asarray(ttft.values) * NS_PER_MS
-    return sweep_metrics(timeline.start_ns, timeline.end_ns,
-                         first if ttft is not None else None, timeline.isl, timeline.osl)
+    if ttft is None or not len(ttft.values):
+        return sweep_metrics(timeline.start_ns, timeline.end_ns)
+    first = np.full(len(timeline), np.nan)
+    index = np.asarray(ttft.record_index)
+    first[index] = timeline.start_ns[index] + np.asarray(ttft.values) * NS_PER_MS
+    icl = result.metrics.get("inter_chunk_latency")
+    gaps = None
+    if icl is not None and len(icl.values) and len(icl.record_index):
+        gaps = (np.asarray(icl.values) * NS_PER_MS, np.asarray(icl.record_index))
+    return sweep_metrics(timeline.start_ns, timeline.end_ns, first, timeline.isl,
+                         timeline.osl, gaps)

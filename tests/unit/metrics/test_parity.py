@@ -114,6 +114,36 @@ def test_tokens_in_flight_holds_input_from_start_and_output_from_first_token() -
     assert (tif["min"], tif["max"], tif["p50"]) == (100.0, 120.0, 120.0)
 
 
+def test_with_chunk_gaps_output_tokens_arrive_chunk_by_chunk() -> None:
+    # [0, 10), first token at 4, then chunks at 6 and 8 carrying (5 - 1) / 2 tokens each:
+    # 100 on [0, 4), 101 on [4, 6), 103 on [6, 8), 105 on [8, 10).
+    out = sweep_metrics(np.array([0]), np.array([10]), np.array([4.0]), np.array([100]),
+                        np.array([5]), (np.array([2.0, 2.0]), np.array([0, 0])))
+    tif = out["tokens_in_flight"]
+    assert tif["avg"] == pytest.approx((100 * 4 + 101 * 2 + 103 * 2 + 105 * 2) / 10)
+    assert (tif["min"], tif["max"]) == (100.0, 105.0)
+
+
+def test_chunk_times_restart_at_each_request() -> None:
+    # Two requests, gaps 1,1 and 3: chunks at 2,3 (of the first, from 1) and 8 (from 5).
+    out = sweep_metrics(np.array([0, 4]), np.array([4, 10]), np.array([1.0, 5.0]),
+                        np.array([0, 0]), np.array([3, 2]),
+                        (np.array([1.0, 1.0, 3.0]), np.array([0, 0, 1])))
+    # First: 1 on [1, 2), 2 on [2, 3), 3 on [3, 4). Second: 1 on [5, 8), 2 on [8, 10).
+    assert out["tokens_in_flight"]["avg"] == pytest.approx((1 + 2 + 3 + 3 + 4) / 10)
+    assert out["tokens_in_flight"]["max"] == 3.0
+
+
+def test_a_streamed_request_without_gaps_holds_only_its_input() -> None:
+    out = sweep_metrics(np.array([0, 0]), np.array([10, 10]), np.array([5.0, 5.0]),
+                        np.array([10, 10]), np.array([1, 4]),
+                        (np.array([2.0]), np.array([1])))
+    # Request 0: one chunk, so no gap: 10 input tokens only. Request 1: 10 input, 1
+    # output from 5, 3 more at 7.
+    assert out["tokens_in_flight"]["avg"] == pytest.approx(
+        (20 * 10 + 1 * 5 + 3 * 3) / 10)
+
+
 def test_not_streamed_requests_hold_no_tokens_as_in_aiperf() -> None:
     out = sweep_metrics(np.array([0]), np.array([10]), np.array([np.nan]), np.array([100]),
                         np.array([20]))
@@ -175,3 +205,34 @@ def test_goodput_refuses_a_metric_not_yet_aggregated() -> None:
     for tag in AWAITING_AGGREGATION:
         assert goodput_problem(tag, True, True) == \
             "is not measured per request by this build yet"
+
+
+@given(requests, st.lists(st.lists(st.integers(0, 400), max_size=6), min_size=60,
+                          max_size=60))
+@settings(max_examples=150, deadline=None)
+def test_with_chunk_gaps_the_average_is_each_tokens_time_held(
+    drawn: list[tuple[int, int, float, int, int]], gaps_of: list[list[int]]
+) -> None:
+    """Each output token counts from its chunk (capped at the request's end) to the end."""
+    start = np.array([s for s, *_ in drawn], dtype=np.int64)
+    end = start + np.array([n for _, n, *_ in drawn], dtype=np.int64)
+    first = start + np.floor((end - start) * np.array([f for _, _, f, *_ in drawn]))
+    isl = np.array([i for *_, i, _ in drawn])
+    osl = np.array([o for *_, o in drawn])
+    gaps = [g for r in range(len(drawn)) for g in gaps_of[r]]
+    owner = [r for r in range(len(drawn)) for _ in gaps_of[r]]
+    out = sweep_metrics(start, end, first, isl, osl,
+                        (np.array(gaps, dtype=float), np.array(owner, dtype=np.int64)))
+    area = float((isl * (end - start))[first > start].sum())
+    for r in range(len(drawn)):
+        if not gaps_of[r] or osl[r] < 1:
+            continue
+        chunks = np.minimum(first[r] + np.cumsum(gaps_of[r]), end[r])
+        area += (end[r] - first[r]) + ((osl[r] - 1) / len(gaps_of[r])) * float(
+            (end[r] - chunks).sum())
+    span = float(end.max() - start.min())
+    if "tokens_in_flight" in out:
+        assert out["tokens_in_flight"]["avg"] == pytest.approx(area / span, rel=1e-9,
+                                                               abs=1e-6)
+    else:
+        assert area == 0

@@ -206,7 +206,9 @@ class TemplateEndpoint(BaseEndpoint):
 
     def parse_body(self, body: bytes) -> ParsedResponse:
         parsed = self._read(decode_json(body, what="template response"), "response")
-        if parsed.error is None and parsed.content is None and self.metadata.produces_tokens \
+        if parsed.error is not None:
+            return parsed
+        if parsed.content is None and self.metadata.produces_tokens \
                 and parsed.completion_tokens is None:
             field = template_setting(self.config, "response_field") or \
                 f"any of {', '.join(DEFAULT_TEXT_KEYS)}"

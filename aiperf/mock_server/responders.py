@@ -463,3 +463,35 @@ class GenerateStreamResponder(Responder):
                     "details": {"finish_reason": "length",
                                 "generated_tokens": plan.output_tokens,
                                 "input_length": plan.prompt_tokens, "seed": None}})
+
+
+# -- a JSON API no plugin knows: the template endpoint's reference -------------------------
+
+
+class PlainJSONResponder(Responder):
+    """``POST /``: ``{"prompt", "max_tokens"?, "stream"?}`` in; ``{"output": {"text"},
+    "usage": {"input_tokens", "output_tokens"}}`` out, or streamed as ``{"output":
+    {"text"}}`` events, a ``{"usage"}`` event and ``[DONE]``. No plugin speaks it: it is
+    what the template endpoint is measured against."""
+
+    path = "/"
+
+    def parse(self, body: dict[str, Any], default_tokens: int) -> RequestPlan:
+        prompt = body.get("prompt")
+        if not isinstance(prompt, str):
+            raise BadRequest("prompt must be a string")
+        tokens = _max_tokens(body, ("max_tokens",), default_tokens)
+        return RequestPlan(stream=bool(body.get("stream")), output_tokens=tokens,
+                           prompt_tokens=count_tokens(prompt))
+
+    def token_event(self, request_id: str, text: str) -> bytes:
+        return sse({"output": {"text": text}})
+
+    def last_events(self, request_id: str, prompt: int, completion: int,
+                    include_usage: bool) -> list[bytes]:
+        return [sse({"usage": {"input_tokens": prompt, "output_tokens": completion}})]
+
+    def body(self, request_id: str, text: str, plan: RequestPlan) -> bytes:
+        return _encode({"id": request_id, "output": {"text": text},
+                        "usage": {"input_tokens": plan.prompt_tokens,
+                                  "output_tokens": plan.output_tokens}})

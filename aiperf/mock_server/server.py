@@ -38,6 +38,7 @@ from aiperf.mock_server.responders import (
     GenerateResponder,
     GenerateStreamResponder,
     NIMRankingsResponder,
+    PlainJSONResponder,
     RankingsResponder,
     RequestPlan,
     Responder,
@@ -51,7 +52,7 @@ from aiperf.mock_server.timer import PauseTimer, pause_timer
 BUILTIN_RESPONDERS: tuple[type[Responder], ...] = (
     ChatResponder, CompletionsResponder, EmbeddingsResponder, RankingsResponder,
     CohereRankingsResponder, NIMRankingsResponder, ResponsesResponder, GenerateResponder,
-    GenerateStreamResponder)
+    GenerateStreamResponder, PlainJSONResponder)
 
 _HEALTH = msgspec.json.encode({"status": "ok"})
 _MODELS = msgspec.json.encode({"object": "list", "data": [

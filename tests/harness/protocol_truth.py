@@ -23,6 +23,11 @@ ISL, OSL = 12, 6
 RANKINGS = {"rankings_query_prompt_token_mean": 5, "rankings_passages_mean": 3,
             "rankings_passages_prompt_token_mean": 4}
 RANKINGS_ISL = 5 + 3 * 4
+# The template endpoint, configured for the mock's plain JSON API (POST /).
+TEMPLATE = {
+    "payload_template": '{"model": {{ model|tojson }}, "prompt": {{ text|tojson }}, '
+                        '"max_tokens": {{ max_tokens|tojson }}, "stream": {{ stream|tojson }}}',
+    "response_field": "output.text", "usage_field": "usage"}
 CONCURRENCY = 2
 REQUESTS = 8
 # As the truth suite's c=16 margin (tests/truth/cases.py): this box runs other test
@@ -83,6 +88,8 @@ CASES = [
                  reasoning=RESPONSES_REASONING_TOKENS),
     ProtocolCase("tgi_generate", "huggingface-generate"),
     ProtocolCase("tgi_generate_stream", "huggingface-generate", streaming=True),
+    ProtocolCase("template", "template", profile=TEMPLATE),
+    ProtocolCase("template_stream", "template", streaming=True, profile=TEMPLATE),
 ]
 BY_NAME = {case.name: case for case in CASES}
 # Streams that end without [DONE]: measured only once the deriver asks the endpoint.

@@ -88,7 +88,19 @@ def outcomes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dict[st
     with MockServerProcess(SERVER, responders=RESPONDERS) as server:
         (root / "pytest.ini").write_text(INI)
         (root / "test_truth_generated.py").write_text(generated_tests(server.url))
-        yield run_generated(root, "junit.xml")
+        results, output = run_generated(root, "junit.xml")
+        # A time measured on a box busy with other sessions can be late (a load of 8 on 2
+        # cores was seen here); the mock keeps no record of its own late wake-ups to tell,
+        # so a missed truth is measured once more, and said so. A wrong count or a wrong
+        # pause misses twice.
+        again = [name for name, outcome in results.items()
+                 if outcome.status != "passed" and name.startswith("test_meets__")]
+        if again:
+            rerun, more = run_generated(root, "junit_again.xml", *again)
+            results.update({name: Outcome(o.status, f"(measured again)\n{o.message}")
+                            for name, o in rerun.items()})
+            output += more
+        yield results, output
 
 
 def _case_param(case: ProtocolCase) -> object:

@@ -506,6 +506,7 @@ class _RowMeta(msgspec.Struct):
     request_start_ns: int | None = None
     request_end_ns: int | None = None
     credit_issued_ns: int | None = None
+    timestamp_ns: int | None = None  # ours: the wall clock at the request's start
 
 
 class _RowError(msgspec.Struct):
@@ -528,6 +529,9 @@ class RequestRows:
     errors: list[tuple[str, str] | None]
     values: dict[str, np.ndarray]
     origin_ns: int | None = None
+    # The origin on the wall clock (ns since the epoch), to put what another process
+    # timed (a server's metrics) on the same axis; None when the file does not tell.
+    wall_origin_ns: int | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -560,6 +564,7 @@ def load_requests(directory: Path | str, tags: Iterable[str]) -> RequestRows:
     errors: list[tuple[str, str] | None] = []
     columns: dict[str, list[float]] = {tag: [] for tag in wanted}
     factors: dict[tuple[str, str], float | None] = {}
+    wall_offset: int | None = None  # wall clock minus the records' clock
     nan = math.nan
     try:
         handle = path.open("rb")
@@ -583,6 +588,9 @@ def load_requests(directory: Path | str, tags: Iterable[str]) -> RequestRows:
             if record.error is not None and not start:
                 start = meta.credit_issued_ns  # failed before it was sent, as load_source
             starts.append(float(start) if start is not None else nan)
+            if wall_offset is None and meta.timestamp_ns is not None \
+                    and meta.request_start_ns is not None:
+                wall_offset = meta.timestamp_ns - meta.request_start_ns
             ends.append(float(meta.request_end_ns) if meta.request_end_ns else nan)
             error = record.error
             errors.append(None if error is None else _error_text(error))
@@ -603,11 +611,19 @@ def load_requests(directory: Path | str, tags: Iterable[str]) -> RequestRows:
     end_ns = np.asarray(ends, dtype=np.float64)
     finite = start_ns[np.isfinite(start_ns)]
     origin = float(finite.min()) if len(finite) else 0.0
+    if wall_offset is None and origin > _WALL_CLOCK_NS:
+        wall_offset = 0  # NVIDIA AIPerf times requests on the wall clock itself
     return RequestRows(ids=ids, start_s=(start_ns - origin) / 1e9, end_s=(end_ns - origin) / 1e9,
                        errors=errors,
                        values={tag: np.asarray(col, dtype=np.float64)
                                for tag, col in columns.items()},
-                       origin_ns=int(origin) if len(finite) else None)
+                       origin_ns=int(origin) if len(finite) else None,
+                       wall_origin_ns=int(origin) + wall_offset
+                       if len(finite) and wall_offset is not None else None)
+
+
+# A time in ns past this (2001-09-09) is on the wall clock; perf_counter's are far smaller.
+_WALL_CLOCK_NS = 10**18
 
 
 def _error_text(error: _RowError) -> tuple[str, str]:

@@ -19,6 +19,7 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -457,11 +458,16 @@ def ladders(sections: Sequence[Section]) -> dict[str, list[LadderPoint]]:
     return out
 
 
-def server_series(path: Path, limit: int = 12) -> list[dict[str, Any]]:
-    """Time series of an AIPerf-shaped ``server_metrics_export.json``: per metric with
-    time slices, ``{"name", "unit", "kind", "series": [(labels, [[t_s, value], ...])]}``,
-    time in seconds from the first slice; a gauge's slice average, a counter's rate, a
-    histogram's average. At most ``limit`` metrics, five label sets each."""
+def server_series(path: Path, origin_ns: int | None = None,
+                  limit: int = 12) -> list[dict[str, Any]]:
+    """Time series of an AIPerf-shaped ``server_metrics_export.json``: per metric,
+    ``{"name", "unit", "kind", "series": [(labels, [[t_s, value], ...])]}``, from each
+    series' ``timeslices`` (AIPerf with a slice duration: a gauge's slice average, a
+    counter's rate, a histogram's average) or ``samples`` (this project's scrapes: a
+    gauge's value, a counter's rate between scrapes). Time in seconds from ``origin_ns``
+    (the run's first request on the wall clock, so the server's picture lines up with the
+    requests'), else from the first point. At most ``limit`` metrics, five label sets
+    each; a metric with no time series is left out."""
     try:
         document = json.loads(path.read_bytes())
     except (OSError, ValueError) as exc:
@@ -470,25 +476,21 @@ def server_series(path: Path, limit: int = 12) -> list[dict[str, Any]]:
     if not isinstance(metrics, dict):
         raise ReportError(f"{path}: no 'metrics' object (AIPerf's server metrics shape)")
     found: list[tuple[str, str, str, list[tuple[str, list[tuple[int, float]]]]]] = []
-    origin: int | None = None
+    first_point: int | None = None
     for name, metric in metrics.items():
         if not isinstance(metric, dict):
             continue
         kind = str(metric.get("type", ""))
-        field_name = "rate" if kind == "counter" else "avg"
         lines = []
         for series in (metric.get("series") or [])[:5]:
-            slices = series.get("timeslices") if isinstance(series, dict) else None
-            if not slices:
+            if not isinstance(series, dict):
                 continue
-            points = [(int(s["start_ns"]), float(s[field_name])) for s in slices
-                      if isinstance(s, dict) and isinstance(s.get("start_ns"), int)
-                      and isinstance(s.get(field_name), (int, float))
-                      and math.isfinite(s[field_name])]
+            points = _slice_points(series.get("timeslices"), kind) or _sample_points(
+                series.get("samples"), kind)
             if not points:
                 continue
-            first = points[0][0]
-            origin = first if origin is None else min(origin, first)
+            first_point = points[0][0] if first_point is None else min(first_point,
+                                                                        points[0][0])
             labels = series.get("labels") or {}
             text = ", ".join(f"{k}={v}" for k, v in sorted(labels.items())) or name
             lines.append((text, points))
@@ -497,8 +499,37 @@ def server_series(path: Path, limit: int = 12) -> list[dict[str, Any]]:
             found.append((name, unit + ("/s" if kind == "counter" else ""), kind, lines))
         if len(found) >= limit:
             break
-    base = origin or 0
+    base = origin_ns if origin_ns is not None else (first_point or 0)
     return [{"name": name, "unit": unit, "kind": kind,
              "series": [(text, [[round((t - base) / 1e9, 3), v] for t, v in points])
                         for text, points in lines]}
             for name, unit, kind, lines in found]
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) \
+        and math.isfinite(value)
+
+
+def _slice_points(slices: Any, kind: str) -> list[tuple[int, float]]:
+    if not isinstance(slices, list):
+        return []
+    name = "rate" if kind == "counter" else "avg"
+    return [(int(s["start_ns"]), float(s[name])) for s in slices
+            if isinstance(s, dict) and isinstance(s.get("start_ns"), int) and _finite(s.get(name))]
+
+
+def _sample_points(samples: Any, kind: str) -> list[tuple[int, float]]:
+    """A gauge's scraped values; a counter's increase per second between two scrapes,
+    at the later one (a counter reset, a drop, is no negative rate: that gap is skipped)."""
+    if not isinstance(samples, dict):
+        return []
+    times, values = samples.get("timestamps_ns"), samples.get("values")
+    if not isinstance(times, list) or not isinstance(values, list):
+        return []
+    pairs = [(int(t), float(v)) for t, v in zip(times, values, strict=False)
+             if isinstance(t, int) and _finite(v)]
+    if kind != "counter":
+        return pairs
+    return [(t1, (v1 - v0) * 1e9 / (t1 - t0)) for (t0, v0), (t1, v1) in pairwise(pairs)
+            if t1 > t0 and v1 >= v0]

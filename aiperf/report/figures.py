@@ -227,14 +227,18 @@ def server_charts(section: Section) -> list[dict[str, Any]]:
         path = server_metrics_path(run)
         if path is None:
             continue
+        origin = run.rows.wall_origin_ns if run.rows is not None else None
+        axis = "time since the first " + ("request (s)" if origin is not None else "scrape (s)")
         try:
-            metrics = server_series(path)
+            metrics = server_series(path, origin)
         except ReportError as exc:
             run.notes.append(f"server metrics not drawn: {exc}")
             continue
         for metric in metrics:
             spec = _spec(f"{section.anchor}-server-{len(charts)}", "server",
-                         f"server: {metric['name']}", "time (s)", metric["unit"] or "value")
+                         f"server: {metric['name']}"
+                         + ("" if len(section.runs) == 1 else f" · {run.label}"),
+                         axis, metric["unit"] or "value")
             spec["series"] = [{"name": text, "type": "line", "data": points}
                               for text, points in metric["series"]]
             charts.append(spec)

@@ -299,3 +299,37 @@ def test_server_metric_series_from_aiperfs_shape(tmp_path: Path) -> None:
     path.write_text("[]")
     with pytest.raises(ReportError, match="metrics"):
         server_series(path)
+
+
+def test_server_metric_samples_as_this_project_scrapes_them(tmp_path: Path) -> None:
+    times = [5_000_000_000 + i * 100_000_000 for i in range(5)]
+    document = {"metrics": {
+        "ref:queue_depth": {"type": "gauge", "series": [{"stats": {}, "samples": {
+            "timestamps_ns": times, "values": [50.0, 3.0, 8.0, 1.0, 6.0]}}]},
+        # a counter reset between the 3rd and 4th scrape: that gap gives no rate
+        "ref:requests_total": {"type": "counter", "unit": "requests", "series": [{
+            "samples": {"timestamps_ns": times, "values": [11.0, 18.0, 25.0, 2.0, 9.0]}}]},
+        "ref:latency_seconds": {"type": "histogram", "series": [{"stats": {"count": 3}}]}}}
+    path = tmp_path / "server_metrics_export.json"
+    path.write_text(json.dumps(document))
+    # the run's first request was 0.2 s before the first scrape (on the wall clock)
+    series = server_series(path, origin_ns=4_800_000_000)
+    assert [m["name"] for m in series] == ["ref:queue_depth", "ref:requests_total"]
+    assert series[0]["series"][0][1] == [[0.2, 50.0], [0.3, 3.0], [0.4, 8.0], [0.5, 1.0],
+                                         [0.6, 6.0]]
+    rates = series[1]["series"][0][1]
+    assert [t for t, _ in rates] == [0.3, 0.4, 0.6]
+    assert [r for _, r in rates] == pytest.approx([70.0, 70.0, 70.0])
+    assert series[1]["unit"] == "requests/s"
+
+
+def test_request_rows_know_the_wall_clock_of_their_origin(artifact_dir: Path) -> None:
+    lines = [json.loads(line) for line in (artifact_dir / "profile_export.jsonl").open()]
+    rows = load_requests(artifact_dir, ["request_latency"])
+    meta = lines[0]["metadata"]
+    assert rows.origin_ns is not None and rows.wall_origin_ns is not None
+    assert rows.wall_origin_ns - rows.origin_ns == meta["timestamp_ns"] - meta[
+        "request_start_ns"]
+    # NVIDIA AIPerf's starts are on the wall clock already
+    aiperf = load_requests(AIPERF013, ["request_latency"])
+    assert aiperf.wall_origin_ns == aiperf.origin_ns

@@ -155,3 +155,20 @@ def test_a_ladder_plots_p50_and_p99_against_throughput(tmp_path: Path) -> None:
     assert [(s["name"], s["data"]) for s in spec["series"]] == [
         ("latency p50", [[10.0, 20.0, "[1]"], [35.0, 25.0, "[4]"]]),
         ("latency p99", [[10.0, 30.0, "[1]"], [35.0, 60.0, "[4]"]])]
+
+
+def test_server_metrics_in_a_test_dir_are_plotted(tmp_path: Path,
+                                                  run_200: ProfileResult) -> None:
+    session_root(tmp_path, {"t.py::test_a": (run_200, [], "PASS")})
+    test_dir = tmp_path / "t.py_test_a"
+    (test_dir / "server_metrics_export.json").write_text(json.dumps({"metrics": {
+        "vllm:num_requests_running": {"type": "gauge", "series": [{"samples": {
+            "timestamps_ns": [1, 2, 3], "values": [1.0, 2.0, 3.0]}}]}}}))
+    charts = section_charts(load_report([tmp_path])[0])
+    (server,) = [c for c in charts if c["kind"] == "server"]
+    assert server["title"] == "server: vllm:num_requests_running"
+    assert [pt[1] for pt in server["series"][0]["data"]] == [1.0, 2.0, 3.0]
+    (test_dir / "server_metrics_export.json").write_text("{broken")
+    section = load_report([tmp_path])[0]
+    assert [c for c in section_charts(section) if c["kind"] == "server"] == []
+    assert any("server metrics not drawn" in note for note in section.runs[0].notes)

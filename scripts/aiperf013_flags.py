@@ -7,6 +7,11 @@ tests/integration/test_cli_aiperf_flags.py checks our parser against it:
     .venv/bin/python scripts/aiperf013_flags.py /tmp/aiperf013/bin/aiperf \\
         > tests/data/aiperf013/profile_help_flags.txt
 
+``--metrics PYTHON`` prints instead every metric tag AIPerf 0.13 reports (its metric
+registry and its time-weighted sweep metrics, read with AIPerf's own interpreter PYTHON),
+one ``tag<TAB>unit<TAB>module`` a line: tests/data/aiperf013/metric_tags.txt, which
+docs/metrics.md's parity table is checked against.
+
 ``--docs-table`` prints instead the Markdown table of docs/cli.md ("not supported"): every
 AIPerf option none of whose names ``aiperf profile`` accepts, with the reason the CLI gives.
 
@@ -57,12 +62,47 @@ def docs_table() -> list[str]:
     return rows
 
 
+# Run by AIPerf 0.13's interpreter: its registry's metrics, then the sweep metrics it adds
+# from its time-weighted curves (effective_* always, active_* beside them).
+_METRICS = """
+from aiperf.metrics.metric_registry import MetricRegistry
+from aiperf.analysis.sweepline import SWEEP_LINE_METRIC_SPECS
+rows = []
+for tag in MetricRegistry.all_tags():
+    cls = MetricRegistry.get_class(tag)
+    unit = getattr(cls, "display_unit", None) or cls.unit
+    rows.append((tag, str(getattr(unit, "value", unit)), cls.__module__.rsplit(".", 1)[-1]))
+for spec in SWEEP_LINE_METRIC_SPECS:
+    rows.append((spec.tag, spec.unit, "sweepline"))
+for tag, unit in (("active_decode_throughput", "tokens/sec"),
+                  ("active_prefill_throughput", "tokens/sec"),
+                  ("active_decode_throughput_per_user", "tokens/sec/user"),
+                  ("active_prefill_throughput_per_user", "tokens/sec/user"),
+                  ("active_total_throughput", "tokens/sec")):
+    rows.append((tag, unit, "sweepline"))
+rows += [("credit_to_start_latency", "ms", "derived_latency"),
+         ("effective_latency", "ms", "derived_latency")]
+for row in sorted(rows):
+    print("\\t".join(row))
+"""
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("aiperf", nargs="?", help="the AIPerf 0.13 executable")
     parser.add_argument("--docs-table", action="store_true",
                         help="print docs/cli.md's not-supported table instead")
+    parser.add_argument("--metrics", metavar="PYTHON",
+                        help="print AIPerf 0.13's metric tags, read with its interpreter")
     args = parser.parse_args(argv)
+    if args.metrics:
+        # From / so that the child imports its own aiperf, not this checkout's.
+        done = subprocess.run([args.metrics, "-c", _METRICS], capture_output=True,
+                              text=True, cwd="/", timeout=300, check=True)
+        print("# AIPerf 0.13's metric tags (scripts/aiperf013_flags.py --metrics): "
+              "tag, display unit, module")
+        print(done.stdout, end="")
+        return 0
     if args.docs_table:
         print("\n".join(docs_table()))
         return 0

@@ -53,7 +53,7 @@ def _finite_or_none(value: float) -> float | None:
 # it, and numpy's partition copy and std temporary on top, would each cost 8 bytes a value
 # at the end of the run, when the records manager's memory peaks.
 LEAN_VALUES = 1 << 21
-_CHUNK = 1 << 20
+_CHUNK = 1 << 18
 _DIGIT = 16  # bits resolved per counting pass of ``order_statistics``
 
 

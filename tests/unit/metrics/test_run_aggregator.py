@@ -272,3 +272,23 @@ def test_values_settled_to_nanoseconds_give_the_float64_values_bit_for_bit(
     write_msgpack(written, {"values": out["values"]})
     assert msgspec.msgpack.decode(written.getvalue())["values"] == {
         tag: v.tobytes() for tag, v in ref.items()}
+
+
+@settings(max_examples=300, deadline=None)
+@given(ids=st.lists(st.integers(0, 400), max_size=120),
+       ranges=st.lists(st.tuples(st.integers(0, 400), st.integers(0, 80)), max_size=4))
+def test_the_credit_bitmap_checks_the_invariant_as_the_id_array_does(
+        ids: list[int], ranges: list[tuple[int, int]]) -> None:
+    """Ids below the bitmap's slack, past its span (kept apart), repeated; ranges that
+    overlap, are empty or reach past what was seen; bits unpacked a few at a time."""
+    from aiperf.metrics.aggregate import _CreditIds
+
+    credit_ids = _CreditIds()
+    credit_ids.SLACK, credit_ids.SPAN, credit_ids.CHUNK_IDS = 8, 160, 24
+    credit_ids.LIST = 5
+    for cid in ids:
+        credit_ids.add(cid)
+    expected = check_invariant(np.array(ids, dtype=np.int64), ranges)
+    for key in ("missing_credit_ids", "duplicate_credit_ids", "unexpected_credit_ids"):
+        expected[key] = expected[key][:5]
+    assert credit_ids.check(ranges) == expected

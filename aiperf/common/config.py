@@ -184,6 +184,16 @@ class UserConfig(BaseModel):
         description="Seconds to wait, before the run, for the endpoint to answer (GET "
         "/v1/models, then a one-token request): 0 skips the wait, as in AIPerf",
     )
+    wait_for_model_mode: Literal["models", "inference", "both"] = Field(
+        default="inference",
+        description="What the wait checks, as AIPerf's --wait-for-model-mode: 'models' "
+        "the model's id in GET /v1/models, 'inference' a one-token request answered, "
+        "'both' one then the other",
+    )
+    wait_for_model_interval: float = Field(
+        default=0.5, gt=0, allow_inf_nan=False,
+        description="Seconds between two attempts of the wait (AIPerf: 5)",
+    )
 
     @field_validator("url", mode="after")
     @classmethod
@@ -207,7 +217,7 @@ class UserConfig(BaseModel):
             raise ValueError("is empty; give a path such as /v1/custom")
         return "/" + value.lstrip("/")
 
-    @field_validator("wait_for_model_timeout", mode="before")
+    @field_validator("wait_for_model_timeout", "wait_for_model_interval", mode="before")
     @classmethod
     def _wait_for_model_duration(cls, value: Any) -> Any:
         return parse_duration(value)

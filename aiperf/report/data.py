@@ -430,30 +430,33 @@ class LadderPoint:
     throughput: float
     p50: float | None
     p99: float | None
+    source: str = ""  # the run's source, when several sources are overlaid
 
 
 def ladders(sections: Sequence[Section]) -> dict[str, list[LadderPoint]]:
     """Parametrized tests (two or more sections sharing a test function) as latency-
-    throughput points, one per case, in the order they ran; from each case's first run."""
+    throughput points, one per case and source, in the order they ran (a second run of a
+    case in one source is left out)."""
     groups: dict[str, list[Section]] = {}
     for section in sections:
-        if "[" in section.key:
+        if "[" in section.key and " (run " not in section.key:
             groups.setdefault(section.function, []).append(section)
     out = {}
     for function, members in groups.items():
         points = []
         for section in members:
-            run = section.runs[0]
-            throughput = run.stat("request_throughput", "avg") \
-                or run.metrics.get("request_throughput")
-            if throughput is None:
-                continue
-            case = section.key[len(function):].split(" (run", 1)[0]
-            points.append(LadderPoint(case=case, throughput=float(throughput),
-                                      p50=run.stat("request_latency", "p50"),
-                                      p99=run.stat("request_latency", "p99")
-                                      or run.metrics.get("request_latency.p99")))
-        if len(points) >= 2:
+            for run in section.runs:
+                throughput = run.stat("request_throughput", "avg") \
+                    or run.metrics.get("request_throughput")
+                if throughput is None:
+                    continue
+                points.append(LadderPoint(case=section.key[len(function):],
+                                          throughput=float(throughput),
+                                          p50=run.stat("request_latency", "p50"),
+                                          p99=run.stat("request_latency", "p99")
+                                          or run.metrics.get("request_latency.p99"),
+                                          source=run.label))
+        if len({p.case for p in points}) >= 2:
             out[function] = points
     return out
 

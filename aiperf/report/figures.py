@@ -75,17 +75,20 @@ def cdf_chart(section: Section, metric: str, baseline: np.ndarray | None = None,
         x, p = cdf_points(baseline)
         spec["series"].append({"name": baseline_name, "type": "step", "dashed": True,
                                "data": _pairs(x, p, 4, 5)})
+    drawn: set[tuple[str, float]] = set()
     for run in section.runs:
         for t in thresholds(run.verdicts, metric):
             where = "" if t.window == "whole run" else f" ({t.window})"
-            spec["vlines"].append({"x": t.value, "label": f"{t.key} {t.text}{where}",
-                                   "verdict": t.verdict})
+            label = f"{t.key} {t.text}{where}"
+            if (label, t.value) not in drawn:  # overlaid runs of one test share objectives
+                drawn.add((label, t.value))
+                spec["vlines"].append({"x": t.value, "label": label, "verdict": t.verdict})
             if t.interval is not None:
                 spec["bands"].append({"x0": t.interval[0], "x1": t.interval[1],
                                       "label": f"{t.key} interval"})
-            if t.level is not None:
-                spec["hlines"].append({"y": t.level, "label": t.key.split("@")[0]
-                                       .rpartition(".")[2]})
+            level = t.key.split("@")[0].rpartition(".")[2]
+            if t.level is not None and all(h["y"] != t.level for h in spec["hlines"]):
+                spec["hlines"].append({"y": t.level, "label": level})
     return fit_x(spec)
 
 
@@ -212,11 +215,15 @@ def ladder_chart(function: str, points: Sequence[LadderPoint], number: int) -> d
     """The latency-throughput curve of a parametrized test: a point per case."""
     spec = _spec(f"ladder-{number}", "ladder", f"{function.split('::')[-1]}: latency vs "
                  "throughput", "request throughput (req/s)", "request latency (ms)")
-    for stat in ("p50", "p99"):
-        data = [[round(p.throughput, 3), round(getattr(p, stat), 3), p.case] for p in points
-                if getattr(p, stat) is not None]
-        if data:
-            spec["series"].append({"name": f"latency {stat}", "type": "line", "data": data})
+    sources = list(dict.fromkeys(p.source for p in points))
+    for source in sources:
+        name = "" if len(sources) == 1 else f" · {source}"
+        for stat in ("p50", "p99"):
+            data = [[round(p.throughput, 3), round(getattr(p, stat), 3), p.case]
+                    for p in points if p.source == source and getattr(p, stat) is not None]
+            if data:
+                spec["series"].append({"name": f"latency {stat}{name}", "type": "line",
+                                       "data": data})
     return spec
 
 

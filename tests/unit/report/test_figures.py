@@ -172,3 +172,19 @@ def test_server_metrics_in_a_test_dir_are_plotted(tmp_path: Path,
     section = load_report([tmp_path])[0]
     assert [c for c in section_charts(section) if c["kind"] == "server"] == []
     assert any("server metrics not drawn" in note for note in section.runs[0].notes)
+
+
+def test_overlaid_ladders_get_a_line_per_source(tmp_path: Path) -> None:
+    from aiperf.report.data import ladders
+
+    for name in ("main", "pr"):
+        session_root(tmp_path / name, {
+            f"t.py::test_ladder[{c}]": (synthetic_result(30, slots=c, seed=c), [], "PASS")
+            for c in (1, 2)})
+    found = ladders(load_report([tmp_path / "main", tmp_path / "pr"]))
+    spec = ladder_chart("t.py::test_ladder", found["t.py::test_ladder"], 1)
+    main, pr = str(tmp_path / "main"), str(tmp_path / "pr")
+    assert [s["name"] for s in spec["series"]] == [
+        f"latency p50 · {main}", f"latency p99 · {main}", f"latency p50 · {pr}",
+        f"latency p99 · {pr}"]
+    assert [pt[2] for pt in spec["series"][0]["data"]] == ["[1]", "[2]"]

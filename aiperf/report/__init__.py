@@ -32,7 +32,8 @@ def write_report(sources: Sequence[Path], out: Path, title: str | None = None) -
 def test_fragment(test_dir: Path, verdicts: list[dict[str, Any]]) -> str:
     """One test's verdict table and plots as an HTML fragment with no script and no
     outside reference (pytest-html inserts extras without running their scripts).
-    ``verdicts`` are summary.json's per-objective dicts."""
+    ``verdicts`` are summary.json's per-objective dicts. A directory that cannot be read
+    gives the verdict table and a line saying why there are no plots, never an error."""
     from aiperf.report.page import render_fragment
 
     return render_fragment(Path(test_dir), verdicts)

@@ -200,9 +200,17 @@ _FRAGMENT_STYLE = """
 def render_fragment(test_dir: Path, verdicts: list[dict[str, Any]]) -> str:
     """One test's verdict table and plots as static SVG (pytest-html runs no script of an
     extra)."""
+    from aiperf.baselines.sources import SourceError
     from aiperf.report.svg import render
 
-    run = load_artifact_dir(test_dir)
+    try:
+        run = load_artifact_dir(test_dir)
+    except SourceError as exc:
+        # An extra must not break pytest-html's report: the verdicts, and why no plots.
+        run = RunData(label=str(test_dir), test=test_dir.name, kind="pytest",
+                      directory=None, verdicts=list(verdicts))
+        return (f'<div class="aiperf-fragment"><style>{_FRAGMENT_STYLE}</style>'
+                f"{verdict_table([run])}<p>No plots: {escape(str(exc))}</p></div>")
     run.kind, run.verdicts = "pytest", list(verdicts)
     section = Section(run.test, run.test, [run], anchor="aiperf-fragment")
     charts = section_charts(section)

@@ -155,3 +155,23 @@ def test_importing_the_report_package_loads_nothing_of_the_report() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=60, check=True).stdout.strip()
     assert out == "[]"
+
+
+def test_a_fragment_of_a_missing_directory_still_has_its_verdicts(tmp_path: Path) -> None:
+    html = test_fragment(tmp_path / "gone", [verdict("request_latency.p50", "< 1 s", 0.5,
+                                                     [0.4, 0.6])])
+    assert 'data-verdict="PASS"' in html and "<svg" not in html
+    assert f"No plots: {tmp_path / 'gone'}" in html
+
+
+def test_a_test_that_left_no_artifacts_is_a_row_and_a_note(tmp_path: Path) -> None:
+    (tmp_path / "summary.json").write_text(json.dumps({"load_tests": [
+        {"nodeid": "t.py::test_broken", "profile": "chat c=1", "outcome": "ERROR",
+         "error": "RunError: the <server> refused", "objectives": [], "artifacts": None}]}))
+    html = write_report([tmp_path], tmp_path / "r.html").read_text()
+    parser = _parse(html)
+    assert _specs(parser) == []
+    assert [attrs["data-verdict"] for tag, attrs in parser.elements
+            if tag == "td" and "data-verdict" in attrs] == ["ERROR"]
+    assert "error: RunError: the &lt;server&gt; refused" in html
+    assert "no per-request artifacts" in html

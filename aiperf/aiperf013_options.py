@@ -352,9 +352,6 @@ GROUP_REASONS: dict[str, str] = {
 FLAG_REASONS: dict[str, str] = {
     "--model-selection-strategy": "one model per run",
     "--url-strategy": "one --url per run (several URLs: not implemented yet)",
-    "--wait-for-model-mode": "the wait always checks /v1/models, then sends a one-token "
-                             "request",
-    "--wait-for-model-interval": "the wait polls every 0.5 s",
     "--reset-kv-cache": "no KV-cache reset hook",
     "--reset-kv-cache-timeout-seconds": "no KV-cache reset hook",
     "--reset-kv-cache-path": "no KV-cache reset hook",

@@ -42,8 +42,14 @@ PROFILE_FLAGS: list[tuple[tuple[str, ...], str, dict[str, Any]]] = [
     (("--endpoint-type",), "endpoint_type", {"help": "endpoint plugin: chat, completions, "
                                                      "embeddings, ..."}),
     (("--wait-for-model-timeout",), "wait_for_model_timeout", {
-        "help": "before the run, wait up to this long for the model to answer (GET "
-                "/v1/models, then a one-token request); 0 (default) skips the wait"}),
+        "help": "before the run, wait up to this long for the model to answer; 0 "
+                "(default) skips the wait"}),
+    (("--wait-for-model-mode",), "wait_for_model_mode", {
+        "choices": ["models", "inference", "both"],
+        "help": "what the wait checks: models (its id in /v1/models), inference (a "
+                "one-token request answered; the default) or both"}),
+    (("--wait-for-model-interval",), "wait_for_model_interval", {
+        "help": "seconds between two attempts of the wait (default 0.5)"}),
     (("--streaming",), "streaming", {"action": "store_true", "default": None,
                                      "help": "request streamed responses (SSE)"}),
     (("--concurrency",), "concurrency", {"type": int, "help": "requests in flight (closed "

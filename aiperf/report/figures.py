@@ -5,7 +5,7 @@ A spec is ``{"id", "kind", "title", "x": {"name"}, "y": {"name"}, "y2"?: {"name"
 "series": [...], "vlines": [...], "bands": [...], "hlines": [...], "note"?}``:
 
 - a series is ``{"name", "type": "step" | "line" | "scatter" | "bar", "data", "y2"?,
-  "stack"?, "dashed"?}``; a timeline's scatter point is ``[start_s, value_ms, end_s, id,
+  "stack"?, "dashed"?, "dotted"?}``; a timeline's scatter point is ``[start_s, value_ms, end_s, id,
   error]`` (what hovering it shows), any other point ``[x, y]``;
 - a vline is ``{"x", "label", "verdict"}`` (an objective's threshold), a band ``{"x0",
   "x1", "label"}`` (its interval, or the time window it was judged on), an hline
@@ -71,6 +71,8 @@ def cdf_chart(section: Section, metric: str, baseline: np.ndarray | None = None,
                                    "data": _pairs(x, p, 4, 5)})
     if not spec["series"]:
         return None
+    for run in section.runs:
+        spec["series"].extend(_window_cdfs(run, metric, _run_name(run, section.runs)))
     if baseline is not None and len(baseline):
         x, p = cdf_points(baseline)
         spec["series"].append({"name": baseline_name, "type": "step", "dashed": True,
@@ -90,6 +92,32 @@ def cdf_chart(section: Section, metric: str, baseline: np.ndarray | None = None,
             if t.level is not None and all(h["y"] != t.level for h in spec["hlines"]):
                 spec["hlines"].append({"y": t.level, "label": level})
     return fit_x(spec)
+
+
+def _window_cdfs(run: RunData, metric: str, name: str,
+                 limit: int = 3) -> list[dict[str, Any]]:
+    """The CDFs of the windows objectives on ``metric`` were judged on (steady state, an
+    ``@10s`` window), dotted, so a verdict's line is read against the values it judged:
+    a window's requests are those that started in it (steady state: and ended in it, as
+    ``aiperf.windows`` selects them). At most ``limit`` windows a run."""
+    rows = run.rows
+    if rows is None or metric not in rows.values:
+        return []
+    out: list[dict[str, Any]] = []
+    seen: set[tuple[float, float]] = set()
+    for t in thresholds(run.verdicts, metric):
+        if t.span is None or t.span in seen or len(out) >= limit:
+            continue
+        seen.add(t.span)
+        low, high = t.span
+        chosen = (rows.start_s >= low) & (rows.start_s < high)
+        if t.window.startswith("steady"):
+            chosen &= rows.end_s <= high
+        x, p = cdf_points(rows.values[metric][chosen])
+        if len(x):
+            out.append({"name": f"{name} · {t.window.split(' (')[0]}", "type": "step",
+                        "dotted": True, "data": _pairs(x, p, 4, 5)})
+    return out
 
 
 def fit_x(spec: dict[str, Any]) -> dict[str, Any]:

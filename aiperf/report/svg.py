@@ -162,7 +162,8 @@ def _series(item: dict[str, Any], color: str, x_scale: _Scale, y_scale: _Scale,
             bottoms: dict[float, float]) -> list[str]:
     data = item["data"]
     kind = item["type"]
-    dash = ' stroke-dasharray="5,3"' if item.get("dashed") else ""
+    dash = (' stroke-dasharray="5,3"' if item.get("dashed") else
+            ' stroke-dasharray="1,2"' if item.get("dotted") else "")
     if kind in ("line", "step"):
         points: list[str] = []
         previous_y: float | None = None

@@ -59,6 +59,7 @@
     }
     if (s.stack) { o.stack = s.stack; }
     if (s.dashed) { o.lineStyle = { type: 'dashed' }; }
+    if (s.dotted) { o.lineStyle = { type: 'dotted', width: 2 }; }
     if (spec.kind === 'ladder') {
       o.label = { show: true, position: 'top', formatter: function (p) { return p.value[2]; } };
     }

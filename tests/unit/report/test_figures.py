@@ -45,8 +45,16 @@ def test_a_cdf_is_the_runs_values_with_each_objectives_line_band_and_level(
               verdict("request_latency.p99", "< 5000 ms", 200.0, [190.0, 210.0])]
     charts = _charts(tmp_path / "root", run_200, checks)
     cdf = charts["cdf-time_to_first_token"]
-    (series,) = cdf["series"]
+    series, window = cdf["series"]
     x, p = cdf_points(ttft)
+    # the window's own CDF: the requests that started in 1-2 s
+    assert window["name"] == "this run · window 1-2 s" and window["dotted"] is True
+    started = [json.loads(line) for line in _jsonl(tmp_path / "w", run_200)]
+    in_window = np.sort([r["metrics"]["time_to_first_token"]["value"] for r in started
+                         if "time_to_first_token" in r["metrics"]
+                         and 1.0 <= r["metadata"]["request_start_ns"] / 1e9 < 2.0])
+    assert [pt[0] for pt in window["data"]] == pytest.approx(
+        cdf_points(in_window)[0].tolist(), abs=1e-4)
     assert [pt[0] for pt in series["data"]] == pytest.approx(x.tolist(), abs=1e-4)
     assert [pt[1] for pt in series["data"]] == pytest.approx(p.tolist(), abs=1e-5)
     assert [(v["x"], v["verdict"]) for v in cdf["vlines"]] == [(120.0, "PASS"), (60.0, "FAIL")]

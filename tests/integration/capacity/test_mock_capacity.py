@@ -1,0 +1,103 @@
+"""The search against the built-in mock's capacity model: N slots, a fixed TTFT and one
+token, so a request holds its slot for exactly the TTFT and the capacity under a TTFT
+objective is known (``aiperf.mock_server.slots.true_capacity``). Probes are short (60
+requests, p95 objectives) and the mesh is shared by the module."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from aiperf.capacity import Budget, run_search
+from aiperf.capacity.cli import parse_slo
+from aiperf.capacity.probe import ProbeRunner
+from aiperf.mesh import Mesh
+from aiperf.mock_server import MockServerProcess
+from aiperf.mock_server.config import MockServerConfig
+from aiperf.mock_server.slots import true_capacity
+from pytest_aiperf.policy import VerdictPolicy
+
+REQUESTS = 60
+# Two capacities: (slots, TTFT ms, threshold ms); each threshold sits inside the window
+# where the model says the capacity is the slot count (checked by true_capacity).
+CASES = [(2, 40.0, 50.0), (3, 120.0, 135.0)]
+# What this client adds to a TTFT at p90 on a loaded 2-core box (measured: up to about
+# 9 ms over a 100 ms TTFT with five other test sessions running), and its gap between
+# requests: the model's slack.
+CLIENT_MS = 5.0
+
+
+@pytest.fixture(scope="module")
+def mesh() -> Iterator[Mesh]:
+    with Mesh(workers=1, command_timeout=30) as running:
+        yield running
+
+
+def mock_config(slots: int, ttft: float) -> MockServerConfig:
+    return MockServerConfig(ttft_ms=ttft, tokens=1, slots=slots)
+
+
+@pytest.fixture
+def served() -> Iterator[list[MockServerProcess]]:
+    servers: list[MockServerProcess] = []
+    yield servers
+    for server in servers:
+        server.stop()
+
+
+def start(servers: list[MockServerProcess], config: MockServerConfig) -> str:
+    server = MockServerProcess(**config.model_dump(exclude={"host", "port"}))
+    servers.append(server)
+    return server.start()
+
+
+@pytest.mark.parametrize("slots, ttft, threshold", CASES)
+def test_the_search_finds_the_mocks_true_capacity(
+    mesh: Mesh, served: list[MockServerProcess], tmp_path: Path, slots: int, ttft: float,
+    threshold: float,
+) -> None:
+    config = mock_config(slots, ttft)
+    truth = true_capacity(config, threshold, percentile=90, requests=REQUESTS,
+                          client_ms=CLIENT_MS)
+    assert truth == slots
+    url = start(served, config)
+    objective = parse_slo(f"time_to_first_token.p90<{threshold:g}ms")
+    runner = ProbeRunner(mesh.run, {"url": url, "model": "m", "streaming": True,
+                                    "request_count": REQUESTS, "osl": 1},
+                         [objective, parse_slo("request_error_rate<=5%")],
+                         over="concurrency",
+                         policy=VerdictPolicy(inconclusive="extend", validity="off"))
+    budget = Budget(max_requests=20 * REQUESTS, max_seconds=120)
+    result = run_search(runner, over="concurrency", low=max(1, slots - 1), high=64,
+                        tolerance=0.1, budget=budget)
+    described = "\n".join([*result.table(), result.headline()])
+    assert (result.max_passing, result.min_failing) == (truth, truth + 1), described
+    assert result.converged and result.requests <= 20 * REQUESTS, described
+    assert result.requests == sum(p.requests for p in result.probes)
+    # goodput reads the same way: (nearly) every request good at the capacity, fewer above
+    # (in a closed loop the queue can settle in waves: only one request in N + 1 waits)
+    best = next(p for p in result.probes if p.point == truth)
+    assert best.attainment is not None and best.attainment > 0.9, described
+    assert best.attainment_interval is not None
+    worst = max(result.probes, key=lambda p: p.point)
+    assert worst.attainment is not None and worst.attainment < min(best.attainment, 0.9)
+    data = json.loads(result.write(tmp_path).read_text())
+    assert data["max_passing"] == truth and data["probes"][0]["objectives"]
+
+
+def test_all_errors_stop_the_search_with_the_cause(mesh: Mesh,
+                                                  served: list[MockServerProcess]) -> None:
+    url = start(served, MockServerConfig(ttft_ms=1, tokens=1, error_rate=1.0,
+                                         error_codes=[503]))
+    runner = ProbeRunner(mesh.run, {"url": url, "model": "m", "streaming": True,
+                                    "request_count": 20},
+                         [parse_slo("time_to_first_token.p90<50ms")], over="concurrency",
+                         policy=VerdictPolicy(inconclusive="extend", validity="off"))
+    result = run_search(runner, over="concurrency", low=1, high=64)
+    assert len(result.probes) == 1 and result.probes[0].status == "ERROR"
+    assert result.error is not None and "every request failed (20 of 20)" in result.error
+    assert "503" in result.error
+    assert result.max_passing is None and result.requests == 20

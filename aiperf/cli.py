@@ -83,8 +83,10 @@ PROFILE_FLAGS: list[tuple[tuple[str, ...], str, dict[str, Any]]] = [
     (("--extra-inputs",), "extra_inputs", {"action": "extend", "nargs": "+",
         "metavar": "KEY:VALUE", "help": "merged into every request body (repeatable, several "
                                         "per flag; or a JSON object)"}),
-    (("--header", "-H"), "headers", {"action": "append", "metavar": "NAME:VALUE",
-                                     "help": "extra HTTP header (repeatable)"}),
+    (("--header", "-H"), "headers", {"action": "extend", "nargs": "+",
+                                     "metavar": "NAME:VALUE",
+                                     "help": "extra HTTP header (repeatable, several per "
+                                             "flag; or a JSON object)"}),
     (("--api-key",), "api_key", {"help": "sent as a Bearer token; never printed (default: "
                                          "$AIPERF_API_KEY, then $OPENAI_API_KEY)"}),
     (("--goodput",), "goodput", {"nargs": "+", "metavar": "TAG:VALUE",

@@ -100,6 +100,8 @@ def test_a_flag_aiperf_never_had_is_still_unrecognized(
     (["--url", "localhost:8000"], {"url": "localhost:8000"}),
     (["--extra-inputs", "temperature:0.7", "top_p:0.9", "--extra-inputs", "seed:1"],
      {"extra_inputs": {"temperature": 0.7, "top_p": 0.9, "seed": 1}}),
+    (["-H", "X-A:1", "X-B:two", "--header", "X-C:3"],
+     {"headers": {"X-A": "1", "X-B": "two", "X-C": "3"}}),
     (["--goodput", "time_to_first_token:200", "request_latency:1000"],
      {"goodput": "time_to_first_token:200 request_latency:1000"}),
     (["--server-metrics"], {"server_metrics": []}),

@@ -9,6 +9,7 @@ imported only when one of them is asked for, so a session without pays nothing f
 from __future__ import annotations
 
 import html
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -44,8 +45,10 @@ def _fragment(record: LoadTestRecord) -> str:
                 f"{html.escape(str(exc))}</p>")
 
 
-def pytest_html_extras(records: list[LoadTestRecord]) -> list[dict[str, Any]]:
-    """pytest-html extras (``report.extras``) of a test's runs: one HTML fragment each."""
+def pytest_html_extras(records: list[LoadTestRecord],
+                       scrub: Callable[[str], str]) -> list[dict[str, Any]]:
+    """pytest-html extras (``report.extras``) of a test's runs: one HTML fragment each,
+    ``scrub`` taking the session's secrets out (an error a server sent back may quote one)."""
     from pytest_html import extras
 
-    return [extras.html(_fragment(record)) for record in records]
+    return [extras.html(scrub(_fragment(record))) for record in records]

@@ -322,7 +322,8 @@ def _attach_pictures(item: pytest.Item, report: pytest.TestReport,
     if item.config.getoption("htmlpath", None) and not item.stash.get(_HTML_DONE, False):
         from pytest_aiperf.html import pytest_html_extras
 
-        report.extras = [*getattr(report, "extras", []), *pytest_html_extras(records)]
+        scrub = item.config.stash[SESSION_KEY].scrubbed
+        report.extras = [*getattr(report, "extras", []), *pytest_html_extras(records, scrub)]
         item.stash[_HTML_DONE] = True  # once per test, not again at teardown
 
 

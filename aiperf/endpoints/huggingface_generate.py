@@ -44,10 +44,12 @@ _decode_events = msgspec.json.Decoder(list[_Event]).decode
 
 
 def _counts(details: Any) -> tuple[int | None, int | None]:
-    """(input, generated) tokens of TGI's ``details``."""
+    """(input, generated) tokens of TGI's ``details``: the input is ``input_length`` on
+    TGI 2, ``prompt_tokens`` on some builds, absent on older ones."""
     if not isinstance(details, dict):
         return None, None
-    return token_count(details.get("input_length")), token_count(details.get("generated_tokens"))
+    prompt = details.get("input_length", details.get("prompt_tokens"))
+    return token_count(prompt), token_count(details.get("generated_tokens"))
 
 
 class HuggingFaceGenerateEndpoint(BaseEndpoint):

@@ -184,6 +184,8 @@ def test_tgi_events() -> None:
     assert ep.parse_events([TOKEN, LAST]) == [ParsedResponse(" hi"),
                                               ParsedResponse(None, 4, 2)]
     assert ep.stream_ended(LAST) and not ep.stream_ended(TOKEN)
+    older = LAST.replace(b'"input_length"', b'"prompt_tokens"')
+    assert ep.parse_event(older) == ParsedResponse(None, 4, 2)
     assert ep.parse_event(b'{"error":"Request failed during generation",'
                           b'"error_type":"generation"}').error == \
         "Request failed during generation"

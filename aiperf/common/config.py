@@ -253,7 +253,11 @@ class UserConfig(BaseModel):
         from aiperf.endpoints.template import compile_path, compile_template, template_source
 
         if info.field_name == "payload_template":
-            compile_template(template_source(value))
+            # A file's template is read here, once: every process (a remote worker too)
+            # then renders the same text, and never needs the file.
+            source = template_source(value)
+            compile_template(source)
+            return source
         else:
             compile_path(value, info.field_name)
         return value

@@ -375,7 +375,6 @@ FLAG_REASONS: dict[str, str] = {
     "--hf-subset": "no downloads at run time: give a local --input-file",
     "--hf-weka-dataset": "no downloads at run time: give a local --input-file",
     "--config": "no YAML config file: pytest markers and ini keys are the config file",
-    "--no-fixed-schedule": "a trace is replayed on its timestamps only with --fixed-schedule",
     "--auto-plot": "`aiperf plot` is a command of its own",
     "--plot-required": "`aiperf plot` is a command of its own",
     "--server-metrics-formats": "JSON and CSV are always written",

@@ -80,6 +80,11 @@ PROFILE_FLAGS: list[tuple[tuple[str, ...], str, dict[str, Any]]] = [
     (("--custom-dataset-type",), "custom_dataset_type", {"help": "single_turn, mooncake_trace"}),
     (("--fixed-schedule",), "fixed_schedule", {"action": "store_true", "default": None,
         "help": "replay the input file's timestamps"}),
+    # AIPerf switches a timestamped trace to fixed schedule by itself unless told not to;
+    # here a trace is replayed on its timestamps only when asked, so this is the default.
+    (("--no-fixed-schedule",), "fixed_schedule", {"action": "store_const", "const": False,
+        "help": "send a trace's requests at the profile's load, not on its timestamps "
+                "(the default here)"}),
     (("--extra-inputs",), "extra_inputs", {"action": "extend", "nargs": "+",
         "metavar": "KEY:VALUE", "help": "merged into every request body (repeatable, several "
                                         "per flag; or a JSON object)"}),

@@ -108,6 +108,8 @@ def test_a_flag_aiperf_never_had_is_still_unrecognized(
     (["--server-metrics", "node1:8081", "--server-metrics-interval", "0.5"],
      {"server_metrics": ["node1:8081"], "server_metrics_interval": "0.5"}),
     (["--wait-for-model-timeout", "30"], {"wait_for_model_timeout": "30"}),
+    (["--no-fixed-schedule"], {"fixed_schedule": False}),
+    (["--fixed-schedule"], {"fixed_schedule": True}),
     (["--rankings-passages-mean", "8"], {"rankings_passages_mean": "8"}),
 ])  # fmt: skip
 def test_aiperf_names_land_on_the_config_key(argv: list[str], expected: dict[str, object],

@@ -314,7 +314,8 @@ def pytest_runtest_makereport(
 def _attach_pictures(item: pytest.Item, report: pytest.TestReport,
                      records: list[LoadTestRecord]) -> None:
     """The runs' histogram lines (printed with -v), and with pytest-html their plots."""
-    if report.when == "call" and not hasattr(report, _HISTOGRAMS):
+    if (report.when == "call" and item.config.get_verbosity() > 0
+            and not hasattr(report, _HISTOGRAMS)):
         lines = [(line if len(records) == 1 else f"{r.label}: {line}")
                  for r in records if (line := record_line(r))]
         if lines:

@@ -5,8 +5,9 @@ A spec is ``{"id", "kind", "title", "x": {"name"}, "y": {"name"}, "y2"?: {"name"
 "series": [...], "vlines": [...], "bands": [...], "hlines": [...], "note"?}``:
 
 - a series is ``{"name", "type": "step" | "line" | "scatter" | "bar", "data", "y2"?,
-  "stack"?, "dashed"?, "dotted"?}``; a timeline's scatter point is ``[start_s, value_ms, end_s, id,
-  error]`` (what hovering it shows), any other point ``[x, y]``;
+  "stack"?, "dashed"?, "dotted"?}``; a timeline's scatter point is ``[start_s, value_ms,
+  end_s, k, e]`` (what hovering it shows: ``k`` and ``e`` index the spec's
+  ``"requests": {"ids", "errors"}``, e -1 for none), any other point ``[x, y]``;
 - a vline is ``{"x", "label", "verdict"}`` (an objective's threshold), a band ``{"x0",
   "x1", "label"}`` (its interval, or the time window it was judged on), an hline
   ``{"y", "label"}`` (the percentile level it reads).
@@ -170,32 +171,43 @@ def baseline_values(run: RunData, metric: str) -> tuple[np.ndarray | None, str]:
 
 def latency_timeline(section: Section) -> dict[str, Any] | None:
     """Each request's latency and TTFT against its start; a failed request at its
-    duration, named by its error; the windows objectives were judged on, shaded."""
+    duration, named by its error; the windows objectives were judged on, shaded.
+
+    A point is ``[start_s, ms, end_s, k, e]``: ``k`` indexes the request's id in
+    ``spec["requests"]["ids"]`` and ``e`` its error in ``spec["requests"]["errors"]``
+    (-1: none), so a UUID or a long message is written once, not once per series."""
     spec = _spec(f"{section.anchor}-timeline", "latency", "Per-request latency and TTFT",
                  "request start (s)", "ms")
+    all_ids: list[str] = []
+    messages: dict[str, int] = {}
     for run in section.runs:
         rows = run.rows
         if rows is None or not len(rows):
             continue
         chosen = timeline_sample(rows)
         name = "" if len(section.runs) == 1 else f" · {run.label}"
-        start, end = rows.start_s[chosen], rows.end_s[chosen]
-        ids = [rows.ids[i] for i in chosen]
-        errors = [rows.errors[i] for i in chosen]
+        start, end = _r(rows.start_s[chosen], 4), _r(rows.end_s[chosen], 4)
+        first = len(all_ids)
+        all_ids.extend(rows.ids[i] for i in chosen)
+        keys = range(first, len(all_ids))
+        ends = [e if math.isfinite(e) else None for e in end]
         for tag, title in (("request_latency", "latency"), ("time_to_first_token", "TTFT")):
             values = rows.values[tag][chosen]
-            keep = np.isfinite(values) & np.isfinite(start)
-            if not keep.any():
+            keep = (np.isfinite(values) & np.isfinite(rows.start_s[chosen])).tolist()
+            if not any(keep):
                 continue
             spec["series"].append({"name": title + name, "type": "scatter", "data": [
-                [s, v, e if math.isfinite(e) else None, ident, None]
-                for s, v, e, ident, k in zip(_r(start, 4), _r(values, 3), _r(end, 4), ids,
-                                             keep, strict=True) if k]})
-        failed = [[s, round((e - s) * 1000, 3) if math.isfinite(e) else 0.0,
-                   e if math.isfinite(e) else None, ident, f"{err[0]}: {err[1]}"]
-                  for s, e, ident, err in zip(_r(start, 4), _r(end, 4), ids, errors,
-                                              strict=True)
-                  if err is not None and math.isfinite(s)]
+                [s, v, e, k, -1] for s, v, e, k, ok in zip(start, _r(values, 3), ends, keys,
+                                                           keep, strict=True) if ok]})
+        failed = []
+        for s, e, k, position in zip(start, ends, keys, chosen.tolist(), strict=True):
+            error = rows.errors[position]
+            if error is None or not math.isfinite(s):
+                continue
+            text = f"{error[0]}: {error[1]}"
+            index = messages.setdefault(text, len(messages))
+            failed.append([s, round((e - s) * 1000, 3) if e is not None else 0.0, e, k,
+                           index])
         if failed:
             spec["series"].append({"name": "failed" + name, "type": "scatter",
                                    "data": failed})
@@ -205,6 +217,7 @@ def latency_timeline(section: Section) -> dict[str, Any] | None:
                                             for b in spec["bands"]):
                 spec["bands"].append({"x0": span[0], "x1": span[1],
                                       "label": str(verdict.get("window"))})
+    spec["requests"] = {"ids": all_ids, "errors": list(messages)}
     return spec if spec["series"] else None
 
 

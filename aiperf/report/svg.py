@@ -96,7 +96,7 @@ def render(spec: dict[str, Any], width: int = _W, height: int = _H) -> str:
         if item["name"].startswith("failed"):
             color = "#d62728"
         scale = y2_scale if item.get("y2") and y2_scale else y_scale
-        out.extend(_series(item, color, x_scale, scale, bottoms))
+        out.extend(_series(item, color, x_scale, scale, bottoms, spec.get("requests")))
     for line in spec["hlines"]:
         y = y_scale(line["y"])
         out.append(f'<line x1="{_LEFT}" x2="{width - _RIGHT}" y1="{y:.1f}" y2="{y:.1f}" '
@@ -159,7 +159,8 @@ def _axes(spec: dict[str, Any], x_scale: _Scale, y_scale: _Scale, y2_scale: _Sca
 
 
 def _series(item: dict[str, Any], color: str, x_scale: _Scale, y_scale: _Scale,
-            bottoms: dict[float, float]) -> list[str]:
+            bottoms: dict[float, float], requests: dict[str, list[str]] | None
+            ) -> list[str]:
     data = item["data"]
     kind = item["type"]
     dash = (' stroke-dasharray="5,3"' if item.get("dashed") else
@@ -180,9 +181,9 @@ def _series(item: dict[str, Any], color: str, x_scale: _Scale, y_scale: _Scale,
         out = []
         for point in data[::step]:
             x, y = point[0], point[1]
+            tip = escape(_tip(item, point, requests))
             out.append(f'<circle cx="{x_scale(x):.1f}" cy="{y_scale(y):.1f}" r="2" '
-                       f'fill="{color}" fill-opacity="0.7"><title>{escape(_tip(item, point))}'
-                       f'</title></circle>')
+                       f'fill="{color}" fill-opacity="0.7"><title>{tip}</title></circle>')
         return out
     out = []
     xs = sorted({p[0] for p in data})
@@ -200,8 +201,12 @@ def _series(item: dict[str, Any], color: str, x_scale: _Scale, y_scale: _Scale,
     return out
 
 
-def _tip(item: dict[str, Any], point: list[Any]) -> str:
-    start, value, end, ident, error = (list(point) + [None] * 5)[:5]
+def _tip(item: dict[str, Any], point: list[Any], requests: dict[str, list[str]] | None
+         ) -> str:
+    start, value, end, key, error = (list(point) + [None] * 5)[:5]
+    ident = requests["ids"][key] if requests and isinstance(key, int) else key
+    error = requests["errors"][error] if requests and isinstance(error, int) \
+        and error >= 0 else None
     text = f"{item['name']}: request {ident}, start {start} s"
     if end is not None:
         text += f", end {end} s"

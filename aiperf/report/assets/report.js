@@ -28,15 +28,20 @@
     return value === null || value === undefined ? '-' : Number(value).toFixed(digits);
   }
 
-  // A timeline point is [start_s, value_ms, end_s, request id, error].
-  function requestTip(p) {
-    var v = p.value;
-    var failed = !!v[4];
-    var html = '<b>' + esc(p.seriesName) + '</b><br>request ' + esc(v[3]) +
-      '<br>start ' + num(v[0], 4) + ' s' + (v[2] === null ? '' : '<br>end ' + num(v[2], 4) + ' s') +
-      '<br>' + (failed ? 'failed after ' : '') + num(v[1], 3) + ' ms';
-    if (failed) { html += '<br><span style="color:#c62828">' + esc(v[4]) + '</span>'; }
-    return html;
+  // A timeline point is [start_s, value_ms, end_s, k, e]: k indexes the request's id and
+  // e its error (-1: none) in the spec's "requests".
+  function requestTip(requests) {
+    return function (p) {
+      var v = p.value;
+      var failed = v[4] >= 0;
+      var html = '<b>' + esc(p.seriesName) + '</b><br>request ' + esc(requests.ids[v[3]]) +
+        '<br>start ' + num(v[0], 4) + ' s' + (v[2] === null ? '' : '<br>end ' + num(v[2], 4) + ' s') +
+        '<br>' + (failed ? 'failed after ' : '') + num(v[1], 3) + ' ms';
+      if (failed) {
+        html += '<br><span style="color:#c62828">' + esc(requests.errors[v[4]]) + '</span>';
+      }
+      return html;
+    };
   }
 
   function ladderTip(p) {
@@ -89,7 +94,9 @@
                    scale: spec.kind === 'latency' || spec.kind === 'ladder' || spec.kind === 'server' }];
     if (spec.y2) { yAxis.push({ type: 'value', name: spec.y2.name, splitLine: { show: false } }); }
     var tooltip = { trigger: 'axis', confine: true };
-    if (spec.kind === 'latency') { tooltip = { trigger: 'item', confine: true, formatter: requestTip }; }
+    if (spec.kind === 'latency') {
+      tooltip = { trigger: 'item', confine: true, formatter: requestTip(spec.requests) };
+    }
     if (spec.kind === 'ladder') { tooltip = { trigger: 'item', confine: true, formatter: ladderTip }; }
     var result = {
       animation: false,

@@ -7,6 +7,7 @@ in the DOM, and a screenshot of the first test's section kept as a CI artifact
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -151,3 +152,42 @@ def test_a_screenshot_of_the_first_test(report: Path, tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr[-2000:]
     data = shot.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000
+
+
+AIPERF013 = Path(__file__).parents[2] / "data" / "aiperf013"
+# Hovers the timeline's first failed request, the way a mouse does (ECharts' showTip),
+# once every chart is drawn; the tooltip is then in the DOM.
+HOVER = """<script>
+(function wait() {
+  if (!document.body.dataset.chartsDrawn) { return setTimeout(wait, 20); }
+  var chart = echarts.getInstanceByDom(document.getElementById('test-1-timeline'));
+  var series = chart.getOption().series;
+  var index = series.findIndex(function (s) { return s.name.indexOf('failed') === 0; });
+  chart.dispatchAction({ type: 'showTip', seriesIndex: index, dataIndex: 0 });
+  setTimeout(function () { document.body.dataset.hovered = 'true'; }, 50);
+})();
+</script>"""
+
+
+def test_hovering_a_failed_request_shows_its_id_times_and_error(tmp_path: Path) -> None:
+    chromium = _chromium()
+    parser = argparse.ArgumentParser(prog="aiperf")
+    register(parser.add_subparsers(dest="command", required=True))
+    out = tmp_path / "aiperf013.html"
+    args = parser.parse_args(["plot", str(AIPERF013), "-o", str(out)])
+    assert args.func(args) == 0
+    head, _, tail = out.read_text().rpartition("</body>")
+    page = tmp_path / "hover.html"
+    page.write_text(head + HOVER + "</body>" + tail)
+    done = _browser(chromium, page.as_uri(), tmp_path / "profile", "--dump-dom")
+    assert [line for line in done.stderr.splitlines() if ":CONSOLE" in line] == []
+    assert 'data-hovered="true"' in done.stdout
+    records = [json.loads(line) for line in (AIPERF013 / "profile_export.jsonl").open()]
+    failed = min((r for r in records if r.get("error")),
+                 key=lambda r: r["metadata"]["request_start_ns"])
+    start = min(r["metadata"]["request_start_ns"] for r in records)
+    tip = done.stdout.split("<b>failed</b>", 1)[1].split("</div>", 1)[0]
+    assert f"request {failed['metadata']['x_request_id']}<br>" in tip
+    offset = (failed["metadata"]["request_start_ns"] - start) / 1e9
+    assert f"start {offset:.4f} s" in tip
+    assert "500 Internal Server Error: " in tip and "injected error 500" in tip

@@ -85,11 +85,18 @@ def test_the_timeline_hovers_show_id_start_end_and_error(tmp_path: Path,
     failed_lines = [line for line in lines if line.get("error")]
     assert len(by_name["failed"]) == len(failed_lines) == run_200.error_count
     first = min(failed_lines, key=lambda line: line["metadata"]["request_start_ns"])
-    start, duration, end, ident, error = by_name["failed"][0]
-    assert ident == str(first["metadata"]["credit_id"])
+    start, duration, end, key, error = by_name["failed"][0]
+    requests = timeline["requests"]
+    assert requests["ids"][key] == str(first["metadata"]["credit_id"])
     assert start == pytest.approx(first["metadata"]["request_start_ns"] / 1e9, abs=1e-4)
     assert end - start == pytest.approx(duration / 1000, abs=2e-4)
-    assert error == "500 Server Error: x"
+    # each error text written once, each failed point pointing at it
+    assert requests["errors"] == ["500 Server Error: x"]
+    assert {pt[4] for pt in by_name["failed"]} == {0}
+    assert {pt[4] for pt in by_name["latency"]} == {-1}
+    # a latency point and the TTFT point of the same request share its id
+    assert {pt[3] for pt in by_name["latency"]} == {pt[3] for pt in by_name["TTFT"]}
+    assert len(requests["ids"]) == len(lines)
     assert len(by_name["latency"]) == run_200.request_count
     ok = [line for line in lines if not line.get("error")]
     slowest = max(ok, key=lambda line: line["metrics"]["request_latency"]["value"])

@@ -134,6 +134,7 @@ class _ValuesFile(msgspec.Struct):
     clock_offsets: dict[str, dict[str, Any]] | None = None
     sketches: dict[str, bytes] | None = None
     sketch_windows: dict[str, Any] | None = None
+    end_bins: dict[str, Any] | None = None
 
 
 # A values file at least this large is mapped rather than read. A mapping holds a file
@@ -351,6 +352,9 @@ class ProfileResult:
     _sketch_windows: dict[str, Any] | None = field(default=None, repr=False, compare=False)
     _window_cache: dict[float, list[Any]] = field(default_factory=dict, repr=False,
                                                   compare=False)
+    # Sketch mode: successful requests and their tokens per bin of end time
+    # (``_EndBins.finish``), what throughput's batch means split the run by.
+    _end_bins: dict[str, Any] | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], config: UserConfig | None = None) -> ProfileResult:
@@ -373,6 +377,7 @@ class ProfileResult:
         clock_offsets: dict[str, dict[str, Any]] | None = data.get("clock_offsets")
         raw_sketches: dict[str, bytes] = data.get("sketches") or {}
         sketch_windows: dict[str, Any] | None = data.get("sketch_windows")
+        end_bins: dict[str, Any] | None = data.get("end_bins")
         if "values" not in data and data.get("values_path"):
             stored = _read_values_file(Path(data["values_path"]))
             if isinstance(stored.get("values"), dict):  # values and timeline
@@ -381,6 +386,7 @@ class ProfileResult:
                 clock_offsets = stored.get("clock_offsets")
                 raw_sketches = stored.get("sketches") or {}
                 sketch_windows = stored.get("sketch_windows")
+                end_bins = stored.get("end_bins")
             else:  # values alone (a file written before the timeline)
                 raw_values = stored
         timeline, record_index = (Timeline.from_wire(wire_timeline, raw_values)
@@ -421,6 +427,7 @@ class ProfileResult:
             _worker_load=worker_load,
             _clock_offsets=clock_offsets,
             _sketch_windows=sketch_windows,
+            _end_bins=end_bins,
         )
 
     @property

@@ -101,6 +101,8 @@ class Sample:
         if width <= 0:
             return np.full(n_windows, np.nan)
         timeline = self.result.timeline
+        if not len(timeline):  # sketch mode keeps no timeline: its completions' bins
+            return self._binned_throughput(tag, n_windows, width)
         chosen = self.members & timeline.ok
         if tag == "goodput":
             chosen &= self._good()
@@ -114,6 +116,28 @@ class Sample:
         }[tag]
         totals = np.bincount(bins, weights=weights, minlength=n_windows)
         return totals.astype(np.float64) / width
+
+    def _binned_throughput(self, tag: str, n_windows: int, width: float) -> np.ndarray:
+        """Sketch mode: the run's completions counted per bin of end time as it went
+        (``ProfileResult._end_bins``), each bin put in the sub-window holding its middle
+        (bins are at most 1/2048 of the run). NaN, so not measured, when the result has
+        none or for goodput (whose per-request verdict is not binned)."""
+        bins = getattr(self.result, "_end_bins", None)
+        if not bins or tag == "goodput":
+            return np.full(n_windows, np.nan)
+        requests = np.asarray(bins["requests"], dtype=np.float64)
+        middles = bins["offset_s"] + (np.arange(requests.size) + 0.5) * bins["width_s"]
+        index = np.clip(((middles - self.start_s) // width).astype(np.int64), 0,
+                        n_windows - 1)
+        inside = (middles >= self.start_s) & (middles <= self.end_s + bins["width_s"])
+        weights = {
+            "request_throughput": requests,
+            "output_token_throughput": np.asarray(bins["output_tokens"], np.float64),
+            "total_token_throughput": (np.asarray(bins["output_tokens"], np.float64)
+                                       + np.asarray(bins["input_tokens"], np.float64)),
+        }[tag]
+        totals = np.bincount(index[inside], weights=weights[inside], minlength=n_windows)
+        return totals / width
 
     def metrics(self) -> dict[str, dict[str, Any]]:
         """Every metric of the run recomputed on this sample, in the run's own shape

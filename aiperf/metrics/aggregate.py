@@ -556,6 +556,8 @@ class _RunTotals:
         return self.credit_ids.nbytes() + sum(a.itemsize * len(a) for a in arrays)
 
 
+# Per successful record, the token counts sketch mode's throughput timeline adds up.
+_TOKEN_TAGS = ("output_sequence_length", "input_sequence_length")
 # Sketch mode's per-window metrics: the per-request latencies that soak objectives name.
 # Not inter_chunk_latency (a value per chunk: the settling buffer would hold osl values a
 # request, and ITL already says how chunks are paced), not the token counts or HTTP phases.
@@ -708,6 +710,64 @@ class _SketchWindows:
                 "windows": windows}
 
 
+class _EndBins:
+    """Sketch mode's completions over time: per bin of end time, the successful requests
+    that ended in it and their output and input tokens, what throughput's batch means are
+    split by (``aiperf.windows.Sample.throughput_windows``). Bins start ``FIRST_WIDTH_NS``
+    wide and double (pairs merged) whenever the run outgrows ``MAX_BINS``, so a run of any
+    length holds at most ``MAX_BINS`` x 3 counts (96 KB), at a width of at most 1/2048 of
+    the run. Time zero is the first batch's earliest start; a record that ended before it
+    (a batch of another worker, late by its 20 ms at most) counts in the first bin."""
+
+    MAX_BINS = 4096
+    FIRST_WIDTH_NS = 10_000_000
+    ROWS = ("requests", "output_tokens", "input_tokens")
+
+    def __init__(self) -> None:
+        self.origin: int | None = None
+        self.width_ns = self.FIRST_WIDTH_NS
+        self.counts = np.zeros((len(self.ROWS), 0), dtype=np.int64)
+
+    def add(self, starts: np.ndarray, ends: np.ndarray, osl: np.ndarray,
+            isl: np.ndarray) -> None:
+        """Successful records: their starts (the origin, once), ends and token counts."""
+        if not ends.size:
+            return
+        if self.origin is None:
+            self.origin = int(starts.min())
+        since = np.maximum(ends - self.origin, 0)
+        last = int(since.max())
+        while last // self.width_ns >= self.MAX_BINS:
+            self._coarsen()
+        bins = since // self.width_ns
+        size = int(bins.max()) + 1
+        if size > self.counts.shape[1]:
+            grown = np.zeros((len(self.ROWS), min(self.MAX_BINS, max(
+                size, 2 * self.counts.shape[1]))), dtype=np.int64)
+            grown[:, :self.counts.shape[1]] = self.counts
+            self.counts = grown
+        width = self.counts.shape[1]
+        for row, weights in enumerate((None, osl, isl)):
+            self.counts[row] += np.bincount(bins, weights=weights, minlength=width
+                                            ).astype(np.int64)
+
+    def _coarsen(self) -> None:
+        counts = self.counts
+        if counts.shape[1] % 2:
+            counts = np.concatenate([counts, np.zeros((len(self.ROWS), 1), np.int64)], 1)
+        self.counts = counts[:, 0::2] + counts[:, 1::2]
+        self.width_ns *= 2
+
+    def finish(self, first_start: int | None) -> dict[str, Any]:
+        """The values file's ``end_bins``: bin k spans ``offset_s + k * width_s`` to the
+        next, in seconds since the run's first start."""
+        used = int(np.flatnonzero(self.counts[0]).max()) + 1 if self.counts[0].any() else 0
+        offset = ((self.origin - first_start) / 1e9
+                  if self.origin is not None and first_start is not None else 0.0)
+        return {"offset_s": offset, "width_s": self.width_ns / 1e9,
+                **{row: self.counts[i, :used].tolist() for i, row in enumerate(self.ROWS)}}
+
+
 class RunAggregator:
     """A run's results, built batch by batch as its records arrive: ``add`` each batch,
     ``finish`` once. Between batches it holds only the compact arrays of ``_RunTotals``
@@ -737,6 +797,7 @@ class RunAggregator:
         self._windows = (_SketchWindows(config.slice_duration or DEFAULT_WINDOW_S,
                                         config.sketch_relative_accuracy)
                          if config.sketch else None)
+        self._end_bins = _EndBins() if config.sketch else None
         self.count = 0
         self._unsettled = 0  # records added since the float values last settled
 
@@ -778,9 +839,20 @@ class RunAggregator:
         start, end, pattern = totals.drain_timeline()
         if not start.size:
             return
-        ok, carries = totals.pattern_table(t for t in WINDOW_METRICS if t in drained)
-        self._windows.add(start, end, ok[pattern], {
-            tag: (start[carried[pattern]], drained[tag]) for tag, carried in carries.items()})
+        windowed = [t for t in WINDOW_METRICS if t in drained]
+        tokens = [t for t in _TOKEN_TAGS if t in drained]
+        ok, carries = totals.pattern_table([*windowed, *tokens])
+        record_ok = ok[pattern]
+        self._windows.add(start, end, record_ok, {
+            tag: (start[carries[tag][pattern]], drained[tag]) for tag in windowed})
+        if self._end_bins is not None:
+            counts = {}
+            for tag in _TOKEN_TAGS:
+                per_record = np.zeros(start.size)
+                if tag in drained:
+                    per_record[carries[tag][pattern]] = drained[tag]
+                counts[tag] = per_record[record_ok]
+            self._end_bins.add(start, end[record_ok], *counts.values())
 
     def buffer_bytes(self) -> int:
         """Bytes held in the per-record arrays (what grows with the run)."""
@@ -876,6 +948,8 @@ class RunAggregator:
             # Per-window sketches, what windowed objectives are judged on (the host merges
             # base windows into longer ones: ``ProfileResult.sketch_windows``).
             extra["sketch_windows"] = self._windows.finish()
+        if self._end_bins is not None:
+            extra["end_bins"] = self._end_bins.finish(totals.first_start)
         return {
             "metrics": metrics,
             # Every per-request value behind the statistics, float64 per metric once

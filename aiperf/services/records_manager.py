@@ -392,6 +392,8 @@ class RecordsManager(BaseComponentService):
             stored["sketches"] = results.pop("sketches")
         if "sketch_windows" in results:  # and per time window, for windowed objectives
             stored["sketch_windows"] = results.pop("sketch_windows")
+        if "end_bins" in results:  # and completions over time, for throughput objectives
+            stored["end_bins"] = results.pop("end_bins")
         if self.service_config.clock_sync:
             stored["clock_offsets"] = dict(self._clocks)
         with open(values_path, "wb", buffering=1 << 20) as out:

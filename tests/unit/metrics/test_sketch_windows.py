@@ -234,10 +234,12 @@ def test_the_windows_go_through_the_values_file_to_the_host(tmp_path: Path,
     aggregator.add(arrival_order(run))
     results = aggregator.finish([(0, len(run))])
     direct = ProfileResult.from_dict(dict(results), user).sketch_windows(20.0)
+    direct_bins = results["end_bins"]
     # What the records manager does: values, timeline and sketches into the values file.
     stored = {"values": results.pop("values"), "timeline": results.pop("timeline"),
               "worker_load": {}, "sketches": results.pop("sketches"),
-              "sketch_windows": results.pop("sketch_windows")}
+              "sketch_windows": results.pop("sketch_windows"),
+              "end_bins": results.pop("end_bins")}
     path = tmp_path / "records-r.values"
     with open(path, "wb") as out:
         write_msgpack(out, stored)
@@ -248,4 +250,32 @@ def test_the_windows_go_through_the_values_file_to_the_host(tmp_path: Path,
         assert (a.label, a.n_ok, a.n_err, a.duration_s) == (b.label, b.n_ok, b.n_err,
                                                             b.duration_s)
         assert a.sketches == b.sketches
+    assert result._end_bins == direct_bins and sum(direct_bins["requests"]) > 0
     assert result.sketch_windows(20.0) is not found  # a fresh list, the same windows
+
+
+def test_the_completions_timeline_stays_bounded_by_coarsening_its_bins() -> None:
+    """Bins double (pairs merged) once the run outgrows MAX_BINS: the counts are kept,
+    the width grows, the bins never pass MAX_BINS; ends before the origin go to bin 0."""
+    from aiperf.metrics.aggregate import _EndBins
+
+    bins = _EndBins()
+    bins.MAX_BINS = 64
+    rng = np.random.default_rng(5)
+    total = np.zeros(3)
+    for second in range(100):  # 100 s of ends, 10 ms bins to start with
+        ends = (second + rng.random(50)) * 1e9
+        starts = ends - 5e6
+        osl, isl = rng.integers(1, 20, 50), rng.integers(5, 9, 50)
+        bins.add(starts.astype(np.int64), ends.astype(np.int64), osl, isl)
+        total += [50, osl.sum(), isl.sum()]
+        assert bins.counts.shape[1] <= bins.MAX_BINS
+    bins.add(np.array([0], np.int64), np.array([-10**9], np.int64), np.ones(1),
+             np.ones(1))
+    total += 1
+    shipped = bins.finish(first_start=-5 * 10**6)
+    assert shipped["width_s"] == pytest.approx(0.01 * 2**8)  # 100 s / 64 bins: 2.56 s
+    assert shipped["offset_s"] == pytest.approx(
+        (bins.origin + 5 * 10**6) / 1e9)  # the first batch's earliest start, from the run's
+    assert [sum(shipped[row]) for row in _EndBins.ROWS] == total.tolist()
+    assert len(shipped["requests"]) <= 64

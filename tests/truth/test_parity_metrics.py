@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import statistics
 
+import numpy as np
 import pytest
 
 from aiperf.mesh import Mesh
@@ -94,6 +95,20 @@ def test_derived_metrics_match_the_schedule(truth_mesh: Mesh,
                             f"{conc['avg'] * per_request:.1f} at the measured concurrency")
         if tif["max"] > CONCURRENCY * (PROMPT_TOKENS + OSL):
             problems.append(f"tokens_in_flight max {tif['max']} above 4 x 25")
+        # Once the records manager and the result compute these themselves, they must
+        # be exactly what the functions give on the same run.
+        for tag in ("decode_duration", "e2e_output_token_throughput",
+                    "prefill_throughput_per_user"):
+            if tag in result.metrics:
+                mine = np.array([v[tag] for v in values])
+                assert result.metrics[tag].stat("p50") == pytest.approx(
+                    float(np.percentile(mine, 50)))
+                assert result.metrics[tag].stat("sum") == pytest.approx(float(mine.sum()))
+        for tag, stats in [*totals.items(), *sweeps.items()]:
+            if tag in result.metrics:
+                for name, value in stats.items():
+                    if name != "unit":
+                        assert result.metrics[tag].stat(name) == pytest.approx(value), tag
         return problems, seen
 
     problems, seen, attempts = measure_until_the_box_keeps_time(measure)

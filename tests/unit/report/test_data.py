@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aiperf.baselines.sources import RequestRows, load_requests
+from aiperf.baselines.sources import RequestRows, SourceError, load_requests
 from aiperf.report.data import (
     ReportError,
     bucket_width,
@@ -333,3 +333,33 @@ def test_request_rows_know_the_wall_clock_of_their_origin(artifact_dir: Path) ->
     # NVIDIA AIPerf's starts are on the wall clock already
     aiperf = load_requests(AIPERF013, ["request_latency"])
     assert aiperf.wall_origin_ns == aiperf.origin_ns
+
+
+def test_a_line_that_is_no_record_is_named_with_its_number(tmp_path: Path,
+                                                           artifact_dir: Path) -> None:
+    lines = (artifact_dir / "profile_export.jsonl").read_text().splitlines()
+    lines.insert(5, "")  # blank lines are skipped
+    lines.insert(9, '{"metadata": "not a record"}')
+    (artifact_dir / "profile_export.jsonl").write_text("\n".join(lines) + "\n")
+    with pytest.raises(SourceError, match=r"profile_export.jsonl:10: not a "
+                                                     r"per-request record"):
+        load_requests(artifact_dir, ["request_latency"])
+    del lines[9]
+    (artifact_dir / "profile_export.jsonl").write_text("\n".join(lines) + "\n")
+    assert len(load_requests(artifact_dir, ["request_latency"])) == 200
+
+
+def test_values_in_another_unit_are_converted_and_unknown_units_left_out(
+        tmp_path: Path) -> None:
+    def line(value: float, unit: str, start: int) -> str:
+        return json.dumps({"metadata": {"request_start_ns": start, "request_end_ns": start + 5,
+                                        "credit_id": start},
+                           "metrics": {"request_latency": {"value": value, "unit": unit},
+                                       "time_to_first_token": {"value": "n/a", "unit": "ms"}}})
+    (tmp_path / "profile_export.jsonl").write_text("\n".join([
+        line(0.25, "sec", 1), line(250.0, "ms", 2), line(7.0, "furlongs", 3)]) + "\n")
+    rows = load_requests(tmp_path, ["request_latency", "time_to_first_token"])
+    assert rows.values["request_latency"][:2].tolist() == [250.0, 250.0]
+    assert np.isnan(rows.values["request_latency"][2])
+    assert np.isnan(rows.values["time_to_first_token"]).all()
+    assert rows.ids == ["1", "2", "3"]

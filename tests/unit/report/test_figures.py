@@ -91,7 +91,7 @@ def test_the_timeline_hovers_show_id_start_end_and_error(tmp_path: Path,
     assert start == pytest.approx(first["metadata"]["request_start_ns"] / 1e9, abs=1e-4)
     assert end - start == pytest.approx(duration / 1000, abs=2e-4)
     # each error text written once, each failed point pointing at it
-    assert requests["errors"] == ["500 Server Error: x"]
+    assert requests["errors"] == ["500 Server Error: x"] and error == 0
     assert {pt[4] for pt in by_name["failed"]} == {0}
     assert {pt[4] for pt in by_name["latency"]} == {-1}
     # a latency point and the TTFT point of the same request share its id

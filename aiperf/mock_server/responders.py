@@ -329,6 +329,13 @@ def _event(kind: str, **fields: Any) -> bytes:
             + _encode({"type": kind, **fields}) + b"\n\n")
 
 
+@functools.lru_cache(maxsize=64)
+def _delta_head(request_id: str) -> bytes:
+    event = _event("response.output_text.delta", item_id=f"msg_{request_id}",
+                   output_index=0, content_index=0, delta="")
+    return event[:-len(b'""}\n\n')]
+
+
 class ResponsesResponder(Responder):
     """OpenAI Responses ``/v1/responses``: typed events (``response.output_text.delta``),
     no ``[DONE]``; the stream ends with ``response.completed``, which carries the usage.
@@ -363,8 +370,8 @@ class ResponsesResponder(Responder):
                 _event("response.in_progress", response=response)]
 
     def token_event(self, request_id: str, text: str) -> bytes:
-        return _event("response.output_text.delta", item_id=f"msg_{request_id}",
-                      output_index=0, content_index=0, delta=text)
+        # All but the text is the same for every delta of a request: framed once.
+        return b"".join((_delta_head(request_id), _encode(text), b"}\n\n"))
 
     def nth_token_event(self, request_id: str, index: int, count: int, text: str,
                         plan: RequestPlan) -> bytes:
@@ -449,8 +456,9 @@ class GenerateStreamResponder(Responder):
         return _tgi_plan(body, default_tokens, stream=True)
 
     def token_event(self, request_id: str, text: str) -> bytes:
-        return sse({"token": {"id": 0, "text": text, "logprob": -0.5, "special": False},
-                    "generated_text": None, "details": None})
+        return b"".join((b'data: {"token":{"id":0,"text":', _encode(text),
+                         b',"logprob":-0.5,"special":false},"generated_text":null,'
+                         b'"details":null}\n\n'))
 
     def nth_token_event(self, request_id: str, index: int, count: int, text: str,
                         plan: RequestPlan) -> bytes:

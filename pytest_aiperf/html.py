@@ -19,13 +19,13 @@ if TYPE_CHECKING:
 INSTALL_HINT = "install pytest-aiperf[report] for the plots"
 
 
-def write_session_report(artifacts: Path, out: Path) -> Path:
+def write_session_report(artifacts: Path, out: Path, title: str | None = None) -> Path:
     """The report of the session whose artifacts root (summary.json and a directory per
     test) is ``artifacts``, written to ``out``; returns the file written."""
     from aiperf.report import write_report
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    return write_report([artifacts], out)
+    return write_report([artifacts], out, title)
 
 
 def _fragment(record: LoadTestRecord) -> str:

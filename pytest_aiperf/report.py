@@ -172,17 +172,18 @@ class BuiltinReporters:
             (self.artifacts / "summary.json").write_text(json.dumps(
                 {"load_tests": [r.to_dict() for r in results]}, indent=2), encoding="utf-8")
         if self.html is not None and self.artifacts is not None and results:
-            self._write_html(self.artifacts, self.html)
+            self._write_html(self.artifacts, self.html,
+                             f"pytest-aiperf: {Path(session.config.rootpath).name}")
         target = os.environ.get(GITHUB_ENV)
         if target and results:
             with open(target, "a", encoding="utf-8") as handle:
                 handle.write(render_markdown(results))
 
-    def _write_html(self, artifacts: Path, out: Path) -> None:
+    def _write_html(self, artifacts: Path, out: Path, title: str) -> None:
         from pytest_aiperf.html import INSTALL_HINT, write_session_report
 
         try:
-            self.html_written = write_session_report(artifacts, out)
+            self.html_written = write_session_report(artifacts, out, title)
         except ImportError as exc:
             self.html_error = f"{out}: not written ({INSTALL_HINT}): {exc}"
         except Exception as exc:  # the tests ran and were judged: say so, do not crash

@@ -24,7 +24,7 @@ from tests.unit.pytest_aiperf.test_live_progress import screen
 LONG_TEST = """
 import pytest
 
-@pytest.mark.aiperf(streaming=True, concurrency=2, benchmark_duration=3.5, osl=8,
+@pytest.mark.aiperf(streaming=True, concurrency=2, benchmark_duration=4.5, osl=8,
                     slo={"request_error_rate": "<= 50 %"})
 def test_long(aiperf_result):
     pass

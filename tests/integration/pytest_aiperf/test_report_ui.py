@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.pytest_aiperf.conftest import INI
+
 TWO_TESTS = """
 import pytest
 
@@ -103,13 +105,15 @@ def test_under_xdist_the_controller_writes_one_report_of_every_workers_tests(
     project: pytest.Pytester, short_tmp: Path,
 ) -> None:
     project.makepyfile(TWO_TESTS)
+    project.makeini(INI + "aiperf_html = report.html\n")  # the ini key this time
     # One worker is enough: the report needs the controller and its workers to share the
     # temporary artifacts dir.
-    result = project.runpytest_subprocess("-n", "1", "-p", "no:cacheprovider",
-                                          "--aiperf-html", "report.html")
+    result = project.runpytest_subprocess("-n", "1", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=1, failed=1)
     assert result.stdout.str().count("html report: report.html") == 1
-    sections = _sections((project.path / "report.html").read_text(encoding="utf-8"))
+    page = (project.path / "report.html").read_text(encoding="utf-8")
+    assert f"<title>pytest-aiperf: {project.path.name}</title>" in page
+    sections = _sections(page)
     assert sorted(key.rsplit("::", 1)[-1] for key in sections) == ["test_easy", "test_strict"]
     assert not list(short_tmp.glob("aiperf-artifacts-*"))
 

@@ -286,6 +286,10 @@ def summarize(urls: Sequence[str], scrapes: Sequence[Scrape], interval: float,
         if not ok:
             continue
         window, reference = _window(ok, start_ns, end_ns)
+        if not any(s.phase == "run" for s in window):
+            warnings.append(f"no scrape of {url} fell inside the run (interval {interval:g} "
+                            "s): its gauges come from the scrape after the run alone; "
+                            "lower server_metrics_interval to sample them during it")
         for name, family in _families(ok):
             entry = metrics.setdefault(name, {"type": family.type, "help": family.help,
                                               "series": []})

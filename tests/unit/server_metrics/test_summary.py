@@ -135,3 +135,10 @@ def test_the_export_has_aiperfs_shape_with_samples_for_plotting() -> None:
 def test_bucket_quantiles_interpolate_within_a_bucket(
         buckets: dict[str, int], q: float, expected: float | None) -> None:
     assert bucket_quantile(buckets, q) == expected
+
+
+def test_a_run_shorter_than_the_interval_says_its_gauges_are_the_final_scrapes() -> None:
+    server = summarize([URL], scrapes(1), 1.0, S // 4, S // 2)  # baseline and final only
+    assert server["ref:queue_depth"].max == GAUGE[1]
+    assert any("no scrape of" in w and "fell inside the run" in w for w in server.warnings)
+    assert not summarize([URL], scrapes(3), 1.0).warnings

@@ -139,14 +139,6 @@ for _flags, _key, _ in PROFILE_FLAGS:
     FLAG_OF.setdefault(_key, _flags[0])  # --server-metrics, not --no-server-metrics
 
 
-def _profile_flags() -> list[tuple[tuple[str, ...], str, dict[str, Any]]]:
-    """The flags whose config key exists: a flag for a key another change adds to
-    UserConfig appears with it (until then AIPerf's flag is "not supported yet")."""
-    from aiperf.common.config import UserConfig
-
-    return [flag for flag in PROFILE_FLAGS if flag[1] in UserConfig.model_fields]
-
-
 def _pairs(items: list[str] | None, flag: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for item in items or []:
@@ -165,7 +157,7 @@ def _pairs(items: list[str] | None, flag: str) -> dict[str, Any]:
 
 def _profile_values(args: argparse.Namespace) -> dict[str, Any]:
     values = {}
-    for _, key, _ in _profile_flags():
+    for _, key, _ in PROFILE_FLAGS:
         value = getattr(args, key)
         if value is not None:
             values[key] = value
@@ -703,7 +695,7 @@ def build_parser() -> argparse.ArgumentParser:
                "unaccounted for, 130 interrupted (Ctrl-C; partial\n  results "
                "are written)\n\nthe API key defaults to $AIPERF_API_KEY, then "
                "$OPENAI_API_KEY")
-    for flags, key, options in _profile_flags():
+    for flags, key, options in PROFILE_FLAGS:
         profile.add_argument(*flags, dest=key, **options)
     profile.add_argument("--output-artifact-dir", "--artifact-dir", default="artifacts",
                          help="where the JSON, CSV and JSONL exports go (default: artifacts)")

@@ -159,3 +159,10 @@ def test_a_url_without_a_scheme_gets_http_and_a_bad_custom_endpoint_is_named(
     assert main(["profile", "--endpoint", "http://h/v1/x", "--request-count", "1"]) == 2
     err = capsys.readouterr().err
     assert "--custom-endpoint: Value error, is a request path such as /v1/custom" in err
+
+
+def test_every_profile_flag_names_a_config_key() -> None:
+    from aiperf.cli import PROFILE_FLAGS
+    from aiperf.common.config import UserConfig
+
+    assert {key for _, key, _ in PROFILE_FLAGS} <= set(UserConfig.model_fields)

@@ -18,6 +18,11 @@ docs/validity.md):
 
 The worker signals come from each worker's ``LoadProbe`` report (``result.worker_load``),
 cut to the run's span: first request start to last response end.
+
+Sketch mode keeps no per-request timeline: the signals are read from what the records
+manager kept in its place (``ProfileResult._end_bins``: exact start counts, first and last
+start and end, the closed loop's ramp times; per bin of at most 1/2048 of the run, the
+starts and the time in flight), and schedule lag's p99 from its quantile sketch.
 """
 
 from __future__ import annotations
@@ -111,17 +116,28 @@ def assess(result: ProfileResult, config: UserConfig,
 # -- open loop ---------------------------------------------------------------------------
 
 
+def _bins(result: ProfileResult) -> dict[str, Any] | None:
+    """Sketch mode's timeline in bins, when the result has one and no per-request one."""
+    bins = getattr(result, "_end_bins", None)
+    return bins if bins and not len(result.timeline) and bins.get("n_starts") else None
+
+
 def schedule_lag(result: ProfileResult, limits: ValidityLimits) -> Signal:
     limit = limits.schedule_lag_p99_ms
     metric = result.metrics.get("credit_to_start_latency")
     values = np.asarray(metric.values if metric is not None else (), dtype=np.float64)
-    if values.size == 0:
+    sketch = getattr(metric, "sketch", None)
+    if values.size == 0 and sketch is not None and sketch.count:
+        p99, n = float(sketch.quantile(99)), int(sketch.count)
+        how = f" (its sketch: within {sketch.relative_accuracy:.0%})"
+    elif values.size == 0:
         return Signal("schedule_lag_p99", None, limit, "ms", True,
                       "not measured: no request started")
-    p99 = float(np.percentile(values, 99))
+    else:
+        p99, n, how = float(np.percentile(values, 99)), int(values.size), ""
     ok = p99 <= limit
-    detail = (f"credit_to_start_latency p99 {p99:.1f} ms (limit {limit:g} ms) over "
-              f"{values.size} requests")
+    detail = (f"credit_to_start_latency p99 {p99:.1f} ms{how} (limit {limit:g} ms) over "
+              f"{n} requests")
     if not ok:
         detail += (": requests left later than scheduled; use " + MORE_WORKERS +
                    " or a lower request_rate")
@@ -150,9 +166,14 @@ def achieved_rate(result: ProfileResult, config: UserConfig,
     rate = float(config.request_rate or 0.0)
     start = result.timeline.start_ns
     n = int(start.size)
+    bins = _bins(result)
+    if bins is not None:  # sketch mode: the exact count and first and last start
+        n = int(bins["n_starts"])
+        span_s = (bins["last_start_ns"] - bins["first_start_ns"]) / NS_PER_S
+    else:
+        span_s = (int(start.max()) - int(start.min())) / NS_PER_S if n else 0.0
     limit = rate_limit(rate, n, str(config.arrival_pattern), config.arrival_smoothness,
                        limits)
-    span_s = (int(start.max()) - int(start.min())) / NS_PER_S if n else 0.0
     if n < 2 or span_s <= 0:
         return Signal("achieved_rate", None, limit, "requests/s", True,
                       f"not measured: {n} request(s) started")
@@ -197,6 +218,9 @@ def achieved_concurrency(result: ProfileResult, target: int,
                          limits: ValidityLimits) -> Signal:
     limit = limits.min_concurrency_fraction * target
     timeline = result.timeline
+    bins = _bins(result)
+    if bins is not None:
+        return _binned_concurrency(bins, target, limit, limits)
     span = steady_span_ns(timeline.start_ns, timeline.end_ns, target)
     if span is None:
         return Signal("achieved_concurrency", None, limit, "requests", True,
@@ -216,6 +240,40 @@ def achieved_concurrency(result: ProfileResult, target: int,
     detail = (f"{mean:.2f} requests in flight on average of the {target} asked (limit "
               f"{limit:.2f}) from {(low - origin) / NS_PER_S:.2f} to "
               f"{(high - origin) / NS_PER_S:.2f} s")
+    if not ok:
+        detail += f": use {MORE_WORKERS} or a lower concurrency per worker"
+    return Signal("achieved_concurrency", mean, limit, "requests", ok, detail)
+
+
+def _binned_concurrency(bins: dict[str, Any], target: int, limit: float,
+                        limits: ValidityLimits) -> Signal:
+    """``achieved_concurrency`` in sketch mode: the same steady span (the records manager
+    found its ends exactly), the requests started in it and their time in flight read
+    from the bins it covers, a bin at its edge counted by the share it covers."""
+    up, down = bins.get("ramp_up_ns"), bins.get("ramp_down_ns")
+    if up is None or down is None or down <= up or bins.get("slots") != target:
+        return Signal("achieved_concurrency", None, limit, "requests", True,
+                      f"not measured: the run had no steady part (more than {target} "
+                      "requests, one past ramp-up, are needed)")
+    width = bins["width_s"] * NS_PER_S
+    edges = bins["origin_ns"] + np.arange(len(bins["busy_ns"]) + 1) * width
+    share = np.clip((np.minimum(edges[1:], down) - np.maximum(edges[:-1], up)) / width,
+                    0.0, 1.0)
+    inside = float(share @ np.asarray(bins["starts"], dtype=np.float64))
+    if (down - up) / NS_PER_S < limits.min_steady_s or \
+            inside < limits.min_steady_requests_per_slot * target:
+        return Signal("achieved_concurrency", None, limit, "requests", True,
+                      f"not measured: the steady part ({(down - up) / NS_PER_S:.3f} s, "
+                      f"about {inside:.0f} requests) is shorter than "
+                      f"{limits.min_steady_s:g} s or {limits.min_steady_requests_per_slot} "
+                      "requests per slot")
+    mean = float(share @ np.asarray(bins["busy_ns"], dtype=np.float64)) / (down - up)
+    origin = bins["first_start_ns"]
+    ok = mean >= limit
+    detail = (f"{mean:.2f} requests in flight on average of the {target} asked (limit "
+              f"{limit:.2f}) from {(up - origin) / NS_PER_S:.2f} to "
+              f"{(down - origin) / NS_PER_S:.2f} s (sketch mode: time in flight in bins "
+              f"of {bins['width_s']:.3g} s)")
     if not ok:
         detail += f": use {MORE_WORKERS} or a lower concurrency per worker"
     return Signal("achieved_concurrency", mean, limit, "requests", ok, detail)
@@ -261,12 +319,17 @@ def worker_signals(result: ProfileResult, limits: ValidityLimits) -> list[Signal
     lag_limit, cpu_limit = limits.event_loop_lag_p99_ms, limits.max_worker_cpu
     timeline = result.timeline
     loads = getattr(result, "worker_load", None) or {}
-    if not len(timeline) or not loads:
-        why = "not measured: " + ("no request ran" if not len(timeline)
+    bins = _bins(result)
+    ran = bool(len(timeline)) or bins is not None
+    if not ran or not loads:
+        why = "not measured: " + ("no request ran" if not ran
                                   else "no worker reported its load")
         return [Signal("event_loop_lag_p99", None, lag_limit, "ms", True, why),
                 Signal("worker_cpu", None, cpu_limit, "cores", True, why)]
-    low, high = int(timeline.start_ns.min()), int(timeline.end_ns.max())
+    if bins is not None:
+        low, high = int(bins["first_start_ns"]), int(bins["last_end_ns"])
+    else:
+        low, high = int(timeline.start_ns.min()), int(timeline.end_ns.max())
     lags = {w: lag_p99_ms(r, low, high, limits.min_lag_ticks) for w, r in loads.items()}
     cpus = {w: cpu_fraction(r, low, high) for w, r in loads.items()}
     return [_worst("event_loop_lag_p99", lags, lag_limit, "ms",

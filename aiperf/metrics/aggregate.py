@@ -711,45 +711,96 @@ class _SketchWindows:
 
 
 class _EndBins:
-    """Sketch mode's completions over time: per bin of end time, the successful requests
-    that ended in it and their output and input tokens, what throughput's batch means are
-    split by (``aiperf.windows.Sample.throughput_windows``). Bins start ``FIRST_WIDTH_NS``
-    wide and double (pairs merged) whenever the run outgrows ``MAX_BINS``, so a run of any
-    length holds at most ``MAX_BINS`` x 3 counts (96 KB), at a width of at most 1/2048 of
-    the run. Time zero is the first batch's earliest start; a record that ended before it
-    (a batch of another worker, late by its 20 ms at most) counts in the first bin."""
+    """Sketch mode's timeline, in bins instead of a row per request: per bin, the
+    successful requests that ended in it and their output and input tokens (what
+    throughput's batch means are split by: ``aiperf.windows.Sample.throughput_windows``),
+    the requests that started in it and the time requests spent in flight in it (what the
+    validity signals need: ``aiperf.validity``). Bins start ``FIRST_WIDTH_NS`` wide and
+    double (pairs merged) whenever the run outgrows ``MAX_BINS``, so a run of any length
+    holds at most ``MAX_BINS`` x 5 counts (160 KB), at a width of at most 1/2048 of the
+    run. Time zero is the first batch's earliest start; a time before it (a batch of
+    another worker, late by its 20 ms at most) counts in the first bin.
+
+    Beside the bins, exactly: how many requests started, the first and last start and the
+    last end, and for a closed loop of ``slots`` the ends of the ``slots`` earliest starts
+    (ramp-up ends at the last of them) and of the requests in flight at the latest start
+    (ramp-down starts at the first of those): both bounded by ``slots``."""
 
     MAX_BINS = 4096
     FIRST_WIDTH_NS = 10_000_000
-    ROWS = ("requests", "output_tokens", "input_tokens")
+    ROWS = ("requests", "output_tokens", "input_tokens", "starts", "busy_ns")
 
-    def __init__(self) -> None:
+    def __init__(self, slots: int = 0) -> None:
         self.origin: int | None = None
         self.width_ns = self.FIRST_WIDTH_NS
         self.counts = np.zeros((len(self.ROWS), 0), dtype=np.int64)
+        self.slots = slots
+        self.n_starts = 0
+        self.first_start: int | None = None
+        self.last_start: int | None = None
+        self.last_end: int | None = None
+        self._earliest = np.empty((2, 0), dtype=np.int64)  # (start, end), by start
+        self._tail = np.empty(0, dtype=np.int64)  # ends at or after the latest start
 
-    def add(self, starts: np.ndarray, ends: np.ndarray, osl: np.ndarray,
+    def add(self, starts: np.ndarray, ends: np.ndarray, ok: np.ndarray, osl: np.ndarray,
             isl: np.ndarray) -> None:
-        """Successful records: their starts (the origin, once), ends and token counts."""
-        if not ends.size:
+        """A batch's profiling records: start (a request that failed before it was sent:
+        its credit time) and end, success, and token counts (of the successful ones)."""
+        if not starts.size:
             return
         if self.origin is None:
             self.origin = int(starts.min())
-        since = np.maximum(ends - self.origin, 0)
-        last = int(since.max())
-        while last // self.width_ns >= self.MAX_BINS:
+        self._exact(starts, ends)
+        since_start = np.maximum(starts - self.origin, 0)
+        since_end = np.maximum(ends - self.origin, since_start)
+        while int(since_end.max()) // self.width_ns >= self.MAX_BINS:
             self._coarsen()
-        bins = since // self.width_ns
-        size = int(bins.max()) + 1
+        width = self.width_ns
+        first, last = since_start // width, since_end // width
+        self._grow(int(last.max()) + 1)
+        size = self.counts.shape[1]
+        ended = last[ok]
+        for row, weights in ((0, None), (1, osl), (2, isl)):
+            self.counts[row] += np.bincount(ended, weights=weights, minlength=size
+                                            ).astype(np.int64)
+        self.counts[3] += np.bincount(first, minlength=size)
+        # Time in flight per bin: the part of the first and last bin a request covers,
+        # and every bin between in full (a difference array, summed once per batch).
+        same = first == last
+        busy = np.zeros(size)
+        busy += np.bincount(first[same], weights=(since_end - since_start)[same],
+                            minlength=size)
+        spans = ~same
+        busy += np.bincount(first[spans], weights=((first + 1) * width - since_start)[spans],
+                            minlength=size)
+        busy += np.bincount(last[spans], weights=(since_end - last * width)[spans],
+                            minlength=size)
+        full = np.bincount(first[spans] + 1, minlength=size + 1)
+        full -= np.bincount(last[spans], minlength=size + 1)
+        busy += np.cumsum(full[:size]) * float(width)
+        self.counts[4] += np.rint(busy).astype(np.int64)
+
+    def _exact(self, starts: np.ndarray, ends: np.ndarray) -> None:
+        self.n_starts += int(starts.size)
+        low, high, end = int(starts.min()), int(starts.max()), int(ends.max())
+        self.first_start = low if self.first_start is None else min(self.first_start, low)
+        self.last_start = high if self.last_start is None else max(self.last_start, high)
+        self.last_end = end if self.last_end is None else max(self.last_end, end)
+        if self.slots:
+            both = np.concatenate([self._earliest, np.stack([starts, ends])], axis=1)
+            if both.shape[1] > self.slots:
+                keep = np.argpartition(both[0], self.slots - 1)[:self.slots]
+                both = both[:, keep]
+            self._earliest = both
+            tail = np.concatenate([self._tail, ends])
+            self._tail = tail[tail >= self.last_start]
+
+    def _grow(self, size: int) -> None:
         if size > self.counts.shape[1]:
             grown = np.zeros((len(self.ROWS), min(self.MAX_BINS, max(
                 size, 2 * self.counts.shape[1]))), dtype=np.int64)
             grown[:, :self.counts.shape[1]] = self.counts
             self.counts = grown
-        width = self.counts.shape[1]
-        for row, weights in enumerate((None, osl, isl)):
-            self.counts[row] += np.bincount(bins, weights=weights, minlength=width
-                                            ).astype(np.int64)
 
     def _coarsen(self) -> None:
         counts = self.counts
@@ -758,14 +809,27 @@ class _EndBins:
         self.counts = counts[:, 0::2] + counts[:, 1::2]
         self.width_ns *= 2
 
+    def nbytes(self) -> int:
+        return int(self.counts.nbytes + self._earliest.nbytes + self._tail.nbytes)
+
     def finish(self, first_start: int | None) -> dict[str, Any]:
         """The values file's ``end_bins``: bin k spans ``offset_s + k * width_s`` to the
-        next, in seconds since the run's first start."""
-        used = int(np.flatnonzero(self.counts[0]).max()) + 1 if self.counts[0].any() else 0
+        next, in seconds since the run's first start; the exact times in perf_counter ns
+        (``ramp_up_ns`` and ``ramp_down_ns`` None unless a closed loop had more requests
+        than slots)."""
+        used = int(np.flatnonzero(self.counts.any(axis=0)).max()) + 1 \
+            if self.counts.any() else 0
         offset = ((self.origin - first_start) / 1e9
                   if self.origin is not None and first_start is not None else 0.0)
+        ramp_up = ramp_down = None
+        if self.slots and self.n_starts > self.slots and self._tail.size:
+            ramp_up, ramp_down = int(self._earliest[1].max()), int(self._tail.min())
         return {"offset_s": offset, "width_s": self.width_ns / 1e9,
-                **{row: self.counts[i, :used].tolist() for i, row in enumerate(self.ROWS)}}
+                **{row: self.counts[i, :used].tolist() for i, row in enumerate(self.ROWS)},
+                "origin_ns": self.origin, "n_starts": self.n_starts,
+                "first_start_ns": self.first_start, "last_start_ns": self.last_start,
+                "last_end_ns": self.last_end, "slots": self.slots,
+                "ramp_up_ns": ramp_up, "ramp_down_ns": ramp_down}
 
 
 class RunAggregator:
@@ -797,7 +861,9 @@ class RunAggregator:
         self._windows = (_SketchWindows(config.slice_duration or DEFAULT_WINDOW_S,
                                         config.sketch_relative_accuracy)
                          if config.sketch else None)
-        self._end_bins = _EndBins() if config.sketch else None
+        closed_loop = config.resolved_timing_strategy() == "concurrency"
+        self._end_bins = (_EndBins(config.resolved_concurrency() or 1 if closed_loop else 0)
+                          if config.sketch else None)
         self.count = 0
         self._unsettled = 0  # records added since the float values last settled
 
@@ -846,22 +912,24 @@ class RunAggregator:
         self._windows.add(start, end, record_ok, {
             tag: (start[carries[tag][pattern]], drained[tag]) for tag in windowed})
         if self._end_bins is not None:
-            counts = {}
+            counts = []
             for tag in _TOKEN_TAGS:
                 per_record = np.zeros(start.size)
                 if tag in drained:
                     per_record[carries[tag][pattern]] = drained[tag]
-                counts[tag] = per_record[record_ok]
-            self._end_bins.add(start, end[record_ok], *counts.values())
+                counts.append(per_record[record_ok])
+            self._end_bins.add(start, end, record_ok, *counts)
 
     def buffer_bytes(self) -> int:
         """Bytes held in the per-record arrays (what grows with the run)."""
         return self._totals.nbytes()
 
     def window_bytes(self) -> int:
-        """Sketch mode: bytes of the time windows' settling buffer (bounded) and frozen
-        sketches (a few kilobytes a window); 0 otherwise."""
-        return self._windows.nbytes() if self._windows is not None else 0
+        """Sketch mode: bytes of the time windows' settling buffer (bounded), frozen
+        sketches (a few kilobytes a window) and the timeline's bins (bounded); 0
+        otherwise."""
+        held = self._windows.nbytes() if self._windows is not None else 0
+        return held + (self._end_bins.nbytes() if self._end_bins is not None else 0)
 
     def finish(self, issued_ranges: list[tuple[int, int]]) -> dict[str, Any]:
         """The run's results as ``compute_results`` gives them, without the table's key

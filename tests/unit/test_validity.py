@@ -294,3 +294,66 @@ def test_the_probe_keeps_a_long_run_in_bounded_memory() -> None:
     probe._lag_ns.extend(range(10))
     probe._coarsen()
     assert list(probe._tick_ns) == [0, 2, 4, 6, 8] and probe._period_ns == 20 * MS
+
+
+def sketch_and_exact(config: UserConfig, records: list, span_ns: int
+                     ) -> tuple[ProfileResult, ProfileResult]:
+    from aiperf.metrics.aggregate import RunAggregator
+    from aiperf.plugin import PluginType, plugins
+
+    meta = plugins.get_metadata(PluginType.ENDPOINT, config.endpoint_type)
+    out = []
+    for sketch in (False, True):
+        user = config.model_copy(update={"sketch": sketch})
+        aggregator = RunAggregator(user, meta, streaming=False)  # type: ignore[arg-type]
+        for first in range(0, len(records), 64):  # batches, in the order they ended
+            aggregator.add(records[first:first + 64])
+        data = aggregator.finish([(0, len(records))])
+        data["values"] = {tag: bytes(v) for tag, v in data["values"].items()}
+        data["worker_load"] = {"w0": steady_worker(span_ns, 2.0, 0.5)}
+        out.append(ProfileResult.from_dict(data, user))
+    return out[0], out[1]
+
+
+def test_sketch_mode_measures_the_signals_the_exact_run_does() -> None:
+    """No per-request timeline: the records manager's bins and exact times give the same
+    verdicts, the rate and worker signals exactly, the concurrency to its bins' rounding,
+    the schedule lag to the sketch's accuracy."""
+    from aiperf.common.codec import PROFILING, MetricRecord
+
+    rng = np.random.default_rng(11)
+    closed = []
+    for slot in range(8):  # 8 slots, back to back, 1.5 s; one slot idles half the run
+        t = slot * MS
+        while t < (1500 if slot else 700) * MS:
+            latency = int(rng.integers(5, 40) * MS)
+            closed.append((t, t + latency))
+            t += latency
+    closed.sort(key=lambda r: r[1])
+    records = [MetricRecord(i, PROFILING, "w0", s, s, 0, e, -1, -1, e - s, 10, 5, [])
+               for i, (s, e) in enumerate(closed)]
+    exact, sketched = sketch_and_exact(UserConfig(url=URL, concurrency=8, request_count=10),
+                                       records, 1500 * MS)
+    assert len(sketched.timeline) == 0
+    a, b = ({s.name: s for s in r.validity.signals} for r in (exact, sketched))
+    assert a["achieved_concurrency"].measured is not None
+    assert b["achieved_concurrency"].measured == pytest.approx(
+        a["achieved_concurrency"].measured, rel=1e-3)
+    assert b["achieved_concurrency"].ok == a["achieved_concurrency"].ok
+    for name in ("event_loop_lag_p99", "worker_cpu"):
+        assert (b[name].measured, b[name].ok) == (a[name].measured, a[name].ok)
+
+    starts = np.cumsum(rng.exponential(10 * MS, 600)).astype(np.int64)  # 100/s, Poisson
+    lags = rng.integers(0, 3 * MS, 600)
+    open_loop = [MetricRecord(i, PROFILING, "w0", int(s - lag), int(s), 0, int(s + 20 * MS),
+                              -1, -1, 20 * MS, 10, 5, [])
+                 for i, (s, lag) in enumerate(zip(starts, lags, strict=True))]
+    config = UserConfig(url=URL, request_rate=100, arrival_pattern="poisson",
+                        request_count=600)
+    exact, sketched = sketch_and_exact(config, open_loop, int(starts[-1]))
+    a, b = ({s.name: s for s in r.validity.signals} for r in (exact, sketched))
+    assert (b["achieved_rate"].measured, b["achieved_rate"].limit) == (
+        a["achieved_rate"].measured, a["achieved_rate"].limit)
+    assert b["schedule_lag_p99"].measured == pytest.approx(
+        a["schedule_lag_p99"].measured, rel=0.0101)
+    assert all(s.measured is not None for s in b.values())

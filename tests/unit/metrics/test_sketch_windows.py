@@ -267,15 +267,19 @@ def test_the_completions_timeline_stays_bounded_by_coarsening_its_bins() -> None
         ends = (second + rng.random(50)) * 1e9
         starts = ends - 5e6
         osl, isl = rng.integers(1, 20, 50), rng.integers(5, 9, 50)
-        bins.add(starts.astype(np.int64), ends.astype(np.int64), osl, isl)
+        bins.add(starts.astype(np.int64), ends.astype(np.int64), np.ones(50, bool), osl,
+                 isl)
         total += [50, osl.sum(), isl.sum()]
         assert bins.counts.shape[1] <= bins.MAX_BINS
-    bins.add(np.array([0], np.int64), np.array([-10**9], np.int64), np.ones(1),
-             np.ones(1))
+    bins.add(np.array([-2 * 10**9], np.int64), np.array([-10**9], np.int64),
+             np.ones(1, bool), np.ones(1), np.ones(1))
     total += 1
     shipped = bins.finish(first_start=-5 * 10**6)
     assert shipped["width_s"] == pytest.approx(0.01 * 2**8)  # 100 s / 64 bins: 2.56 s
     assert shipped["offset_s"] == pytest.approx(
         (bins.origin + 5 * 10**6) / 1e9)  # the first batch's earliest start, from the run's
-    assert [sum(shipped[row]) for row in _EndBins.ROWS] == total.tolist()
+    assert [sum(shipped[row]) for row in _EndBins.ROWS[:3]] == total.tolist()
+    assert sum(shipped["starts"]) == shipped["n_starts"] == 5001
+    assert shipped["first_start_ns"] == -2 * 10**9  # exact, though binned into bin 0
+    assert sum(shipped["busy_ns"]) == pytest.approx(5000 * 5e6, abs=5000)
     assert len(shipped["requests"]) <= 64

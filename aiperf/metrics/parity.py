@@ -223,3 +223,43 @@ def result_sweep_metrics(result: ProfileResult) -> dict[str, dict[str, Any]]:
         gaps = (np.asarray(icl.values) * NS_PER_MS, np.asarray(icl.record_index))
     return sweep_metrics(timeline.start_ns, timeline.end_ns, first, timeline.isl,
                          timeline.osl, gaps)
+
+
+def _aligned(a: Any, b: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The values of two per-request metrics for the requests that carry both, and those
+    requests' timeline indexes (each metric's values are in its record_index order)."""
+    index_a = np.asarray(a.record_index)
+    index_b = np.asarray(b.record_index)
+    both, at_a, at_b = np.intersect1d(index_a, index_b, assume_unique=True,
+                                      return_indices=True)
+    return np.asarray(a.values)[at_a], np.asarray(b.values)[at_b], both
+
+
+def result_request_values(metrics: dict[str, Any]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The per-request parity metrics of a whole run at once, from its per-request values
+    on the host (``ProfileResult.metrics``: each a ``MetricResult`` with ``values`` and
+    ``record_index``), as (values, timeline index) per tag: the same numbers
+    ``add_request_values`` gives request by request, without the records manager keeping
+    three more values a request. Empty when the run kept no values (sketch mode)."""
+    out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    latency = metrics.get("request_latency")
+    if latency is None or not len(latency.values) or not len(latency.record_index):
+        return out
+    osl = metrics.get("output_sequence_length")
+    if osl is not None and len(osl.values):
+        tokens, ms, index = _aligned(osl, latency)
+        keep = ms > 0
+        out["e2e_output_token_throughput"] = (tokens[keep] * 1000.0 / ms[keep], index[keep])
+    ttft = metrics.get("time_to_first_token")
+    if ttft is None or not len(ttft.values):
+        return out
+    ms, first, index = _aligned(latency, ttft)
+    keep = ms >= first
+    out["decode_duration"] = (ms[keep] - first[keep], index[keep])
+    isl = metrics.get("input_sequence_length")
+    if isl is not None and len(isl.values):
+        tokens, first, index = _aligned(isl, ttft)
+        keep = first > 0
+        out["prefill_throughput_per_user"] = (tokens[keep] * 1000.0 / first[keep],
+                                              index[keep])
+    return out

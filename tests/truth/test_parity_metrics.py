@@ -14,7 +14,12 @@ import numpy as np
 import pytest
 
 from aiperf.mesh import Mesh
-from aiperf.metrics.parity import add_request_values, result_sweep_metrics, run_metrics
+from aiperf.metrics.parity import (
+    add_request_values,
+    result_request_values,
+    result_sweep_metrics,
+    run_metrics,
+)
 from tests.harness.reference_servers import PROMPT_TOKENS, Behaviour, ServerStats
 from tests.truth.compare import measure_until_the_box_keeps_time
 from tests.truth.conftest import ServerPool
@@ -69,6 +74,14 @@ def test_derived_metrics_match_the_schedule(truth_mesh: Mesh,
                 row["request_latency"] - row["time_to_first_token"])
             assert row["e2e_output_token_throughput"] == pytest.approx(
                 row["output_sequence_length"] * 1000 / row["request_latency"])
+
+        # The same values computed on the host from the run's per-request arrays.
+        arrays = result_request_values(result.metrics)
+        for tag in ("decode_duration", "e2e_output_token_throughput",
+                    "prefill_throughput_per_user"):
+            host, index = arrays[tag]
+            assert len(index) == REQUESTS
+            assert sorted(host) == pytest.approx(sorted(v[tag] for v in values))
 
         summary = result.to_dict()
         duration = result.metric("benchmark_duration")

@@ -12,10 +12,12 @@ from aiperf.metrics.definitions import AWAITING_AGGREGATION, BY_TAG, goodput_pro
 from aiperf.metrics.parity import (
     add_request_values,
     add_usage_values,
+    result_request_values,
     run_metrics,
     sweep_metrics,
     time_weighted_stats,
 )
+from aiperf.results import MetricResult
 
 
 def test_per_request_formulas() -> None:
@@ -236,3 +238,35 @@ def test_with_chunk_gaps_the_average_is_each_tokens_time_held(
                                                                abs=1e-6)
     else:
         assert area == 0
+
+
+def _metric(tag: str, values: list[float], index: list[int]) -> MetricResult:
+    return MetricResult(tag, BY_TAG[tag].unit, {}, np.array(values, dtype=float),
+                        record_index=np.array(index, dtype=np.int32))
+
+
+def test_host_side_values_align_requests_by_their_index() -> None:
+    # Requests 0..3: request 1 failed (no values), request 3 was not streamed (no TTFT).
+    metrics = {
+        "request_latency": _metric("request_latency", [100.0, 80.0, 40.0], [0, 2, 3]),
+        "time_to_first_token": _metric("time_to_first_token", [20.0, 0.0], [0, 2]),
+        "input_sequence_length": _metric("input_sequence_length", [10, 12, 14], [0, 2, 3]),
+        "output_sequence_length": _metric("output_sequence_length", [5, 4, 2], [0, 2, 3]),
+    }
+    out = result_request_values(metrics)
+    decode, index = out["decode_duration"]
+    assert decode.tolist() == [80.0, 80.0] and index.tolist() == [0, 2]
+    e2e, index = out["e2e_output_token_throughput"]
+    assert e2e.tolist() == pytest.approx([50.0, 50.0, 50.0]) and index.tolist() == [0, 2, 3]
+    prefill, index = out["prefill_throughput_per_user"]  # TTFT 0: no rate
+    assert prefill.tolist() == pytest.approx([500.0]) and index.tolist() == [0]
+    # The same as request by request.
+    one = {"request_latency": 100.0, "time_to_first_token": 20.0,
+           "input_sequence_length": 10, "output_sequence_length": 5}
+    add_request_values(one)
+    assert (one["decode_duration"], one["e2e_output_token_throughput"],
+            one["prefill_throughput_per_user"]) == pytest.approx((80.0, 50.0, 500.0))
+
+
+def test_host_side_values_need_the_runs_values() -> None:
+    assert result_request_values({}) == {}

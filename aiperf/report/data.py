@@ -256,17 +256,18 @@ def cdf_points(values: np.ndarray, max_points: int = CDF_POINTS) -> tuple[np.nda
     return data[ranks], (ranks + 1) / n
 
 
-def bucket_width(duration_s: float, target: int = 60) -> float:
+def bucket_width(duration_s: float, target: int = 60, down: bool = False) -> float:
     """A round bucket width (1, 2 or 5 times a power of ten seconds) giving about
-    ``target`` buckets over ``duration_s``."""
+    ``target`` buckets over ``duration_s``: the next round width up (at most ``target``
+    buckets), or with ``down`` the next one down (at least ``target``)."""
     if not math.isfinite(duration_s) or duration_s <= 0:
         return 1.0
     raw = duration_s / target
     power = 10.0 ** math.floor(math.log10(raw))
-    for step in (1.0, 2.0, 5.0, 10.0):
-        if raw <= step * power:
-            return step * power
-    return 10.0 * power
+    steps = [step * power for step in (1.0, 2.0, 5.0, 10.0)]
+    if down:
+        return max(step for step in steps if step <= raw * (1 + 1e-9))
+    return next(step for step in steps if raw <= step * (1 + 1e-9))
 
 
 @dataclass
@@ -297,8 +298,9 @@ def time_buckets(rows: RequestRows, width: float | None = None) -> Buckets:
         # About 40 buckets, but wide enough for ~20 completions each on average: a closed
         # loop completes in waves, and narrower buckets draw the waves, not the rate.
         completed = max(int(ok.sum()), 1)
-        # At least 8 buckets however few requests there are.
-        width = bucket_width(min(max(last / 40, 20 * last / completed), last / 8), target=1)
+        wide = max(last / 40, 20 * last / completed)
+        width = (bucket_width(wide, target=1) if last / bucket_width(wide, target=1) >= 8
+                 else bucket_width(last, target=8, down=True))  # at least 8 buckets
     count = max(1, math.ceil(last / width - 1e-9))
     edges = np.arange(count + 1) * width
     done = np.histogram(end[ok & np.isfinite(end)], bins=edges)[0]

@@ -195,7 +195,9 @@ def _series(item: dict[str, Any], color: str, x_scale: _Scale, y_scale: _Scale,
         base = bottoms.get(x, 0.0)
         top, low = y_scale(base + y), y_scale(base)
         bottoms[x] = base + y
-        out.append(f'<rect x="{x_scale(x) - bar / 2:.1f}" y="{top:.1f}" width="{bar:.1f}" '
+        left = max(x_scale(x) - bar / 2, x_scale.start)
+        right = min(x_scale(x) + bar / 2, x_scale.end)
+        out.append(f'<rect x="{left:.1f}" y="{top:.1f}" width="{max(right - left, 0.5):.1f}" '
                    f'height="{max(low - top, 0.5):.1f}" fill="{color}"><title>'
                    f'{escape(item["name"])}: {_fmt(y)} at {_fmt(x)} s</title></rect>')
     return out

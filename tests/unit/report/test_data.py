@@ -363,3 +363,11 @@ def test_values_in_another_unit_are_converted_and_unknown_units_left_out(
     assert np.isnan(rows.values["request_latency"][2])
     assert np.isnan(rows.values["time_to_first_token"]).all()
     assert rows.ids == ["1", "2", "3"]
+
+
+@pytest.mark.parametrize(("duration", "target", "width"), [(1.9, 8, 0.2), (0.17, 8, 0.02),
+                                                           (10.0, 8, 1.0)])
+def test_bucket_widths_rounded_down_give_at_least_the_target(duration: float, target: int,
+                                                             width: float) -> None:
+    found = bucket_width(duration, target, down=True)
+    assert found == pytest.approx(width) and duration / found >= target - 1e-9

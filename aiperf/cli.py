@@ -706,6 +706,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help="record processor processes (default 1)")
     _add_mesh_arguments(profile)
     profile.add_argument("--log-level", default="WARNING", type=str.upper,
+                         choices=["TRACE", "DEBUG", "INFO", "WARNING", "ERROR"],
                          help="log level of the mesh's services (default WARNING; TRACE "
                               "is DEBUG)")
     profile.add_argument("--verbose", "-v", dest="log_level", action="store_const",

@@ -175,3 +175,20 @@ def test_a_test_that_left_no_artifacts_is_a_row_and_a_note(tmp_path: Path) -> No
             if tag == "td" and "data-verdict" in attrs] == ["ERROR"]
     assert "error: RunError: the &lt;server&gt; refused" in html
     assert "no per-request artifacts" in html
+
+
+def test_hostile_names_stay_text(tmp_path: Path, run_200: ProfileResult) -> None:
+    """A test name in the HTML, a source's name in the chart data (a legend): neither can
+    close or comment out a script element."""
+    name = "t.py::test_x[</script><script>alert(1)</script><!--]"
+    roots = [tmp_path / "a<!--<script>", tmp_path / "b<script>"]
+    for root in roots:
+        session_root(root, {name: (run_200, [], "PASS")})
+    html = write_report(roots, tmp_path / "r.html").read_text()
+    parser = _parse(html)
+    assert len(parser.scripts) == 3  # the specs, the library, report.js: none injected
+    rows = [attrs["data-test"] for tag, attrs in parser.elements if tag == "tr"
+            and "data-test" in attrs]
+    assert rows == [name, name]
+    specs = _specs(parser)
+    assert [s["name"] for s in specs[0]["series"]] == [str(r) for r in roots]

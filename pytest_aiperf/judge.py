@@ -283,6 +283,8 @@ def judge_server(objective: Objective, results: Sequence[ProfileResult],
             return _server_fail(objective, sent, server.missing(name), scrapes)
         stat = objective.stat or default_stat(metric.type)
         try:
+            if objective.server_labels:
+                metric = metric.select(objective.server_labels)
             value = metric.stat(stat)
         except KeyError as exc:
             return _server_fail(objective, sent, str(exc.args[0]), scrapes)

@@ -134,7 +134,14 @@ class Objective:
     @property
     def server_name(self) -> str:
         """The Prometheus name of a server objective (``vllm:gpu_cache_usage_perc``)."""
-        return self.metric.removeprefix(SERVER_PREFIX)
+        return self.metric.removeprefix(SERVER_PREFIX).partition("{")[0]
+
+    @property
+    def server_labels(self) -> dict[str, str]:
+        """The label selector of a server objective (``{model_name="m"}``): the series whose
+        labels include these; empty: every series."""
+        _, brace, selector = self.metric.partition("{")
+        return parse_selector(selector.removesuffix("}")) if brace else {}
 
     def __str__(self) -> str:
         return f"{self.key} {self.text}" + (" (implicit)" if self.implicit else "")
@@ -354,8 +361,27 @@ def _parse_relative(key: str, metric: str, stat: str, unit: str, value: str) -> 
 ADJUSTED_STATS = ("count",)
 
 SERVER_PREFIX = "server."
-# A Prometheus metric name (the data model's rule), e.g. vllm:gpu_cache_usage_perc.
+# A Prometheus metric name (the data model's rule), e.g. vllm:gpu_cache_usage_perc, with an
+# optional label selector {model_name="m",...} and a statistic.
 _PROMETHEUS_NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
+_SERVER_KEY = re.compile(r"^(?P<name>[^{.]*)(?:\{(?P<selector>[^}]*)\})?(?:\.(?P<stat>.*))?$")
+_LABEL = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*=\s*"((?:[^"\\]|\\.)*)"\s*(?:,|$)')
+
+
+def parse_selector(text: str) -> dict[str, str]:
+    """``model_name="m",engine="0"`` -> {"model_name": "m", "engine": "0"}; ValueError
+    on anything else."""
+    labels: dict[str, str] = {}
+    position = 0
+    text = text.strip()
+    while position < len(text):
+        match = _LABEL.match(text, position)
+        if match is None or match.end() == position:
+            raise ValueError(f"{text!r} is not a label selector such as "
+                             f'model_name="m",engine="0"')
+        labels[match.group(1)] = re.sub(r"\\(.)", r"\1", match.group(2))
+        position = match.end()
+    return labels
 
 
 def server_stats() -> tuple[str, ...]:
@@ -370,10 +396,18 @@ def _parse_server_objective(key: str, value: str) -> Objective:
     """``server.<name>[.<stat>]``: a point value of the run, a bare number threshold
     (the server's own unit). Without a statistic: a counter's total, else the avg."""
     rest = key.removeprefix(SERVER_PREFIX)
-    if "@" in rest:
+    if "@" in rest.rpartition("}")[2]:
         raise SLOError(f"objective {key!r}: a server metric is one value per run; it takes "
                        f"no window (scraped every server_metrics_interval)")
-    name, _, stat = rest.partition(".")
+    parts = _SERVER_KEY.match(rest)
+    name, selector, stat = (parts.group("name"), parts.group("selector"),
+                            parts.group("stat") or "") if parts else (rest, None, "")
+    labels: dict[str, str] = {}
+    if selector is not None:
+        try:
+            labels = parse_selector(selector)
+        except ValueError as exc:
+            raise SLOError(f"objective {key!r}: {exc}") from None
     if not _PROMETHEUS_NAME.match(name):
         raise SLOError(f"objective {key!r}: {name!r} is not a Prometheus metric name; write "
                        f"'server.<name>.<stat>', e.g. 'server.vllm:gpu_cache_usage_perc.max'")
@@ -394,8 +428,9 @@ def _parse_server_objective(key: str, value: str) -> Objective:
     if unit:
         raise SLOError(f"objective {key!r}: a server metric is compared in the unit the "
                        f"server exports it in; write a bare number (got unit {unit!r})")
-    return Objective(key, f"{SERVER_PREFIX}{name}", stat, op, float(number),
-                     str(value).strip(), "")
+    shown = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    metric = f"{SERVER_PREFIX}{name}" + (f"{{{shown}}}" if labels else "")
+    return Objective(key, metric, stat, op, float(number), str(value).strip(), "")
 
 
 def valid_stats(metric: str) -> list[str]:

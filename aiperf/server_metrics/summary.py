@@ -140,6 +140,19 @@ class ServerMetric:
         except KeyError as exc:
             raise AttributeError(str(exc)) from None
 
+    def select(self, labels: dict[str, str] | None = None, **more: str) -> ServerMetric:
+        """The metric over the series whose labels include ``labels``
+        (``select(model_name="m")``); KeyError naming the label sets there are when none
+        does."""
+        wanted = {**(labels or {}), **more}
+        chosen = tuple(s for s in self.series
+                       if all(s.labels.get(k) == v for k, v in wanted.items()))
+        if not chosen:
+            have = sorted({_label_text(s.labels) or "{}" for s in self.series})
+            raise KeyError(f"server metric {self.name!r} has no series with labels "
+                           f"{_label_text(wanted)}; its label sets: {', '.join(have)}")
+        return ServerMetric(self.name, self.type, self.description, self.unit, chosen)
+
     def to_dict(self) -> dict[str, Any]:
         """AIPerf's per-metric shape: type, description, unit and the series."""
         out: dict[str, Any] = {"type": self.type, "description": self.description}

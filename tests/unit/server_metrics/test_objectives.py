@@ -4,6 +4,8 @@ never a PASS on a metric that has no value; the config keys that turn scraping o
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from aiperf.common.config import UserConfig
 from aiperf.errors import ConfigError
@@ -120,3 +122,34 @@ def test_bad_config_values_are_refused_by_name() -> None:
 def test_the_default_url_is_the_endpoints_own_metrics_without_credentials() -> None:
     assert default_metrics_url("http://u:p@host:8000/v1") == "http://host:8000/metrics"
     assert normalize_metrics_url(" host:9 ") == "http://host:9/metrics"
+
+
+def test_a_label_selector_picks_the_series_it_names() -> None:
+    result = result_with_server(4)
+    (objective,) = parse_objectives({'server.ref:cache_usage_perc{model_name="m"}.max': "< 1"})
+    assert objective.server_name == "ref:cache_usage_perc"
+    assert objective.server_labels == {"model_name": "m"}
+    hit, miss = verdicts({'server.ref:cache_usage_perc{model_name="m"}.max': "<= 0.04",
+                          'server.ref:cache_usage_perc{model_name="x.y"}.max': "< 1"},
+                         result)
+    assert hit.status == "PASS" and hit.measured == 0.04
+    assert miss.status == "FAIL" and miss.measured is None
+    assert 'its label sets: {model_name="m"}' in (miss.note or "")
+    assert result.server is not None
+    assert result.server["ref:cache_usage_perc"].select(model_name="m").max == 0.04
+    with pytest.raises(SLOError, match="is not a label selector"):
+        parse_objectives({"server.ref:cache_usage_perc{model_name=m}.max": "< 1"})
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet='abz_:{}=",.@ \\9pmx', max_size=30),
+       st.text(alphabet="<>=0123456789. a%e-", max_size=12))
+def test_any_server_key_parses_or_is_refused_by_name(rest: str, value: str) -> None:
+    key = f"server.{rest}"
+    try:
+        (objective,) = parse_objectives({key: value})
+    except SLOError as exc:
+        assert repr(key) in str(exc)
+        return
+    assert objective.server and objective.key == key
+    assert objective.server_name and isinstance(objective.server_labels, dict)

@@ -758,14 +758,21 @@ class _EndBins:
         width = self.width_ns
         first, last = since_start // width, since_end // width
         self._grow(int(last.max()) + 1)
-        size = self.counts.shape[1]
+        # Only the bins this batch reaches (a few: its requests ran about together) are
+        # counted, then added in place: not the whole row per batch.
+        low = int(first.min())
+        size = int(last.max()) + 1 - low
+        first, last = first - low, last - low
+        counts = self.counts[:, low:low + size]
         ended = last[ok]
         for row, weights in ((0, None), (1, osl), (2, isl)):
-            self.counts[row] += np.bincount(ended, weights=weights, minlength=size
-                                            ).astype(np.int64)
-        self.counts[3] += np.bincount(first, minlength=size)
+            counts[row] += np.bincount(ended, weights=weights, minlength=size
+                                       ).astype(np.int64)
+        counts[3] += np.bincount(first, minlength=size)
         # Time in flight per bin: the part of the first and last bin a request covers,
         # and every bin between in full (a difference array, summed once per batch).
+        since_start -= low * width
+        since_end -= low * width
         same = first == last
         busy = np.zeros(size)
         busy += np.bincount(first[same], weights=(since_end - since_start)[same],
@@ -778,7 +785,7 @@ class _EndBins:
         full = np.bincount(first[spans] + 1, minlength=size + 1)
         full -= np.bincount(last[spans], minlength=size + 1)
         busy += np.cumsum(full[:size]) * float(width)
-        self.counts[4] += np.rint(busy).astype(np.int64)
+        counts[4] += np.rint(busy).astype(np.int64)
 
     def _exact(self, starts: np.ndarray, ends: np.ndarray) -> None:
         self.n_starts += int(starts.size)

@@ -21,7 +21,10 @@ import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from aiperf.results import ProfileResult
 
 GAUGE = (50.0, 3.0, 8.0, 1.0, 6.0, 4.0, 9.0, 2.0, 7.0, 5.0)
 COUNTER_STEP = 7.0
@@ -147,3 +150,21 @@ class PrometheusExporter:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def scraped_result(n: int = 5, server: bool = True,
+                   url: str = "http://127.0.0.1:9/metrics") -> ProfileResult:
+    """A result (10 requests, no errors) whose server metrics are the exporter's scrapes
+    0..n, one a second: 0 the baseline, n the final, the others during the run."""
+    from aiperf.results import ProfileResult
+    from aiperf.server_metrics.parse import parse_exposition
+    from aiperf.server_metrics.scraper import Scrape
+    from aiperf.server_metrics.summary import summarize
+
+    result = ProfileResult.from_dict({"run_id": "r", "metrics": {
+        "request_count": {"avg": 10.0}, "error_request_count": {"avg": 0.0}}})
+    if server:
+        scrapes = [Scrape(url, "baseline" if i == 0 else "final" if i == n else "run",
+                          i * 10**9, 1, parse_exposition(exposition(i))) for i in range(n + 1)]
+        result.server = summarize([url], scrapes, 1.0)
+    return result

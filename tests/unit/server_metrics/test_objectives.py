@@ -10,25 +10,13 @@ from hypothesis import strategies as st
 from aiperf.common.config import UserConfig
 from aiperf.errors import ConfigError
 from aiperf.results import ProfileResult
-from aiperf.server_metrics.parse import parse_exposition
-from aiperf.server_metrics.scraper import Scrape
-from aiperf.server_metrics.summary import summarize
 from aiperf.server_metrics.urls import default_metrics_url, normalize_metrics_url
 from pytest_aiperf.judge import SERVER_METHOD, judge_runs
 from pytest_aiperf.slo import SLOError, Verdict, check_applicable, parse_objectives
-from tests.harness.prometheus_exporter import GAUGE, counter, exposition
+from tests.harness.prometheus_exporter import GAUGE, counter
+from tests.harness.prometheus_exporter import scraped_result as result_with_server
 
 URL = "http://127.0.0.1:9/metrics"
-
-
-def result_with_server(n: int = 5, server: bool = True) -> ProfileResult:
-    result = ProfileResult.from_dict({"run_id": "r", "metrics": {
-        "request_count": {"avg": 10.0}, "error_request_count": {"avg": 0.0}}})
-    if server:
-        scrapes = [Scrape(URL, "baseline" if i == 0 else "final" if i == n else "run",
-                          i * 10**9, 1, parse_exposition(exposition(i))) for i in range(n + 1)]
-        result.server = summarize([URL], scrapes, 1.0)
-    return result
 
 
 def verdicts(slo: dict[str, str], result: ProfileResult) -> list[Verdict]:

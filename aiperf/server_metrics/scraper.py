@@ -146,6 +146,8 @@ class _Raw:
                                                 f"server metrics from {mask_url(self.url)}")
                 except ExpositionError as exc:
                     error = str(exc)
+                except Exception as exc:  # never into the run: recorded like any failure
+                    error = f"{type(exc).__name__}: {exc}"
         return Scrape(self.url, self.phase, self.timestamp_ns, self.latency_ns, snapshot,
                       error)
 

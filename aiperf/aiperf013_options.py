@@ -378,6 +378,17 @@ FLAG_REASONS: dict[str, str] = {
     "--auto-plot": "`aiperf plot` is a command of its own",
     "--plot-required": "`aiperf plot` is a command of its own",
     "--server-metrics-formats": "JSON and CSV are always written",
+    # AIPerf's --stream picks telemetry domains for OpenTelemetry; without abbreviations it
+    # is never taken for --streaming, so say where streamed responses are asked for.
+    "--stream": "no OpenTelemetry export (for streamed responses the flag is --streaming)",
+    "--export-outputs-json": "response texts are not kept",
+    **dict.fromkeys(("--otel-url", "--otel-resource-attributes", "--gen-ai-provider"),
+                    "no OpenTelemetry export"),
+    **dict.fromkeys(("--mlflow-tracking-uri", "--mlflow-experiment", "--mlflow-run-name",
+                     "--mlflow-tag", "--mlflow-parent-run-id", "--mlflow-artifact-glob"),
+                    "no MLflow upload"),
+    **dict.fromkeys(("--wandb-project", "--wandb-entity", "--wandb-run-name", "--wandb-tag"),
+                    "no Weights & Biases upload"),
 }
 
 

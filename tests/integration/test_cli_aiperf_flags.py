@@ -166,3 +166,10 @@ def test_every_profile_flag_names_a_config_key() -> None:
     from aiperf.common.config import UserConfig
 
     assert {key for _, key, _ in PROFILE_FLAGS} <= set(UserConfig.model_fields)
+
+
+def test_aiperfs_stream_is_not_streaming_and_says_where_that_is(
+    capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["profile", "--stream", "metrics"]) == EXIT_CONFIG
+    assert "for streamed responses the flag is --streaming" in capsys.readouterr().err

@@ -44,7 +44,12 @@ def export_server_metrics(result: ProfileResult, output_dir: Path) -> dict[str, 
 def server_metrics_document(result: ProfileResult) -> dict[str, Any]:
     assert result.server is not None
     document = result.server.to_export_dict()
-    document["input_config"] = result.config.safe_dump() if result.config else {}
+    config = result.config.safe_dump() if result.config else {}
+    if config.get("server_metrics"):  # a /metrics URL may carry user:password too
+        from aiperf.common.config import mask_url
+
+        config["server_metrics"] = [mask_url(u) for u in config["server_metrics"]]
+    document["input_config"] = config
     return _finite(document)
 
 

@@ -37,3 +37,14 @@ def test_a_run_without_server_metrics_writes_neither(tmp_path: Path) -> None:
     assert export_files(result, tmp_path, NAMES) == {}
     assert export_server_metrics(result, tmp_path) == {}
     assert not list(tmp_path.iterdir())
+
+
+def test_credentials_in_a_metrics_url_stay_out_of_the_artifact(tmp_path: Path) -> None:
+    from aiperf.common.config import UserConfig
+
+    secret = "http://user:hunter2@127.0.0.1:9/metrics"
+    result = result_with_server(3, url=secret)
+    result.config = UserConfig.build(server_metrics=[secret])
+    paths = export_server_metrics(result, tmp_path)
+    for path in paths.values():
+        assert "hunter2" not in path.read_text()

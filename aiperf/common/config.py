@@ -272,7 +272,7 @@ class UserConfig(BaseModel):
         return self
     # --- parity: server metrics (fields added below this line) ---
     server_metrics: list[str] | None = Field(
-        default=None, repr=False,  # a URL may carry user:password; safe_dump shows it
+        default=None, repr=False,  # a URL may carry user:password
         description="Prometheus /metrics URLs to scrape before, during and after the run "
         "(AIPerf --server-metrics): None off; [] or True the endpoint's base URL + /metrics",
     )

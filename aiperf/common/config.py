@@ -303,6 +303,7 @@ class UserConfig(BaseModel):
     def _server_metrics_interval(cls, value: Any) -> Any:
         return parse_duration(value)
     # --- capacity (fields added below this line) ---
+    # --- parity: sessions and load shaping (fields added below this line) ---
 
     @field_validator("benchmark_duration", "benchmark_grace_period", "slice_duration",
                      mode="before")

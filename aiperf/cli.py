@@ -1,5 +1,5 @@
 """The ``aiperf`` command: ``profile``, ``mock-server``, ``plugins``, ``mesh``, ``compare``,
-``history``.
+``history``, ``plot`` (aiperf/report/cli.py) and ``capacity`` (aiperf/capacity/cli.py).
 
 Exit codes of ``aiperf profile``: 0 success; 2 invalid configuration (the message names the
 flag); 3 every request failed; 4 ``--failed-request-threshold`` tripped; 5 the credit
@@ -791,6 +791,14 @@ def build_parser() -> argparse.ArgumentParser:
                          help="the storage directory (default: .aiperf, as pytest's "
                               "aiperf_storage)")
     history.set_defaults(func=cmd_history)
+
+    # Commands that live with what they drive; each module is light to import (the
+    # plotting assets and the capacity search load when the command runs).
+    from aiperf.capacity.cli import register as register_capacity
+    from aiperf.report.cli import register as register_plot
+
+    register_plot(sub)
+    register_capacity(sub)
     return parser
 
 

@@ -256,7 +256,7 @@ class Mesh:
                                       progress, alive=True)
         except BaseException as exc:
             if scraper is not None:
-                scraper.stop()
+                scraper.stop(final=False)
             if not sent:
                 raise
             if not isinstance(exc, MeshError) or isinstance(exc, MeshTimeoutError):
@@ -267,7 +267,7 @@ class Mesh:
                 self.shutdown()
             raise
         if scraper is not None:
-            scraper.stop()
+            scraper.stop(final=reply.error is None)
         if reply.error is not None:
             error = reply.error.to_exception()
             if reply.mesh_failed:

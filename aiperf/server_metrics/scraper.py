@@ -181,6 +181,7 @@ class _EndpointThread(threading.Thread):
         self.interval = interval
         self.timeout = timeout
         self._stop_event = stop
+        self.final = True  # cleared by a stop that needs no final scrape (a failed run)
         self.baseline_done = threading.Event()
         self._lock = threading.Lock()
         self._parsed: list[Scrape] = []
@@ -200,7 +201,8 @@ class _EndpointThread(threading.Thread):
                 break
             self._record(_fetch_raw(self.url, "run", self.timeout))
             k = max(k + 1, int((time.monotonic() - origin) / self.interval) + 1)
-        self._record(_fetch_raw(self.url, "final", self.timeout))
+        if self.final:
+            self._record(_fetch_raw(self.url, "final", self.timeout))
 
     def _record(self, raw: _Raw) -> None:
         with self._lock:
@@ -254,13 +256,16 @@ class ServerMetricsCollector:
         self.started_ns = time.time_ns()
         return self
 
-    def stop(self) -> None:
-        """Stop the schedule and take the final scrape of every URL; returns within two
-        scrape deadlines (one under way, the final one). Safe to call twice."""
+    def stop(self, final: bool = True) -> None:
+        """Stop the schedule and take the final scrape of every URL (not with ``final``
+        False: a run that failed has no statistics to finish); returns within two scrape
+        deadlines (one under way, the final one). Safe to call twice."""
         if self._stopped:
             return
         self._stopped = True
         self.stopped_ns = time.time_ns()
+        for thread in self._threads:
+            thread.final = final
         self._stop.set()
         deadline = time.monotonic() + 2 * self.timeout + 1.0
         for thread in self._threads:

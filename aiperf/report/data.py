@@ -180,6 +180,8 @@ def load_artifact_dir(directory: Path, given: str | None = None) -> RunData:
     """A run from an ``aiperf profile`` or NVIDIA AIPerf artifact directory."""
     if directory.is_file() and directory.name in (SUMMARY_FILE, RECORDS_FILE):
         directory = directory.parent
+    if not directory.exists():
+        raise ReportError(f"{given or directory}: no such file or directory")
     if not directory.is_dir():
         raise ReportError(f"{given or directory}: not a directory (give a pytest artifacts "
                           f"dir with {SESSION_FILE}, or an artifact dir)")

@@ -33,8 +33,9 @@ def test_arrival_pattern_lists_allowed_values() -> None:
 
 
 def test_unknown_endpoint_type_lists_the_plugins() -> None:
-    with pytest.raises(ConfigError, match=r"unknown endpoint 'chatt'; allowed: chat, "
-                                          r"completions, embeddings"):
+    with pytest.raises(ConfigError, match=r"endpoint_type: .*unknown endpoint 'chatt'; "
+                                          r"allowed: chat, .*completions, embeddings, .*"
+                                          r"responses"):
         UserConfig.build(endpoint_type="chatt")
 
 

@@ -36,6 +36,7 @@ font-weight:bold}.v-INCONCLUSIVE,.v-XFAIL{color:#ef6c00;font-weight:bold}
 .chart{height:340px;border:1px solid #eee}.note{color:#555;font-size:13px;margin:2px 0}
 #report-errors{background:#fdecea;color:#c62828;padding:8px;white-space:pre-wrap}
 .objs{font-size:12px;text-align:left}[hidden]{display:none!important}
+a.top{font-size:14px;text-decoration:none;color:#888}
 """
 
 
@@ -174,7 +175,9 @@ def render_page(sections: Sequence[Section], title: str, sources: Sequence[str])
         status = " ".join(sorted({r.outcome for r in section.runs if r.outcome}))
         body.append(f'<section class="test" id="{section.anchor}" '
                     f'data-test="{escape(section.key)}"><h2>{escape(section.title)} '
-                    f"{_v(status) if status else ''}</h2>{_notes(section)}"
+                    f"{_v(status) if status else ''} "
+                    f'<a class="top" href="#session" title="back to the session table">'
+                    f"&#8593;</a></h2>{_notes(section)}"
                     f"{verdict_table(section.runs)}"
                     f'<div class="charts">{_chart_divs(charts)}</div></section>')
     # msgspec: 4x faster than json here; a non-finite number (none is expected) is null.

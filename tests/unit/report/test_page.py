@@ -80,7 +80,8 @@ def test_the_report_is_one_offline_file_with_a_div_per_chart(tmp_path: Path,
     rows = [attrs for tag, attrs in parser.elements if tag == "tr" and "data-test" in attrs]
     assert [r["data-test"] for r in rows] == ["t.py::test_ladder[1]", "t.py::test_ladder[4]"]
     links = [attrs["href"] for tag, attrs in parser.elements if tag == "a"]
-    assert links == ["#test-1", "#test-2"]
+    # the session table's rows to the sections, each section back to the table
+    assert links == ["#test-1", "#test-2", "#session", "#session"]
     sections = [attrs["id"] for tag, attrs in parser.elements if tag == "section"]
     assert sections == ["test-1", "test-2"]
     verdicts = [attrs["data-verdict"] for tag, attrs in parser.elements

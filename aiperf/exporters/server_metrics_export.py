@@ -44,6 +44,7 @@ def export_server_metrics(result: ProfileResult, output_dir: Path) -> dict[str, 
 def server_metrics_document(result: ProfileResult) -> dict[str, Any]:
     assert result.server is not None
     document = result.server.to_export_dict()
+    document["benchmark_id"] = result.run_id  # as AIPerf ties its exports together
     config = result.config.safe_dump() if result.config else {}
     if config.get("server_metrics"):  # a /metrics URL may carry user:password too
         from aiperf.common.config import mask_url

@@ -73,3 +73,20 @@ def test_a_server_without_metrics_is_a_warning_and_the_run_stands(
     assert result.server is not None and len(result.server) == 0
     assert any("server metrics: no scrape succeeded" in w and "/metrics" in w
                for w in result.warnings), result.warnings
+
+
+def test_a_hung_metrics_endpoint_delays_the_run_by_its_deadlines_only(
+        mesh: Mesh, mock_server: MockServerProcess) -> None:
+    import time
+
+    with PrometheusExporter(delay_s=60.0) as hung:
+        started = time.monotonic()
+        result = mesh.run(url=mock_server.url, request_count=4, server_metrics=[hung.url],
+                          server_metrics_interval=0.2)
+        took = time.monotonic() - started
+    assert result.request_count == 4 and result.error_count == 0
+    # the baseline and the final scrape wait 1 s each (the shortest deadline), the
+    # scrapes during the run overlap it; room left for a loaded machine
+    assert took < 2 * 1.0 + 8.0
+    assert result.server is not None and len(result.server) == 0
+    assert any("timed out after 1 s" in w for w in result.warnings), result.warnings

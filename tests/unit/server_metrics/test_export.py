@@ -20,7 +20,7 @@ def test_the_plugins_write_both_files_in_aiperfs_shape(tmp_path: Path) -> None:
     assert paths["server_metrics_json"].name == "server_metrics_export.json"
     document = json.loads(paths["server_metrics_json"].read_text())
     assert set(document) == {"schema_version", "summary", "metrics_phase", "metrics",
-                             "input_config"}
+                             "input_config", "benchmark_id"}
     assert document["metrics"]["ref:requests"]["series"][0]["stats"]["total"] == 28.0
     rows = list(csv.reader(paths["server_metrics_csv"].open()))
     sections = [r for r in rows if r[:2] == ["Endpoint", "Type"]]

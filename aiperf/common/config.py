@@ -304,6 +304,49 @@ class UserConfig(BaseModel):
         return parse_duration(value)
     # --- capacity (fields added below this line) ---
     # --- parity: sessions and load shaping (fields added below this line) ---
+    conversation_num: int | None = Field(
+        default=None, ge=1,
+        description="Multi-turn sessions: the synthetic pool's size, and the run's length "
+        "(every session to its last turn) when neither request_count nor "
+        "benchmark_duration is set")
+    conversation_turn_mean: float = Field(default=1.0, ge=1, le=1000, allow_inf_nan=False,
+                                          description="Mean turns per synthetic session")
+    conversation_turn_stddev: float = Field(default=0.0, ge=0, allow_inf_nan=False)
+    conversation_turn_delay_mean: float = Field(
+        default=0.0, ge=0, allow_inf_nan=False,
+        description="Mean think time in ms before each turn after a session's first")
+    conversation_turn_delay_stddev: float = Field(default=0.0, ge=0, allow_inf_nan=False)
+    conversation_turn_delay_ratio: float = Field(
+        default=1.0, ge=0, allow_inf_nan=False,
+        description="Every turn delay (synthetic or a file's) is multiplied by this")
+    session_header: str | None = Field(
+        default=None, pattern=r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$",
+        description="HTTP header carrying each session's id (AIPerf: X-Correlation-ID "
+        "when unset)")
+    request_cancellation_rate: float | None = Field(
+        default=None, gt=0, le=100, allow_inf_nan=False,
+        description="Percent of requests the client cancels request_cancellation_delay "
+        "seconds after sending them")
+    request_cancellation_delay: float = Field(default=0.0, ge=0, allow_inf_nan=False)
+    concurrency_ramp_duration: float | None = Field(
+        default=None, gt=0, allow_inf_nan=False,
+        description="Seconds over which the closed loop grows from 1 to concurrency")
+    request_rate_ramp_duration: float | None = Field(
+        default=None, gt=0, allow_inf_nan=False,
+        description="Seconds over which the request rate grows to request_rate")
+    prompt_prefix_pool_size: int = Field(
+        default=0, ge=0, le=100_000,
+        description="Distinct prefixes, one prepended to each prompt (prefix caching)")
+    prompt_prefix_length: int = Field(default=0, ge=0, le=1_000_000,
+                                      description="Tokens of each pooled prefix")
+    shared_system_prompt_length: int = Field(
+        default=0, ge=0, le=1_000_000,
+        description="Tokens of one system prompt shared by every request")
+    urls: list[str] = Field(
+        default_factory=list, repr=False,
+        description="Several servers, requests spread over them by url_strategy (url is "
+        "the first); a URL may carry credentials, hence out of the repr")
+    url_strategy: Literal["round_robin"] = "round_robin"
 
     @field_validator("benchmark_duration", "benchmark_grace_period", "slice_duration",
                      mode="before")

@@ -38,8 +38,8 @@ def plan(objectives: list[Objective], config: UserConfig, policy: VerdictPolicy)
     confidence = policy.look_confidence(policy.looks(config))
     warnings = []
     for objective in objectives:
-        if is_exact_count(objective) or objective.window_s is not None:
-            continue  # an exact check; a window's n depends on the rate
+        if is_exact_count(objective) or objective.window_s is not None or objective.server:
+            continue  # an exact check; a window's n depends on the rate; a server's gauge
         q = parse_percentile(objective.stat)
         below = objective.op in ("<", "<=")
         if q is not None:

@@ -463,6 +463,8 @@ class UserConfig(BaseModel):
         if self.api_key is not None:
             data["api_key"] = MASK
         data["url"] = mask_url(self.url)
+        if self.server_metrics:
+            data["server_metrics"] = [mask_url(url) for url in self.server_metrics]
         data["headers"] = {
             k: (MASK if is_secret_header(k) else v) for k, v in self.headers.items()
         }

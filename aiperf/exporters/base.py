@@ -45,4 +45,8 @@ def export_files(result: ProfileResult, output_dir: Path,
         from aiperf.exporters.timeslice_export import export_timeslices
 
         result.artifacts.update(export_timeslices(result, output_dir))
+        if result.server is not None:
+            from aiperf.exporters.server_metrics_export import export_server_metrics
+
+            result.artifacts.update(export_server_metrics(result, output_dir))
     return result.artifacts

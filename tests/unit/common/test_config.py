@@ -206,3 +206,10 @@ def test_any_duration_spelling_is_seconds_or_an_error_naming_the_key(value: obje
         return
     seconds = config.benchmark_duration
     assert seconds is None or (math.isfinite(seconds) and seconds > 0)
+
+
+def test_safe_dump_masks_credentials_in_server_metrics_urls() -> None:
+    config = UserConfig.build(server_metrics=["http://admin:hunter2@127.0.0.1:9400/metrics"])
+    dumped = config.safe_dump()
+    assert "hunter2" not in str(dumped)
+    assert dumped["server_metrics"][0].endswith("127.0.0.1:9400/metrics")

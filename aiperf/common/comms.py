@@ -56,6 +56,10 @@ from aiperf.errors import MeshError
 # 100 ms retry would show up directly in mesh start-up time.
 RECONNECT_IVL_MS = 5
 LINGER_MS = 50  # long enough to deliver a last error report to a live peer
+# A service dying of an error waits longer for its report: on a busy box its connection to
+# the controller may not even be up 50 ms after start, and the report is the only place
+# the cause is named. Bounded, so a dead controller costs the exit at most this.
+FATAL_LINGER_MS = 2000
 RECORD_PATH = frozenset({"raw_records", "records"})
 logger = logging.getLogger(__name__)
 GATEKEEPER_JOIN_TIMEOUT = 2.0  # its thread leaves on ETERM at once; this only bounds a bug
@@ -195,7 +199,7 @@ class ServiceComms:
         self._extra.append(sock)
         return sock
 
-    def close(self) -> None:
+    def close(self, linger_ms: int = LINGER_MS) -> None:
         for sock in (*self._extra, self.control, self.bus_pub, self.bus_sub):
-            sock.close(LINGER_MS)
+            sock.close(linger_ms)
         terminate(self.context)

@@ -18,7 +18,7 @@ import signal
 import threading
 from typing import Any, ClassVar
 
-from aiperf.common.comms import ServiceComms
+from aiperf.common.comms import FATAL_LINGER_MS, LINGER_MS, ServiceComms
 from aiperf.common.config import ServiceConfig
 from aiperf.common.hooks import BoundHook, HookKind, collect_hooks
 from aiperf.common.logging import AIPerfLoggerMixin
@@ -127,7 +127,7 @@ class BaseComponentService(AIPerfLoggerMixin):
             code = 1
             await self.report_error(exc)
         finally:
-            await self._shutdown()
+            await self._shutdown(fatal=code != 0)
         return code
 
     async def _heartbeats(self) -> None:
@@ -135,7 +135,7 @@ class BaseComponentService(AIPerfLoggerMixin):
             await self.send_to_controller(ServiceHeartbeat())
             await asyncio.sleep(self.service_config.heartbeat_interval)
 
-    async def _shutdown(self) -> None:
+    async def _shutdown(self, fatal: bool = False) -> None:
         try:
             await asyncio.wait_for(
                 self._run_hooks(HookKind.ON_STOP), self.service_config.shutdown_timeout
@@ -148,7 +148,7 @@ class BaseComponentService(AIPerfLoggerMixin):
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
         if self.comms is not None:
-            self.comms.close()
+            self.comms.close(FATAL_LINGER_MS if fatal else LINGER_MS)
 
     async def _run_hooks(self, kind: HookKind) -> None:
         for hook in self._hooks:

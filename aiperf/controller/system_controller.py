@@ -66,6 +66,10 @@ from aiperf.errors import (
 from aiperf.plugin import PluginType, plugins
 from aiperf.plugin.metadata import ServiceMetadata
 
+# How long a service's exit waits before it fails the mesh, so that an error the service
+# sent before exiting is reported first (``_on_process_exit``).
+EXIT_GRACE_S = 0.25
+
 
 class SystemController(AIPerfLoggerMixin):
     logger_name = "aiperf.controller"
@@ -223,10 +227,14 @@ class SystemController(AIPerfLoggerMixin):
             self.registered.pop(svc.service_id, None)
             self.warning(f"optional service {svc.service_id} {how}")
             return
-        self._fail(ErrorDetails.from_exception(
+        failure = ErrorDetails.from_exception(
             ServiceFailedError(f"service {svc.service_id} {how}", service_id=svc.service_id),
             service_id=svc.service_id,
-        ))
+        )
+        # A service that fails on purpose sends its error (with the traceback) and then
+        # exits; on a busy box the exit can be seen first. The message is already queued
+        # by then, so a moment's grace lets the cause, not "exited with code 1", be named.
+        asyncio.get_running_loop().call_later(EXIT_GRACE_S, self._fail, failure)
 
     def _fail(self, details: ErrorDetails) -> None:
         """Record the first fatal failure; it fails the run in progress and ends the mesh."""

@@ -71,7 +71,9 @@ def test_the_search_finds_the_mocks_true_capacity(
                          over="concurrency",
                          policy=VerdictPolicy(inconclusive="extend", validity="off"))
     budget = Budget(max_requests=20 * REQUESTS, max_seconds=120)
-    result = run_search(runner, over="concurrency", low=max(1, slots - 1), high=64,
+    # From 2, not 1: a lone client on a loaded box wakes late (measured: TTFT p90 +20 ms
+    # over 80 at concurrency 1, +5 at 2), which is the machine, not the capacity model.
+    result = run_search(runner, over="concurrency", low=2, high=64,
                         tolerance=0.1, budget=budget)
     described = "\n".join([*result.table(), result.headline()])
     assert (result.max_passing, result.min_failing) == (truth, truth + 1), described

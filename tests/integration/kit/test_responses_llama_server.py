@@ -1,0 +1,53 @@
+"""The Responses endpoint against another implementation of the protocol: llama.cpp's
+llama-server (``/v1/responses``) with SmolLM2-135M. Its streams end with
+``response.completed`` and no ``[DONE]``, as OpenAI's do.
+
+Marked ``llama``; skipped with the reason when the binary or the model is missing. Small
+runs: the server shares 2 cores with the client."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from aiperf.mesh import Mesh
+from pytest_aiperf.kit.servers import LlamaServer, why_unavailable
+from tests.harness.stream_end import needs_stream_end
+
+pytestmark = [
+    pytest.mark.llama,
+    pytest.mark.skipif(why_unavailable() is not None, reason=str(why_unavailable())),
+]
+REQUESTS = 4
+OSL = 8
+
+
+@pytest.fixture(scope="module")
+def llama() -> Iterator[LlamaServer]:
+    with LlamaServer(parallel=2, threads=2) as server:
+        yield server
+
+
+@pytest.mark.parametrize("streaming", [
+    False, pytest.param(True, marks=needs_stream_end)], ids=["whole", "streamed"])
+def test_responses_profile_agrees_with_the_servers_own_accounting(
+        mesh: Mesh, llama: LlamaServer, streaming: bool) -> None:
+    before = llama.metrics()
+    result = mesh.run(url=llama.url, model="smollm2", endpoint_type="responses",
+                      streaming=streaming, concurrency=2, request_count=REQUESTS, osl=OSL,
+                      isl=24, extra_inputs={"ignore_eos": True}, request_timeout_seconds=120)
+    after = llama.metrics()
+    assert result.invariant["ok"], result.invariant
+    assert result.request_count == REQUESTS and result.error_count == 0, result.error_summary
+    # OSL and ISL are the server's usage (output_tokens / input_tokens), and its counter of
+    # generated tokens agrees in total
+    osl = result["output_sequence_length"]
+    assert osl.min == osl.max == OSL
+    predicted = after["llamacpp:tokens_predicted_total"] - before.get(
+        "llamacpp:tokens_predicted_total", 0)
+    assert predicted == REQUESTS * OSL
+    assert result["input_sequence_length"].min > 24  # the chat template wraps the prompt
+    if streaming:
+        # the first of eight tokens, well before the last
+        assert result["time_to_first_token"].p50 < result["request_latency"].p50

@@ -51,3 +51,21 @@ def test_responses_profile_agrees_with_the_servers_own_accounting(
     if streaming:
         # the first of eight tokens, well before the last
         assert result["time_to_first_token"].p50 < result["request_latency"].p50
+
+
+def test_the_template_endpoint_speaks_llama_servers_native_completion_api(
+        mesh: Mesh, llama: LlamaServer) -> None:
+    """Any JSON API without a plugin: llama.cpp's own ``/completion`` (``n_predict`` in;
+    ``content``, ``tokens_evaluated`` and ``tokens_predicted`` out), its usage assembled
+    by a JMESPath multiselect."""
+    result = mesh.run(
+        url=llama.url + "/completion", model="smollm2", endpoint_type="template",
+        payload_template='{"prompt": {{ text|tojson }}, "n_predict": {{ max_tokens|tojson }}, '
+                         '"ignore_eos": true}',
+        response_field="content",
+        usage_field="{prompt_tokens: tokens_evaluated, completion_tokens: tokens_predicted}",
+        concurrency=2, request_count=REQUESTS, osl=OSL, isl=24, request_timeout_seconds=120)
+    assert result.request_count == REQUESTS and result.error_count == 0, result.error_summary
+    osl = result["output_sequence_length"]
+    assert osl.min == osl.max == OSL
+    assert result["input_sequence_length"].min >= 24

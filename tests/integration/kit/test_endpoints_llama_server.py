@@ -1,6 +1,7 @@
-"""The Responses endpoint against another implementation of the protocol: llama.cpp's
-llama-server (``/v1/responses``) with SmolLM2-135M. Its streams end with
-``response.completed`` and no ``[DONE]``, as OpenAI's do.
+"""Built-in endpoints against another implementation: llama.cpp's llama-server with
+SmolLM2-135M. The Responses endpoint on its ``/v1/responses`` (whose streams end with
+``response.completed`` and no ``[DONE]``, as OpenAI's do), and the template endpoint on its
+native ``/completion``.
 
 Marked ``llama``; skipped with the reason when the binary or the model is missing. Small
 runs: the server shares 2 cores with the client."""

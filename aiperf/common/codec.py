@@ -93,6 +93,12 @@ class RawRecord(msgspec.Struct, array_like=True):
     # After a resend on a fresh connection: that attempt's start (``start_ns`` stays the
     # first attempt's); 0 when the first attempt was answered.
     resend_ns: int = 0
+    # Multi-turn: the session (the credit id of its first turn: unique in a run) and the
+    # turn's index in it, -1 for a single request; ``isl`` the tokens of the whole
+    # conversation sent (history and system prompt included), -1: the dataset entry's.
+    session: int = -1
+    turn_index: int = -1
+    isl: int = -1
 
 
 class MetricRecord(msgspec.Struct, array_like=True):
@@ -130,6 +136,10 @@ class MetricRecord(msgspec.Struct, array_like=True):
     http_waiting_ns: int = -1
     http_receiving_ns: int = -1
     http_reused: int = -1
+    # Multi-turn (RawRecord's): the session's first credit id and the turn's index; -1
+    # for a single request. Two small integers: a few bytes a record on the wire.
+    session: int = -1
+    turn_index: int = -1
 
 
 # -- the credit channel (timing manager ROUTER <-> worker DEALER) -----------------------------
@@ -170,6 +180,10 @@ class LeaseReport(msgspec.Struct, array_like=True, tag=4):
     first_id: int
     started: int
     done: bool
+    # Multi-turn: ids among the started ones that were never sent (a session's later turns
+    # when the run ended, a duration's deadline or a cancel, before them). A session's ids
+    # are taken together when it starts.
+    skipped: list[int] = []
 
 
 class ReturnBatch(msgspec.Struct, array_like=True, tag=5):

@@ -223,7 +223,8 @@ class RecordDeriver:
                 reasoning_count = reasoning_tokens
             elif reasoning_texts:
                 reasoning_count = counted_reasoning
-        isl = prompt_tokens if prompt_tokens is not None else self._input_tokens(raw.conversation)
+        isl = prompt_tokens if prompt_tokens is not None else (
+            raw.isl if raw.isl >= 0 else self._input_tokens(raw.conversation))
         start = raw.start_ns
         last_byte = raw.chunks[-1][0]
         if self.streaming:
@@ -239,6 +240,7 @@ class RecordDeriver:
                 raw.credit_id, raw.phase, raw.worker_id, raw.credit_ns, start,
                 raw.wall_start_ns, raw.end_ns, ttft, ttst, last_byte - start, isl, osl, gaps,
                 usage_mismatch=mismatch, ttfo_ns=ttfo, reasoning_tokens=reasoning_count,
+                session=raw.session, turn_index=raw.turn_index,
             )
         # The HTTP phases (k6's names). Sending, waiting and receiving add up to the
         # answered exchange: its start -> the response's last byte (the request latency,
@@ -253,7 +255,7 @@ class RecordDeriver:
             raw.end_ns, ttft, ttst, last_byte - start, isl, osl, gaps, mismatch, None, False,
             ttfo, reasoning_count, raw.blocked_ns, raw.dns_ns, raw.connecting_ns,
             max(0, sent - begun), max(0, response - max(sent, begun)),
-            max(0, last_byte - max(response, begun)), raw.reused,
+            max(0, last_byte - max(response, begun)), raw.reused, raw.session, raw.turn_index,
         )
 
     def _input_tokens(self, conversation: int) -> int:
@@ -266,7 +268,42 @@ class RecordDeriver:
             error = scrub_error(error, self.secrets)
         return MetricRecord(
             raw.credit_id, raw.phase, raw.worker_id, raw.credit_ns, raw.start_ns,
-            raw.wall_start_ns, raw.end_ns, -1, -1, -1, self._input_tokens(raw.conversation), 0,
-            [], error=error, cancelled=raw.cancelled,
+            raw.wall_start_ns, raw.end_ns, -1, -1, -1,
+            raw.isl if raw.isl >= 0 else self._input_tokens(raw.conversation), 0,
+            [], error=error, cancelled=raw.cancelled, session=raw.session,
+            turn_index=raw.turn_index,
         )
 
+
+
+def answer_of(endpoint: BaseEndpoint, raw: RawRecord) -> tuple[str, int | None] | None:
+    """The answer text of a finished request and the server's count of its tokens (None
+    when it gave none), for the next turn of its session; None when the request failed or
+    its response is not an answer. Reasoning is not part of the answer a client keeps."""
+    if raw.error is not None or not raw.chunks or not 200 <= raw.status < 300:
+        return None
+    try:
+        completion: int | None = None
+        if endpoint.streaming:
+            data_only = _data_only_events(raw.chunks)
+            payloads = (data_only[1] if data_only is not None
+                        else [data for _, name, data in _sse_events(raw.chunks)
+                              if name == MESSAGE])
+            payloads = [p for p in payloads if p != DONE]
+            texts = []
+            for parsed in endpoint.parse_events(payloads):
+                if parsed.error is not None:
+                    return None
+                if parsed.content:
+                    texts.append(parsed.content)
+                if parsed.completion_tokens is not None:
+                    completion = parsed.completion_tokens
+            return "".join(texts), completion
+        body = raw.chunks[0][1] if len(raw.chunks) == 1 else b"".join(
+            read for _, read in raw.chunks)
+        parsed = endpoint.parse_body(body)
+        if parsed.error is not None:
+            return None
+        return parsed.content or "", parsed.completion_tokens
+    except Exception:
+        return None  # a malformed answer: the record processor reports it, not this

@@ -67,9 +67,12 @@ from aiperf.common.messages import (
     WorkerLoadReport,
 )
 from aiperf.common.service import BaseComponentService
-from aiperf.dataset.models import Turn, dataset_of, turn_for
+from aiperf.dataset.models import SessionLayout, Turn, dataset_of, session_layout, turn_for
+from aiperf.dataset.sessions import whole_session_leases
+from aiperf.dataset.tokenizer import make_tokenizer
 from aiperf.endpoints.base import BaseEndpoint, make_endpoint
-from aiperf.errors import MeshTimeoutError
+from aiperf.errors import ConfigError, MeshTimeoutError
+from aiperf.metrics.derive import answer_of
 from aiperf.services.clock import (
     CLOCK_ROUNDS,
     CLOCK_SKEW_ENV,
@@ -87,6 +90,9 @@ from aiperf.transports.redact import scrub_error, secret_values
 
 _perf_ns = time.perf_counter_ns
 CANCELLED = cancellation("cancelled: in flight when the benchmark duration and grace ended")
+PLANNED_CANCEL = cancellation("cancelled by the client: --request-cancellation-rate")
+# The session header AIPerf sends when --session-header names none.
+DEFAULT_SESSION_HEADER = "X-Correlation-ID"
 RECORD_BATCH = 256
 RECORD_BATCH_BYTES = 1 << 20
 ZERO_COPY_BYTES = 1 << 16
@@ -99,6 +105,29 @@ class _LeaseProgress:
     next_offset: int = 0
     completed: int = 0
     consumed: bool = False
+    # Multi-turn: started ids that will never be sent, for the next report.
+    skipped: list[int] | None = None
+
+
+@dataclass(eq=False)  # hashed by identity: kept in a set while it runs
+class _Session:
+    """One multi-turn session running in a slot: ids ``first_id`` .. + ``turns`` - 1."""
+
+    progress: _LeaseProgress
+    first_id: int
+    turns: int
+    sent: int = 0  # turns started so far
+    stopped: bool = False
+
+
+class _CancelTimer:
+    """The pending timer of one planned cancellation (it re-arms itself until due)."""
+
+    handle: asyncio.TimerHandle | None = None
+
+    def cancel(self) -> None:
+        if self.handle is not None:
+            self.handle.cancel()
 
 
 class Worker(BaseComponentService):
@@ -127,6 +156,16 @@ class Worker(BaseComponentService):
         self._run_id = ""
         self._turns: list[Turn] = []
         self._bodies: list[bytes | None] = []
+        self._layout: SessionLayout | None = None
+        self._sessions: set[_Session] = set()
+        self._session_header = DEFAULT_SESSION_HEADER
+        self._tokenizer: Any = None
+        self._cancel_share = 0.0
+        self._cancel_delay_s = 0.0
+        self._planned: set[int] = set()  # credit ids cancelled on purpose, in flight
+        self._urls: list[str] = []
+        self._grace_s = 0.0
+        self._whole_sessions = False
         self._endpoint: BaseEndpoint | None = None
         self._transport: HttpTransport | None = None
         self._transport_key: tuple[object, ...] | None = None
@@ -176,6 +215,7 @@ class Worker(BaseComponentService):
         # AIPerf's --custom-endpoint: the user's path replaces the plugin's own.
         self._url = (config.url.rstrip("/") + config.custom_endpoint
                      if config.custom_endpoint else self._endpoint.url)
+        self._configure_sessions(config)
         self._streaming = self._endpoint.streaming
         headers = self._endpoint.headers()
         # A new run with the same target, timeout and headers keeps the session, its warm
@@ -194,7 +234,8 @@ class Worker(BaseComponentService):
             )
             self._transport_key = transport_key
             self._headers = headers
-            self._secrets = secret_values(headers, config.url)
+            self._secrets = tuple({s for url in (config.url, *config.urls)
+                                   for s in secret_values(headers, url)})
             await self._transport.start(headers=headers)
         self._run = run_number(command.run_id)
         self._run_id = command.run_id
@@ -219,10 +260,36 @@ class Worker(BaseComponentService):
                      "clock_samples": self._clock.samples, "host": socket.gethostname()}
         await self.publish(WorkerLoadReport(run_id=message.run_id, **report, **clock))
 
+    def _configure_sessions(self, config: UserConfig) -> None:
+        """Multi-turn sessions, planned cancellations and several URLs: all off the
+        single-turn path unless asked for."""
+        assert self._endpoint is not None
+        self._layout = session_layout(self._turns)
+        self._sessions = set()
+        self._whole_sessions = whole_session_leases(config)
+        if self._layout is not None:
+            probe = self._endpoint.payload(self._turns[0])
+            if not isinstance(probe.get("messages"), list):
+                raise ConfigError(
+                    f"endpoint_type {config.endpoint_type!r}: a multi-turn dataset needs a "
+                    "chat endpoint (a request with 'messages' to carry the history)")
+            self._tokenizer = make_tokenizer(config.tokenizer)
+        self._session_header = config.session_header or DEFAULT_SESSION_HEADER
+        self._cancel_share = (config.request_cancellation_rate or 0.0) / 100.0
+        self._cancel_delay_s = config.request_cancellation_delay
+        self._grace_s = config.benchmark_grace_period
+        self._planned = set()
+        # Round robin over several servers: the same path on each base URL.
+        path = self._url[len(config.url.rstrip("/")):]
+        self._urls = [u.rstrip("/") + path for u in config.urls] if len(config.urls) > 1 \
+            else []
+
     @on_message(MessageType.CANCEL_REQUESTS)
     async def _cancel(self, message: CancelRequestsMessage) -> None:
         if message.run_id != self._run_id:
             return
+        for session in list(self._sessions):
+            self._stop_session(session)
         for progress in self._leases:
             progress.consumed = True
             self._report(progress)
@@ -305,6 +372,11 @@ class Worker(BaseComponentService):
                     # Slots stuck in slow requests would not notice the deadline: a timer does.
                     delay = max(0.0, (message.deadline_ns - _perf_ns()) / 1e9)
                     loop.call_later(delay + 0.001, self._next_lease)
+                    if self._layout is not None and self._whole_sessions:
+                        # Sessions: the issued set is final only when every session has
+                        # ended, so what the grace leaves in flight is cut here, not by the
+                        # timing manager's cancel after it published that set.
+                        loop.call_later(delay + self._grace_s, self._cut_sessions, self._run)
                 while len(self._slot_tasks) < message.slots:
                     self._slot_tasks.append(loop.create_task(self._slot(self._generation)))
                 self._wake.set()
@@ -328,8 +400,9 @@ class Worker(BaseComponentService):
     def _report(self, progress: _LeaseProgress) -> None:
         done = progress.consumed and progress.completed == progress.next_offset
         lease = progress.lease
+        skipped, progress.skipped = progress.skipped, None
         self._channel.send(encode(LeaseReport(lease.run, lease.first_id, progress.next_offset,
-                                              done)))
+                                              done, skipped or [])))
         if done:
             self._leases.remove(progress)
 
@@ -347,6 +420,9 @@ class Worker(BaseComponentService):
                 continue
             lease = progress.lease
             credit_id = lease.first_id + progress.next_offset
+            if self._layout is not None:
+                await self._session(progress, credit_id, generation, current)
+                continue
             progress.next_offset += 1
             if progress.next_offset == lease.count:
                 progress.consumed = True
@@ -374,14 +450,39 @@ class Worker(BaseComponentService):
         body = self._bodies[conversation]
         if body is None:
             assert self._endpoint is not None
-            body = self._bodies[conversation] = self._endpoint.encode(self._turns[conversation])
+            turn = self._turns[conversation]
+            body = self._bodies[conversation] = (
+                self._encode(turn, [])[0] if turn.system else self._endpoint.encode(turn))
         return body
 
+    def _encode(self, turn: Turn, history: list[dict[str, str]]
+                ) -> tuple[bytes, list[dict[str, str]]]:
+        """A body with the system prompt and ``history`` before the turn's own messages
+        (chat), or the system prompt before the prompt (completions); and those own
+        messages, for the history of the next turn."""
+        endpoint = self._endpoint
+        assert endpoint is not None
+        payload = endpoint.payload(turn)
+        user = payload.get("messages")
+        if isinstance(user, list):
+            system = [{"role": "system", "content": turn.system}] if turn.system else []
+            payload["messages"] = [*system, *history, *user]
+        elif turn.system and isinstance(payload.get("prompt"), str):
+            payload["prompt"] = f"{turn.system} {payload['prompt']}"
+        payload.update(endpoint.config.extra_inputs)
+        payload.update(turn.extra)
+        return msgspec.json.encode(payload), user if isinstance(user, list) else []
+
     async def _execute(self, credit_id: int, phase: int, conversation: int,
-                       credit_ns: int, wait_until_ns: int = 0) -> None:
+                       credit_ns: int, wait_until_ns: int = 0, body: bytes | None = None,
+                       headers: dict[str, str] | None = None,
+                       session: tuple[int, int, int] | None = None) -> RawRecord:
         run = self._run
         record = RawRecord(credit_id, phase, self.service_id, conversation, credit_ns,
                            0, 0, 0, 0, 0, [])
+        if session is not None:
+            record.session, record.turn_index, record.isl = session
+        timer: _CancelTimer | None = None
         try:
             if wait_until_ns:
                 delay_ns = wait_until_ns - _perf_ns()
@@ -397,11 +498,20 @@ class Worker(BaseComponentService):
                 # credit_to_start_latency). Requests in flight are not held up.
                 await self._drained.wait()
             assert self._transport is not None
-            await self._transport.send(record, self._url, self._headers,
-                                       self._body(conversation), self._streaming)
+            if self._cancel_share and _planned_cancel(credit_id, self._cancel_share):
+                timer = self._plan_cancel(credit_id, record)
+            url = self._urls[(credit_id if session is None else session[0])
+                             % len(self._urls)] if self._urls else self._url
+            await self._transport.send(record, url, headers or self._headers,
+                                       body or self._body(conversation), self._streaming)
         except asyncio.CancelledError:
             record.cancelled = True
             record.error = CANCELLED
+            if credit_id in self._planned:
+                record.error = PLANNED_CANCEL
+                task = asyncio.current_task()
+                if task is not None:
+                    task.uncancel()  # ours: the slot goes on
             record.end_ns = _perf_ns()
         except Exception as exc:
             # An endpoint plugin whose encode raises, or a transport bug: this request
@@ -410,6 +520,9 @@ class Worker(BaseComponentService):
                                      (str(exc) or repr(exc))[:MAX_ERROR_MESSAGE])
             record.end_ns = record.end_ns or _perf_ns()
         finally:
+            if timer is not None:
+                timer.cancel()
+                self._planned.discard(credit_id)
             # A request of a run that ended meanwhile is no longer wanted, and its credit
             # id is reused by the next run: it must neither untrack nor join that run's.
             if run == self._run:
@@ -417,6 +530,150 @@ class Worker(BaseComponentService):
                 if record.error is not None and self._secrets:
                     record.error = scrub_error(record.error, self._secrets)
                 self._queue_record(record)
+        return record
+
+    def _plan_cancel(self, credit_id: int, record: RawRecord) -> _CancelTimer:
+        """Cancel this request ``request_cancellation_delay`` seconds after it was sent
+        (its last byte written: the transport's ``sent_ns``), as AIPerf does."""
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+        timer = _CancelTimer()
+
+        def fire() -> None:
+            if not record.sent_ns:  # not written yet: look again shortly
+                timer.handle = loop.call_later(0.001, fire)
+                return
+            due = record.sent_ns + int(self._cancel_delay_s * 1e9) - _perf_ns()
+            if due > 0:
+                timer.handle = loop.call_later(due / 1e9, fire)
+                return
+            if record.end_ns == 0 and self._in_flight.get(credit_id) is task:
+                self._planned.add(credit_id)
+                task.cancel()
+
+        timer.handle = loop.call_later(self._cancel_delay_s, fire)
+        return timer
+
+    # -- multi-turn sessions --------------------------------------------------------------
+
+    def _cut_sessions(self, run: int) -> None:
+        if run != self._run:
+            return
+        for session in list(self._sessions):
+            self._stop_session(session)
+        for task in list(self._in_flight.values()):
+            task.cancel()
+
+    def _stop_session(self, session: _Session) -> None:
+        """No further turn of ``session`` is sent: its unsent ids are reported skipped."""
+        if session.stopped:
+            return
+        session.stopped = True
+        unsent = range(session.first_id + session.sent, session.first_id + session.turns)
+        if unsent:
+            progress = session.progress
+            progress.skipped = [*(progress.skipped or ()), *unsent]
+            progress.completed += len(unsent)
+
+    async def _take_id(self, generation: int) -> tuple[_LeaseProgress, int] | None:
+        """The next leased id for a session's next turn, waiting for a lease like a slot
+        does; None once the run is over."""
+        while generation == self._generation:
+            progress = self._next_lease()
+            if progress is None:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            credit_id = progress.lease.first_id + progress.next_offset
+            progress.next_offset += 1
+            if progress.next_offset == progress.lease.count:
+                progress.consumed = True
+                self._report(progress)
+            return progress, credit_id
+        return None
+
+    async def _session(self, progress: _LeaseProgress, credit_id: int, generation: int,
+                       current: asyncio.Task[None]) -> None:
+        """A whole session in this slot: its turns in order, one at a time, each sending
+        the conversation so far with the server's real answers. With whole-session leases
+        (``whole_session_leases``) its ids are taken together now; otherwise each turn
+        takes the next leased id when it is sent."""
+        layout = self._layout
+        assert layout is not None and self._endpoint is not None
+        lease = progress.lease
+        flat = credit_id % layout.size
+        index = layout.session_at[flat]
+        if self._whole_sessions:
+            turns = min(layout.starts[index] + layout.lengths[index] - flat,
+                        lease.count - progress.next_offset)
+            progress.next_offset += turns
+        else:
+            flat = layout.starts[index]
+            turns = layout.lengths[index]
+            progress.next_offset += 1
+        if progress.next_offset == lease.count:
+            progress.consumed = True
+            self._report(progress)  # used up: the timing manager sends the next
+        session = _Session(progress, credit_id, turns if self._whole_sessions else 1)
+        self._sessions.add(session)
+        headers = {self._session_header: f"{lease.run:08x}-{credit_id}"}
+        history: list[dict[str, str]] = []
+        history_tokens = 0
+        deadline = lease.deadline_ns
+        try:
+            for k in range(turns):
+                turn = self._turns[flat + k]
+                if k and turn.delay_ms > 0 and not session.stopped:
+                    await asyncio.sleep(turn.delay_ms / 1000)
+                turn_progress, cid = progress, credit_id + k
+                if not self._whole_sessions and k:
+                    taken = await self._take_id(generation)
+                    if taken is None:
+                        break
+                    turn_progress, cid = taken
+                elif (session.stopped or generation != self._generation
+                        or (deadline and _perf_ns() > deadline)):
+                    self._stop_session(session)
+                    break
+                session.sent += 1
+                body, user = self._encode(turn, history)
+                self._in_flight[cid] = current
+                record = await self._execute(
+                    cid, turn_progress.lease.phase, flat + k, _perf_ns(), body=body,
+                    headers=headers,
+                    session=(credit_id, k, turn.input_tokens + history_tokens))
+                turn_progress.completed += 1
+                if not self._whole_sessions:
+                    self._report_if_done(turn_progress)
+                answer = answer_of(self._endpoint, record)
+                if answer is not None:
+                    # A failed turn leaves no exchange in the history: the conversation
+                    # goes on from the last answered one.
+                    text, completion = answer
+                    history.extend(user)
+                    history.append({"role": "assistant", "content": text})
+                    history_tokens += turn.input_tokens - turn.system_tokens + (
+                        completion if completion is not None
+                        else self._tokenizer.count(text))
+                if session.stopped:
+                    break
+        except asyncio.CancelledError:
+            self._stop_session(session)
+            if generation == self._generation:
+                task = asyncio.current_task()
+                if task is not None and task.uncancel():
+                    raise
+            else:
+                raise
+        finally:
+            self._sessions.discard(session)
+        self._report_if_done(progress)
+
+    def _report_if_done(self, progress: _LeaseProgress) -> None:
+        if (progress.consumed and progress.completed == progress.next_offset
+                and any(p is progress for p in self._leases)):
+            self._report(progress)
 
     # -- batching -------------------------------------------------------------------------
 
@@ -490,3 +747,9 @@ class Worker(BaseComponentService):
         ids, self._pending_returns = self._pending_returns, []
         if ids:
             self._channel.send(encode(ReturnBatch(self._run, ids)))
+
+
+def _planned_cancel(credit_id: int, share: float) -> bool:
+    """Whether a request is one the client cancels: evenly spread over the ids, so that
+    ids 0 .. n-1 hold exactly floor(n * share) of them (exact counts, no random draw)."""
+    return int((credit_id + 1) * share) > int(credit_id * share)

@@ -31,7 +31,9 @@ import numpy as np
 
 from aiperf.common.codec import PROFILING, WARMUP, Credit, Lease
 from aiperf.common.config import UserConfig
-from aiperf.dataset.models import Turn, turn_for
+from aiperf.dataset.models import Turn, session_layout, turn_for
+from aiperf.dataset.sessions import whole_session_leases
+from aiperf.errors import ConfigError
 
 _perf_ns = time.perf_counter_ns
 # Added to every wait of a strategy that is bounded by a request timeout or a duration:
@@ -59,6 +61,10 @@ class Dispatcher(Protocol):
 
 
 class TimingStrategy:
+    # Whether the strategy can run a multi-turn dataset's sessions (closed loop only: a
+    # session's turns are leased together to one worker).
+    supports_sessions = False
+
     def __init__(self, config: UserConfig, turns: list[Turn], rng: np.random.Generator,
                  dispatcher: Dispatcher, run: int) -> None:
         self.config = config
@@ -67,13 +73,29 @@ class TimingStrategy:
         self.dispatcher = dispatcher
         self.run_tag = run
         self._next_id = 0
-        self.issued_ranges: list[tuple[int, int]] = []
-        self.warmup_issued = 0
+        self._ranges: list[tuple[int, int]] = []
+        self._warmup_ranges: list[tuple[int, int]] = []
+        # Multi-turn: started ids never sent (LeaseReport.skipped), out of the issued set.
+        self._skipped: set[int] = set()
+        self.layout = session_layout(turns)
+        if self.layout is not None and not self.supports_sessions:
+            raise ConfigError(
+                f"a multi-turn dataset ({self.layout.sessions} sessions) runs in closed loop "
+                f"(concurrency) only; {config.resolved_timing_strategy()} cannot run it yet")
         self.leases: dict[int, LeaseState] = {}
         self.scheduled: dict[int, str] = {}  # credit id -> worker, until returned
         self._progress = asyncio.Event()
         self._slots: asyncio.Semaphore | None = None
         self._round_robin = itertools.cycle(dispatcher.workers)
+
+    @property
+    def issued_ranges(self) -> list[tuple[int, int]]:
+        """The exact ids that were sent (each owes one record)."""
+        return _minus(self._ranges, self._skipped)
+
+    @property
+    def warmup_issued(self) -> int:
+        return sum(count for _, count in _minus(self._warmup_ranges, self._skipped))
 
     @property
     def issued(self) -> int:
@@ -82,15 +104,19 @@ class TimingStrategy:
     # -- ids ------------------------------------------------------------------------------
 
     def take_ids(self, count: int) -> int:
+        if self.layout is not None and whole_session_leases(self.config):
+            # A lease starts on a session's first turn (after a lease cut short at the
+            # request count, the ids up to the next session are never used).
+            self._next_id = self.layout.align_up(self._next_id)
         first = self._next_id
         self._next_id += count
         return first
 
     def _record_issued(self, phase: int, first: int, count: int) -> None:
         if count:
-            self.issued_ranges.append((first, count))
+            self._ranges.append((first, count))
             if phase == WARMUP:
-                self.warmup_issued += count
+                self._warmup_ranges.append((first, count))
 
     # -- leases (closed loop) -------------------------------------------------------------
 
@@ -100,10 +126,14 @@ class TimingStrategy:
         self.leases[lease.first_id] = LeaseState(worker, lease)
         await self.dispatcher.send_lease(worker, lease)
 
-    def lease_report(self, first_id: int, started: int, done: bool) -> LeaseState | None:
+    def lease_report(self, first_id: int, started: int, done: bool,
+                     skipped: list[int] | tuple[int, ...] = ()) -> LeaseState | None:
         state = self.leases.get(first_id)
         if state is None:
             return None
+        lease = state.lease
+        self._skipped.update(i for i in skipped
+                             if lease.first_id <= i < lease.first_id + lease.count)
         if not state.consumed:
             state.consumed = True
             state.started = started
@@ -217,10 +247,27 @@ class TimingStrategy:
         end_ns = None
         if cfg.benchmark_duration is not None:
             end_ns = _perf_ns() + int(cfg.benchmark_duration * 1e9)
-        await self.issue_phase(PROFILING, cfg.resolved_request_count(), end_ns)
+        await self.issue_phase(PROFILING, self.profiling_count(), end_ns)
         while not await self.wait_for(self.all_consumed, self.wait_bound_s(end_ns)):
             if end_ns is not None or not self._waiting_is_useful():
                 break
+        if self.layout is not None:
+            # Which started ids of a session were never sent is known only when its
+            # leases are done: the issued set is final then.
+            while not await self.wait_for(self.all_done, self.wait_bound_s(end_ns)):
+                if end_ns is not None or not self._waiting_is_useful():
+                    break
+
+    def profiling_count(self) -> int | None:
+        """Requests of the profiling phase: with ``conversation_num`` and neither a request
+        count nor a duration, every turn of that many sessions (AIPerf's session-bounded
+        run: each session to its last turn)."""
+        cfg = self.config
+        if (self.layout is not None and cfg.conversation_num is not None
+                and cfg.request_count is None and cfg.benchmark_duration is None):
+            return self.layout.ids_of_sessions(self.layout.align_up(self._next_id),
+                                               cfg.conversation_num)
+        return cfg.resolved_request_count()
 
     def _waiting_is_useful(self) -> bool:
         """After a wait timed out without a duration to end it: whether anything can still
@@ -229,3 +276,20 @@ class TimingStrategy:
 
     async def issue_phase(self, phase: int, count: int | None, end_ns: int | None) -> None:
         raise NotImplementedError
+
+
+def _minus(ranges: list[tuple[int, int]], skipped: set[int]) -> list[tuple[int, int]]:
+    """``ranges`` without the ids in ``skipped``, as ranges."""
+    if not skipped:
+        return list(ranges)
+    out: list[tuple[int, int]] = []
+    for first, count in ranges:
+        holes = sorted(i for i in skipped if first <= i < first + count)
+        start = first
+        for hole in holes:
+            if hole > start:
+                out.append((start, hole - start))
+            start = hole + 1
+        if start < first + count:
+            out.append((start, first + count - start))
+    return out

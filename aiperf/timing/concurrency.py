@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import time
 
+from aiperf.dataset.sessions import whole_session_leases
 from aiperf.timing.base import TimingStrategy
 
 _perf_ns = time.perf_counter_ns
@@ -21,6 +22,16 @@ def split_slots(total: int, workers: list[str]) -> dict[str, int]:
 
 
 class ConcurrencyStrategy(TimingStrategy):
+    supports_sessions = True
+
+    def _whole_sessions(self, n: int, budget: float) -> int:
+        """Multi-turn: ``n`` grown to whole sessions from the next lease's first id, never
+        past the budget (the last lease may then end inside a session)."""
+        if self.layout is None or not whole_session_leases(self.config):
+            return n
+        whole = self.layout.whole_sessions(self.layout.align_up(self._next_id), n)
+        return int(min(budget, whole))
+
     async def issue_phase(self, phase: int, count: int | None, end_ns: int | None) -> None:
         slots = split_slots(self.config.concurrency or 1, self.dispatcher.workers)
         budget = math.inf if count is None else count
@@ -33,7 +44,7 @@ class ConcurrencyStrategy(TimingStrategy):
 
         for _ in range(LEASES_IN_HAND):
             for worker in slots:
-                n = size(worker)
+                n = self._whole_sessions(size(worker), budget)
                 if n <= 0:
                     break
                 budget -= n
@@ -54,7 +65,7 @@ class ConcurrencyStrategy(TimingStrategy):
                     budget = 0  # a worker hit the deadline: the phase is over
                 if budget <= 0:
                     break
-                n = size(state.worker)
+                n = self._whole_sessions(size(state.worker), budget)
                 budget -= n
                 await self.lease(state.worker, phase, n, slots[state.worker], deadline)
 

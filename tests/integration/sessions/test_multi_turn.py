@@ -1,0 +1,100 @@
+"""Multi-turn sessions through the mesh against a server that checks every turn's history."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from aiperf.mesh import Mesh
+from tests.harness.session_server import SessionServer
+
+
+@pytest.fixture(scope="module")
+def mesh() -> Iterator[Mesh]:
+    with Mesh(workers=2, command_timeout=20) as running:
+        yield running
+
+
+@pytest.fixture
+def server() -> Iterator[SessionServer]:
+    with SessionServer(header="X-Session-ID", delay_ms=2) as running:
+        yield running
+
+
+def _accounted(result, sent: int) -> None:
+    assert result.invariant["ok"], result.invariant
+    assert result.invariant["credits_issued"] == sent
+    assert len(result.records) == sent
+
+
+@pytest.mark.parametrize("streaming", [True, False])
+def test_synthetic_sessions_carry_the_servers_real_answers_in_order(
+        mesh: Mesh, server: SessionServer, streaming: bool) -> None:
+    result = mesh.run(url=server.url, streaming=streaming, concurrency=4,
+                      conversation_num=6, conversation_turn_mean=3, isl=5, osl=4,
+                      session_header="X-Session-ID")
+    stats = server.stats()
+    assert stats["violations"] == []
+    _accounted(result, 18)
+    assert result.error_count == 0
+    # Six sessions, each of three answered turns; no two turns of one at once.
+    assert sorted(stats["sessions"].values()) == [3] * 6
+    assert stats["max_in_flight"] == 1
+    # A turn carries 2k + 1 messages: the history of k exchanges and its own.
+    assert sorted(stats["prompt_messages"]) == sorted([1, 3, 5] * 6)
+
+
+def test_a_multi_turn_file_runs_each_session_whole_with_its_delays(
+        mesh: Mesh, server: SessionServer, tmp_path: Path) -> None:
+    file = tmp_path / "sessions.jsonl"
+    lines = [{"session_id": "a", "turns": [{"text": "hello there"},
+                                           {"text": "and then", "delay": 30},
+                                           {"text": "last one", "delay": 10}]},
+             {"session_id": "b", "turns": [{"text": "single question"}]},
+             {"session_id": "c", "turns": [{"texts": ["two", "parts"]}, {"text": "more"}]}]
+    file.write_text("\n".join(json.dumps(line) for line in lines))
+    result = mesh.run(url=server.url, streaming=True, concurrency=2, input_file=str(file),
+                      custom_dataset_type="multi_turn", conversation_num=3,
+                      session_header="X-Session-ID")
+    stats = server.stats()
+    assert stats["violations"] == []
+    _accounted(result, 6)
+    assert sorted(stats["sessions"].values()) == [1, 2, 3]
+    # The whole conversation's tokens are the input length: the server counts words.
+    assert result.error_count == 0
+
+
+def test_sharegpt_sends_the_human_turns_and_never_the_canned_answers(
+        mesh: Mesh, server: SessionServer, tmp_path: Path) -> None:
+    file = tmp_path / "sharegpt.json"
+    file.write_text(json.dumps([
+        {"id": "x", "conversations": [
+            {"from": "human", "value": "first question"},
+            {"from": "gpt", "value": "a canned answer the server never gave"},
+            {"from": "human", "value": "second question"}]},
+        {"id": "y", "conversations": [{"from": "system", "value": "be brief"},
+                                      {"from": "human", "value": "only one"}]},
+    ]))
+    result = mesh.run(url=server.url, concurrency=2, input_file=str(file),
+                      custom_dataset_type="sharegpt", request_count=6,
+                      session_header="X-Session-ID")
+    assert server.stats()["violations"] == []
+    _accounted(result, 6)
+    assert result.error_count == 0
+
+
+def test_a_duration_run_ends_sessions_midway_and_accounts_every_turn_it_sent(
+        mesh: Mesh, server: SessionServer) -> None:
+    result = mesh.run(url=server.url, concurrency=3, benchmark_duration=0.5,
+                      benchmark_grace_period=2, conversation_num=4,
+                      conversation_turn_mean=50, conversation_turn_delay_mean=20,
+                      session_header="X-Session-ID")
+    stats = server.stats()
+    assert stats["violations"] == []
+    # Turns after the end were never sent: exactly what the server answered is recorded.
+    assert result.invariant["ok"], result.invariant
+    assert len(result.records) == stats["requests"] > 0
+    assert result.error_count == 0

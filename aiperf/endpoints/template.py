@@ -26,6 +26,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from aiperf.common.config import UserConfig
 from aiperf.dataset.models import Turn
 from aiperf.endpoints.base import (
@@ -41,6 +43,7 @@ from aiperf.errors import ConfigError
 from aiperf.plugin.metadata import EndpointMetadata
 
 TEMPLATE_KEYS = ("payload_template", "response_field", "usage_field")
+_decode = msgspec.json.decode
 DEFAULT_TEXT_KEYS = ("text", "generated_text", "output_text", "content")
 # A dotted path: names and list indexes (``choices.0.message.content``); anything else is
 # read as JMESPath.
@@ -195,8 +198,22 @@ class TemplateEndpoint(BaseEndpoint):
             text = json.dumps(text) if isinstance(text, dict | list) else str(text)
         return ParsedResponse(text, prompt, completion)
 
+    def parse_events(self, events: list[bytes]) -> list[ParsedResponse]:
+        # One decoder call for the whole stream (the events are JSON values); a bad event
+        # is then found and named one by one.
+        try:
+            decoded = _decode(b"[" + b",".join(events) + b"]")
+        except msgspec.MsgspecError:
+            decoded = None
+        if not isinstance(decoded, list) or len(decoded) != len(events):
+            return [self.parse_event(data) for data in events]
+        return [self._event(obj) for obj in decoded]
+
     def parse_event(self, data: bytes) -> ParsedResponse:
-        parsed = self._read(decode_json(data, what="template stream event"), "event")
+        return self._event(decode_json(data, what="template stream event"))
+
+    def _event(self, obj: Any) -> ParsedResponse:
+        parsed = self._read(obj, "event")
         if parsed.error is not None:
             return parsed
         content = parsed.content or None  # an empty piece is not a token

@@ -124,6 +124,9 @@ def test_streamed_events() -> None:
               b'{"usage": {"input_tokens": 2, "output_tokens": 1}}']
     assert ep.parse_events(events) == [ParsedResponse(" a"), ParsedResponse(),
                                        ParsedResponse(), ParsedResponse(None, 2, 1)]
+    assert ep.parse_events(events) == [ep.parse_event(e) for e in events]
     assert ep.parse_event(b'{"error": "boom"}').error == "boom"
     with pytest.raises(InvalidResponse):
         ep.parse_event(b'{"output": ')
+    with pytest.raises(InvalidResponse, match="malformed JSON"):  # found in a whole stream
+        ep.parse_events([events[0], b'{"output": {"text": "x"}', events[-1]])

@@ -242,8 +242,11 @@ class UserConfig(BaseModel):
     usage_field: str | None = Field(
         default=None, description="template endpoint: path of the usage object "
         "(prompt_tokens/completion_tokens or input_tokens/output_tokens); none: no usage")
+    stream_end_field: str | None = Field(
+        default=None, description="template endpoint: path whose true value marks a "
+        "stream's last event, for an API that sends no [DONE] (llama.cpp /completion: stop)")
 
-    @field_validator("payload_template", "response_field", "usage_field")
+    @field_validator("payload_template", "response_field", "usage_field", "stream_end_field")
     @classmethod
     def _template_setting_compiles(cls, value: str | None, info: Any) -> str | None:
         """Refused here (at collection, for a marker), naming the key: a template that does

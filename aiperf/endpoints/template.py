@@ -15,7 +15,9 @@ reads ``text``, ``generated_text``, ``output_text`` or ``content`` at the top le
 
 As in AIPerf, ``payload_template``, ``response_field`` and ``usage_field`` may also come in
 ``extra_inputs``; they are taken out of the body. A stream ends with ``[DONE]`` (the
-common SSE convention). jinja2 and jmespath are imported only when this endpoint is used.
+common SSE convention), or, for an API that sends none, with the event whose
+``stream_end_field`` is true (llama.cpp's ``/completion``: ``stop``). jinja2 and
+jmespath are imported only when this endpoint is used.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ from aiperf.endpoints.base import (
 from aiperf.errors import ConfigError
 from aiperf.plugin.metadata import EndpointMetadata
 
-TEMPLATE_KEYS = ("payload_template", "response_field", "usage_field")
+TEMPLATE_KEYS = ("payload_template", "response_field", "usage_field", "stream_end_field")
 _decode = msgspec.json.decode
 DEFAULT_TEXT_KEYS = ("text", "generated_text", "output_text", "content")
 # A dotted path: names and list indexes (``choices.0.message.content``); anything else is
@@ -145,6 +147,9 @@ class TemplateEndpoint(BaseEndpoint):
         usage_field = template_setting(config, "usage_field")
         self._usage = (compile_path(usage_field, "usage_field") if usage_field is not None
                        else None)
+        end_field = template_setting(config, "stream_end_field")
+        self._end = (compile_path(end_field, "stream_end_field") if end_field is not None
+                     else None)
         self._extra = {k: v for k, v in config.extra_inputs.items() if k not in TEMPLATE_KEYS}
 
     @property
@@ -220,6 +225,16 @@ class TemplateEndpoint(BaseEndpoint):
         if parsed.prompt_tokens is None and parsed.completion_tokens is None:
             return NOT_CONTENT if content is None else ParsedResponse(content)
         return ParsedResponse(content, parsed.prompt_tokens, parsed.completion_tokens)
+
+    def stream_ended(self, last_event: bytes) -> bool:
+        """With ``stream_end_field``, a stream whose last event has a true value there ended
+        as its API ends one (no ``[DONE]``)."""
+        if self._end is None:
+            return False
+        try:
+            return bool(self._end(_decode(last_event)))
+        except (msgspec.MsgspecError, TypeError, ValueError):
+            return False
 
     def parse_body(self, body: bytes) -> ParsedResponse:
         parsed = self._read(decode_json(body, what="template response"), "response")

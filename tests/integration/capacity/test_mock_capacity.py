@@ -103,3 +103,25 @@ def test_all_errors_stop_the_search_with_the_cause(mesh: Mesh,
     assert result.error is not None and "every request failed (20 of 20)" in result.error
     assert "503" in result.error
     assert result.max_passing is None and result.requests == 20
+
+
+def test_the_search_over_a_constant_rate_brackets_n_over_s(
+    mesh: Mesh, served: list[MockServerProcess],
+) -> None:
+    config = mock_config(2, 80.0)
+    truth = true_capacity(config, 100, percentile=90, over="request_rate")
+    assert truth == 25.0  # 2 slots / 80 ms
+    url = start(served, config)
+    runner = ProbeRunner(mesh.run, {"url": url, "model": "m", "streaming": True, "osl": 1,
+                                    "request_count": 50, "arrival_pattern": "constant"},
+                         [parse_slo("time_to_first_token.p90<100ms")], over="request_rate",
+                         policy=VerdictPolicy(inconclusive="extend", validity="off"))
+    result = run_search(runner, over="request_rate", low=10, high=200, tolerance=0.1,
+                        budget=Budget(max_requests=1500, max_seconds=90))
+    described = "\n".join([*result.table(), result.headline()])
+    assert result.max_passing is not None and result.min_failing is not None, described
+    # above N / S the backlog grows by 6.7 ms a request at 30/s: a breach by far; a loaded
+    # box's schedule jitter may make a point just below N / S fail too (never pass above)
+    assert 0.75 * truth <= result.max_passing <= truth, described
+    assert result.min_failing <= truth * 1.1 * 1.1, described
+    assert result.converged, described

@@ -70,3 +70,20 @@ def test_the_template_endpoint_speaks_llama_servers_native_completion_api(
     osl = result["output_sequence_length"]
     assert osl.min == osl.max == OSL
     assert result["input_sequence_length"].min >= 24
+
+
+@needs_stream_end
+def test_the_template_endpoint_streams_llama_servers_native_completion_api(
+        mesh: Mesh, llama: LlamaServer) -> None:
+    """The native stream sends no [DONE]: its last event says ``"stop": true``."""
+    result = mesh.run(
+        url=llama.url + "/completion", model="smollm2", endpoint_type="template",
+        streaming=True,
+        payload_template='{"prompt": {{ text|tojson }}, "n_predict": {{ max_tokens|tojson }}, '
+                         '"ignore_eos": true, "stream": {{ stream|tojson }}}',
+        response_field="content", stream_end_field="stop",
+        usage_field="{prompt_tokens: tokens_evaluated, completion_tokens: tokens_predicted}",
+        concurrency=2, request_count=REQUESTS, osl=OSL, isl=24, request_timeout_seconds=120)
+    assert result.request_count == REQUESTS and result.error_count == 0, result.error_summary
+    assert result["output_sequence_length"].min == result["output_sequence_length"].max == OSL
+    assert result["time_to_first_token"].p50 < result["request_latency"].p50

@@ -130,3 +130,13 @@ def test_streamed_events() -> None:
         ep.parse_event(b'{"output": ')
     with pytest.raises(InvalidResponse, match="malformed JSON"):  # found in a whole stream
         ep.parse_events([events[0], b'{"output": {"text": "x"}', events[-1]])
+
+
+def test_a_stream_without_done_ends_where_stream_end_field_says() -> None:
+    ep = endpoint(streaming=True, response_field="content", stream_end_field="stop")
+    assert ep.stream_ended(b'{"content": "", "stop": true, "tokens_predicted": 8}')
+    assert not ep.stream_ended(b'{"content": " a", "stop": false}')
+    assert not ep.stream_ended(b'{"content": " a"')
+    assert not endpoint(streaming=True).stream_ended(b'{"stop": true}')  # [DONE] it is
+    body = json.loads(endpoint(extra_inputs={"stream_end_field": "stop"}).encode(Turn("q", 1)))
+    assert "stream_end_field" not in body

@@ -267,11 +267,15 @@ class UserConfig(BaseModel):
 
     @model_validator(mode="after")
     def _template_endpoint_has_a_template(self) -> UserConfig:
-        if self.endpoint_type.replace("-", "_").lower() == "template" and (
-                self.payload_template is None
-                and "payload_template" not in self.extra_inputs):
+        if self.endpoint_type.replace("-", "_").lower() != "template":
+            return self
+        if self.payload_template is None and "payload_template" not in self.extra_inputs:
             raise ValueError("endpoint 'template' needs payload_template: a Jinja template "
                              "of the request body, or the path of a file holding one")
+        # Settings given AIPerf's way, in extra_inputs, are checked as their own keys are.
+        from aiperf.endpoints.template import check_settings
+
+        check_settings(self)
         return self
     # --- parity: server metrics (fields added below this line) ---
     server_metrics: list[str] | None = Field(

@@ -61,8 +61,21 @@ def template_setting(config: UserConfig, key: str) -> Any:
     return value if value is not None else config.extra_inputs.get(key)
 
 
-def template_source(value: str, key: str = "payload_template") -> str:
-    """The template text: the file ``value`` names, or ``value`` itself."""
+def check_settings(config: UserConfig) -> None:
+    """Every template setting compiles (a ``ConfigError`` naming the key if not)."""
+    compile_template(template_source(template_setting(config, "payload_template")))
+    for key in TEMPLATE_KEYS[1:]:
+        value = template_setting(config, key)
+        if value is not None:
+            compile_path(value, key)
+
+
+def template_source(value: Any, key: str = "payload_template") -> str:
+    """The template text: the file ``value`` names, or ``value`` itself (a JSON object
+    given already decoded, as ``--extra-inputs payload_template:{...}`` may, is a fixed
+    body)."""
+    if isinstance(value, dict):
+        return json.dumps(value)
     if not isinstance(value, str) or not value.strip():
         raise ConfigError(f"{key}: a Jinja template of the request body (or the path of a "
                           "file holding one) is required by the template endpoint")

@@ -140,3 +140,11 @@ def test_a_stream_without_done_ends_where_stream_end_field_says() -> None:
     assert not endpoint(streaming=True).stream_ended(b'{"stop": true}')  # [DONE] it is
     body = json.loads(endpoint(extra_inputs={"stream_end_field": "stop"}).encode(Turn("q", 1)))
     assert "stream_end_field" not in body
+
+
+def test_settings_in_extra_inputs_are_checked_when_the_config_is_built() -> None:
+    with pytest.raises(ValidationError, match="response_field: 'a\\[' is neither"):
+        UserConfig(endpoint_type="template",
+                   extra_inputs={"payload_template": TEMPLATE, "response_field": "a["})
+    fixed = UserConfig(endpoint_type="template", extra_inputs={"payload_template": {"a": 1}})
+    assert fixed.extra_inputs["payload_template"] == {"a": 1}

@@ -62,8 +62,13 @@ def template_setting(config: UserConfig, key: str) -> Any:
 
 
 def check_settings(config: UserConfig) -> None:
-    """Every template setting compiles (a ``ConfigError`` naming the key if not)."""
-    compile_template(template_source(template_setting(config, "payload_template")))
+    """Every template setting compiles (a ``ConfigError`` naming the key if not). A
+    template file named in ``extra_inputs`` is read into it here, once, as the
+    ``payload_template`` key's is: a remote worker never needs the file."""
+    source = template_source(template_setting(config, "payload_template"))
+    compile_template(source)
+    if config.payload_template is None:
+        config.extra_inputs["payload_template"] = source
     for key in TEMPLATE_KEYS[1:]:
         value = template_setting(config, key)
         if value is not None:

@@ -147,4 +147,13 @@ def test_settings_in_extra_inputs_are_checked_when_the_config_is_built() -> None
         UserConfig(endpoint_type="template",
                    extra_inputs={"payload_template": TEMPLATE, "response_field": "a["})
     fixed = UserConfig(endpoint_type="template", extra_inputs={"payload_template": {"a": 1}})
-    assert fixed.extra_inputs["payload_template"] == {"a": 1}
+    assert json.loads(fixed.extra_inputs["payload_template"]) == {"a": 1}
+
+
+def test_a_template_file_in_extra_inputs_is_read_into_the_config(tmp_path: Path) -> None:
+    file = tmp_path / "body.j2"
+    file.write_text(TEMPLATE)
+    config = UserConfig(endpoint_type="template", extra_inputs={"payload_template": str(file)})
+    file.unlink()  # as on a remote worker: the config carries the template itself
+    again = UserConfig.model_validate(config.model_dump())
+    assert again.extra_inputs["payload_template"] == TEMPLATE

@@ -212,6 +212,7 @@ class Worker(BaseComponentService):
         self._endpoint = make_endpoint(config)
         self._turns = dataset_of(command.dataset_path, command.dataset_inline)
         self._bodies = [None] * len(self._turns)
+        self._parts: list[tuple[bytes, int, bytes] | None] = [None] * len(self._turns)
         # AIPerf's --custom-endpoint: the user's path replaces the plugin's own.
         self._url = (config.url.rstrip("/") + config.custom_endpoint
                      if config.custom_endpoint else self._endpoint.url)
@@ -455,6 +456,25 @@ class Worker(BaseComponentService):
                 self._encode(turn, [])[0] if turn.system else self._endpoint.encode(turn))
         return body
 
+    def _turn_body(self, flat: int, history: bytes) -> tuple[bytes, bytes]:
+        """A session turn's body with ``history`` spliced in before its own messages, and
+        those messages (for the next turn's history). The turn's own body is encoded once
+        and the history inserted as bytes: re-encoding the whole conversation each turn
+        cost more CPU than the request itself."""
+        parts = self._parts[flat]
+        if parts is None:
+            body, user = self._encode(self._turns[flat], [])
+            own = b",".join(msgspec.json.encode(m) for m in user)
+            position = body.rfind(own) if own else -1
+            parts = self._parts[flat] = (body, position, own + b"," if own else b"")
+        body, position, own = parts
+        if not history:
+            return body, own
+        if position < 0:  # no messages of its own found in the body: encode it all
+            messages = msgspec.json.decode(b"[" + history[:-1] + b"]")
+            return self._encode(self._turns[flat], messages)[0], own
+        return b"".join((body[:position], history, body[position:])), own
+
     def _encode(self, turn: Turn, history: list[dict[str, str]]
                 ) -> tuple[bytes, list[dict[str, str]]]:
         """A body with the system prompt and ``history`` before the turn's own messages
@@ -618,7 +638,7 @@ class Worker(BaseComponentService):
         session = _Session(progress, credit_id, turns if self._whole_sessions else 1)
         self._sessions.add(session)
         headers = {self._session_header: f"{lease.run:08x}-{credit_id}"}
-        history: list[dict[str, str]] = []
+        history = b""  # the exchanges so far: JSON messages, each followed by a comma
         history_tokens = 0
         deadline = lease.deadline_ns
         try:
@@ -637,7 +657,7 @@ class Worker(BaseComponentService):
                     self._stop_session(session)
                     break
                 session.sent += 1
-                body, user = self._encode(turn, history)
+                body, user = self._turn_body(flat + k, history)
                 self._in_flight[cid] = current
                 record = await self._execute(
                     cid, turn_progress.lease.phase, flat + k, _perf_ns(), body=body,
@@ -646,13 +666,14 @@ class Worker(BaseComponentService):
                 turn_progress.completed += 1
                 if not self._whole_sessions:
                     self._report_if_done(turn_progress)
-                answer = answer_of(self._endpoint, record)
+                # The last turn's answer is nobody's history: not parsed.
+                answer = answer_of(self._endpoint, record) if k + 1 < turns else None
                 if answer is not None:
                     # A failed turn leaves no exchange in the history: the conversation
                     # goes on from the last answered one.
                     text, completion = answer
-                    history.extend(user)
-                    history.append({"role": "assistant", "content": text})
+                    history = b"".join((history, user, msgspec.json.encode(
+                        {"role": "assistant", "content": text}), b","))
                     history_tokens += turn.input_tokens - turn.system_tokens + (
                         completion if completion is not None
                         else self._tokenizer.count(text))

@@ -48,6 +48,17 @@ _WINDOW = re.compile(r"(-?\d+(?:\.\d+)?)\s*-\s*(-?\d+(?:\.\d+)?)\s*s\b")
 _NUMBER = re.compile(r"^\s*(<=|>=|<|>|==)?\s*(-?\d+(?:\.\d+)?(?:e-?\d+)?)\s*(.*)$")
 
 
+# A value past this is no measurement (a foreign file's garbage): left out of every plot,
+# whose axis arithmetic would overflow on it.
+LARGEST = 1e100
+
+
+def drawable(values: np.ndarray) -> np.ndarray:
+    """Which of ``values`` a plot can take: finite and below ``LARGEST`` in size."""
+    with np.errstate(invalid="ignore"):
+        return np.isfinite(values) & (np.abs(values) < LARGEST)
+
+
 class ReportError(SourceError):
     """A source the report cannot read; the message names the path."""
 
@@ -71,17 +82,17 @@ class RunData:
     notes: list[str] = field(default_factory=list)
 
     def values(self, tag: str) -> np.ndarray:
-        """``tag``'s finite per-request values (empty when not measured)."""
+        """``tag``'s per-request values that can be drawn (empty when not measured)."""
         if self.rows is None or tag not in self.rows.values:
             return np.empty(0)
         data = self.rows.values[tag]
-        return data[np.isfinite(data)]
+        return data[drawable(data)]
 
     def stat(self, tag: str, stat: str) -> float | None:
         entry = self.summary.get(tag)
         value = entry.get(stat) if isinstance(entry, dict) else None
         if isinstance(value, (int, float)) and not isinstance(value, bool) \
-                and math.isfinite(value):
+                and math.isfinite(value) and abs(value) < LARGEST:
             return float(value)
         return None
 
@@ -401,7 +412,8 @@ def threshold_value(text: str) -> float | None:
     found = _NUMBER.match(text)
     if found is None or "baseline" in text:
         return None
-    return float(found.group(2))
+    value = float(found.group(2))
+    return value if abs(value) < LARGEST else None
 
 
 def window_span(window: str) -> tuple[float, float] | None:
@@ -424,7 +436,7 @@ def _percentile(stat: str) -> float | None:
 
 def _number(value: Any) -> float | None:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value) if math.isfinite(value) else None
+        return float(value) if math.isfinite(value) and abs(value) < LARGEST else None
     return None
 
 

@@ -29,6 +29,7 @@ from aiperf.report.data import (
     RunData,
     Section,
     cdf_points,
+    drawable,
     server_metrics_path,
     server_series,
     thresholds,
@@ -42,7 +43,12 @@ _TITLES = {"time_to_first_token": "TTFT", "inter_token_latency": "ITL",
 
 
 def _r(values: np.ndarray, digits: int) -> list[float]:
-    return np.round(np.asarray(values, dtype=np.float64), digits).tolist()
+    """Rounded to ``digits`` decimals for a smaller file; a huge value is kept as it is
+    (rounding scales it by 10**digits first, which would overflow to infinity)."""
+    data = np.asarray(values, dtype=np.float64)
+    with np.errstate(over="ignore", invalid="ignore"):
+        rounded = np.round(data, digits)
+    return np.where(np.isfinite(rounded), rounded, data).tolist()
 
 
 def _pairs(x: np.ndarray, y: np.ndarray, dx: int = 4, dy: int = 4) -> list[list[float]]:
@@ -75,7 +81,7 @@ def cdf_chart(section: Section, metric: str, baseline: np.ndarray | None = None,
     for run in section.runs:
         spec["series"].extend(_window_cdfs(run, metric, _run_name(run, section.runs)))
     if baseline is not None and len(baseline):
-        x, p = cdf_points(baseline)
+        x, p = cdf_points(baseline[drawable(baseline)])
         spec["series"].append({"name": baseline_name, "type": "step", "dashed": True,
                                "data": _pairs(x, p, 4, 5)})
     drawn: set[tuple[str, float]] = set()
@@ -114,7 +120,8 @@ def _window_cdfs(run: RunData, metric: str, name: str,
         chosen = (rows.start_s >= low) & (rows.start_s < high)
         if t.window.startswith("steady"):
             chosen &= rows.end_s <= high
-        x, p = cdf_points(rows.values[metric][chosen])
+        values = rows.values[metric][chosen]
+        x, p = cdf_points(values[drawable(values)])
         if len(x):
             out.append({"name": f"{name} · {t.window.split(' (')[0]}", "type": "step",
                         "dotted": True, "data": _pairs(x, p, 4, 5)})
@@ -193,7 +200,7 @@ def latency_timeline(section: Section) -> dict[str, Any] | None:
         ends = [e if math.isfinite(e) else None for e in end]
         for tag, title in (("request_latency", "latency"), ("time_to_first_token", "TTFT")):
             values = rows.values[tag][chosen]
-            keep = (np.isfinite(values) & np.isfinite(rows.start_s[chosen])).tolist()
+            keep = (drawable(values) & np.isfinite(rows.start_s[chosen])).tolist()
             if not any(keep):
                 continue
             spec["series"].append({"name": title + name, "type": "scatter", "data": [

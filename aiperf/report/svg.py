@@ -41,12 +41,14 @@ def _fmt(value: float) -> str:
 
 class _Scale:
     def __init__(self, low: float, high: float, start: float, end: float) -> None:
-        if not high > low:
-            low, high = low - 0.5, high + 0.5
+        if not high > low:  # one value: a unit around it (relative, for a huge value)
+            pad = max(abs(low) * 1e-3, 0.5)
+            low, high = low - pad, high + pad
         self.low, self.high, self.start, self.end = low, high, start, end
+        self.span = (high - low) or 1.0
 
     def __call__(self, value: float) -> float:
-        return self.start + (value - self.low) / (self.high - self.low) * (self.end - self.start)
+        return self.start + (value - self.low) / self.span * (self.end - self.start)
 
 
 def _extent(values: list[float], pad_zero: bool = False) -> tuple[float, float]:

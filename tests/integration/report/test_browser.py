@@ -182,7 +182,8 @@ def test_hovering_a_failed_request_shows_its_id_times_and_error(tmp_path: Path) 
     done = _browser(chromium, page.as_uri(), tmp_path / "profile", "--dump-dom")
     assert [line for line in done.stderr.splitlines() if ":CONSOLE" in line] == []
     assert 'data-hovered="true"' in done.stdout
-    records = [json.loads(line) for line in (AIPERF013 / "profile_export.jsonl").open()]
+    text = (AIPERF013 / "profile_export.jsonl").read_text()
+    records = [json.loads(line) for line in text.splitlines()]
     failed = min((r for r in records if r.get("error")),
                  key=lambda r: r["metadata"]["request_start_ns"])
     start = min(r["metadata"]["request_start_ns"] for r in records)

@@ -236,7 +236,8 @@ def test_nvidia_aiperf_artifacts_read_with_ids_and_errors() -> None:
     assert int((~run.rows.ok).sum()) == 2
     failed = [e for e in run.rows.errors if e is not None]
     assert failed[0][0] == "500 Internal Server Error" and "injected" in failed[0][1]
-    lines = [json.loads(line) for line in (AIPERF013 / "profile_export.jsonl").open()]
+    text = (AIPERF013 / "profile_export.jsonl").read_text()
+    lines = [json.loads(line) for line in text.splitlines()]
     assert run.rows.ids == [line["metadata"]["x_request_id"] for line in lines]
     assert run.metrics["request_error_rate"] == pytest.approx(100 * 2 / 32)
 
@@ -324,7 +325,8 @@ def test_server_metric_samples_as_this_project_scrapes_them(tmp_path: Path) -> N
 
 
 def test_request_rows_know_the_wall_clock_of_their_origin(artifact_dir: Path) -> None:
-    lines = [json.loads(line) for line in (artifact_dir / "profile_export.jsonl").open()]
+    text = (artifact_dir / "profile_export.jsonl").read_text()
+    lines = [json.loads(line) for line in text.splitlines()]
     rows = load_requests(artifact_dir, ["request_latency"])
     meta = lines[0]["metadata"]
     assert rows.origin_ns is not None and rows.wall_origin_ns is not None

@@ -160,11 +160,17 @@ def _pytest_runs(root: Path, given: str) -> list[RunData]:
             raise ReportError(f"{root / SESSION_FILE}: a load test without a 'nodeid'")
         run_number = entry.get("run", 1)
         test = entry["nodeid"] + ("" if run_number in (1, None) else f" (run {run_number})")
+        objectives, metrics = entry.get("objectives"), entry.get("metrics")
         run = RunData(label=given, test=test, kind="pytest", directory=None,
-                      profile=str(entry.get("profile", "")), outcome=entry.get("outcome"),
-                      verdicts=[v for v in entry.get("objectives") or [] if isinstance(v, dict)],
-                      metrics=dict(entry.get("metrics") or {}), baseline=entry.get("baseline"),
-                      error=entry.get("error"))
+                      profile=str(entry.get("profile") or ""),
+                      outcome=_text_or_none(entry.get("outcome")),
+                      verdicts=[v for v in objectives if isinstance(v, dict)]
+                      if isinstance(objectives, list) else [],
+                      metrics={k: float(v) for k, v in metrics.items()
+                               if _number(v) is not None} if isinstance(metrics, dict) else {},
+                      baseline=entry["baseline"] if isinstance(entry.get("baseline"), dict)
+                      else None,
+                      error=_text_or_none(entry.get("error")))
         directory = _test_dir(root, entry.get("artifacts"))
         if directory is None:
             run.notes.append("no per-request artifacts (the test did not run, or its "
@@ -174,6 +180,10 @@ def _pytest_runs(root: Path, given: str) -> list[RunData]:
             _fill_from_dir(run, directory)
         runs.append(run)
     return runs
+
+
+def _text_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 def _test_dir(root: Path, recorded: Any) -> Path | None:

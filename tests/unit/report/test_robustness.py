@@ -76,3 +76,30 @@ def test_any_records_make_a_report(records: list[dict[str, Any]],
         json.dumps(charts, allow_nan=False)
         write_report([run], Path(tmp) / "r.html")
         assert "<svg" in test_fragment(run, verdicts) or not charts
+
+
+_JSON = st.recursive(st.one_of(st.none(), st.booleans(), st.integers(-5, 5),
+                               st.floats(allow_nan=False, allow_infinity=False),
+                               st.text(max_size=4)),
+                     lambda inner: st.one_of(st.lists(inner, max_size=3),
+                                             st.dictionaries(st.text(max_size=4), inner,
+                                                             max_size=3)), max_leaves=8)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.fixed_dictionaries({"nodeid": st.sampled_from(["t.py::a", "t.py::b[1]",
+                                                                  "t.py::b[2]"])},
+                                      optional={key: _JSON for key in (
+                                          "run", "profile", "outcome", "error", "metrics",
+                                          "objectives", "artifacts", "baseline")}),
+                max_size=4))
+def test_any_summary_json_makes_a_report_or_names_itself(tests: list[dict[str, Any]]) -> None:
+    from aiperf.baselines.sources import SourceError
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        (root / "summary.json").write_text(json.dumps({"load_tests": tests}))
+        try:
+            write_report([root], root / "r.html")
+        except SourceError as exc:
+            assert str(root) in str(exc)

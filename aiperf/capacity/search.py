@@ -119,6 +119,8 @@ class Strategy:
         return None if mid <= a or mid >= b else self._fresh(mid)
 
     def _fresh(self, point: float) -> float | None:
+        if self.integer:  # a concurrency is a whole number, in the table and the JSON too
+            point = int(point)
         return None if point in self.probed else point
 
     @property

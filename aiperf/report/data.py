@@ -127,6 +127,12 @@ def load_report(sources: Sequence[Path | str]) -> list[Section]:
             for run in _pytest_runs(path, str(source)):
                 section = sections.setdefault(run.test, Section(run.test, _label(run.test), []))
                 section.runs.append(run)
+        elif (path.parent / SESSION_FILE).is_file() and path.is_dir() \
+                and (found := _pytest_runs(path.parent, str(source), only=path.name)):
+            # one test's dir of a pytest session: with its verdicts, as in the whole report
+            run = found[0]
+            sections.setdefault(run.test, Section(run.test, _label(run.test), [])).runs.append(
+                run)
         else:
             plain.append(load_artifact_dir(path, str(source)))
     if len(plain) == 1:
@@ -145,7 +151,8 @@ def _label(nodeid: str) -> str:
     return nodeid.split("::", 1)[-1]
 
 
-def _pytest_runs(root: Path, given: str) -> list[RunData]:
+def _pytest_runs(root: Path, given: str, only: str | None = None) -> list[RunData]:
+    """The runs summary.json lists (``only``: the one whose directory has that name)."""
     try:
         document = json.loads((root / SESSION_FILE).read_bytes())
     except (OSError, ValueError) as exc:
@@ -158,6 +165,9 @@ def _pytest_runs(root: Path, given: str) -> list[RunData]:
     for entry in tests:
         if not isinstance(entry, dict) or not isinstance(entry.get("nodeid"), str):
             raise ReportError(f"{root / SESSION_FILE}: a load test without a 'nodeid'")
+        recorded = entry.get("artifacts")
+        if only is not None and (not isinstance(recorded, str) or Path(recorded).name != only):
+            continue
         run_number = entry.get("run", 1)
         test = entry["nodeid"] + ("" if run_number in (1, None) else f" (run {run_number})")
         objectives, metrics = entry.get("objectives"), entry.get("metrics")
@@ -171,7 +181,7 @@ def _pytest_runs(root: Path, given: str) -> list[RunData]:
                       baseline=entry["baseline"] if isinstance(entry.get("baseline"), dict)
                       else None,
                       error=_text_or_none(entry.get("error")))
-        directory = _test_dir(root, entry.get("artifacts"))
+        directory = _test_dir(root, recorded)
         if directory is None:
             run.notes.append("no per-request artifacts (the test did not run, or its "
                              "directory is gone)")

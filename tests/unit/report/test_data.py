@@ -373,3 +373,12 @@ def test_bucket_widths_rounded_down_give_at_least_the_target(duration: float, ta
                                                              width: float) -> None:
     found = bucket_width(duration, target, down=True)
     assert found == pytest.approx(width) and duration / found >= target - 1e-9
+
+
+def test_one_test_dir_of_a_session_keeps_its_verdicts(tmp_path: Path) -> None:
+    checks = [verdict("request_latency.p50", "< 1 s", 100.0, [90.0, 110.0])]
+    session_root(tmp_path, {"t.py::test_a": (synthetic_result(20, seed=1), [], "PASS"),
+                            "t.py::test_b": (synthetic_result(20, seed=2), checks, "FAIL")})
+    (section,) = load_report([tmp_path / "t.py_test_b"])
+    assert section.key == "t.py::test_b" and section.runs[0].verdicts == checks
+    assert section.runs[0].outcome == "FAIL" and len(section.runs[0].rows or []) == 20

@@ -38,6 +38,11 @@ class _Stop(Exception):
     """An extend chunk that cannot be run (budget, or its run failed)."""
 
 
+class _Decided(Exception):
+    """An objective FAILed: the probe fails whatever the undecided ones would say, so no
+    more chunks are sent for them."""
+
+
 def derived_goodput(objectives: list[Objective], streams: bool,
                     produces_tokens: bool) -> dict[str, float]:
     """Per-request thresholds from the SLOs (``time_to_first_token.p99 < 250 ms`` -> a
@@ -199,7 +204,11 @@ class ProbeRunner:
             probe.seconds = self.clock() - started
             return probe
 
+        last: list[Verdict] = []
+
         def more() -> ProfileResult:
+            if any(v.failed for v in last):
+                raise _Decided
             why = ledger.fits(chunk if config.benchmark_duration is None else 0,
                               estimate if config.benchmark_duration is not None
                               else self._estimate_s(point, chunk))
@@ -220,11 +229,14 @@ class ProbeRunner:
         from pytest_aiperf.judge import extend_until_decided, judge_runs
 
         def judged(results: list[ProfileResult]) -> list[Verdict]:
-            return judge_runs(self.objectives, results, config, self.policy.steady_state,
-                              confidence)
+            last[:] = judge_runs(self.objectives, results, config, self.policy.steady_state,
+                                 confidence)
+            return last
 
         try:
             verdicts, _ = extend_until_decided(first, more, judged, looks)
+        except _Decided:
+            verdicts = list(last)
         except _Stop as stop:
             good = [r for r in runs if r.request_count]
             verdicts = judged(good)

@@ -323,12 +323,15 @@ GROUP_REASONS: dict[str, str] = {
     "Scenario": "no named scenarios",
     "Warmup": "warmup is --warmup-request-count requests at the profile's own load",
     "User-Centric Rate": "not implemented",
-    "Request Cancellation": "not implemented yet (issue 13, load shaping)",
-    "Conversation Input": "multi-turn sessions are not implemented yet (issue 13)",
+    "Request Cancellation": "not implemented",
+    "Conversation Input": "not implemented: multi-turn sessions are synthetic "
+                          "(--conversation-*) or local multi_turn / sharegpt files, run in "
+                          "closed loop",
     "Input Sequence Length (ISL)": "not implemented: synthetic ISL is normal(mean, stddev)",
     "Output Sequence Length (OSL)": "not implemented",
     "Prompt": "not implemented: one prompt per request, no batching",
-    "Prefix Prompt": "prefix-caching workloads are not implemented yet (issue 13)",
+    "Prefix Prompt": "not implemented: --prompt-prefix-pool-size / --prompt-prefix-length "
+                     "and --shared-system-prompt-length make the prefix workloads",
     "Cache Bust": "not implemented",
     "Rankings": "rankings endpoints are not in this build",
     "Synthesis": "no trace synthesis",
@@ -351,7 +354,6 @@ GROUP_REASONS: dict[str, str] = {
 
 FLAG_REASONS: dict[str, str] = {
     "--model-selection-strategy": "one model per run",
-    "--url-strategy": "one --url per run (several URLs: not implemented yet)",
     "--reset-kv-cache": "no KV-cache reset hook",
     "--reset-kv-cache-timeout-seconds": "no KV-cache reset hook",
     "--reset-kv-cache-path": "no KV-cache reset hook",
@@ -369,7 +371,6 @@ FLAG_REASONS: dict[str, str] = {
     "--connection-reuse-strategy": "pooled keep-alive connections only",
     "--download-video-content": "no video endpoints",
     "--request-content-type": "JSON request bodies only",
-    "--session-header": "multi-turn sessions are not implemented yet (issue 13)",
     "--uuid-and-strip": "no multimodal inputs",
     "--public-dataset": "no downloads at run time: give a local --input-file",
     "--hf-subset": "no downloads at run time: give a local --input-file",

@@ -125,6 +125,41 @@ PROFILE_FLAGS: list[tuple[tuple[str, ...], str, dict[str, Any]]] = [
                                                   "help": "no server metrics (the default)"}),
     (("--server-metrics-interval",), "server_metrics_interval", {
         "help": "seconds between two scrapes during the run (default 1)"}),
+    (("--conversation-num", "--num-conversations", "--num-sessions"), "conversation_num", {
+        "type": int, "help": "multi-turn sessions: how many (the synthetic pool; alone, "
+                             "the run is that many whole sessions)"}),
+    (("--conversation-turn-mean", "--session-turns-mean"), "conversation_turn_mean", {
+        "type": float, "help": "mean turns per synthetic session (default 1)"}),
+    (("--conversation-turn-stddev", "--session-turns-stddev"), "conversation_turn_stddev", {
+        "type": float, "help": "stddev of turns per synthetic session"}),
+    (("--conversation-turn-delay-mean", "--session-turn-delay-mean"),
+     "conversation_turn_delay_mean", {"type": float,
+                                      "help": "mean think time before a turn, in ms"}),
+    (("--conversation-turn-delay-stddev", "--session-turn-delay-stddev"),
+     "conversation_turn_delay_stddev", {"type": float, "help": "stddev of the think time, ms"}),
+    (("--conversation-turn-delay-ratio", "--session-delay-ratio"),
+     "conversation_turn_delay_ratio", {"type": float,
+                                       "help": "every turn delay is multiplied by this"}),
+    (("--session-header",), "session_header", {
+        "help": "header carrying each session's id (default X-Correlation-ID)"}),
+    (("--request-cancellation-rate",), "request_cancellation_rate", {
+        "type": float, "help": "percent of requests the client cancels (recorded as "
+                               "cancelled, code 499)"}),
+    (("--request-cancellation-delay",), "request_cancellation_delay", {
+        "type": float, "help": "seconds after a request is sent before it is cancelled"}),
+    (("--concurrency-ramp-duration",), "concurrency_ramp_duration", {
+        "type": float, "help": "seconds to ramp the closed loop from 1 to --concurrency"}),
+    (("--request-rate-ramp-duration",), "request_rate_ramp_duration", {
+        "type": float, "help": "seconds to ramp the request rate up to --request-rate"}),
+    (("--prompt-prefix-pool-size", "--prefix-prompt-pool-size", "--num-prefix-prompts"),
+     "prompt_prefix_pool_size", {"type": int,
+                                 "help": "distinct prompt prefixes (prefix caching)"}),
+    (("--prompt-prefix-length", "--prefix-prompt-length"), "prompt_prefix_length", {
+        "type": int, "help": "tokens of each prefix"}),
+    (("--shared-system-prompt-length",), "shared_system_prompt_length", {
+        "type": int, "help": "tokens of one system prompt shared by every request"}),
+    (("--url-strategy",), "url_strategy", {"choices": ["round_robin"],
+        "help": "how requests spread over several --url (round_robin)"}),
     *((("--" + key.replace("_", "-"),), key, {"help": f"rankings endpoints: {what}"})
       for key, what in (
           ("rankings_passages_mean", "mean passages per request"),
@@ -163,10 +198,9 @@ def _profile_values(args: argparse.Namespace) -> dict[str, Any]:
             values[key] = value
     urls = values.pop("url", None)
     if urls:
-        if len(urls) > 1:
-            raise SystemExit(f"aiperf: error: several --url ({len(urls)}) is not supported "
-                             f"yet: give one")
         values["url"] = urls[0]
+        if len(urls) > 1:
+            values["urls"] = urls  # round robin (--url-strategy)
     model = values.get("model")
     if model is not None and "," in model:
         raise SystemExit("aiperf: error: several models in --model-names is not supported "

@@ -157,6 +157,10 @@ class Lease(msgspec.Struct, array_like=True, tag=1):
     count: int
     slots: int
     deadline_ns: int = 0
+    # A concurrency ramp: when each of the worker's slots may start its first request
+    # (reference clock, like the deadline); empty: all at once. Only the lease that
+    # creates a worker's slots carries it.
+    slot_starts_ns: list[int] = []
 
 
 class CreditBatch(msgspec.Struct, array_like=True, tag=2):

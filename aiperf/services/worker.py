@@ -378,8 +378,13 @@ class Worker(BaseComponentService):
                         # ended, so what the grace leaves in flight is cut here, not by the
                         # timing manager's cancel after it published that set.
                         loop.call_later(delay + self._grace_s, self._cut_sessions, self._run)
+                starts = message.slot_starts_ns
                 while len(self._slot_tasks) < message.slots:
-                    self._slot_tasks.append(loop.create_task(self._slot(self._generation)))
+                    j = len(self._slot_tasks)
+                    # A concurrency ramp: this slot's first request waits until its time.
+                    start = starts[j] + self._to_perf_ns if j < len(starts) else 0
+                    self._slot_tasks.append(loop.create_task(
+                        self._slot(self._generation, start)))
                 self._wake.set()
             elif isinstance(message, CreditBatch):
                 for credit in message.credits:
@@ -407,12 +412,16 @@ class Worker(BaseComponentService):
         if done:
             self._leases.remove(progress)
 
-    async def _slot(self, generation: int) -> None:
+    async def _slot(self, generation: int, start_ns: int = 0) -> None:
         """One closed-loop slot: take the next leased id, send, repeat. The request runs in
         this task (no task per request); cancelling the task cancels the request in flight,
         which still ends with its record, and the loop goes on unless the run is over."""
         current = asyncio.current_task()
         assert current is not None
+        if start_ns:
+            delay_ns = start_ns - _perf_ns()
+            if delay_ns > 0:
+                await asyncio.sleep(delay_ns / 1e9)
         while generation == self._generation:
             progress = self._next_lease()
             if progress is None:

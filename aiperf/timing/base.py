@@ -87,6 +87,7 @@ class TimingStrategy:
         self._progress = asyncio.Event()
         self._slots: asyncio.Semaphore | None = None
         self._round_robin = itertools.cycle(dispatcher.workers)
+        self._ramped = False
 
     @property
     def issued_ranges(self) -> list[tuple[int, int]]:
@@ -121,8 +122,9 @@ class TimingStrategy:
     # -- leases (closed loop) -------------------------------------------------------------
 
     async def lease(self, worker: str, phase: int, count: int, slots: int,
-                    deadline_ns: int = 0) -> None:
-        lease = Lease(self.run_tag, phase, self.take_ids(count), count, slots, deadline_ns)
+                    deadline_ns: int = 0, slot_starts_ns: list[int] | None = None) -> None:
+        lease = Lease(self.run_tag, phase, self.take_ids(count), count, slots, deadline_ns,
+                      slot_starts_ns or [])
         self.leases[lease.first_id] = LeaseState(worker, lease)
         await self.dispatcher.send_lease(worker, lease)
 

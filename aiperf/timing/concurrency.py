@@ -12,6 +12,8 @@ from aiperf.timing.base import TimingStrategy
 _perf_ns = time.perf_counter_ns
 
 LEASES_IN_HAND = 2
+# The ramp's first slot starts this long after the leases go out (they travel first).
+RAMP_START_DELAY_NS = 5_000_000
 LEASE_SLOTS_MULTIPLE = 16
 
 
@@ -32,8 +34,25 @@ class ConcurrencyStrategy(TimingStrategy):
         whole = self.layout.whole_sessions(self.layout.align_up(self._next_id), n)
         return int(min(budget, whole))
 
+    def _ramp(self, slots: dict[str, int]) -> dict[str, list[int]]:
+        """--concurrency-ramp-duration: slot g of N (the workers' slots interleaved, so the
+        count grows evenly over them) starts g / (N - 1) of the way through the ramp:
+        concurrency goes from 1 to N. Only once a run: slots, once started, stay."""
+        duration = self.config.concurrency_ramp_duration
+        total = sum(slots.values())
+        if not duration or total < 2 or self._ramped:
+            return {}
+        self._ramped = True
+        start = _perf_ns() + RAMP_START_DELAY_NS
+        step = duration * 1e9 / (total - 1)
+        order = list(slots)
+        return {worker: [start + int((j * len(order) + w) * step)
+                         for j in range(slots[worker])]
+                for w, worker in enumerate(order)}
+
     async def issue_phase(self, phase: int, count: int | None, end_ns: int | None) -> None:
         slots = split_slots(self.config.concurrency or 1, self.dispatcher.workers)
+        ramp = self._ramp(slots)
         budget = math.inf if count is None else count
         deadline = end_ns or 0
 
@@ -48,7 +67,8 @@ class ConcurrencyStrategy(TimingStrategy):
                 if n <= 0:
                     break
                 budget -= n
-                await self.lease(worker, phase, n, slots[worker], deadline)
+                await self.lease(worker, phase, n, slots[worker], deadline,
+                                 ramp.pop(worker, []))
         seen: set[int] = set()
         while budget > 0:
             consumed = [s for first, s in self.leases.items()

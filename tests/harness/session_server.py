@@ -36,7 +36,8 @@ _PR_SET_PDEATHSIG = 1
 
 class SessionServer:
     """The server as a child process; ``options``: ``header`` (default X-Correlation-ID),
-    ``delay_ms`` before each answer, ``answer_tokens``."""
+    ``delay_ms`` before each answer, ``answer_tokens``, ``require_session`` (default true;
+    false answers a request without the header as a session of its own)."""
 
     def __init__(self, **options: Any) -> None:
         self.options = options
@@ -94,6 +95,8 @@ class _State:
         self.header = options.get("header", "X-Correlation-ID").lower()
         self.delay_s = float(options.get("delay_ms", 0.0)) / 1000
         self.answer_tokens = int(options.get("answer_tokens", 4))
+        # False: requests without a session header are single requests, answered.
+        self.require_session = bool(options.get("require_session", True))
         self.history: dict[str, list[dict[str, str]]] = {}
         self.in_flight: dict[str, int] = {}
         self.max_in_flight = 0
@@ -164,6 +167,8 @@ async def _handle(state: _State, reader: asyncio.StreamReader,
             messages = payload.get("messages")
             session = headers.get(state.header)
             state.prompt_messages.append(len(messages) if isinstance(messages, list) else 0)
+            if session is None and not state.require_session:
+                session = f"single-{state.requests}"
             problem = state.check(session, messages)
             if problem is not None:
                 state.violations.append(problem)
@@ -174,7 +179,8 @@ async def _handle(state: _State, reader: asyncio.StreamReader,
             state.in_flight[session] = state.in_flight.get(session, 0) + 1
             state.max_in_flight = max(state.max_in_flight, state.in_flight[session])
             try:
-                await _answer(state, writer, session, messages, bool(payload.get("stream")))
+                await _answer(state, reader, writer, session, messages,
+                              bool(payload.get("stream")))
             finally:
                 state.in_flight[session] -= 1
     except (ConnectionError, asyncio.IncompleteReadError):
@@ -183,12 +189,14 @@ async def _handle(state: _State, reader: asyncio.StreamReader,
         writer.close()
 
 
-async def _answer(state: _State, writer: asyncio.StreamWriter, session: str,
-                  messages: list[dict[str, str]], stream: bool) -> None:
+async def _answer(state: _State, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                  session: str, messages: list[dict[str, str]], stream: bool) -> None:
     state.answers += 1
     words = [f"reply{state.answers}"] + ["word"] * (state.answer_tokens - 1)
     if state.delay_s:
         await asyncio.sleep(state.delay_s)
+    if reader.at_eof() or reader.exception() is not None:
+        return  # the client gave up (cancelled) while it waited: no exchange
     prompt = sum(len(m.get("content", "").split()) for m in messages)
     usage = {"prompt_tokens": prompt, "completion_tokens": len(words),
              "total_tokens": prompt + len(words)}
@@ -222,6 +230,9 @@ async def _serve(options: dict[str, Any]) -> None:
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     listener.close()
+    for task in asyncio.all_tasks() - {asyncio.current_task()}:
+        task.cancel()  # connections still open: closed quietly, not as callback errors
+    await asyncio.sleep(0)
 
 
 def _main(argv: list[str]) -> None:

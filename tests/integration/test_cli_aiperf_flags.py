@@ -138,10 +138,9 @@ def test_service_and_ui_aliases() -> None:
 
 
 @pytest.mark.parametrize(("argv", "message"), [
-    (["--url", "http://a:1", "--url", "http://b:1"], "several --url (2) is not supported yet"),
     (["--model-names", "a,b"], "several models in --model-names is not supported yet"),
 ])  # fmt: skip
-def test_several_urls_or_models_are_refused_by_name(argv: list[str], message: str) -> None:
+def test_several_models_are_refused_by_name(argv: list[str], message: str) -> None:
     args = build_parser().parse_args(["profile", *argv])
     with pytest.raises(SystemExit) as exited:
         _profile_values(args)

@@ -4,8 +4,11 @@ A rankings request is not a prompt: it is a query and passages to score against 
 query is the turn's ``text`` (so every other part of the tool that shows or counts a
 prompt still works) and the passages travel in ``extra["passages"]``, which the rankings
 endpoints take out of the body and put where their protocol wants them. A JSONL file
-(``single_turn``) gives passages the same way: ``{"text": "query", "extra": {"passages":
-["...", "..."]}}``.
+(``rankings_jsonl``, what a rankings endpoint reads a file with by default) gives them
+as ``{"query": "...", "passages": ["...", ...]}``, as ``{"text": "query", "extra":
+{"passages": [...]}}`` (single_turn's shape), or as AIPerf's named texts
+(``{"texts": [{"name": "query", "contents": ["..."]}, {"name": "passages", "contents":
+[...]}]}``).
 
 The input length of a request is the query and its passages counted together, joined by
 spaces, as AIPerf counts them.
@@ -18,9 +21,10 @@ from typing import Any
 import numpy as np
 
 from aiperf.common.config import UserConfig
-from aiperf.dataset.base import DatasetLoader
+from aiperf.dataset.base import DatasetLoader, number_field, read_jsonl
 from aiperf.dataset.models import Turn
 from aiperf.dataset.synthetic import POOL_LIMIT, sample_lengths, words
+from aiperf.errors import ConfigError
 
 PASSAGES_KEY = "passages"
 # AIPerf picks the rankings generator for every endpoint whose name says rankings.
@@ -28,16 +32,19 @@ _RANKINGS_MARK = "rankings"
 
 
 def uses_rankings_dataset(config: UserConfig) -> bool:
-    """Whether the run's synthetic dataset is rankings requests: the synthetic dataset was
-    not chosen by name, and the endpoint is a rankings one."""
-    return (config.dataset is None and config.input_file is None
+    """Whether the run's dataset is rankings requests by default: none was chosen by name,
+    and the endpoint is a rankings one."""
+    return (config.dataset is None and config.custom_dataset_type is None
             and _RANKINGS_MARK in config.endpoint_type.lower())
 
 
 def dataset_name(config: UserConfig) -> str:
-    """The dataset loader plugin a run uses (the rankings generator stands in for the
-    synthetic prompts when the endpoint ranks)."""
-    return "synthetic_rankings" if uses_rankings_dataset(config) else config.resolved_dataset()
+    """The dataset loader plugin a run uses: for a rankings endpoint, the rankings
+    generator stands in for synthetic prompts and the rankings reader for a single_turn
+    file (it counts the passages in the input length)."""
+    if not uses_rankings_dataset(config):
+        return config.resolved_dataset()
+    return "synthetic_rankings" if config.input_file is None else "rankings_jsonl"
 
 
 def passages_of(turn: Turn) -> list[Any]:
@@ -78,4 +85,64 @@ class SyntheticRankingsLoader(DatasetLoader):
                 input_tokens=self.tokenizer.count(" ".join([query, *passages])),
                 extra={PASSAGES_KEY: passages},
             ))
+        return turns
+
+
+_FILE_KEYS = {"query", "passages", "text", "texts", "extra", "timestamp"}
+
+
+def _strings(value: Any, where: str, field: str) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{where}: field {field!r} must be a list of strings")
+    return value
+
+
+def _named_texts(texts: Any, where: str) -> tuple[str | None, list[str]]:
+    """AIPerf's ``texts``: the query (``query`` / ``queries``) and the passages."""
+    if not isinstance(texts, list):
+        raise ConfigError(f"{where}: field 'texts' must be a list of {{name, contents}}")
+    queries: list[str] = []
+    passages: list[str] = []
+    for item in texts:
+        name = item.get("name") if isinstance(item, dict) else None
+        if name not in ("query", "queries", "passages"):
+            raise ConfigError(f"{where}: each of 'texts' needs a name of query, queries or "
+                              f"passages (got {name!r})")
+        contents = _strings(item.get("contents"), where, f"texts.{name}.contents")
+        (passages if name == "passages" else queries).extend(contents)
+    return (queries[0] if queries else None), passages
+
+
+class RankingsFileLoader(DatasetLoader):
+    """A JSONL file of rankings requests, one a line (see the module's docstring)."""
+
+    def load(self) -> list[Turn]:
+        assert self.config.input_file is not None
+        turns = []
+        for lineno, obj in read_jsonl(self.config.input_file):
+            where = f"{self.config.input_file}:{lineno}"
+            unknown = set(obj) - _FILE_KEYS
+            if unknown:
+                raise ConfigError(f"{where}: unknown field(s) {sorted(unknown)}; allowed: "
+                                  f"{sorted(_FILE_KEYS)}")
+            extra = obj.get("extra", {})
+            if not isinstance(extra, dict):
+                raise ConfigError(f"{where}: field 'extra' must be an object")
+            extra = dict(extra)
+            if "texts" in obj:
+                query, passages = _named_texts(obj["texts"], where)
+            else:
+                query = obj.get("query", obj.get("text"))
+                passages = obj.get("passages", extra.get(PASSAGES_KEY, []))
+            if not isinstance(query, str):
+                raise ConfigError(f"{where}: a rankings request needs a 'query' string (or "
+                                  "'text', or a texts item named query)")
+            extra[PASSAGES_KEY] = _strings(passages, where, PASSAGES_KEY)
+            turns.append(Turn(
+                text=query,
+                input_tokens=self.tokenizer.count(" ".join([query, *extra[PASSAGES_KEY]])),
+                timestamp_ms=number_field(obj, "timestamp", where), extra=extra,
+            ))
+        if not turns:
+            raise ConfigError(f"{self.config.input_file}: no entries")
         return turns

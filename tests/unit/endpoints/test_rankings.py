@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -13,6 +15,7 @@ from aiperf.dataset.models import Turn
 from aiperf.dataset.rankings import SyntheticRankingsLoader, dataset_name
 from aiperf.dataset.tokenizer import BuiltinTokenizer
 from aiperf.endpoints.base import InvalidResponse
+from aiperf.errors import ConfigError
 from aiperf.mock_server.responders import (
     BadRequest,
     CohereRankingsResponder,
@@ -164,3 +167,42 @@ def test_spread_sizes_vary_around_their_means_and_the_seed_repeats_them() -> Non
     assert 28 < sum(queries) / len(queries) < 32
     again = SyntheticRankingsLoader(cfg, BuiltinTokenizer()).load()
     assert [t.extra for t in again] == [t.extra for t in turns]
+
+
+def test_a_file_for_a_rankings_endpoint_is_read_as_rankings(tmp_path: Path) -> None:
+    file = tmp_path / "rerank.jsonl"
+    file.write_text("\n".join(json.dumps(line) for line in [
+        {"query": "q one", "passages": ["a b", "c"], "extra": {"top_n": 1}},
+        {"text": "q two", "extra": {"passages": ["d e f"]}},
+        {"texts": [{"name": "query", "contents": ["q three x"]},
+                   {"name": "passages", "contents": ["g", "h"]}], "timestamp": 5},
+        {"query": "no passages"},
+    ]))
+    cfg = config(input_file=str(file))
+    assert dataset_name(cfg) == "rankings_jsonl"
+    assert dataset_name(config(input_file=str(file), custom_dataset_type="single_turn")) == \
+        "single_turn"
+    loader = plugins.get_class(PluginType.DATASET_LOADER, "rankings_jsonl")
+    turns = loader(cfg, BuiltinTokenizer()).load()
+    assert [(t.text, t.extra["passages"], t.input_tokens) for t in turns] == [
+        ("q one", ["a b", "c"], 5), ("q two", ["d e f"], 5), ("q three x", ["g", "h"], 5),
+        ("no passages", [], 2)]
+    assert turns[0].extra["top_n"] == 1 and turns[2].timestamp_ms == 5
+    body = json.loads(endpoint("nim-rankings").encode(turns[0]))
+    assert body["passages"] == [{"text": "a b"}, {"text": "c"}] and body["top_n"] == 1
+
+
+@pytest.mark.parametrize(("line", "message"), [
+    ({"passages": ["a"]}, "needs a 'query' string"),
+    ({"query": "q", "passages": "a"}, "'passages' must be a list of strings"),
+    ({"query": "q", "docs": []}, "unknown field"),
+    ({"texts": [{"name": "doc", "contents": ["a"]}]}, "name of query, queries or passages"),
+    ({"query": "q", "extra": []}, "'extra' must be an object"),
+])  # fmt: skip
+def test_a_bad_rankings_line_is_named_by_file_and_line(tmp_path: Path, line: dict,
+                                                       message: str) -> None:
+    file = tmp_path / "bad.jsonl"
+    file.write_text(json.dumps({"query": "fine"}) + "\n" + json.dumps(line) + "\n")
+    loader = plugins.get_class(PluginType.DATASET_LOADER, "rankings_jsonl")
+    with pytest.raises(ConfigError, match=rf"bad\.jsonl:2: .*{re.escape(message)}"):
+        loader(config(input_file=str(file)), BuiltinTokenizer()).load()

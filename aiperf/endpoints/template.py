@@ -32,6 +32,7 @@ import msgspec
 
 from aiperf.common.config import UserConfig
 from aiperf.dataset.models import Turn
+from aiperf.dataset.rankings import PASSAGES_KEY
 from aiperf.endpoints.base import (
     NOT_CONTENT,
     BaseEndpoint,
@@ -177,7 +178,7 @@ class TemplateEndpoint(BaseEndpoint):
         return self.config.url
 
     def payload(self, turn: Turn) -> dict[str, Any]:
-        passages = turn.extra.get("passages")
+        passages = turn.extra.get(PASSAGES_KEY)
         passages = passages if isinstance(passages, list) else []
         variables = {
             "text": turn.text, "texts": [turn.text], "query": turn.text,
@@ -201,10 +202,11 @@ class TemplateEndpoint(BaseEndpoint):
         return body
 
     def encode(self, turn: Turn) -> bytes:
-        # As BaseEndpoint.encode, without the template's own settings in the body.
+        # As BaseEndpoint.encode, without the template's own settings in the body, nor a
+        # rankings entry's passages (the template places them, as ``passages``).
         body = self.payload(turn)
         body.update(self._extra)
-        body.update(turn.extra)
+        body.update({k: v for k, v in turn.extra.items() if k != PASSAGES_KEY})
         return json.dumps(body, ensure_ascii=False).encode()
 
     def _read(self, obj: Any, what: str) -> ParsedResponse:

@@ -37,7 +37,8 @@ _PR_SET_PDEATHSIG = 1
 class SessionServer:
     """The server as a child process; ``options``: ``header`` (default X-Correlation-ID),
     ``delay_ms`` before each answer, ``answer_tokens``, ``require_session`` (default true;
-    false answers a request without the header as a session of its own)."""
+    false answers a request without the header as a session of its own), ``usage`` (default
+    true: the prompt's words and the answer's as token counts)."""
 
     def __init__(self, **options: Any) -> None:
         self.options = options
@@ -97,6 +98,7 @@ class _State:
         self.answer_tokens = int(options.get("answer_tokens", 4))
         # False: requests without a session header are single requests, answered.
         self.require_session = bool(options.get("require_session", True))
+        self.usage = bool(options.get("usage", True))  # false: no usage in any answer
         self.history: dict[str, list[dict[str, str]]] = {}
         self.in_flight: dict[str, int] = {}
         self.max_in_flight = 0
@@ -204,14 +206,15 @@ async def _answer(state: _State, reader: asyncio.StreamReader, writer: asyncio.S
     if stream:
         events = [_sse({"choices": [{"index": 0, "delta": {"content": w if i == 0 else " " + w}}]})
                   for i, w in enumerate(words)]
-        events.append(_sse({"choices": [], "usage": usage}))
+        if state.usage:
+            events.append(_sse({"choices": [], "usage": usage}))
         body = b"".join(events) + b"data: [DONE]\n\n"
         writer.write(_reply(200, body, "text/event-stream"))
     else:
         writer.write(_reply(200, json.dumps({
             "object": "chat.completion", "choices": [{"index": 0, "message": {
                 "role": "assistant", "content": text}, "finish_reason": "stop"}],
-            "usage": usage}).encode()))
+            **({"usage": usage} if state.usage else {})}).encode()))
     await writer.drain()
     if writer.is_closing():
         return  # cut off: the client keeps no answer, nor does the server

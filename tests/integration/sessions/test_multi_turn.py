@@ -98,3 +98,26 @@ def test_a_duration_run_ends_sessions_midway_and_accounts_every_turn_it_sent(
     assert result.invariant["ok"], result.invariant
     assert len(result.records) == stats["requests"] > 0
     assert result.error_count == 0
+
+
+@pytest.mark.parametrize("usage", [True, False])
+def test_a_turns_input_length_is_the_whole_conversation(mesh: Mesh, usage: bool) -> None:
+    # Two turns of 5 prompt tokens, 4-token answers, a 3-token system prompt: the first
+    # turn sends 3 + 5, the second 3 + 5 + 4 + 5. The server counts words as tokens; without
+    # its usage the worker's own count must agree.
+    with SessionServer(answer_tokens=4, usage=usage) as server:
+        result = mesh.run(url=server.url, streaming=True, concurrency=2, conversation_num=3,
+                          conversation_turn_mean=2, isl=5, shared_system_prompt_length=3)
+        assert server.stats()["violations"] == []
+    assert result.invariant["ok"] and result.error_count == 0
+    assert sorted(r["metrics"]["input_sequence_length"]["value"]
+                  for r in result.records) == [8, 8, 8, 17, 17, 17]
+
+
+def test_prefix_prompts_count_in_the_input_length(mesh: Mesh) -> None:
+    with SessionServer(require_session=False, usage=False) as server:
+        result = mesh.run(url=server.url, concurrency=2, request_count=12, isl=10,
+                          prompt_prefix_pool_size=2, prompt_prefix_length=6,
+                          shared_system_prompt_length=4)
+    assert result.invariant["ok"] and result.error_count == 0
+    assert result["input_sequence_length"].avg == 20

@@ -99,6 +99,8 @@ class RawRecord(msgspec.Struct, array_like=True):
     session: int = -1
     turn_index: int = -1
     isl: int = -1
+    # Several URLs (round robin): which one this request went to; -1 with one URL.
+    url_index: int = -1
 
 
 class MetricRecord(msgspec.Struct, array_like=True):
@@ -140,6 +142,7 @@ class MetricRecord(msgspec.Struct, array_like=True):
     # for a single request. Two small integers: a few bytes a record on the wire.
     session: int = -1
     turn_index: int = -1
+    url_index: int = -1
 
 
 # -- the credit channel (timing manager ROUTER <-> worker DEALER) -----------------------------

@@ -242,7 +242,7 @@ class RecordDeriver:
                 raw.credit_id, raw.phase, raw.worker_id, raw.credit_ns, start,
                 raw.wall_start_ns, raw.end_ns, ttft, ttst, last_byte - start, isl, osl, gaps,
                 usage_mismatch=mismatch, ttfo_ns=ttfo, reasoning_tokens=reasoning_count,
-                session=raw.session, turn_index=raw.turn_index,
+                session=raw.session, turn_index=raw.turn_index, url_index=raw.url_index,
             )
         # The HTTP phases (k6's names). Sending, waiting and receiving add up to the
         # answered exchange: its start -> the response's last byte (the request latency,
@@ -258,6 +258,7 @@ class RecordDeriver:
             ttfo, reasoning_count, raw.blocked_ns, raw.dns_ns, raw.connecting_ns,
             max(0, sent - begun), max(0, response - max(sent, begun)),
             max(0, last_byte - max(response, begun)), raw.reused, raw.session, raw.turn_index,
+            raw.url_index,
         )
 
     def _input_tokens(self, conversation: int) -> int:
@@ -273,7 +274,7 @@ class RecordDeriver:
             raw.wall_start_ns, raw.end_ns, -1, -1, -1,
             raw.isl if raw.isl >= 0 else self._input_tokens(raw.conversation), 0,
             [], error=error, cancelled=raw.cancelled, session=raw.session,
-            turn_index=raw.turn_index,
+            turn_index=raw.turn_index, url_index=raw.url_index,
         )
 
 

@@ -282,8 +282,8 @@ class Worker(BaseComponentService):
         self._planned = set()
         # Round robin over several servers: the same path on each base URL.
         path = self._url[len(config.url.rstrip("/")):]
-        self._urls = [u.rstrip("/") + path for u in config.urls] if len(config.urls) > 1 \
-            else []
+        self._urls = [_with_scheme(u).rstrip("/") + path for u in config.urls] \
+            if len(config.urls) > 1 else []
 
     @on_message(MessageType.CANCEL_REQUESTS)
     async def _cancel(self, message: CancelRequestsMessage) -> None:
@@ -529,8 +529,11 @@ class Worker(BaseComponentService):
             assert self._transport is not None
             if self._cancel_share and _planned_cancel(credit_id, self._cancel_share):
                 timer = self._plan_cancel(credit_id, record)
-            url = self._urls[(credit_id if session is None else session[0])
-                             % len(self._urls)] if self._urls else self._url
+            url = self._url
+            if self._urls:  # round robin; a session stays on its first turn's URL
+                record.url_index = (credit_id if session is None else session[0]) % len(
+                    self._urls)
+                url = self._urls[record.url_index]
             await self._transport.send(record, url, headers or self._headers,
                                        body or self._body(conversation), self._streaming)
         except asyncio.CancelledError:
@@ -783,3 +786,8 @@ def _planned_cancel(credit_id: int, share: float) -> bool:
     """Whether a request is one the client cancels: evenly spread over the ids, so that
     ids 0 .. n-1 hold exactly floor(n * share) of them (exact counts, no random draw)."""
     return int((credit_id + 1) * share) > int(credit_id * share)
+
+
+def _with_scheme(url: str) -> str:
+    """A URL as the config's own ``url`` is taken: http:// when it has no scheme."""
+    return url if "://" in url else f"http://{url}"

@@ -170,6 +170,11 @@ class BaseEndpoint:
     def parse_body(self, body: bytes) -> ParsedResponse:
         raise NotImplementedError
 
+    def stream_ended(self, last_event: bytes) -> bool:
+        """Whether a stream without OpenAI's ``[DONE]`` ended the way its protocol ends
+        one, judged by its last ``data:`` payload (TGI, the Responses API)."""
+        return False
+
 
 def make_endpoint(config: UserConfig) -> BaseEndpoint:
     """The endpoint plugin ``config.endpoint_type`` names, built for ``config``."""

@@ -192,7 +192,7 @@ class RecordDeriver:
             first_answer = next((i for i, r in enumerate(reasoning_only) if i != r),
                                 len(reasoning_only)) if reasoning_only else 0
             first_answer_ts = token_ts[first_answer] if first_answer < len(token_ts) else -1
-            if not done:
+            if not done and not (payloads and self.endpoint.stream_ended(payloads[-1])):
                 return self._error(raw, ErrorInfo(raw.status, "IncompleteStream",
                     f"stream ended without [DONE] after {len(token_ts)} content events"))
             if self.produces_tokens and not token_ts:

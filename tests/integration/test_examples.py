@@ -90,7 +90,7 @@ def test_the_example_package_registers_through_the_entry_point(tmp_path: Path) -
                           text=True, timeout=60, cwd=tmp_path,
                           env={**os.environ, "PYTHONPATH": str(target)})
     assert proc.returncode == 0, proc.stderr
-    assert "rankings" in proc.stdout and "Hugging Face TEI /rerank" in proc.stdout
+    assert "example_rankings" in proc.stdout and "Hugging Face TEI /rerank" in proc.stdout
 
 
 def test_real_engine_runs_against_llama_server_or_skips_with_the_reason() -> None:

@@ -626,7 +626,7 @@ class Worker(BaseComponentService):
         return None
 
     async def _session(self, progress: _LeaseProgress, credit_id: int, generation: int,
-                       current: asyncio.Task[None]) -> None:
+                       current: asyncio.Task[None], taken: bool = False) -> None:
         """A whole session in this slot: its turns in order, one at a time, each sending
         the conversation so far with the server's real answers. With whole-session leases
         (``whole_session_leases``) its ids are taken together now; otherwise each turn
@@ -643,13 +643,15 @@ class Worker(BaseComponentService):
         else:
             flat = layout.starts[index]
             turns = layout.lengths[index]
-            progress.next_offset += 1
-        if progress.next_offset == lease.count:
+            if not taken:  # else _take_id took it (and reported a used-up lease)
+                progress.next_offset += 1
+        if progress.next_offset == lease.count and not progress.consumed:
             progress.consumed = True
             self._report(progress)  # used up: the timing manager sends the next
         session = _Session(progress, credit_id, turns if self._whole_sessions else 1)
         self._sessions.add(session)
         headers = {self._session_header: f"{lease.run:08x}-{credit_id}"}
+        handoff: tuple[_LeaseProgress, int] | None = None
         history = b""  # the exchanges so far: JSON messages, each followed by a comma
         history_tokens = 0
         deadline = lease.deadline_ns
@@ -660,10 +662,15 @@ class Worker(BaseComponentService):
                     await asyncio.sleep(turn.delay_ms / 1000)
                 turn_progress, cid = progress, credit_id + k
                 if not self._whole_sessions and k:
-                    taken = await self._take_id(generation)
-                    if taken is None:
+                    next_id = await self._take_id(generation)
+                    if next_id is None:
                         break
-                    turn_progress, cid = taken
+                    if next_id[0].lease.phase != lease.phase:
+                        # The warmup is over: its session ends here, and the id (the
+                        # profiling phase's) opens a session of its own.
+                        handoff = next_id
+                        break
+                    turn_progress, cid = next_id
                 elif (session.stopped or generation != self._generation
                         or (deadline and _perf_ns() > deadline)):
                     self._stop_session(session)
@@ -702,6 +709,8 @@ class Worker(BaseComponentService):
         finally:
             self._sessions.discard(session)
         self._report_if_done(progress)
+        if handoff is not None:
+            await self._session(handoff[0], handoff[1], generation, current, taken=True)
 
     def _report_if_done(self, progress: _LeaseProgress) -> None:
         if (progress.consumed and progress.completed == progress.next_offset

@@ -121,3 +121,12 @@ def test_prefix_prompts_count_in_the_input_length(mesh: Mesh) -> None:
                           shared_system_prompt_length=4)
     assert result.invariant["ok"] and result.error_count == 0
     assert result["input_sequence_length"].avg == 20
+
+
+def test_warmup_sessions_end_with_the_warmup(mesh: Mesh, server: SessionServer) -> None:
+    result = mesh.run(url=server.url, concurrency=2, warmup_request_count=5, request_count=12,
+                      conversation_num=3, conversation_turn_mean=4,
+                      session_header="X-Session-ID")
+    assert server.stats()["violations"] == []
+    assert result.invariant["ok"] and len(result.records) == 17
+    assert result.request_count == 12 and result.error_count == 0

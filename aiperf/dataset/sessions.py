@@ -173,6 +173,12 @@ class ShareGPTLoader(DatasetLoader):
                                       "with a string 'value'")
                 role = str(message.get("from", "")).lower()
                 if role in _HUMAN and message["value"].strip():
+                    try:
+                        message["value"].encode("utf-8")
+                    except UnicodeEncodeError:
+                        raise ConfigError(
+                            f"{where}.conversations[{index}]: 'value' holds an unpaired "
+                            "surrogate escape (not text)") from None
                     human.append(message["value"])
                 elif role not in _ANSWER and role not in ("system", ""):
                     raise ConfigError(f"{where}.conversations[{index}]: unknown 'from' "

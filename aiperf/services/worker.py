@@ -661,20 +661,21 @@ class Worker(BaseComponentService):
                 if k and turn.delay_ms > 0 and not session.stopped:
                     await asyncio.sleep(turn.delay_ms / 1000)
                 turn_progress, cid = progress, credit_id + k
+                # (Without whole-session leases the deadline is the leases': no id comes.)
+                if (session.stopped or generation != self._generation
+                        or (self._whole_sessions and deadline and _perf_ns() > deadline)):
+                    self._stop_session(session)
+                    break
                 if not self._whole_sessions and k:
                     next_id = await self._take_id(generation)
                     if next_id is None:
-                        break
+                        break  # the run is over
                     if next_id[0].lease.phase != lease.phase:
                         # The warmup is over: its session ends here, and the id (the
                         # profiling phase's) opens a session of its own.
                         handoff = next_id
                         break
                     turn_progress, cid = next_id
-                elif (session.stopped or generation != self._generation
-                        or (deadline and _perf_ns() > deadline)):
-                    self._stop_session(session)
-                    break
                 session.sent += 1
                 body, user = self._turn_body(flat + k, history)
                 self._in_flight[cid] = current

@@ -33,6 +33,10 @@ class Credit(msgspec.Struct, array_like=True, frozen=True):
     phase: int
     conversation: int
     send_at_ns: int = 0
+    # Multi-turn in rate mode: the session (its first turn's credit id) this turn belongs
+    # to; the timing manager sends a turn only after the previous one returned, to the
+    # same worker, which keeps the session's history. -1: a single request.
+    session: int = -1
 
 
 # How much of an error's message a record keeps (an error body, an exception's text).

@@ -267,6 +267,7 @@ class Worker(BaseComponentService):
         assert self._endpoint is not None
         self._layout = session_layout(self._turns)
         self._sessions = set()
+        self._histories: dict[int, tuple[bytes, int]] = {}  # rate mode: by session
         self._whole_sessions = whole_session_leases(config)
         if self._layout is not None:
             probe = self._endpoint.payload(self._turns[0])
@@ -448,8 +449,11 @@ class Worker(BaseComponentService):
         send_at = credit.send_at_ns
         if send_at and self._to_perf_ns:
             send_at += self._to_perf_ns  # from the timing manager's clock to this process's
-        await self._execute(credit.id, credit.phase, credit.conversation, send_at,
-                            wait_until_ns=send_at)
+        if credit.session >= 0 and self._layout is not None:
+            await self._scheduled_turn(credit, send_at)
+        else:
+            await self._execute(credit.id, credit.phase, credit.conversation, send_at,
+                                wait_until_ns=send_at)
         self._pending_returns.append(credit.id)
         if len(self._pending_returns) == 1:
             asyncio.get_running_loop().call_soon(self._flush_returns)
@@ -712,6 +716,31 @@ class Worker(BaseComponentService):
         self._report_if_done(progress)
         if handoff is not None:
             await self._session(handoff[0], handoff[1], generation, current, taken=True)
+
+    async def _scheduled_turn(self, credit: Credit, send_at: int) -> None:
+        """One turn of a session in rate mode: the timing manager sends it only after the
+        previous turn's credit returned, and to this worker, which kept the history."""
+        assert self._endpoint is not None
+        flat = credit.conversation
+        turn = self._turns[flat]
+        history, history_tokens = self._histories.pop(credit.session, (b"", 0))
+        body, user = self._turn_body(flat, history)
+        record = await self._execute(
+            credit.id, credit.phase, flat, send_at, wait_until_ns=send_at, body=body,
+            headers={self._session_header: f"{self._run:08x}-{credit.session}"},
+            session=(credit.session, turn.turn_index, turn.input_tokens + history_tokens))
+        following = flat + 1
+        if following < len(self._turns) and \
+                self._turns[following].turn_index == turn.turn_index + 1:
+            answer = answer_of(self._endpoint, record)
+            if answer is not None:
+                text, completion = answer
+                history = b"".join((history, user, msgspec.json.encode(
+                    {"role": "assistant", "content": text}), b","))
+                history_tokens += turn.input_tokens - turn.system_tokens + (
+                    completion if completion is not None else self._tokenizer.count(text))
+            # Kept until the next turn comes (before this credit returns: see _scheduled).
+            self._histories[credit.session] = (history, history_tokens)
 
     def _report_if_done(self, progress: _LeaseProgress) -> None:
         if (progress.consumed and progress.completed == progress.next_offset

@@ -21,6 +21,7 @@ records against.
 from __future__ import annotations
 
 import asyncio
+import heapq
 import itertools
 import time
 from collections.abc import Callable
@@ -88,6 +89,11 @@ class TimingStrategy:
         self._slots: asyncio.Semaphore | None = None
         self._round_robin = itertools.cycle(dispatcher.workers)
         self._ramped = False
+        # Scheduled sessions: turns whose previous turn returned, (ready at, session,
+        # dataset entry, worker) by time; and each turn in flight's (session, entry, worker).
+        self._followups: list[tuple[int, int, int, str]] = []
+        self._turn_of: dict[int, tuple[int, int, str]] = {}
+        self._next_session = 0
 
     @property
     def issued_ranges(self) -> list[tuple[int, int]]:
@@ -183,19 +189,48 @@ class TimingStrategy:
         batches: dict[str, list[Credit]] = {}
         for offset, (send_at, conversation) in enumerate(due):
             credit_id = first + offset
-            if conversation is None:
-                conversation = turn_for(credit_id, len(self.turns))
-            worker = self.pick_worker()
+            if conversation is None and self.layout is not None:
+                credit = self._session_turn(credit_id, phase, send_at)
+                worker = self._turn_of[credit_id][2]
+            else:
+                if conversation is None:
+                    conversation = turn_for(credit_id, len(self.turns))
+                worker = self.pick_worker()
+                credit = Credit(credit_id, phase, conversation, send_at)
             self.scheduled[credit_id] = worker
-            batches.setdefault(worker, []).append(Credit(credit_id, phase, conversation, send_at))
+            batches.setdefault(worker, []).append(credit)
         self._record_issued(phase, first, len(due))
         for worker, credits in batches.items():
             await self.dispatcher.send_credits(worker, credits)
+
+    def _session_turn(self, credit_id: int, phase: int, send_at: int) -> Credit:
+        """The request a scheduled slot sends in a multi-turn run: the next turn of a
+        session whose previous turn has returned and whose think time is over by
+        ``send_at``, else the first turn of a new session."""
+        layout = self.layout
+        assert layout is not None
+        if self._followups and self._followups[0][0] <= send_at:
+            _, session, flat, worker = heapq.heappop(self._followups)
+        else:
+            session = credit_id
+            flat = layout.starts[self._next_session % layout.sessions]
+            self._next_session += 1
+            worker = self.pick_worker()
+        self._turn_of[credit_id] = (session, flat, worker)
+        return Credit(credit_id, phase, flat, send_at, session)
 
     def returned(self, credit_ids: list[int]) -> None:
         for credit_id in credit_ids:
             if self.scheduled.pop(credit_id, None) is not None and self._slots is not None:
                 self._slots.release()
+            turn = self._turn_of.pop(credit_id, None) if self._turn_of else None
+            if turn is not None:
+                session, flat, worker = turn
+                following = flat + 1
+                if following < len(self.turns) and self.turns[following].turn_index == \
+                        self.turns[flat].turn_index + 1:
+                    ready = _perf_ns() + int(self.turns[following].delay_ms * 1e6)
+                    heapq.heappush(self._followups, (ready, session, following, worker))
         self._progress.set()
 
     # -- waiting ----------------------------------------------------------------------------
@@ -246,6 +281,7 @@ class TimingStrategy:
             while not await self.wait_for(self.all_done, self.wait_bound_s()):
                 if not self._waiting_is_useful():
                     break
+        self._followups.clear()  # the warmup's sessions end with it
         end_ns = None
         if cfg.benchmark_duration is not None:
             end_ns = _perf_ns() + int(cfg.benchmark_duration * 1e9)

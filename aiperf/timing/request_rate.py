@@ -27,6 +27,10 @@ _perf_ns = time.perf_counter_ns
 
 
 class RequestRateStrategy(TimingStrategy):
+    # Sessions: each slot of the schedule sends a session's next turn once the previous
+    # one returned (and its think time passed), else a new session's first (base).
+    supports_sessions = True
+
     def idle_gap_s(self) -> float:
         rate = self.config.request_rate
         ramp = self.config.request_rate_ramp_duration

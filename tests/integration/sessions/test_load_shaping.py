@@ -97,3 +97,19 @@ def test_several_urls_share_the_requests_round_robin(mesh: Mesh) -> None:
         counts = [server.stats()["requests"] for server in (a, b)]
     assert result.invariant["ok"] and result.error_count == 0
     assert counts == [20, 20]
+
+
+@pytest.mark.parametrize("streaming", [False, True])
+def test_sessions_at_a_request_rate_keep_their_order_and_history(
+        mesh: Mesh, streaming: bool) -> None:
+    with SessionServer(delay_ms=20) as server:
+        result = mesh.run(url=server.url, streaming=streaming, request_rate=100,
+                          request_count=40, conversation_num=5, conversation_turn_mean=4,
+                          conversation_turn_delay_mean=10)
+        stats = server.stats()
+    assert stats["violations"] == []
+    assert result.invariant["ok"] and len(result.records) == 40
+    assert result.error_count == 0
+    # Turns came in order: every session the server saw has its turns answered in a row.
+    assert sum(stats["sessions"].values()) == 40 and stats["max_in_flight"] == 1
+    assert max(stats["sessions"].values()) > 1  # later turns were sent, not only firsts

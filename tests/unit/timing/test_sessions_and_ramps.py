@@ -17,6 +17,7 @@ from aiperf.errors import ConfigError
 from aiperf.services.worker import _planned_cancel
 from aiperf.timing.base import _minus
 from aiperf.timing.concurrency import ConcurrencyStrategy
+from aiperf.timing.fixed_schedule import FixedScheduleStrategy
 from aiperf.timing.request_rate import RequestRateStrategy
 from tests.unit.timing.test_strategies import FakeWorkers
 
@@ -73,10 +74,30 @@ def _record_only(fake: FakeWorkers) -> Callable[[str, Lease], Awaitable[None]]:
     return send
 
 
-def test_scheduled_strategies_refuse_a_multi_turn_dataset_by_name() -> None:
-    with pytest.raises(ConfigError, match="closed loop"):
-        RequestRateStrategy(UserConfig(request_rate=5), _sessions(2, 2),
-                            np.random.default_rng(0), FakeWorkers(["w"]), run=1)
+def test_a_trace_replay_refuses_a_multi_turn_dataset_by_name() -> None:
+    with pytest.raises(ConfigError, match="cannot run it yet"):
+        FixedScheduleStrategy(UserConfig(request_rate=5), _sessions(2, 2),
+                              np.random.default_rng(0), FakeWorkers(["w"]), run=1)
+
+
+def test_at_a_rate_a_sessions_next_turn_follows_its_return_on_the_same_worker() -> None:
+    fake = FakeWorkers(["worker_0", "worker_1"])
+    turns = _sessions(3, 2)
+    strategy = RequestRateStrategy(UserConfig(request_rate=500, request_count=10), turns,
+                                   np.random.default_rng(0), fake, run=1)
+    fake.strategy = strategy
+    asyncio.run(asyncio.wait_for(strategy.run(), 10))
+    assert strategy.issued == 10
+    seen: dict[int, list[tuple[int, str]]] = {}
+    for worker, credit in fake.credits:
+        seen.setdefault(credit.session, []).append((credit.conversation, worker))
+    for session, entries in seen.items():
+        flats = [flat for flat, _ in entries]
+        # A session's turns in dataset order from its first, all on one worker.
+        assert turns[flats[0]].turn_index == 0
+        assert flats == list(range(flats[0], flats[0] + len(flats)))
+        assert len({worker for _, worker in entries}) == 1
+        assert session == min(c.id for _, c in fake.credits if c.session == session)
 
 
 def test_a_concurrency_ramp_spreads_the_slots_from_one_to_n() -> None:

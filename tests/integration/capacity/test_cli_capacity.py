@@ -1,5 +1,5 @@
 """``aiperf capacity`` (the subcommand ``aiperf.capacity.cli.register`` adds), run in
-process against the mock's capacity model: 2 slots, TTFT 80 ms, one token."""
+process against the mock's capacity model: 2 slots, TTFT 150 ms, one token."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 
 from aiperf.capacity.cli import EXIT_CONFIG, EXIT_OK, register
+from aiperf.mesh import Mesh
 from aiperf.mock_server import MockServerProcess
+from tests.integration.capacity._calibrate import require_quiet_machine
 
 
 def capacity(argv: list[str]) -> int:
@@ -23,7 +25,7 @@ def capacity(argv: list[str]) -> int:
 
 @pytest.fixture(scope="module")
 def mock_url() -> Iterator[str]:
-    server = MockServerProcess(ttft_ms=80, tokens=1, slots=2)
+    server = MockServerProcess(ttft_ms=150, tokens=1, slots=2)
     yield server.start()
     server.stop()
 
@@ -31,9 +33,11 @@ def mock_url() -> Iterator[str]:
 def test_the_command_finds_the_capacity_and_writes_capacity_json(
     mock_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],
 ) -> None:
+    with Mesh(workers=1) as mesh:
+        require_quiet_machine(mesh, mock_url, 2, 150.0, 185.0, requests=20)
     code = capacity(["-u", mock_url, "-m", "m", "--streaming", "--osl", "1",
-                     "--slo", "time_to_first_token.p90<100ms", "--slo", "request_error_rate<=5%",
-                     "--over", "concurrency", "--min", "2", "--max", "8",
+                     "--slo", "time_to_first_token.p90<185ms", "--slo", "request_error_rate<=5%",
+                     "--over", "concurrency", "--min", "2", "--max", "3",
                      "--request-count", "60", "--max-requests", "1500", "--validity", "off",
                      "--workers-max", "1", "--output-artifact-dir", str(tmp_path)])
     out = capsys.readouterr().out
@@ -42,7 +46,7 @@ def test_the_command_finds_the_capacity_and_writes_capacity_json(
     assert "SLO attainment" in out and "at 3 concurrent: FAIL" in out
     data = json.loads((tmp_path / "capacity.json").read_text())
     assert (data["over"], data["max_passing"], data["min_failing"]) == ("concurrency", 2, 3)
-    assert [p["point"] for p in data["probes"]] == [2, 4, 3]
+    assert [p["point"] for p in data["probes"]] == [2, 3]
     assert all(p["objectives"] and p["requests"] >= 60 for p in data["probes"])
     assert data["requests"] <= 1500
     assert (tmp_path / "probe01_concurrency_2" / "profile_export_aiperf.json").is_file()

@@ -163,6 +163,8 @@ def search(session: AIPerfSession, nodeid: str, base_dir: Path, over: str,
         if not isinstance(api_key, SecretStr):
             values["api_key"] = api_key = SecretStr(str(api_key))
         session.secrets.add(api_key.get_secret_value())
+    if max_seconds is None:  # the test's deadline bounds a search as it does one run
+        max_seconds = session.settings.test_timeout
     runner = ProbeRunner(run, values, objectives, over=over, policy=policy,
                          on_run=_exporter(artifacts, over) if artifacts else None)
     result = run_search(runner, over=over, low=low, high=high, tolerance=tolerance,

@@ -164,8 +164,9 @@ class Worker(BaseComponentService):
         self._cancel_delay_s = 0.0
         self._planned: set[int] = set()  # credit ids cancelled on purpose, in flight
         self._urls: list[str] = []
-        self._grace_s = 0.0
         self._whole_sessions = False
+        self._histories: dict[int, tuple[bytes, int]] = {}  # rate mode: by session
+        self._parts: list[tuple[bytes, int, bytes] | None] = []
         self._endpoint: BaseEndpoint | None = None
         self._transport: HttpTransport | None = None
         self._transport_key: tuple[object, ...] | None = None
@@ -212,7 +213,7 @@ class Worker(BaseComponentService):
         self._endpoint = make_endpoint(config)
         self._turns = dataset_of(command.dataset_path, command.dataset_inline)
         self._bodies = [None] * len(self._turns)
-        self._parts: list[tuple[bytes, int, bytes] | None] = [None] * len(self._turns)
+        self._parts = [None] * len(self._turns)
         # AIPerf's --custom-endpoint: the user's path replaces the plugin's own.
         self._url = (config.url.rstrip("/") + config.custom_endpoint
                      if config.custom_endpoint else self._endpoint.url)
@@ -267,7 +268,7 @@ class Worker(BaseComponentService):
         assert self._endpoint is not None
         self._layout = session_layout(self._turns)
         self._sessions = set()
-        self._histories: dict[int, tuple[bytes, int]] = {}  # rate mode: by session
+        self._histories = {}
         self._whole_sessions = whole_session_leases(config)
         if self._layout is not None:
             probe = self._endpoint.payload(self._turns[0])
@@ -279,7 +280,6 @@ class Worker(BaseComponentService):
         self._session_header = config.session_header or DEFAULT_SESSION_HEADER
         self._cancel_share = (config.request_cancellation_rate or 0.0) / 100.0
         self._cancel_delay_s = config.request_cancellation_delay
-        self._grace_s = config.benchmark_grace_period
         self._planned = set()
         # Round robin over several servers: the same path on each base URL.
         path = self._url[len(config.url.rstrip("/")):]
@@ -374,11 +374,6 @@ class Worker(BaseComponentService):
                     # Slots stuck in slow requests would not notice the deadline: a timer does.
                     delay = max(0.0, (message.deadline_ns - _perf_ns()) / 1e9)
                     loop.call_later(delay + 0.001, self._next_lease)
-                    if self._layout is not None and self._whole_sessions:
-                        # Sessions: the issued set is final only when every session has
-                        # ended, so what the grace leaves in flight is cut here, not by the
-                        # timing manager's cancel after it published that set.
-                        loop.call_later(delay + self._grace_s, self._cut_sessions, self._run)
                 starts = message.slot_starts_ns
                 while len(self._slot_tasks) < message.slots:
                     j = len(self._slot_tasks)
@@ -592,14 +587,6 @@ class Worker(BaseComponentService):
         return timer
 
     # -- multi-turn sessions --------------------------------------------------------------
-
-    def _cut_sessions(self, run: int) -> None:
-        if run != self._run:
-            return
-        for session in list(self._sessions):
-            self._stop_session(session)
-        for task in list(self._in_flight.values()):
-            task.cancel()
 
     def _stop_session(self, session: _Session) -> None:
         """No further turn of ``session`` is sent: its unsent ids are reported skipped."""

@@ -289,9 +289,10 @@ class TimingStrategy:
         while not await self.wait_for(self.all_consumed, self.wait_bound_s(end_ns)):
             if end_ns is not None or not self._waiting_is_useful():
                 break
-        if self.layout is not None:
-            # Which started ids of a session were never sent is known only when its
-            # leases are done: the issued set is final then.
+        if self.layout is not None and whole_session_leases(cfg):
+            # A session takes its turns' ids when it starts; which of them were never
+            # sent (a cancel) is known only when its lease is done: the issued set is
+            # final then.
             while not await self.wait_for(self.all_done, self.wait_bound_s(end_ns)):
                 if end_ns is not None or not self._waiting_is_useful():
                     break

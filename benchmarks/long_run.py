@@ -121,11 +121,14 @@ class TreeSampler(threading.Thread):
         return self.samples
 
     def _label(self, proc: psutil.Process) -> str:
-        if proc.pid not in self._labels and not self.service_names:
-            # Not our mesh (AIPerf 0.13): each process by its command's last words.
+        if proc.pid != self.root and not self.service_names:
+            # Not our mesh (AIPerf 0.13): each process by its title ("aiperf
+            # records_manager"), read each time: a service sets it after it starts.
             with contextlib.suppress(psutil.Error):
                 words = proc.cmdline()[-2:]
-                self._labels[proc.pid] = f"{' '.join(words)[-40:]} ({proc.pid})"
+                if words and words[0] == "aiperf":
+                    return f"{words[1][:24]} ({proc.pid})"
+            return f"pid {proc.pid}"
         if proc.pid not in self._labels:
             with contextlib.suppress(psutil.Error):
                 if "aiperf.controller" in " ".join(proc.cmdline()):

@@ -152,3 +152,24 @@ def test_progress_reports_carry_the_current_slices_p99(
         p99 = progress.slice_p99_ms
         assert latency.min <= p99["request_latency"] <= latency.max
         assert 0 < p99["time_to_first_token"] <= p99["request_latency"]
+
+
+def test_a_sketch_mode_run_keeps_its_timeline_in_bins_for_throughput_and_validity(
+        mesh: Mesh, mock_server: MockServerProcess) -> None:
+    import numpy as np
+
+    from aiperf.windows import whole_run
+
+    result = mesh.run(url=mock_server.url, streaming=True, request_rate=150,
+                      arrival_pattern="constant", request_count=300, sketch=True)
+    assert len(result.timeline) == 0 and result["request_latency"].sketch is not None
+    bins = result._end_bins
+    assert bins is not None and sum(bins["requests"]) == result.request_count == 300
+    assert bins["n_starts"] == sum(bins["starts"]) == 300
+    windows = whole_run(result).throughput_windows("request_throughput")
+    assert np.isfinite(windows).all() and windows.sum() > 0
+    signals = {s.name: s for s in result.validity.signals}
+    for name in ("schedule_lag_p99", "achieved_rate"):
+        assert signals[name].measured is not None, signals[name]
+    # 300 starts 1/150 s apart: 299 gaps over their span.
+    assert signals["achieved_rate"].measured == pytest.approx(150, rel=0.05)

@@ -312,8 +312,8 @@ OPTIONS_TEXT = """\
 # Why a whole help panel is missing, unless a flag has a reason of its own below.
 GROUP_REASONS: dict[str, str] = {
     "Endpoint": "not implemented",
-    "Input": "not implemented: local single_turn / mooncake_trace files and synthetic "
-             "prompts only",
+    "Input": "not implemented: local single_turn / mooncake_trace / multi_turn / sharegpt "
+             "files and synthetic prompts only",
     "Fixed Schedule": "not implemented: --fixed-schedule replays the whole trace",
     "Output": "not implemented: the artifact names and set are fixed",
     "HTTP Trace": "the HTTP phases are always measured (http_req_* metrics); no raw trace "
@@ -325,8 +325,7 @@ GROUP_REASONS: dict[str, str] = {
     "User-Centric Rate": "not implemented",
     "Request Cancellation": "not implemented",
     "Conversation Input": "not implemented: multi-turn sessions are synthetic "
-                          "(--conversation-*) or local multi_turn / sharegpt files, run in "
-                          "closed loop",
+                          "(--conversation-*) or local multi_turn / sharegpt files",
     "Input Sequence Length (ISL)": "not implemented: synthetic ISL is normal(mean, stddev)",
     "Output Sequence Length (OSL)": "not implemented",
     "Prompt": "not implemented: one prompt per request, no batching",

@@ -76,8 +76,10 @@ PROFILE_FLAGS: list[tuple[tuple[str, ...], str, dict[str, Any]]] = [
         "type": int, "help": "mean output tokens requested"}),
     (("--prompt-output-tokens-stddev", "--output-tokens-stddev", "--osl-stddev"),
      "osl_stddev", {"type": float, "help": "stddev of output tokens"}),
-    (("--input-file",), "input_file", {"help": "JSONL dataset (single_turn or trace)"}),
-    (("--custom-dataset-type",), "custom_dataset_type", {"help": "single_turn, mooncake_trace"}),
+    (("--input-file",), "input_file", {"help": "dataset file: JSONL (single_turn, trace, "
+                                              "multi_turn) or ShareGPT JSON"}),
+    (("--custom-dataset-type",), "custom_dataset_type", {
+        "help": "single_turn, mooncake_trace, multi_turn, sharegpt"}),
     (("--fixed-schedule",), "fixed_schedule", {"action": "store_true", "default": None,
         "help": "replay the input file's timestamps"}),
     # AIPerf switches a timestamped trace to fixed schedule by itself unless told not to;

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
 from typing import Any, TextIO
 
@@ -54,8 +55,11 @@ class ProgressLine:
     def __call__(self, progress: Any) -> None:
         if progress.elapsed_s < 2.0:  # short runs finish before a bar is worth drawing
             return
-        # Pad to wipe what a longer previous line left behind.
-        self.stream.write("\r" + self.render(progress).ljust(79))
+        # Pad to wipe what a longer previous line left behind; cut to the terminal's
+        # width, since a wrapped line cannot be redrawn in place (the slice's p99 makes it
+        # longer than 80 columns).
+        width = max(20, shutil.get_terminal_size((80, 24)).columns - 1)
+        self.stream.write("\r" + self.render(progress).ljust(79)[:width])
         self.stream.flush()
         self.drawn = True
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 
+import pytest
+
 from aiperf.common.config import UserConfig
 from aiperf.common.messages import RunProgress
 from aiperf.progress import ProgressLine
@@ -46,3 +48,17 @@ def test_the_current_slices_p99_follows_the_totals() -> None:
     text = line.render(progress)
     assert text.endswith("~27 s left | 30-40 s: p99 latency 12.3 ms, TTFT 3.21 ms")
     assert "|" not in line.render(tick(5000, 33.0))  # none sent: the totals alone
+
+
+def test_a_drawn_line_never_runs_past_the_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+    import shutil
+
+    monkeypatch.setattr(shutil, "get_terminal_size",
+                        lambda fallback=(80, 24): os.terminal_size((60, 24)))
+    out = io.StringIO()
+    line = ProgressLine(UserConfig(benchmark_duration=60), out)
+    line(RunProgress(run_id="r", records=5000, errors=0, elapsed_s=33.0,
+                     slice_start_s=30.0, slice_end_s=40.0, slice_requests=800,
+                     slice_p99_ms={"request_latency": 12.345}))
+    assert out.getvalue().startswith("\r[") and len(out.getvalue()) == 1 + 59

@@ -17,6 +17,7 @@ ones the load goes to, as the load's own HTTP client does not use them either).
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 import zlib
@@ -74,7 +75,27 @@ def fetch(url: str, timeout: float) -> str:
     connection_class = (http.client.HTTPSConnection if parts.scheme == "https"
                         else http.client.HTTPConnection)
     connection = connection_class(host, parts.port, timeout=timeout)
+    # A socket timeout bounds each read, not the whole: headers sent a byte at a time
+    # would hold http.client's header reading for ever. At the deadline the watchdog shuts
+    # the socket down, which ends any read at once.
+    expired = threading.Event()
+
+    def cut() -> None:
+        expired.set()
+        sock = connection.sock
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    watchdog = threading.Timer(timeout, cut)
+    watchdog.daemon = True
+    watchdog.start()
     try:
+        connection.connect()
+        if expired.is_set():  # the deadline passed while connecting: no socket was cut
+            raise TimeoutError(f"no answer within {timeout:g} s")
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         connection.request("GET", path, headers={"Accept": _ACCEPT})
         response = connection.getresponse()
@@ -96,7 +117,13 @@ def fetch(url: str, timeout: float) -> str:
                 raise ValueError(f"the body is larger than {MAX_BODY_BYTES} bytes")
             chunks.append(chunk)
         charset = response.headers.get_content_charset() or "utf-8"
+    except Exception as exc:
+        if expired.is_set() and not isinstance(exc, TimeoutError):
+            # what a cut socket raises (RemoteDisconnected, IncompleteRead...) is the deadline
+            raise TimeoutError(f"no answer within {timeout:g} s") from None
+        raise
     finally:
+        watchdog.cancel()
         connection.close()
     return b"".join(chunks).decode(charset, errors="replace")
 
@@ -176,7 +203,10 @@ class _EndpointThread(threading.Thread):
 
     def __init__(self, url: str, interval: float, timeout: float,
                  stop: threading.Event) -> None:
-        super().__init__(name=f"aiperf-server-metrics {url}", daemon=True)
+        from aiperf.common.config import mask_url
+
+        # a thread's name shows in reprs and dumps: never the URL's credentials
+        super().__init__(name=f"aiperf-server-metrics {mask_url(url)}", daemon=True)
         self.url = url
         self.interval = interval
         self.timeout = timeout

@@ -4,6 +4,7 @@ answer, failures of every kind are recorded and never raise or hang."""
 from __future__ import annotations
 
 import socket
+import threading
 import time
 
 import pytest
@@ -92,3 +93,62 @@ def test_names_are_checked_against_a_reachable_endpoint() -> None:
     warnings = check_server_metric_names(parse_objectives({"server.x.max": "< 1"}),
                                          unreachable)
     assert len(warnings) == 1 and "not checked at collection" in warnings[0]
+
+
+class _Dribbler:
+    """A raw TCP endpoint on 127.0.0.1 that answers a status line, then one header byte
+    every ``gap`` seconds, never ending its headers: each read is quick, the whole is not."""
+
+    def __init__(self, gap: float = 0.1) -> None:
+        self.gap = gap
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(0.2)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}/metrics"
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                try:
+                    conn.recv(65536)
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+                    while not self._stop.wait(self.gap):
+                        conn.sendall(b"a")
+                except OSError:  # the client gave up: the next one
+                    continue
+
+    def __enter__(self) -> _Dribbler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self._listener.close()
+
+
+def test_headers_that_never_end_are_cut_at_the_scrape_deadline() -> None:
+    # A socket timeout bounds each read, not the whole: the deadline must cover the headers.
+    with _Dribbler() as endpoint:
+        started = time.monotonic()
+        scrape = scrape_once(endpoint.url, "run", 0.5)
+        took = time.monotonic() - started
+    assert not scrape.ok and scrape.error == "timed out after 0.5 s"
+    assert took < 0.5 + 2.0  # the deadline, with room for a loaded machine
+
+
+def test_a_url_password_is_not_in_the_scraping_threads_names() -> None:
+    # Thread names show in reprs, faulthandler dumps and pytest's thread-exception warnings.
+    url = f"http://user:s3cr3t-pw@127.0.0.1:{_closed_port()}/metrics"
+    collector = ServerMetricsCollector([url], interval=0.05, timeout=0.3).start()
+    try:
+        names = [t.name for t in threading.enumerate() if "server-metrics" in t.name]
+        assert names and not any("s3cr3t-pw" in n for n in names), names
+    finally:
+        collector.stop()
+    assert all("s3cr3t-pw" not in repr(s.error) for s in collector.scrapes)

@@ -120,6 +120,8 @@ def cmd_capacity(args: argparse.Namespace) -> int:
     except (SLOError, PolicyError, ValueError) as exc:
         print(f"aiperf: invalid configuration: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    if (code := _wait_for_model(profile, args)) is not None:
+        return code
     try:
         with Mesh(log_level=args.log_level, capture_logs=False,
                   **_mesh_overrides(args)) as mesh:
@@ -161,6 +163,31 @@ def cmd_capacity(args: argparse.Namespace) -> int:
     if result.error is not None:
         return EXIT_ALL_FAILED
     return EXIT_OK if result.max_passing is not None else EXIT_NONE_PASSED
+
+
+def _wait_for_model(profile: dict[str, Any], args: argparse.Namespace) -> int | None:
+    """``--wait-for-model-timeout``: wait for the endpoint once, before the first probe, as
+    ``aiperf profile`` does before its run; an exit code when it never answered."""
+    from aiperf.common.config import UserConfig
+    from aiperf.errors import ConfigError
+
+    try:
+        config = UserConfig.build(where="aiperf capacity", **{
+            **profile, args.over: int(args.search_min) if args.over == "concurrency"
+            else float(args.search_min)})
+    except ConfigError as exc:
+        print(f"aiperf: invalid configuration: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    if config.wait_for_model_timeout <= 0:
+        return None
+    from aiperf.readiness import ModelNotReady, wait_for_model
+
+    try:
+        wait_for_model(config)
+    except ModelNotReady as exc:
+        print(f"aiperf: {exc}", file=sys.stderr)
+        return EXIT_MESH
+    return None
 
 
 def _exporter(out_dir: Path, over: str) -> Any:

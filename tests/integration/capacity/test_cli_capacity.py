@@ -63,3 +63,13 @@ def test_bad_input_is_a_configuration_error_before_any_load(
 ) -> None:
     assert capacity(["-u", "http://127.0.0.1:9", *argv]) == EXIT_CONFIG
     assert message in capsys.readouterr().err
+
+
+def test_the_model_is_waited_for_once_before_the_first_probe(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # nothing listens on port 9: the wait gives up after its timeout, before any mesh
+    code = capacity(["-u", "http://127.0.0.1:9", "-m", "m", "--slo", "request_latency.p90<1s",
+                     "--wait-for-model-timeout", "1"])
+    assert code == 1
+    assert "did not answer within --wait-for-model-timeout 1 s" in capsys.readouterr().err

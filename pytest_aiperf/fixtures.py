@@ -117,9 +117,13 @@ def aiperf_result(request: pytest.FixtureRequest) -> ProfileResult:
         raise pytest.UsageError(f"{item.nodeid}: aiperf_result needs an @pytest.mark.aiperf "
                                 "marker on the test, its class or its module")
     _skip_if_disabled(request.config)
-    result = _session(request.config).run(item, spec)
+    session = _session(request.config)
+    result = session.run(item, spec)
     item.stash[RESULT_KEY] = result
     record_properties(item, result)
+    for record in session.item_records(item.nodeid):  # a capacity claim's verdict line
+        if record.capacity and "line" in record.capacity:
+            item.user_properties.append(("aiperf.capacity", record.capacity["line"]))
     return result
 
 

@@ -57,7 +57,8 @@ def test_a_claim_passes_at_the_capacity_and_fails_above_it(
     with Mesh(workers=1) as mesh:
         require_quiet_machine(mesh, mock_url, 2, 150.0, 185.0)
     project.makepyfile(TESTS.format(url=mock_url, requests=REQUESTS))
-    result = project.runpytest_inprocess("--aiperf-artifacts", "out", "-rA")
+    result = project.runpytest_inprocess("--aiperf-artifacts", "out", "-rA",
+                                         "--junitxml", "junit.xml")
     result.assert_outcomes(passed=2, failed=1)
     out = result.stdout.str()
     # the claim at the capacity: PASS, and the step above (x1.25 -> 3) breaks
@@ -79,6 +80,8 @@ def test_a_claim_passes_at_the_capacity_and_fails_above_it(
     assert headroom["point"] == 3 and headroom["status"] == "FAIL"
     assert headroom["objectives"][0]["verdict"] == "FAIL"
     assert above["outcome"] == "FAIL" and above["capacity"]["status"] == "FAIL"
+    junit = (project.path / "junit.xml").read_text()
+    assert '<property name="aiperf.capacity" value="capacity &gt;= 2 concurrent: PASS' in junit
     # the step above is a row of its own, whose breach did not fail the test
     step = next(r for r in records if r["capacity"] and r["capacity"].get("role"))
     assert step["objectives"] == [] and step["outcome"] == "PASS"

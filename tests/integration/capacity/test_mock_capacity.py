@@ -130,3 +130,19 @@ def test_the_search_over_a_constant_rate_brackets_n_over_s(
     assert 0.75 * truth <= result.max_passing <= truth, described
     assert result.min_failing <= truth * 1.1 * 1.1, described
     assert result.converged, described
+
+
+def test_a_rate_the_client_cannot_deliver_is_the_clients_limit(
+    mesh: Mesh, served: list[MockServerProcess],
+) -> None:
+    # one worker asked for 30,000 requests/s (as tests/integration/pytest_aiperf/
+    # test_invalid.py): INVALID, the search stops and names the client, not the server
+    url = start(served, MockServerConfig(ttft_ms=0, tokens=1))
+    runner = ProbeRunner(mesh.run, {"url": url, "model": "m", "osl": 1, "request_count": 2000},
+                         [parse_slo("request_latency.p50<60s")], over="request_rate",
+                         policy=VerdictPolicy(inconclusive="extend", validity="error"))
+    result = run_search(runner, over="request_rate", low=30000, high=60000)
+    assert [p.status for p in result.probes] == ["INVALID"], result.table()
+    assert result.client_limit == 30000 and result.max_passing is None
+    assert "a limit of the client, not of the server" in result.stopped
+    assert result.probes[0].cause and result.probes[0].requests == 2000

@@ -181,7 +181,9 @@ class ProbeRunner:
             """A chunk run and spent; None when it cannot be judged (the probe says why)."""
             result = self._run_bounded(values, ledger, point)
             runs.append(result)
-            ledger.spend(result.request_count + result.error_count)
+            # warm-up requests are left out of every result, but they were sent
+            ledger.spend(result.request_count + result.error_count
+                         + config.warmup_request_count)
             probe.requests += result.request_count + result.error_count
             probe.looks = len(runs)
             self._learn(result)

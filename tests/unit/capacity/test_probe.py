@@ -104,3 +104,11 @@ def test_the_search_key_is_not_set_twice() -> None:
                     [parse_slo("request_latency.p90<1s")], over="concurrency")
     with pytest.raises(ValueError, match="at least one objective"):
         ProbeRunner(FakeMesh().run, PROFILE, [], over="concurrency")
+
+
+def test_warm_up_requests_count_against_the_budget() -> None:
+    mesh = FakeMesh()
+    ledger = Ledger(Budget(max_requests=130))
+    probe = runner(mesh, "time_to_first_token.p50<60ms", request_count=100,
+                   warmup_request_count=20)(2, ledger)
+    assert ledger.requests == 120 and probe.looks == 1  # a second chunk would pass 130

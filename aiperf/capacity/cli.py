@@ -156,6 +156,8 @@ def cmd_capacity(args: argparse.Namespace) -> int:
     print("\n".join(result.table()))
     print()
     print("\n".join(result.verdict_tables()))
+    print("\nlatency-load curve (first run at each point):")
+    print("\n".join(result.curve_lines()))
     print()
     print(result.headline())
     path = result.write(out_dir)

@@ -140,7 +140,7 @@ class CapacityResult:
             "min": self.low, "max": self.high, "tolerance": self.tolerance,
             "requests": self.requests, "seconds": round(self.seconds, 3),
             "probe_count": len(self.probes), "budget": self.budget,
-            "probes": [p.to_dict() for p in self.probes],
+            "probes": [p.to_dict() for p in self.probes], "curve": self.curve(),
         }
 
     @classmethod
@@ -189,6 +189,26 @@ class CapacityResult:
                 attain = f"{p.attainment * 100:.1f} %{bounds}"
             lines.append(f"{p.point:>10g}  {p.status:<12}  {p.requests:>8}  {goodput:>9}  "
                          f"{attain:<24}  {p.summary()}")
+        return lines
+
+    def curve(self) -> list[dict[str, float | None]]:
+        """The latency-load curve: per probed point (ascending), what the first run at it
+        measured (``Probe.metrics``), goodput and attainment."""
+        rows = []
+        for p in sorted(self.probes, key=lambda p: p.point):
+            rows.append({"point": p.point, **{k: _number(v) for k, v in p.metrics.items()},
+                         "goodput": _number(p.goodput),
+                         "slo_attainment": _number(p.attainment)})
+        return rows
+
+    def curve_lines(self) -> list[str]:
+        names = [("request_throughput", "req/s"), ("time_to_first_token.p50", "TTFT p50"),
+                 ("time_to_first_token.p99", "TTFT p99"), ("request_latency.p99", "lat p99")]
+        lines = [f"{'point':>10}" + "".join(f"  {label:>10}" for _, label in names)]
+        for row in self.curve():
+            cells = "".join(f"  {'-' if row.get(k) is None else format(row[k], '.4g'):>10}"
+                            for k, _ in names)
+            lines.append(f"{row['point']:>10g}{cells}")
         return lines
 
     def verdict_tables(self) -> list[str]:

@@ -49,6 +49,10 @@ def test_the_command_finds_the_capacity_and_writes_capacity_json(
     assert [p["point"] for p in data["probes"]] == [2, 3]
     assert all(p["objectives"] and p["requests"] >= 60 for p in data["probes"])
     assert data["requests"] <= 1500
+    assert "latency-load curve" in out
+    curve = data["curve"]
+    assert [row["point"] for row in curve] == [2, 3]
+    assert curve[1]["time_to_first_token.p99"] > curve[0]["time_to_first_token.p50"]
     assert (tmp_path / "probe01_concurrency_2" / "profile_export_aiperf.json").is_file()
 
 

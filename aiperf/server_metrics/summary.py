@@ -8,7 +8,9 @@
 As AIPerf 0.13 computes them (``server_metrics_export.json``):
 
 - **counter**: ``total`` = last value in the window - the reference (the last scrape before
-  the run started; a counter that went down, a server restart, gives 0 and a warning),
+  the run started; a counter that went down, a server restart, gives 0 and a warning;
+  ``ServerMetric.restarted`` says so, and an objective on it FAILs: the increase across a
+  restart is not known),
   ``rate`` = total / the seconds between those two scrapes;
 - **gauge** (and untyped): ``avg``, ``min``, ``max``, ``std`` (n-1) and ``p1``..``p99`` over
   the scrapes taken from the run's start to its end plus the final one;
@@ -27,6 +29,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -94,6 +97,10 @@ class Series:
     # Gauges: the values the statistics came from (the run's scrapes and the final one),
     # what a metric with several series pools.
     window_values: tuple[float, ...] = field(default=(), repr=False)
+    # Counters and histograms: the cumulative value went down between two of the scrapes
+    # used (a server restart), so the increase over the run is not known. The statistics
+    # stay AIPerf's (a drop counts 0); an objective on them FAILs instead of judging them.
+    restarted: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"endpoint_url": self.endpoint_url}
@@ -122,6 +129,12 @@ class ServerMetric:
     @property
     def stat_names(self) -> tuple[str, ...]:
         return stats_of(self.type)
+
+    @property
+    def restarted(self) -> bool:
+        """A series of this counter or histogram went down during the run: its increase,
+        and every statistic drawn from it, is not known."""
+        return any(s.restarted for s in self.series)
 
     def stat(self, name: str) -> float | None:
         """The statistic over every series (None: no series had a value in the run)."""
@@ -388,17 +401,17 @@ def _series(url: str, name: str, metric_type: str, key: LabelKey, ok: list[Scrap
     points = [(s.timestamp_ns, v) for s in ok if (v := _value(s, name, key)) is not None]
     samples = Samples(tuple(t for t, _ in points), tuple(v for _, v in points))
     if metric_type == "counter":
-        stats = _counter_stats(name, key, window, reference, warnings, where)
-    else:
-        values = np.array([v for s in window if (v := _value(s, name, key)) is not None],
-                          dtype=np.float64)
-        stats = _gauge_stats(values)
-        if stats is None:
+        counted = _counter_stats(name, key, window, reference, warnings, where)
+        if counted is None:
             return None
-        return Series(url, labels, stats, samples, None, tuple(values.tolist()))
+        stats, restarted = counted
+        return Series(url, labels, stats, samples, restarted=restarted)
+    values = np.array([v for s in window if (v := _value(s, name, key)) is not None],
+                      dtype=np.float64)
+    stats = _gauge_stats(values)
     if stats is None:
         return None
-    return Series(url, labels, stats, samples)
+    return Series(url, labels, stats, samples, None, tuple(values.tolist()))
 
 
 def _label_text(labels: dict[str, str]) -> str:
@@ -435,18 +448,35 @@ def _pair(name: str, key: LabelKey, window: list[Scrape], reference: Scrape,
 
 
 def _counter_stats(name: str, key: LabelKey, window: list[Scrape], reference: Scrape,
-                   warnings: list[str], where: str) -> dict[str, float | None] | None:
+                   warnings: list[str], where: str,
+                   ) -> tuple[dict[str, float | None], bool] | None:
+    """(total and rate, whether the counter went down on the way: a restart)."""
     pair = _pair(name, key, window, reference, _value)
     if pair is None:
         return None
     (t0, v0), (t1, v1) = pair
     delta = v1 - v0
+    restarted = _went_down(_path(name, key, window, t0, v0, _value))
     if delta < 0:
         warnings.append(f"{where} went down ({v0:g} -> {v1:g}): a server restart? its "
                         "total is counted as 0")
+    elif restarted:
+        warnings.append(f"{where} went down during the run: a server restart? its total "
+                        f"({delta:g}) is not the increase")
     total = max(delta, 0.0)
     seconds = (t1 - t0) / 1e9
-    return {"total": total, "rate": total / seconds if seconds > 0 else 0.0}
+    return {"total": total, "rate": total / seconds if seconds > 0 else 0.0}, restarted
+
+
+def _path(name: str, key: LabelKey, window: list[Scrape], t0: int, v0: Any,
+          read: Any) -> list[Any]:
+    """The cumulative values a delta spans: the reference's, then the window's after it."""
+    return [v0, *(v for s in window if s.timestamp_ns > t0
+                  and (v := read(s, name, key)) is not None)]
+
+
+def _went_down(values: Sequence[float]) -> bool:
+    return any(b < a for a, b in pairwise(values))
 
 
 def _histogram_series(url: str, name: str, key: LabelKey, window: list[Scrape],
@@ -466,10 +496,17 @@ def _histogram_series(url: str, name: str, key: LabelKey, window: list[Scrape],
             buckets = None
             break
         buckets[le] = round(change)
+    path = _path(name, key, window, t0, h0, _hist)
+    restarted = (_went_down([h.count for h in path]) or _went_down([h.sum for h in path])
+                 or any(h1.buckets.get(le, 0.0) < h0.buckets.get(le, 0.0)
+                        for h0, h1 in pairwise(path) for le in h0.buckets))
     if count < 0 or total < 0 or buckets is None:
         warnings.append(f"{where} went down between scrapes: a server restart? its "
                         "deltas are counted as 0")
         count, total = max(count, 0.0), max(total, 0.0)
+    elif restarted:
+        warnings.append(f"{where} went down during the run: a server restart? its deltas "
+                        "are not the run's")
     seconds = (t1 - t0) / 1e9
     stats: dict[str, float | None] = {"count": float(count), "sum": float(total)}
     if count > 0:
@@ -480,7 +517,7 @@ def _histogram_series(url: str, name: str, key: LabelKey, window: list[Scrape],
         if buckets:
             for p in _ESTIMATED:
                 stats[f"p{p}_estimate"] = bucket_quantile(buckets, p / 100.0)
-    return Series(url, dict(key), stats, None, buckets)
+    return Series(url, dict(key), stats, None, buckets, restarted=restarted)
 
 
 def _le(bound: str) -> float:

@@ -141,3 +141,44 @@ def test_any_server_key_parses_or_is_refused_by_name(rest: str, value: str) -> N
         return
     assert objective.server and objective.key == key
     assert objective.server_name and isinstance(objective.server_labels, dict)
+
+
+def _restarted_result(values: list[float]) -> ProfileResult:
+    """A result whose counter ``c_total`` and histogram ``h`` took ``values`` at scrapes
+    0..n (the server restarted where a value drops)."""
+    from aiperf.server_metrics.parse import parse_exposition
+    from aiperf.server_metrics.scraper import Scrape
+    from aiperf.server_metrics.summary import summarize
+
+    def text(v: float) -> str:
+        return (f"# TYPE c_total counter\nc_total {v}\n# TYPE h histogram\n"
+                f'h_bucket{{le="1"}} {v}\nh_bucket{{le="+Inf"}} {v}\nh_sum {v}\n'
+                f"h_count {v}\n")
+
+    n = len(values) - 1
+    scrapes = [Scrape(URL, "baseline" if i == 0 else "final" if i == n else "run",
+                      i * 10**9, 1, parse_exposition(text(v))) for i, v in enumerate(values)]
+    result = result_with_server(server=False)
+    result.server = summarize([URL], scrapes, 1.0)
+    return result
+
+
+@pytest.mark.parametrize("values", [
+    [100.0, 3.0, 7.0],  # ends below the reference: the artifacts' total is 0 (AIPerf's)
+    [100.0, 3.0, 120.0],  # ends above it: last - reference (20) is not the increase
+])
+def test_a_restart_during_the_run_never_passes_an_increase_objective(
+        values: list[float]) -> None:
+    # The increase across a restart is unknown: "no preemption" must not PASS on it.
+    found = verdicts({"server.c_total.total": "<= 0", "server.c.rate": "< 1e9",
+                      "server.h.count": "< 1e9", "server.h.sum": "<= 1e9"},
+                     _restarted_result(values))
+    assert [v.status for v in found] == ["FAIL"] * 4
+    assert all("went down" in (v.note or "") for v in found), [v.note for v in found]
+    assert all(v.measured is None for v in found)
+
+
+def test_a_counter_that_only_grows_is_judged_as_before() -> None:
+    (total,) = verdicts({"server.c_total.total": "<= 20"},
+                        _restarted_result([100.0, 110.0, 120.0]))
+    assert total.status == "PASS" and total.measured == 20.0

@@ -355,6 +355,15 @@ class UserConfig(BaseModel):
         "the first); a URL may carry credentials, hence out of the repr")
     url_strategy: Literal["round_robin"] = "round_robin"
 
+    @model_validator(mode="after")
+    def _url_of_urls(self) -> UserConfig:
+        """Several URLs without ``url``: ``url`` (the readiness wait, server metrics, the
+        endpoint path) is the first of them, not the default."""
+        if self.urls and "url" not in self.model_fields_set:
+            first = self.urls[0]
+            self.__dict__["url"] = first if "://" in first else f"http://{first}"
+        return self
+
     @field_validator("benchmark_duration", "benchmark_grace_period", "slice_duration",
                      mode="before")
     @classmethod

@@ -47,3 +47,10 @@ def test_a_bad_value_is_refused_naming_its_key(
     code = main(["profile", "--url", "http://127.0.0.1:9", *argv])
     assert code != 0
     assert names.replace("_", "-") in capsys.readouterr().err.replace("_", "-")
+
+
+def test_several_urls_without_url_make_the_first_the_url() -> None:
+    assert UserConfig(urls=["a:1", "http://b:2"]).url == "http://a:1"
+    assert UserConfig(url="http://x:9", urls=["http://a:1"]).url == "http://x:9"
+    config = UserConfig(urls=["http://a:1", "http://b:2"]).with_overrides(concurrency=2)
+    assert config.url == "http://a:1"

@@ -102,5 +102,5 @@ def test_any_text_parses_or_is_an_exposition_error(lines: list[str]) -> None:
 def test_arbitrary_bytes_never_crash_the_parser(data: bytes) -> None:
     try:
         parse_exposition(data.decode("utf-8", errors="replace"), "bytes")
-    except ExpositionError:
-        pass
+    except ExpositionError as exc:  # anything else is a crash
+        assert str(exc).startswith("bytes: not Prometheus text"), exc

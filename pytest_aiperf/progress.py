@@ -112,11 +112,17 @@ class LiveProgress:
         self.column = None
 
 
+def _is_tty(reporter: Any) -> bool:
+    # pytest 8's TerminalReporter.isatty is a bool, pytest 9's a callable bool
+    isatty = reporter.isatty
+    return bool(isatty() if callable(isatty) else isatty)
+
+
 def _for_terminal(config: pytest.Config) -> LiveProgress | None:
     if hasattr(config, "workerinput") or config.get_verbosity() < 0:
         return None
     reporter = config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is None or not reporter.isatty() or os.environ.get("TERM") == "dumb":
+    if reporter is None or not _is_tty(reporter) or os.environ.get("TERM") == "dumb":
         return None
     capture = config.pluginmanager.get_plugin("capturemanager")
     suspend = capture.global_and_fixture_disabled if capture is not None else nullcontext

@@ -161,3 +161,42 @@ def test_capture_is_suspended_around_each_write() -> None:
 ])
 def test_fit(text: str, room: int, expected: str) -> None:
     assert fit(text, room) == expected
+
+
+class _Plugins:
+    def __init__(self, reporter: object) -> None:
+        self.reporter = reporter
+
+    def get_plugin(self, name: str) -> object | None:
+        return self.reporter if name == "terminalreporter" else None
+
+
+class _Config:
+    """What ``_for_terminal`` reads of a pytest.Config."""
+
+    def __init__(self, reporter: object) -> None:
+        self.pluginmanager = _Plugins(reporter)
+
+    def get_verbosity(self) -> int:
+        return 0
+
+    def get_terminal_writer(self) -> TerminalWriter:
+        return _writer()[0]
+
+
+class _Reporter:
+    def __init__(self, isatty: object) -> None:
+        self.isatty = isatty
+
+
+@pytest.mark.parametrize(("isatty", "shown"), [
+    (True, True), (False, False),  # pytest 8: TerminalReporter.isatty is a bool
+    (lambda: True, True), (lambda: False, False),  # pytest 9: callable
+])
+def test_the_terminal_is_asked_whether_it_is_a_tty_as_any_pytest_answers(
+        isatty: object, shown: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pytest_aiperf.progress import _for_terminal
+
+    monkeypatch.setenv("TERM", "xterm")
+    live = _for_terminal(_Config(_Reporter(isatty)))  # type: ignore[arg-type]
+    assert (live is not None) == shown

@@ -481,6 +481,8 @@ class UserConfig(BaseModel):
         data["url"] = mask_url(self.url)
         if self.server_metrics:
             data["server_metrics"] = [mask_url(url) for url in self.server_metrics]
+        if self.urls:
+            data["urls"] = [mask_url(url) for url in self.urls]
         data["headers"] = {
             k: (MASK if is_secret_header(k) else v) for k, v in self.headers.items()
         }

@@ -190,6 +190,7 @@ class TimingManager(BaseComponentService):
             elif strategy is None or message.run != self._run:
                 continue
             elif isinstance(message, LeaseReport):
-                strategy.lease_report(message.first_id, message.started, message.done)
+                strategy.lease_report(message.first_id, message.started, message.done,
+                                      message.skipped)
             elif isinstance(message, ReturnBatch):
                 strategy.returned(message.credit_ids)

@@ -346,9 +346,10 @@ GROUP_REASONS: dict[str, str] = {
     "Workers": "not implemented",
     "ZMQ Communication": "the mesh picks its own private IPC or 127.0.0.1 addresses",
     "Accuracy": "no accuracy benchmarks: this is a load tester",
-    "Multi-Run": "no multi-run or sweep driver: pytest parametrization runs several "
-                 "profiles, `aiperf compare` compares them with intervals, and `pytest "
-                 "--aiperf-capacity` searches for the highest passing load",
+    "Multi-Run": "no multi-run driver in `aiperf profile`: in pytest `repeat=N` runs a "
+                 "profile N times and judges across runs, parametrization runs several "
+                 "profiles, `aiperf compare` compares runs with intervals, and `aiperf "
+                 "capacity` searches for the highest passing load",
 }
 
 FLAG_REASONS: dict[str, str] = {

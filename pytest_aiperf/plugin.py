@@ -41,6 +41,7 @@ from pytest_aiperf.histogram import record_line
 from pytest_aiperf.options import ARTIFACTS_TMP_KEY, add_options, resolve
 from pytest_aiperf.profile import (
     MARKER,
+    LoadTestSpec,
     LoadTestSpecError,
     build_spec,
     load_slo_file,
@@ -150,8 +151,30 @@ def pytest_pycollect_makeitem(
             raise collector.CollectError(
                 f"{item.nodeid}: invalid @pytest.mark.aiperf: {exc}") from None
         if spec is not None:
+            if not session.settings.disable and any(o.server for o in spec.objectives):
+                _check_server_names(collector, item, spec)
             item.stash[SPEC_KEY] = spec
     return made
+
+
+def _check_server_names(collector: pytest.Collector, item: pytest.Function,
+                        spec: LoadTestSpec) -> None:
+    """Server objectives' metric names against the server's /metrics, scraped once: a name
+    it lacks is a collection error (no load sent); an endpoint not reachable yet (a server
+    still starting) a warning, and the run FAILs a name still missing then."""
+    from pytest_aiperf.slo import SLOError, check_server_metric_names
+
+    config = spec.user_config()
+    if config.server_metrics is None or (not config.server_metrics
+                                         and "url" not in spec.profile):
+        return  # the built-in mock's own /metrics: not started yet, and it serves none
+    try:
+        notes = check_server_metric_names(spec.objectives, config)
+    except SLOError as exc:
+        raise collector.CollectError(
+            f"{item.nodeid}: invalid @pytest.mark.aiperf: {exc}") from None
+    for note in notes:
+        warnings.warn(pytest.PytestWarning(f"aiperf: {item.nodeid}: {note}"), stacklevel=1)
 
 
 @pytest.hookimpl(tryfirst=True)  # before -k / -m deselect: those tests were collected

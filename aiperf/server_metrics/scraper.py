@@ -281,8 +281,15 @@ class ServerMetricsCollector:
         for thread in self._threads:
             thread.start()
         deadline = time.monotonic() + self.timeout + 1.0
-        for thread in self._threads:
-            thread.baseline_done.wait(max(0.0, deadline - time.monotonic()))
+        try:
+            for thread in self._threads:
+                thread.baseline_done.wait(max(0.0, deadline - time.monotonic()))
+        except BaseException:  # Ctrl-C here: the caller never gets a collector to stop
+            self._stopped = True
+            for thread in self._threads:
+                thread.final = False
+            self._stop.set()
+            raise
         self.started_ns = time.time_ns()
         return self
 

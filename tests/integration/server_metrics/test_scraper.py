@@ -152,3 +152,29 @@ def test_a_url_password_is_not_in_the_scraping_threads_names() -> None:
     finally:
         collector.stop()
     assert all("s3cr3t-pw" not in repr(s.error) for s in collector.scrapes)
+
+
+def test_an_interrupt_during_the_baseline_stops_the_scraping_threads() -> None:
+    # Ctrl-C while start() waits for a slow baseline: no thread may go on scraping.
+    import signal
+
+    def interrupt(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    with PrometheusExporter(delay_s=0.6) as slow:
+        collector = ServerMetricsCollector([slow.url], interval=0.05, timeout=1.0)
+        signal.setitimer(signal.ITIMER_REAL, 0.2)
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                collector.start()
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+        deadline = time.monotonic() + 5.0
+        while time.monotonic() < deadline and any(
+                t.name.startswith("aiperf-server-metrics") for t in threading.enumerate()):
+            time.sleep(0.05)
+        alive = [t.name for t in threading.enumerate()
+                 if t.name.startswith("aiperf-server-metrics")]
+    assert alive == []

@@ -260,11 +260,9 @@ class AIPerfSession:
         claim = spec.capacity
         assert claim is not None
         first = records[0]
-        invalid = first.invalid or (
-            spec.policy.validity != "off" and first.validity is not None
-            and not first.validity.get("valid", True)
-            and "; ".join(s.get("detail", "") for s in first.validity.get("signals", [])
-                          if not s.get("ok", True)))
+        # any run at the claimed point (repeat) that the client did not deliver
+        invalid = next((reason for r in records
+                        if (reason := _invalid_reason(r, spec.policy.validity))), None)
         verdicts = records[-1].verdicts  # with repeat: the last has the across-runs rows
         if invalid:
             status, summary = probe_summary(claim.point, verdicts, claim.over, "INVALID",
@@ -282,8 +280,8 @@ class AIPerfSession:
         first.capacity = {"claim": claim.text, "over": claim.over, "point": claim.point,
                           "status": status, "line": line, "headroom": step and step[0]}
         item.add_report_section("call", "aiperf capacity", line)
-        if invalid and not first.invalid:
-            first.invalid = str(invalid)
+        if invalid and not any(r.invalid for r in records):
+            first.invalid = invalid
             raise InvalidRunError(f"INVALID: {line}\na capacity claim is never passed on a "
                                   "load the client could not deliver (aiperf_validity=off "
                                   "to judge anyway)")
@@ -489,6 +487,18 @@ class AIPerfSession:
         from aiperf.transports.redact import ordered, scrub
 
         return scrub(text, ordered(self.secrets))
+
+
+def _invalid_reason(record: LoadTestRecord, mode: str) -> str | None:
+    """Why the record's run was INVALID (also under ``aiperf_validity = warn``, which
+    judges it anyway), or None; ``off`` never says."""
+    if record.invalid:
+        return record.invalid
+    validity = record.validity
+    if mode == "off" or validity is None or validity.get("valid", True):
+        return None
+    return "; ".join(s.get("detail", "") for s in validity.get("signals", [])
+                     if not s.get("ok", True)) or "the run was INVALID"
 
 
 def check_accounting(config: UserConfig, result: ProfileResult,

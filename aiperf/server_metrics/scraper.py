@@ -65,7 +65,8 @@ def scrape_timeout(interval: float) -> float:
 
 def fetch(url: str, timeout: float) -> str:
     """The body of ``url`` within ``timeout`` seconds in all (connect, headers and every
-    read); raises OSError (TimeoutError, ConnectionError), HttpStatusError or ValueError."""
+    read); raises OSError (TimeoutError, ConnectionError), HttpStatusError or ValueError.
+    A ``user:password@`` in the URL is sent as Basic auth."""
     import http.client
     from urllib.parse import urlsplit
 
@@ -97,7 +98,14 @@ def fetch(url: str, timeout: float) -> str:
         if expired.is_set():  # the deadline passed while connecting: no socket was cut
             raise TimeoutError(f"no answer within {timeout:g} s")
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        connection.request("GET", path, headers={"Accept": _ACCEPT})
+        headers = {"Accept": _ACCEPT}
+        if parts.username is not None:  # user:password@ is Basic auth, as aiohttp sends it
+            import base64
+            from urllib.parse import unquote
+
+            pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+            headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
+        connection.request("GET", path, headers=headers)
         response = connection.getresponse()
         if response.status != 200:
             raise HttpStatusError(f"HTTP {response.status} {response.reason}")

@@ -178,3 +178,37 @@ def test_an_interrupt_during_the_baseline_stops_the_scraping_threads() -> None:
         alive = [t.name for t in threading.enumerate()
                  if t.name.startswith("aiperf-server-metrics")]
     assert alive == []
+
+
+def test_a_urls_credentials_are_sent_as_basic_auth() -> None:
+    # As aiohttp (AIPerf's client) does with a URL's user:password.
+    import base64
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    expected = "Basic " + base64.b64encode(b"scraper:p@ss word").decode()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            ok = self.headers.get("Authorization") == expected
+            body = b"# TYPE up gauge\nup 1\n" if ok else b"denied"
+            self.send_response(200 if ok else 401)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        port = server.server_address[1]
+        allowed = scrape_once(f"http://scraper:p%40ss%20word@127.0.0.1:{port}/metrics",
+                              "run", 2.0)
+        refused = scrape_once(f"http://127.0.0.1:{port}/metrics", "run", 2.0)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert allowed.ok and allowed.snapshot is not None and "up" in allowed.snapshot
+    assert not refused.ok and refused.error == "HTTP 401 Unauthorized"

@@ -18,8 +18,9 @@ Which interval each statistic gets (all from ``aiperf.statistics``):
   without objectives is such an exact check of the requests sent, not an estimate.
 - server metrics (``server.<name>.<stat>``, scraped from the server's /metrics): the
   run's value (``ProfileResult.server``) as a point, "server metric (point, no interval)";
-  a metric that was not scraped, or a counter or histogram that went down during the run
-  (a server restart), FAILs, saying why, never PASSes.
+  a metric that was not scraped, a gauge scraped only after the run, or a counter or
+  histogram that went down during the run (a server restart), FAILs, saying why, never
+  PASSes.
 
 Each verdict is computed on an ``Evidence``: the whole run, its steady window, one time
 window (``aiperf.windows.Sample`` has this shape) or several runs pooled by ``extend``.
@@ -289,6 +290,10 @@ def judge_server(objective: Objective, results: Sequence[ProfileResult],
             value = metric.stat(stat)
         except KeyError as exc:
             return _server_fail(objective, sent, str(exc.args[0]), scrapes)
+        if not metric.scraped_in_run:  # a gauge seen only after the run: the idle server
+            return _server_fail(objective, sent, f"{name} was not scraped during the run "
+                                "(only after it, when the server is idle again): shorten "
+                                "server_metrics_interval below the run's length", scrapes)
         if metric.restarted:  # a counter's or histogram's increase across it is not known
             return _server_fail(objective, sent, f"{name} went down during the run (a "
                                 "server restart?): its increase over the run is not known",

@@ -101,6 +101,9 @@ class Series:
     # used (a server restart), so the increase over the run is not known. The statistics
     # stay AIPerf's (a drop counts 0); an objective on them FAILs instead of judging them.
     restarted: bool = False
+    # Gauges: whether any of those values was scraped during the run (not only the final
+    # scrape after it, when the server is idle again).
+    in_run: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"endpoint_url": self.endpoint_url}
@@ -135,6 +138,13 @@ class ServerMetric:
         """A series of this counter or histogram went down during the run: its increase,
         and every statistic drawn from it, is not known."""
         return any(s.restarted for s in self.series)
+
+    @property
+    def scraped_in_run(self) -> bool:
+        """A gauge was scraped during the run at least once (else its values are the
+        idle server's after it); always true of counters and histograms, whose deltas
+        span the run."""
+        return any(s.in_run for s in self.series)
 
     def stat(self, name: str) -> float | None:
         """The statistic over every series (None: no series had a value in the run)."""
@@ -411,7 +421,8 @@ def _series(url: str, name: str, metric_type: str, key: LabelKey, ok: list[Scrap
     stats = _gauge_stats(values)
     if stats is None:
         return None
-    return Series(url, labels, stats, samples, None, tuple(values.tolist()))
+    in_run = any(s.phase == "run" and _value(s, name, key) is not None for s in window)
+    return Series(url, labels, stats, samples, None, tuple(values.tolist()), in_run=in_run)
 
 
 def _label_text(labels: dict[str, str]) -> str:

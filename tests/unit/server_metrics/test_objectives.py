@@ -182,3 +182,17 @@ def test_a_counter_that_only_grows_is_judged_as_before() -> None:
     (total,) = verdicts({"server.c_total.total": "<= 20"},
                         _restarted_result([100.0, 110.0, 120.0]))
     assert total.status == "PASS" and total.measured == 20.0
+
+
+def test_a_gauge_never_scraped_during_the_run_fails_and_a_counter_still_counts() -> None:
+    # A run shorter than the interval: only the baseline and the final scrape, after the
+    # run, when the server is idle again; its gauges say nothing of the run ("cache usage
+    # max < 0.9" would PASS on an idle server). A counter's delta still spans the run.
+    result = result_with_server(1)
+    gauge_max, total = verdicts({"server.ref:queue_depth.max": "<= 1e9",
+                                 "server.ref:requests_total.total": "> 0"}, result)
+    assert gauge_max.status == "FAIL" and gauge_max.measured is None
+    assert "not scraped during the run" in (gauge_max.note or ""), gauge_max.note
+    assert total.status == "PASS" and total.measured == counter(1) - counter(0)
+    (enough,) = verdicts({"server.ref:queue_depth.max": "<= 1e9"}, result_with_server(2))
+    assert enough.status == "PASS"

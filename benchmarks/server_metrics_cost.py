@@ -17,6 +17,7 @@ the host computes once after the run. Prints the figures.
 from __future__ import annotations
 
 import argparse
+import os
 import socket
 import subprocess
 import sys
@@ -25,6 +26,8 @@ import time
 import psutil
 
 from aiperf.server_metrics import ServerMetricsCollector
+
+PARENT_ENV = "AIPERF_PARENT_PID"  # the exposition server watches this pid and dies with it
 
 _VLLM_HISTOGRAMS = {
     "vllm:time_to_first_token_seconds": [0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1,
@@ -157,7 +160,8 @@ def main() -> int:
           f"(vLLM-sized), every value new at each scrape")
     port = _free_port()
     server = subprocess.Popen([sys.executable, __file__, "--serve", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              env={**os.environ, PARENT_ENV: str(os.getpid())})
     try:
         _wait_listening(port)
         measure(f"http://127.0.0.1:{port}/metrics", args.seconds, args.interval)
@@ -168,8 +172,14 @@ def main() -> int:
 
 
 def serve(port: int) -> None:
-    """The exposition server (a child process): a new body at every GET."""
+    """The exposition server (a child process): a new body at every GET. It dies with the
+    benchmark, even a SIGKILLed one."""
     from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    from aiperf.common.process import die_with_parent
+
+    parent = os.environ.get(PARENT_ENV)
+    die_with_parent(int(parent) if parent else None)
 
     count = [1000]
 

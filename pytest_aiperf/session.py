@@ -136,6 +136,9 @@ class AIPerfSession:
         self.records: list[LoadTestRecord] = []
         # Raw secret strings of this session, scrubbed from every report.
         self.secrets: set[str] = set()
+        # (url, model) pairs whose model answered once this session: a wait_for_model_timeout
+        # is paid by the first load test against a server, not by every one.
+        self._models_ready: set[tuple[str, str]] = set()
         if settings.api_key is not None:
             self.secrets.add(settings.api_key.get_secret_value())
         self._mesh: Mesh | None = None
@@ -441,6 +444,7 @@ class AIPerfSession:
                     alarm(backstop(deadline), message):
                 from pytest_aiperf.progress import live_progress
 
+                self._wait_for_model(config)
                 result = self.mesh().run(config, progress=live_progress(item, config))
             if chunk == 1:
                 record.result = result
@@ -480,6 +484,17 @@ class AIPerfSession:
             record.error = self.scrubbed(f"{type(exc).__name__}: {exc}")
             raise
         return result, config
+
+    def _wait_for_model(self, config: UserConfig) -> None:
+        """With ``wait_for_model_timeout``, block until the model answers (a server still
+        loading its weights); a model that never does is the test's error, naming the URL."""
+        served = (config.url, config.model)
+        if config.wait_for_model_timeout <= 0 or served in self._models_ready:
+            return
+        from aiperf.readiness import wait_for_model
+
+        wait_for_model(config)
+        self._models_ready.add(served)
 
     def scrubbed(self, text: str) -> str:
         if not self.secrets:

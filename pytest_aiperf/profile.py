@@ -80,6 +80,9 @@ class LoadTestSpec:
             parts.append(f"c={p.get('concurrency', 1)}")
         if p.get("benchmark_duration"):
             parts.append(f"{p['benchmark_duration']:g}s")
+        elif p.get("conversation_num") and not p.get("request_count"):
+            # sessions alone: that many whole conversations, however many turns they hold
+            parts.append(f"sessions={p['conversation_num']}")
         else:
             parts.append(f"n={self.user_config().resolved_request_count()}")
         return " ".join(parts)

@@ -16,3 +16,13 @@ def test_a_record_round_trips_through_its_dict() -> None:
     assert back.to_dict() == record.to_dict()
     assert [str(v) for v in back.verdicts] == [str(v) for v in verdicts]
     assert back.label == "test_x (run 2)" and back.verdicts[1].objective.implicit
+
+
+def test_a_sessions_only_profile_is_labelled_by_its_sessions_not_a_request_count() -> None:
+    from pytest_aiperf.profile import LoadTestSpec
+
+    spec = LoadTestSpec(profile={"concurrency": 4, "conversation_num": 10,
+                                 "conversation_turn_mean": 3})
+    assert spec.short() == "chat c=4 sessions=10"
+    assert LoadTestSpec(profile={"concurrency": 4, "request_count": 40}).short() == (
+        "chat c=4 n=40")

@@ -514,6 +514,23 @@ class ProfileResult:
     def __contains__(self, tag: object) -> bool:
         return tag in self.metrics
 
+    @property
+    def sessions(self) -> list[Any]:
+        """Multi-turn runs: each session's turns, errors, duration and per-turn latency and
+        TTFT (``aiperf.dataset.breakdowns.SessionSummary``), from the per-request table."""
+        from aiperf.dataset.breakdowns import sessions_of
+
+        return sessions_of(self.records)
+
+    @property
+    def urls(self) -> list[Any]:
+        """Runs over several URLs: what each served (``UrlSummary``); empty with one."""
+        from aiperf.dataset.breakdowns import urls_of
+
+        if self.config is None or len(self.config.urls) < 2:
+            return []
+        return urls_of(self.records, self.config.urls)
+
     def metric(self, name: str) -> float:
         """``"tag"`` (avg) or ``"tag.stat"``, in the metric's display unit."""
         tag, _, stat = name.partition(".")

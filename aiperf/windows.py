@@ -271,6 +271,10 @@ def steady_state(result: ProfileResult, config: UserConfig) -> Sample:
         members = (start_s >= up) & (end_s <= down)
         return _sample(result, members, f"steady state {_fmt(up)}-{_fmt(down)} s", up, down)
     dropped, kept_from = _warm_up(result, start_s)
+    if config.request_rate_ramp_duration:
+        # The rate ramp is never steady, whatever MSER-5 makes of the latencies in it.
+        kept_from = max(kept_from, float(config.request_rate_ramp_duration))
+        dropped = int((start_s < kept_from).sum())
     members = start_s >= kept_from
     label = (f"steady state {_fmt(kept_from)}-{_fmt(run_end)} s (MSER-5 dropped the first "
              f"{dropped} requests, up to {_fmt(kept_from)} s)")

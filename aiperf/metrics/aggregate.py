@@ -122,6 +122,11 @@ def export_record(rec: MetricRecord, values: dict[str, Any]) -> dict[str, Any]:
         },
         "metrics": {tag: {"value": v, "unit": _UNITS[tag]} for tag, v in values.items()},
     }
+    if rec.session >= 0:  # a multi-turn request: its session and turn (AIPerf's keys)
+        out["metadata"]["session_num"] = rec.session
+        out["metadata"]["turn_index"] = rec.turn_index
+    if rec.url_index >= 0:  # one of several --url (round robin)
+        out["metadata"]["url_index"] = rec.url_index
     if rec.error is not None:
         out["error"] = {"code": rec.error.code, "type": rec.error.type,
                         "message": rec.error.message}
@@ -346,6 +351,7 @@ class _RunTotals:
         self._record: MetricRecord | None = None  # the record being added (its gaps)
         self.errors: Counter[tuple[int | None, str, str]] = Counter()
         self.n_ok = self.n_err = self.cancelled = self.good = self.mismatches = 0
+        self.planned_cancelled = 0
         self.sum_isl = self.sum_osl = self.sum_output = self.sum_reasoning = 0
         self.first_start: int | None = None
         self.first_wall: int | None = None
@@ -399,6 +405,9 @@ class _RunTotals:
         sinks = self._sinks[pattern]
         self._record = record
         self.cancelled += record.cancelled
+        if record.cancelled and record.error is not None and \
+                record.error.message.endswith("--request-cancellation-rate"):
+            self.planned_cancelled += 1
         if record.error is not None:
             self.n_err += 1
             self.errors[(record.error.code, record.error.type, record.error.message)] += 1
@@ -1037,7 +1046,9 @@ class RunAggregator:
             "error_summary": error_summary(totals.errors),
             "invariant": invariant,
             "warnings": warnings,
-            "was_cancelled": bool(totals.cancelled),
+            # The run was cut short, not just requests the client cancelled on purpose
+            # (--request-cancellation-rate: their message says so; worker.PLANNED_CANCEL).
+            "was_cancelled": bool(totals.cancelled - totals.planned_cancelled),
             "cancelled_request_count": totals.cancelled,
             "start_time": _iso(first_wall) if first_wall else None,
             "end_time": _iso(end_wall) if end_wall else None,

@@ -37,6 +37,7 @@ from aiperf.baselines.sources import (
 
 SESSION_FILE = "summary.json"
 SERVER_METRICS_FILE = "server_metrics_export.json"
+CAPACITY_FILE = "capacity.json"  # a capacity search's result (aiperf.capacity.model)
 # The distributions every test shows, in this order.
 CDF_METRICS = ("time_to_first_token", "inter_token_latency", "request_latency")
 ROW_TAGS = (*CDF_METRICS, "output_sequence_length")
@@ -80,6 +81,8 @@ class RunData:
     baseline: dict[str, Any] | None = None
     error: str | None = None
     notes: list[str] = field(default_factory=list)
+    capacity: CapacityData | None = None  # a capacity search's probes and answer
+    claim: dict[str, Any] | None = None  # a capacity claim's verdict ("status", "line")
 
     def values(self, tag: str) -> np.ndarray:
         """``tag``'s per-request values that can be drawn (empty when not measured)."""
@@ -127,6 +130,11 @@ def load_report(sources: Sequence[Path | str]) -> list[Section]:
             for run in _pytest_runs(path, str(source)):
                 section = sections.setdefault(run.test, Section(run.test, _label(run.test), []))
                 section.runs.append(run)
+        elif (path / CAPACITY_FILE).is_file():
+            # a search's own section, never overlaid with plain runs: its x is the load
+            run = load_capacity_dir(path, str(source))
+            sections.setdefault(run.test, Section(run.test, _label(run.test), [])).runs.append(
+                run)
         elif (path.parent / SESSION_FILE).is_file() and path.is_dir() \
                 and (found := _pytest_runs(path.parent, str(source), only=path.name)):
             # one test's dir of a pytest session: with its verdicts, as in the whole report
@@ -181,8 +189,11 @@ def _pytest_runs(root: Path, given: str, only: str | None = None) -> list[RunDat
                       baseline=entry["baseline"] if isinstance(entry.get("baseline"), dict)
                       else None,
                       error=_text_or_none(entry.get("error")))
+        _capacity_entry(run, entry.get("capacity"), f"{root / SESSION_FILE}: {entry['nodeid']}")
         directory = _test_dir(root, recorded)
-        if directory is None:
+        if directory is None and run.capacity is not None:
+            pass  # a search's record: its probes' artifacts are in its _capacity dir
+        elif directory is None:
             run.notes.append("no per-request artifacts (the test did not run, or its "
                              "directory is gone)")
         else:
@@ -190,6 +201,23 @@ def _pytest_runs(root: Path, given: str, only: str | None = None) -> list[RunDat
             _fill_from_dir(run, directory)
         runs.append(run)
     return runs
+
+
+def _capacity_entry(run: RunData, entry: Any, where: str) -> None:
+    """A record's ``capacity`` entry in summary.json: a search's whole result, a claim's
+    verdict line, or the headroom step above a claim (a note)."""
+    if not isinstance(entry, dict):
+        return
+    if isinstance(entry.get("probes"), list):
+        try:
+            run.capacity = read_capacity(entry, f"{where} capacity")
+        except ReportError as exc:
+            run.notes.append(f"capacity not drawn: {exc}")
+    if isinstance(entry.get("line"), str):
+        run.claim = {"status": str(entry.get("status") or ""), "line": entry["line"]}
+    elif entry.get("role") == "headroom" and _number(entry.get("point")) is not None:
+        run.notes.append(f"headroom step of {entry.get('claim')}: at {entry['point']:g}: "
+                         f"{entry.get('status')} ({entry.get('summary')})")
 
 
 def _text_or_none(value: Any) -> str | None:
@@ -572,3 +600,190 @@ def _sample_points(samples: Any, kind: str) -> list[tuple[int, float]]:
         return pairs
     return [(t1, (v1 - v0) * 1e9 / (t1 - t0)) for (t0, v0), (t1, v1) in pairwise(pairs)
             if t1 > t0 and v1 >= v0]
+
+
+# -- capacity
+
+# The latency-load curve's lines: a probe's ``metrics`` key and its legend name.
+CAPACITY_CURVE = (("time_to_first_token.p50", "TTFT p50"),
+                  ("time_to_first_token.p99", "TTFT p99"),
+                  ("request_latency.p99", "latency p99"))
+CAPACITY_UNITS = {"concurrency": "concurrent requests", "request_rate": "request rate (req/s)"}
+
+
+@dataclass(frozen=True)
+class CapacityProbe:
+    """One probe of capacity.json as the report shows it."""
+
+    point: float
+    status: str
+    requests: int | None = None
+    looks: int | None = None
+    goodput: float | None = None  # good requests per second
+    attainment: float | None = None  # a share, 0..1
+    attainment_interval: tuple[float | None, float | None] | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    objectives: list[dict[str, Any]] = field(default_factory=list)
+    cause: str | None = None
+    artifacts: str | None = None
+
+    def summary(self) -> str:
+        """What the probe's table row says: the cause, or the objectives that did not pass
+        (worded as the search's own table, ``aiperf.capacity.model.Probe.summary``)."""
+        if self.status in ("INVALID", "ERROR"):
+            return f"{self.status}: {(self.cause or '').splitlines()[0] if self.cause else ''}"
+        broken = [v for v in self.objectives if v.get("verdict") != "PASS"]
+        if self.status == "PASS" or not broken:
+            return "all objectives PASS" if self.status == "PASS" else self.status
+        parts = []
+        for v in broken:
+            interval = v.get("interval")
+            bounds = (f"[{_text_number(interval[0])}, {_text_number(interval[1])}]"
+                      if isinstance(interval, list) and len(interval) == 2
+                      else f"= {_text_number(v.get('measured'))}")
+            unit = v.get("unit") if v.get("unit") not in (None, "", "ratio") else ""
+            parts.append(f"{v.get('objective')} {v.get('verdict')} {bounds} {unit}".rstrip())
+        return "; ".join(parts)
+
+
+@dataclass
+class CapacityData:
+    """A capacity search's result (capacity.json, or a search record of summary.json)."""
+
+    over: str
+    probes: list[CapacityProbe]  # in the order they ran
+    max_passing: float | None = None
+    min_failing: float | None = None
+    stopped: str = ""
+    converged: bool = False
+    requests: int | None = None
+    seconds: float | None = None
+    error: str | None = None
+    client_limit: float | None = None
+
+    @property
+    def axis(self) -> str:
+        return CAPACITY_UNITS.get(self.over, self.over)
+
+    def curve(self) -> list[CapacityProbe]:
+        """The probes by point, ascending (a point probed twice: its first probe)."""
+        seen: dict[float, CapacityProbe] = {}
+        for probe in self.probes:
+            seen.setdefault(probe.point, probe)
+        return [seen[point] for point in sorted(seen)]
+
+    def headline(self) -> str:
+        unit = "concurrent" if self.over == "concurrency" else "requests/s"
+        found = ("no point passed" if self.max_passing is None
+                 else f"capacity {self.max_passing:g} {unit}")
+        if self.min_failing is not None:
+            found += f" (fails at {self.min_failing:g})"
+        spent = [f"{len(self.probes)} probes"]
+        if self.requests is not None:
+            spent.append(f"{self.requests} requests")
+        if self.seconds is not None:
+            spent.append(f"{self.seconds:.1f} s")
+        return f"{found}: {', '.join(spent)}" + (f"; {self.stopped}" if self.stopped else "")
+
+    def latency_objectives(self) -> list[tuple[str, str, float]]:
+        """(objective key, threshold text, value in ms) of each objective in milliseconds
+        (a latency, drawable on the curve's axis), once each, from the probes' verdicts."""
+        out: dict[str, tuple[str, str, float]] = {}
+        for probe in self.probes:
+            for v in probe.objectives:
+                key, text = str(v.get("objective", "")), str(v.get("threshold", ""))
+                value = threshold_value(text)
+                if v.get("unit") == "ms" and value is not None and key not in out:
+                    out[key] = (key, text, value)
+        return list(out.values())
+
+
+def read_capacity(document: Any, where: str) -> CapacityData:
+    """capacity.json's content (``CapacityResult.to_dict``) checked: a clear error naming
+    ``where`` and the key for what cannot be drawn; a probe's missing extras are None."""
+    if not isinstance(document, dict):
+        raise ReportError(f"{where}: not a JSON object (a capacity search's result)")
+    over = document.get("over")
+    if not isinstance(over, str) or not over:
+        raise ReportError(f"{where}: no 'over' (what the search varied: concurrency or "
+                          "request_rate)")
+    entries = document.get("probes")
+    if not isinstance(entries, list):
+        raise ReportError(f"{where}: no 'probes' list")
+    probes = []
+    for number, entry in enumerate(entries):
+        point = _number(entry.get("point")) if isinstance(entry, dict) else None
+        if point is None:
+            raise ReportError(f"{where}: probes[{number}] has no numeric 'point'")
+        interval = entry.get("slo_attainment_interval")
+        metrics = entry.get("metrics")
+        objectives = entry.get("objectives")
+        requests, looks = entry.get("requests"), entry.get("looks")
+        probes.append(CapacityProbe(
+            point=point, status=str(entry.get("status") or "-"),
+            requests=requests if isinstance(requests, int) else None,
+            looks=looks if isinstance(looks, int) else None,
+            goodput=_number(entry.get("goodput")),
+            attainment=_number(entry.get("slo_attainment")),
+            attainment_interval=(_number(interval[0]), _number(interval[1]))
+            if isinstance(interval, list) and len(interval) == 2 else None,
+            metrics={k: float(v) for k, v in metrics.items() if _number(v) is not None}
+            if isinstance(metrics, dict) else {},
+            objectives=[v for v in objectives if isinstance(v, dict)]
+            if isinstance(objectives, list) else [],
+            cause=_text_or_none(entry.get("cause")),
+            artifacts=_text_or_none(entry.get("artifacts"))))
+    requests = document.get("requests")
+    return CapacityData(over=over, probes=probes,
+                        max_passing=_number(document.get("max_passing")),
+                        min_failing=_number(document.get("min_failing")),
+                        stopped=str(document.get("stopped") or ""),
+                        converged=document.get("converged") is True,
+                        requests=requests if isinstance(requests, int) else None,
+                        seconds=_number(document.get("seconds")),
+                        error=_text_or_none(document.get("error")),
+                        client_limit=_number(document.get("client_limit")))
+
+
+def load_capacity_dir(directory: Path, given: str | None = None) -> RunData:
+    """A run holding a capacity search: ``aiperf capacity``'s artifact dir, or the
+    ``<test>_capacity`` dir ``aiperf.capacity(...)`` writes in a pytest artifacts dir
+    (named by its test when the summary.json beside it lists the search)."""
+    path = directory / CAPACITY_FILE
+    try:
+        document = json.loads(path.read_bytes())
+    except (OSError, ValueError) as exc:
+        raise ReportError(f"{path}: not readable JSON ({exc})") from None
+    data = read_capacity(document, str(path))
+    run = RunData(label=given or str(directory), test=_search_test(directory),
+                  kind="capacity", directory=directory,
+                  profile=f"capacity search over {data.over}", capacity=data)
+    passing = next((p for p in data.probes if p.point == data.max_passing), None)
+    if passing is not None:
+        run.metrics = dict(passing.metrics)
+    if data.error:
+        run.error = data.error
+    return run
+
+
+def _search_test(directory: Path) -> str:
+    name = directory.resolve().name
+    summary = directory.parent / SESSION_FILE
+    if not name.endswith("_capacity") or not summary.is_file():
+        return name
+    from pytest_aiperf.session import safe_dirname
+
+    try:
+        tests = json.loads(summary.read_bytes()).get("load_tests")
+    except (OSError, ValueError, AttributeError):
+        return name
+    for entry in tests if isinstance(tests, list) else []:
+        nodeid = entry.get("nodeid") if isinstance(entry, dict) else None
+        if isinstance(nodeid, str) and f"{safe_dirname(nodeid)}_capacity" == name:
+            return nodeid
+    return name
+
+
+def _text_number(value: Any) -> str:
+    number = _number(value)
+    return "-" if number is None else f"{number:.4g}"

@@ -23,7 +23,9 @@ import numpy as np
 
 from aiperf.metrics.definitions import BY_TAG
 from aiperf.report.data import (
+    CAPACITY_CURVE,
     CDF_METRICS,
+    CapacityData,
     LadderPoint,
     ReportError,
     RunData,
@@ -300,9 +302,97 @@ def server_charts(section: Section) -> list[dict[str, Any]]:
     return charts
 
 
+def capacity_chart(data: CapacityData, chart_id: str, name: str = "") -> dict[str, Any] | None:
+    """The latency-load curve of a capacity search: TTFT p50 / p99 and request latency
+    p99 (the first run at each point) against the probed point; each probe marked by its
+    status (a series per status, ``"verdict"`` colours it) on the line its first latency
+    objective reads (else TTFT p99); each latency objective's threshold a horizontal line;
+    ``max_passing`` and ``min_failing`` vertical lines. A point is ``[x, ms, text]``, the
+    text what hovering it shows. None when no probe measured a latency."""
+    title = f"Capacity: latency vs {data.over.replace('_', ' ')}" + (f" · {name}" if name else "")
+    spec = _spec(chart_id, "capacity", title, data.axis, "ms")
+    curve = data.curve()
+    for key, label in CAPACITY_CURVE:
+        points = [[p.point, round(p.metrics[key], 3), _probe_text(p, data.over)]
+                  for p in curve if key in p.metrics]
+        if points:
+            spec["series"].append({"name": label, "type": "line", "data": points})
+    if not spec["series"]:
+        return None
+    objectives = data.latency_objectives()
+    drawn = [key for key, _ in CAPACITY_CURVE if any(key in p.metrics for p in curve)]
+    read = next((key for key, _, _ in objectives if key in drawn),
+                "time_to_first_token.p99" if "time_to_first_token.p99" in drawn else drawn[0])
+    by_status: dict[str, list[list[Any]]] = {}
+    for probe in curve:
+        if read in probe.metrics:
+            by_status.setdefault(probe.status, []).append(
+                [probe.point, round(probe.metrics[read], 3), _probe_text(probe, data.over)])
+    for status, points in by_status.items():
+        spec["series"].append({"name": f"{status} probes", "type": "scatter",
+                               "verdict": status, "data": points})
+    for key, text, value in objectives:
+        spec["hlines"].append({"y": value, "label": f"{key} {text}", "threshold": True})
+    if data.max_passing is not None:
+        spec["vlines"].append({"x": data.max_passing, "verdict": "PASS",
+                               "label": f"max passing {data.max_passing:g}"})
+    if data.min_failing is not None:
+        spec["vlines"].append({"x": data.min_failing, "verdict": "FAIL",
+                               "label": f"min failing {data.min_failing:g}"})
+    return spec
+
+
+def goodput_chart(data: CapacityData, chart_id: str, name: str = "") -> dict[str, Any] | None:
+    """Throughput and goodput (left axis) and SLO attainment in % (right axis) against the
+    probed point: the search read both ways."""
+    title = f"Capacity: goodput vs {data.over.replace('_', ' ')}" + (f" · {name}" if name else "")
+    spec = _spec(chart_id, "capacity", title, data.axis, "requests/s")
+    spec["y2"] = {"name": "SLO attainment (%)"}
+    curve = data.curve()
+    throughput = [[p.point, round(p.metrics["request_throughput"], 3), _probe_text(p, data.over)]
+                  for p in curve if "request_throughput" in p.metrics]
+    goodput = [[p.point, round(p.goodput, 3), _probe_text(p, data.over)]
+               for p in curve if p.goodput is not None]
+    attained = [[p.point, round(p.attainment * 100, 2), _probe_text(p, data.over)]
+                for p in curve if p.attainment is not None]
+    for label, points, extra in (("request throughput", throughput, {}),
+                                 ("goodput", goodput, {}),
+                                 ("SLO attainment", attained, {"y2": True, "dashed": True})):
+        if points:
+            spec["series"].append({"name": label, "type": "line", "data": points, **extra})
+    return spec if spec["series"] else None
+
+
+def _probe_text(probe: Any, over: str) -> str:
+    unit = "concurrent" if over == "concurrency" else "req/s"
+    parts = [f"at {probe.point:g} {unit}: {probe.status}"]
+    if "request_throughput" in probe.metrics:
+        parts.append(f"achieved {probe.metrics['request_throughput']:.4g} req/s")
+    if probe.goodput is not None:
+        parts.append(f"goodput {probe.goodput:.4g} req/s")
+    if probe.requests is not None:
+        parts.append(f"{probe.requests} requests")
+    parts.append(probe.summary())
+    return "; ".join(parts)
+
+
+def capacity_charts(section: Section) -> list[dict[str, Any]]:
+    """Each search of the section's runs: its latency-load and goodput charts."""
+    charts: list[dict[str, Any]] = []
+    searches = [run for run in section.runs if run.capacity is not None]
+    for number, run in enumerate(searches):
+        assert run.capacity is not None
+        name = "" if len(searches) == 1 else run.label
+        for make, what in ((capacity_chart, "latency"), (goodput_chart, "goodput")):
+            spec = make(run.capacity, f"{section.anchor}-capacity-{what}-{number}", name)
+            if spec is not None:
+                charts.append(spec)
+    return charts
+
+
 def section_charts(section: Section) -> list[dict[str, Any]]:
     """Every chart of one test's section, in reading order."""
-    charts: list[dict[str, Any]] = []
+    charts: list[dict[str, Any]] = capacity_charts(section)
     for metric in CDF_METRICS:
         spec = cdf_chart(section, metric)
         if spec is not None:

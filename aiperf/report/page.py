@@ -96,8 +96,63 @@ def verdict_table(runs: Sequence[RunData]) -> str:
             f'{"".join(rows)}</tbody></table>')
 
 
+def _claim(run: RunData) -> str:
+    """A capacity claim's verdict line, its status coloured."""
+    if run.claim is None:
+        return ""
+    status = run.claim.get("status") or ""
+    return (f'<span class="capacity-claim" data-verdict="{escape(status)}">{_v(status)} '
+            f'{escape(str(run.claim.get("line", "")))}</span>')
+
+
+def capacity_block(runs: Sequence[RunData]) -> str:
+    """Each capacity search of the runs: its answer, then a row per probe in the order
+    run (point, status, requests, looks, goodput, SLO attainment, the curve's latencies,
+    the objectives that did not pass)."""
+    out = []
+    several = len(runs) > 1
+    for run in runs:
+        data = run.capacity
+        if data is None:
+            continue
+        head = ["Point", "Status", "Requests", "Looks", "Goodput (req/s)",
+                "SLO attainment (%)", "req/s", "TTFT p50", "TTFT p99", "Lat p99",
+                "Objectives"]
+        rows = []
+        for p in data.probes:
+            lo, hi = p.attainment_interval or (None, None)
+            attained = "-" if p.attainment is None else (
+                _num(p.attainment * 100, ".1f") + ("" if lo is None or hi is None else
+                                                   f" [{lo * 100:.1f}, {hi * 100:.1f}]"))
+            cells = [f"<td>{p.point:g}</td>",
+                     f'<td class="l verdict" data-verdict="{escape(p.status)}">'
+                     f"{_v(p.status)}</td>",
+                     f"<td>{'-' if p.requests is None else p.requests}</td>",
+                     f"<td>{'-' if p.looks is None else p.looks}</td>",
+                     f"<td>{_num(p.goodput)}</td>", f"<td>{attained}</td>",
+                     *(f"<td>{_num(p.metrics.get(k), ',.1f')}</td>" for k in (
+                         "request_throughput", "time_to_first_token.p50",
+                         "time_to_first_token.p99", "request_latency.p99")),
+                     f'<td class="l">{escape(p.summary())}</td>']
+            rows.append(f'<tr data-point="{p.point:g}">{"".join(cells)}</tr>')
+        header = "".join(f'<th class="l">{h}</th>' if h in ("Status", "Objectives")
+                         else f"<th>{h}</th>" for h in head)
+        who = f"{escape(run.label)}: " if several else ""
+        limit = ("" if data.client_limit is None else
+                 f'<p class="note">the client could not deliver {data.client_limit:g} '
+                 "(a limit of the client, not of the server)</p>")
+        out.append(f'<div class="capacity" data-over="{escape(data.over)}">'
+                   f'<p class="capacity-headline"><b>{who}{escape(data.headline())}</b></p>'
+                   f"{limit}"
+                   f'<table class="capacity-probes"><thead><tr>{header}</tr></thead>'
+                   f'<tbody>{"".join(rows)}</tbody></table></div>')
+    return "".join(out)
+
+
 def _objectives_cell(run: RunData) -> str:
-    parts = []
+    parts = [_claim(run)] if run.claim is not None else []
+    if run.capacity is not None:
+        parts.append(escape(run.capacity.headline()))
     for v in run.verdicts:
         unit = v.get("unit") or ""
         parts.append(f'{escape(str(v.get("objective")))} {_num(v.get("measured"))} '
@@ -149,6 +204,12 @@ def _notes(section: Section) -> str:
     return "".join(f'<p class="note">{escape(line)}</p>' for line in lines)
 
 
+def _claims(section: Section) -> str:
+    several = len(section.runs) > 1
+    return "".join(f'<p class="note">{escape(r.label) + ": " if several else ""}{_claim(r)}</p>'
+                   for r in section.runs if r.claim is not None)
+
+
 def _chart_divs(specs: Sequence[dict[str, Any]]) -> str:
     return "".join(f'<div class="chart" id="{escape(s["id"])}" data-kind="{escape(s["kind"])}">'
                    f"</div>" for s in specs)
@@ -178,6 +239,7 @@ def render_page(sections: Sequence[Section], title: str, sources: Sequence[str])
                     f"{_v(status) if status else ''} "
                     f'<a class="top" href="#session" title="back to the session table">'
                     f"&#8593;</a></h2>{_notes(section)}"
+                    f"{_claims(section)}{capacity_block(section.runs)}"
                     f"{verdict_table(section.runs)}"
                     f'<div class="charts">{_chart_divs(charts)}</div></section>')
     # msgspec: 4x faster than json here; a non-finite number (none is expected) is null.

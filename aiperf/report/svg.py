@@ -97,6 +97,7 @@ def render(spec: dict[str, Any], width: int = _W, height: int = _H) -> str:
         color = COLORS[number % len(COLORS)]
         if item["name"].startswith("failed"):
             color = "#d62728"
+        color = VERDICT_COLORS.get(item.get("verdict", ""), color)  # a capacity probe
         scale = y2_scale if item.get("y2") and y2_scale else y_scale
         out.extend(_series(item, color, x_scale, scale, bottoms, spec.get("requests")))
     for line in spec["hlines"]:

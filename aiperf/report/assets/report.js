@@ -50,17 +50,28 @@
       ' ' + num(v[1], 2) + ' ms';
   }
 
+  // A capacity point is [point, value, text]: the text says the probe's status and why.
+  function capacityTip(p) {
+    var v = p.value;
+    return '<b>' + esc(p.seriesName) + '</b> ' + num(v[1], 2) + '<br>' + esc(v[2]);
+  }
+
   function seriesOption(spec, s) {
     var o = { name: s.name, type: s.type === 'step' ? 'line' : s.type, data: s.data,
               yAxisIndex: s.y2 ? 1 : 0, animation: false };
     if (s.type === 'step') { o.step = 'end'; o.showSymbol = false; }
-    if (s.type === 'line') { o.showSymbol = spec.kind === 'ladder'; o.symbolSize = 7; }
+    if (s.type === 'line') {
+      o.showSymbol = spec.kind === 'ladder' || spec.kind === 'capacity'; o.symbolSize = 7;
+    }
     if (s.type === 'scatter') {
       o.symbolSize = 4;
       o.large = s.data.length > 4000;
       if (s.name.indexOf('failed') === 0) {
         o.symbol = 'triangle'; o.symbolSize = 7; o.itemStyle = { color: '#d62728' };
       }
+    }
+    if (s.verdict) {  // a capacity probe's status: its colour, drawn over the curves
+      o.symbolSize = 11; o.z = 5; o.itemStyle = { color: VERDICT[s.verdict] || '#555' };
     }
     if (s.stack) { o.stack = s.stack; }
     if (s.dashed) { o.lineStyle = { type: 'dashed' }; }
@@ -80,7 +91,9 @@
                lineStyle: { color: VERDICT[v.verdict] || '#555', type: 'solid', width: 2 },
                label: { formatter: v.label, position: 'insideEndTop', color: VERDICT[v.verdict] || '#555' } };
     }).concat(spec.hlines.map(function (h) {
-      return { yAxis: h.y, name: h.label, lineStyle: { color: '#999', type: 'dotted' },
+      return { yAxis: h.y, name: h.label,
+               lineStyle: h.threshold ? { color: '#c62828', type: 'dashed', width: 2 }
+                                      : { color: '#999', type: 'dotted' },
                label: { formatter: h.label, position: 'insideStartTop' } };
     }));
     if (marks.length) { first.markLine = { symbol: 'none', animation: false, data: marks }; }
@@ -98,6 +111,9 @@
       tooltip = { trigger: 'item', confine: true, formatter: requestTip(spec.requests) };
     }
     if (spec.kind === 'ladder') { tooltip = { trigger: 'item', confine: true, formatter: ladderTip }; }
+    if (spec.kind === 'capacity') {
+      tooltip = { trigger: 'item', confine: true, formatter: capacityTip };
+    }
     var result = {
       animation: false,
       title: { text: spec.title, left: 'center', textStyle: { fontSize: 13 } },
@@ -132,6 +148,7 @@
     charts.push(chart);
     element.dataset.rendered = 'true';
     element.dataset.thresholds = spec.vlines.map(function (v) { return v.x; }).join(',');
+    element.dataset.levels = spec.hlines.map(function (h) { return h.y; }).join(',');
   }
 
   // ?section=test-3 shows that test's section alone (a link to one test, a screenshot).

@@ -69,9 +69,13 @@ def baseline_block(records: list[LoadTestRecord]) -> list[str]:
 
 
 def _notes(records: list[LoadTestRecord], limit: int) -> Iterator[tuple[str, str, str]]:
-    """(FAIL / ERROR / WARNING, test label, what) under the table: every breached
-    objective, error and warning, the last two cut to ``limit`` characters."""
+    """(CAPACITY / FAIL / ERROR / WARNING, test label, what) under the table: a capacity
+    claim's verdict line (whole: it is the verdict), every breached objective, error and
+    warning, the last two cut to ``limit`` characters."""
     for record in records:
+        claim = record.capacity.get("line") if record.capacity else None
+        if isinstance(claim, str):
+            yield "CAPACITY", record.label, claim
         for verdict in record.verdicts:
             if verdict.status != "PASS":
                 where = "" if verdict.window == "whole run" else f" ({verdict.window})"

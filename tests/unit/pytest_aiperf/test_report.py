@@ -50,3 +50,26 @@ def test_the_step_summary_lists_every_objective_with_its_interval() -> None:
             "steady state 1.0-9.0 s |") in text
     assert ("- **test_tail**: inconclusive: request_latency.p99 = 900.00 ms [850.00, none], "
             "needs < 1 s (steady state 1.0-9.0 s)") in text
+
+
+def test_a_capacity_claims_line_is_under_the_table_in_both() -> None:
+    line = ("capacity >= 16 concurrent: FAIL (at 16: time_to_first_token.p99 FAIL "
+            "[312, 355] ms)")
+    breached = Verdict(parse_objective("time_to_first_token.p99", "< 250 ms"), 330.0, "FAIL",
+                       500, 500, (312.0, 355.0), 0.95, "order statistics")
+    claim = LoadTestRecord("t.py::test_claim", "chat c=16", verdicts=[breached],
+                           outcome="FAIL", sent=500,
+                           capacity={"claim": "capacity >= 16 concurrent", "status": "FAIL",
+                                     "line": line, "headroom": None})
+    # a headroom step's entry has no line: the claim's line already says it
+    step = LoadTestRecord("t.py::test_claim", "chat c=20 headroom", outcome="PASS", sent=500,
+                          run=2, capacity={"claim": "capacity >= 16 concurrent",
+                                           "role": "headroom", "point": 20, "status": "FAIL"})
+    lines = render_terminal([claim, step])
+    assert lines[-2:] == [
+        f"  CAPACITY test_claim: {line}",
+        "  FAIL test_claim: time_to_first_token.p99 = 330.00 ms [312.00, 355.00], needs "
+        "< 250 ms"]
+    text = render_markdown([claim, step])
+    assert f"- **test_claim**: capacity: {line}\n" in text
+    assert text.count("capacity >= 16") == 1

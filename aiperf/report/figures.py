@@ -317,17 +317,34 @@ def capacity_chart(data: CapacityData, chart_id: str, name: str = "") -> dict[st
                   for p in curve if key in p.metrics]
         if points:
             spec["series"].append({"name": label, "type": "line", "data": points})
+    objectives = data.latency_objectives()
+    # A latency objective on a statistic the curve has no line for (a p90, a steady-state
+    # window): its measured values, the numbers its threshold was compared with.
+    measured: dict[str, dict[float, float]] = {}
+    for key, _, _ in objectives:
+        if key in dict(CAPACITY_CURVE):
+            continue
+        values = {p.point: value for p in curve for v in p.objectives
+                  if v.get("objective") == key and (value := _finite(v.get("measured")))
+                  is not None}
+        if values:
+            measured[key] = values
+            spec["series"].append({"name": f"{_short(key)} (measured)", "type": "line", "data": [
+                [p.point, round(values[p.point], 3), _probe_text(p, data.over)]
+                for p in curve if p.point in values]})
     if not spec["series"]:
         return None
-    objectives = data.latency_objectives()
     drawn = [key for key, _ in CAPACITY_CURVE if any(key in p.metrics for p in curve)]
-    read = next((key for key, _, _ in objectives if key in drawn),
-                "time_to_first_token.p99" if "time_to_first_token.p99" in drawn else drawn[0])
+    read = next((key for key, _, _ in objectives if key in drawn or key in measured),
+                "time_to_first_token.p99" if "time_to_first_token.p99" in drawn
+                else (drawn or list(measured))[0])
     by_status: dict[str, list[list[Any]]] = {}
     for probe in curve:
-        if read in probe.metrics:
+        value = measured[read].get(probe.point) if read in measured \
+            else probe.metrics.get(read)
+        if value is not None:
             by_status.setdefault(probe.status, []).append(
-                [probe.point, round(probe.metrics[read], 3), _probe_text(probe, data.over)])
+                [probe.point, round(value, 3), _probe_text(probe, data.over)])
     for status, points in by_status.items():
         spec["series"].append({"name": f"{status} probes", "type": "scatter",
                                "verdict": status, "data": points})
@@ -361,6 +378,18 @@ def goodput_chart(data: CapacityData, chart_id: str, name: str = "") -> dict[str
         if points:
             spec["series"].append({"name": label, "type": "line", "data": points, **extra})
     return spec if spec["series"] else None
+
+
+def _short(key: str) -> str:
+    """``time_to_first_token.p90`` -> ``TTFT p90``: a legend entry that fits."""
+    name, _, rest = key.partition(".")
+    return f"{_TITLES.get(name.removeprefix('adj_'), name)} {rest}".strip()
+
+
+def _finite(value: Any) -> float | None:
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return None
 
 
 def _probe_text(probe: Any, over: str) -> str:

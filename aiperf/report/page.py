@@ -88,7 +88,8 @@ def verdict_table(runs: Sequence[RunData]) -> str:
                 f'<td class="l">{escape(str(v.get("window") or ""))}</td>']
             rows.append(f"<tr>{''.join(cells)}</tr>")
     if not rows:
-        return '<p class="note">No objectives.</p>'
+        searches = all(r.capacity is not None for r in runs)  # their probes have them
+        return "" if searches else '<p class="note">No objectives.</p>'
     header = "".join(f'<th class="l">{h}</th>' if h in ("Run", "Objective", "Threshold",
                                                            "Verdict", "Method", "Window")
                      else f"<th>{h}</th>" for h in head)
@@ -168,7 +169,8 @@ def session_table(sections: Sequence[Section], several_sources: bool) -> str:
     for section in sections:
         for run in section.runs:
             m = run.metrics
-            sent = len(run.rows) if run.rows is not None else None
+            sent = len(run.rows) if run.rows is not None else (
+                run.capacity.requests if run.capacity is not None else None)
             status = run.outcome or "-"
             cells = [f'<td class="l"><a href="#{section.anchor}">{escape(section.title)}</a>'
                      f"</td>"]

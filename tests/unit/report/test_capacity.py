@@ -219,3 +219,23 @@ def test_a_probe_missing_its_extras_is_still_listed() -> None:
     assert [(p.point, p.goodput, p.metrics, p.attainment_interval) for p in data.probes] == [
         (4, None, {}, None), (2, None, {}, None)]
     assert capacity_chart(data, "c") is None and goodput_chart(data, "g") is None
+
+
+def test_an_objective_on_a_statistic_off_the_curve_is_drawn_as_measured(tmp_path: Path) -> None:
+    p90 = parse_objective("time_to_first_token.p90", "< 60 ms")
+    probes = [Probe(point, status, requests=60, verdicts=[Verdict(
+        p90, measured, status, 60, 60, (measured - 2, measured + 2), 0.95, "os")],
+        metrics={"time_to_first_token.p99": measured + 5})
+        for point, status, measured in ((4, "PASS", 42.0), (2, "PASS", 41.0), (5, "FAIL", 77.5))]
+    CapacityResult(over="concurrency", low=1, high=8, tolerance=0.1, probes=probes,
+                   max_passing=4, min_failing=5).write(tmp_path)
+    data = load_report([tmp_path])[0].runs[0].capacity
+    assert data is not None
+    spec = capacity_chart(data, "c")
+    assert spec is not None
+    series = {s["name"]: s["data"] for s in spec["series"]}
+    assert [p[:2] for p in series["TTFT p90 (measured)"]] == [
+        [2, 41.0], [4, 42.0], [5, 77.5]]
+    # the probes are marked on the values their objective judged, not on the p99 line
+    assert [p[:2] for p in series["FAIL probes"]] == [[5, 77.5]]
+    assert spec["hlines"][0]["y"] == 60.0

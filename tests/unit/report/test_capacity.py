@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from aiperf.capacity.model import CapacityResult, Probe
 from aiperf.report import write_report
@@ -239,3 +241,39 @@ def test_an_objective_on_a_statistic_off_the_curve_is_drawn_as_measured(tmp_path
     # the probes are marked on the values their objective judged, not on the p99 line
     assert [p[:2] for p in series["FAIL probes"]] == [[5, 77.5]]
     assert spec["hlines"][0]["y"] == 60.0
+
+
+_ANY = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6), st.text(max_size=4),
+                 st.floats(allow_nan=True, allow_infinity=True), st.lists(st.floats(), max_size=3))
+_VERDICT = st.fixed_dictionaries({}, optional={
+    "objective": st.sampled_from(["time_to_first_token.p90", "request_latency.p99", "x"]),
+    "threshold": st.one_of(st.sampled_from(["< 250 ms", "<= 1 %", "< baseline"]), _ANY),
+    "unit": st.one_of(st.sampled_from(["ms", "%"]), _ANY), "verdict": _ANY, "measured": _ANY,
+    "interval": _ANY})
+_PROBE = st.fixed_dictionaries({"point": st.one_of(st.integers(1, 64), st.floats(0.5, 100))},
+                               optional={
+    "status": _ANY, "requests": _ANY, "looks": _ANY, "goodput": _ANY, "slo_attainment": _ANY,
+    "slo_attainment_interval": _ANY, "cause": _ANY,
+    "metrics": st.one_of(_ANY, st.dictionaries(st.sampled_from(
+        ["request_throughput", "time_to_first_token.p50", "time_to_first_token.p99",
+         "request_latency.p99"]), _ANY)),
+    "objectives": st.one_of(_ANY, st.lists(st.one_of(_VERDICT, _ANY), max_size=3))})
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.fixed_dictionaries({"over": st.sampled_from(["concurrency", "request_rate"]),
+                              "probes": st.lists(_PROBE, max_size=6)},
+                             optional={"max_passing": _ANY, "min_failing": _ANY,
+                                       "requests": _ANY, "seconds": _ANY, "stopped": _ANY}))
+def test_any_capacity_json_draws_or_is_a_clear_error(document: dict[str, Any]) -> None:
+    """Whatever a hand-edited or foreign capacity.json holds past its required keys, the
+    charts and the table are built (what cannot be drawn is left out), in JSON the page
+    can embed."""
+    from aiperf.report.data import RunData, Section
+    from aiperf.report.page import capacity_block
+
+    data = read_capacity(document, "capacity.json")
+    run = RunData(label="s", test="s", kind="capacity", directory=None, capacity=data)
+    specs = section_charts(Section("s", "s", [run], "test-1"))
+    json.dumps(specs, allow_nan=False)  # no NaN or infinity reaches the page
+    assert capacity_block([run]).count("data-point=") == len(document["probes"])

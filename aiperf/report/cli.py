@@ -21,7 +21,8 @@ def register(subparsers: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="a DIR is a pytest artifacts dir (--aiperf-artifacts: summary.json and a "
                "dir per test),\n  an `aiperf profile` artifact dir, or an NVIDIA AIPerf "
-               "artifact dir\n  (profile_export_aiperf.json + profile_export.jsonl); "
+               "artifact dir\n  (profile_export_aiperf.json + profile_export.jsonl), or a "
+               "capacity search's dir\n  (capacity.json: aiperf capacity, aiperf.capacity); "
                "several DIRs are overlaid\n\nexample:\n  aiperf plot artifacts/main "
                "artifacts/pr -o report.html")
     plot.add_argument("sources", nargs="+", metavar="DIR", help="artifact directories")

@@ -4,9 +4,11 @@ capacity under a TTFT objective set between "served at once" and "waited for a s
 about the slot count.
 
 The threshold comes from a calibration run at concurrency 4 on this machine: its TTFT p90
-plus half its request latency. Below the slots nothing waits; at 8 clients half the
-requests wait a whole request (in waves) or every one waits about one (staggered), so the
-p75 breaks well before 8. Marked ``llama``, skipped as tests/integration/test_llama_server.py
+plus a quarter of its request latency. Below the slots nothing waits; at 8 clients the
+requests beyond the slots wait for one to free, about half a request on average once the
+waves stagger (measured here: TTFT p75 at 8 clients = TTFT p90 at 4 + 0.5 latency), so the
+p75 breaks before 8. (Half a latency, as first written, put 8 right on the threshold:
+INCONCLUSIVE, and a lucky PASS there sent the search past 8.) Marked ``llama``, skipped as tests/integration/test_llama_server.py
 is; skipped too when the machine is so loaded that a request takes over 5 s at 4 clients
 (the search would not fit its minute; measured here: 1.3-2 s for one request alone while
 five other sessions ran).
@@ -59,7 +61,7 @@ def test_the_search_finds_a_capacity_consistent_with_the_slots(mesh: Mesh,
         pytest.skip(f"a request takes {latency_ms / 1000:.1f} s at concurrency {SLOTS} on "
                     f"this machine now (limit {MAX_LATENCY_S:g} s; {calibration.error_count} "
                     f"of {2 * SLOTS} cut at {2 * MAX_LATENCY_S:g} s): too loaded to search")
-    threshold = calibration["time_to_first_token"].p90 + latency_ms / 2
+    threshold = calibration["time_to_first_token"].p90 + latency_ms / 4
     print(f"calibration: latency p50 {latency_ms:.0f} ms, threshold {threshold:.0f} ms")
     objective = parse_slo(f"time_to_first_token.p75<{threshold:.0f}ms")
     # the default request count: 10 per client (a probe at c must queue c requests at once)

@@ -412,7 +412,7 @@ class ProfileResult:
                 tag, unit, stats, values, failures if tag.startswith("adj_") else 0,
                 () if sketch is not None else record_index.get(base, ()), sketch,
             )
-        return cls(
+        result = cls(
             run_id=data.get("run_id", ""),
             metrics=metrics,
             records=records,
@@ -429,6 +429,13 @@ class ProfileResult:
             _sketch_windows=sketch_windows,
             _end_bins=end_bins,
         )
+        # AIPerf's time-weighted sweep metrics, from the timeline (none in sketch mode).
+        from aiperf.metrics.parity import result_sweep_metrics
+
+        for tag, stats in result_sweep_metrics(result).items():
+            stats = dict(stats)
+            result.metrics.setdefault(tag, MetricResult(tag, stats.pop("unit"), stats))
+        return result
 
     @property
     def timeline(self) -> Timeline:

@@ -23,6 +23,7 @@ import numpy as np
 from aiperf.common.codec import PHASE_NAMES, PROFILING, MetricRecord, is_cancellation
 from aiperf.common.config import UserConfig
 from aiperf.metrics.definitions import BY_TAG, NS_PER_MS
+from aiperf.metrics.parity import add_request_values, run_metrics
 from aiperf.metrics.stats import (
     LEAN_VALUES,
     summarize,
@@ -96,6 +97,7 @@ def per_request_values(rec: MetricRecord, streaming: bool,
         values["http_req_duration"] = duration / NS_PER_MS
         values["http_req_total"] = (connection + duration) / NS_PER_MS
         values["http_req_connection_reused"] = rec.http_reused
+    add_request_values(values)
     return values
 
 
@@ -1003,6 +1005,7 @@ class RunAggregator:
             if metadata.produces_tokens:
                 scalar("output_token_throughput", totals.sum_osl / duration_s)
             scalar("total_token_throughput", (totals.sum_isl + totals.sum_osl) / duration_s)
+        metrics.update(run_metrics(metrics, duration_s))
         if self._config.goodput:
             scalar("good_request_count", totals.good)
             if duration_s > 0:

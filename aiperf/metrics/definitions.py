@@ -114,14 +114,10 @@ SPECS: tuple[MetricSpec, ...] = (
 BY_TAG = {spec.tag: spec for spec in SPECS}
 
 # Per-request metrics defined (aiperf/metrics/parity.py) but not yet in a run's results:
-# a goodput threshold on one would make no request good. The change that computes them
-# removes their tags from here: parity.add_request_values in
-# aggregate.per_request_values (also in the per-request export and sketch mode; about 27
-# bytes a streamed request more in the records manager), or parity.result_request_values
-# on the host (no such cost, exact mode only, and then not usable as goodput thresholds,
-# which the records manager judges); the usage tags need the record to carry the usage.
+# a goodput threshold on one would make no request good. The usage tags need the record to
+# carry the server's usage; the other parity metrics are computed per request in
+# aggregate.per_request_values (parity.add_request_values) and per run from the results.
 AWAITING_AGGREGATION = frozenset({
-    "decode_duration", "e2e_output_token_throughput", "prefill_throughput_per_user",
     "usage_prompt_tokens", "usage_completion_tokens", "usage_total_tokens",
 })
 

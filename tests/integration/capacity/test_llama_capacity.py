@@ -8,10 +8,10 @@ plus a quarter of its request latency. Below the slots nothing waits; at 8 clien
 requests beyond the slots wait for one to free, about half a request on average once the
 waves stagger (measured here: TTFT p75 at 8 clients = TTFT p90 at 4 + 0.5 latency), so the
 p75 breaks before 8. (Half a latency, as first written, put 8 right on the threshold:
-INCONCLUSIVE, and a lucky PASS there sent the search past 8.) Marked ``llama``, skipped as tests/integration/test_llama_server.py
-is; skipped too when the machine is so loaded that a request takes over 5 s at 4 clients
-(the search would not fit its minute; measured here: 1.3-2 s for one request alone while
-five other sessions ran).
+INCONCLUSIVE, and a lucky PASS there sent the search past 8.) Marked ``llama``, skipped as
+tests/integration/test_llama_server.py is; skipped too when the machine is so loaded that
+a request takes over 5 s at 4 clients (the search would not fit its minute; measured here:
+1.3-2 s for one request alone while five other sessions ran).
 """
 
 from __future__ import annotations

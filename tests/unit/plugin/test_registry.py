@@ -41,7 +41,8 @@ def test_metadata_is_validated_per_category() -> None:
 
 
 def test_unknown_name_lists_the_available_ones() -> None:
-    with pytest.raises(PluginError, match=r"unknown endpoint plugin 'chatt'.*chat, .*completions, embeddings"):
+    with pytest.raises(PluginError,
+                       match=r"unknown endpoint plugin 'chatt'.*chat, .*completions, embeddings"):
         plugins.get_class(PluginType.ENDPOINT, "chatt")
 
 

@@ -207,6 +207,10 @@ _SCALARS: dict[str, Any] = {
     "request_throughput": lambda s: _rate(s, s.n_ok),
     "output_token_throughput": lambda s: _rate(s, _tokens(s, "osl")),
     "total_token_throughput": lambda s: _rate(s, _tokens(s, "osl") + _tokens(s, "isl")),
+    # AIPerf's run totals (aiperf/metrics/parity.py: run_metrics), from the same sums
+    "total_isl": lambda s: _sum_values(s, "input_sequence_length"),
+    "total_osl": lambda s: _sum_values(s, "output_sequence_length"),
+    "input_token_throughput": lambda s: _rate(s, _sum_values(s, "input_sequence_length")),
     "good_request_count": _n_good,
     "goodput": lambda s: _rate(s, _n_good(s)),
     "good_request_fraction": lambda s: (_n_good(s) / (s.n_ok + s.n_err)

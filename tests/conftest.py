@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import signal
 from collections.abc import Iterator
 
 import numpy as np
@@ -13,6 +14,12 @@ import pytest
 from aiperf.plugin import plugins
 
 pytest_plugins = ["pytester", "tests.harness.fixtures"]
+
+# A suite started in the background by a non-interactive shell inherits SIGINT ignored, and
+# so would every process it starts: the Ctrl-C tests would then wait for an interrupt that
+# never comes. Python's own handler restored here is what a terminal's pytest has.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 _real_sleep = asyncio.sleep
 

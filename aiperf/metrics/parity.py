@@ -38,6 +38,9 @@ if TYPE_CHECKING:
     from aiperf.results import ProfileResult
 
 USAGE_TAGS = ("usage_prompt_tokens", "usage_completion_tokens", "usage_total_tokens")
+# Time-weighted over the whole run's timeline (result_sweep_metrics): no window or steady
+# sample recomputes them.
+SWEEP_TAGS = ("effective_concurrency", "tokens_in_flight")
 SWEEP_PERCENTILES = (50, 90, 95, 99)
 
 

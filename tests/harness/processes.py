@@ -1,7 +1,9 @@
-"""Checks that a mesh left nothing behind."""
+"""Test processes: what a mesh left behind, and stopping a harness server's child."""
 
 from __future__ import annotations
 
+import signal
+import subprocess
 import time
 
 import psutil
@@ -30,3 +32,19 @@ def _running(pid: int) -> bool:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
+
+
+def stop_child(process: subprocess.Popen[bytes] | None, timeout: float = 5.0) -> None:
+    """SIGTERM a test server's process, SIGKILL it if it outlives ``timeout``, and close its
+    stdout pipe: the one way every harness server stops."""
+    if process is None:
+        return
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout)
+    if process.stdout is not None:
+        process.stdout.close()

@@ -41,6 +41,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from tests.harness.processes import stop_child
+
 START_TIMEOUT_S = 15.0
 STOP_TIMEOUT_S = 5.0
 STATS_TIMEOUT_S = 5.0
@@ -159,18 +161,7 @@ class ReferenceServer:
             return ServerStats(**json.loads(reply.read()))
 
     def stop(self) -> None:
-        process = self._process
-        if process is None:
-            return
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(STOP_TIMEOUT_S)
-        if process.stdout is not None:
-            process.stdout.close()
+        stop_child(self._process, STOP_TIMEOUT_S)
 
     @property
     def pid(self) -> int | None:

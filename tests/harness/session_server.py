@@ -29,6 +29,8 @@ import time
 import urllib.request
 from typing import Any
 
+from tests.harness.processes import stop_child
+
 START_TIMEOUT_S = 15.0
 STOP_TIMEOUT_S = 5.0
 _PR_SET_PDEATHSIG = 1
@@ -67,18 +69,7 @@ class SessionServer:
             return json.loads(reply.read())
 
     def stop(self) -> None:
-        process = self._process
-        if process is None:
-            return
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(STOP_TIMEOUT_S)
-        if process.stdout is not None:
-            process.stdout.close()
+        stop_child(self._process, STOP_TIMEOUT_S)
 
     def __enter__(self) -> SessionServer:
         self.start()

@@ -9,14 +9,9 @@ import pytest
 import scipy.special
 import scipy.stats  # noqa: F401
 
-# aiperf_validity = warn, as the plugin's other pytester sessions: they test the plugin,
-# not the machine. A capacity claim still refuses to pass an INVALID run (tested).
-INI = """
-[pytest]
-asyncio_default_fixture_loop_scope = function
-aiperf_workers = 1
-aiperf_validity = warn
-"""
+from tests.harness.pytester_ini import INI
+
+# A capacity claim still refuses to pass an INVALID run under aiperf_validity = warn (tested).
 
 
 @pytest.fixture

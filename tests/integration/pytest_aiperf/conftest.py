@@ -9,15 +9,7 @@ import pytest
 import scipy.special
 import scipy.stats  # noqa: F401
 
-# aiperf_validity = warn: these sessions test the plugin, not the machine; on a busy 2-core
-# box a worker's event loop can lag past its limit and make a run INVALID (a test error).
-# test_invalid.py asks for the default (error) explicitly.
-INI = """
-[pytest]
-asyncio_default_fixture_loop_scope = function
-aiperf_workers = 1
-aiperf_validity = warn
-"""
+from tests.harness.pytester_ini import INI
 
 
 @pytest.fixture

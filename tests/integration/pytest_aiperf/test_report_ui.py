@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.pytest_aiperf.conftest import INI
+from tests.harness.pytester_ini import INI
 
 TWO_TESTS = """
 import pytest

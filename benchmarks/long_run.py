@@ -236,6 +236,8 @@ def profile(url: str, label: str, load: list[str], args: argparse.Namespace,
                    "--output-artifact-dir", out, *load, *extra]
         if args.workers:
             command += ["--workers-max", str(args.workers)]
+        if args.request_rate:
+            command += ["--request-rate", f"{args.request_rate:g}"]
         started = time.monotonic()
         proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         sampler = TreeSampler(proc.pid, service_plan(args.workers))
@@ -437,6 +439,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--osl", type=int, default=16)
     parser.add_argument("--workers", type=int, default=0, help="--workers-max (0: default)")
+    parser.add_argument("--request-rate", type=float, default=0.0,
+                        help="requests/s, with --concurrency as the cap (0: closed loop, the "
+                             "highest rate the machine drives)")
     parser.add_argument("--idle-requests", type=int, default=200)
     parser.add_argument("--timeout", type=float, default=7200.0,
                         help="seconds one run may take")

@@ -199,10 +199,9 @@ class UserConfig(BaseModel):
     @classmethod
     def _url_scheme(cls, value: str) -> str:
         """``localhost:8000`` is ``http://localhost:8000``, as AIPerf reads it."""
-        value = value.strip()
-        if value and "://" not in value:
-            return "http://" + value
-        return value
+        from aiperf.common.net import with_http_scheme
+
+        return with_http_scheme(value)
 
     @field_validator("custom_endpoint", mode="after")
     @classmethod

@@ -359,8 +359,9 @@ class UserConfig(BaseModel):
         """Several URLs without ``url``: ``url`` (the readiness wait, server metrics, the
         endpoint path) is the first of them, not the default."""
         if self.urls and "url" not in self.model_fields_set:
-            first = self.urls[0]
-            self.__dict__["url"] = first if "://" in first else f"http://{first}"
+            from aiperf.common.net import with_http_scheme
+
+            self.__dict__["url"] = with_http_scheme(self.urls[0])
         return self
 
     @field_validator("benchmark_duration", "benchmark_grace_period", "slice_duration",

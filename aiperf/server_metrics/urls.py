@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit, urlunsplit
 
+from aiperf.common.net import with_http_scheme
+
 METRICS_PATH = "/metrics"
 
 
@@ -13,11 +15,9 @@ def normalize_metrics_url(url: str) -> str:
     scheme other than http(s)."""
     from aiperf.common.config import mask_url
 
-    text = url.strip()
+    text = with_http_scheme(url)
     if not text:
         raise ValueError("a server_metrics URL is empty")
-    if "://" not in text:
-        text = f"http://{text}"
     try:
         parts = urlsplit(text)
         parts.port  # noqa: B018 - raises ValueError on a port that is not a number
@@ -35,6 +35,6 @@ def normalize_metrics_url(url: str) -> str:
 def default_metrics_url(base_url: str) -> str:
     """The endpoint's own /metrics: its scheme and host, path /metrics (a base URL that
     carries a path such as /v1 keeps it out, as servers serve /metrics at the root)."""
-    parts = urlsplit(base_url if "://" in base_url else f"http://{base_url}")
+    parts = urlsplit(with_http_scheme(base_url))
     host = parts.netloc.rsplit("@", 1)[-1]  # the endpoint's credentials stay with it
     return urlunsplit((parts.scheme, host, METRICS_PATH, "", ""))

@@ -22,6 +22,12 @@ Which interval each statistic gets (all from ``aiperf.statistics``):
   histogram that went down during the run (a server restart), FAILs, saying why, never
   PASSes.
 
+An objective on some turns of multi-turn sessions (``time_to_first_token.p99[turn>=2]``)
+is judged like any per-request statistic, on those turns' requests only (``TurnEvidence``:
+n is the subset's), their values read from the per-request table in one streaming pass
+(``aiperf.dataset.breakdowns.turn_sample``). A run that kept no table (sketch mode, or
+``export_records=False``) has no per-turn values: INCONCLUSIVE, saying so.
+
 Each verdict is computed on an ``Evidence``: the whole run, its steady window, one time
 window (``aiperf.windows.Sample`` has this shape) or several runs pooled by ``extend``.
 
@@ -185,6 +191,77 @@ class ResultEvidence:
         if self._windows is None:
             self._windows = whole_run(self.result)
         return np.asarray(self._windows.throughput_windows(tag, n_windows), dtype=np.float64)
+
+
+@dataclass
+class TurnEvidence:
+    """The requests of some turns of a run's sessions (an objective's ``[turn>=2]``): their
+    values of the objective's metric and their counts. A run-level figure (throughput,
+    error rate) has no per-turn meaning here: the objective's parser allows per-request
+    metrics only."""
+
+    label: str
+    n_ok: int
+    n_err: int
+    duration_s: float
+    own: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def values(self, tag: str) -> np.ndarray:
+        data = self.own.get(tag.removeprefix("adj_"), np.empty(0))
+        if tag.startswith("adj_"):  # each failed turn counts as infinitely slow
+            return np.concatenate([data, np.full(self.n_err, np.inf)])
+        return data
+
+    def scalar(self, tag: str) -> float | None:
+        return None
+
+    def throughput_windows(self, tag: str, n_windows: int = 10) -> np.ndarray:
+        return np.empty(0)
+
+
+def judge_turns(objective: Objective, results: Sequence[ProfileResult],
+                steady: Sequence[Any] | None, confidence: float) -> Verdict:
+    """An objective on some turns (``objective.turns``), on every run's requests of those
+    turns pooled (the chunks of ``extend``), within each run's steady window when
+    ``steady`` gives them (``aiperf.windows.Sample``s, one per run)."""
+    from aiperf.dataset.breakdowns import turn_sample
+
+    turns = objective.turns
+    assert turns is not None
+    base = objective.base_tag
+    where = "whole run" if steady is None else "steady state"
+    label = f"{where}, {turns}" + (f" (+{len(results) - 1} runs pooled)"
+                                   if len(results) > 1 else "")
+    parts: list[np.ndarray] = []
+    ok = err = 0
+    for i, result in enumerate(results):
+        sent = result.request_count + result.error_count
+        records = result.records
+        if sent and not len(records):
+            why = getattr(records, "note", None) or (
+                "the run kept no per-request table (export_records=False)")
+            return Verdict(objective, None, "INCONCLUSIVE", 0, sent, (None, None),
+                           confidence, "per turn", f"no per-turn values: {why}; each "
+                           f"request's turn is only in that table", label)
+        within = None
+        if steady is not None:
+            origin = int(result.timeline.start_ns.min()) if len(result.timeline) else 0
+            sample = steady[i]
+            within = (origin + round(sample.start_s * 1e9), origin + round(sample.end_s * 1e9))
+        found = turn_sample(records, base, turns.low_index, turns.high_index, within)
+        parts.append(found.values)
+        ok += found.ok
+        err += found.err
+    evidence = TurnEvidence(label, ok, err, 0.0,
+                            {base: np.concatenate(parts) if parts else np.empty(0)})
+    verdict = judge(objective, evidence, confidence, ok + err)
+    if not ok + err:  # judge's "not measured" FAIL, saying why nothing was there
+        from dataclasses import replace
+
+        verdict = replace(verdict, note=f"no request of {turns} in this sample (turn_index "
+                                        f"{turns.low_index} is turn {turns.low_index + 1}; "
+                                        f"only multi-turn requests carry one)")
+    return verdict
 
 
 @dataclass
@@ -581,6 +658,9 @@ def judge_runs(objectives: list[Objective], results: Sequence[ProfileResult],
     for objective in objectives:
         if objective.server:
             verdicts.append(judge_server(objective, results, sent))
+        elif objective.turns is not None:
+            verdicts.append(judge_turns(objective, results,
+                                        parts if parts is not whole else None, confidence))
         elif objective.relative:
             if relative is not None:
                 verdicts.append(relative(objective, results, sent))

@@ -24,6 +24,14 @@ a bare number, as a point value of the run (``aiperf.server_metrics.summary``):
     "server.llamacpp:requests_processing.max": "<= 4"
     "server.vllm:num_preemptions_total.total": "<= 0"
 
+An objective on some turns of multi-turn sessions names them in brackets, turns counted
+from 1 as a user counts them (AIPerf's ``turn_index`` is 0-based: turn 2 is index 1), and
+is judged on those turns' requests only (a prefix cache shows from the second turn on):
+
+    "time_to_first_token.p99[turn>=2]": "< 250 ms"
+    "request_latency.p50[turn==1]": "< 2 s"
+    "time_to_first_token.p90[turn<=3]": "< 400 ms"
+
 Parsing happens at collection, so a typo is a collection error that lists the valid
 choices and no load is sent; evaluation compares the run's value, in the metric's display
 unit, with the threshold converted to that unit.
@@ -83,6 +91,49 @@ class SLOError(ValueError):
     """An objective that cannot be understood; the message lists the valid choices."""
 
 
+# "metric.stat[turn>=2]": the bracket at the key's end, and the filter inside it.
+_TURN_KEY = re.compile(r"^(?P<body>[^\[\]]*)\[(?P<filter>[^\[\]]*)\](?P<rest>.*)$")
+_TURN_FILTER = re.compile(r"^\s*turn\s*(==|>=|<=)\s*(\d+)\s*$")
+TURN_FORMS = ("[turn==N]", "[turn>=N]", "[turn<=N]")
+
+
+@dataclass(frozen=True)
+class TurnRange:
+    """The turns an objective is judged on, 1-based and inclusive (``high`` None: to the
+    session's last turn). AIPerf's records number turns from 0 (``turn_index``)."""
+
+    op: str    # "==", ">=" or "<=", as written
+    turn: int  # 1-based, as written
+
+    @property
+    def low_index(self) -> int:
+        """The first 0-based ``turn_index`` in the range."""
+        return self.turn - 1 if self.op in ("==", ">=") else 0
+
+    @property
+    def high_index(self) -> int | None:
+        """The last 0-based ``turn_index`` in the range, None: no last one."""
+        return self.turn - 1 if self.op in ("==", "<=") else None
+
+    def __str__(self) -> str:
+        return f"turn{self.op}{self.turn}"
+
+
+def parse_turns(key: str, text: str) -> TurnRange:
+    """``turn>=2`` -> TurnRange(">=", 2); SLOError naming the allowed forms otherwise."""
+    example = "'time_to_first_token.p99[turn>=2]'"
+    match = _TURN_FILTER.match(text)
+    if match is None:
+        raise SLOError(f"objective {key!r}: [{text}] is not a turn filter; write one of "
+                       f"{', '.join(TURN_FORMS)} (N: a turn number, 1 is a session's first "
+                       f"turn), e.g. {example}")
+    op, number = match.group(1), int(match.group(2))
+    if number < 1:
+        raise SLOError(f"objective {key!r}: turns are numbered from 1 (a session's first "
+                       f"turn; AIPerf's turn_index 0), got {number}; e.g. {example}")
+    return TurnRange(op, number)
+
+
 @dataclass(frozen=True)
 class BaselineBound:
     """The allowance of a relative objective: ``+ 10 %`` is ("fraction", 0.1), ``- 20 ms``
@@ -117,6 +168,8 @@ class Objective:
     window_s: float | None = None  # "metric.p99@10s": every 10 s window must meet it
     # "< baseline + 10 %": threshold is NaN until the baseline's value fills it in
     baseline: BaselineBound | None = None
+    # "metric.p99[turn>=2]": judged on those turns of multi-turn sessions only
+    turns: TurnRange | None = None
 
     @property
     def relative(self) -> bool:
@@ -257,6 +310,8 @@ def _known_metrics() -> list[str]:
 def parse_objective(key: str, value: str) -> Objective:
     if key.startswith(SERVER_PREFIX):
         return _parse_server_objective(key, value)
+    if "[" in key or "]" in key:
+        return _parse_turn_objective(key, value)
     name, at, window = key.partition("@")
     if not at:
         return _parse_objective(key, value)
@@ -275,6 +330,32 @@ def parse_objective(key: str, value: str) -> Objective:
                        f"{objective.metric} is one number per run")
     return Objective(key, objective.metric, objective.stat, objective.op, objective.threshold,
                      objective.text, objective.unit, window_s=seconds)
+
+
+def _parse_turn_objective(key: str, value: str) -> Objective:
+    """``metric.stat[turn>=2]``: a per-request statistic over some turns of each session.
+    Not with a window (``@10s``) or a baseline: neither has per-turn values to cut from."""
+    parts = _TURN_KEY.match(key)
+    if parts is None:
+        raise SLOError(f"objective {key!r}: write the turns in one bracket at the end, "
+                       f"one of {', '.join(TURN_FORMS)}, e.g. "
+                       f"'time_to_first_token.p99[turn>=2]'")
+    body, rest = parts.group("body").strip(), parts.group("rest").strip()
+    turns = parse_turns(key, parts.group("filter"))
+    if rest or "@" in body:
+        raise SLOError(f"objective {key!r}: an objective on some turns takes no window "
+                       f"(@...): time windows are not cut per turn; write "
+                       f"'{body.partition('@')[0]}[{turns}]'")
+    objective = _parse_objective(body, value)
+    if objective.relative:
+        raise SLOError(f"objective {key!r}: an objective on some turns takes no baseline "
+                       f"({value!r}): a stored baseline keeps no per-turn values; write an "
+                       f"absolute threshold such as '< 250 ms'")
+    if not BY_TAG[objective.base_tag].per_request:
+        raise SLOError(f"objective {key!r}: turns select requests, so they need a "
+                       f"per-request metric; {objective.metric} is one number per run")
+    return Objective(key, objective.metric, objective.stat, objective.op, objective.threshold,
+                     objective.text, objective.unit, turns=turns)
 
 
 def _parse_objective(key: str, value: str) -> Objective:
@@ -457,6 +538,8 @@ def check_applicable(objectives: list[Objective], profile: Mapping[str, Any],
     """Refuse objectives the profile can never measure (TTFT of a non-streaming run, a
     server metric of a profile that scrapes none)."""
     for objective in objectives:
+        if objective.turns is not None:
+            _check_turns_applicable(objective, profile)
         if objective.server:
             if profile.get("server_metrics") in (None, False):
                 raise SLOError(f"objective {objective.key!r} needs the server's metrics: add "
@@ -473,6 +556,37 @@ def check_applicable(objectives: list[Objective], profile: Mapping[str, Any],
         if objective.base_tag.startswith("good") and not profile.get("goodput"):
             raise SLOError(f"objective {objective.key!r} needs goodput thresholds in the "
                            f"profile (goodput={{...}})")
+
+
+MULTI_TURN_DATASETS = ("multi_turn", "sharegpt")
+
+
+def is_multi_turn_profile(profile: Mapping[str, Any]) -> bool:
+    """Whether a profile's requests are turns of sessions: a session dataset file, or
+    synthetic sessions (``aiperf.dataset.sessions.is_multi_turn``'s keys)."""
+    kind = profile.get("custom_dataset_type") or profile.get("dataset")
+    try:
+        turns = float(profile.get("conversation_turn_mean") or 1)
+        spread = float(profile.get("conversation_turn_stddev") or 0)
+    except (TypeError, ValueError):
+        return False  # the config's own validation names the bad value
+    return (kind in MULTI_TURN_DATASETS or profile.get("conversation_num") is not None
+            or turns > 1 or spread > 0)
+
+
+def _check_turns_applicable(objective: Objective, profile: Mapping[str, Any]) -> None:
+    """A turn objective needs sessions, and the per-request table its values come from."""
+    if not is_multi_turn_profile(profile):
+        raise SLOError(f"objective {objective.key!r} is on turns of multi-turn sessions, "
+                       f"but this profile sends single requests; add conversation_num / "
+                       f"conversation_turn_mean > 1, or an input_file with "
+                       f"custom_dataset_type {' or '.join(MULTI_TURN_DATASETS)}")
+    if profile.get("export_records") is False or (
+            profile.get("sketch") and not profile.get("export_records")):
+        mode = "sketch mode keeps" if profile.get("sketch") else "export_records=False keeps"
+        raise SLOError(f"objective {objective.key!r} needs each request's turn, which only "
+                       f"the per-request table holds and {mode} none; set "
+                       f"export_records=True")
 
 
 # Collection scrapes each distinct URL list once per process: a module of tests on one

@@ -8,9 +8,12 @@ when asked for: the records manager keeps no per-session state.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from typing import Any
+import functools
+from array import array
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, NamedTuple
 
+import msgspec
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
@@ -80,9 +83,96 @@ def turn_values(records: Iterable[dict[str, Any]], tag: str,
                 first_turn: int = 0) -> np.ndarray:
     """``tag``'s per-request values of the turns with index >= ``first_turn`` (0-based:
     AIPerf's ``turn_index``), for an objective on later turns (where a prefix cache shows)."""
-    values = [_metric(r, tag) for r in _profiling(records)
-              if r["metadata"].get("turn_index", -1) >= first_turn]
-    return np.array([v for v in values if v is not None], dtype=np.float64)
+    return turn_sample(records, tag, first_turn).values
+
+
+class TurnSample(NamedTuple):
+    """The profiling requests of some turns: ``tag``'s values of the successful ones (a
+    list-valued metric's values pooled, as its statistics are), how many succeeded and how
+    many failed."""
+
+    values: np.ndarray
+    ok: int
+    err: int
+
+
+class _TurnMeta(msgspec.Struct):
+    benchmark_phase: str = ""
+    turn_index: int = -1
+    credit_issued_ns: int = 0
+    request_start_ns: int = 0
+    request_end_ns: int = 0
+
+
+class _Value(msgspec.Struct):
+    value: Any = None
+
+
+@functools.lru_cache(maxsize=64)
+def _line_type(tag: str) -> type[msgspec.Struct]:
+    """A record line's decode type that reads the metadata and ``tag`` only: msgspec skips
+    every other metric without building it, so a scan of a million lines stays cheap."""
+    metrics = msgspec.defstruct("_TurnMetrics", [(tag, _Value | None, None)])
+    return msgspec.defstruct("_TurnLine", [("metadata", _TurnMeta),
+                                           ("metrics", metrics | None, None),
+                                           ("error", msgspec.Raw | None, None)])
+
+
+def _scan(records: Iterable[dict[str, Any]],
+          tag: str) -> Iterator[tuple[_TurnMeta, Any, bool]]:
+    """(metadata, value of ``tag`` or None, failed) per record: from the table's file when
+    it has one (``RecordsFile``: one line decoded at a time into the narrow type above),
+    else from the records as dicts."""
+    path = getattr(records, "path", None)
+    if path is not None:
+        line_type = _line_type(tag)
+        decode = msgspec.json.Decoder(line_type).decode
+        with open(path, "rb") as handle:
+            for line in handle:
+                if not line.strip():
+                    continue
+                row: Any = decode(line)
+                found = getattr(row.metrics, tag, None) if row.metrics is not None else None
+                failed = row.error is not None and bytes(row.error) != b"null"
+                yield row.metadata, None if found is None else found.value, failed
+        return
+    for record in records:
+        meta = record.get("metadata", {})
+        value = record.get("metrics", {}).get(tag)
+        yield (msgspec.convert(meta, _TurnMeta, strict=False),
+               None if value is None else value.get("value"), bool(record.get("error")))
+
+
+def turn_sample(records: Iterable[dict[str, Any]], tag: str, first_index: int = 0,
+                last_index: int | None = None,
+                within_ns: tuple[int, int] | None = None) -> TurnSample:
+    """``tag`` over the profiling requests whose ``turn_index`` (0-based) is in
+    [``first_index``, ``last_index``] (None: no last), and, with ``within_ns``, that started
+    at or after its first bound and ended by its second (a steady window; a request that
+    was never sent counts at its credit time, as the timeline has it). One streaming pass:
+    the values go to a float array as they are read, no object per request is kept."""
+    values = array("d")
+    ok = err = 0
+    for meta, value, failed in _scan(records, tag):
+        turn = meta.turn_index
+        if meta.benchmark_phase != "profiling" or turn < first_index or (
+                last_index is not None and turn > last_index):
+            continue
+        if within_ns is not None:
+            start = meta.request_start_ns or meta.credit_issued_ns
+            end = meta.request_end_ns or start
+            if start < within_ns[0] or end > within_ns[1]:
+                continue
+        if failed:
+            err += 1
+            continue
+        ok += 1
+        if isinstance(value, list):
+            values.extend(float(v) for v in value)
+        elif value is not None and not isinstance(value, bool):
+            values.append(float(value))
+    return TurnSample(np.frombuffer(values, dtype=np.float64) if values else np.empty(0),
+                      ok, err)
 
 
 def urls_of(records: Iterable[dict[str, Any]], urls: Sequence[str]) -> list[UrlSummary]:

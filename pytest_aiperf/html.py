@@ -16,7 +16,11 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from pytest_aiperf.session import LoadTestRecord
 
-INSTALL_HINT = "install pytest-aiperf[report] for the plots"
+# The report needs no extra: aiperf.report uses the core dependencies (numpy, msgspec) and
+# the ECharts build vendored in its package data, so an ImportError there is a broken or
+# partial install, which only reinstalling mends (the `report` extra is empty).
+INSTALL_HINT = ("the report needs only pytest-aiperf's own dependencies: reinstall "
+                "pytest-aiperf")
 
 
 def write_session_report(artifacts: Path, out: Path, title: str | None = None) -> Path:

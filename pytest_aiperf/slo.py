@@ -341,12 +341,19 @@ def _parse_turn_objective(key: str, value: str) -> Objective:
                        f"one of {', '.join(TURN_FORMS)}, e.g. "
                        f"'time_to_first_token.p99[turn>=2]'")
     body, rest = parts.group("body").strip(), parts.group("rest").strip()
+    if rest and not rest.startswith("@"):
+        raise SLOError(f"objective {key!r}: write the turns in one bracket at the end, "
+                       f"one of {', '.join(TURN_FORMS)}, e.g. "
+                       f"'time_to_first_token.p99[turn>=2]'")
     turns = parse_turns(key, parts.group("filter"))
     if rest or "@" in body:
         raise SLOError(f"objective {key!r}: an objective on some turns takes no window "
                        f"(@...): time windows are not cut per turn; write "
                        f"'{body.partition('@')[0]}[{turns}]'")
-    objective = _parse_objective(body, value)
+    try:
+        objective = _parse_objective(body, value)
+    except SLOError as exc:  # the key as written, brackets and all
+        raise SLOError(str(exc).replace(repr(body), repr(key), 1)) from None
     if objective.relative:
         raise SLOError(f"objective {key!r}: an objective on some turns takes no baseline "
                        f"({value!r}): a stored baseline keeps no per-turn values; write an "

@@ -108,6 +108,9 @@ class _Value(msgspec.Struct):
     value: Any = None
 
 
+_NULL = msgspec.Raw(b"null")
+
+
 @functools.lru_cache(maxsize=64)
 def _line_type(tag: str) -> type[msgspec.Struct]:
     """A record line's decode type that reads the metadata and ``tag`` only: msgspec skips
@@ -115,7 +118,7 @@ def _line_type(tag: str) -> type[msgspec.Struct]:
     metrics = msgspec.defstruct("_TurnMetrics", [(tag, _Value | None, None)])
     return msgspec.defstruct("_TurnLine", [("metadata", _TurnMeta),
                                            ("metrics", metrics | None, None),
-                                           ("error", msgspec.Raw | None, None)])
+                                           ("error", msgspec.Raw, _NULL)])
 
 
 def _scan(records: Iterable[dict[str, Any]],
@@ -133,7 +136,7 @@ def _scan(records: Iterable[dict[str, Any]],
                     continue
                 row: Any = decode(line)
                 found = getattr(row.metrics, tag, None) if row.metrics is not None else None
-                failed = row.error is not None and bytes(row.error) != b"null"
+                failed = bytes(row.error).strip() != b"null"  # left raw: never parsed
                 yield row.metadata, None if found is None else found.value, failed
         return
     for record in records:

@@ -22,10 +22,12 @@ import threading
 import time
 import zlib
 from collections import deque
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from aiperf.server_metrics.parse import ExpositionError, Snapshot, parse_exposition
+from aiperf.server_metrics.urls import ScrapeTarget
 
 if TYPE_CHECKING:
     from aiperf.server_metrics.summary import ServerMetrics
@@ -63,13 +65,19 @@ def scrape_timeout(interval: float) -> float:
     return min(5.0, max(1.0, interval))
 
 
-def fetch(url: str, timeout: float) -> str:
+def fetch(url: str, timeout: float, headers: Mapping[str, str] | None = None) -> str:
     """The body of ``url`` within ``timeout`` seconds in all (connect, headers and every
     read); raises OSError (TimeoutError, ConnectionError), HttpStatusError or ValueError.
-    A ``user:password@`` in the URL is sent as Basic auth."""
+    A ``user:password@`` in the URL is sent as Basic auth; ``headers`` (credentials) are
+    sent as given, over it, and no error quotes their values."""
     import http.client
     from urllib.parse import urlsplit
 
+    for name, value in (headers or {}).items():
+        if any(c in value or c in name for c in "\r\n\0"):
+            # checked before any connection, and never quoted: the value is a credential
+            raise ValueError(f"the header {name!r} has a line break or NUL in its value, "
+                             "which HTTP does not allow")
     deadline = time.monotonic() + timeout
     parts = urlsplit(url)
     host = parts.hostname or ""
@@ -98,14 +106,20 @@ def fetch(url: str, timeout: float) -> str:
         if expired.is_set():  # the deadline passed while connecting: no socket was cut
             raise TimeoutError(f"no answer within {timeout:g} s")
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        headers = {"Accept": _ACCEPT}
+        sent = {"Accept": _ACCEPT}
         if parts.username is not None:  # user:password@ is Basic auth, as aiohttp sends it
             import base64
             from urllib.parse import unquote
 
             pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
-            headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
-        connection.request("GET", path, headers=headers)
+            sent["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
+        sent.update(headers or {})
+        try:
+            connection.request("GET", path, headers=sent)
+        except ValueError:
+            # http.client's message quotes the refused value: a key with a newline in it
+            raise ValueError(f"a header ({', '.join(sorted(sent))}) has a value HTTP "
+                             "does not allow") from None
         response = connection.getresponse()
         if response.status != 200:
             raise HttpStatusError(f"HTTP {response.status} {response.reason}")
@@ -148,9 +162,15 @@ class HttpStatusError(OSError):
     """The endpoint answered, with a status other than 200."""
 
 
-def scrape_once(url: str, phase: str, timeout: float) -> Scrape:
-    """One scrape, fetched and parsed, never raising: an error is recorded in the result."""
-    return _fetch_raw(url, phase, timeout).parse(None)
+def scrape_once(url: str | ScrapeTarget, phase: str, timeout: float) -> Scrape:
+    """One scrape, fetched and parsed, never raising: an error is recorded in the result.
+    A ``ScrapeTarget`` sends its headers."""
+    target = _target(url)
+    return _fetch_raw(target.url, phase, timeout, target.headers).parse(None)
+
+
+def _target(url: str | ScrapeTarget) -> ScrapeTarget:
+    return url if isinstance(url, ScrapeTarget) else ScrapeTarget(url)
 
 
 @dataclass(frozen=True)
@@ -187,12 +207,13 @@ class _Raw:
                       error)
 
 
-def _fetch_raw(url: str, phase: str, timeout: float) -> _Raw:
+def _fetch_raw(url: str, phase: str, timeout: float,
+               headers: Mapping[str, str] | None = None) -> _Raw:
     started = time.perf_counter_ns()
     body: bytes | None = None
     error: str | None = None
     try:
-        body = zlib.compress(fetch(url, timeout).encode("utf-8"), 1)
+        body = zlib.compress(fetch(url, timeout, headers).encode("utf-8"), 1)
     except Exception as exc:  # a scrape must never take the run down; say what it was
         error = _fetch_error(exc, timeout)
     return _Raw(url, phase, time.time_ns(), time.perf_counter_ns() - started, body, error)
@@ -209,13 +230,14 @@ class _EndpointThread(threading.Thread):
     compression, and the bodies wait compressed. Only past ``MAX_PENDING`` bodies (a long
     run) does the thread parse the oldest, which keeps memory bounded."""
 
-    def __init__(self, url: str, interval: float, timeout: float,
+    def __init__(self, target: ScrapeTarget, interval: float, timeout: float,
                  stop: threading.Event) -> None:
         from aiperf.common.config import mask_url
 
         # a thread's name shows in reprs and dumps: never the URL's credentials
-        super().__init__(name=f"aiperf-server-metrics {mask_url(url)}", daemon=True)
-        self.url = url
+        super().__init__(name=f"aiperf-server-metrics {mask_url(target.url)}", daemon=True)
+        self.url = target.url
+        self._headers = target.headers
         self.interval = interval
         self.timeout = timeout
         self._stop_event = stop
@@ -228,7 +250,7 @@ class _EndpointThread(threading.Thread):
 
     def run(self) -> None:
         try:
-            self._record(_fetch_raw(self.url, "baseline", self.timeout))
+            self._record(_fetch_raw(self.url, "baseline", self.timeout, self._headers))
         finally:
             self.baseline_done.set()
         origin = time.monotonic()
@@ -237,10 +259,10 @@ class _EndpointThread(threading.Thread):
             due = origin + k * self.interval
             if self._stop_event.wait(max(0.0, due - time.monotonic())):
                 break
-            self._record(_fetch_raw(self.url, "run", self.timeout))
+            self._record(_fetch_raw(self.url, "run", self.timeout, self._headers))
             k = max(k + 1, int((time.monotonic() - origin) / self.interval) + 1)
         if self.final:
-            self._record(_fetch_raw(self.url, "final", self.timeout))
+            self._record(_fetch_raw(self.url, "final", self.timeout, self._headers))
 
     def _record(self, raw: _Raw) -> None:
         with self._lock:
@@ -265,20 +287,24 @@ class _EndpointThread(threading.Thread):
 
 
 class ServerMetricsCollector:
-    """The scrapes of one run, from ``start`` (baseline) to ``stop`` (final)."""
+    """The scrapes of one run, from ``start`` (baseline) to ``stop`` (final). ``urls``:
+    URLs, or ``ScrapeTarget``s (``scrape_targets(config)``) whose headers the scrapes send."""
 
-    def __init__(self, urls: list[str], interval: float = 1.0,
+    def __init__(self, urls: Sequence[str | ScrapeTarget], interval: float = 1.0,
                  timeout: float | None = None) -> None:
         if not urls:
             raise ValueError("server metrics: no URL to scrape")
         if not interval > 0:
             raise ValueError(f"server_metrics_interval must be > 0, got {interval!r}")
-        self.urls = list(dict.fromkeys(urls))
+        targets: dict[str, ScrapeTarget] = {}
+        for target in map(_target, urls):  # one thread a URL, with its first headers
+            targets.setdefault(target.url, target)
+        self.urls = list(targets)
         self.interval = float(interval)
         self.timeout = scrape_timeout(interval) if timeout is None else float(timeout)
         self._stop = threading.Event()
-        self._threads = [_EndpointThread(u, self.interval, self.timeout, self._stop)
-                         for u in self.urls]
+        self._threads = [_EndpointThread(t, self.interval, self.timeout, self._stop)
+                         for t in targets.values()]
         self.started_ns: int | None = None
         self.stopped_ns: int | None = None
         self._stopped = False

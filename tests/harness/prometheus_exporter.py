@@ -12,7 +12,9 @@ Scrape ``i`` (0 for the first GET /metrics) answers, as ``exposition(i)`` writes
 
 ``log`` holds every scrape served: its index, and the wall clock (ns) it was served at.
 ``delay_s`` holds each answer back (a slow endpoint), ``status`` answers every GET with
-that code instead, ``body`` replaces the exposition (malformed text).
+that code instead, ``body`` replaces the exposition (malformed text). ``bearer`` protects
+/metrics as a vLLM started with ``--api-key`` does: a GET without ``Authorization: Bearer
+<bearer>`` is answered 401 and counted in ``refused`` (not in ``log``).
 """
 
 from __future__ import annotations
@@ -81,6 +83,8 @@ class PrometheusExporter:
     delay_s: float = 0.0
     status: int = 200
     body: str | None = None
+    bearer: str | None = field(default=None, repr=False)
+    refused: int = 0
     log: list[tuple[int, int]] = field(default_factory=list)
     _server: ThreadingHTTPServer | None = field(default=None, repr=False)
     _thread: threading.Thread | None = field(default=None, repr=False)
@@ -112,6 +116,12 @@ class PrometheusExporter:
                     exporter._stopping.wait(exporter.delay_s)
                 if exporter.status != 200:
                     self.send_error(exporter.status)
+                    return
+                if (exporter.bearer is not None
+                        and self.headers.get("Authorization") != f"Bearer {exporter.bearer}"):
+                    with exporter._lock:
+                        exporter.refused += 1
+                    self.send_error(401)
                     return
                 with exporter._lock:
                     i = len(exporter.log)

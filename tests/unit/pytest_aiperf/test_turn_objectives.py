@@ -240,3 +240,15 @@ def test_steady_state_keeps_the_turns_inside_its_window(tmp_path: Path) -> None:
     inside = (starts >= sample.start_s) & (ends <= sample.end_s)
     assert verdict.window == "steady state, turn>=2"
     assert 0 < verdict.count == int((later & inside).sum()) < 120
+
+
+def test_sketch_mode_with_the_table_judges_the_turns_on_exact_values(tmp_path: Path) -> None:
+    result = session_result(20, sketch=True, export_records=True,
+                            export_to=tmp_path / "r.jsonl")
+    assert result["time_to_first_token"].sketch is not None  # the run itself is sketched
+    verdict = verdicts_of(result, {"time_to_first_token.p90[turn>=2]": "< 150 ms"})[
+        "time_to_first_token.p90[turn>=2]"]
+    later = turn_values(result.records, "time_to_first_token", 1)
+    assert verdict.status == "PASS" and verdict.count == 60 == later.size
+    assert verdict.method.startswith("order statistics")  # not the sketch's widened bounds
+    assert verdict.measured is not None and later.min() <= verdict.measured <= later.max()

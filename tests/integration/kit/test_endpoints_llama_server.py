@@ -3,31 +3,24 @@ SmolLM2-135M. The Responses endpoint on its ``/v1/responses`` (whose streams end
 ``response.completed`` and no ``[DONE]``, as OpenAI's do), and the template endpoint on its
 native ``/completion``.
 
-Marked ``llama``; skipped with the reason when the binary or the model is missing. Small
-runs: the server shares 2 cores with the client."""
+Marked ``llama``; skipped with the reason when the binary or the model is missing, failed
+under CI (tests/harness/llama_server.py). Small runs: the server shares 2 cores with the
+client."""
 
 from __future__ import annotations
-
-from collections.abc import Iterator
 
 import pytest
 
 from aiperf.mesh import Mesh
-from pytest_aiperf.kit.servers import LlamaServer, why_unavailable
+from pytest_aiperf.kit.servers import LlamaServer
+from tests.harness.llama_server import llama_server_fixture
 from tests.harness.stream_end import needs_stream_end
 
-pytestmark = [
-    pytest.mark.llama,
-    pytest.mark.skipif(why_unavailable() is not None, reason=str(why_unavailable())),
-]
+pytestmark = pytest.mark.llama
 REQUESTS = 4
 OSL = 8
 
-
-@pytest.fixture(scope="module")
-def llama() -> Iterator[LlamaServer]:
-    with LlamaServer(parallel=2, threads=2) as server:
-        yield server
+llama = llama_server_fixture(parallel=2)
 
 
 @pytest.mark.parametrize("streaming", [

@@ -40,6 +40,8 @@ def plan(objectives: list[Objective], config: UserConfig, policy: VerdictPolicy)
     for objective in objectives:
         if is_exact_count(objective) or objective.window_s is not None or objective.server:
             continue  # an exact check; a window's n depends on the rate; a server's gauge
+        if objective.turns is not None:
+            continue  # "[turn>=2]": its n is the share of those turns, known after the run
         q = parse_percentile(objective.stat)
         below = objective.op in ("<", "<=")
         if q is not None:

@@ -25,7 +25,9 @@ if TYPE_CHECKING:
 EXIT_OK, EXIT_MESH, EXIT_CONFIG, EXIT_ALL_FAILED = 0, 1, 2, 3
 EXIT_NONE_PASSED = 8
 EXIT_INTERRUPTED = 130
-_SLO = re.compile(r"^\s*([A-Za-z0-9_.@]+)\s*(<=|>=|<|>)\s*(.+?)\s*$")
+# The key may end in a turn range ("time_to_first_token.p99[turn>=2]"), whose ">=" is not
+# the objective's operator.
+_SLO = re.compile(r"^\s*([A-Za-z0-9_.@]+(?:\[[^\]]*\])?)\s*(<=|>=|<|>)\s*(.+?)\s*$")
 
 
 def parse_slo(text: str) -> Objective:

@@ -54,6 +54,8 @@ def derived_goodput(objectives: list[Objective], streams: bool,
     for o in objectives:
         if o.implicit or o.relative or o.window_s is not None or o.metric.startswith("adj_"):
             continue
+        if o.turns is not None:  # "[turn>=2]": not a bar for every request
+            continue
         spec = BY_TAG[o.base_tag]
         if not spec.per_request or goodput_problem(o.metric, streams, produces_tokens):
             continue

@@ -94,6 +94,12 @@ def test_slo_strings() -> None:
         parse_slo("time_to_first_token.p99 is fast")
     with pytest.raises(SLOError, match="unknown metric"):
         parse_slo("ttft.p99<250ms")
+    later = parse_slo("time_to_first_token.p99[turn>=2] < 250 ms")
+    assert (later.key, later.op, later.threshold) == (
+        "time_to_first_token.p99[turn>=2]", "<", 250.0)
+    assert later.turns is not None
+    # A bar every request must meet: an objective on some turns is not one.
+    assert derived_goodput([later], streams=True, produces_tokens=True) == {}
 
 
 def test_goodput_from_the_objectives() -> None:

@@ -639,6 +639,9 @@ class RequestIds(Sequence[str]):
             return [v.decode() for v in self._data[index]]
         return bytes(self._data[index]).decode()
 
+    def __iter__(self) -> Iterator[str]:
+        return (v.decode() for v in self._data)
+
     def __eq__(self, other: object) -> bool:
         if isinstance(other, Sequence) and not isinstance(other, str | bytes):
             return len(other) == len(self) and all(a == b for a, b in zip(self, other,
@@ -671,6 +674,10 @@ class RequestErrors(Sequence[tuple[str, str] | None]):
             return [self._kinds[c] if c >= 0 else None for c in self._codes[index].tolist()]
         code = int(self._codes[index])
         return self._kinds[code] if code >= 0 else None
+
+    def __iter__(self) -> Iterator[tuple[str, str] | None]:
+        kinds = self._kinds
+        return (kinds[c] if c >= 0 else None for c in self._codes.tolist())
 
     @property
     def failed(self) -> np.ndarray:

@@ -252,3 +252,20 @@ def test_sketch_mode_with_the_table_judges_the_turns_on_exact_values(tmp_path: P
     assert verdict.status == "PASS" and verdict.count == 60 == later.size
     assert verdict.method.startswith("order statistics")  # not the sketch's widened bounds
     assert verdict.measured is not None and later.min() <= verdict.measured <= later.max()
+
+
+def test_judge_result_judges_a_turn_objective_on_its_turns(
+        cold_first_turn: ProfileResult) -> None:
+    # judge_result (one result, no config) once judged "[turn==1]" on every turn: the
+    # warm later turns made a cold first turn's p50 PASS.
+    from pytest_aiperf.judge import judge_result
+
+    objectives = parse_objectives({"time_to_first_token.p50[turn==1]": "< 150 ms",
+                                   "time_to_first_token.p90[turn>=2]": "< 150 ms"})
+    first, later = judge_result(objectives, cold_first_turn)
+    expected = {v.objective.key: v for v in evaluate(objectives, cold_first_turn)}
+    assert first.status == "FAIL" and first.count == 40
+    assert first.window == "whole run, turn==1"
+    assert later.status == "PASS" and later.count == 120
+    for verdict in (first, later):
+        assert verdict.to_dict() == expected[verdict.objective.key].to_dict()

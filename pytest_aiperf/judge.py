@@ -330,8 +330,15 @@ def judge_result(objectives: list[Objective], result: ProfileResult,
                  confidence: float = 0.95) -> list[Verdict]:
     evidence = ResultEvidence(result)
     sent = evidence.n_ok + evidence.n_err
-    return [judge_server(o, [result], sent) if o.server else judge(o, evidence, confidence)
-            for o in objectives]
+    verdicts = []
+    for o in objectives:
+        if o.server:
+            verdicts.append(judge_server(o, [result], sent))
+        elif o.turns is not None:  # on those turns' requests, never on the whole run's
+            verdicts.append(judge_turns(o, [result], None, confidence))
+        else:
+            verdicts.append(judge(o, evidence, confidence))
+    return verdicts
 
 
 # How one server statistic of several runs (the chunks of ``extend``) is one value: the

@@ -269,3 +269,28 @@ def test_judge_result_judges_a_turn_objective_on_its_turns(
     assert later.status == "PASS" and later.count == 120
     for verdict in (first, later):
         assert verdict.to_dict() == expected[verdict.objective.key].to_dict()
+
+
+def test_the_report_draws_a_turn_objective_on_its_metric_and_says_which_turns(
+        tmp_path: Path) -> None:
+    # summary.json's verdicts, as the HTML report reads them back
+    from aiperf.report.data import thresholds
+
+    result = session_result(export_to=tmp_path / "r.jsonl")
+    verdicts = [v.to_dict() for v in evaluate(parse_objectives({
+        "time_to_first_token.p90[turn>=2]": "< 150 ms",
+        "time_to_first_token.p90": "< 400 ms",
+        "request_latency[turn==1]": "< 1 s",  # no statistic: the mean
+    }), result, steady=True)]
+    drawn = {t.key: t for t in thresholds(verdicts, "time_to_first_token")}
+    assert set(drawn) == {"time_to_first_token.p90[turn>=2]", "time_to_first_token.p90"}
+    later, every = drawn["time_to_first_token.p90[turn>=2]"], drawn["time_to_first_token.p90"]
+    assert (later.turns, every.turns) == ("turn>=2", None)
+    assert later.value == 150.0 and every.level == 0.9
+    # The CDF and a window's dotted CDF are of every turn: a p90 line across them, or the
+    # window's curve, would read as the subset's p90. The window still names its bounds.
+    assert later.level is None and later.span is None
+    assert later.window.startswith("steady state") and later.window.endswith(", turn>=2")
+    mean = thresholds(verdicts, "request_latency")
+    assert [(t.key, t.turns, t.level) for t in mean] == [
+        ("request_latency[turn==1]", "turn==1", None)]

@@ -425,15 +425,24 @@ class Threshold:
     verdict: str
     window: str
     span: tuple[float, float] | None  # the window's bounds in seconds, None: whole run
+    # "turn>=2" for an objective on some turns of sessions ("metric.p99[turn>=2]")
+    turns: str | None = None
 
 
 def thresholds(verdicts: Sequence[dict[str, Any]], metric: str) -> list[Threshold]:
     """The objectives on ``metric`` (its ``adj_`` twin included) that have a numeric
-    threshold; a relative one whose baseline never filled it in has none to draw."""
+    threshold; a relative one whose baseline never filled it in has none to draw.
+
+    An objective on some turns (``time_to_first_token.p99[turn>=2]``) is drawn by its
+    threshold and interval, with its ``turns``, but with no level and no window span: the
+    CDFs the report draws are of every turn, so a p99 line across them (or a window's
+    curve) would read as the subset's p99, which they do not show."""
     out = []
     for verdict in verdicts:
         key = str(verdict.get("objective", ""))
-        name, _, stat = key.split("@", 1)[0].partition(".")
+        plain, bracket, rest = key.partition("[")
+        turns = (rest.partition("]")[0].replace(" ", "") or None) if bracket else None
+        name, _, stat = plain.split("@", 1)[0].strip().partition(".")
         if name.removeprefix("adj_") != metric:
             continue
         value = threshold_value(str(verdict.get("threshold", "")))
@@ -445,12 +454,13 @@ def thresholds(verdicts: Sequence[dict[str, Any]], metric: str) -> list[Threshol
             low, high = (_number(b) for b in interval)
             if low is not None and high is not None:
                 bounds = (low, high)
-        level = _percentile(stat)
+        level = _percentile(stat) if turns is None else None
         window = str(verdict.get("window") or "whole run")
         out.append(Threshold(metric=metric, key=key, value=value,
                              text=str(verdict.get("threshold")), interval=bounds, level=level,
                              verdict=str(verdict.get("verdict", "")), window=window,
-                             span=window_span(window)))
+                             span=window_span(window) if turns is None else None,
+                             turns=turns))
     return out
 
 

@@ -238,8 +238,22 @@ def test_steady_state_keeps_the_turns_inside_its_window(tmp_path: Path) -> None:
     ends = (result.timeline.end_ns - result.timeline.start_ns.min()) / 1e9
     later = np.array([r["metadata"]["turn_index"] >= 1 for r in result.records])
     inside = (starts >= sample.start_s) & (ends <= sample.end_s)
-    assert verdict.window == "steady state, turn>=2"
+    # the window as the whole-run objectives name it (its bounds), then the turns
+    assert sample.label.startswith("steady state ")
+    assert verdict.window == f"{sample.label}, turn>=2"
     assert 0 < verdict.count == int((later & inside).sum()) < 120
+
+
+def test_sketch_mode_asked_for_the_steady_state_says_it_judged_the_whole_run(
+        tmp_path: Path) -> None:
+    result = session_result(20, sketch=True, export_records=True,
+                            export_to=tmp_path / "r.jsonl")
+    objectives = parse_objectives({"time_to_first_token.p90[turn>=2]": "< 150 ms",
+                                   "time_to_first_token.p90": "< 400 ms"})
+    later, every = judge_runs(objectives, [result], result.config, True, 0.95)
+    assert every.window == "whole run (sketch mode: no steady window)"
+    assert later.window == "whole run (sketch mode: no steady window), turn>=2"
+    assert later.count == 60
 
 
 def test_sketch_mode_with_the_table_judges_the_turns_on_exact_values(tmp_path: Path) -> None:

@@ -4,16 +4,9 @@ import json
 
 import pytest
 
-from aiperf.common.config import UserConfig
 from aiperf.dataset.models import Turn
 from aiperf.endpoints.base import InvalidResponse
-from aiperf.plugin import PluginType, plugins
-
-
-def endpoint(name: str, **config: object):  # type: ignore[no-untyped-def]
-    cls = plugins.get_class(PluginType.ENDPOINT, name)
-    return cls(UserConfig(**config), plugins.get_metadata(PluginType.ENDPOINT, name))
-
+from tests.harness.endpoints import make_endpoint as endpoint
 
 TURN = Turn(text="héllo wörld ✓", input_tokens=3, output_length=7, extra={"top_k": 2})
 

@@ -23,13 +23,7 @@ from aiperf.mock_server.responders import (
     RankingsResponder,
 )
 from aiperf.plugin import PluginType, plugins
-
-
-def endpoint(name: str, **config: object):  # type: ignore[no-untyped-def]
-    cls = plugins.get_class(PluginType.ENDPOINT, name)
-    return cls(UserConfig(endpoint_type=name, **config),
-               plugins.get_metadata(PluginType.ENDPOINT, name))
-
+from tests.harness.endpoints import make_endpoint as endpoint
 
 TURN = Turn(text="what is a reranker", input_tokens=11,
             extra={"passages": ["it scores passages", "a kind of model"], "top_n": 2})

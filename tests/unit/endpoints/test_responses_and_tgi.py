@@ -9,7 +9,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aiperf.common.config import UserConfig
 from aiperf.dataset.models import Turn
 from aiperf.endpoints.base import InvalidResponse, ParsedResponse
 from aiperf.metrics.derive import _sse_events
@@ -21,14 +20,7 @@ from aiperf.mock_server.responders import (
     ResponsesResponder,
     token_texts,
 )
-from aiperf.plugin import PluginType, plugins
-
-
-def endpoint(name: str, **config: object):  # type: ignore[no-untyped-def]
-    cls = plugins.get_class(PluginType.ENDPOINT, name)
-    return cls(UserConfig(endpoint_type=name, **config),
-               plugins.get_metadata(PluginType.ENDPOINT, name))
-
+from tests.harness.endpoints import make_endpoint as endpoint
 
 TURN = Turn(text="héllo wörld", input_tokens=2, output_length=7, extra={"top_p": 0.5})
 

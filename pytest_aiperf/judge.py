@@ -220,16 +220,19 @@ class TurnEvidence:
 
 
 def judge_turns(objective: Objective, results: Sequence[ProfileResult],
-                steady: Sequence[Any] | None, confidence: float) -> Verdict:
+                steady: Sequence[Any] | None, confidence: float,
+                whole_label: str = "whole run") -> Verdict:
     """An objective on some turns (``objective.turns``), on every run's requests of those
     turns pooled (the chunks of ``extend``), within each run's steady window when
-    ``steady`` gives them (``aiperf.windows.Sample``s, one per run)."""
+    ``steady`` gives them (``aiperf.windows.Sample``s, one per run). The window is named
+    as the other objectives' is (the first run's steady bounds, or ``whole_label``), then
+    the turns."""
     from aiperf.dataset.breakdowns import turn_sample
 
     turns = objective.turns
     assert turns is not None
     base = objective.base_tag
-    where = "whole run" if steady is None else "steady state"
+    where = whole_label if steady is None else steady[0].label
     label = f"{where}, {turns}" + (f" (+{len(results) - 1} runs pooled)"
                                    if len(results) > 1 else "")
     parts: list[np.ndarray] = []
@@ -667,7 +670,8 @@ def judge_runs(objectives: list[Objective], results: Sequence[ProfileResult],
             verdicts.append(judge_server(objective, results, sent))
         elif objective.turns is not None:
             verdicts.append(judge_turns(objective, results,
-                                        parts if parts is not whole else None, confidence))
+                                        parts if parts is not whole else None, confidence,
+                                        whole[0].label))
         elif objective.relative:
             if relative is not None:
                 verdicts.append(relative(objective, results, sent))

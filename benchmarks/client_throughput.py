@@ -7,15 +7,24 @@ aiohttp+uvloop client measured in the same run on the same mock server (its own 
 4. mesh memory during a long run (``--memory-requests``, 10,000 by default).
 
     .venv/bin/python benchmarks/client_throughput.py [--repeats 5] [--requests 10000] [--workers N]
+
+``--cpu-breakdown`` prints only the CPU per request of each mesh process (worker,
+record processor, records manager, ...), medians over ``--repeats`` runs, and one JSON
+line of them. CPU time holds on a loaded box where throughput ratios are noise, so an A/B
+of two checkouts alternates invocations of this script:
+
+    PYTHONPATH=<checkout> .venv/bin/python benchmarks/client_throughput.py --cpu-breakdown
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import threading
 import time
 
+import psutil
 from _common import bare_client, median, tree_cpu_seconds, tree_memory_mib, tree_union_rss_mib
 
 from aiperf.mesh import Mesh
@@ -63,6 +72,47 @@ def throughput(mesh: Mesh, url: str, requests: int, repeats: int) -> None:
         print(f"{mode} CPU per request: mesh {median(cpu_ms):.2f} ms "
               f"(target < {CPU_MS_PER_REQUEST} ms), "
               f"bare {median(bare_cpu_ms):.2f} ms")
+
+
+def _cpu_by_process(mesh: Mesh) -> dict[str, float]:
+    """CPU seconds so far of the controller and each service, by kind (``worker_0`` and
+    ``worker_1`` are both ``worker``: the figure is what the kind costs per request)."""
+    assert mesh.pid is not None
+    pids = {"controller": [mesh.pid]}
+    for name, pid in mesh.services.items():
+        pids.setdefault(name.rstrip("0123456789").rstrip("_"), []).append(pid)
+    seconds: dict[str, float] = {}
+    for kind, members in pids.items():
+        for pid in members:
+            try:
+                times = psutil.Process(pid).cpu_times()
+            except psutil.NoSuchProcess:
+                continue
+            seconds[kind] = seconds.get(kind, 0.0) + times.user + times.system
+    return seconds
+
+
+def cpu_breakdown(mesh: Mesh, url: str, requests: int, repeats: int,
+                  modes: tuple[bool, ...]) -> None:
+    for streaming in modes:
+        samples: dict[str, list[float]] = {}
+        for _ in range(repeats):
+            before = _cpu_by_process(mesh)
+            result = mesh.run(url=url, streaming=streaming, concurrency=CONCURRENCY,
+                              request_count=requests, osl=TOKENS, isl=32)
+            after = _cpu_by_process(mesh)
+            assert result.error_count == 0 and result.invariant["ok"]
+            total = 0.0
+            for kind, seconds in after.items():
+                us = (seconds - before.get(kind, 0.0)) / requests * 1e6
+                samples.setdefault(kind, []).append(us)
+                total += us
+            samples.setdefault("total", []).append(total)
+        mode = "streaming" if streaming else "non-streaming"
+        figures = {kind: round(median(values), 1) for kind, values in samples.items()}
+        print(f"{mode} CPU per request (us, median of {repeats}): "
+              + ", ".join(f"{kind} {us:.1f}" for kind, us in figures.items()))
+        print(json.dumps({"mode": mode, **figures}))
 
 
 def latency(mesh: Mesh, repeats: int) -> None:
@@ -120,11 +170,18 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=None,
                         help="worker processes (default: the mesh's own default)")
     parser.add_argument("--skip-latency", action="store_true")
+    parser.add_argument("--cpu-breakdown", action="store_true",
+                        help="only the CPU per request of each mesh process")
+    parser.add_argument("--non-streaming-only", action="store_true")
     args = parser.parse_args()
     mesh_options = {"workers": args.workers} if args.workers else {}
     with MockServerProcess(tokens=TOKENS) as server, Mesh(**mesh_options) as mesh:
         pin(server.pid, 0)
         mesh.run(url=server.url, concurrency=CONCURRENCY, request_count=500)  # warm up
+        if args.cpu_breakdown:
+            modes = (False,) if args.non_streaming_only else (False, True)
+            cpu_breakdown(mesh, server.url, args.requests, args.repeats, modes)
+            return
         throughput(mesh, server.url, args.requests, args.repeats)
         if args.memory_requests:
             memory(mesh, server.url, args.memory_requests)

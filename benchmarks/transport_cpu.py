@@ -3,7 +3,8 @@
 CPU time (not throughput) so that it holds on a busy machine: 32 slots send through one
 ``HttpTransport`` on uvloop to the mock server (its own process, pinned away), and the
 process's CPU seconds per request are compared; rounds alternate the variants, medians are
-printed. What the phase timing costs per request is the difference.
+printed. What the phase timing costs per request is the difference. The lean client
+(``transports/lean.py``, phases always on) is measured the same way, in the same rounds.
 
     .venv/bin/python benchmarks/transport_cpu.py [--requests 5000] [--rounds 7]
 """
@@ -22,16 +23,19 @@ from _common import bare_client, median
 from aiperf.common.codec import RawRecord
 from aiperf.mock_server import MockServerProcess
 from aiperf.transports.http import HttpTransport
+from aiperf.transports.lean import LeanHttpTransport
 
 CONCURRENCY = 32
 TOKENS = 16
 
 
-async def cpu_per_request_us(url: str, requests: int, streaming: bool, phases: bool) -> float:
+async def cpu_per_request_us(url: str, requests: int, streaming: bool, phases: bool,
+                             lean: bool = False) -> float:
     body = json.dumps({"model": "m", "messages": [{"role": "user", "content": "hello " * 32}],
                        "max_completion_tokens": TOKENS, "stream": streaming}).encode()
     headers = {"Content-Type": "application/json"}
-    transport = HttpTransport(60.0, CONCURRENCY, trace_phases=phases)
+    kind = LeanHttpTransport if lean else HttpTransport
+    transport = kind(60.0, CONCURRENCY, trace_phases=phases)
     await transport.start(headers=headers)
     target = url + "/v1/chat/completions"
     remaining = requests
@@ -65,10 +69,13 @@ def main() -> None:
             os.sched_setaffinity(0, {1})
         for streaming in (False, True):
             samples: dict[bool, list[float]] = {False: [], True: []}
+            lean: list[float] = []
             for round_ in range(args.rounds):
                 for phases in ((False, True) if round_ % 2 == 0 else (True, False)):
                     samples[phases].append(uvloop.run(
                         cpu_per_request_us(server.url, args.requests, streaming, phases)))
+                lean.append(uvloop.run(
+                    cpu_per_request_us(server.url, args.requests, streaming, True, lean=True)))
             bare = median([bare_client(server.url, CONCURRENCY, args.requests, streaming,
                                        TOKENS).cpu_s / args.requests * 1e6
                            for _ in range(args.rounds)])
@@ -77,7 +84,8 @@ def main() -> None:
             print(f"{mode} transport CPU per request: phases off {off:6.1f} us, "
                   f"on {on:6.1f} us, phase timing {on - off:+5.1f} us "
                   f"[on: {', '.join(f'{s:.1f}' for s in samples[True])}]; "
-                  f"bare aiohttp loop {bare:6.1f} us")
+                  f"bare aiohttp loop {bare:6.1f} us; lean client {median(lean):6.1f} us "
+                  f"[{', '.join(f'{s:.1f}' for s in lean)}]")
 
 
 if __name__ == "__main__":

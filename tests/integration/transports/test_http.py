@@ -1,5 +1,7 @@
 """The HTTP transport over real sockets: its own timeouts, cancellation, headers, and what
-it timestamps (request start, phases, the last byte) against servers of known timing."""
+it timestamps (request start, phases, the last byte) against servers of known timing. Each
+test runs with aiohttp underneath (``HttpTransport``) and with the lean client
+(``LeanHttpTransport``): both must keep the same record."""
 
 from __future__ import annotations
 
@@ -12,19 +14,23 @@ import pytest
 from aiperf.common.codec import RawRecord
 from aiperf.mock_server import MockServerThread
 from aiperf.transports.http import HttpTransport
+from aiperf.transports.lean import LeanHttpTransport
 
 pytestmark = pytest.mark.real_sleep
 BODY = b'{"messages": [{"role": "user", "content": "hi"}], "stream": true}'
 HEADERS = {"Content-Type": "application/json"}
+Kind = type[HttpTransport]
+KINDS = pytest.mark.parametrize("kind", [HttpTransport, LeanHttpTransport],
+                                ids=["aiohttp", "lean"])
 
 
 def record() -> RawRecord:
     return RawRecord(0, 0, "w", 0, 0, 0, 0, 0, 0, 0, [])
 
 
-async def stalled_send(url: str, timeout: float
+async def stalled_send(kind: type[HttpTransport], url: str, timeout: float
                        ) -> tuple[HttpTransport, RawRecord, asyncio.Task[None]]:
-    transport = HttpTransport(timeout, 2)
+    transport = kind(timeout, 2)
     await transport.start(headers=HEADERS)
     raw = record()
     task = asyncio.create_task(
@@ -32,9 +38,10 @@ async def stalled_send(url: str, timeout: float
     return transport, raw, task
 
 
-def test_a_stalled_request_ends_as_a_timeout_error_after_the_timeout() -> None:
+@KINDS
+def test_a_stalled_request_ends_as_a_timeout_error_after_the_timeout(kind: Kind) -> None:
     async def scenario(url: str) -> RawRecord:
-        transport, raw, task = await stalled_send(url, 0.3)
+        transport, raw, task = await stalled_send(kind, url, 0.3)
         await asyncio.wait_for(task, 5)
         await transport.close()
         return raw
@@ -47,9 +54,10 @@ def test_a_stalled_request_ends_as_a_timeout_error_after_the_timeout() -> None:
     assert raw.response_ns > 0  # headers came; the stream stalled
 
 
-def test_cancelling_a_request_is_not_turned_into_a_timeout() -> None:
+@KINDS
+def test_cancelling_a_request_is_not_turned_into_a_timeout(kind: Kind) -> None:
     async def scenario(url: str) -> RawRecord:
-        transport, raw, task = await stalled_send(url, 10)
+        transport, raw, task = await stalled_send(kind, url, 10)
         await asyncio.sleep(0.2)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
@@ -62,7 +70,8 @@ def test_cancelling_a_request_is_not_turned_into_a_timeout() -> None:
     assert raw.error is None
 
 
-def test_run_headers_go_on_every_request_and_others_are_sent_as_given() -> None:
+@KINDS
+def test_run_headers_go_on_every_request_and_others_are_sent_as_given(kind: Kind) -> None:
     heads: list[bytes] = []
 
     async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -77,7 +86,7 @@ def test_run_headers_go_on_every_request_and_others_are_sent_as_given() -> None:
     async def scenario() -> list[RawRecord]:
         server = await asyncio.start_server(answer, "127.0.0.1", 0)
         url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/x"
-        transport = HttpTransport(5, 2)
+        transport = kind(5, 2)
         await transport.start(headers={**HEADERS, "X-Run": "one"})
         records = [record(), record()]
         await transport.send(records[0], url, {**HEADERS, "X-Run": "one"}, b"{}", False)
@@ -149,7 +158,8 @@ def exchange(handler: Handler, count: int, transport: HttpTransport,
     return asyncio.run(scenario())
 
 
-def test_a_non_streamed_request_ends_when_the_last_byte_of_its_body_arrives() -> None:
+@KINDS
+def test_a_non_streamed_request_ends_when_the_last_byte_of_its_body_arrives(kind: Kind) -> None:
     # Headers at once, the body 200 ms later (a proxy, a large embedding).
     async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while await read_request(reader):
@@ -159,7 +169,7 @@ def test_a_non_streamed_request_ends_when_the_last_byte_of_its_body_arrives() ->
             writer.write(JSON_BODY)
             await writer.drain()
 
-    for raw in exchange(answer, 2, HttpTransport(10, 2)):
+    for raw in exchange(answer, 2, kind(10, 2)):
         assert raw.error is None and raw.chunks[-1][1] == JSON_BODY
         last_byte_ms = (raw.chunks[-1][0] - raw.start_ns) / 1e6
         assert 195 <= last_byte_ms < 400, last_byte_ms
@@ -167,14 +177,15 @@ def test_a_non_streamed_request_ends_when_the_last_byte_of_its_body_arrives() ->
         assert raw.end_ns >= raw.chunks[-1][0]
 
 
-def test_phases_show_a_new_connection_then_a_reused_one() -> None:
+@KINDS
+def test_phases_show_a_new_connection_then_a_reused_one(kind: Kind) -> None:
     async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while await read_request(reader):
             await asyncio.sleep(0.05)  # the server thinks: the waiting phase
             writer.write(head(len(JSON_BODY)) + JSON_BODY)
             await writer.drain()
 
-    first, second = exchange(answer, 2, HttpTransport(10, 1))
+    first, second = exchange(answer, 2, kind(10, 1))
     assert (first.reused, second.reused) == (0, 1)
     assert first.connecting_ns > 0 and second.connecting_ns == 0
     assert first.blocked_ns == second.blocked_ns == 0 and first.dns_ns == 0  # an IP address
@@ -185,7 +196,8 @@ def test_phases_show_a_new_connection_then_a_reused_one() -> None:
         assert (raw.sent_ns - raw.start_ns) / 1e6 < 45          # sending a small body
 
 
-def test_the_wait_for_a_pooled_connection_is_blocked_time_not_request_time() -> None:
+@KINDS
+def test_the_wait_for_a_pooled_connection_is_blocked_time_not_request_time(kind: Kind) -> None:
     async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while await read_request(reader):
             await asyncio.sleep(0.15)
@@ -193,7 +205,7 @@ def test_the_wait_for_a_pooled_connection_is_blocked_time_not_request_time() -> 
             await writer.drain()
 
     # One connection for two requests at once.
-    records = sorted(exchange(answer, 2, HttpTransport(10, 1), at_once=True),
+    records = sorted(exchange(answer, 2, kind(10, 1), at_once=True),
                      key=lambda r: r.blocked_ns)
     assert records[0].blocked_ns == 0
     assert records[1].blocked_ns / 1e6 >= 140            # it waited for the first request
@@ -201,7 +213,8 @@ def test_the_wait_for_a_pooled_connection_is_blocked_time_not_request_time() -> 
     assert 145 <= latency_ms < 300, latency_ms           # its own latency excludes the wait
 
 
-def test_a_resend_after_a_stale_connection_keeps_the_lost_time_in_the_request() -> None:
+@KINDS
+def test_a_resend_after_a_stale_connection_keeps_the_lost_time_in_the_request(kind: Kind) -> None:
     served = 0
 
     async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -217,7 +230,7 @@ def test_a_resend_after_a_stale_connection_keeps_the_lost_time_in_the_request() 
             writer.write(head(len(JSON_BODY)) + JSON_BODY)
             await writer.drain()
 
-    first, resent = exchange(answer, 2, HttpTransport(10, 1))
+    first, resent = exchange(answer, 2, kind(10, 1))
     assert first.error is None and resent.error is None and resent.status == 200
     assert served == 3
     latency_ms = (resent.chunks[-1][0] - resent.start_ns) / 1e6
@@ -231,13 +244,14 @@ def test_a_resend_after_a_stale_connection_keeps_the_lost_time_in_the_request() 
     assert abs(total - (resent.chunks[-1][0] - resent.start_ns)) < 1e6
 
 
-def test_a_server_that_never_answers_fails_at_the_first_byte_timeout() -> None:
+@KINDS
+def test_a_server_that_never_answers_fails_at_the_first_byte_timeout(kind: Kind) -> None:
     async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await read_request(reader)
         await asyncio.sleep(30)
 
     started = time.monotonic()
-    (raw,) = exchange(answer, 1, HttpTransport(20, 2, first_byte_timeout_seconds=0.3))
+    (raw,) = exchange(answer, 1, kind(20, 2, first_byte_timeout_seconds=0.3))
     elapsed = time.monotonic() - started
     assert raw.error is not None
     assert (raw.error.code, raw.error.type) == (499, "RequestCancellationError")
@@ -245,7 +259,8 @@ def test_a_server_that_never_answers_fails_at_the_first_byte_timeout() -> None:
     assert 0.3 <= elapsed < 2.0, elapsed
 
 
-def test_the_first_byte_timeout_spares_a_response_whose_headers_came() -> None:
+@KINDS
+def test_the_first_byte_timeout_spares_a_response_whose_headers_came(kind: Kind) -> None:
     async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await read_request(reader)
         writer.write(head(len(JSON_BODY)))
@@ -254,5 +269,5 @@ def test_the_first_byte_timeout_spares_a_response_whose_headers_came() -> None:
         writer.write(JSON_BODY)
         await writer.drain()
 
-    (raw,) = exchange(answer, 1, HttpTransport(5, 2, first_byte_timeout_seconds=0.2))
+    (raw,) = exchange(answer, 1, kind(5, 2, first_byte_timeout_seconds=0.2))
     assert raw.error is None and raw.chunks[-1][1] == JSON_BODY

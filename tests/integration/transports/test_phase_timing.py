@@ -7,10 +7,12 @@ import asyncio
 import socket
 
 import aiohttp
+import pytest
 from aiohttp.abc import AbstractResolver, ResolveResult
 
 from aiperf.common.codec import RawRecord
 from aiperf.transports.http import HttpTransport
+from aiperf.transports.lean import LeanHttpTransport
 from aiperf.transports.trace import PhaseConnector, StampedBody, TimedResolver, current_record
 
 BODY = b'{"ok": true}'
@@ -79,11 +81,12 @@ def test_a_slow_lookup_is_dns_time_and_a_cached_or_reused_one_costs_none() -> No
         assert 0 < raw.start_ns <= raw.sent_ns
 
 
-def test_a_name_through_the_transport_is_looked_up_once() -> None:
+@pytest.mark.parametrize("kind", [HttpTransport, LeanHttpTransport], ids=["aiohttp", "lean"])
+def test_a_name_through_the_transport_is_looked_up_once(kind: type[HttpTransport]) -> None:
     async def scenario() -> list[RawRecord]:
         server = await asyncio.start_server(answer, "127.0.0.1", 0)
         url = f"http://localhost:{server.sockets[0].getsockname()[1]}/"
-        transport = HttpTransport(10, 1)
+        transport = kind(10, 1)
         await transport.start()
         records = [record(), record()]
         try:

@@ -209,6 +209,21 @@ def test_no_turn_in_range_fails_saying_so(cold_first_turn: ProfileResult) -> Non
     assert "no request of turn>=9" in (verdict.note or "")
 
 
+def test_no_turn_in_range_fails_whatever_the_statistic(cold_first_turn: ProfileResult) -> None:
+    # A count of nothing is 0, which meets "< 5": but no request of those turns ran, so
+    # the objective measured nothing and must not PASS (as docs/sessions.md says).
+    verdicts = verdicts_of(cold_first_turn, {
+        "time_to_first_token.count[turn>=9]": "< 5",
+        "adj_time_to_first_token.count[turn==9]": "<= 0",
+    })
+    for verdict in verdicts.values():
+        assert verdict.status == "FAIL" and verdict.count == 0, verdict
+        assert "no request of turn" in (verdict.note or "")
+    # a range that ran keeps its exact count
+    ran = verdicts_of(cold_first_turn, {"time_to_first_token.count[turn==1]": "<= 40"})
+    assert ran["time_to_first_token.count[turn==1]"].status == "PASS"
+
+
 def test_a_run_without_its_table_is_inconclusive(tmp_path: Path) -> None:
     result = session_result(export_to=tmp_path / "r.jsonl")
     result.records = NoRecords()

@@ -5,7 +5,6 @@ Python object per request (issue 16)."""
 from __future__ import annotations
 
 import json
-import tracemalloc
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ from aiperf.baselines.sources import (
     load_requests,
     load_source,
 )
+from tests.harness.memory import traced
 
 SUMMARY = {"schema_version": "1.4", "aiperf_version": "0.13.0"}
 
@@ -60,7 +60,8 @@ def _write(directory: Path, records: list[dict[str, Any]]) -> Path:
     return directory
 
 
-@settings(max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(records=_records, chunk=st.sampled_from([64, 1 << 18]))
 def test_a_comparison_and_a_timeline_read_the_same_requests(
         tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch,
@@ -96,12 +97,7 @@ def test_the_timeline_keeps_arrays_not_an_object_per_request(tmp_path: Path) -> 
     failed = dict(record, error={"code": 500, "type": "Internal Server Error",
                                  "message": "boom"})
     directory = _write(tmp_path / "d", [failed if i % 10 == 0 else record for i in range(n)])
-    tracemalloc.start()
-    try:
-        rows = load_requests(directory, ["request_latency"])
-        kept, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    rows, kept, peak = traced(lambda: load_requests(directory, ["request_latency"]))
     assert isinstance(rows.ids, RequestIds) and isinstance(rows.errors, RequestErrors)
     assert rows.ids[5] == "5" and rows.errors[10] == ("500 Internal Server Error", "boom")
     assert rows.errors[1:3] == [None, None] and rows.ids[:2] == ["0", "1"]

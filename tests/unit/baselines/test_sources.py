@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import tracemalloc
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ from aiperf.baselines.sources import (
 )
 from aiperf.baselines.storage import Storage, stored_run
 from aiperf.exporters.base import export_files
+from tests.harness.memory import traced
 from tests.harness.synthetic_runs import synthetic_result
 
 AIPERF013 = Path(__file__).parents[2] / "data" / "aiperf013"
@@ -252,12 +252,7 @@ def test_the_records_stream_keeps_only_the_asked_values_in_memory(tmp_path: Path
     with (directory / RECORDS_FILE).open("w") as handle:
         for _ in range(lines):
             handle.write(text)
-    tracemalloc.start()
-    try:
-        run = load_source(directory, ["time_to_first_token"])
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    run, _, peak = traced(lambda: load_source(directory, ["time_to_first_token"]))
     values = run.metric_values("time_to_first_token")
     assert values is not None and values.size == lines
     # Values and end times: 16 bytes a record, arrays grown by doubling: ~40 bytes a record

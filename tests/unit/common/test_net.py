@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from aiperf.common.config import UserConfig
@@ -23,6 +23,7 @@ def test_a_scheme_is_added_only_when_missing() -> None:
     assert with_http_scheme("") == ""
 
 
+@settings(deadline=None)  # a loaded CI box is no failure
 @given(_addresses)
 def test_url_and_urls_read_the_same_text_the_same_way(address: str) -> None:
     # urls' first entry stands in for url; it once kept the blanks url drops
@@ -33,6 +34,7 @@ def test_url_and_urls_read_the_same_text_the_same_way(address: str) -> None:
     assert with_http_scheme(alone) == alone  # idempotent
 
 
+@settings(deadline=None)
 @given(_addresses)
 def test_server_metrics_urls_follow_the_same_rule(address: str) -> None:
     base = with_http_scheme(address)

@@ -257,14 +257,14 @@ def judge_turns(objective: Objective, results: Sequence[ProfileResult],
         err += found.err
     evidence = TurnEvidence(label, ok, err, 0.0,
                             {base: np.concatenate(parts) if parts else np.empty(0)})
-    verdict = judge(objective, evidence, confidence, ok + err)
-    if not ok + err:  # judge's "not measured" FAIL, saying why nothing was there
-        from dataclasses import replace
-
-        verdict = replace(verdict, note=f"no request of {turns} in this sample (turn_index "
-                                        f"{turns.low_index} is turn {turns.low_index + 1}; "
-                                        f"only multi-turn requests carry one)")
-    return verdict
+    if not ok + err:
+        # No request of those turns ran: nothing measured, whatever the statistic (a
+        # count of nothing is 0, which would meet "< 5"), so never a PASS.
+        return Verdict(objective, None, "FAIL", 0, 0, None, None, "not measured",
+                       f"no request of {turns} in this sample (turn_index "
+                       f"{turns.low_index} is turn {turns.low_index + 1}; only multi-turn "
+                       f"requests carry one)", label)
+    return judge(objective, evidence, confidence, ok + err)
 
 
 @dataclass

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from aiperf.dataset.breakdowns import turn_sample, turn_values
@@ -323,3 +323,26 @@ def test_the_report_draws_a_turn_objective_on_its_metric_and_says_which_turns(
     mean = thresholds(verdicts, "request_latency")
     assert [(t.key, t.turns, t.level) for t in mean] == [
         ("request_latency[turn==1]", "turn==1", None)]
+
+
+@given(st.text(alphabet="0123456789", min_size=1, max_size=6000),
+       st.sampled_from(["==", ">=", "<="]))
+@example("9" * 5000, ">=")
+def test_any_turn_number_parses_or_is_an_slo_error(digits: str, op: str) -> None:
+    # Python refuses int() of more than 4,300 digits with a bare ValueError: a turn number
+    # that long is still a clear SLOError naming the key, never a crash at collection.
+    key = f"time_to_first_token.p99[turn{op}{digits}]"
+    try:
+        objective = parse_objective(key, "< 1 s")
+    except SLOError as exc:
+        assert repr(key)[:60] in str(exc) or key[:60] in str(exc)
+        return
+    assert objective.turns is not None and objective.turns.turn == int(digits) >= 1
+
+
+def test_a_bracket_without_a_metric_says_so() -> None:
+    with pytest.raises(SLOError) as caught:
+        parse_objective(" [turn>=2]", "< 1 s")
+    message = str(caught.value)
+    assert "' [turn>=2]'" in message and "names no metric" in message
+    assert "objective ''" not in message

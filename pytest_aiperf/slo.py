@@ -127,7 +127,11 @@ def parse_turns(key: str, text: str) -> TurnRange:
         raise SLOError(f"objective {key!r}: [{text}] is not a turn filter; write one of "
                        f"{', '.join(TURN_FORMS)} (N: a turn number, 1 is a session's first "
                        f"turn), e.g. {example}")
-    op, number = match.group(1), int(match.group(2))
+    try:
+        op, number = match.group(1), int(match.group(2))
+    except ValueError:  # more digits than int() reads (4,300): no session has that turn
+        raise SLOError(f"objective {key!r}: the turn number has {len(match.group(2))} "
+                       f"digits, more than any session has turns; e.g. {example}") from None
     if number < 1:
         raise SLOError(f"objective {key!r}: turns are numbered from 1 (a session's first "
                        f"turn; AIPerf's turn_index 0), got {number}; e.g. {example}")
@@ -345,6 +349,9 @@ def _parse_turn_objective(key: str, value: str) -> Objective:
         raise SLOError(f"objective {key!r}: write the turns in one bracket at the end, "
                        f"one of {', '.join(TURN_FORMS)}, e.g. "
                        f"'time_to_first_token.p99[turn>=2]'")
+    if not body:
+        raise SLOError(f"objective {key!r} names no metric before its bracket; write "
+                       f"METRIC.STAT[turn>=N], e.g. 'time_to_first_token.p99[turn>=2]'")
     turns = parse_turns(key, parts.group("filter"))
     if rest or "@" in body:
         raise SLOError(f"objective {key!r}: an objective on some turns takes no window "

@@ -115,3 +115,32 @@ def test_goodput_from_the_objectives() -> None:
     # without streaming TTFT is not measured: only request latency
     assert derived_goodput(objectives[:3], streams=False, produces_tokens=True) == {
         "request_latency": 2000.0}
+
+
+@pytest.mark.parametrize(("text", "key"), [
+    ("time_to_first_token.p99[turn>=2]<250ms", "time_to_first_token.p99[turn>=2]"),
+    ("time_to_first_token.p99 [turn>=2] < 250 ms", "time_to_first_token.p99 [turn>=2]"),
+    ("time_to_first_token.p99[turn >= 2]>=250ms", "time_to_first_token.p99[turn >= 2]"),
+])
+def test_slo_strings_on_some_turns(text: str, key: str) -> None:
+    # --slo reads a turn objective as the marker's slo= does (a space before the bracket)
+    objective = parse_slo(text)
+    assert objective.key == key and objective.turns is not None
+    assert objective.threshold == 250.0
+
+
+@pytest.mark.parametrize(("text", "says"), [
+    ("time_to_first_token.p99[turn>=2]@10s<250ms", "takes no window"),
+    ("[turn>=2]<1s", "names no metric"),
+    ("time_to_first_token.p99[turn>2]<250ms", "[turn==N], [turn>=N], [turn<=N]"),
+])
+def test_a_bad_turn_slo_string_gets_the_turn_objectives_reason(text: str, says: str) -> None:
+    # not "is not METRIC[.STAT] OP NUMBER[UNIT]", which has no bracket to correct
+    with pytest.raises(SLOError) as caught:
+        parse_slo(text)
+    assert says in str(caught.value)
+
+
+def test_the_slo_form_names_the_turn_bracket() -> None:
+    with pytest.raises(SLOError, match=r"\[\[turn>=N\]\]"):
+        parse_slo("time_to_first_token.p99 is fast")

@@ -22,3 +22,10 @@ def test_the_first_byte_timeout_reaches_the_transport() -> None:
     transport = make_transport("http://127.0.0.1:1", 5, 8, first_byte_timeout_seconds=0.5)
     assert transport.first_byte_timeout_seconds == 0.5
     assert make_transport("http://127.0.0.1:1", 5, 8).first_byte_timeout_seconds is None
+
+
+def test_a_transport_can_be_named_and_an_unknown_name_lists_the_known() -> None:
+    assert isinstance(make_transport("http://127.0.0.1:1", 5, 8, name="http"), HttpTransport)
+    with pytest.raises(ConfigError, match=r"http_client: no transport plugin named 'nope'; "
+                                          r"known: .*http"):
+        make_transport("http://127.0.0.1:1", 5, 8, name="nope")

@@ -25,19 +25,29 @@ if TYPE_CHECKING:
 EXIT_OK, EXIT_MESH, EXIT_CONFIG, EXIT_ALL_FAILED = 0, 1, 2, 3
 EXIT_NONE_PASSED = 8
 EXIT_INTERRUPTED = 130
-# The key may end in a turn range ("time_to_first_token.p99[turn>=2]"), whose ">=" is not
-# the objective's operator.
-_SLO = re.compile(r"^\s*([A-Za-z0-9_.@]+(?:\[[^\]]*\])?)\s*(<=|>=|<|>)\s*(.+?)\s*$")
+_SLO = re.compile(r"^\s*([A-Za-z0-9_.@]+)\s*(<=|>=|<|>)\s*(.+?)\s*$")
+# A key with a turn range ("time_to_first_token.p99[turn>=2]"), whose ">=" is not the
+# objective's operator: the key is everything up to the last "]" and what follows it up
+# to the operator, so a misplaced "@10s" or an empty metric gets the objective's reason.
+_TURN_TAIL = re.compile(r"^([^<>]*?)\s*(<=|>=|<|>)\s*(.+?)\s*$")
+_FORM = ("METRIC[.STAT][[turn>=N]] OP NUMBER[UNIT], e.g. 'time_to_first_token.p99<250ms', "
+         "'time_to_first_token.p99[turn>=2]<250ms' or 'request_error_rate<=1%'")
 
 
 def parse_slo(text: str) -> Objective:
     """``time_to_first_token.p99<250ms`` (spaces optional) -> an Objective; SLOError."""
     from pytest_aiperf.slo import SLOError, parse_objective
 
+    if "]" in text:
+        end = text.rindex("]") + 1
+        tail = _TURN_TAIL.match(text[end:])
+        if tail is None:
+            raise SLOError(f"--slo {text!r} is not {_FORM}")
+        rest, op, value = tail.groups()
+        return parse_objective((text[:end] + rest).strip(), f"{op} {value}")
     match = _SLO.match(text)
     if not match:
-        raise SLOError(f"--slo {text!r} is not METRIC[.STAT] OP NUMBER[UNIT], e.g. "
-                       "'time_to_first_token.p99<250ms' or 'request_error_rate<=1%'")
+        raise SLOError(f"--slo {text!r} is not {_FORM}")
     key, op, value = match.groups()
     return parse_objective(key, f"{op} {value}")
 

@@ -80,6 +80,9 @@ class Behaviour(BaseModel):
     chunk_gap_ms: float = Field(default=0.0, ge=0)
     reasoning_field: Literal["reasoning_content", "reasoning"] = "reasoning_content"
     usage: bool = True
+    # The server's own usage numbers (prompt, completion, total) instead of the true ones:
+    # a truth test of the usage_* metrics sets counts no client could compute itself.
+    usage_numbers: tuple[int, int, int] | None = None
     reasoning_details: bool = Field(
         default=True, description="usage.completion_tokens_details.reasoning_tokens")
     body_pieces: int = Field(default=1, ge=1)
@@ -275,6 +278,9 @@ class _Server:
         usage: dict[str, Any] = {"prompt_tokens": PROMPT_TOKENS,
                                  "completion_tokens": completion,
                                  "total_tokens": PROMPT_TOKENS + completion}
+        if self.b.usage_numbers is not None:
+            usage.update(zip(("prompt_tokens", "completion_tokens", "total_tokens"),
+                             self.b.usage_numbers, strict=True))
         if self.b.reasoning_details:
             usage["completion_tokens_details"] = {"reasoning_tokens": self.b.reasoning_tokens}
         return usage

@@ -346,3 +346,20 @@ def test_a_bracket_without_a_metric_says_so() -> None:
     message = str(caught.value)
     assert "' [turn>=2]'" in message and "names no metric" in message
     assert "objective ''" not in message
+
+
+def test_an_inconclusive_turn_objective_says_how_many_requests_of_the_run_would_decide(
+        cold_first_turn: ProfileResult) -> None:
+    # The plugin prints "about N requests would decide it": N is what a user sets as the
+    # run's request count, and only 3 requests in 4 are later turns here.
+    import math
+
+    from aiperf.statistics import requests_to_decide
+
+    later = turn_values(cold_first_turn.records, "time_to_first_token", 1)
+    verdict = verdicts_of(cold_first_turn, {"time_to_first_token.p99[turn>=2]": "< 150 ms"})[
+        "time_to_first_token.p99[turn>=2]"]
+    turns_needed = requests_to_decide(later, 99, "<", 150.0, 0.95)
+    assert verdict.status == "INCONCLUSIVE" and turns_needed is not None
+    assert verdict.needed == math.ceil(turns_needed * 160 / 120)
+    assert "of the run's requests" in (verdict.note or "")

@@ -264,7 +264,20 @@ def judge_turns(objective: Objective, results: Sequence[ProfileResult],
                        f"no request of {turns} in this sample (turn_index "
                        f"{turns.low_index} is turn {turns.low_index + 1}; only multi-turn "
                        f"requests carry one)", label)
-    return judge(objective, evidence, confidence, ok + err)
+    verdict = judge(objective, evidence, confidence, ok + err)
+    run_sent = sum(r.request_count + r.error_count for r in results)
+    if verdict.needed is not None and run_sent > ok + err:
+        # judge counts the subset's requests; a user sets the run's, of which these turns
+        # are a share: scaled, so "about N requests would decide it" is a request count.
+        from dataclasses import replace
+
+        share = (ok + err) / run_sent
+        why = (f"{turns} is {share:.0%} of the run's requests: about {verdict.needed} of "
+               f"them would decide it")
+        scaled = -(-verdict.needed * run_sent // (ok + err))  # ceil, in integers
+        verdict = replace(verdict, needed=scaled,
+                          note=f"{verdict.note}; {why}" if verdict.note else why)
+    return verdict
 
 
 @dataclass

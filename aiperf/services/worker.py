@@ -67,12 +67,12 @@ from aiperf.common.messages import (
     WorkerLoadReport,
 )
 from aiperf.common.service import BaseComponentService
+from aiperf.dataset.answers import HistoryAnswer, history_answer
 from aiperf.dataset.models import SessionLayout, Turn, dataset_of, session_layout, turn_for
 from aiperf.dataset.sessions import whole_session_leases
 from aiperf.dataset.tokenizer import make_tokenizer
 from aiperf.endpoints.base import BaseEndpoint, make_endpoint
 from aiperf.errors import ConfigError, MeshTimeoutError
-from aiperf.metrics.derive import answer_of
 from aiperf.services.clock import (
     CLOCK_ROUNDS,
     CLOCK_SKEW_ENV,
@@ -678,16 +678,12 @@ class Worker(BaseComponentService):
                 if not self._whole_sessions:
                     self._report_if_done(turn_progress)
                 # The last turn's answer is nobody's history: not parsed.
-                answer = answer_of(self._endpoint, record) if k + 1 < turns else None
+                answer = history_answer(self._endpoint, record) if k + 1 < turns else None
                 if answer is not None:
                     # A failed turn leaves no exchange in the history: the conversation
                     # goes on from the last answered one.
-                    text, completion = answer
-                    history = b"".join((history, user, msgspec.json.encode(
-                        {"role": "assistant", "content": text}), b","))
-                    history_tokens += turn.input_tokens - turn.system_tokens + (
-                        completion if completion is not None
-                        else self._tokenizer.count(text))
+                    history = b"".join((history, user, answer.message, b","))
+                    history_tokens += self._exchange_tokens(turn, answer)
                 if session.stopped:
                     break
         except asyncio.CancelledError:
@@ -719,15 +715,20 @@ class Worker(BaseComponentService):
         following = flat + 1
         if following < len(self._turns) and \
                 self._turns[following].turn_index == turn.turn_index + 1:
-            answer = answer_of(self._endpoint, record)
+            answer = history_answer(self._endpoint, record)
             if answer is not None:
-                text, completion = answer
-                history = b"".join((history, user, msgspec.json.encode(
-                    {"role": "assistant", "content": text}), b","))
-                history_tokens += turn.input_tokens - turn.system_tokens + (
-                    completion if completion is not None else self._tokenizer.count(text))
+                history = b"".join((history, user, answer.message, b","))
+                history_tokens += self._exchange_tokens(turn, answer)
             # Kept until the next turn comes (before this credit returns: see _scheduled).
             self._histories[credit.session] = (history, history_tokens)
+
+    def _exchange_tokens(self, turn: Turn, answer: HistoryAnswer) -> int:
+        """The tokens one answered exchange adds to the history: the turn's own messages
+        (its system prompt is sent once, not per exchange) and the answer, by the server's
+        count or, when it gave none, the tokenizer's."""
+        completion = answer.completion_tokens
+        return turn.input_tokens - turn.system_tokens + (
+            completion if completion is not None else self._tokenizer.count(answer.text()))
 
     def _report_if_done(self, progress: _LeaseProgress) -> None:
         if (progress.consumed and progress.completed == progress.next_offset

@@ -147,6 +147,13 @@ class MetricRecord(msgspec.Struct, array_like=True):
     session: int = -1
     turn_index: int = -1
     url_index: int = -1
+    # The server's own usage numbers, as its last usage-bearing event or body sent them
+    # (AIPerf's usage_* metrics); -1: the response carried none. -1 is one msgpack byte,
+    # so a record without usage grows by 4 bytes, not by an optional object.
+    usage_prompt: int = -1
+    usage_completion: int = -1
+    usage_total: int = -1
+    usage_reasoning: int = -1
 
 
 # -- the credit channel (timing manager ROUTER <-> worker DEALER) -----------------------------

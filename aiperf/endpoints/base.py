@@ -26,7 +26,8 @@ class ParsedResponse(msgspec.Struct, frozen=True):
     model's reasoning text (``reasoning_content`` / ``reasoning``); both are None for
     non-token events (role-only deltas, usage trailers, empty deltas): those do not count
     for timing. ``completion_tokens`` counts every generated token, reasoning included;
-    ``reasoning_tokens`` is the server's count of the reasoning part, when it says.
+    ``reasoning_tokens`` is the server's count of the reasoning part, when it says, and
+    ``total_tokens`` its ``usage.total_tokens`` (reported, never computed here).
     (A msgspec struct: one is built per streamed event, several times cheaper than a frozen
     dataclass.)"""
 
@@ -36,6 +37,7 @@ class ParsedResponse(msgspec.Struct, frozen=True):
     error: str | None = None
     reasoning: str | None = None
     reasoning_tokens: int | None = None
+    total_tokens: int | None = None
 
 
 NOT_CONTENT = ParsedResponse()
@@ -88,6 +90,16 @@ class Usage(msgspec.Struct):
     prompt_tokens: Count | None = None
     completion_tokens: Count | None = None
     completion_tokens_details: CompletionTokensDetails | None = None
+    total_tokens: Count | None = None
+
+
+def usage_total(usage: Any) -> int | None:
+    """A ``usage`` object's ``total_tokens`` (a typed ``Usage`` or a decoded JSON value),
+    None if absent or not a count: the server's own total, which need not be prompt +
+    completion (AIPerf's ``usage_total_tokens`` reports it as sent)."""
+    if type(usage) is Usage:
+        return usage.total_tokens
+    return token_count(usage.get("total_tokens")) if isinstance(usage, dict) else None
 
 
 def usage_counts(usage: Any) -> tuple[int | None, int | None, int | None]:

@@ -23,7 +23,7 @@ import numpy as np
 from aiperf.common.codec import PHASE_NAMES, PROFILING, MetricRecord, is_cancellation
 from aiperf.common.config import UserConfig
 from aiperf.metrics.definitions import BY_TAG, NS_PER_MS
-from aiperf.metrics.parity import add_request_values, run_metrics
+from aiperf.metrics.parity import add_request_values, add_usage_values, run_metrics
 from aiperf.metrics.stats import (
     LEAN_VALUES,
     summarize,
@@ -72,6 +72,10 @@ def per_request_values(rec: MetricRecord, streaming: bool,
         values["output_token_count"] = max(0, rec.osl - max(0, rec.reasoning_tokens))
         if rec.reasoning_tokens >= 0:
             values["reasoning_token_count"] = rec.reasoning_tokens
+    if rec.usage_prompt >= 0 or rec.usage_completion >= 0 or rec.usage_total >= 0 or \
+            rec.usage_reasoning >= 0:
+        add_usage_values(values, rec.usage_prompt, rec.usage_completion, rec.usage_total,
+                         rec.usage_reasoning, produces_tokens)
     if streaming and rec.ttft_ns >= 0:
         values["time_to_first_token"] = rec.ttft_ns / NS_PER_MS
         if rec.ttst_ns >= 0:
@@ -253,6 +257,9 @@ class _CreditIds:
 # turned into float64 (exactly: they are far below 2**53) when it ends.
 _INT_METRICS = {"input_sequence_length": "i", "output_sequence_length": "i",
                 "output_token_count": "i", "reasoning_token_count": "i",
+                # The server's usage counts: below 2**31 (endpoints.base.MAX_TOKEN_COUNT).
+                "usage_prompt_tokens": "i", "usage_completion_tokens": "i",
+                "usage_total_tokens": "i", "usage_reasoning_tokens": "i",
                 "http_req_connection_reused": "b"}
 # Inter-chunk gaps are kept as the record's integer nanoseconds, 4 bytes a gap (8 once a gap
 # passed 4.29 s), and divided into ms at the end: the same float64 division the per-request

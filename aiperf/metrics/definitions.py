@@ -54,12 +54,15 @@ SPECS: tuple[MetricSpec, ...] = (
                "tokens/sec/user", streaming_only=True, tokens_only=True,
                higher_is_better=True, console=False),
     # The server's own usage fields, only for responses that carried them (AIPerf keeps
-    # them beside ISL/OSL, which fall back to the tokenizer).
-    MetricSpec("usage_prompt_tokens", "Usage Prompt Tokens", "tokens", console=False),
+    # them beside ISL/OSL, which fall back to the tokenizer; its flags: larger is better).
+    MetricSpec("usage_prompt_tokens", "Usage Prompt Tokens", "tokens",
+               higher_is_better=True, console=False),
     MetricSpec("usage_completion_tokens", "Usage Completion Tokens", "tokens",
-               tokens_only=True, console=False),
+               tokens_only=True, higher_is_better=True, console=False),
     MetricSpec("usage_total_tokens", "Usage Total Tokens", "tokens", tokens_only=True,
-               console=False),
+               higher_is_better=True, console=False),
+    MetricSpec("usage_reasoning_tokens", "Usage Reasoning Tokens", "tokens",
+               tokens_only=True, higher_is_better=True, console=False),
     MetricSpec("credit_to_start_latency", "Credit To Start Latency", "ms"),
     MetricSpec("effective_latency", "Effective Latency", "ms", error_adjusted=True),
     *(MetricSpec(tag, header, "ms", console=False) for tag, header in (
@@ -98,6 +101,7 @@ SPECS: tuple[MetricSpec, ...] = (
         ("usage_prompt_tokens", "Usage Prompt Tokens", False),
         ("usage_completion_tokens", "Usage Completion Tokens", True),
         ("usage_total_tokens", "Usage Total Tokens", True),
+        ("usage_reasoning_tokens", "Usage Reasoning Tokens", True),
     )),
     # Time-weighted over the run (avg, min, max, std, p50/p90/p95/p99), not per request.
     MetricSpec("effective_concurrency", "Effective Concurrency", "requests",
@@ -113,13 +117,11 @@ SPECS: tuple[MetricSpec, ...] = (
 
 BY_TAG = {spec.tag: spec for spec in SPECS}
 
-# Per-request metrics defined (aiperf/metrics/parity.py) but not yet in a run's results:
-# a goodput threshold on one would make no request good. The usage tags need the record to
-# carry the server's usage; the other parity metrics are computed per request in
-# aggregate.per_request_values (parity.add_request_values) and per run from the results.
-AWAITING_AGGREGATION = frozenset({
-    "usage_prompt_tokens", "usage_completion_tokens", "usage_total_tokens",
-})
+# Per-request metrics defined but not yet in a run's results: a goodput threshold on one
+# would make no request good. Empty now: the parity metrics (aiperf/metrics/parity.py) are
+# computed per request in aggregate.per_request_values, the usage ones from the record's
+# usage_* fields.
+AWAITING_AGGREGATION: frozenset[str] = frozenset()
 
 
 def goodput_problem(tag: str, streams: bool, produces_tokens: bool) -> str | None:

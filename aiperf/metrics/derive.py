@@ -17,12 +17,32 @@ from typing import Any
 import msgspec
 
 from aiperf.common.codec import MAX_ERROR_MESSAGE, ErrorInfo, MetricRecord, RawRecord
-from aiperf.endpoints.base import BaseEndpoint, InvalidResponse
+from aiperf.endpoints.base import MAX_TOKEN_COUNT, BaseEndpoint, InvalidResponse, ParsedResponse
 from aiperf.transports.http import DONE
 from aiperf.transports.redact import scrub_error, secret_values
 from aiperf.transports.sse import MESSAGE, SSEParser, parse_block
 
 MISMATCH_TOLERANCE = 0.10
+NO_USAGE = (-1, -1, -1, -1)
+
+
+def _count(value: object) -> int:
+    """A usage count for the record's int field, -1 for none (or anything an endpoint
+    plugin put there that is not a plausible count)."""
+    return value if type(value) is int and 0 <= value < MAX_TOKEN_COUNT else -1
+
+
+def usage_numbers(events: list[ParsedResponse]) -> tuple[int, int, int, int]:
+    """(prompt, completion, total, reasoning) of the last event that carried any usage
+    count, -1 for each it lacks; all -1 when none did. As AIPerf reads usage: the last
+    non-empty usage wins whole, no field is merged from an earlier event (a stream sends
+    usage once at its end, or running totals whose last is final)."""
+    for parsed in reversed(events):
+        if parsed.prompt_tokens is not None or parsed.completion_tokens is not None or \
+                parsed.total_tokens is not None or parsed.reasoning_tokens is not None:
+            return (_count(parsed.prompt_tokens), _count(parsed.completion_tokens),
+                    _count(parsed.total_tokens), _count(parsed.reasoning_tokens))
+    return NO_USAGE
 
 
 def _sse_events(chunks: list[tuple[int, bytes]]) -> list[tuple[int, bytes, bytes]]:
@@ -166,7 +186,8 @@ class RecordDeriver:
             # Kept lean: this runs for every streamed event. Reasoning is rare, so its
             # bookkeeping stays off the common path (a plain answer event).
             reasoning_only: list[int] = []  # token_ts indexes of reasoning-only events
-            for ts, parsed in zip(stamps, self.endpoint.parse_events(payloads), strict=True):
+            events = self.endpoint.parse_events(payloads)
+            for ts, parsed in zip(stamps, events, strict=True):
                 if parsed.error is not None:
                     return self._error(raw, ErrorInfo(raw.status, "ServerError", parsed.error))
                 if parsed.prompt_tokens is not None or parsed.completion_tokens is not None:
@@ -198,6 +219,9 @@ class RecordDeriver:
             if self.produces_tokens and not token_ts:
                 return self._error(raw, ErrorInfo(raw.status, "EmptyResponse",
                                                   "the stream carried no content"))
+            # Found from the end, after the loop: the usage event is (nearly) always last,
+            # so this costs the per-event loop nothing.
+            usage = usage_numbers(events)
         else:
             ts = raw.chunks[-1][0]
             body = raw.chunks[0][1] if len(raw.chunks) == 1 else b"".join(
@@ -207,6 +231,7 @@ class RecordDeriver:
                 return self._error(raw, ErrorInfo(raw.status, "ServerError", parsed.error))
             prompt_tokens, completion_tokens = parsed.prompt_tokens, parsed.completion_tokens
             reasoning_tokens = parsed.reasoning_tokens
+            usage = usage_numbers([parsed])
             token_ts.append(ts)
             texts.append(parsed.content or "")
             if parsed.reasoning:
@@ -243,6 +268,8 @@ class RecordDeriver:
                 raw.wall_start_ns, raw.end_ns, ttft, ttst, last_byte - start, isl, osl, gaps,
                 usage_mismatch=mismatch, ttfo_ns=ttfo, reasoning_tokens=reasoning_count,
                 session=raw.session, turn_index=raw.turn_index, url_index=raw.url_index,
+                usage_prompt=usage[0], usage_completion=usage[1], usage_total=usage[2],
+                usage_reasoning=usage[3],
             )
         # The HTTP phases (k6's names). Sending, waiting and receiving add up to the
         # answered exchange: its start -> the response's last byte (the request latency,
@@ -258,7 +285,7 @@ class RecordDeriver:
             ttfo, reasoning_count, raw.blocked_ns, raw.dns_ns, raw.connecting_ns,
             max(0, sent - begun), max(0, response - max(sent, begun)),
             max(0, last_byte - max(response, begun)), raw.reused, raw.session, raw.turn_index,
-            raw.url_index,
+            raw.url_index, *usage,
         )
 
     def _input_tokens(self, conversation: int) -> int:

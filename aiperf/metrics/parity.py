@@ -9,9 +9,10 @@ Per request, from one request's values in display units (``add_request_values``)
   (TTFT and everything else included, unlike 1/ITL; none when the latency is 0)
 - ``prefill_throughput_per_user`` = input_sequence_length / TTFT in seconds (streaming;
   none when TTFT is 0)
-- ``usage_prompt_tokens`` / ``usage_completion_tokens`` / ``usage_total_tokens``: the
-  server's own ``usage`` fields, only for a response that carried them
-  (``add_usage_values``; the record must carry them, see docs/metrics.md)
+- ``usage_prompt_tokens`` / ``usage_completion_tokens`` / ``usage_total_tokens`` /
+  ``usage_reasoning_tokens``: the server's own ``usage`` fields as it sent them (the total
+  is its ``total_tokens``, never prompt + completion), only for a response that carried
+  them (``add_usage_values``, from the record's ``usage_*`` fields)
 
 Per run, from the run's statistics (``run_metrics``): ``total_isl`` / ``total_osl`` (sums of
 ISL / OSL), ``input_token_throughput`` = total_isl / benchmark_duration, and
@@ -37,7 +38,8 @@ from aiperf.metrics.definitions import BY_TAG, NS_PER_MS
 if TYPE_CHECKING:
     from aiperf.results import ProfileResult
 
-USAGE_TAGS = ("usage_prompt_tokens", "usage_completion_tokens", "usage_total_tokens")
+USAGE_TAGS = ("usage_prompt_tokens", "usage_completion_tokens", "usage_total_tokens",
+              "usage_reasoning_tokens")
 # Time-weighted over the whole run's timeline (result_sweep_metrics): no window or steady
 # sample recomputes them.
 SWEEP_TAGS = ("effective_concurrency", "tokens_in_flight")
@@ -66,8 +68,10 @@ def add_request_values(values: dict[str, Any]) -> None:
 
 
 def add_usage_values(values: dict[str, Any], prompt: int, completion: int, total: int,
-                     produces_tokens: bool = True) -> None:
-    """The server's usage counts of one successful request (-1: the response had none)."""
+                     reasoning: int = -1, produces_tokens: bool = True) -> None:
+    """The server's usage counts of one successful request (-1: the response had none).
+    Only the prompt count where the endpoint produces no tokens (embeddings, rankings):
+    AIPerf's other usage metrics are for token-producing endpoints only."""
     if prompt >= 0:
         values["usage_prompt_tokens"] = prompt
     if produces_tokens:
@@ -75,6 +79,8 @@ def add_usage_values(values: dict[str, Any], prompt: int, completion: int, total
             values["usage_completion_tokens"] = completion
         if total >= 0:
             values["usage_total_tokens"] = total
+        if reasoning >= 0:
+            values["usage_reasoning_tokens"] = reasoning
 
 
 def run_metrics(metrics: dict[str, Any], duration_s: float) -> dict[str, dict[str, Any]]:

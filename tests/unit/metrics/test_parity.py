@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from aiperf.metrics.definitions import AWAITING_AGGREGATION, BY_TAG, goodput_problem
 from aiperf.metrics.parity import (
+    USAGE_TAGS,
     add_request_values,
     add_usage_values,
     result_request_values,
@@ -61,8 +62,12 @@ def test_usage_values_only_where_the_server_sent_them() -> None:
     add_usage_values(values, 17, -1, -1)
     assert values == {"usage_prompt_tokens": 17}
     values = {}
-    add_usage_values(values, 5, 0, 5, produces_tokens=False)  # embeddings
+    add_usage_values(values, 5, 0, 5, 0, produces_tokens=False)  # embeddings
     assert values == {"usage_prompt_tokens": 5}
+    values = {}
+    add_usage_values(values, -1, 45, 170, 7)
+    assert values == {"usage_completion_tokens": 45, "usage_total_tokens": 170,
+                      "usage_reasoning_tokens": 7}
 
 
 def test_run_metrics_from_the_statistics() -> None:
@@ -203,10 +208,13 @@ def test_the_new_tags_are_defined_as_aiperf_names_them() -> None:
         assert BY_TAG[tag].unit == unit, tag
 
 
-def test_goodput_refuses_a_metric_not_yet_aggregated() -> None:
-    for tag in AWAITING_AGGREGATION:
-        assert goodput_problem(tag, True, True) == \
-            "is not measured per request by this build yet"
+def test_the_usage_metrics_are_measured_per_request_now() -> None:
+    assert not AWAITING_AGGREGATION
+    for tag in USAGE_TAGS:
+        assert goodput_problem(tag, True, True) is None, tag
+    # Embeddings: the server's prompt count only, as in AIPerf.
+    assert goodput_problem("usage_prompt_tokens", False, False) is None
+    assert goodput_problem("usage_total_tokens", False, False) is not None
 
 
 @given(requests, st.lists(st.lists(st.integers(0, 400), max_size=6), min_size=60,

@@ -126,3 +126,51 @@ def _set_p50(tag: str, value: float) -> Any:
 def test_a_wrong_number_is_caught_and_named(name: str, change: Any, named: str) -> None:
     problems = _problems_after(name, change)
     assert any(named in p for p in problems), problems
+
+
+def _on_every_request(**values: float) -> Any:
+    """Set per-request values on every record and the summary's statistics to match."""
+    def change(summary: dict[str, Any], records: list[dict[str, Any]]) -> None:
+        for tag, value in values.items():
+            for record in records:
+                record["metrics"][tag]["value"] = value
+            summary[tag].update(min=value, p50=value, max=value, avg=value)
+    return change
+
+
+@pytest.mark.parametrize("concurrency", [1, 16])
+def test_set_up_outside_the_request_is_not_taken_off_its_latency(concurrency: int) -> None:
+    """Pool wait and connect come before request start (the connection in hand), so they
+    are not inside request latency: a burst's slow set-up leaves the latency the truth."""
+    case = BY_NAME["closes_connections"]
+    slow_setup = _on_every_request(http_req_blocked=20.0, http_req_connecting=6.0,
+                                   http_req_total=26.0 + case.latency_ms)
+    problems = _problems_after("closes_connections", slow_setup, concurrency)
+    assert not [p for p in problems if "request_latency" in p
+                or "time_to_first_token" in p], problems
+
+
+@pytest.mark.parametrize("concurrency", [1, 16])
+def test_time_lost_on_a_dead_connection_is_not_charged_to_the_server(
+    concurrency: int,
+) -> None:
+    """A resend keeps the first attempt's start: latency - http_req_duration was lost on the
+    dead connection, the client's time; the answered exchange is the server's."""
+    case = BY_NAME["closes_connections"]
+    ttft = case.per_request()["time_to_first_token"]
+    assert isinstance(ttft, Time)
+    resent = _on_every_request(request_latency=case.latency_ms + 30.0,
+                               time_to_first_token=ttft.ms + 30.0,
+                               time_to_first_output_token=ttft.ms + 30.0)
+    problems = _problems_after("closes_connections", resent, concurrency)
+    assert not [p for p in problems if "p50" in p], problems
+
+
+def test_a_slow_answered_exchange_is_still_caught_after_a_resend() -> None:
+    """Only the time before the answered exchange is taken off: a slow exchange is not."""
+    case = BY_NAME["closes_connections"]
+    slow = _on_every_request(request_latency=case.latency_ms + 50.0,
+                             http_req_duration=case.latency_ms + 20.0)
+    problems = _problems_after("closes_connections", slow)
+    assert any("request_latency: p50 less each request's time lost" in p for p in problems), \
+        problems

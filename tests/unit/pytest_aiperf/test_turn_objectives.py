@@ -363,3 +363,33 @@ def test_an_inconclusive_turn_objective_says_how_many_requests_of_the_run_would_
     assert verdict.status == "INCONCLUSIVE" and turns_needed is not None
     assert verdict.needed == math.ceil(turns_needed * 160 / 120)
     assert "of the run's requests" in (verdict.note or "")
+
+
+@pytest.fixture(scope="module")
+def some_failed(tmp_path_factory: pytest.TempPathFactory) -> ProfileResult:
+    """12 sessions of 5 turns, a few of them failed, the table in a file."""
+    return session_result(12, 5, failed_turns=[(0, 0), (1, 1), (2, 1), (5, 4), (7, 2)],
+                          export_to=tmp_path_factory.mktemp("failed") / "r.jsonl")
+
+
+@given(st.sampled_from(["==", ">=", "<="]), st.integers(1, 7),
+       st.sampled_from(["request_latency", "adj_request_latency"]))
+def test_any_range_judges_exactly_its_turns(some_failed: ProfileResult, op: str, turn: int,
+                                            metric: str) -> None:
+    # n and sent from the table's own metadata, the range counted by hand
+    stat = "count" if metric.startswith("adj_") else "max"  # adj_: percentiles and count
+    key = f"{metric}.{stat}[turn{op}{turn}]"
+    verdict = verdicts_of(some_failed, {key: "<= 100" if stat == "count" else "< 10 s"})[key]
+    rows = [(r["metadata"]["turn_index"] + 1, "error" in r) for r in some_failed.records]
+    chosen = [failed for number, failed in rows
+              if {"==": number == turn, ">=": number >= turn, "<=": number <= turn}[op]]
+    if not chosen:
+        assert verdict.status == "FAIL" and verdict.count == 0
+        return
+    ok = chosen.count(False)
+    assert verdict.sent == len(chosen)
+    assert verdict.count == (len(chosen) if metric.startswith("adj_") else ok)
+    if metric.startswith("adj_"):  # each failed turn of the range is one more value
+        assert verdict.measured == len(chosen)
+    elif not ok:  # every turn of the range failed: nothing measured, never a PASS
+        assert verdict.status == "FAIL"

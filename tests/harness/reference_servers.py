@@ -129,6 +129,16 @@ class ServerStats:
                            self.stalls_ms[len(before.stalls_ms):])
 
 
+# Every reference server this process runs: they witness their own timing (``ServerStats``),
+# so a witness of the client's (tests/truth/client_box.py) leaves them out.
+_RUNNING: set[int] = set()
+
+
+def running_pids() -> frozenset[int]:
+    """The process ids of the reference servers this process has running."""
+    return frozenset(_RUNNING)
+
+
 class ReferenceServer:
     """A reference server as a child process on 127.0.0.1 and a free port."""
 
@@ -141,6 +151,7 @@ class ReferenceServer:
         self._process = subprocess.Popen(
             [sys.executable, __file__, self.behaviour.model_dump_json(), str(os.getpid())],
             stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
+        _RUNNING.add(self._process.pid)
         assert self._process.stdout is not None
         os.set_blocking(self._process.stdout.fileno(), False)
         deadline = time.monotonic() + timeout
@@ -165,6 +176,8 @@ class ReferenceServer:
 
     def stop(self) -> None:
         stop_child(self._process, STOP_TIMEOUT_S)
+        if self._process is not None:
+            _RUNNING.discard(self._process.pid)
 
     @property
     def pid(self) -> int | None:

@@ -14,6 +14,7 @@ from dataclasses import replace
 from typing import Any
 
 from tests.harness.reference_servers import ServerStats
+from tests.truth import client_box
 from tests.truth.cases import (
     EARLY_MS,
     FROM_REQUEST_START,
@@ -43,6 +44,11 @@ SERVER_LATE_MS = 2.0
 # itself fails every attempt.
 STARVED_MS = 3.0
 STARVED_RETRIES = 2
+# The client's box is witnessed too, by the kernel (client_box.py): a client process that
+# waited longer than STARVED_MS for a CPU within one sample was kept from stamping on time
+# by other processes (its own CPU is not in that wait). The same bound on retries holds: an
+# engine that starves itself (its processes crowding its worker off the cores) fails every
+# attempt.
 
 
 def check_run(case: Case, concurrency: int, requests: int, summary: dict[str, Any],
@@ -70,9 +76,15 @@ def check_run(case: Case, concurrency: int, requests: int, summary: dict[str, An
     return problems
 
 
-def failure_message(title: str, problems: list[str], server: ServerStats | None) -> str:
-    """The assertion text: what disagreed, and whether the server kept its own schedule."""
+def failure_message(title: str, problems: list[str], server: ServerStats | None,
+                    client_wait_ms: float | None = None) -> str:
+    """The assertion text: what disagreed, and whether the server (and the client's box,
+    ``client_wait_ms``: ``ClientBox.worst_wait_ms``) kept time."""
     lines = [title, *problems]
+    if client_wait_ms is not None and client_wait_ms > SERVER_LATE_MS:
+        lines.append(f"note: a client process waited up to {client_wait_ms:.1f} ms for a CPU "
+                     f"within one sample (the kernel's run delay, sampled every "
+                     f"{client_box.SAMPLE_S * 1000:.0f} ms or later): the box was busy")
     if server is not None and server.late_ms and max(server.late_ms) > SERVER_LATE_MS:
         lines.append(f"note: the server's own wake-ups were up to {max(server.late_ms):.1f} ms "
                      f"late (median {_median(server.late_ms):.1f}): the box was busy")
@@ -92,17 +104,26 @@ def starved(server: ServerStats | None) -> bool:
     return max([0.0, *server.late_ms, *server.stalls_ms]) > STARVED_MS
 
 
+def client_starved(client_wait_ms: float | None) -> bool:
+    """The kernel kept a client process off the CPU too long (``ClientBox``)."""
+    return client_wait_ms is not None and client_wait_ms > STARVED_MS
+
+
 def measure_until_the_box_keeps_time(
     measure: Callable[[], tuple[list[str], ServerStats]],
-) -> tuple[list[str], ServerStats, int]:
+) -> tuple[list[str], ServerStats, int, float | None]:
     """``measure()`` -> (problems, what the server saw); run again while it disagrees with the
-    truth and the server was starved. Returns the last problems, stats and attempts made."""
+    truth and the server or the client was starved. Returns the last problems, stats,
+    attempts made and the client's worst wait for a CPU (``ClientBox.worst_wait_ms``)."""
     attempts = 1
-    problems, seen = measure()
-    while problems and starved(seen) and attempts <= STARVED_RETRIES:
-        attempts += 1
+    with client_box.ClientBox() as box:
         problems, seen = measure()
-    return problems, seen, attempts
+    while (problems and (starved(seen) or client_starved(box.worst_wait_ms))
+           and attempts <= STARVED_RETRIES):
+        attempts += 1
+        with client_box.ClientBox() as box:
+            problems, seen = measure()
+    return problems, seen, attempts, box.worst_wait_ms
 
 
 def _median(values: Sequence[float]) -> float:

@@ -73,6 +73,7 @@ def test_the_artifacts_match_the_truth(
         summary, records = read_artifacts(out)
         return check_run(case, concurrency, requests, summary, records, seen), seen
 
-    problems, seen, tries = measure_until_the_box_keeps_time(measure)
+    problems, seen, tries, client_wait = measure_until_the_box_keeps_time(measure)
     assert not problems, failure_message(
-        f"{case.name} at c={concurrency} ({case.about}), attempt {tries}:", problems, seen)
+        f"{case.name} at c={concurrency} ({case.about}), attempt {tries}:", problems, seen,
+        client_wait)

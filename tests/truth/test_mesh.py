@@ -29,6 +29,7 @@ def test_every_metric_matches_the_truth(
         return check_run(case, concurrency, REQUESTS[concurrency], result.to_dict(),
                          list(result.records), seen), seen
 
-    problems, seen, attempts = measure_until_the_box_keeps_time(measure)
+    problems, seen, attempts, client_wait = measure_until_the_box_keeps_time(measure)
     assert not problems, failure_message(
-        f"{case.name} at c={concurrency} ({case.about}), attempt {attempts}:", problems, seen)
+        f"{case.name} at c={concurrency} ({case.about}), attempt {attempts}:", problems, seen,
+        client_wait)

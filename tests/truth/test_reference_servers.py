@@ -153,9 +153,9 @@ def test_a_bare_client_measures_the_schedule(
         assert seen.requests == LIGHT_REQUESTS[concurrency]
         return _compare(case, concurrency, exchanges), seen
 
-    problems, seen, attempts = measure_until_the_box_keeps_time(measure)
+    problems, seen, attempts, client_wait = measure_until_the_box_keeps_time(measure)
     assert not problems, failure_message(f"{case.name} at c={concurrency}, attempt {attempts}:",
-                                         problems, seen)
+                                         problems, seen, client_wait)
 
 
 def _compare(case: Case, concurrency: int, exchanges: list[Exchange]) -> list[str]:

@@ -11,23 +11,23 @@ since CI builds both and a skip there would hide that the real engine never ran.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from pytest_aiperf.kit.servers import LlamaServer, why_unavailable
+from tests.harness.ci import skip_or_fail
+
+if TYPE_CHECKING:
+    from aiperf.mesh import Mesh
+    from aiperf.results import ProfileResult
 
 
 def require_llama_server() -> None:
     """Return when a llama-server can start here; else skip with the reason, or under CI
     fail with it."""
-    missing = why_unavailable()
-    if missing is None:
-        return
-    if os.environ.get("CI"):
-        pytest.fail(f"CI must run the llama-server tests, but {missing}", pytrace=False)
-    pytest.skip(missing)
+    skip_or_fail(why_unavailable(), "the llama-server tests")
 
 
 def llama_server_fixture(parallel: int, threads: int = 2,
@@ -43,3 +43,22 @@ def llama_server_fixture(parallel: int, threads: int = 2,
             yield server
 
     return llama
+
+
+def run_counted(mesh: Mesh, llama: LlamaServer, **profile: Any,
+                ) -> tuple[ProfileResult, dict[str, float]]:
+    """A run of ``profile`` against ``llama`` (SmolLM2, ``ignore_eos`` so each request
+    generates exactly its OSL) and how much each of the server's counters rose during it.
+    The run must be whole: the invariant holds, every request answered, each one's OSL
+    the one asked for (the server's usage)."""
+    before = llama.metrics()
+    result = mesh.run(**{"url": llama.url, "model": "smollm2",
+                         "extra_inputs": {"ignore_eos": True},
+                         "request_timeout_seconds": 120, **profile})
+    after = llama.metrics()
+    assert result.invariant["ok"], result.invariant
+    assert result.request_count == profile["request_count"] and result.error_count == 0, \
+        result.error_summary
+    osl = result["output_sequence_length"]
+    assert osl.min == osl.max == profile["osl"]
+    return result, {name: value - before.get(name, 0.0) for name, value in after.items()}

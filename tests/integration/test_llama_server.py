@@ -11,7 +11,7 @@ import pytest
 
 from aiperf.mesh import Mesh
 from pytest_aiperf.kit.servers import LlamaServer
-from tests.harness.llama_server import llama_server_fixture
+from tests.harness.llama_server import llama_server_fixture, run_counted
 
 pytestmark = pytest.mark.llama
 REQUESTS = 16
@@ -24,27 +24,16 @@ llama = llama_server_fixture(parallel=4)
 def test_a_streaming_profile_agrees_with_the_servers_own_accounting(
     mesh: Mesh, llama: LlamaServer, endpoint: str
 ) -> None:
-    before = llama.metrics()
-    result = mesh.run(url=llama.url, model="smollm2", endpoint_type=endpoint, streaming=True,
-                      concurrency=4, request_count=REQUESTS, osl=OSL, isl=24,
-                      extra_inputs={"ignore_eos": True}, request_timeout_seconds=120)
-    after = llama.metrics()
-
-    # no request lost, none failed
-    assert result.invariant["ok"], result.invariant
-    assert result.request_count == REQUESTS and result.error_count == 0, result.error_summary
-
-    # OSL is the requested length, and it is the server's usage.completion_tokens (the
-    # records prefer usage; the server's counter must agree in total)
-    osl = result["output_sequence_length"]
-    assert osl.min == osl.max == OSL
-    predicted = after["llamacpp:tokens_predicted_total"] - before.get(
-        "llamacpp:tokens_predicted_total", 0)
+    # no request lost, none failed; OSL is the requested length, and it is the server's
+    # usage.completion_tokens (the records prefer usage; the server's counter must agree in
+    # total)
+    result, rose = run_counted(mesh, llama, endpoint_type=endpoint, streaming=True,
+                               concurrency=4, request_count=REQUESTS, osl=OSL, isl=24)
+    predicted = rose["llamacpp:tokens_predicted_total"]
     assert predicted == REQUESTS * OSL
 
     # measured ITL within 25 % of the server's own time per generated token
-    seconds = after["llamacpp:tokens_predicted_seconds_total"] - before.get(
-        "llamacpp:tokens_predicted_seconds_total", 0)
+    seconds = rose["llamacpp:tokens_predicted_seconds_total"]
     server_ms_per_token = seconds / predicted * 1000
     measured = result["inter_token_latency"].avg
     assert abs(measured - server_ms_per_token) / server_ms_per_token < 0.25, (

@@ -13,7 +13,7 @@ import pytest
 
 from aiperf.mesh import Mesh
 from pytest_aiperf.kit.servers import LlamaServer
-from tests.harness.llama_server import llama_server_fixture
+from tests.harness.llama_server import llama_server_fixture, run_counted
 from tests.harness.stream_end import needs_stream_end
 
 pytestmark = pytest.mark.llama
@@ -27,20 +27,11 @@ llama = llama_server_fixture(parallel=2)
     False, pytest.param(True, marks=needs_stream_end)], ids=["whole", "streamed"])
 def test_responses_profile_agrees_with_the_servers_own_accounting(
         mesh: Mesh, llama: LlamaServer, streaming: bool) -> None:
-    before = llama.metrics()
-    result = mesh.run(url=llama.url, model="smollm2", endpoint_type="responses",
-                      streaming=streaming, concurrency=2, request_count=REQUESTS, osl=OSL,
-                      isl=24, extra_inputs={"ignore_eos": True}, request_timeout_seconds=120)
-    after = llama.metrics()
-    assert result.invariant["ok"], result.invariant
-    assert result.request_count == REQUESTS and result.error_count == 0, result.error_summary
     # OSL and ISL are the server's usage (output_tokens / input_tokens), and its counter of
     # generated tokens agrees in total
-    osl = result["output_sequence_length"]
-    assert osl.min == osl.max == OSL
-    predicted = after["llamacpp:tokens_predicted_total"] - before.get(
-        "llamacpp:tokens_predicted_total", 0)
-    assert predicted == REQUESTS * OSL
+    result, rose = run_counted(mesh, llama, endpoint_type="responses", streaming=streaming,
+                               concurrency=2, request_count=REQUESTS, osl=OSL, isl=24)
+    assert rose["llamacpp:tokens_predicted_total"] == REQUESTS * OSL
     assert result["input_sequence_length"].min > 24  # the chat template wraps the prompt
     if streaming:
         # the first of eight tokens, well before the last

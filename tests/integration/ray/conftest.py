@@ -3,11 +3,11 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 
 import pytest
 
+from tests.harness.ci import skip_or_fail
 from tests.harness.ray_cluster import RayCluster, prerequisites_missing
 
 
@@ -15,12 +15,7 @@ def require_netns_ray() -> None:
     """Skip when this machine cannot host a netns Ray cluster (not root, no ``ip``, no
     Ray), with the reason; under CI (env ``CI`` set) fail instead, so the Ray tests can
     never be skipped there unnoticed."""
-    missing = prerequisites_missing()
-    if missing is None:
-        return
-    if os.environ.get("CI"):
-        pytest.fail(f"CI must run the Ray tests, but {missing}", pytrace=False)
-    pytest.skip(missing)
+    skip_or_fail(prerequisites_missing(), "the Ray tests")
 
 
 @pytest.fixture(scope="session")

@@ -19,6 +19,7 @@ import pytest
 
 from aiperf.mock_server import MockServerProcess
 from aiperf.report.cli import register
+from tests.harness.ci import skip_or_fail
 
 TESTS = '''
 import pytest
@@ -59,11 +60,9 @@ CHARTS_PER_TEST = 6
 
 def _chromium() -> str:
     found = shutil.which("chromium") or shutil.which("chromium-browser")
-    if found is None:
-        message = "headless Chromium is not installed (apt-get install chromium; .ci/run does)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+    skip_or_fail(None if found else "headless Chromium is not installed (apt-get install "
+                 "chromium; .ci/run does)", "the report's browser test")
+    assert found is not None
     return found
 
 

@@ -102,6 +102,18 @@ def test_collection_refuses_a_turn_objective_on_single_requests() -> None:
         check_applicable(objectives, multi, streams=True, produces_tokens=True)
 
 
+@pytest.mark.parametrize("kind", ["multi-turn", "MULTI_TURN", "ShareGPT"])
+def test_collection_takes_a_session_file_type_as_the_config_spells_it(kind: str) -> None:
+    # UserConfig takes a loader's name in any case, with '-' or '_' (normalize_name): a
+    # multi-turn file named so is sessions, not "single requests"
+    from aiperf.common.config import UserConfig
+
+    profile = {"input_file": "s.jsonl", "custom_dataset_type": kind}
+    UserConfig.build(where="profile", **{**profile, "input_file": __file__})
+    objectives = parse_objectives({"time_to_first_token.p99[turn>=2]": "< 250 ms"})
+    check_applicable(objectives, profile, streams=True, produces_tokens=True)
+
+
 def test_collection_refuses_a_turn_objective_without_the_per_request_table() -> None:
     objectives = parse_objectives({"request_latency.p50[turn==1]": "< 1 s"})
     for profile, says in (({**MULTI_TURN, "sketch": True}, "sketch mode keeps"),

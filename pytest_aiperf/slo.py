@@ -578,7 +578,11 @@ MULTI_TURN_DATASETS = ("multi_turn", "sharegpt")
 def is_multi_turn_profile(profile: Mapping[str, Any]) -> bool:
     """Whether a profile's requests are turns of sessions: a session dataset file, or
     synthetic sessions (``aiperf.dataset.sessions.is_multi_turn``'s keys)."""
+    from aiperf.plugin import normalize_name
+
     kind = profile.get("custom_dataset_type") or profile.get("dataset")
+    # spelt as UserConfig takes a loader's name: any case, '-' or '_'
+    kind = normalize_name(kind) if isinstance(kind, str) else kind
     try:
         turns = float(profile.get("conversation_turn_mean") or 1)
         spread = float(profile.get("conversation_turn_stddev") or 0)

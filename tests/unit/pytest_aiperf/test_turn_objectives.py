@@ -405,3 +405,39 @@ def test_any_range_judges_exactly_its_turns(some_failed: ProfileResult, op: str,
         assert verdict.measured == len(chosen)
     elif not ok:  # every turn of the range failed: nothing measured, never a PASS
         assert verdict.status == "FAIL"
+
+
+# -- the planner ------------------------------------------------------------------------------
+
+
+def _plan(slo: dict[str, str], **profile: object) -> list[str]:
+    from aiperf.common.config import UserConfig
+    from pytest_aiperf.planner import plan
+    from pytest_aiperf.policy import VerdictPolicy
+
+    config = UserConfig.build(where="profile", streaming=True, concurrency=4, **profile)
+    return plan(parse_objectives(slo), config, VerdictPolicy())
+
+
+def test_the_planner_counts_the_turns_of_whole_sessions() -> None:
+    # conversation_num alone runs every turn of 200 sessions of 4: 800 requests, of which
+    # 200 first turns (a p99 bound needs n >= 299) and 600 later ones; not "10 x concurrency"
+    sessions = {"conversation_num": 200, "conversation_turn_mean": 4}
+    slo = {"time_to_first_token.p99": "< 1 s",
+           "time_to_first_token.p99[turn>=2]": "< 1 s",
+           "time_to_first_token.p99[turn==1]": "< 1 s"}
+    warned = _plan(slo, **sessions)
+    assert len(warned) == 1, warned
+    assert warned[0].startswith("time_to_first_token.p99[turn==1] < 1 s can never PASS "
+                                "with 200 requests of turn==1")
+
+
+def test_the_planner_bounds_a_turn_objective_by_the_run_when_its_share_is_unknown() -> None:
+    # a request count cuts sessions where it ends: the range has at most that many
+    warned = _plan({"time_to_first_token.p99[turn>=2]": "< 1 s"}, conversation_num=50,
+                   conversation_turn_mean=4, request_count=100)
+    assert len(warned) == 1 and "can never PASS with at most 100 requests of turn>=2" in \
+        warned[0]
+    # drawn turn counts: the run's length is not known ahead, so nothing is claimed
+    assert _plan({"time_to_first_token.p99": "< 1 s"}, conversation_num=20,
+                 conversation_turn_mean=4, conversation_turn_stddev=1) == []

@@ -9,11 +9,19 @@ kinds alternating which goes first (the box's speed drifts). Issue 13's figure: 
 costs at most 10 % more per request.
 
     .venv/bin/python benchmarks/multi_turn_cost.py [--repeats 5] [--requests 4000] [--turns 4]
+
+``--base <checkout>`` (e.g. a ``git worktree`` of an earlier commit) also runs a second
+mesh whose processes import that checkout's ``aiperf``, interleaved run by run with this
+one's, and prints the same lines for it first (prefixed ``base``), then this tree's
+(``new``): an A/B on the same loaded box.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import sys
+from collections.abc import Iterator
 
 from _common import median, tree_cpu_seconds
 
@@ -36,28 +44,64 @@ def run(mesh: Mesh, url: str, requests: int, streaming: bool, turns: int) -> flo
     return (cpu1 - cpu0) / requests * 1000
 
 
+@contextlib.contextmanager
+def _mesh(checkout: str | None) -> Iterator[Mesh]:
+    """A started mesh; with ``checkout``, its processes import that tree's ``aiperf`` (the
+    mesh hands its host's ``sys.path`` to the controller as PYTHONPATH)."""
+    mesh = Mesh()
+    if checkout is not None:
+        sys.path.insert(0, checkout)
+    try:
+        mesh.launch()
+    finally:
+        if checkout is not None:
+            sys.path.remove(checkout)
+    try:
+        yield mesh.wait_ready()
+    finally:
+        mesh.shutdown()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--requests", type=int, default=4000)
     parser.add_argument("--turns", type=int, default=4)
+    parser.add_argument("--base", default=None,
+                        help="a checkout to A/B against, e.g. a git worktree of a commit")
     args = parser.parse_args()
-    with MockServerProcess(tokens=TOKENS) as server, Mesh() as mesh:
-        run(mesh, server.url, 500, True, args.turns)  # warm: connections, imports
+    with contextlib.ExitStack() as stack:
+        server = stack.enter_context(MockServerProcess(tokens=TOKENS))
+        meshes = {"new": stack.enter_context(_mesh(None))}
+        if args.base is not None:
+            meshes = {"base": stack.enter_context(_mesh(args.base)), **meshes}
+        for mesh in meshes.values():
+            run(mesh, server.url, 500, True, args.turns)  # warm: connections, imports
         for streaming in (False, True):
-            single, multi = [], []
+            single: dict[str, list[float]] = {name: [] for name in meshes}
+            multi: dict[str, list[float]] = {name: [] for name in meshes}
             for repeat in range(args.repeats):
                 order = (1, args.turns) if repeat % 2 == 0 else (args.turns, 1)
+                # The trees alternate which goes first too.
+                names = list(meshes) if repeat % 2 == 0 else list(meshes)[::-1]
                 for turns in order:
-                    ms = run(mesh, server.url, args.requests, streaming, turns)
-                    (single if turns == 1 else multi).append(ms)
-            ratio = median(multi) / median(single)
-            mode = "streaming    " if streaming else "non-streaming"
-            print(f"{mode} c={CONCURRENCY}: CPU per request single-turn {median(single):.3f} ms, "
-                  f"{args.turns}-turn sessions {median(multi):.3f} ms, ratio {ratio:.2f} "
-                  f"(target <= {TARGET:.2f}) [single: "
-                  f"{', '.join(f'{v:.3f}' for v in single)}; multi: "
-                  f"{', '.join(f'{v:.3f}' for v in multi)}]")
+                    for name in names:
+                        ms = run(meshes[name], server.url, args.requests, streaming, turns)
+                        (single if turns == 1 else multi)[name].append(ms)
+            for name in meshes:
+                report(streaming, args.turns, single[name], multi[name],
+                       f"{name} " if len(meshes) > 1 else "")
+
+
+def report(streaming: bool, turns: int, single: list[float], multi: list[float],
+           prefix: str) -> None:
+    ratio = median(multi) / median(single)
+    mode = "streaming    " if streaming else "non-streaming"
+    print(f"{prefix}{mode} c={CONCURRENCY}: CPU per request single-turn {median(single):.3f} ms, "
+          f"{turns}-turn sessions {median(multi):.3f} ms, ratio {ratio:.2f} "
+          f"(target <= {TARGET:.2f}) [single: "
+          f"{', '.join(f'{v:.3f}' for v in single)}; multi: "
+          f"{', '.join(f'{v:.3f}' for v in multi)}]", flush=True)
 
 
 if __name__ == "__main__":

@@ -728,7 +728,7 @@ class Worker(BaseComponentService):
         count or, when it gave none, the tokenizer's."""
         completion = answer.completion_tokens
         return turn.input_tokens - turn.system_tokens + (
-            completion if completion is not None else self._tokenizer.count(answer.text()))
+            completion if completion is not None else self._tokenizer.count(answer.text))
 
     def _report_if_done(self, progress: _LeaseProgress) -> None:
         if (progress.consumed and progress.completed == progress.next_offset

@@ -1,6 +1,6 @@
 """A session turn's answer as the next turn's history (aiperf/dataset/answers.py): the
 spliced message must decode to the server's answer exactly, and agree with the endpoint's
-own parser (answer_of) on every response, fast path or not."""
+own parser (answer_of) on every response shape."""
 
 from __future__ import annotations
 
@@ -67,7 +67,7 @@ def test_a_chat_body_answer_splices_to_the_servers_text(
     answer = history_answer(endpoint, record)
     assert answer is not None
     assert _message(answer.message) == {"role": "assistant", "content": text}
-    assert (answer.text(), answer.completion_tokens) == answer_of(endpoint, record)
+    assert (answer.text, answer.completion_tokens) == answer_of(endpoint, record)
 
 
 @settings(max_examples=150, deadline=None)
@@ -80,7 +80,7 @@ def test_a_streamed_chat_answer_splices_to_its_pieces_joined(
     answer = history_answer(endpoint, record)
     assert answer is not None
     assert _message(answer.message) == {"role": "assistant", "content": "".join(pieces)}
-    assert (answer.text(), answer.completion_tokens) == answer_of(endpoint, record)
+    assert (answer.text, answer.completion_tokens) == answer_of(endpoint, record)
 
 
 @settings(max_examples=60, deadline=None)
@@ -106,7 +106,7 @@ def test_null_content_is_an_empty_answer_as_the_endpoint_reads_it() -> None:
     record = _record([_body(None, 0, False)])
     answer = history_answer(endpoint, record)
     assert answer is not None and _message(answer.message)["content"] == ""
-    assert (answer.text(), answer.completion_tokens) == answer_of(endpoint, record) == ("", 0)
+    assert (answer.text, answer.completion_tokens) == answer_of(endpoint, record) == ("", 0)
 
 
 def test_failed_turns_leave_no_answer() -> None:
@@ -130,9 +130,9 @@ def test_a_stream_with_an_error_event_leaves_no_answer() -> None:
     assert history_answer(endpoint, _record([data])) is None
 
 
-def test_shapes_off_the_fast_path_agree_with_the_endpoints_parser() -> None:
-    """A lone surrogate escape, tool calls, a comment line in the stream: the endpoint's
-    own parser decides, so the history holds what the record processor reads."""
+def test_odd_shapes_agree_with_the_endpoints_parser() -> None:
+    """A lone surrogate escape, tool calls, a comment line in the stream, ASCII escapes of
+    astral characters: the history holds what the endpoint's parser reads."""
     chat = make_endpoint("chat", model="m", streaming=False)
     streaming = make_endpoint("chat", model="m", streaming=True)
     tool = json.dumps({"choices": [{"message": {"content": None, "tool_calls": [
@@ -150,7 +150,7 @@ def test_shapes_off_the_fast_path_agree_with_the_endpoints_parser() -> None:
             assert answer is None
         else:
             assert answer is not None
-            assert (answer.text(), answer.completion_tokens) == expected
+            assert (answer.text, answer.completion_tokens) == expected
             assert _message(answer.message) == {"role": "assistant", "content": expected[0]}
 
 

@@ -23,9 +23,44 @@ def request_budget(config: UserConfig, policy: VerdictPolicy) -> int | None:
         if not rate:
             return None
         per_run = math.floor(rate * config.benchmark_duration)
+    elif (turns := _session_turns(config)) is not None:
+        if not turns:
+            return None  # whole sessions of drawn (or a file's) lengths: not known ahead
+        per_run = config.conversation_num * turns  # type: ignore[operator]
     else:
         per_run = config.resolved_request_count()
     return per_run * policy.looks(config)
+
+
+def _session_turns(config: UserConfig) -> int | None:
+    """Turns per session of a run bounded by whole sessions (``conversation_num`` alone:
+    every turn of every session is sent, not 10 x concurrency); 0 when that is not known
+    ahead (drawn turn counts, or a file's sessions); None for any other run."""
+    from aiperf.dataset.sessions import whole_session_leases
+
+    if not whole_session_leases(config):
+        return None
+    if config.input_file is not None or config.resolved_dataset() != "synthetic" or \
+            config.conversation_turn_stddev > 0:
+        return 0
+    return max(1, round(config.conversation_turn_mean))  # as sessions.turn_counts has it
+
+
+def _turn_budget(objective: Objective, config: UserConfig, budget: int,
+                 policy: VerdictPolicy) -> tuple[int, str]:
+    """(n, how it reads) of an objective on some turns: exact for whole sessions of a fixed
+    length, else the run's budget, which bounds the range's requests from above (so a
+    "can never" warning on it holds for the range too)."""
+    turns = objective.turns
+    assert turns is not None
+    per_session = _session_turns(config)
+    if per_session:
+        high = per_session if turns.high_index is None else min(per_session,
+                                                                turns.high_index + 1)
+        n = max(0, high - turns.low_index) * config.conversation_num  # type: ignore[operator]
+        n *= policy.looks(config)
+        return n, f"{n} requests of {turns}"
+    return budget, f"at most {budget} requests of {turns}"
 
 
 def plan(objectives: list[Objective], config: UserConfig, policy: VerdictPolicy) -> list[str]:
@@ -40,23 +75,24 @@ def plan(objectives: list[Objective], config: UserConfig, policy: VerdictPolicy)
     for objective in objectives:
         if is_exact_count(objective) or objective.window_s is not None or objective.server:
             continue  # an exact check; a window's n depends on the rate; a server's gauge
+        n, n_text = budget, f"{budget} requests"
         if objective.turns is not None:
-            continue  # "[turn>=2]": its n is the share of those turns, known after the run
+            n, n_text = _turn_budget(objective, config, budget, policy)
         q = parse_percentile(objective.stat)
         below = objective.op in ("<", "<=")
         if q is not None:
             need = {side: min_samples_for_quantile(q, confidence, side)
                     for side in ("upper", "lower")}
             pass_side, fail_side = ("upper", "lower") if below else ("lower", "upper")
-            if budget < need[pass_side]:
+            if n < need[pass_side]:
                 warnings.append(
-                    f"{objective.key} {objective.text} can never PASS with {budget} requests: "
+                    f"{objective.key} {objective.text} can never PASS with {n_text}: "
                     f"a bound on the {objective.stat} at {confidence:.3g} confidence needs "
                     f"n >= {need[pass_side]} (it can only FAIL or be INCONCLUSIVE); raise "
-                    f"request_count or use a lower percentile")
-            elif budget < need[fail_side]:
+                    f"{_more(config)} or use a lower percentile")
+            elif n < need[fail_side]:
                 warnings.append(
-                    f"{objective.key} {objective.text} can never FAIL with {budget} requests: "
+                    f"{objective.key} {objective.text} can never FAIL with {n_text}: "
                     f"the other bound needs n >= {need[fail_side]}")
         elif objective.metric in ("request_error_rate", "good_request_fraction"):
             scale = 100.0 if objective.metric == "request_error_rate" else 1.0
@@ -76,3 +112,9 @@ def plan(objectives: list[Objective], config: UserConfig, policy: VerdictPolicy)
                     f"at {confidence:.3g} confidence is {bound:.3g} {objective.unit}; send "
                     "more requests or loosen the threshold")
     return warnings
+
+
+def _more(config: UserConfig) -> str:
+    """What to raise for more requests: a run of whole sessions is as long as its sessions
+    (a request_count would cut them)."""
+    return "conversation_num" if _session_turns(config) is not None else "request_count"

@@ -8,10 +8,10 @@ plus a quarter of its request latency. Below the slots nothing waits; at 8 clien
 requests beyond the slots wait for one to free, about half a request on average once the
 waves stagger (measured here: TTFT p75 at 8 clients = TTFT p90 at 4 + 0.5 latency), so the
 p75 breaks before 8. (Half a latency, as first written, put 8 right on the threshold:
-INCONCLUSIVE, and a lucky PASS there sent the search past 8.) Marked ``llama``, skipped as
-tests/integration/test_llama_server.py is; skipped too when the machine is so loaded that
-a request takes over 5 s at 4 clients (the search would not fit its minute; measured here:
-1.3-2 s for one request alone while five other sessions ran).
+INCONCLUSIVE, and a lucky PASS there sent the search past 8.) Marked ``llama``, skipped (or
+failed under CI) as tests/integration/test_llama_server.py is; skipped too when the machine
+is so loaded that a request takes over 5 s at 4 clients (the search would not fit its
+minute; measured here: 1.3-2 s for one request alone while five other sessions ran).
 """
 
 from __future__ import annotations
@@ -24,23 +24,17 @@ from aiperf.capacity import Budget, run_search
 from aiperf.capacity.cli import parse_slo
 from aiperf.capacity.probe import ProbeRunner
 from aiperf.mesh import Mesh
-from pytest_aiperf.kit.servers import LlamaServer, why_unavailable
+from pytest_aiperf.kit.servers import LlamaServer
 from pytest_aiperf.policy import VerdictPolicy
+from tests.harness.llama_server import llama_server_fixture
 
-pytestmark = [
-    pytest.mark.llama,
-    pytest.mark.skipif(why_unavailable() is not None, reason=str(why_unavailable())),
-]
+pytestmark = pytest.mark.llama
 SLOTS = 4
 PROFILE = {"model": "smollm2", "streaming": True, "osl": 8, "isl": 16,
            "extra_inputs": {"ignore_eos": True}, "request_timeout_seconds": 60}
 MAX_LATENCY_S = 5.0
 
-
-@pytest.fixture(scope="module")
-def llama() -> Iterator[LlamaServer]:
-    with LlamaServer(parallel=SLOTS, threads=2) as server:
-        yield server
+llama = llama_server_fixture(parallel=SLOTS)
 
 
 @pytest.fixture(scope="module")

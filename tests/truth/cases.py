@@ -80,7 +80,7 @@ class Time:
     floor: bool = True
     with_setup: bool = False
     median: bool = True  # False: only the floor is checked
-    server_late_ms: float = 0.0  # how late the server kept this schedule (median)
+    server_late_ms: float = 0.0  # how late the server kept this schedule at most (median)
 
 
 @dataclass(frozen=True)

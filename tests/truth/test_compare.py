@@ -174,3 +174,19 @@ def test_a_slow_answered_exchange_is_still_caught_after_a_resend() -> None:
     problems = _problems_after("closes_connections", slow)
     assert any("request_latency: p50 less each request's time lost" in p for p in problems), \
         problems
+
+
+@pytest.mark.parametrize(("ttft_shift_ms", "caught"), [(0.0, False), (15.0, False),
+                                                       (15.0 + 9.0, True)])
+def test_a_late_server_moves_the_truth_up_to_its_lateness(ttft_shift_ms: float,
+                                                          caught: bool) -> None:
+    """The server's late_ms is a response's latest wake-up: its first event may have been on
+    time (TTFT at the schedule passes) or as late (TTFT 15 ms later passes), and a time later
+    than the schedule + lateness + tolerance (8 ms at c=16) is still caught."""
+    case = BY_NAME["reasoning_content_stream"]
+    summary, records = perfect_run(case, 16, 16)
+    ttft = summary["time_to_first_token"]
+    ttft.update(p50=ttft["p50"] + ttft_shift_ms, max=ttft["max"] + ttft_shift_ms)
+    server = ServerStats(requests=16, connections=16, late_ms=[15.0] * 16)
+    problems = check_run(case, 16, 16, summary, records, server)
+    assert any(p.startswith("time_to_first_token: p50") for p in problems) == caught, problems

@@ -2,12 +2,14 @@
 ``HttpTransport``, without aiohttp's per-request machinery.
 
 aiohttp builds a ``ClientRequest``, a ``ClientResponse``, a ``StreamWriter``, a body payload,
-a header multidict and (on Python 3.11) a task to write the body for every request: about
-75 us of CPU per non-streaming request on this box, where a protocol that writes prebuilt
-bytes and parses the response in ``data_received`` needs about 12
-(benchmarks/transport_cpu.py). On a 2-core box a load test is a CPU race between the
-client and the server under test, so that difference is most of the distance between the
-mesh and a bare aiohttp client (benchmarks/client_throughput.py).
+a header multidict and (on Python 3.11) a task to write the body for every request. Through
+``HttpTransport.send`` that is 84-96 us of CPU per non-streaming request on a 2-core box,
+and 21-23 us with this client, which writes prebuilt bytes and parses the response in
+``data_received`` (streaming, 16 chunks: 104-154 against 50; benchmarks/transport_cpu.py).
+In the mesh the worker went from 97 to 28 us per non-streaming request and from 152 to 63
+streaming (benchmarks/client_throughput.py --cpu-breakdown). On a 2-core box a load test
+is a CPU race between the client and the server under test, so that difference is most of
+the distance between the mesh and a bare aiohttp client.
 
 What it does: keep-alive connections in a pool bounded by ``max_connections`` (a request
 waits for a free one: ``blocked_ns``), DNS results cached for ``DNS_TTL_S`` (``dns_ns``),

@@ -24,12 +24,22 @@ from aiperf.transports.sse import MESSAGE, SSEParser, parse_block
 
 MISMATCH_TOLERANCE = 0.10
 NO_USAGE = (-1, -1, -1, -1)
+_NO_COUNTS = (None, None, None, None)
 
 
-def _count(value: object) -> int:
-    """A usage count for the record's int field, -1 for none (or anything an endpoint
-    plugin put there that is not a plausible count)."""
-    return value if type(value) is int and 0 <= value < MAX_TOKEN_COUNT else -1
+def _usage_of(parsed: ParsedResponse) -> tuple[int, int, int, int] | None:
+    """(prompt, completion, total, reasoning) of one event or body, -1 for each it lacks
+    (or that an endpoint plugin filled with anything but a plausible count); None when it
+    carried no usage count at all. Inline checks: this runs for every request."""
+    u = (parsed.prompt_tokens, parsed.completion_tokens, parsed.total_tokens,
+         parsed.reasoning_tokens)
+    if u == _NO_COUNTS:
+        return None
+    top = MAX_TOKEN_COUNT
+    return (u[0] if type(u[0]) is int and 0 <= u[0] < top else -1,
+            u[1] if type(u[1]) is int and 0 <= u[1] < top else -1,
+            u[2] if type(u[2]) is int and 0 <= u[2] < top else -1,
+            u[3] if type(u[3]) is int and 0 <= u[3] < top else -1)
 
 
 def usage_numbers(events: list[ParsedResponse]) -> tuple[int, int, int, int]:
@@ -38,10 +48,9 @@ def usage_numbers(events: list[ParsedResponse]) -> tuple[int, int, int, int]:
     non-empty usage wins whole, no field is merged from an earlier event (a stream sends
     usage once at its end, or running totals whose last is final)."""
     for parsed in reversed(events):
-        if parsed.prompt_tokens is not None or parsed.completion_tokens is not None or \
-                parsed.total_tokens is not None or parsed.reasoning_tokens is not None:
-            return (_count(parsed.prompt_tokens), _count(parsed.completion_tokens),
-                    _count(parsed.total_tokens), _count(parsed.reasoning_tokens))
+        usage = _usage_of(parsed)
+        if usage is not None:
+            return usage
     return NO_USAGE
 
 
@@ -231,7 +240,7 @@ class RecordDeriver:
                 return self._error(raw, ErrorInfo(raw.status, "ServerError", parsed.error))
             prompt_tokens, completion_tokens = parsed.prompt_tokens, parsed.completion_tokens
             reasoning_tokens = parsed.reasoning_tokens
-            usage = usage_numbers([parsed])
+            usage = _usage_of(parsed) or NO_USAGE
             token_ts.append(ts)
             texts.append(parsed.content or "")
             if parsed.reasoning:

@@ -61,7 +61,7 @@ def body(usage: Any) -> bytes:
 
 
 @given(usages)
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 def test_a_body_usage_of_any_shape_is_its_counts_or_absent(usage: Any) -> None:
     record = deriver(streaming=False).derive(raw([(5 * MS, body(usage))]))
     assert record.error is None
@@ -79,7 +79,7 @@ def test_a_body_usage_of_any_shape_is_its_counts_or_absent(usage: Any) -> None:
 
 
 @given(st.lists(stream_usages, min_size=1, max_size=4))
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 def test_a_stream_takes_the_last_event_that_carried_a_count(per_event: list[Any]) -> None:
     reads = [(5 * MS, chunk(" a b"))]
     reads += [(6 * MS + i, chunk(None, usage=u) if u is not None else chunk(None))
@@ -130,7 +130,7 @@ def test_an_error_record_has_no_usage() -> None:
 @given(st.lists(st.builds(ParsedResponse, prompt_tokens=odd_counts,
                           completion_tokens=odd_counts, total_tokens=odd_counts,
                           reasoning_tokens=odd_counts), max_size=4))
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 def test_what_a_plugin_put_in_a_parsed_response_is_a_count_or_minus_one(
         events: list[ParsedResponse]) -> None:
     numbers = usage_numbers(events)

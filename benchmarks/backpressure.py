@@ -12,12 +12,22 @@ worker would show).
 
     .venv/bin/python benchmarks/backpressure.py [--requests 6000] [--slow-ms 1.5]
         [--hwm 0,8,128]
+
+``--stall S``: sketch mode's bound, at the highest rate this machine drives. A duration
+run in sketch mode (c=64, ``--osl`` tokens, zero-latency mock) whose record processor (or,
+``--stall-service records_manager``, records manager) is stopped (SIGSTOP) for S seconds
+after 8 s: whatever the record path would hold, it holds then. Printed: each process's
+peak PSS (``/proc/<pid>/smaps_rollup``), the tree's, and the run's request rate. A larger
+``--osl`` makes larger records, so batches that would be larger, with the same bound.
+
+    .venv/bin/python benchmarks/backpressure.py --stall 8 [--osl 16] [--seconds 30]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import threading
 import time
@@ -76,13 +86,83 @@ def measure(url: str, hwm: int, requests: int) -> tuple[Peaks, float, bool, int,
     return peaks, elapsed, bool(result.invariant["ok"]), result.request_count, throughput
 
 
+def pss_bytes(pid: int) -> int | None:
+    """PSS of one process: forked services share most pages, and PSS splits them."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup", "rb") as handle:
+            for line in handle:
+                if line.startswith(b"Pss:"):
+                    return int(line.split()[1]) * 1024
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    return None
+
+
+def stall(args: argparse.Namespace) -> None:
+    """A sketch-mode duration run with one service stopped for a while (module doc)."""
+    with MockServerProcess(tokens=args.osl) as server, Mesh() as mesh:
+        assert mesh.pid is not None
+        pids = {"controller": mesh.pid, **mesh.services}
+        victim = next(pid for name, pid in mesh.services.items()
+                      if name.startswith(args.stall_service))
+        peaks: dict[str, int] = {}
+        stop = threading.Event()
+
+        def sample() -> None:
+            while not stop.is_set():
+                tree = 0
+                for name, pid in pids.items():
+                    value = pss_bytes(pid)
+                    if value is not None:
+                        tree += value
+                        peaks[name] = max(peaks.get(name, 0), value)
+                peaks["whole tree"] = max(peaks.get("whole tree", 0), tree)
+                stop.wait(0.2)
+
+        def pause() -> None:
+            if stop.wait(8.0):
+                return
+            os.kill(victim, signal.SIGSTOP)
+            try:
+                stop.wait(args.stall)
+            finally:
+                os.kill(victim, signal.SIGCONT)
+
+        threads = [threading.Thread(target=sample, daemon=True),
+                   threading.Thread(target=pause, daemon=True)]
+        for thread in threads:
+            thread.start()
+        try:
+            result = mesh.run(url=server.url, streaming=True, concurrency=64, osl=args.osl,
+                              benchmark_duration=args.seconds, sketch=True)
+        finally:
+            stop.set()
+            for thread in threads:
+                thread.join(args.stall + 10)
+    print(f"sketch mode, {args.seconds:g} s at c=64, osl {args.osl}, {args.stall_service} "
+          f"stopped for {args.stall:g} s after 8 s: {result.request_count:,} requests, "
+          f"{result['request_throughput'].avg:,.0f} req/s, invariant "
+          f"{'ok' if result.invariant['ok'] else 'BROKEN'}")
+    for name in sorted(peaks, key=lambda n: (n == "whole tree", n)):
+        print(f"  {name:<22} peak PSS {peaks[name] / MIB:7.1f} MiB")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=6000)
     parser.add_argument("--slow-ms", type=float, default=1.5)
     parser.add_argument("--hwm", default="",
                         help="comma-separated record_hwm values (default: 0 and the default)")
+    parser.add_argument("--stall", type=float, default=0.0,
+                        help="seconds to stop a service in a sketch-mode run (module doc)")
+    parser.add_argument("--stall-service", default="record_processor",
+                        choices=["record_processor", "records_manager"])
+    parser.add_argument("--osl", type=int, default=16, help="--stall: tokens per response")
+    parser.add_argument("--seconds", type=float, default=30.0, help="--stall: run length")
     args = parser.parse_args()
+    if args.stall:
+        stall(args)
+        return
     os.environ["AIPERF_SLOW_RECORD_MS"] = str(args.slow_ms)
     bounded = ServiceConfig.model_fields["record_hwm"].default
     print(f"{args.requests} streamed requests (64 tokens), c=16, 1 worker, 1 record "

@@ -14,6 +14,9 @@ costs at most 10 % more per request.
 mesh whose processes import that checkout's ``aiperf``, interleaved run by run with this
 one's, and prints the same lines for it first (prefixed ``base``), then this tree's
 (``new``): an A/B on the same loaded box.
+
+``--by-process`` prints instead, per mode, each mesh process kind's CPU per request (us)
+single-turn against multi-turn: where the sessions' extra cost is spent.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import contextlib
 import sys
 from collections.abc import Iterator
 
+import psutil
 from _common import median, tree_cpu_seconds
 
 from aiperf.mesh import Mesh
@@ -42,6 +46,42 @@ def run(mesh: Mesh, url: str, requests: int, streaming: bool, turns: int) -> flo
     cpu1 = tree_cpu_seconds(mesh.pid)
     assert result.error_count == 0 and result.invariant["ok"], result.invariant
     return (cpu1 - cpu0) / requests * 1000
+
+
+def _cpu_by_kind(mesh: Mesh) -> dict[str, float]:
+    """CPU seconds so far of the controller and each service kind (workers summed)."""
+    assert mesh.pid is not None
+    pids = {"controller": [mesh.pid]}
+    for name, pid in mesh.services.items():
+        pids.setdefault(name.rstrip("0123456789").rstrip("_"), []).append(pid)
+    seconds: dict[str, float] = {}
+    for kind, members in pids.items():
+        for pid in members:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                times = psutil.Process(pid).cpu_times()
+                seconds[kind] = seconds.get(kind, 0.0) + times.user + times.system
+    return seconds
+
+
+def by_process(mesh: Mesh, url: str, requests: int, repeats: int, turns: int) -> None:
+    for streaming in (False, True):
+        samples: dict[tuple[int, str], list[float]] = {}
+        for repeat in range(repeats):
+            for kind_turns in ((1, turns) if repeat % 2 == 0 else (turns, 1)):
+                sessions = {"conversation_turn_mean": kind_turns} if kind_turns > 1 else {}
+                before = _cpu_by_kind(mesh)
+                result = mesh.run(url=url, streaming=streaming, concurrency=CONCURRENCY,
+                                  request_count=requests, osl=TOKENS, isl=32, **sessions)
+                after = _cpu_by_kind(mesh)
+                assert result.error_count == 0 and result.invariant["ok"], result.invariant
+                for kind, seconds in after.items():
+                    us = (seconds - before.get(kind, 0.0)) / requests * 1e6
+                    samples.setdefault((kind_turns, kind), []).append(us)
+        mode = "streaming" if streaming else "non-streaming"
+        for kind in sorted({kind for _, kind in samples}):
+            single, multi = median(samples[(1, kind)]), median(samples[(turns, kind)])
+            print(f"{mode} {kind}: CPU per request single-turn {single:.1f} us, "
+                  f"{turns}-turn sessions {multi:.1f} us ({multi - single:+.1f})", flush=True)
 
 
 @contextlib.contextmanager
@@ -69,6 +109,8 @@ def main() -> None:
     parser.add_argument("--turns", type=int, default=4)
     parser.add_argument("--base", default=None,
                         help="a checkout to A/B against, e.g. a git worktree of a commit")
+    parser.add_argument("--by-process", action="store_true",
+                        help="CPU per request of each mesh process kind instead")
     args = parser.parse_args()
     with contextlib.ExitStack() as stack:
         server = stack.enter_context(MockServerProcess(tokens=TOKENS))
@@ -77,6 +119,12 @@ def main() -> None:
             meshes = {"base": stack.enter_context(_mesh(args.base)), **meshes}
         for mesh in meshes.values():
             run(mesh, server.url, 500, True, args.turns)  # warm: connections, imports
+        if args.by_process:
+            for name, mesh in meshes.items():
+                if len(meshes) > 1:
+                    print(f"{name}:")
+                by_process(mesh, server.url, args.requests, args.repeats, args.turns)
+            return
         for streaming in (False, True):
             single: dict[str, list[float]] = {name: [] for name in meshes}
             multi: dict[str, list[float]] = {name: [] for name in meshes}

@@ -17,29 +17,27 @@ from typing import Any
 import msgspec
 
 from aiperf.common.codec import MAX_ERROR_MESSAGE, ErrorInfo, MetricRecord, RawRecord
-from aiperf.endpoints.base import MAX_TOKEN_COUNT, BaseEndpoint, InvalidResponse, ParsedResponse
+from aiperf.endpoints.base import BaseEndpoint, InvalidResponse, ParsedResponse
 from aiperf.transports.http import DONE
 from aiperf.transports.redact import scrub_error, secret_values
 from aiperf.transports.sse import MESSAGE, SSEParser, parse_block
 
 MISMATCH_TOLERANCE = 0.10
 NO_USAGE = (-1, -1, -1, -1)
-_NO_COUNTS = (None, None, None, None)
 
 
 def _usage_of(parsed: ParsedResponse) -> tuple[int, int, int, int] | None:
-    """(prompt, completion, total, reasoning) of one event or body, -1 for each it lacks
-    (or that an endpoint plugin filled with anything but a plausible count); None when it
-    carried no usage count at all. Inline checks: this runs for every request."""
-    u = (parsed.prompt_tokens, parsed.completion_tokens, parsed.total_tokens,
-         parsed.reasoning_tokens)
-    if u == _NO_COUNTS:
+    """(prompt, completion, total, reasoning) of one event or body, -1 for each it lacks;
+    None when it carried no usage count at all. The endpoint read them as counts
+    (``base.token_count``, as for ISL and OSL); the records manager keeps only plausible
+    ones (``parity.add_usage_values``). Four None checks: this runs for every request
+    (validating each here cost three times as much)."""
+    p, c, t, r = (parsed.prompt_tokens, parsed.completion_tokens, parsed.total_tokens,
+                  parsed.reasoning_tokens)
+    if p is None and c is None and t is None and r is None:
         return None
-    top = MAX_TOKEN_COUNT
-    return (u[0] if type(u[0]) is int and 0 <= u[0] < top else -1,
-            u[1] if type(u[1]) is int and 0 <= u[1] < top else -1,
-            u[2] if type(u[2]) is int and 0 <= u[2] < top else -1,
-            u[3] if type(u[3]) is int and 0 <= u[3] < top else -1)
+    return (-1 if p is None else p, -1 if c is None else c, -1 if t is None else t,
+            -1 if r is None else r)
 
 
 def usage_numbers(events: list[ParsedResponse]) -> tuple[int, int, int, int]:

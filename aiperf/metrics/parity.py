@@ -38,6 +38,9 @@ from aiperf.metrics.definitions import BY_TAG, NS_PER_MS
 if TYPE_CHECKING:
     from aiperf.results import ProfileResult
 
+# A usage count at or past this is not one (endpoints.base.MAX_TOKEN_COUNT; not imported:
+# the metrics do not depend on the endpoint package).
+MAX_COUNT = 1 << 31
 USAGE_TAGS = ("usage_prompt_tokens", "usage_completion_tokens", "usage_total_tokens",
               "usage_reasoning_tokens")
 # Time-weighted over the whole run's timeline (result_sweep_metrics): no window or steady
@@ -71,15 +74,16 @@ def add_usage_values(values: dict[str, Any], prompt: int, completion: int, total
                      reasoning: int = -1, produces_tokens: bool = True) -> None:
     """The server's usage counts of one successful request (-1: the response had none).
     Only the prompt count where the endpoint produces no tokens (embeddings, rankings):
-    AIPerf's other usage metrics are for token-producing endpoints only."""
-    if prompt >= 0:
+    AIPerf's other usage metrics are for token-producing endpoints only. A count out of
+    range (an endpoint plugin's) is no count: the records manager keeps them in 4 bytes."""
+    if 0 <= prompt < MAX_COUNT:
         values["usage_prompt_tokens"] = prompt
     if produces_tokens:
-        if completion >= 0:
+        if 0 <= completion < MAX_COUNT:
             values["usage_completion_tokens"] = completion
-        if total >= 0:
+        if 0 <= total < MAX_COUNT:
             values["usage_total_tokens"] = total
-        if reasoning >= 0:
+        if 0 <= reasoning < MAX_COUNT:
             values["usage_reasoning_tokens"] = reasoning
 
 

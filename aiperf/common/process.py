@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import ctypes.util
+import functools
 import os
 import select
 import signal
@@ -14,6 +15,16 @@ from collections.abc import Coroutine
 from typing import Any
 
 _PR_SET_PDEATHSIG = 1
+
+
+@functools.cache
+def libc() -> ctypes.CDLL:
+    """The C library (prctl, timerfd), by its Linux soname first: ``find_library`` runs
+    ldconfig in a subprocess, 10+ ms in every process that asks, more on a busy box."""
+    try:
+        return ctypes.CDLL("libc.so.6", use_errno=True)
+    except OSError:
+        return ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
 
 
 def die_with_parent(expected_parent: int | None = None, *, forked: bool = False) -> None:
@@ -28,8 +39,7 @@ def die_with_parent(expected_parent: int | None = None, *, forked: bool = False)
     parent's pid (a pidfd: no polling) and kills this process when the parent is gone.
     """
     if forked and sys.platform.startswith("linux"):
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        libc().prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
         if expected_parent is not None and os.getppid() != expected_parent:
             os._exit(1)
         return

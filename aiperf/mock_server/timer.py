@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
-import ctypes.util
 import heapq
 import itertools
 import os
 import sys
 import time
 from typing import Protocol
+
+from aiperf.common.process import libc
 
 _CLOCK_MONOTONIC = 1
 _TFD_NONBLOCK = 0o4000
@@ -54,7 +55,7 @@ class TimerFdTimer:
     MAX_STEP_S = 0.0002
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        self._libc = libc()
         fd = self._libc.timerfd_create(_CLOCK_MONOTONIC, _TFD_NONBLOCK | _TFD_CLOEXEC)
         if fd < 0:
             raise OSError(ctypes.get_errno(), "timerfd_create failed")

@@ -121,22 +121,20 @@ def _teardown(netns: str, temp_dir: str, nodes: list[int]) -> list[int]:
 
 def _set_child_subreaper() -> None:
     import ctypes
-    import ctypes.util
 
-    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    from aiperf.common.process import libc
+
     pr_set_child_subreaper = 36
-    if libc.prctl(pr_set_child_subreaper, 1, 0, 0, 0) != 0:
+    if libc().prctl(pr_set_child_subreaper, 1, 0, 0, 0) != 0:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER)")
 
 
 def _term_with_keeper() -> None:
     """In a node's ``ray start``, before exec: SIGTERM it (an orderly stop) if the keeper dies
     without tearing down. Set from the keeper's only thread, so it fires only at its exit."""
-    import ctypes
-    import ctypes.util
+    from aiperf.common.process import libc
 
-    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-    libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
+    libc().prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
 
 
 def _keeper_main(netns: str, temp_dir: str) -> int:

@@ -231,11 +231,9 @@ async def _serve(options: dict[str, Any]) -> None:
 
 def _main(argv: list[str]) -> None:
     if sys.platform.startswith("linux"):
-        import ctypes
-        import ctypes.util
+        from aiperf.common.process import libc
 
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        libc().prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     if os.getppid() != int(argv[2]):
         os._exit(1)
     asyncio.run(_serve(json.loads(argv[1])))

@@ -7,8 +7,6 @@ clusters of their own (one node each, about 4 s), since they end them.
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
 import json
 import os
 import signal
@@ -21,6 +19,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from aiperf.common.process import libc
 from tests.harness.ray_cluster import RayCluster, host_listeners, parse_ss
 from tests.integration.ray.conftest import require_netns_ray
 
@@ -208,8 +207,7 @@ time.sleep(600)
 def _subreaper() -> Iterator[None]:
     """Make this process adopt its orphaned descendants for a while, so the test can reap
     the keeper of a SIGKILLed child instead of leaving it a zombie of init."""
-    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-    libc.prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+    libc().prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
     try:
         yield
     finally:

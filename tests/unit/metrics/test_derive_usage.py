@@ -5,6 +5,7 @@ body whose usage carried any count, whole, -1 for what it lacks, whatever a serv
 from __future__ import annotations
 
 import json
+import random
 from typing import Any
 
 import msgspec
@@ -13,10 +14,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from aiperf.common.codec import MetricRecord, encode
+from aiperf.common.config import UserConfig
 from aiperf.endpoints.base import MAX_TOKEN_COUNT, ParsedResponse, token_count
-from aiperf.metrics.aggregate import per_request_values
+from aiperf.metrics.aggregate import RunAggregator, per_request_values
 from aiperf.metrics.derive import NO_USAGE, usage_numbers
 from tests.unit.metrics.test_derive import DONE, MS, chunk, deriver, raw
+from tests.unit.metrics.test_run_aggregator import META, streamed
 
 # What a server may put in a usage count: counts, their string and float spellings, and
 # everything that is not one.
@@ -175,3 +178,27 @@ def test_a_record_without_usage_carries_four_one_byte_integers() -> None:
     assert decoded == with_usage
     # 123, 45 and 0 are one byte each, 170 two: one byte more than no usage at all.
     assert len(encode(with_usage)) == len(encode(plain)) + 1
+
+
+@pytest.mark.parametrize("sketch", [False, True], ids=["exact", "sketch"])
+def test_the_run_keeps_usage_only_from_requests_that_reported_it(sketch: bool) -> None:
+    rng = random.Random(3)
+    records = [streamed(i, i * MS, rng) for i in range(300)]
+    # Two in three report usage; the third reports none (the -1 defaults).
+    reported = [msgspec.structs.replace(r, usage_prompt=100 + i % 7, usage_completion=40,
+                                        usage_total=999, usage_reasoning=i % 2)
+                if i % 3 else r for i, r in enumerate(records)]
+    config = UserConfig(streaming=True, sketch=sketch)
+    aggregator = RunAggregator(config, META, streaming=True)
+    aggregator.add(reported)
+    metrics = aggregator.finish([(0, len(records))])["metrics"]
+    n = sum(1 for i in range(len(records)) if i % 3)
+    prompts = [100 + i % 7 for i in range(len(records)) if i % 3]
+    assert metrics["usage_prompt_tokens"]["count"] == n
+    assert metrics["usage_prompt_tokens"]["avg"] == pytest.approx(sum(prompts) / n)
+    assert metrics["total_usage_prompt_tokens"]["avg"] == sum(prompts)
+    assert metrics["total_usage_completion_tokens"]["avg"] == 40 * n
+    assert metrics["total_usage_total_tokens"]["avg"] == 999 * n  # as sent, not a sum
+    assert metrics["total_usage_reasoning_tokens"]["avg"] == \
+        sum(i % 2 for i in range(len(records)) if i % 3)
+    assert metrics["usage_total_tokens"]["min"] == metrics["usage_total_tokens"]["max"] == 999

@@ -5,6 +5,7 @@ import pytest
 from aiperf.errors import ConfigError
 from aiperf.transports import make_transport
 from aiperf.transports.http import HttpTransport
+from aiperf.transports.lean import LeanHttpTransport
 
 
 def test_the_transport_plugin_is_chosen_by_url_scheme() -> None:
@@ -24,8 +25,12 @@ def test_the_first_byte_timeout_reaches_the_transport() -> None:
     assert make_transport("http://127.0.0.1:1", 5, 8).first_byte_timeout_seconds is None
 
 
-def test_a_transport_can_be_named_and_an_unknown_name_lists_the_known() -> None:
-    assert isinstance(make_transport("http://127.0.0.1:1", 5, 8, name="http"), HttpTransport)
+def test_the_lean_client_is_the_default_and_aiohttp_can_be_named() -> None:
+    assert type(make_transport("http://127.0.0.1:1", 5, 8)) is LeanHttpTransport
+    assert type(make_transport("https://example.invalid/", 5, 8)) is LeanHttpTransport
+    assert type(make_transport("http://127.0.0.1:1", 5, 8, name="aiohttp")) is HttpTransport
+    with pytest.raises(ConfigError, match="no transport serves scheme 'grpc'"):
+        make_transport("grpc://127.0.0.1:1", 5, 8, name="aiohttp")
     with pytest.raises(ConfigError, match=r"http_client: no transport plugin named 'nope'; "
                                           r"known: .*http"):
         make_transport("http://127.0.0.1:1", 5, 8, name="nope")

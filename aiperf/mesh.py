@@ -68,10 +68,11 @@ def _server_metrics_collector(config: UserConfig) -> ServerMetricsCollector | No
     """Started (its baseline scrape taken) when the profile asks for server metrics."""
     if config.server_metrics is None:
         return None
-    from aiperf.server_metrics import ServerMetricsCollector, default_metrics_url
+    from aiperf.server_metrics import ServerMetricsCollector, scrape_targets
 
-    urls = config.server_metrics or [default_metrics_url(config.url)]
-    return ServerMetricsCollector(urls, config.server_metrics_interval).start()
+    # the endpoint's own server gets the endpoint's credentials (a protected /metrics)
+    return ServerMetricsCollector(scrape_targets(config),
+                                  config.server_metrics_interval).start()
 
 
 def _server_summary(collector: ServerMetricsCollector, result: ProfileResult) -> ServerMetrics:

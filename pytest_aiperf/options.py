@@ -41,7 +41,7 @@ OPTIONS: dict[str, tuple[str, str]] = {
     "artifacts": ("write each load test's artifacts to DIR/<test>/ and DIR/summary.json",
                   "string"),
     "html": ("write a self-contained HTML report of the session's load tests to FILE "
-             "(plots per test; needs pytest-aiperf[report])", "string"),
+             "(plots per test)", "string"),
     "workers": ("worker processes of the mesh (default: half the cores, at least 1)",
                 "string"),
     "ray_address": ("run the mesh's workers as Ray actors on this cluster: the head's "
@@ -329,7 +329,7 @@ def _artifacts(config: pytest.Config, given: Path | None, html: Path | None,
 
         if importlib.util.find_spec("aiperf.report") is None:
             raise pytest.UsageError("--aiperf-html / aiperf_html: aiperf.report is not "
-                                    "installed; install pytest-aiperf[report]")
+                                    "installed (a partial install): reinstall pytest-aiperf")
     if given is not None:
         return given, False
     if disabled or (html is None and not config.getoption("htmlpath", None)):

@@ -623,17 +623,18 @@ def check_server_metric_names(objectives: list[Objective], config: UserConfig,
     if not server or config.server_metrics is None:
         return []
     from aiperf.common.config import mask_url
-    from aiperf.server_metrics import default_metrics_url, scrape_once
+    from aiperf.server_metrics import scrape_once, scrape_targets
     from aiperf.server_metrics.summary import default_stat, stats_of, suggest
 
-    urls = tuple(config.server_metrics or [default_metrics_url(config.url)])
+    targets = scrape_targets(config)  # with the endpoint's credentials where they go
+    urls = tuple(t.url for t in targets)
     if urls not in _SCRAPED_NAMES:
         types: dict[str, str] = {}
         errors: list[str] = []
-        for url in urls:
-            scrape = scrape_once(url, "baseline", timeout)
+        for target in targets:
+            scrape = scrape_once(target, "baseline", timeout)
             if scrape.snapshot is None:
-                errors.append(f"{mask_url(url)}: {scrape.error}")
+                errors.append(f"{mask_url(target.url)}: {scrape.error}")
                 continue
             for name, family in scrape.snapshot.items():
                 types[name] = family.type

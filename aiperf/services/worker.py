@@ -66,6 +66,7 @@ from aiperf.common.messages import (
     MessageType,
     WorkerLoadReport,
 )
+from aiperf.common.net import with_http_scheme
 from aiperf.common.service import BaseComponentService
 from aiperf.dataset.answers import HistoryAnswer, history_answer
 from aiperf.dataset.models import SessionLayout, Turn, dataset_of, session_layout, turn_for
@@ -283,7 +284,7 @@ class Worker(BaseComponentService):
         self._planned = set()
         # Round robin over several servers: the same path on each base URL.
         path = self._url[len(config.url.rstrip("/")):]
-        self._urls = [_with_scheme(u).rstrip("/") + path for u in config.urls] \
+        self._urls = [with_http_scheme(u).rstrip("/") + path for u in config.urls] \
             if len(config.urls) > 1 else []
 
     @on_message(MessageType.CANCEL_REQUESTS)
@@ -814,7 +815,3 @@ def _planned_cancel(credit_id: int, share: float) -> bool:
     ids 0 .. n-1 hold exactly floor(n * share) of them (exact counts, no random draw)."""
     return int((credit_id + 1) * share) > int(credit_id * share)
 
-
-def _with_scheme(url: str) -> str:
-    """A URL as the config's own ``url`` is taken: http:// when it has no scheme."""
-    return url if "://" in url else f"http://{url}"

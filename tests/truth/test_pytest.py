@@ -55,9 +55,14 @@ BREACH_REQUESTS = 16
 NEVER_ANSWER_DURATION = "3s"
 NEVER_ANSWER_GRACE = "0.5s"
 
+# aiperf_validity = warn, as every pytester session's (tests/harness/pytester_ini.py): on a
+# busy 2-core box a worker's loop lag past its limit makes a run INVALID, a test error that
+# judges nothing; these tests compare every metric with the truth instead (seen: a 74 ms
+# loop lag p99 erred embeddings_4mb at c=1).
 INI = """
 [pytest]
 asyncio_default_fixture_loop_scope = function
+aiperf_validity = warn
 """
 
 HEADER = '''

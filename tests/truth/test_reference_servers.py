@@ -33,7 +33,11 @@ from tests.truth.cases import (
     Case,
     Time,
 )
-from tests.truth.compare import failure_message, measure_until_the_box_keeps_time
+from tests.truth.compare import (
+    SERVER_LATE_MS,
+    failure_message,
+    measure_until_the_box_keeps_time,
+)
 from tests.truth.conftest import ServerPool
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -185,15 +189,18 @@ def _compare(case: Case, concurrency: int, exchanges: list[Exchange]) -> list[st
 
 
 def test_a_server_that_never_answers_notes_how_long_the_client_waited() -> None:
-    # The client's 300 ms run from before it connects; the server's clock from the request's
-    # arrival, after the client wrote it: the server's figure is short by that much.
+    # The client's 300 ms run from before it connects; the server's clock from when it has
+    # read the whole request, after the client wrote it (measured here) and after the server
+    # was scheduled to read it (up to SERVER_LATE_MS, a wake-up the suite calls normal): the
+    # server's figure is short by those.
     written: list[float] = []
 
-    async def headers_sent(session: object, context: object, params: object) -> None:
+    async def sent(session: object, context: object, params: object) -> None:
         written.append(time.perf_counter())
 
     trace = aiohttp.TraceConfig()
-    trace.on_request_headers_sent.append(headers_sent)
+    trace.on_request_headers_sent.append(sent)
+    trace.on_request_chunk_sent.append(sent)
     with ReferenceServer(Behaviour(never_answer=True)) as server:
 
         async def give_up_after(seconds: float) -> float:
@@ -203,7 +210,7 @@ def test_a_server_that_never_answers_notes_how_long_the_client_waited() -> None:
                     async with asyncio.timeout(seconds):
                         await session.post(server.url + PATHS["chat"], json={})
             assert written, "the request was never written"
-            return (written[0] - began) * 1000
+            return (written[-1] - began) * 1000
 
         before_sent_ms = asyncio.run(give_up_after(0.3))
         deadline = time.monotonic() + 5
@@ -211,8 +218,8 @@ def test_a_server_that_never_answers_notes_how_long_the_client_waited() -> None:
             time.sleep(0.02)
         stats = server.stats()
     assert stats.requests == 1 and len(stats.hangs_ms) == 1
-    assert 300 - before_sent_ms - EARLY_MS <= stats.hangs_ms[0] < 300 + 100, (
-        stats, before_sent_ms)
+    lowest = 300 - before_sent_ms - SERVER_LATE_MS - EARLY_MS
+    assert lowest <= stats.hangs_ms[0] < 300 + 100, (stats, before_sent_ms)
 
 
 def test_a_behaviour_never_mixes_reasoning_and_answer_in_one_event() -> None:

@@ -23,6 +23,7 @@ from aiperf.endpoints.base import (
     decode_json,
     error_text,
     usage_counts,
+    usage_total,
 )
 
 
@@ -121,7 +122,8 @@ class OpenAITokenEndpoint(BaseEndpoint):
         if usage is None and reasoning is None:
             return NOT_CONTENT if content is None else ParsedResponse(content)
         prompt, completion, reasoning_tokens = usage_counts(usage)
-        return ParsedResponse(content, prompt, completion, None, reasoning, reasoning_tokens)
+        return ParsedResponse(content, prompt, completion, None, reasoning, reasoning_tokens,
+                              usage_total(usage))
 
     def parse_body(self, body: bytes) -> ParsedResponse:
         response = self._decode(body, "response")
@@ -132,7 +134,8 @@ class OpenAITokenEndpoint(BaseEndpoint):
         prompt, completion, reasoning_tokens = usage_counts(response.usage)
         choice = response.choices[0]
         return ParsedResponse(self.body_text(choice) or "", prompt, completion, None,
-                              self.body_reasoning(choice) or None, reasoning_tokens)
+                              self.body_reasoning(choice) or None, reasoning_tokens,
+                              usage_total(response.usage))
 
     def _decode(self, data: bytes, what: str) -> Response | LenientResponse:
         try:

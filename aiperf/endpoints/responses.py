@@ -32,6 +32,7 @@ from aiperf.endpoints.base import (
     decode_json,
     error_text,
     token_count,
+    usage_total,
 )
 
 ANSWER_EVENTS = frozenset({"response.output_text.delta",
@@ -124,7 +125,8 @@ class ResponsesEndpoint(BaseEndpoint):
             prompt, completion, reasoning = usage_of(response.get("usage"))
             if prompt is None and completion is None:
                 return NOT_CONTENT
-            return ParsedResponse(None, prompt, completion, None, None, reasoning)
+            return ParsedResponse(None, prompt, completion, None, None, reasoning,
+                                  usage_total(response.get("usage")))
         if kind == "error":
             return ParsedResponse(error=error_text(event.error) or str(event.message
                                                                         or "error event"))
@@ -160,7 +162,8 @@ class ResponsesEndpoint(BaseEndpoint):
             raise InvalidResponse("responses response has no 'output' list")
         prompt, completion, reasoning_tokens = usage_of(obj.get("usage"))
         return ParsedResponse("".join(answer), prompt, completion, None,
-                              "".join(reasoning) or None, reasoning_tokens)
+                              "".join(reasoning) or None, reasoning_tokens,
+                              usage_total(obj.get("usage")))
 
 
 def _collect(item: dict[str, Any], answer: list[str], reasoning: list[str]) -> None:

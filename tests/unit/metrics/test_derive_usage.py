@@ -101,8 +101,6 @@ def test_a_stream_takes_the_last_event_that_carried_a_count(per_event: list[Any]
     assert (record.usage_prompt, record.usage_completion) == last[:2]
 
 
-@pytest.mark.xfail(strict=True, reason="total_tokens needs /tmp/brief6/USAGE-endpoints.patch "
-                   "(openai.py passes usage_total to ParsedResponse); remove this mark with it")
 @pytest.mark.parametrize("streaming", [True, False])
 def test_the_total_is_the_servers_not_a_sum(streaming: bool) -> None:
     usage = {"prompt_tokens": 123, "completion_tokens": 45, "total_tokens": 170}

@@ -361,7 +361,6 @@ FLAG_REASONS: dict[str, str] = {
     "--server-profiler-timeout-seconds": "no server profiler hook",
     "--server-profiler-start-path": "no server profiler hook",
     "--server-profiler-stop-path": "no server profiler hook",
-    "--transport": "HTTP only (a transport plugin can add another)",
     "--use-legacy-max-tokens": "each endpoint plugin sends its API's own field (chat: "
                                "max_completion_tokens; --extra-inputs max_tokens:N adds "
                                "the legacy one)",

@@ -103,6 +103,8 @@ PROFILE_FLAGS: list[tuple[tuple[str, ...], str, dict[str, Any]]] = [
     (("--request-first-byte-timeout-seconds",), "request_first_byte_timeout_seconds", {
         "type": float, "help": "a request without a first response byte after this is an "
                                "error (default: no separate limit)"}),
+    (("--transport", "--transport-type"), "transport", {
+        "help": "http (default: a lean HTTP/1.1 client) or aiohttp (follows redirects)"}),
     (("--failed-request-threshold",), "failed_request_threshold", {"type": float,
         "help": "exit 4 when more than this percent of requests fail"}),
     (("--slice-duration",), "slice_duration", {

@@ -225,7 +225,7 @@ class Worker(BaseComponentService):
         # connections and the headers mapping it was started with (which ``send`` then
         # recognises as its own).
         transport_key = (config.url, config.request_timeout_seconds,
-                         config.request_first_byte_timeout_seconds,
+                         config.request_first_byte_timeout_seconds, config.transport,
                          tuple(sorted(headers.items())))
         if self._transport is None or self._transport_key != transport_key:
             if self._transport is not None:
@@ -234,6 +234,7 @@ class Worker(BaseComponentService):
                 config.url, config.request_timeout_seconds,
                 self.service_config.max_connections_per_worker,
                 first_byte_timeout_seconds=config.request_first_byte_timeout_seconds,
+                name=config.transport,
             )
             self._transport_key = transport_key
             self._headers = headers

@@ -25,7 +25,7 @@ def make_transport(url: str, timeout_seconds: float, max_connections: int,
     entries = plugins.entries(PluginType.TRANSPORT)
     names = [entry.name for entry in entries]
     if name is not None and name not in names:
-        raise ConfigError(f"http_client: no transport plugin named {name!r}; "
+        raise ConfigError(f"transport: no transport plugin named {name!r}; "
                           f"known: {', '.join(names)}")
     wanted = [entry for entry in entries if name is None or entry.name == name]
     # Entries come sorted by name, so "aiohttp" would come first: the default is named.

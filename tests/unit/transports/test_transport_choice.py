@@ -31,6 +31,17 @@ def test_the_lean_client_is_the_default_and_aiohttp_can_be_named() -> None:
     assert type(make_transport("http://127.0.0.1:1", 5, 8, name="aiohttp")) is HttpTransport
     with pytest.raises(ConfigError, match="no transport serves scheme 'grpc'"):
         make_transport("grpc://127.0.0.1:1", 5, 8, name="aiohttp")
-    with pytest.raises(ConfigError, match=r"http_client: no transport plugin named 'nope'; "
+    with pytest.raises(ConfigError, match=r"transport: no transport plugin named 'nope'; "
                                           r"known: .*http"):
         make_transport("http://127.0.0.1:1", 5, 8, name="nope")
+
+
+def test_the_config_names_the_transport_key_and_the_known_ones() -> None:
+    from pydantic import ValidationError
+
+    from aiperf.common.config import UserConfig
+
+    assert UserConfig(model="m", transport="aiohttp").transport == "aiohttp"
+    with pytest.raises(ValidationError, match=r"transport[\s\S]*unknown transport 'nope'; "
+                                              r"allowed: .*aiohttp.*http"):
+        UserConfig(model="m", transport="nope")

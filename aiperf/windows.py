@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from aiperf.metrics.definitions import BY_TAG
+from aiperf.metrics.parity import USAGE_TAGS
 from aiperf.metrics.stats import summarize, summarize_adjusted
 
 if TYPE_CHECKING:
@@ -211,6 +212,7 @@ _SCALARS: dict[str, Any] = {
     "total_isl": lambda s: _sum_values(s, "input_sequence_length"),
     "total_osl": lambda s: _sum_values(s, "output_sequence_length"),
     "input_token_throughput": lambda s: _rate(s, _sum_values(s, "input_sequence_length")),
+    **{f"total_{tag}": (lambda s, tag=tag: _sum_values(s, tag)) for tag in USAGE_TAGS},
     "good_request_count": _n_good,
     "goodput": lambda s: _rate(s, _n_good(s)),
     "good_request_fraction": lambda s: (_n_good(s) / (s.n_ok + s.n_err)

@@ -1,0 +1,254 @@
+"""Review of the lean client against hostile or odd servers, over real sockets: whatever a
+server sends ends as a record or an error record, never a false success, a crash or a hang;
+TLS verification failures are clear errors; IPv6 and a URL's path, query and port are sent
+as written."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+import struct
+import subprocess
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import pytest
+
+from aiperf.common.codec import RawRecord
+from aiperf.transports.lean import LeanHttpTransport
+
+pytestmark = pytest.mark.real_sleep
+HEADERS = {"Content-Type": "application/json", "Authorization": "Bearer sk-review-secret"}
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+# Every scenario ends well inside this; it is only the guard against a hang.
+GUARD_S = 20
+
+
+def record() -> RawRecord:
+    return RawRecord(0, 0, "w", 0, 0, 0, 0, 0, 0, 0, [])
+
+
+async def read_request(reader: asyncio.StreamReader) -> bytes:
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                   if line.lower().startswith(b"content-length:")), 0)
+    await reader.readexactly(length)
+    return head
+
+
+def body(raw: RawRecord) -> bytes:
+    return b"".join(data for _, data in raw.chunks)
+
+
+async def exchange(handler: Handler, *, timeout: float = 10, first_byte: float | None = None,
+                   host: str = "127.0.0.1", path: str = "/v1/chat/completions",
+                   tls: ssl.SSLContext | None = None) -> tuple[RawRecord, int]:
+    """One request to a server running ``handler``; the record and how many connections
+    the server saw."""
+    connections = 0
+
+    async def counted(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        try:
+            await handler(reader, writer)
+        except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(counted, host, 0, ssl=tls)
+    port = server.sockets[0].getsockname()[1]
+    shown = f"[{host}]" if ":" in host else host
+    scheme = "https" if tls else "http"
+    transport = LeanHttpTransport(timeout, 2, first_byte_timeout_seconds=first_byte)
+    await transport.start(headers=HEADERS)
+    raw = record()
+    try:
+        await transport.send(raw, f"{scheme}://{shown}:{port}{path}", HEADERS, b"{}", False)
+    finally:
+        await transport.close()
+        server.close()
+    return raw, connections
+
+
+def run(coro: Awaitable[tuple[RawRecord, int]]) -> tuple[RawRecord, int]:
+    return asyncio.run(asyncio.wait_for(coro, GUARD_S))  # type: ignore[arg-type]
+
+
+def reset(writer: asyncio.StreamWriter) -> None:
+    """Close with a TCP reset, as a crashed server or a proxy does."""
+    sock = writer.get_extra_info("socket")
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    writer.transport.abort()
+
+
+def test_a_reset_inside_a_body_read_to_the_close_is_an_error_not_a_success() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b'HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n{"choi')
+        await writer.drain()
+        await asyncio.sleep(0.3)  # the client has read the part by then
+        reset(writer)
+
+    raw, _ = run(exchange(handler))
+    assert raw.error is not None and raw.error.type == "ClientPayloadError", raw.error
+
+
+def test_a_server_cut_inside_the_headers_is_an_error_and_the_post_is_not_sent_again() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Ty")  # it was answering: not stale
+        await writer.drain()
+        await asyncio.sleep(0.1)
+
+    raw, connections = run(exchange(handler))
+    assert raw.error is not None and raw.error.type == "ClientPayloadError", raw.error
+    assert connections == 1
+
+
+def test_thousands_of_interim_responses_in_one_read_then_the_answer() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 100 Continue\r\n\r\n" * 2000
+                     + b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+        await writer.drain()
+        await asyncio.sleep(0.5)
+
+    raw, connections = run(exchange(handler))
+    assert raw.error is None and raw.status == 200 and body(raw) == b"{}", raw.error
+    assert connections == 1
+
+
+def test_a_status_below_100_is_an_invalid_response_not_an_interim_one() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 000 Nothing\r\nContent-Length: 2\r\n\r\n{}")
+        await writer.drain()
+        await asyncio.sleep(2)
+
+    raw, _ = run(exchange(handler, timeout=5))
+    assert raw.error is not None and raw.error.type == "ClientPayloadError", raw.error
+
+
+def test_headers_trickled_a_byte_at_a_time_meet_the_first_byte_timeout() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        for byte in b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}":
+            writer.write(bytes([byte]))
+            await writer.drain()
+            await asyncio.sleep(0.2)
+
+    raw, _ = run(exchange(handler, timeout=10, first_byte=0.5))
+    assert raw.error is not None and "first-byte timeout" in raw.error.message, raw.error
+    assert raw.response_ns == 0
+
+
+def test_an_endless_body_meets_the_request_timeout() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        while True:
+            writer.write(b"400\r\n" + b"x" * 1024 + b"\r\n")
+            await writer.drain()
+            await asyncio.sleep(0.001)
+
+    raw, _ = run(exchange(handler, timeout=0.6, first_byte=0.3))
+    assert raw.error is not None and "request timeout" in raw.error.message, raw.error
+    assert raw.response_ns and raw.chunks  # headers and part of the body came
+
+
+def test_chunked_with_a_content_length_is_decoded_and_the_connection_not_reused() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n"
+                     b"Transfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n")
+        await writer.drain()
+        await asyncio.sleep(0.1)
+
+    async def scenario() -> tuple[RawRecord, int]:
+        raw, connections = await exchange(handler)
+        return raw, connections
+
+    raw, _ = run(scenario())
+    assert raw.error is None and body(raw) == b"{}", raw.error
+
+
+def test_a_malformed_url_or_header_is_an_error_record_not_an_exception() -> None:
+    async def scenario() -> list[RawRecord]:
+        transport = LeanHttpTransport(5, 2)
+        await transport.start(headers=HEADERS)
+        bad_url, bad_header = record(), record()
+        await transport.send(bad_url, "ftp://127.0.0.1:1/x?api_key=sk-in-query", HEADERS,
+                             b"{}", False)
+        await transport.send(bad_header, "http://127.0.0.1:1/x",
+                             {"X-Note": "a\r\nInjected: 1"}, b"{}", False)
+        await transport.close()
+        return [bad_url, bad_header]
+
+    for raw in asyncio.run(asyncio.wait_for(scenario(), GUARD_S)):
+        assert raw.error is not None, raw
+        assert raw.end_ns >= raw.start_ns > 0
+
+
+def test_ipv6_literal_path_query_and_port_are_sent_as_written() -> None:
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6 on this machine")
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        pytest.skip("no IPv6 loopback on this machine")
+    heads: list[bytes] = []
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        heads.append(await read_request(reader))
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+        await writer.drain()
+
+    raw, _ = run(exchange(handler, host="::1", path="/v1/x?a=1&b=%20"))
+    assert raw.error is None and body(raw) == b"{}", raw.error
+    line, host = heads[0].split(b"\r\n")[:2]
+    assert line == b"POST /v1/x?a=1&b=%20 HTTP/1.1"
+    assert host.startswith(b"Host: [::1]:")
+
+
+def self_signed(directory: Path) -> ssl.SSLContext:
+    key, cert = directory / "key.pem", directory / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True, timeout=60)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    return context
+
+
+def test_https_to_a_self_signed_server_is_a_clear_verification_error(tmp_path: Path) -> None:
+    tls = self_signed(tmp_path)
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+        await writer.drain()
+
+    async def scenario() -> tuple[list[RawRecord], int]:
+        server = await asyncio.start_server(handler, "127.0.0.1", 0, ssl=tls)
+        port = server.sockets[0].getsockname()[1]
+        transport = LeanHttpTransport(10, 2)
+        await transport.start(headers=HEADERS)
+        records = [record() for _ in range(5)]
+        await asyncio.gather(*(transport.send(r, f"https://127.0.0.1:{port}/v1", HEADERS,
+                                              b"{}", False) for r in records))
+        count = transport._session.count  # type: ignore[union-attr]
+        await transport.close()
+        server.close()
+        return records, count
+
+    records, count = asyncio.run(asyncio.wait_for(scenario(), GUARD_S))
+    for raw in records:
+        assert raw.error is not None and raw.error.type == "ClientConnectorError", raw.error
+        assert "CERTIFICATE_VERIFY_FAILED" in raw.error.message, raw.error.message
+        assert "sk-review-secret" not in raw.error.message
+    assert count == 0  # failed handshakes hold no place in the pool

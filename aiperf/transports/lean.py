@@ -165,8 +165,12 @@ class _Connection(asyncio.Protocol):
                     "response headers"))
             else:
                 self._fail(aiohttp.ServerDisconnectedError())
+        elif self._framing == _UNTIL_CLOSE and exc is None:
+            self._finish()  # an orderly close is this body's end; a reset is not
         elif self._framing == _UNTIL_CLOSE:
-            self._finish()
+            self._fail(aiohttp.ClientPayloadError(
+                f"Response payload is not completed: {type(exc).__name__} before the "
+                f"connection's orderly close"))
         else:
             self._fail(aiohttp.ClientPayloadError(
                 "Response payload is not completed: the connection closed before the "

@@ -121,6 +121,7 @@ class _Connection(asyncio.Protocol):
         self._remaining = 0
         self._chunk_state = _SIZE
         self._line = bytearray()
+        self._interim = False  # an interim (1xx) response came for this request
 
     # -- asyncio.Protocol -------------------------------------------------------------------
 
@@ -159,7 +160,9 @@ class _Connection(asyncio.Protocol):
         if self.waiter is None or self.waiter.done():
             return
         if self._in_head:
-            if self.record is not None and self.record.response_ns:
+            if self._head or self._interim:
+                # The server had begun to answer: the request reached it, so this is no
+                # stale pooled connection to send the request again on.
                 self._fail(aiohttp.ClientPayloadError(
                     "Response payload is not completed: the connection closed within the "
                     "response headers"))
@@ -188,6 +191,7 @@ class _Connection(asyncio.Protocol):
         self._remaining = 0
         self._chunk_state = _SIZE
         self._line.clear()
+        self._interim = False
         self.waiter = self.pool.loop.create_future()
         return self.waiter
 
@@ -224,6 +228,7 @@ class _Connection(asyncio.Protocol):
             raise ValueError(f"status line {lines[0][:80]!r}")
         status = int(code)
         if status < 200:  # an interim response (100, 103): the real one follows
+            self._interim = True
             head.clear()
             return self._parse_head(rest, now, record) if rest else b""
         keep_alive = version == b"HTTP/1.1"

@@ -143,12 +143,18 @@ class _Connection(asyncio.Protocol):
         try:
             if self._in_head:
                 data = self._parse_head(data, now, record)
+                while self._in_head and data:  # bytes after an interim response
+                    data = self._parse_head(data, now, record)
                 if self._in_head or self.waiter is None:
                     return
             if data:
                 self._body(data, now, record)
         except ValueError as exc:
             self._fail(aiohttp.ClientPayloadError(f"invalid HTTP response: {exc}"))
+        except Exception as exc:  # a parser fault: this request's error,
+            # not asyncio's fatal close (read as a stale connection and sent again)
+            self._fail(aiohttp.ClientPayloadError(
+                f"invalid HTTP response: {type(exc).__name__}: {exc}"))
 
     def eof_received(self) -> bool | None:
         return False  # close our end too
@@ -224,13 +230,14 @@ class _Connection(asyncio.Protocol):
         lines = bytes(head[:end]).split(b"\r\n")
         version, _, status_reason = lines[0].partition(b" ")
         code, _, reason = status_reason.partition(b" ")
-        if not version.startswith(b"HTTP/1.") or len(code) != 3 or not code.isdigit():
+        if (not version.startswith(b"HTTP/1.") or len(code) != 3 or not code.isdigit()
+                or code[0] == 0x30):  # no status below 100
             raise ValueError(f"status line {lines[0][:80]!r}")
         status = int(code)
         if status < 200:  # an interim response (100, 103): the real one follows
             self._interim = True
             head.clear()
-            return self._parse_head(rest, now, record) if rest else b""
+            return rest  # still in the head: the caller parses on (a loop, not recursion)
         keep_alive = version == b"HTTP/1.1"
         length = -1
         chunked = False

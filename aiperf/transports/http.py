@@ -152,6 +152,8 @@ class HttpTransport:
             record.error = ErrorInfo(None, type(exc).__name__, str(exc) or repr(exc))
         except OSError as exc:
             record.error = ErrorInfo(None, type(exc).__name__, str(exc))
+        except ValueError as exc:  # a URL or header that cannot be sent (either client)
+            record.error = ErrorInfo(None, type(exc).__name__, str(exc))
         except asyncio.CancelledError:
             reason = self._expired.pop(task, None)
             if reason is None:

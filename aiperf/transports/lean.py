@@ -63,11 +63,17 @@ class _Target:
     __slots__ = ("host", "key", "port", "request_line", "tls")
 
     def __init__(self, url: str) -> None:
-        parsed = URL(url)
+        # The message names the scheme and host only: a URL's query or userinfo may hold
+        # a key, and this message lands in the record.
+        try:
+            parsed = URL(url)
+        except ValueError:
+            raise ValueError("url: not a URL the lean HTTP client can read") from None
         scheme = parsed.scheme.lower()
         if scheme not in ("http", "https") or not parsed.raw_host or parsed.port is None:
             raise ValueError(f"url: the lean HTTP client serves http:// and https:// URLs "
-                             f"with a host, not {url!r}")
+                             f"with a host, not {scheme or 'no scheme'}://"
+                             f"{parsed.raw_host or ''}")
         self.tls = scheme == "https"
         self.host = parsed.raw_host
         self.port = parsed.port

@@ -212,6 +212,7 @@ def test_conflicting_content_lengths_are_an_invalid_response() -> None:
 
     raw, _ = run(exchange(handler, timeout=5))
     assert raw.error is not None and raw.error.type == "ClientPayloadError", raw.error
+    assert "Content-Length" in raw.error.message  # refused, not waited out to the close
 
 
 def test_a_malformed_url_or_header_is_an_error_record_not_an_exception() -> None:

@@ -254,8 +254,8 @@ class _Connection(asyncio.Protocol):
             name = name.strip().lower()
             if name == b"content-length":
                 value = value.strip()
-                if not value.isdigit():
-                    raise ValueError(f"Content-Length {value[:40]!r}")
+                if not value.isdigit() or (length >= 0 and int(value) != length):
+                    raise ValueError(f"Content-Length {value[:40]!r}")  # or two that differ
                 length = int(value)
             elif name == b"transfer-encoding":
                 chunked = value.strip().lower().endswith(b"chunked")
@@ -270,7 +270,8 @@ class _Connection(asyncio.Protocol):
         record.response_ns = now
         self._in_head = False
         head.clear()
-        if not keep_alive:
+        if not keep_alive or (chunked and length >= 0):
+            # Two framings that disagree (RFC 9112 6.3): what follows cannot be trusted.
             self.reusable = False
         if status in _NO_BODY_STATUSES or (length == 0 and not chunked):
             self._framing = _NONE

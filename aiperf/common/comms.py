@@ -62,19 +62,29 @@ LINGER_MS = 50  # long enough to deliver a last error report to a live peer
 FATAL_LINGER_MS = 2000
 RECORD_PATH = frozenset({"raw_records", "records"})
 # Sketch mode's record path is bounded in bytes, not only in messages: a run of any length
-# at any rate must keep its memory flat, and an HWM counts messages, so a queue of 128
-# batches held 128 x 0.3-0.9 MB at each end (a stalled record processor: worker +65 MiB,
-# processor +51 MiB; benchmarks/backpressure.py --stall). A worker packs at most about
-# SKETCH_BATCH_BYTES into a batch (one record more at most), and a batch's metrics are
-# smaller than its raw records, so SKETCH_QUEUE_BYTES / SKETCH_BATCH_BYTES messages bound
-# each socket's queue to about SKETCH_QUEUE_BYTES whatever the record size. A sender's HWM
-# changes per run (libzmq applies it to its connections); a receiver's does not (its
-# connection's queue keeps the HWM it was accepted with), so a record processor's receive
-# queue is bounded this way from the start, in every mode. Exact mode keeps ``record_hwm``
-# on the senders: its runs are bounded anyway, and a deep queue lets the niced processor's
-# work wait for the end of a short run instead of slowing it.
-SKETCH_BATCH_BYTES = 1 << 18
+# at any rate must keep its memory flat, and an HWM counts messages, so ``record_hwm``
+# (128) batches of 0.3-0.9 MB sat at each end when the processor fell behind (stalled:
+# worker +30 MiB, processor +25 MiB at 16 tokens a response, +180 MiB each at 256;
+# benchmarks/backpressure.py --stall). In sketch mode a worker's batch holds at most about
+# ``sketch_batch_bytes`` (a record more at most), and a batch's metrics are smaller than
+# its raw records, so each queue of ``record_hwm`` batches holds about SKETCH_QUEUE_BYTES
+# whatever the record size, while a queue of small batches (a low rate) still absorbs as
+# many seconds of a niced processor's lag as before. Exact mode keeps 1 MiB batches: its
+# runs are bounded anyway, and a deep queue lets a short run leave parsing for its end.
 SKETCH_QUEUE_BYTES = 8 << 20
+SKETCH_BATCH_MIN_BYTES = 16 << 10  # smaller batches cost more per record than they save
+RECORD_BATCH_MAX_BYTES = 1 << 20
+
+
+def sketch_batch_bytes(record_hwm: int) -> int:
+    """The most a worker packs into one record batch in sketch mode: SKETCH_QUEUE_BYTES over
+    the ``record_hwm`` batches a queue holds (unbounded queues, 0: the exact-mode size)."""
+    if record_hwm <= 0:
+        return RECORD_BATCH_MAX_BYTES
+    return min(RECORD_BATCH_MAX_BYTES,
+               max(SKETCH_BATCH_MIN_BYTES, SKETCH_QUEUE_BYTES // record_hwm))
+
+
 logger = logging.getLogger(__name__)
 GATEKEEPER_JOIN_TIMEOUT = 2.0  # its thread leaves on ETERM at once; this only bounds a bug
 
@@ -166,24 +176,6 @@ class BusProxy:
         terminate(self._context)
 
 
-def record_queue_hwm(record_hwm: int, in_bytes: bool, peers: int = 1) -> int:
-    """The high-water mark of one record-path socket: ``record_hwm``, or ``in_bytes`` (sketch
-    mode; a receiver always) at most what keeps the socket's ``peers`` queues (one per
-    connection: a processor's receive side has one per worker) within
-    ``SKETCH_QUEUE_BYTES``. 0 (asked for unbounded) stays 0."""
-    if not in_bytes or record_hwm == 0:
-        return record_hwm
-    return min(record_hwm, max(1, SKETCH_QUEUE_BYTES // (SKETCH_BATCH_BYTES * max(1, peers))))
-
-
-def set_hwm(sock: Any, hwm: int) -> None:
-    """Both high-water marks of ``sock``: how a sender resizes its record-path queue at a
-    run's configure, before the run's first record (libzmq applies a sender's new HWM to
-    its connections made already; a receiver's only to later ones)."""
-    sock.setsockopt(zmq.SNDHWM, hwm)
-    sock.setsockopt(zmq.RCVHWM, hwm)
-
-
 def sync_twin(sock: Any) -> zmq.Socket[Any]:
     """A blocking-API socket sharing ``sock``'s underlying zmq socket. Skipping the asyncio
     future saves microseconds per send; a send blocks only when the socket's HWM is
@@ -224,10 +216,8 @@ class ServiceComms:
         await self.bus_pub.send_multipart(message.encode())
 
     def socket(self, kind: int, name: str, *, bind: bool, index: int | None = None,
-               identity: bytes | None = None, hwm: int | None = None) -> Any:
-        """``hwm``: a record-path socket's own (default: ``record_hwm``)."""
-        if hwm is None or name not in RECORD_PATH:
-            hwm = self._record_hwm if name in RECORD_PATH else 0
+               identity: bytes | None = None) -> Any:
+        hwm = self._record_hwm if name in RECORD_PATH else 0
         sock = make_socket(self.context, kind, self._address(name, index), bind=bind,
                            identity=identity, hwm=hwm, keys=self._keys)
         self._extra.append(sock)

@@ -7,10 +7,6 @@ workers spend their CPU on sending requests.
 A batch from a worker on another host carries that worker's clock offset; its records'
 stamps are moved onto the reference clock (the timing manager's) before deriving, so that
 stamps of different workers compare (benchmark duration, time slices).
-
-Its receive queue, from every worker, is bounded in bytes (``comms.record_queue_hwm``): a
-processor that falls behind holds the workers back instead of holding their records. In
-sketch mode so is its send queue, to the records manager.
 """
 
 from __future__ import annotations
@@ -20,7 +16,7 @@ from typing import Any
 import zmq
 
 from aiperf.common.codec import MetricBatch, decode_raw_frames, encode, run_number
-from aiperf.common.comms import record_queue_hwm, set_hwm, sync_twin
+from aiperf.common.comms import sync_twin
 from aiperf.common.config import UserConfig
 from aiperf.common.hooks import on_init, on_message
 from aiperf.common.messages import ConfigureProfileCommand, MessageType
@@ -38,10 +34,7 @@ class RecordProcessor(BaseComponentService):
     @on_init
     async def _open_sockets(self) -> None:
         assert self.comms is not None
-        cfg = self.service_config
-        # Sized now: a receiver's queue keeps the HWM its connection was accepted with.
-        self._raw = self.comms.socket(zmq.PULL, "raw_records", bind=True, index=self.index,
-                                      hwm=record_queue_hwm(cfg.record_hwm, True, cfg.workers))
+        self._raw = self.comms.socket(zmq.PULL, "raw_records", bind=True, index=self.index)
         # Send-only: the blocking twin skips an asyncio future per batch.
         self._out = sync_twin(self.comms.socket(zmq.PUSH, "records", bind=False))
         self._run = 0
@@ -57,7 +50,6 @@ class RecordProcessor(BaseComponentService):
             [t.input_tokens for t in turns],
         )
         self._run = run_number(command.run_id)
-        set_hwm(self._out, record_queue_hwm(self.service_config.record_hwm, config.sketch))
         return {}
 
     async def _process_loop(self) -> None:

@@ -293,3 +293,19 @@ def test_https_to_a_self_signed_server_is_a_clear_verification_error(tmp_path: P
         assert "CERTIFICATE_VERIFY_FAILED" in raw.error.message, raw.error.message
         assert "sk-review-secret" not in raw.error.message
     assert count == 0  # failed handshakes hold no place in the pool
+
+
+@pytest.mark.parametrize("size", [b"-0", b"0x2", b"+2", b"1_1", b"", b"zz"])
+def test_a_chunk_size_that_is_not_hex_digits_is_an_invalid_response(size: bytes) -> None:
+    # int(..., 16) takes signs, a 0x prefix and underscores; HTTP takes hex digits only.
+    # "-0" read as 0 ended the body there: a cut body recorded as a success.
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\n{\r\n"
+                     + size + b"\r\n}}\r\n0\r\n\r\n")
+        await writer.drain()
+        await asyncio.sleep(0.2)
+
+    raw, _ = run(exchange(handler, timeout=5))
+    assert raw.error is not None and raw.error.type == "ClientPayloadError", raw.error
+    assert "chunk size" in raw.error.message

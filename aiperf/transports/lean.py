@@ -49,6 +49,7 @@ _perf_ns = time.perf_counter_ns
 DNS_TTL_S = 300.0  # as HttpTransport's aiohttp connector caches names
 MAX_HEAD_BYTES = 64 * 1024  # a status line and headers longer than this are refused
 _NO_BODY_STATUSES = frozenset((204, 304))
+_HEX_DIGITS = b"0123456789abcdefABCDEF"
 
 # Response framing
 _LENGTH, _CHUNKED, _UNTIL_CLOSE, _NONE = range(4)
@@ -339,12 +340,11 @@ class _Connection(asyncio.Protocol):
             line = line.rstrip(b"\r")
             if state == _SIZE:
                 digits = line.split(b";", 1)[0].strip()
-                try:
-                    self._remaining = int(digits, 16)
-                except ValueError:
-                    raise ValueError(f"chunk size {digits[:20]!r}") from None
-                if self._remaining < 0:
+                # Hex digits only: int() would also take a sign ("-0" would end the
+                # body), a 0x prefix and underscores.
+                if not digits or digits.strip(_HEX_DIGITS):
                     raise ValueError(f"chunk size {digits[:20]!r}")
+                self._remaining = int(digits, 16)
                 self._chunk_state = _DATA if self._remaining else _TRAILER
             elif state == _DATA_END:
                 if line:

@@ -309,3 +309,32 @@ def test_a_chunk_size_that_is_not_hex_digits_is_an_invalid_response(size: bytes)
     raw, _ = run(exchange(handler, timeout=5))
     assert raw.error is not None and raw.error.type == "ClientPayloadError", raw.error
     assert "chunk size" in raw.error.message
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate"])
+def test_a_compressed_body_is_recorded_decompressed_read_by_read(encoding: str) -> None:
+    # Nothing asks for compression (no Accept-Encoding), but a server or proxy may send it
+    # anyway; the metrics read text, so the record keeps what the bytes decode to, each
+    # piece stamped with the read that carried it.
+    import zlib
+
+    events = [b'data: {"n": %d}\n\n' % i for i in range(3)]
+    packer = zlib.compressobj(wbits=31 if encoding == "gzip" else 15)
+    parts = [packer.compress(event) + packer.flush(zlib.Z_SYNC_FLUSH) for event in events]
+    parts[-1] += packer.flush()
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(f"HTTP/1.1 200 OK\r\nContent-Encoding: {encoding}\r\n"
+                     f"Transfer-Encoding: chunked\r\n\r\n".encode())
+        for part in parts:
+            writer.write(b"%x\r\n%s\r\n" % (len(part), part))
+            await writer.drain()
+            await asyncio.sleep(0.05)
+        writer.write(b"0\r\n\r\n")
+        await writer.drain()
+
+    raw, _ = run(exchange(handler))
+    assert raw.error is None, raw.error
+    assert body(raw) == b"".join(events)
+    assert len(raw.chunks) == 3  # one stamp per read, not one at the end

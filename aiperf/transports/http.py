@@ -88,7 +88,7 @@ class HttpTransport:
         self._session = aiohttp.ClientSession(
             connector=connector, headers=self._session_headers,
             timeout=aiohttp.ClientTimeout(total=None),  # ours: see _sweep_expired
-            auto_decompress=False,
+            auto_decompress=True,  # never asked for, but a gzip body must read as text
             skip_auto_headers=("Accept-Encoding",),
         )
 
@@ -218,7 +218,7 @@ class HttpTransport:
             self._fresh_session = aiohttp.ClientSession(
                 connector=self._connector(force_close=True),
                 timeout=aiohttp.ClientTimeout(total=None),  # ours: see _sweep_expired
-                auto_decompress=False, skip_auto_headers=("Accept-Encoding",))
+                auto_decompress=True, skip_auto_headers=("Accept-Encoding",))
         return self._fresh_session
 
     async def _exchange(self, session: aiohttp.ClientSession, record: RawRecord, url: str,

@@ -16,7 +16,8 @@ waits for a free one: ``blocked_ns``), DNS results cached for ``DNS_TTL_S`` (``d
 plain TCP or TLS (default certificate checks), request bodies sent as given, responses
 framed by Content-Length, chunked transfer coding (decoded here; a record keeps the
 payload, as aiohttp's reads give it) or the connection's end; 1xx interim responses
-skipped; bodies kept undecoded (no decompression, as ``HttpTransport`` asks of aiohttp).
+skipped; a gzip or deflate body (never asked for) decompressed read by read, others kept
+as sent.
 The stamps are taken in ``data_received``, when a read arrives, not when a task resumes:
 a stream's reads go into the record without waking the request's task at all.
 
@@ -33,6 +34,7 @@ import asyncio
 import socket
 import ssl as ssl_module
 import time
+import zlib
 from collections import deque
 from collections.abc import Mapping
 from ipaddress import ip_address
@@ -129,6 +131,7 @@ class _Connection(asyncio.Protocol):
         self._chunk_state = _SIZE
         self._line = bytearray()
         self._interim = False  # an interim (1xx) response came for this request
+        self._decoder: Any = None  # a zlib decompressor for a gzip or deflate body
 
     # -- asyncio.Protocol -------------------------------------------------------------------
 
@@ -155,7 +158,10 @@ class _Connection(asyncio.Protocol):
                 if self._in_head or self.waiter is None:
                     return
             if data:
-                self._body(data, now, record)
+                if self._decoder is None:
+                    self._body(data, now, record)
+                else:
+                    self._inflated_body(data, now, record)
         except ValueError as exc:
             self._fail(aiohttp.ClientPayloadError(f"invalid HTTP response: {exc}"))
         except Exception as exc:  # a parser fault: this request's error,
@@ -205,6 +211,7 @@ class _Connection(asyncio.Protocol):
         self._chunk_state = _SIZE
         self._line.clear()
         self._interim = False
+        self._decoder = None
         self.waiter = self.pool.loop.create_future()
         return self.waiter
 
@@ -260,6 +267,12 @@ class _Connection(asyncio.Protocol):
                 length = int(value)
             elif name == b"transfer-encoding":
                 chunked = value.strip().lower().endswith(b"chunked")
+            elif name == b"content-encoding":
+                coding = value.strip().lower()
+                if coding in (b"gzip", b"x-gzip", b"deflate"):
+                    # Not asked for (no Accept-Encoding), but sent by some servers and
+                    # proxies: the metrics need the text (aiohttp decompresses by default).
+                    self._decoder = zlib.decompressobj(wbits=47)  # gzip or zlib header
             elif name == b"connection":
                 tokens = value.lower()
                 if b"close" in tokens:
@@ -311,6 +324,16 @@ class _Connection(asyncio.Protocol):
                 self._finish()
         else:
             record.chunks.append((now, data))
+
+    def _inflated_body(self, data: bytes, now: int, record: RawRecord) -> None:
+        """``_body`` for a compressed body: framing reads the bytes as sent, the record
+        keeps what each read decompresses to, stamped with that read's time."""
+        chunks = record.chunks
+        kept = len(chunks)
+        self._body(data, now, record)
+        decoder = self._decoder
+        inflated = [(stamp, decoder.decompress(piece)) for stamp, piece in chunks[kept:]]
+        chunks[kept:] = [(stamp, piece) for stamp, piece in inflated if piece]
 
     def _dechunk(self, data: bytes) -> bytes:
         """The payload bytes of one read of a chunked body; ``_chunk_state`` -1 at its end."""

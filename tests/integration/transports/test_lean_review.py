@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from aiperf.common.codec import RawRecord
+from aiperf.transports.http import HttpTransport
 from aiperf.transports.lean import LeanHttpTransport
 
 pytestmark = pytest.mark.real_sleep
@@ -43,7 +44,8 @@ def body(raw: RawRecord) -> bytes:
 
 async def exchange(handler: Handler, *, timeout: float = 10, first_byte: float | None = None,
                    host: str = "127.0.0.1", path: str = "/v1/chat/completions",
-                   tls: ssl.SSLContext | None = None) -> tuple[RawRecord, int]:
+                   tls: ssl.SSLContext | None = None,
+                   kind: type[HttpTransport] = LeanHttpTransport) -> tuple[RawRecord, int]:
     """One request to a server running ``handler``; the record and how many connections
     the server saw."""
     connections = 0
@@ -62,7 +64,7 @@ async def exchange(handler: Handler, *, timeout: float = 10, first_byte: float |
     port = server.sockets[0].getsockname()[1]
     shown = f"[{host}]" if ":" in host else host
     scheme = "https" if tls else "http"
-    transport = LeanHttpTransport(timeout, 2, first_byte_timeout_seconds=first_byte)
+    transport = kind(timeout, 2, first_byte_timeout_seconds=first_byte)
     await transport.start(headers=HEADERS)
     raw = record()
     try:
@@ -311,8 +313,11 @@ def test_a_chunk_size_that_is_not_hex_digits_is_an_invalid_response(size: bytes)
     assert "chunk size" in raw.error.message
 
 
+@pytest.mark.parametrize("kind", [HttpTransport, LeanHttpTransport],
+                         ids=["aiohttp", "lean"])
 @pytest.mark.parametrize("encoding", ["gzip", "deflate"])
-def test_a_compressed_body_is_recorded_decompressed_read_by_read(encoding: str) -> None:
+def test_a_compressed_body_is_recorded_decompressed_read_by_read(
+        encoding: str, kind: type[HttpTransport]) -> None:
     # Nothing asks for compression (no Accept-Encoding), but a server or proxy may send it
     # anyway; the metrics read text, so the record keeps what the bytes decode to, each
     # piece stamped with the read that carried it.
@@ -334,7 +339,7 @@ def test_a_compressed_body_is_recorded_decompressed_read_by_read(encoding: str) 
         writer.write(b"0\r\n\r\n")
         await writer.drain()
 
-    raw, _ = run(exchange(handler))
+    raw, _ = run(exchange(handler, kind=kind))
     assert raw.error is None, raw.error
     assert body(raw) == b"".join(events)
     assert len(raw.chunks) == 3  # one stamp per read, not one at the end

@@ -343,3 +343,56 @@ def test_a_compressed_body_is_recorded_decompressed_read_by_read(
     assert raw.error is None, raw.error
     assert body(raw) == b"".join(events)
     assert len(raw.chunks) == 3  # one stamp per read, not one at the end
+
+
+def test_the_pool_limit_holds_and_places_come_back_when_servers_close_pooled_connections(
+) -> None:
+    # A server that answers with keep-alive and then closes some connections once idle
+    # (as llama-server does after a stream): requests find dead pooled connections, are
+    # sent again on fresh ones, and no place in the pool is lost or counted twice.
+    open_now = most = served = 0
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal open_now, most, served
+        open_now += 1
+        most = max(most, open_now)
+        try:
+            while True:
+                await read_request(reader)
+                served += 1
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+                await writer.drain()
+                if served % 3 == 0:
+                    await asyncio.sleep(0.01)
+                    break  # close behind the client's back, advertised keep-alive
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            open_now -= 1
+            writer.close()
+
+    async def scenario() -> tuple[list[RawRecord], int, int]:
+        server = await asyncio.start_server(handler, "127.0.0.1", 0)
+        url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/v1"
+        transport = LeanHttpTransport(10, 2)
+        await transport.start(headers=HEADERS)
+        records: list[RawRecord] = []
+        for _ in range(8):
+            batch = [record() for _ in range(3)]
+            await asyncio.gather(*(transport.send(r, url, HEADERS, b"{}", False)
+                                   for r in batch))
+            records += batch
+            await asyncio.sleep(0.03)  # let the server's closes land on idle connections
+        pools = transport._pools
+        await asyncio.sleep(0.05)
+        counts = [pool.count for pool in pools]
+        await transport.close()
+        server.close()
+        return records, counts[0], sum(counts[1:])
+
+    records, pooled, fresh = asyncio.run(asyncio.wait_for(scenario(), GUARD_S))
+    for raw in records:
+        assert raw.error is None and body(raw) == b"{}", raw.error
+    # Each pool keeps its own limit of 2 (resends use a second pool: at most 4 at once).
+    assert most <= 4
+    assert 0 <= pooled <= 2 and fresh == 0

@@ -396,3 +396,17 @@ def test_the_pool_limit_holds_and_places_come_back_when_servers_close_pooled_con
     # Each pool keeps its own limit of 2 (resends use a second pool: at most 4 at once).
     assert most <= 4
     assert 0 <= pooled <= 2 and fresh == 0
+
+
+@pytest.mark.parametrize("kind", [HttpTransport, LeanHttpTransport], ids=["aiohttp", "lean"])
+def test_a_new_connection_closed_without_an_answer_is_an_error_not_a_resend(
+        kind: type[HttpTransport]) -> None:
+    # Only a *pooled* connection can be stale (closed while idle, before our request got
+    # there); a new one that the server closes on reading the request dropped the request:
+    # sending the POST again would double the server's work and hide the failure.
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+
+    raw, connections = run(exchange(handler, kind=kind))
+    assert raw.error is not None and raw.error.type == "ServerDisconnectedError", raw.error
+    assert connections == 1 and raw.reused == 0

@@ -136,8 +136,10 @@ class HttpTransport:
             try:
                 await self._exchange(session, record, url, request_headers, body, streaming)
             except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
-                stale = record.response_ns == 0 and not isinstance(
-                    exc, aiohttp.ClientConnectorError)  # refused is not stale
+                # Refused is not stale, nor a new connection (reused 0) closed on our
+                # request: the server dropped it, and a resend would double its work.
+                stale = record.response_ns == 0 and record.reused != 0 and not isinstance(
+                    exc, aiohttp.ClientConnectorError)
                 if not (stale and STALE_CONNECTION_RETRIES):
                     raise
                 # The server closed a pooled keep-alive connection before answering

@@ -410,3 +410,37 @@ def test_a_new_connection_closed_without_an_answer_is_an_error_not_a_resend(
     raw, connections = run(exchange(handler, kind=kind))
     assert raw.error is not None and raw.error.type == "ServerDisconnectedError", raw.error
     assert connections == 1 and raw.reused == 0
+
+
+def test_https_with_a_trusted_certificate_is_served_and_its_connection_reused(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tls = self_signed(tmp_path)
+    # The default context's trust store honours SSL_CERT_FILE: trust only our certificate.
+    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "cert.pem"))
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                await read_request(reader)
+                writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                             b"2\r\n{}\r\n0\r\n\r\n")
+                await writer.drain()
+        except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError):
+            writer.close()
+
+    async def scenario() -> list[RawRecord]:
+        server = await asyncio.start_server(handler, "127.0.0.1", 0, ssl=tls)
+        port = server.sockets[0].getsockname()[1]
+        transport = LeanHttpTransport(10, 1)
+        await transport.start(headers=HEADERS)
+        records = [record(), record()]
+        for raw in records:
+            await transport.send(raw, f"https://127.0.0.1:{port}/v1", HEADERS, b"{}", False)
+        await transport.close()
+        server.close()
+        return records
+
+    first, second = asyncio.run(asyncio.wait_for(scenario(), GUARD_S))
+    for raw in (first, second):
+        assert raw.error is None and body(raw) == b"{}", raw.error
+    assert (first.reused, second.reused) == (0, 1) and first.connecting_ns > 0

@@ -444,3 +444,42 @@ def test_https_with_a_trusted_certificate_is_served_and_its_connection_reused(
     for raw in (first, second):
         assert raw.error is None and body(raw) == b"{}", raw.error
     assert (first.reused, second.reused) == (0, 1) and first.connecting_ns > 0
+
+
+OK_JSON = b'{"choices": []}'
+
+
+@pytest.mark.parametrize(("response", "status", "payload", "error_type"), [
+    # HTTP/1.0 without a length: the body ends with the server's close.
+    (b"HTTP/1.0 200 OK\r\n\r\n" + OK_JSON, 200, OK_JSON, None),
+    # Early hints, then the answer.
+    (b"HTTP/1.1 103 Early Hints\r\nLink: </a>; rel=preload\r\n\r\n"
+     b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(OK_JSON), OK_JSON),
+     200, OK_JSON, None),
+    # No body by definition: a record without chunks (the metrics call it EmptyResponse).
+    (b"HTTP/1.1 204 No Content\r\n\r\n", 204, b"", None),
+    (b"HTTP/1.1 304 Not Modified\r\nContent-Length: 9\r\n\r\n", 304, b"", "Not Modified"),
+    (b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n{}", 0, b"", "ClientPayloadError"),
+    (b"HTTP/1.1 200 OK\r\nX-Big: " + b"a" * 100_000 + b"\r\n\r\n{}", 0, b"",
+     "ClientPayloadError"),
+], ids=["http10-until-close", "103-then-200", "204", "304", "negative-length", "huge-header"])
+def test_what_a_server_sends_ends_as_the_right_record(
+        response: bytes, status: int, payload: bytes, error_type: str | None) -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        for start in range(0, len(response), 8192):  # in pieces: a head over many reads
+            writer.write(response[start:start + 8192])
+            await writer.drain()
+        if response.startswith(b"HTTP/1.0"):
+            return  # the close ends the body
+        await asyncio.sleep(3)  # an error must not wait for this
+
+    raw, _ = run(exchange(handler, timeout=10))
+    if error_type is None:
+        assert raw.error is None and raw.status == status, raw.error
+        assert body(raw) == payload
+    else:
+        assert raw.error is not None and raw.error.type == error_type, raw.error
+        assert raw.end_ns - raw.start_ns < 2.5e9  # refused at once, not at the close
+        if status:
+            assert raw.error.code == status

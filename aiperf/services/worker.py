@@ -12,7 +12,10 @@ Backpressure never blocks the event loop: when the record socket is full (a reco
 processor behind), batches wait in a backlog sent as room appears, and new requests wait
 for it to drain, while requests in flight keep being read and timed. A blocking send there
 froze every in-flight request's timestamps (latency p90 about 200 ms against a 50 ms
-server in tests/integration/services/test_backpressure.py).
+server in tests/integration/services/test_backpressure.py). In sketch mode a batch holds
+about ``comms.sketch_batch_bytes`` at most, so the record path's queues of ``record_hwm``
+batches hold a few megabytes whatever the record size: backpressure holds the run back
+instead of the queues holding memory.
 
 A worker of a mesh whose services do not share one host's clock (``clock_sync``: the ray
 and external backends) estimates its clock's offset from the timing manager's right after
@@ -56,7 +59,7 @@ from aiperf.common.codec import (
     run_number,
     to_worker_decoder,
 )
-from aiperf.common.comms import sync_twin
+from aiperf.common.comms import sketch_batch_bytes, sync_twin
 from aiperf.common.config import UserConfig
 from aiperf.common.hooks import on_init, on_message, on_stop
 from aiperf.common.messages import (
@@ -180,6 +183,10 @@ class Worker(BaseComponentService):
         self._in_flight: dict[int, asyncio.Task[None]] = {}
         self._pending_records: list[RawRecord] = []
         self._pending_bytes = 0
+        # A batch's size bound, and what a record took in the last batch sent: a stream's
+        # size is not known without summing its reads, which would cost every request.
+        self._batch_bytes = RECORD_BATCH_BYTES
+        self._record_bytes = 0
         self._big_flush: asyncio.TimerHandle | None = None
         self._record_timer: asyncio.TimerHandle | None = None
         self._pending_returns: list[int] = []
@@ -243,6 +250,10 @@ class Worker(BaseComponentService):
             await self._transport.start(headers=headers)
         self._run = run_number(command.run_id)
         self._run_id = command.run_id
+        # Sketch mode bounds the record path in bytes: batches small enough that a queue
+        # of record_hwm of them holds a few megabytes.
+        self._batch_bytes = (sketch_batch_bytes(self.service_config.record_hwm)
+                             if config.sketch else RECORD_BATCH_BYTES)
         self._load.start()
         return {}
 
@@ -750,7 +761,8 @@ class Worker(BaseComponentService):
                 else sum(len(read) for _, read in chunks))
         if len(self._pending_records) >= RECORD_BATCH or not self._in_flight:
             self._flush_records()  # full, or nothing else in flight: the run may be ending
-        elif self._pending_bytes >= RECORD_BATCH_BYTES:
+        elif (self._pending_bytes >= self._batch_bytes
+              or len(self._pending_records) * self._record_bytes >= self._batch_bytes):
             # Large bodies leave soon, but not inline: encoding megabytes would delay the
             # timestamps of the responses completing in the same loop turn and the writes
             # of the requests the slots start next. A 0 s timer runs after both (after the
@@ -775,9 +787,21 @@ class Worker(BaseComponentService):
             return
         if self._skew_ns:  # tests only: the stamps a host with this clock would have taken
             shift_stamps(records, self._skew_ns)
+        # Records that completed together (a big flush waits for the loop's next turn)
+        # leave as several batches of about _batch_bytes, so a queued batch is bounded.
+        per = (max(1, self._batch_bytes // self._record_bytes) if self._record_bytes
+               else len(records))
+        if per < len(records):
+            for start in range(0, len(records), per):
+                self._send_batch(records[start:start + per], large)
+        else:
+            self._send_batch(records, large)
+
+    def _send_batch(self, records: list[RawRecord], large: bool) -> None:
         batch = RawBatch(self._run, records, clock_offset_ns=self._clock_offset_ns)
         # Large bodies leave as frames of their own, never copied on this loop (codec).
         frames = encode_raw_frames(batch) if large else [encode(batch)]
+        self._record_bytes = sum(len(frame) for frame in frames) // len(records)
         if self._backlog:  # behind others waiting for room: keep the order
             self._backlog.append(frames)
             return

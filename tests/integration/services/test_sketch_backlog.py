@@ -14,7 +14,6 @@ from aiperf.common.comms import sketch_batch_bytes
 from aiperf.mesh import Mesh
 from aiperf.mock_server import MockServerProcess
 from aiperf.plugin import PluginType, plugins
-from aiperf.services import worker
 from tests.harness.batch_sizes import SIZES_ENV, BatchSizeProcessor, read_sizes
 
 # Streams of 100 tokens: ~17 KB records in one read or a few, so a batch of the records
@@ -24,8 +23,6 @@ REQUESTS = 400
 HWM = 128
 
 
-@pytest.mark.skipif(not hasattr(worker, "sketch_batch_bytes"),
-                    reason="the worker's side of the bound (/tmp/brief6/SKETCH-worker.patch)")
 def test_a_sketch_run_behind_its_processor_sends_batches_bounded_in_bytes(
         monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     sizes = tmp_path / "batches.txt"

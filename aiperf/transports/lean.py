@@ -236,7 +236,7 @@ class _Connection(asyncio.Protocol):
         start = max(0, len(head) - 3)
         head += data
         end = head.find(b"\r\n\r\n", start)
-        if end < 0:
+        if end < 0 or end > MAX_HEAD_BYTES:  # the limit whether or not one read held it all
             if len(head) > MAX_HEAD_BYTES:
                 raise ValueError(f"status line and headers over {MAX_HEAD_BYTES} bytes")
             return b""

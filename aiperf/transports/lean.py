@@ -22,7 +22,8 @@ The stamps are taken in ``data_received``, when a read arrives, not when a task 
 a stream's reads go into the record without waking the request's task at all.
 
 What it does not: redirects (a 3xx is the record's error, where aiohttp would follow it),
-proxies, HTTP/2, ``Expect: 100-continue``. Errors carry aiohttp's exception type names
+proxies, HTTP/2, ``Expect: 100-continue``, a URL's userinfo (aiohttp sends it as Basic
+auth; here it is dropped: put credentials in headers). Errors carry aiohttp's exception type names
 (``ClientConnectorError``, ``ServerDisconnectedError``, ``ClientPayloadError``), so error
 summaries read the same with either client. Timeouts, stale-connection resends and error
 records are ``HttpTransport.send``'s, shared.

@@ -11,7 +11,7 @@ so a client that sent canned or stale answers is caught.
 An exchange enters the history once its response was written whole; a response the client
 cut off (cancelled) does not, which is also what the client keeps.
 
-Run as a child process (``python session_server.py '<JSON options>' <parent pid>``) on
+Run as a child process (``python -m tests.harness.session_server '<JSON options>' <parent pid>``) on
 127.0.0.1 and a free port; it prints ``listening on <url>``. ``GET /stats`` answers
 ``{"requests", "violations", "sessions": {id: turns answered}, "max_in_flight",
 "prompt_messages": [messages per request]}``.
@@ -34,6 +34,7 @@ from tests.harness.processes import stop_child
 START_TIMEOUT_S = 15.0
 STOP_TIMEOUT_S = 5.0
 _PR_SET_PDEATHSIG = 1
+_REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 class SessionServer:
@@ -47,10 +48,14 @@ class SessionServer:
         self.url = ""
         self._process: subprocess.Popen[bytes] | None = None
 
+    # The module run as the child (a subclass names its own, whose state serves).
+    child_module = "tests.harness.session_server"
+
     def start(self) -> str:
         self._process = subprocess.Popen(
-            [sys.executable, __file__, json.dumps(self.options), str(os.getpid())],
-            stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
+            [sys.executable, "-m", self.child_module, json.dumps(self.options),
+             str(os.getpid())],
+            stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, cwd=_REPO_ROOT)
         assert self._process.stdout is not None
         line = b""
         deadline = time.monotonic() + START_TIMEOUT_S
@@ -62,7 +67,7 @@ class SessionServer:
                 return self.url
             time.sleep(0.01)
         self.stop()
-        raise RuntimeError(f"session server did not start: {line!r}")
+        raise RuntimeError(f"{self.child_module} did not start: {line!r}")
 
     def stats(self) -> dict[str, Any]:
         with urllib.request.urlopen(f"{self.url}/stats", timeout=5) as reply:
@@ -213,8 +218,7 @@ async def _answer(state: _State, reader: asyncio.StreamReader, writer: asyncio.S
         [messages[-1], {"role": "assistant", "content": text}])
 
 
-async def _serve(options: dict[str, Any]) -> None:
-    state = _State(options)
+async def _serve(state: _State) -> None:
     listener = await asyncio.start_server(
         lambda r, w: _handle(state, r, w), "127.0.0.1", 0, backlog=1024)
     print(f"listening on http://127.0.0.1:{listener.sockets[0].getsockname()[1]}", flush=True)
@@ -229,15 +233,16 @@ async def _serve(options: dict[str, Any]) -> None:
     await asyncio.sleep(0)
 
 
-def _main(argv: list[str]) -> None:
+def main(argv: list[str], state_class: type[_State] = _State) -> None:
+    """The child: serve ``state_class(options)`` until SIGTERM, dying with its parent."""
     if sys.platform.startswith("linux"):
         from aiperf.common.process import libc
 
         libc().prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     if os.getppid() != int(argv[2]):
         os._exit(1)
-    asyncio.run(_serve(json.loads(argv[1])))
+    asyncio.run(_serve(state_class(json.loads(argv[1]))))
 
 
 if __name__ == "__main__":
-    _main(sys.argv)
+    main(sys.argv)

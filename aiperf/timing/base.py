@@ -121,9 +121,9 @@ class TimingStrategy:
 
     def _record_issued(self, phase: int, first: int, count: int) -> None:
         if count:
-            self._ranges.append((first, count))
+            _extend(self._ranges, first, count)
             if phase == WARMUP:
-                self._warmup_ranges.append((first, count))
+                _extend(self._warmup_ranges, first, count)
 
     # -- leases (closed loop) -------------------------------------------------------------
 
@@ -315,6 +315,17 @@ class TimingStrategy:
 
     async def issue_phase(self, phase: int, count: int | None, end_ns: int | None) -> None:
         raise NotImplementedError
+
+
+def _extend(ranges: list[tuple[int, int]], first: int, count: int) -> None:
+    """Add ids ``first`` .. ``first + count - 1``, merged into the last range when they
+    continue it: an open-loop run issues its ids a few at a time, and a range for each
+    batch grew the timing manager by 2.4 MiB a minute at 500 requests/s (and the records
+    manager by 800 MiB when it decoded them at the end of a 2-hour run)."""
+    if ranges and ranges[-1][0] + ranges[-1][1] == first:
+        ranges[-1] = (ranges[-1][0], ranges[-1][1] + count)
+    else:
+        ranges.append((first, count))
 
 
 def _minus(ranges: list[tuple[int, int]], skipped: set[int]) -> list[tuple[int, int]]:

@@ -8,6 +8,7 @@ import statistics
 import struct
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import aiohttp
 import psutil
@@ -144,3 +145,21 @@ def tree_union_rss_mib(pid: int) -> float | None:
 
 def median(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
+
+
+def cpu_by_kind(mesh: Any) -> dict[str, float]:
+    """CPU seconds so far of a mesh's controller and each service kind (``worker_0`` and
+    ``worker_1`` summed as ``worker``: the figure is what the kind costs per request)."""
+    assert mesh.pid is not None
+    pids = {"controller": [mesh.pid]}
+    for name, pid in mesh.services.items():
+        pids.setdefault(name.rstrip("0123456789").rstrip("_"), []).append(pid)
+    seconds: dict[str, float] = {}
+    for kind, members in pids.items():
+        for pid in members:
+            try:
+                times = psutil.Process(pid).cpu_times()
+            except psutil.NoSuchProcess:
+                continue
+            seconds[kind] = seconds.get(kind, 0.0) + times.user + times.system
+    return seconds

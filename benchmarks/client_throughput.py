@@ -24,8 +24,14 @@ import os
 import threading
 import time
 
-import psutil
-from _common import bare_client, median, tree_cpu_seconds, tree_memory_mib, tree_union_rss_mib
+from _common import (
+    bare_client,
+    cpu_by_kind,
+    median,
+    tree_cpu_seconds,
+    tree_memory_mib,
+    tree_union_rss_mib,
+)
 
 from aiperf.mesh import Mesh
 from aiperf.mock_server import MockServerProcess
@@ -74,33 +80,15 @@ def throughput(mesh: Mesh, url: str, requests: int, repeats: int) -> None:
               f"bare {median(bare_cpu_ms):.2f} ms")
 
 
-def _cpu_by_process(mesh: Mesh) -> dict[str, float]:
-    """CPU seconds so far of the controller and each service, by kind (``worker_0`` and
-    ``worker_1`` are both ``worker``: the figure is what the kind costs per request)."""
-    assert mesh.pid is not None
-    pids = {"controller": [mesh.pid]}
-    for name, pid in mesh.services.items():
-        pids.setdefault(name.rstrip("0123456789").rstrip("_"), []).append(pid)
-    seconds: dict[str, float] = {}
-    for kind, members in pids.items():
-        for pid in members:
-            try:
-                times = psutil.Process(pid).cpu_times()
-            except psutil.NoSuchProcess:
-                continue
-            seconds[kind] = seconds.get(kind, 0.0) + times.user + times.system
-    return seconds
-
-
 def cpu_breakdown(mesh: Mesh, url: str, requests: int, repeats: int,
                   modes: tuple[bool, ...]) -> None:
     for streaming in modes:
         samples: dict[str, list[float]] = {}
         for _ in range(repeats):
-            before = _cpu_by_process(mesh)
+            before = cpu_by_kind(mesh)
             result = mesh.run(url=url, streaming=streaming, concurrency=CONCURRENCY,
                               request_count=requests, osl=TOKENS, isl=32)
-            after = _cpu_by_process(mesh)
+            after = cpu_by_kind(mesh)
             assert result.error_count == 0 and result.invariant["ok"]
             total = 0.0
             for kind, seconds in after.items():

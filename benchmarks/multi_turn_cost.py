@@ -26,8 +26,7 @@ import contextlib
 import sys
 from collections.abc import Iterator
 
-import psutil
-from _common import median, tree_cpu_seconds
+from _common import cpu_by_kind, median, tree_cpu_seconds
 
 from aiperf.mesh import Mesh
 from aiperf.mock_server import MockServerProcess
@@ -48,31 +47,16 @@ def run(mesh: Mesh, url: str, requests: int, streaming: bool, turns: int) -> flo
     return (cpu1 - cpu0) / requests * 1000
 
 
-def _cpu_by_kind(mesh: Mesh) -> dict[str, float]:
-    """CPU seconds so far of the controller and each service kind (workers summed)."""
-    assert mesh.pid is not None
-    pids = {"controller": [mesh.pid]}
-    for name, pid in mesh.services.items():
-        pids.setdefault(name.rstrip("0123456789").rstrip("_"), []).append(pid)
-    seconds: dict[str, float] = {}
-    for kind, members in pids.items():
-        for pid in members:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                times = psutil.Process(pid).cpu_times()
-                seconds[kind] = seconds.get(kind, 0.0) + times.user + times.system
-    return seconds
-
-
 def by_process(mesh: Mesh, url: str, requests: int, repeats: int, turns: int) -> None:
     for streaming in (False, True):
         samples: dict[tuple[int, str], list[float]] = {}
         for repeat in range(repeats):
             for kind_turns in ((1, turns) if repeat % 2 == 0 else (turns, 1)):
                 sessions = {"conversation_turn_mean": kind_turns} if kind_turns > 1 else {}
-                before = _cpu_by_kind(mesh)
+                before = cpu_by_kind(mesh)
                 result = mesh.run(url=url, streaming=streaming, concurrency=CONCURRENCY,
                                   request_count=requests, osl=TOKENS, isl=32, **sessions)
-                after = _cpu_by_kind(mesh)
+                after = cpu_by_kind(mesh)
                 assert result.error_count == 0 and result.invariant["ok"], result.invariant
                 for kind, seconds in after.items():
                     us = (seconds - before.get(kind, 0.0)) / requests * 1e6

@@ -15,6 +15,7 @@ from aiperf.common.codec import RawRecord
 from aiperf.mock_server import MockServerThread
 from aiperf.transports.http import HttpTransport
 from aiperf.transports.lean import LeanHttpTransport
+from tests.harness.raw_http import read_request
 
 pytestmark = pytest.mark.real_sleep
 BODY = b'{"messages": [{"role": "user", "content": "hi"}], "stream": true}'
@@ -106,18 +107,6 @@ def test_run_headers_go_on_every_request_and_others_are_sent_as_given(kind: Kind
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 JSON_BODY = b'{"choices": [{"message": {"content": "hi"}}]}'
-
-
-async def read_request(reader: asyncio.StreamReader) -> bool:
-    """One request (head and body) off the connection; False when the client closed it."""
-    try:
-        head = await reader.readuntil(b"\r\n\r\n")
-    except (asyncio.IncompleteReadError, ConnectionError):
-        return False
-    length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
-                   if line.lower().startswith(b"content-length:")), 0)
-    await reader.readexactly(length)
-    return True
 
 
 def head(length: int) -> bytes:

@@ -11,6 +11,7 @@ import pytest
 
 from aiperf.common.codec import RawRecord
 from aiperf.transports.lean import LeanHttpTransport
+from tests.harness.raw_http import read_request
 
 pytestmark = pytest.mark.real_sleep
 HEADERS = {"Content-Type": "application/json"}
@@ -24,17 +25,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-async def read_request(reader: asyncio.StreamReader) -> bool:
-    try:
-        head = await reader.readuntil(b"\r\n\r\n")
-    except (asyncio.IncompleteReadError, ConnectionError):
-        return False
-    length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
-                   if line.lower().startswith(b"content-length:")), 0)
-    await reader.readexactly(length)
-    return True
 
 
 def test_refused_connections_free_their_places_and_the_pool_serves_on() -> None:

@@ -158,6 +158,7 @@ class Worker(BaseComponentService):
         self._drained.set()
         self._run = 0
         self._run_id = ""
+        self._cancelled = False  # this run's CancelRequests came: start nothing more
         self._turns: list[Turn] = []
         self._bodies: list[bytes | None] = []
         self._layout: SessionLayout | None = None
@@ -250,6 +251,7 @@ class Worker(BaseComponentService):
             await self._transport.start(headers=headers)
         self._run = run_number(command.run_id)
         self._run_id = command.run_id
+        self._cancelled = False
         # Sketch mode bounds the record path in bytes: batches small enough that a queue
         # of record_hwm of them holds a few megabytes.
         self._batch_bytes = (sketch_batch_bytes(self.service_config.record_hwm)
@@ -303,9 +305,11 @@ class Worker(BaseComponentService):
     async def _cancel(self, message: CancelRequestsMessage) -> None:
         if message.run_id != self._run_id:
             return
+        self._cancelled = True
         for session in list(self._sessions):
             self._stop_session(session)
-        for progress in self._leases:
+        # A copy: a report of a lease with nothing in flight removes it from the list.
+        for progress in list(self._leases):
             progress.consumed = True
             self._report(progress)
         for task in list(self._in_flight.values()):
@@ -382,7 +386,14 @@ class Worker(BaseComponentService):
                     # The deadline is on the timing manager's clock: once per lease.
                     message = msgspec.structs.replace(
                         message, deadline_ns=message.deadline_ns + self._to_perf_ns)
-                self._leases.append(_LeaseProgress(message))
+                progress = _LeaseProgress(message)
+                self._leases.append(progress)
+                if self._cancelled:
+                    # Sent before the timing manager stopped, on another socket than the
+                    # cancel: nothing of it is started, and the report says so at once.
+                    progress.consumed = True
+                    self._report(progress)
+                    continue
                 if message.deadline_ns:
                     # Slots stuck in slow requests would not notice the deadline: a timer does.
                     delay = max(0.0, (message.deadline_ns - _perf_ns()) / 1e9)
@@ -408,7 +419,9 @@ class Worker(BaseComponentService):
             if deadline and now > deadline:
                 progress.consumed = True
                 self._report(progress)
-                continue
+                # The report removes a lease with nothing in flight, which would make this
+                # loop skip the next one: look again from the start.
+                return self._next_lease()
             return progress
         return None
 

@@ -20,6 +20,8 @@ skipped; a gzip or deflate body (never asked for) decompressed read by read, oth
 as sent.
 The stamps are taken in ``data_received``, when a read arrives, not when a task resumes:
 a stream's reads go into the record without waking the request's task at all.
+``response_ns`` is the arrival of the final (not interim) response's first byte, even when
+the rest of its head comes later.
 
 What it does not: redirects (a 3xx is the record's error, where aiohttp would follow it),
 proxies, HTTP/2, ``Expect: 100-continue``, a URL's userinfo (aiohttp sends it as Basic
@@ -133,6 +135,7 @@ class _Connection(asyncio.Protocol):
         self._line = bytearray()
         self._interim = False  # an interim (1xx) response came for this request
         self._decoder: Any = None  # a zlib decompressor for a gzip or deflate body
+        self._head_ns = 0  # when the first byte of the response's head arrived
 
     # -- asyncio.Protocol -------------------------------------------------------------------
 
@@ -234,6 +237,8 @@ class _Connection(asyncio.Protocol):
     def _parse_head(self, data: bytes, now: int, record: RawRecord) -> bytes:
         """Reads the status line and headers; returns the bytes after them."""
         head = self._head
+        if not head:  # the response's first byte (a slow server may dribble its head)
+            self._head_ns = now
         start = max(0, len(head) - 3)
         head += data
         end = head.find(b"\r\n\r\n", start)
@@ -282,7 +287,7 @@ class _Connection(asyncio.Protocol):
                     keep_alive = True
         self.status = record.status = status
         self.reason = reason.decode("latin-1")
-        record.response_ns = now
+        record.response_ns = self._head_ns
         self._in_head = False
         head.clear()
         if not keep_alive or (chunked and length >= 0):

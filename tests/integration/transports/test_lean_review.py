@@ -10,6 +10,7 @@ import socket
 import ssl
 import struct
 import subprocess
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -145,6 +146,26 @@ def test_headers_trickled_a_byte_at_a_time_meet_the_first_byte_timeout() -> None
     raw, _ = run(exchange(handler, timeout=10, first_byte=0.5))
     assert raw.error is not None and "first-byte timeout" in raw.error.message, raw.error
     assert raw.response_ns == 0
+
+
+def test_waiting_ends_at_the_first_byte_of_a_head_sent_in_two_parts() -> None:
+    """http_req_waiting is request sent -> first response byte: a server that sends its
+    status line and then, later, the rest of its head is timed from the status line."""
+    rest_written_ns = 0
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal rest_written_ns
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\n")
+        await writer.drain()
+        await asyncio.sleep(0.5)
+        rest_written_ns = time.perf_counter_ns()
+        writer.write(b"Content-Length: 2\r\n\r\n{}")
+        await writer.drain()
+
+    raw, _ = run(exchange(handler))
+    assert raw.error is None and raw.status == 200 and body(raw) == b"{}"
+    assert raw.sent_ns < raw.response_ns < rest_written_ns
 
 
 def test_an_endless_body_meets_the_request_timeout() -> None:

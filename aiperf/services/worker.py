@@ -538,6 +538,10 @@ class Worker(BaseComponentService):
             record.session, record.turn_index, record.isl = session
         timer: _CancelTimer | None = None
         try:
+            if self._cancelled:
+                # Credits sent just before the timing manager stopped can arrive after the
+                # cancel (another socket): each is issued and owes a record, not a request.
+                raise asyncio.CancelledError
             if wait_until_ns:
                 delay_ns = wait_until_ns - _perf_ns()
                 if delay_ns > 0:

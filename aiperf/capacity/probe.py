@@ -117,10 +117,21 @@ class ProbeRunner:
     # -- the profile at a point -------------------------------------------------------------
 
     def profile_at(self, point: float) -> dict[str, Any]:
+        """The profile at ``point``, sized by its own key: a request count or a duration
+        as given; whole sessions when it gives ``conversation_num`` alone (a request count
+        added there would cut its sessions and send another number of requests), at least
+        one per slot of a closed loop (a session is one slot's chain of turns: fewer
+        sessions than slots never hold ``point`` requests in flight); else the default
+        request count."""
         values = {**self.profile,
                   self.over: int(point) if self.over == "concurrency" else float(point)}
-        if "request_count" not in values and "benchmark_duration" not in values:
-            values["request_count"] = self.default_request_count(point)
+        if "request_count" in values or "benchmark_duration" in values:
+            return values
+        if values.get("conversation_num") is not None:
+            if self.over == "concurrency":
+                values["conversation_num"] = max(int(values["conversation_num"]), int(point))
+            return values
+        values["request_count"] = self.default_request_count(point)
         return values
 
     def default_request_count(self, point: float) -> int:
@@ -161,7 +172,7 @@ class ProbeRunner:
         values = self.profile_at(point)
         config = UserConfig.build(where=f"capacity probe at {point_text(point, self.over)}",
                                   **values)
-        chunk = (config.resolved_request_count() or 0) + config.warmup_request_count
+        chunk = requests_per_run(config) + config.warmup_request_count
         if config.benchmark_duration is not None:
             chunk = max(chunk, 1)
         looks = self.policy.looks(config)
@@ -313,6 +324,19 @@ class ProbeRunner:
             probe.attainment = good / sent
             interval = proportion_interval(good, sent, confidence)
             probe.attainment_interval = (interval.low, interval.high)
+
+
+def requests_per_run(config: UserConfig) -> int:
+    """The profiling requests one run sends (0 for a timed run): every turn of every
+    session for a run of whole sessions (its synthetic mean turn count rounded, as the
+    dataset draws it; an estimate for drawn or a file's turn counts: the ledger spends
+    what was sent), else the request count."""
+    from aiperf.dataset.sessions import whole_session_leases
+
+    if whole_session_leases(config):
+        assert config.conversation_num is not None  # whole_session_leases says so
+        return config.conversation_num * max(1, round(config.conversation_turn_mean))
+    return config.resolved_request_count() or 0
 
 
 def _unusable(result: ProfileResult) -> str:

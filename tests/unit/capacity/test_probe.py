@@ -9,7 +9,7 @@ import pytest
 
 from aiperf.capacity import Budget, BudgetExhausted, Ledger
 from aiperf.capacity.cli import parse_slo
-from aiperf.capacity.probe import ProbeRunner
+from aiperf.capacity.probe import ProbeRunner, requests_per_run
 from aiperf.common.config import UserConfig
 from aiperf.results import ProfileResult
 from pytest_aiperf.policy import VerdictPolicy
@@ -112,3 +112,22 @@ def test_warm_up_requests_count_against_the_budget() -> None:
     probe = runner(mesh, "time_to_first_token.p50<60ms", request_count=100,
                    warmup_request_count=20)(2, ledger)
     assert ledger.requests == 120 and probe.looks == 1  # a second chunk would pass 130
+
+
+def test_a_probe_of_whole_sessions_keeps_them_and_budgets_their_turns() -> None:
+    sessions = {"conversation_num": 6, "conversation_turn_mean": 3}
+    probe_runner = runner(FakeMesh(), "time_to_first_token.p90[turn>=2]<60ms", **sessions)
+    at_two, at_ten = probe_runner.profile_at(2), probe_runner.profile_at(10)
+    assert "request_count" not in at_two and at_two["conversation_num"] == 6
+    assert at_ten["conversation_num"] == 10  # one session per slot at least
+    assert requests_per_run(UserConfig.build(**{**PROFILE, **at_two})) == 18
+    # a request count or a duration sizes the run as given; the sessions are its pool
+    counted = runner(FakeMesh(), "time_to_first_token.p90<60ms", request_count=40,
+                     **sessions).profile_at(10)
+    assert counted["request_count"] == 40 and counted["conversation_num"] == 6
+    # the budget is checked against every turn of every session, before anything is sent
+    mesh = FakeMesh()
+    ledger = Ledger(Budget(max_requests=17))
+    with pytest.raises(BudgetExhausted, match="needs 18"):
+        runner(mesh, "time_to_first_token.p90[turn>=2]<60ms", **sessions)(2, ledger)
+    assert mesh.configs == []

@@ -89,7 +89,10 @@ def regress_rules(value: Any) -> list[RegressionRule]:
 
 
 def rule_key(rule: RegressionRule) -> tuple[str, str]:
-    return (rule.metric, rule.statistic)
+    """What a gate compares: metric, and statistic with its turn range (a gate on
+    ``[turn>=2]`` and one on every request are two gates)."""
+    return (rule.metric, rule.statistic if rule.turns is None
+            else f"{rule.statistic}[{rule.turns}]")
 
 
 def merged_rules(session_rules: Sequence[RegressionRule],
@@ -100,9 +103,18 @@ def merged_rules(session_rules: Sequence[RegressionRule],
 
 
 def check_rules_applicable(rules: Sequence[RegressionRule], streams: bool,
-                           produces_tokens: bool, endpoint: str) -> None:
-    """A gate on a metric the profile never measures is refused at collection."""
+                           produces_tokens: bool, endpoint: str,
+                           multi_turn: bool | None = None) -> None:
+    """A gate on a metric the profile never measures is refused at collection, and one on
+    some turns (``[turn>=2]``) of a profile that sends single requests (``multi_turn``
+    False; None: not known here, the comparison then says no request had a turn)."""
     for rule in rules:
+        if rule.turns is not None and multi_turn is False:
+            raise BaselineError(
+                f"regress rule {rule.text!r} is on turns of multi-turn sessions ([{rule.turns}]"
+                f"), but this profile sends single requests; add conversation_num / "
+                f"conversation_turn_mean > 1, or a multi_turn or sharegpt dataset, or gate "
+                f"{rule.key.partition('[')[0]} on every request")
         spec = BY_TAG.get(rule.metric)
         if spec is None:
             continue  # parse_rule names unknown metrics
@@ -136,6 +148,47 @@ class ResultValues:
 
     def __init__(self, results: Sequence[ProfileResult]) -> None:
         self.results = list(results)
+        self._turns: dict[int, np.ndarray | None] = {}  # per result: one scan of its table
+
+    def turn_values(self, tag: str, low_index: int,
+                    high_index: int | None) -> np.ndarray | None:
+        """``tag``'s values of the turns in [``low_index``, ``high_index``] (0-based; None:
+        no last) over the pooled runs, as ``StoredRun.turn_values`` reads a stored run; an
+        ``adj_*`` tag gets one ``inf`` per failed request of those turns. None when a run
+        kept no per-request table (or it does not match the timeline)."""
+        import numpy as np
+
+        base = tag.removeprefix("adj_")
+        parts: list[np.ndarray] = []
+        failed = 0
+        for i, result in enumerate(self.results):
+            turns = self._record_turns(i, result)
+            if turns is None:
+                return None
+            if base not in result or result[base].is_scalar:
+                continue
+            metric = result[base]
+            index = np.asarray(metric.record_index, dtype=np.int64)
+            if index.size != len(metric.values):
+                return None
+            chosen = _in_turns(turns[index], low_index, high_index)
+            parts.append(np.asarray(metric.values, dtype=np.float64)[chosen])
+            if base != tag:
+                failed += int(np.count_nonzero(_in_turns(turns[~result.timeline.ok],
+                                                         low_index, high_index)))
+        if not parts:
+            return None
+        joined = np.concatenate(parts)
+        return np.concatenate([joined, np.full(failed, np.inf)]) if base != tag else joined
+
+    def _record_turns(self, i: int, result: ProfileResult) -> np.ndarray | None:
+        if i not in self._turns:
+            from aiperf.dataset.breakdowns import record_turns
+
+            turns = record_turns(result.records) if len(result.records) else None
+            self._turns[i] = (turns if turns is not None
+                              and turns.size == len(result.timeline) else None)
+        return self._turns[i]
 
     def metric_values(self, tag: str) -> np.ndarray | None:
         import numpy as np
@@ -156,6 +209,11 @@ class ResultValues:
             offset += max(duration, float(ends.max()) if ends.size else 0.0)
         joined = np.concatenate(pieces) if pieces else np.empty(0)
         return joined if joined.size else None
+
+
+def _in_turns(turns: np.ndarray, low_index: int, high_index: int | None) -> np.ndarray:
+    keep = turns >= low_index
+    return keep if high_index is None else keep & (turns <= high_index)
 
 
 # -- difference intervals -----------------------------------------------------------------

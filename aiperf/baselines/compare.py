@@ -15,6 +15,10 @@ A rule is written ``METRIC[.STAT]:[+|-]N%`` (relative to the earlier run) or
 - The sign says which way is worse: ``+`` up, ``-`` down. Without one, the metric's natural
   direction: worse is down for a metric where higher is better (throughputs), else up.
 - N >= 0. A unit is required, so that ``:20`` cannot mean ms to one reader and s to another.
+- A per-request metric may end in a turn range of multi-turn sessions, as an SLO key does
+  (``time_to_first_token.p99[turn>=2]:10%``; ``[turn==N]``, ``[turn>=N]``, ``[turn<=N]``,
+  turns from 1): both runs' values of those turns only (a stored run keeps each value's
+  turn, ``StoredRun.turn_values``), as the judge reads ``[turn>=2]``.
 
 ``judge_change`` turns a ``Difference`` into a status; ``compare`` runs every rule on two
 runs' per-request values. The intervals are ``aiperf.statistics.difference``'s; the meaning
@@ -25,6 +29,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from typing import Literal, Protocol
 
 import numpy as np
@@ -38,10 +43,15 @@ Status = Literal["REGRESSED", "IMPROVED", "UNCHANGED", "INCONCLUSIVE"]
 STATUSES: tuple[Status, ...] = ("REGRESSED", "IMPROVED", "UNCHANGED", "INCONCLUSIVE")
 
 FORMS = (
-    "METRIC[.STAT]:[+|-]N% (relative) or METRIC[.STAT]:[+|-]N<unit> (absolute), "
-    "e.g. 'time_to_first_token.p99:10%', 'request_throughput:-5%', "
-    "'request_latency.p50:+20ms'"
+    "METRIC[.STAT]:[+|-]N% (relative) or METRIC[.STAT]:[+|-]N<unit> (absolute), a "
+    "per-request METRIC[.STAT] optionally ending in a turn range [turn==N], [turn>=N] or "
+    "[turn<=N], e.g. 'time_to_first_token.p99:10%', 'request_throughput:-5%', "
+    "'request_latency.p50:+20ms', 'time_to_first_token.p99[turn>=2]:10%'"
 )
+TURN_FORMS = ("[turn==N]", "[turn>=N]", "[turn<=N]")
+# The key's last bracket, a turn range: "time_to_first_token.p99[turn>=2]".
+_TURNS = re.compile(r"^(?P<body>[^\[\]]*)\[(?P<filter>[^\[\]]*)\]$")
+_TURN_FILTER = re.compile(r"^\s*turn\s*(==|>=|<=)\s*([0-9]+)\s*$")
 DEFAULT_STATISTIC = "avg"
 
 #: Throughputs are compared through each request's end time (batch means); the value is
@@ -84,11 +94,26 @@ class RegressionRule(BaseModel):
     margin: float = Field(ge=0.0)
     relative: bool
     worse: Literal["up", "down"]
+    # "turn>=2": the rule reads those turns of multi-turn sessions only (1-based, as
+    # written); None: every request.
+    turns: str | None = Field(default=None, pattern=r"^turn(==|>=|<=)[1-9][0-9]{0,5}$")
 
     @property
     def key(self) -> str:
-        """``metric.stat`` as a table names it; a throughput is named alone."""
-        return self.metric if self.statistic == "rate" else f"{self.metric}.{self.statistic}"
+        """``metric.stat`` as a table names it (``[turn>=2]`` after it for a turn range);
+        a throughput is named alone."""
+        key = self.metric if self.statistic == "rate" else f"{self.metric}.{self.statistic}"
+        return key if self.turns is None else f"{key}[{self.turns}]"
+
+    @property
+    def turn_indexes(self) -> tuple[int, int | None] | None:
+        """The turn range as 0-based ``turn_index`` bounds (low, high; high None: no
+        last), or None for a rule on every request."""
+        if self.turns is None:
+            return None
+        op, number = self.turns[4:6], int(self.turns[6:])
+        return ((number - 1 if op in ("==", ">=") else 0),
+                (number - 1 if op in ("==", "<=") else None))
 
     @property
     def unit(self) -> str:
@@ -121,10 +146,15 @@ def parse_rule(text: str) -> RegressionRule:
     name, colon, margin_text = written.partition(":")
     if not colon:
         raise fail("no ':' between the metric and its margin")
+    name, turns = _turn_range(name.strip(), fail)
     metric, dot, statistic = name.strip().partition(".")
     if metric not in BY_TAG or (metric not in THROUGHPUTS and not BY_TAG[metric].per_request):
         raise fail(f"{metric!r} is not a metric that can be compared; "
                    f"metrics: {', '.join(comparable_metrics())}")
+    if metric in THROUGHPUTS and turns is not None:
+        raise fail(f"{metric} is one number per run, not a per-request metric: a turn "
+                   f"range [{turns}] selects requests, so it takes a per-request metric "
+                   f"such as 'time_to_first_token.p99[{turns}]'")
     if metric in THROUGHPUTS:
         if dot and statistic not in _THROUGHPUT_STATS:
             raise fail(f"{metric} is one number per run: write it without a statistic")
@@ -160,9 +190,32 @@ def parse_rule(text: str) -> RegressionRule:
     worse = {"+": "up", "-": "down"}.get(sign, natural)
     try:
         return RegressionRule(text=written, metric=metric, statistic=statistic,
-                              margin=margin, relative=relative, worse=worse)
+                              margin=margin, relative=relative, worse=worse, turns=turns)
     except ValidationError as exc:  # e.g. a lone surrogate pydantic cannot take as a str
         raise fail(f"not a valid rule ({exc.error_count()} field errors)") from None
+
+
+def _turn_range(name: str, fail: Callable[[str], ConfigError]) -> tuple[str, str | None]:
+    """(``METRIC[.STAT]``, ``"turn>=2"`` or None) of a rule's name; a bracket that is not
+    a turn range is refused naming the forms allowed."""
+    if "[" not in name and "]" not in name:
+        return name, None
+    parts = _TURNS.match(name)
+    example = "'time_to_first_token.p99[turn>=2]:10%'"
+    if parts is None or not parts.group("body").strip():
+        raise fail(f"write one turn range in brackets at the end of METRIC.STAT, one of "
+                   f"{', '.join(TURN_FORMS)}, e.g. {example}")
+    found = _TURN_FILTER.match(parts.group("filter"))
+    if found is None:
+        raise fail(f"[{parts.group('filter')}] is not a turn range; write one of "
+                   f"{', '.join(TURN_FORMS)} (N: a turn number, 1 is a session's first "
+                   f"turn), e.g. {example}")
+    if len(found.group(2)) > 6:
+        raise fail(f"turn number {found.group(2)} is more turns than any session has")
+    op, number = found.group(1), int(found.group(2))
+    if number < 1:
+        raise fail(f"turns are numbered from 1 (a session's first turn), got {number}")
+    return parts.group("body"), f"turn{op}{number}"
 
 
 def judge_change(diff: Difference, rule: RegressionRule) -> Status:
@@ -200,6 +253,10 @@ class RunValues(Protocol):
     def metric_values(self, tag: str) -> np.ndarray | None: ...
 
     def end_times(self) -> np.ndarray | None: ...
+
+    # Optional (a rule on some turns; a run without it has no per-turn values):
+    # def turn_values(self, tag: str, low_index: int,
+    #                 high_index: int | None) -> np.ndarray | None: ...
 
 
 class Comparison(BaseModel):
@@ -289,17 +346,32 @@ def compare(
 
 def _statistic(before: RunValues, after: RunValues, rule: RegressionRule,
                confidence: float, skip_unmeasured: bool) -> Difference | None:
-    found = [run.metric_values(rule.metric) for run in (before, after)]
+    found = [_values(run, rule) for run in (before, after)]
     if skip_unmeasured and all(values is None for values in found):
         return None
     missing = [label for label, v in zip(("before", "after"), found, strict=True) if v is None]
     if missing:
+        what = rule.metric if rule.turns is None else (
+            f"{rule.metric} per turn ({rule.turns}: the run kept no per-request table, is "
+            f"not multi-turn, or was stored before turns were kept)")
         return _not_measured(rule, found, confidence,
-                             f"{rule.metric} was not measured in the {' and '.join(missing)} "
-                             f"run")
+                             f"{what} was not measured in the {' and '.join(missing)} run")
+    empty = [label for label, v in zip(("before", "after"), found, strict=True)
+             if v is not None and not v.size]
+    if rule.turns is not None and empty:
+        return _not_measured(rule, found, confidence,
+                             f"no request of {rule.turns} in the {' and '.join(empty)} run")
     cleaned, dropped = zip(*(_finite(v) for v in found if v is not None), strict=True)
     diff = difference_interval(cleaned[0], cleaned[1], rule.statistic, confidence)
     return _noting_dropped(diff, dropped)
+
+
+def _values(run: RunValues, rule: RegressionRule) -> np.ndarray | None:
+    bounds = rule.turn_indexes
+    if bounds is None:
+        return run.metric_values(rule.metric)
+    per_turn = getattr(run, "turn_values", None)
+    return None if per_turn is None else per_turn(rule.metric, *bounds)
 
 
 def _rate(before: RunValues, after: RunValues, rule: RegressionRule, confidence: float,

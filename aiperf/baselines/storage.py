@@ -123,6 +123,12 @@ class StoredRun(BaseModel):
     summary: dict[str, dict[str, Any]]
     values: dict[str, PackedValues]
     end_times_s: PackedValues | None = None
+    # A multi-turn run: the 0-based turn of each stored value of a metric (-1: not a turn),
+    # and of each failed profiling request, so that a rule on some turns
+    # ("time_to_first_token.p99[turn>=2]") reads those turns' values. Absent from a
+    # single-turn run and from a file saved before they were kept.
+    value_turns: dict[str, PackedValues] = Field(default_factory=dict)
+    error_turns: PackedValues | None = None
 
     _unpacked: dict[str, np.ndarray] = PrivateAttr(default_factory=dict)
 
@@ -142,6 +148,29 @@ class StoredRun(BaseModel):
                 self._unpacked[key] = data
             return self._unpacked[key]
         return None
+
+    def turn_values(self, tag: str, low_index: int,
+                    high_index: int | None) -> np.ndarray | None:
+        """``tag``'s values of the turns whose 0-based index is in [``low_index``,
+        ``high_index``] (None: no last); an ``adj_*`` tag gets one ``inf`` per failed
+        request of those turns. ``None`` when the run kept no per-turn values of ``tag``."""
+        base = tag.removeprefix("adj_")
+        values = self.metric_values(base)
+        if values is None or base not in self.value_turns:
+            return None
+        turns = self._array(f"\0turns:{base}", self.value_turns[base])
+        if turns.size != values.size:
+            return None
+        out = values[_in_range(turns, low_index, high_index)]
+        if base == tag:
+            return out
+        if self.error_turns is None:
+            if self.error_count:
+                return None  # failed requests whose turns are not known
+            return out
+        errors = self._array("\0error_turns", self.error_turns)
+        failed = int(np.count_nonzero(_in_range(errors, low_index, high_index)))
+        return np.concatenate([out, np.full(failed, np.inf)])
 
     def end_times(self) -> np.ndarray | None:
         """When each successful profiling request ended, in seconds from the first request's
@@ -170,6 +199,21 @@ class StoredRun(BaseModel):
                 self.end_times()
             except ValueError as exc:
                 raise ValueError(f"end_times_s: {exc}") from None
+        for tag, packed in self.value_turns.items():
+            try:
+                self._array(f"\0turns:{tag}", packed)
+            except ValueError as exc:
+                raise ValueError(f"value_turns of {tag!r}: {exc}") from None
+        if self.error_turns is not None:
+            try:
+                self._array("\0error_turns", self.error_turns)
+            except ValueError as exc:
+                raise ValueError(f"error_turns: {exc}") from None
+
+
+def _in_range(turns: np.ndarray, low_index: int, high_index: int | None) -> np.ndarray:
+    keep = turns >= low_index
+    return keep if high_index is None else keep & (turns <= high_index)
 
 
 def stored_run(test_id: str, result: ProfileResult, name: str, number: int, *,
@@ -182,6 +226,8 @@ def stored_run(test_id: str, result: ProfileResult, name: str, number: int, *,
     timeline = result.timeline
     requests = len(timeline) or (result.request_count + result.error_count)
     values: dict[str, PackedValues] = {}
+    record_turns = _record_turns(result)
+    value_turns: dict[str, PackedValues] = {}
     # Some metrics carry the same values (TTFT and TTFO without reasoning; request latency
     # and HTTP duration): each distinct array is compressed once, the bulk of a save's time.
     packed_data: dict[bytes, str] = {}
@@ -190,11 +236,20 @@ def stored_run(test_id: str, result: ProfileResult, name: str, number: int, *,
             continue
         data = np.asarray(metric.values, dtype=np.float64)
         sampled_from = None
+        keep = None
         if data.size > max(requests, 1):  # a list-valued metric (one value per chunk)
             keep = np.random.default_rng(SAMPLE_SEED).choice(data.size, max(requests, 1),
                                                              replace=False)
             keep.sort()  # the sample keeps the run's order
             data, sampled_from = data[keep], data.size
+        if record_turns is not None and len(metric.record_index) == len(metric.values):
+            index = np.asarray(metric.record_index, dtype=np.int64)
+            turns = record_turns[index if keep is None else index[keep]]
+            raw_turns = turns.astype("<f4").tobytes()
+            if raw_turns not in packed_data:
+                packed_data[raw_turns] = PackedValues.pack(turns, "turn").data
+            value_turns[tag] = PackedValues(unit="turn", count=turns.size,
+                                            data=packed_data[raw_turns])
         raw = data.astype("<f4").tobytes()
         if raw not in packed_data:
             packed_data[raw] = PackedValues.pack(data, metric.unit).data
@@ -223,7 +278,28 @@ def stored_run(test_id: str, result: ProfileResult, name: str, number: int, *,
         summary=summary,
         values=values,
         end_times_s=end_times,
+        value_turns=value_turns,
+        error_turns=(PackedValues.pack(record_turns[~timeline.ok], "turn")
+                     if record_turns is not None else None),
     )
+
+
+def _record_turns(result: ProfileResult) -> np.ndarray | None:
+    """Each profiling request's turn (timeline order) of a multi-turn run that kept its
+    per-request table; None otherwise (a single-turn run stores no turns: one scan of the
+    table saved)."""
+    from aiperf.dataset.breakdowns import record_turns
+    from aiperf.dataset.sessions import is_multi_turn
+
+    config = result.config
+    if config is None or not (is_multi_turn(config) or config.input_file is not None):
+        return None
+    if not len(result.records) or not len(result.timeline):
+        return None
+    turns = record_turns(result.records)
+    if turns.size != len(result.timeline) or not (turns >= 0).any():
+        return None  # a table that does not match the timeline is not guessed at
+    return turns
 
 
 def target_url(url: str) -> str:

@@ -178,6 +178,35 @@ def turn_sample(records: Iterable[dict[str, Any]], tag: str, first_index: int = 
                       ok, err)
 
 
+class _MetaLine(msgspec.Struct):
+    metadata: _TurnMeta
+
+
+def record_turns(records: Iterable[dict[str, Any]]) -> np.ndarray:
+    """Each profiling record's ``turn_index`` (-1: not a turn of a session), int32, in the
+    table's order, which is the timeline's (the records manager writes a record to the
+    table as it adds it to the timeline): ``turns[metric.record_index]`` is then the turn
+    of each of a metric's values. One streaming pass that decodes the metadata only."""
+    turns = array("i")
+    path = getattr(records, "path", None)
+    if path is not None:
+        decode = msgspec.json.Decoder(_MetaLine).decode
+        with open(path, "rb") as handle:
+            for line in handle:
+                if not line.strip():
+                    continue
+                meta = decode(line).metadata
+                if meta.benchmark_phase == "profiling":
+                    turns.append(meta.turn_index)
+    else:
+        for record in records:
+            meta = record.get("metadata", {})
+            if meta.get("benchmark_phase") == "profiling":
+                turn = meta.get("turn_index")
+                turns.append(-1 if turn is None else int(turn))
+    return np.frombuffer(turns, dtype=np.int32) if turns else np.empty(0, dtype=np.int32)
+
+
 def urls_of(records: Iterable[dict[str, Any]], urls: Sequence[str]) -> list[UrlSummary]:
     """What each of ``urls`` (the config's, in order) served of the profiling requests."""
     latencies: list[list[float]] = [[] for _ in urls]

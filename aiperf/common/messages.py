@@ -28,6 +28,7 @@ class MessageType(StrEnum):
     CANCEL_RUN = "cancel_run"
     LOAD_REPORT_REQUEST = "load_report_request"
     WORKER_LOAD_REPORT = "worker_load_report"
+    PROCESSOR_BACKLOG_REPORT = "processor_backlog_report"  # STEADY: record processors
     SHUTDOWN = "shutdown"
     SERVICE_HEARTBEAT = "service_heartbeat"
     # host <-> controller
@@ -212,6 +213,16 @@ class WorkerLoadReport(Message):
     clock_round_trip_ns: int | None = None
     clock_samples: int | None = None
     host: str | None = None
+
+
+class ProcessorBacklogReport(Message):
+    """A record processor's answer to ``LoadReportRequest``: the largest backlog it found
+    in its raw-records queue during the run (batches, records and bytes queued at once, and
+    the longest a record waited between its request's end and its parsing)."""
+
+    message_type: MessageType = MessageType.PROCESSOR_BACKLOG_REPORT
+    run_id: str
+    backlog: dict[str, float] = Field(default_factory=dict)
 
 
 class RunHeartbeat(Message):

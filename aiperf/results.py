@@ -337,6 +337,10 @@ class ProfileResult:
     # The servers' Prometheus metrics over the run (server_metrics=...): gauges' min/avg/max,
     # counters' and histograms' deltas; None when not asked for. aiperf/server_metrics.
     server: ServerMetrics | None = field(default=None, compare=False)
+    # The record path's largest backlog per service that reported one ("records_manager",
+    # each record processor's id): batches / records / bytes queued at once (and, for a
+    # processor, max_lag_ms from a request's end to its parsing). STEADY's block.
+    record_backlog: dict[str, dict[str, float]] = field(default_factory=dict, compare=False)
     _timeline: Timeline | None = field(default=None, repr=False)
     _slices: list[dict[str, Any]] | None = field(default=None, repr=False, compare=False)
     # Each worker's LoadProbe report (event-loop lag, CPU), by worker id: validity's input.
@@ -428,6 +432,7 @@ class ProfileResult:
             _clock_offsets=clock_offsets,
             _sketch_windows=sketch_windows,
             _end_bins=end_bins,
+            record_backlog=dict(data.get("record_backlogs") or {}),
         )
         # AIPerf's time-weighted sweep metrics, from the timeline (none in sketch mode).
         from aiperf.metrics.parity import result_sweep_metrics

@@ -158,6 +158,8 @@ class ResultValues:
         kept no per-request table (or it does not match the timeline)."""
         import numpy as np
 
+        from aiperf.baselines.storage import in_turn_range
+
         base = tag.removeprefix("adj_")
         parts: list[np.ndarray] = []
         failed = 0
@@ -171,10 +173,10 @@ class ResultValues:
             index = np.asarray(metric.record_index, dtype=np.int64)
             if index.size != len(metric.values):
                 return None
-            chosen = _in_turns(turns[index], low_index, high_index)
+            chosen = in_turn_range(turns[index], low_index, high_index)
             parts.append(np.asarray(metric.values, dtype=np.float64)[chosen])
             if base != tag:
-                failed += int(np.count_nonzero(_in_turns(turns[~result.timeline.ok],
+                failed += int(np.count_nonzero(in_turn_range(turns[~result.timeline.ok],
                                                          low_index, high_index)))
         if not parts:
             return None
@@ -209,11 +211,6 @@ class ResultValues:
             offset += max(duration, float(ends.max()) if ends.size else 0.0)
         joined = np.concatenate(pieces) if pieces else np.empty(0)
         return joined if joined.size else None
-
-
-def _in_turns(turns: np.ndarray, low_index: int, high_index: int | None) -> np.ndarray:
-    keep = turns >= low_index
-    return keep if high_index is None else keep & (turns <= high_index)
 
 
 # -- difference intervals -----------------------------------------------------------------

@@ -45,7 +45,7 @@ import numpy as np
 
 from aiperf.baselines.fingerprint import Fingerprint, fingerprint
 from aiperf.baselines.machine import MachineInfo
-from aiperf.baselines.storage import Storage, StorageError, StoredRun
+from aiperf.baselines.storage import Storage, StorageError, StoredRun, in_turn_range
 from aiperf.common.config import mask_url
 from aiperf.errors import AIPerfError
 from aiperf.metrics.definitions import BY_TAG
@@ -95,6 +95,10 @@ class LoadedRun:
     _values: dict[str, np.ndarray] = field(default_factory=dict)
     _end_times: np.ndarray | None = None
     _errors: int = 0
+    # A multi-turn artifact directory: each value's turn_index per metric, and each failed
+    # request's (None: no record carried a turn)
+    _value_turns: dict[str, np.ndarray] | None = None
+    _error_turns: np.ndarray | None = None
 
     @property
     def request_count(self) -> int:
@@ -134,6 +138,22 @@ class LoadedRun:
             self._values[tag] = data
             return data
         return None
+
+    def turn_values(self, tag: str, low_index: int,
+                    high_index: int | None) -> np.ndarray | None:
+        """``tag``'s values of the turns in [``low_index``, ``high_index``] (0-based; None:
+        no last), as ``StoredRun.turn_values``; None when the run kept no turns."""
+        if self.stored is not None:
+            return self.stored.turn_values(tag, low_index, high_index)
+        base = tag.removeprefix("adj_")
+        if self._value_turns is None or base not in self._values:
+            return None
+        out = self._values[base][in_turn_range(self._value_turns[base], low_index, high_index)]
+        if base == tag:
+            return out
+        errors = self._error_turns if self._error_turns is not None else np.empty(0)
+        failed = int(np.count_nonzero(in_turn_range(errors, low_index, high_index)))
+        return np.concatenate([out, np.full(failed, np.inf)])
 
     def end_times(self) -> np.ndarray | None:
         """Each successful profiling request's end, seconds from the run's first start."""
@@ -276,6 +296,7 @@ class _Times(msgspec.Struct):
     request_start_ns: int | None = None
     request_end_ns: int | None = None
     credit_issued_ns: int | None = None
+    turn_index: int | None = None  # a turn of a multi-turn session (0-based)
 
 
 class _Meta(_Times):
@@ -351,15 +372,17 @@ class _Column:
     """One metric's values as they stream in: 8 bytes a value, the unit checked once per
     distinct unit string (records of one run all use one)."""
 
-    __slots__ = ("factors", "target", "values")
+    __slots__ = ("factors", "target", "turns", "values")
 
     def __init__(self, target: str | None) -> None:
         self.values: array[float] = array("d")
+        self.turns: array[int] = array("i")  # each value's record's turn_index, -1: none
         self.target = target
         self.factors: dict[str, float | None] = {}
 
-    def add(self, item: _Value) -> str | None:
-        """Adds ``item``'s value(s); returns its unit when it cannot be converted."""
+    def add(self, item: _Value, turn: int) -> str | None:
+        """Adds ``item``'s value(s) of a record of turn ``turn``; returns its unit when it
+        cannot be converted."""
         factor = self.factors.get(item.unit, 0.0)
         if factor == 0.0:
             factor = self.factors[item.unit] = _unit_factor(item.unit, self.target)
@@ -369,9 +392,11 @@ class _Column:
         kind = type(value)  # exact types: bool is an int, and is no value here
         if kind is float or kind is int:
             self.values.append(value * factor if factor != 1.0 else value)
+            self.turns.append(turn)
         elif kind is list:
             numbers = [v for v in value if type(v) is float or type(v) is int]
             self.values.extend([v * factor for v in numbers] if factor != 1.0 else numbers)
+            self.turns.extend([turn] * len(numbers))
         return None
 
 
@@ -385,13 +410,19 @@ def _read_records(path: Path, run: LoadedRun, tags: set[str] | None) -> None:
     ends = array("q")
     first_start: int | None = None
     errors = 0
+    error_turns = array("i")
+    multi_turn = False
     for records in _profiling_chunks(path, tags):
         for record in records:
             start = _start_ns(record)
             if start is not None and (first_start is None or start < first_start):
                 first_start = start
+            turn = record.metadata.turn_index
+            turn = -1 if turn is None else turn
+            multi_turn = multi_turn or turn >= 0
             if record.error is not None:
                 errors += 1
+                error_turns.append(turn)
             elif record.metadata.request_end_ns:
                 ends.append(record.metadata.request_end_ns)
             metrics = record.metrics
@@ -406,7 +437,7 @@ def _read_records(path: Path, run: LoadedRun, tags: set[str] | None) -> None:
                 if column is None:
                     spec = BY_TAG.get(tag)
                     column = columns[tag] = _Column(spec.unit if spec else None)
-                unit = column.add(item)
+                unit = column.add(item, turn)
                 if unit is not None:
                     bad_units[tag] = unit
     for tag, column in columns.items():
@@ -415,6 +446,12 @@ def _read_records(path: Path, run: LoadedRun, tags: set[str] | None) -> None:
         data = np.frombuffer(column.values, dtype=np.float64)
         data.setflags(write=False)
         run._values[tag] = data
+        if multi_turn:
+            if run._value_turns is None:
+                run._value_turns = {}
+            run._value_turns[tag] = np.frombuffer(column.turns, dtype=np.int32)
+    if multi_turn:
+        run._error_turns = np.frombuffer(error_turns, dtype=np.int32)
     for tag, unit in sorted(bad_units.items()):
         run.notes.append(f"{tag} left out: its unit {unit!r} does not convert to "
                          f"{BY_TAG[tag].unit!r}")

@@ -161,7 +161,7 @@ class StoredRun(BaseModel):
         turns = self._array(f"\0turns:{base}", self.value_turns[base])
         if turns.size != values.size:
             return None
-        out = values[_in_range(turns, low_index, high_index)]
+        out = values[in_turn_range(turns, low_index, high_index)]
         if base == tag:
             return out
         if self.error_turns is None:
@@ -169,7 +169,7 @@ class StoredRun(BaseModel):
                 return None  # failed requests whose turns are not known
             return out
         errors = self._array("\0error_turns", self.error_turns)
-        failed = int(np.count_nonzero(_in_range(errors, low_index, high_index)))
+        failed = int(np.count_nonzero(in_turn_range(errors, low_index, high_index)))
         return np.concatenate([out, np.full(failed, np.inf)])
 
     def end_times(self) -> np.ndarray | None:
@@ -211,7 +211,9 @@ class StoredRun(BaseModel):
                 raise ValueError(f"error_turns: {exc}") from None
 
 
-def _in_range(turns: np.ndarray, low_index: int, high_index: int | None) -> np.ndarray:
+def in_turn_range(turns: np.ndarray, low_index: int, high_index: int | None) -> np.ndarray:
+    """Which of ``turns`` (0-based turn indexes) are in [``low_index``, ``high_index``]
+    (None: no last): a bool mask."""
     keep = turns >= low_index
     return keep if high_index is None else keep & (turns <= high_index)
 

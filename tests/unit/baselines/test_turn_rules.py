@@ -134,3 +134,28 @@ def test_a_turn_gate_on_a_single_request_profile_is_refused_at_collection() -> N
         check_rules_applicable([rule], True, True, "chat", multi_turn=False)
     check_rules_applicable([rule], True, True, "chat", multi_turn=True)
     check_rules_applicable([rule], True, True, "chat")  # not known: left to the comparison
+
+
+def test_artifact_directories_and_stored_files_read_the_same_turns(tmp_path: Path) -> None:
+    from aiperf.baselines.sources import load_source
+    from aiperf.baselines.storage import Storage
+    from aiperf.exporters.base import export_files
+
+    result = session_result(sessions=12, turns=4, failed_turns=[(2, 1), (5, 3)],
+                            export_to=tmp_path / "records.jsonl")
+    export_files(result, tmp_path / "art")
+    directory = load_source(tmp_path / "art")
+    stored = load_source(Storage(tmp_path / ".aiperf").save("t.py::test", result, "main"))
+    for low, high in ((1, None), (0, 0), (2, 3)):
+        judged = turn_sample(result.records, "request_latency", low, high)
+        for run in (directory, stored):
+            values = run.turn_values("request_latency", low, high)
+            assert values is not None
+            np.testing.assert_allclose(np.sort(values), np.sort(judged.values), rtol=1e-6)
+            adjusted = run.turn_values("adj_request_latency", low, high)
+            assert adjusted is not None and int(np.isinf(adjusted).sum()) == judged.err
+    (row,) = compare(stored, directory, [parse_rule("request_latency.p50[turn>=2]:10%")])
+    assert row.status == "UNCHANGED" and "not compared" not in row.method
+    # a single-turn directory keeps no turns
+    export_files(synthetic_result(100, seed=1), tmp_path / "single")
+    assert load_source(tmp_path / "single").turn_values("request_latency", 1, None) is None

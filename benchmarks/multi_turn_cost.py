@@ -23,11 +23,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 from _common import cpu_by_kind, median, tree_cpu_seconds
 
+import aiperf
 from aiperf.mesh import Mesh
 from aiperf.mock_server import MockServerProcess
 
@@ -71,13 +74,20 @@ def by_process(mesh: Mesh, url: str, requests: int, repeats: int, turns: int) ->
 @contextlib.contextmanager
 def _mesh(checkout: str | None) -> Iterator[Mesh]:
     """A started mesh; with ``checkout``, its processes import that tree's ``aiperf`` (the
-    mesh hands its host's ``sys.path`` to the controller as PYTHONPATH)."""
+    mesh hands its host's ``sys.path`` to the controller as PYTHONPATH), else this one's.
+    The controller starts as ``python -m``, which puts its working directory first on its
+    path, so it is started from the checkout's root: from another tree's root it would
+    import that tree's ``aiperf`` whatever the path says (both arms the same code)."""
     mesh = Mesh()
+    root = checkout if checkout is not None else str(Path(aiperf.__file__).parents[1])
+    cwd = os.getcwd()
     if checkout is not None:
         sys.path.insert(0, checkout)
     try:
+        os.chdir(root)
         mesh.launch()
     finally:
+        os.chdir(cwd)
         if checkout is not None:
             sys.path.remove(checkout)
     try:

@@ -1,17 +1,21 @@
 """A session turn's answer as the history of the next turn: the assistant message's JSON
 bytes, ready to splice into the next body (``services/worker.py``).
 
-The answer is read by the endpoint's own parser (``answer_of``: OpenAI chat streams in one
-decode of all their events), as the record processor reads it. Measured (CPU per call, a
-16-token answer): taking the answer's JSON string out of the response undecoded
-(``msgspec.Raw``) and splicing it costs more than decoding it to ``str`` and encoding it
-again (1.9 against 1.6 us a body, 20 against 11 us a stream), so the text is decoded; only
-the message around it is built without a dict.
+The answer is read by the endpoint's own parser (``answer_of``), as the record processor
+reads it, except for the common case this module reads itself: a plain OpenAI chat stream
+(only ``data:`` events), in one decode of all its events. That read gives what
+``answer_of`` gives for such a stream (the unit tests compare the two on every shape), for
+about two thirds of its CPU (15 -> 10 us a 16-token stream): a memchr for stray line
+breaks instead of counting them, and structs without GC tracking. Every turn that has a
+next one pays it. Measured (CPU per call, a 16-token answer): taking the answer's JSON
+string out of the response undecoded (``msgspec.Raw``) and splicing it costs more than
+decoding it to ``str`` and encoding it again (1.9 against 1.6 us a body, 20 against 11 us
+a stream), so the text is decoded; only the message around it is built without a dict.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import msgspec
 
@@ -21,6 +25,33 @@ from aiperf.metrics.derive import answer_of
 
 _MESSAGE_HEAD = b'{"role":"assistant","content":'
 _encode = msgspec.json.encode
+_SEPARATOR = b"\n\ndata: "
+_DONE = b"[DONE]"
+
+
+# gc=False: none of these can hold a reference cycle, and a tracked struct per event
+# costs the decode about a sixth of its time.
+class _Delta(msgspec.Struct, gc=False):
+    content: str | None = None
+
+
+class _Choice(msgspec.Struct, gc=False):
+    delta: _Delta | None = None
+
+
+class _Usage(msgspec.Struct, gc=False):
+    completion_tokens: int | None = None
+
+
+class _Event(msgspec.Struct, gc=False):
+    """What the next turn needs from one OpenAI chat stream event."""
+
+    choices: list[_Choice] | None = None
+    usage: _Usage | None = None
+    error: Any = None
+
+
+_events = msgspec.json.Decoder(list[_Event]).decode
 
 
 class HistoryAnswer(NamedTuple):
@@ -34,8 +65,47 @@ class HistoryAnswer(NamedTuple):
 def history_answer(endpoint: BaseEndpoint, record: RawRecord) -> HistoryAnswer | None:
     """The answer of a finished session turn for the next turn's history; None when the
     request failed or its response is not an answer (the turn then leaves no exchange)."""
-    answer = answer_of(endpoint, record)
+    answer = None
+    if (endpoint.streaming and record.error is None and record.chunks
+            and 200 <= record.status < 300 and getattr(endpoint, "kind", None) == "chat"):
+        answer = _chat_stream(record.chunks)
     if answer is None:
-        return None
+        answer = answer_of(endpoint, record)
+        if answer is None:
+            return None
     text, completion = answer
     return HistoryAnswer(b"".join((_MESSAGE_HEAD, _encode(text), b"}")), completion, text)
+
+
+def _chat_stream(chunks: list[tuple[int, bytes]]) -> tuple[str, int | None] | None:
+    """A plain OpenAI chat stream's answer and completion count; None for anything else
+    (then ``answer_of`` reads it): a stream with another line than ``data:`` events (a
+    comment, an event name, CR line ends), or events not of the chat shape."""
+    data = chunks[0][1] if len(chunks) == 1 else b"".join(read for _, read in chunks)
+    if not (data.startswith(b"data: ") and data.endswith(b"\n\n")) or b"\r" in data:
+        return None
+    payloads = data[6:-2].split(_SEPARATOR)
+    if payloads[-1] == _DONE:
+        payloads.pop()
+    joined = b",".join(payloads)
+    if b"\n" in joined:  # a line that is not a data: line of its own
+        return None
+    try:
+        events = _events(b"[" + joined + b"]")
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        return None
+    texts: list[str] = []
+    completion = None
+    for event in events:
+        if event.error is not None:
+            return None
+        choices = event.choices
+        if choices:
+            for choice in choices:
+                delta = choice.delta
+                if delta is not None and delta.content:
+                    texts.append(delta.content)
+        usage = event.usage
+        if usage is not None and usage.completion_tokens is not None:
+            completion = usage.completion_tokens
+    return "".join(texts), completion

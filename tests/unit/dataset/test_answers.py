@@ -162,3 +162,39 @@ def test_a_completions_answer_goes_through_the_endpoints_parser() -> None:
     assert answer is not None
     assert _message(answer.message) == {"role": "assistant", "content": 'a "b"'}
     assert answer.completion_tokens == 2
+
+
+# Pieces of an SSE stream in any order: well-formed chat events, and every framing the
+# plain-stream reader must hand to the endpoint's parser (comments, event names, CR line
+# ends, a data event split over two lines, blank lines, a missing space, errors).
+_sse_pieces = st.sampled_from([
+    b'data: {"choices":[{"delta":{"content":"a"}}]}\n\n',
+    b'data: {"choices":[{"delta":{"content":"b\\n"}}],"usage":{"completion_tokens":2}}\n\n',
+    b'data: {"choices":[{"delta":{"role":"assistant","content":null}}]}\n\n',
+    b'data: {"choices":[],"usage":{"completion_tokens":7}}\n\n',
+    b'data: {"choices":[{"delta":{"content":"c"}},{"delta":{"content":"d"}}]}\n\n',
+    b"data: [DONE]\n\n", b": ping\n\n", b"event: message\n", b"\n", b"\r\n",
+    b'data:{"choices":[{"delta":{"content":"e"}}]}\n\n',
+    b'data: {"choices":[{"delta":\ndata: {"content":"f"}}]}\n\n',
+    b'data: {"error":{"message":"x"}}\n\n', b'data: {"choices":"no"}\n\n', b"data: {\n\n",
+    b'data: {"choices":[{"delta":{"content":"g"}}]}\r\n\r\n',
+])
+
+
+@settings(max_examples=300, deadline=None)
+@given(pieces=st.lists(_sse_pieces, min_size=1, max_size=8),
+       cuts=st.lists(st.integers(0, 10_000), max_size=3))
+def test_any_stream_framing_agrees_with_the_endpoints_parser(
+        pieces: list[bytes], cuts: list[int]) -> None:
+    """The worker's own read of a plain chat stream gives what the endpoint's parser gives,
+    and anything else is left to that parser: the history never depends on which read."""
+    endpoint = make_endpoint("chat", model="m", streaming=True)
+    record = _record(_split(b"".join(pieces), cuts))
+    answer = history_answer(endpoint, record)
+    expected = answer_of(endpoint, record)
+    if expected is None:
+        assert answer is None
+    else:
+        assert answer is not None
+        assert (answer.text, answer.completion_tokens) == expected
+        assert _message(answer.message) == {"role": "assistant", "content": expected[0]}

@@ -12,7 +12,9 @@ import pytest
 
 FAST_MS = 40.0
 SLOW_MS = 60.0  # 50 % slower on every turn
-GATE = "request_latency.p50[turn>=2]:10%"
+# 20 %: a busy box moves a 40 ms mock's median by a few ms between sessions (as in
+# test_baselines.py); the slower server is 50 % slower
+GATE = "request_latency.p50[turn>=2]:20%"
 TEST = """
     import pytest
 
@@ -63,7 +65,7 @@ def test_a_gate_on_later_turns_compares_those_turns_of_the_stored_run(
     slower.assert_outcomes(failed=1)
     slower.stdout.fnmatch_lines([
         "*1 of 1 gates REGRESSED vs baseline*",
-        "*request_latency.p50[[]turn>=2[]] * ms * ms  +* % [[]+*, +*[]]  REGRESSED (margin 10%)",
+        "*request_latency.p50[[]turn>=2[]] * ms * ms  +* % [[]+*, +*[]]  REGRESSED (margin 20%)",
     ])
     row = gate_row(project)
     assert row["status"] == "REGRESSED", row

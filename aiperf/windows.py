@@ -396,3 +396,295 @@ def slices(result: ProfileResult, seconds: float) -> list[dict[str, Any]]:
         row.update(window.metrics())
         rows.append(row)
     return rows
+
+
+# -- sketch mode's steady window ---------------------------------------------------------
+
+#: MSER-5's batch: five requests in start order (aiperf.statistics._warmup).
+_MSER_BATCH = 5
+
+
+class SteadyTracker:
+    """Sketch mode's steady span, found by the records manager as the run goes, from a
+    few numbers per time bin and a bounded tail, never a value per request kept for the
+    run (``steady_state`` needs the whole timeline, which sketch mode does not keep).
+
+    Closed loop (``slots`` = the concurrency): ramp-up ends at the last end of the
+    ``slots`` earliest starts (kept: ``slots`` pairs), exactly as ``steady_state``.
+    Ramp-down starts at the last end that left ``slots`` requests in flight: the (start,
+    end) of the ``keep`` latest-ending requests are kept (older ones dropped, the latest
+    dropped end remembered as the floor). A request that ended at or before the floor
+    started before it too, so it counts neither as started nor as ended at any later time:
+    the in-flight count just before each kept end past the floor is exact, and so is the
+    ramp-down found among them. Only if the run left full concurrency before the last
+    ``keep`` requests is it unknown (the host then judges the whole run and says so).
+
+    Open loop: per bin of start time (absolute grid, ``FIRST_WIDTH_NS`` wide and doubling
+    so that at most ``MAX_BINS`` are held), the successful requests' count and latency sum:
+    MSER-5 is then run on bins merged into batches of at least five requests (each batch's
+    mean weighted by its count), which is MSER-5 itself when each batch holds five, and
+    truncates at a batch's first bin instead of its first request."""
+
+    MAX_BINS = 4096
+    FIRST_WIDTH_NS = 1_000_000
+    TAIL_RECORDS = 16_384
+
+    def __init__(self, config: UserConfig) -> None:
+        closed = config.resolved_timing_strategy() == "concurrency"
+        self.slots = (config.resolved_concurrency() or 1) if closed else 0
+        self.keep = max(self.TAIL_RECORDS, 64 * self.slots)
+        self.n = 0
+        self.first: int | None = None  # the earliest start (a failed one's credit time)
+        self.last_end: int | None = None
+        self._earliest = np.empty((2, 0), dtype=np.int64)  # (start, end), slots of them
+        self._tail = np.empty((2, 0), dtype=np.int64)  # (start, end), latest ends
+        self._floor: int | None = None
+        self.width_ns = self.FIRST_WIDTH_NS
+        self._bins: dict[int, list[float]] = {}  # bin -> [ok requests, latency sum ms]
+
+    def add(self, records: list[Any]) -> None:
+        """A batch's records (``MetricRecord``); warm-up ones are left out."""
+        from aiperf.common.codec import PROFILING
+
+        profiling = [r for r in records if r.phase == PROFILING]
+        if not profiling:
+            return
+        # As the timeline has them: a request that failed before it was sent (no start)
+        # stands at its credit time.
+        sent = [r.error is None or r.start_ns != 0 for r in profiling]
+        starts = np.array([r.start_ns if s else r.credit_ns
+                           for r, s in zip(profiling, sent, strict=True)], dtype=np.int64)
+        ends = np.array([r.end_ns if s else max(r.end_ns, r.credit_ns)
+                         for r, s in zip(profiling, sent, strict=True)], dtype=np.int64)
+        self.n += int(starts.size)
+        low, high = int(starts.min()), int(ends.max())
+        self.first = low if self.first is None else min(self.first, low)
+        self.last_end = high if self.last_end is None else max(self.last_end, high)
+        if self.slots:
+            self._add_closed(starts, ends)
+        else:
+            ok = [(r.start_ns, r.latency_ns) for r in profiling if r.error is None]
+            if ok:
+                self._add_latencies(np.array(ok, dtype=np.int64))
+
+    def _add_closed(self, starts: np.ndarray, ends: np.ndarray) -> None:
+        both = np.concatenate([self._earliest, np.stack([starts, ends])], axis=1)
+        if both.shape[1] > self.slots:
+            both = both[:, np.argpartition(both[0], self.slots - 1)[:self.slots]]
+        self._earliest = both
+        tail = np.concatenate([self._tail, np.stack([starts, ends])], axis=1)
+        if tail.shape[1] > 2 * self.keep:  # trimmed now and then, not per batch
+            order = np.argpartition(tail[1], tail.shape[1] - self.keep)
+            dropped = int(tail[1, order[:tail.shape[1] - self.keep]].max())
+            self._floor = dropped if self._floor is None else max(self._floor, dropped)
+            tail = tail[:, order[tail.shape[1] - self.keep:]]
+        self._tail = tail
+
+    def _add_latencies(self, pairs: np.ndarray) -> None:
+        keys = pairs[:, 0] // self.width_ns
+        found, where = np.unique(keys, return_inverse=True)
+        sums = np.bincount(where, weights=pairs[:, 1] / NS_PER_S * 1e3)
+        counts = np.bincount(where)
+        for key, n, total in zip(found.tolist(), counts.tolist(), sums.tolist(), strict=True):
+            held = self._bins.get(key)
+            if held is None:
+                self._bins[key] = [n, total]
+            else:
+                held[0] += n
+                held[1] += total
+        while max(self._bins) - min(self._bins) >= self.MAX_BINS:
+            self.width_ns *= 2
+            coarse: dict[int, list[float]] = {}
+            for key, (n, total) in self._bins.items():
+                held = coarse.setdefault(key // 2, [0, 0.0])
+                held[0] += n
+                held[1] += total
+            self._bins = coarse
+
+    def nbytes(self) -> int:
+        return int(self._earliest.nbytes + self._tail.nbytes) + 64 * len(self._bins)
+
+    def finish(self) -> dict[str, Any]:
+        """What ``sketch_steady_state`` reads: seconds since the run's first start (the
+        sketch windows' origin too)."""
+        first = self.first or 0
+        out: dict[str, Any] = {"slots": self.slots, "requests": self.n,
+                               "end_s": ((self.last_end or first) - first) / NS_PER_S}
+        if self.slots:
+            out.update(self._closed_span(first))
+        else:
+            out.update(self._open_span(first))
+        return out
+
+    def _closed_span(self, first: int) -> dict[str, Any]:
+        slots = self.slots
+        none = {"why": f"never {slots} requests in flight at once"}
+        if self.n < slots:
+            return none
+        up = int(self._earliest[1].max())
+        starts = np.sort(self._tail[0])
+        ends = np.sort(self._tail[1])
+        before = np.searchsorted(starts, ends, side="right") - np.arange(ends.size)
+        known = ends > self._floor if self._floor is not None else np.ones(ends.size, bool)
+        full = np.flatnonzero((before >= slots) & known)
+        if full.size == 0:
+            # A ramp-down at or before the floor could only matter after ramp-up.
+            if self._floor is None or self._floor <= up:
+                return none
+            return {"unknown": True,
+                    "why": f"the run left full concurrency before its last {self.keep:,} "
+                           "requests, which are all the records manager keeps to find it"}
+        down = int(ends[full[-1]])
+        if down <= up:
+            return none
+        # A window holds the requests that started in it: one that ends by the first start
+        # of a request still running at ramp-down holds no request that ended after it.
+        running = self._tail[0][(self._tail[0] <= down) & (self._tail[1] > down)]
+        cut = min(down, int(running.min())) if running.size else down
+        return {"up_s": (up - first) / NS_PER_S, "down_s": (down - first) / NS_PER_S,
+                "cut_s": (cut - first) / NS_PER_S}
+
+    def _open_span(self, first: int) -> dict[str, Any]:
+        if not self._bins:
+            return {"kept_from_s": 0.0, "dropped": 0}
+        keys = np.array(sorted(self._bins), dtype=np.int64)
+        counts = np.array([self._bins[k][0] for k in keys.tolist()], dtype=np.float64)
+        sums = np.array([self._bins[k][1] for k in keys.tolist()], dtype=np.float64)
+        dropped, kept_key = binned_mser5(counts, sums)
+        if dropped == 0:
+            return {"kept_from_s": 0.0, "dropped": 0}
+        kept_from = max(int(keys[kept_key]) * self.width_ns, first)
+        return {"kept_from_s": (kept_from - first) / NS_PER_S, "dropped": dropped,
+                "bin_s": self.width_ns / NS_PER_S}
+
+
+def binned_mser5(counts: np.ndarray, sums: np.ndarray) -> tuple[int, int]:
+    """MSER-5 on bins of requests in start order (each bin's count and value sum): bins are
+    merged into consecutive batches of at least five requests (a trailing batch of fewer is
+    left out, as MSER-5 leaves out a partial batch), each batch's mean weighted by its
+    count, and the truncation that minimises the weighted variance of the kept batch means
+    over the kept requests squared is taken, dropping at most half the requests. With five
+    requests a bin this is MSER-5 exactly. (requests dropped, index of the first kept bin)."""
+    batch_n: list[float] = []
+    batch_sum: list[float] = []
+    batch_first: list[int] = []
+    n = total = 0.0
+    start = 0
+    for i, (c, s) in enumerate(zip(counts.tolist(), sums.tolist(), strict=True)):
+        if n == 0:
+            start = i
+        n += c
+        total += s
+        if n >= _MSER_BATCH:
+            batch_n.append(n)
+            batch_sum.append(total)
+            batch_first.append(start)
+            n = total = 0.0
+    if len(batch_n) < 2:
+        return 0, 0
+    w = np.asarray(batch_n)
+    means = np.asarray(batch_sum) / w
+    means -= float(np.average(means, weights=w))  # centred: the sums below do not cancel
+    kept_n = np.cumsum(w[::-1])[::-1]
+    kept_sum = np.cumsum((w * means)[::-1])[::-1]
+    kept_squares = np.cumsum((w * means * means)[::-1])[::-1]
+    sse = np.maximum(kept_squares - kept_sum * kept_sum / kept_n, 0.0)
+    candidates = int(np.searchsorted(-kept_n, -kept_n[0] / 2, side="right"))
+    d = int(np.argmin(sse[:candidates] / kept_n[:candidates] ** 2))
+    return int(w[:d].sum()), batch_first[d]
+
+
+def sketch_steady_state(result: ProfileResult, config: UserConfig) -> tuple[Any, str]:
+    """Sketch mode's steady window: the base windows the records manager kept
+    (``ProfileResult.sketch_windows``) that lie wholly inside the steady span its
+    ``SteadyTracker`` found, merged into one ``pytest_aiperf.judge.SketchEvidence``.
+    Rounding is inward (a window cut by the span's edge is left out, never a ramp one),
+    and the label says what was merged. (evidence, "") or (None, why it cannot be)."""
+    from aiperf.statistics.sketch import MetricSketch
+    from pytest_aiperf.judge import SketchEvidence
+
+    shipped = getattr(result, "_sketch_windows", None)
+    if not shipped:
+        return None, "the run kept no time windows to cut a steady window from"
+    steady = shipped.get("steady")
+    if steady is None:
+        return None, "the records manager found no steady span for this run"
+    base, offset = float(shipped["base_s"]), float(shipped.get("offset_s", 0.0))
+    run_end = float(shipped["end_s"])
+    kept = list(shipped["windows"])
+    closed = bool(steady.get("slots"))
+    if closed:
+        if "up_s" not in steady:
+            if steady.get("unknown"):
+                return None, steady["why"]
+            # As exact mode: a sample of nothing, which no objective passes on.
+            return SketchEvidence(f"steady state: none ({steady['why']})", 0, 0, 0.0), ""
+        low, high, cut = float(steady["up_s"]), float(steady["down_s"]), float(steady["cut_s"])
+        span = f"steady state {_fmt(low)}-{_fmt(high)} s"
+    else:
+        low = float(steady.get("kept_from_s", 0.0))
+        dropped = int(steady.get("dropped", 0))
+        how = (f"MSER-5 on {_fmt(steady['bin_s'] * 1e3)} ms bins' mean latency dropped the "
+               f"first {dropped} requests, up to {_fmt(low)} s" if dropped
+               else "MSER-5 on bins' mean latency dropped none")
+        ramp = float(config.request_rate_ramp_duration or 0.0)
+        if ramp > low:  # the rate ramp is never steady (as exact mode)
+            low, how = ramp, f"the request-rate ramp up to {_fmt(ramp)} s"
+        high = cut = run_end
+        span = f"steady state {_fmt(low)}-{_fmt(high)} s ({how})"
+    first_k = math.ceil((low - offset) / base - 1e-9)
+    last_k = (math.floor((cut - offset) / base + 1e-9) - 1 if closed
+              else max([w["index"] for w in kept], default=first_k - 1))
+    if last_k < first_k:
+        return None, (f"no whole {base:g} s window lies inside the {span}; a shorter "
+                      "slice_duration gives finer windows")
+    inside = [w for w in kept if first_k <= w["index"] <= last_k]
+    start_s = max(offset + first_k * base, 0.0)
+    # Open loop: to the run's end, as exact mode (the last window ends there).
+    end_s = min(offset + (last_k + 1) * base, run_end) if closed else run_end
+    n_ok = sum(int(w["n_ok"]) for w in inside)
+    n_err = sum(int(w["n_err"]) for w in inside)
+    sketches: dict[str, MetricSketch] = {}
+    for w in inside:
+        for tag, raw in w["sketches"].items():
+            sketch = MetricSketch.from_bytes(raw)
+            if tag in sketches:
+                sketches[tag].merge(sketch)
+            else:
+                sketches[tag] = sketch
+    duration = max(0.0, end_s - start_s)
+    scalars = {"request_count": float(n_ok), "error_request_count": float(n_err),
+               "request_error_rate": 100.0 * n_err / (n_ok + n_err) if n_ok + n_err else 0.0,
+               "benchmark_duration": duration}
+    if duration > 0:
+        scalars["request_throughput"] = n_ok / duration
+    label = (f"steady window {_fmt(start_s)}-{_fmt(end_s)} s (sketch: "
+             f"{last_k - first_k + 1} merged {base:g} s windows of the {span}, rounded "
+             "inward)")
+    evidence = SketchEvidence(label, n_ok, n_err, duration, sketches, scalars,
+                              getattr(result, "_end_bins", None), start_s, end_s)
+    return evidence, ""
+
+
+def binned_throughput(bins: dict[str, Any] | None, start_s: float, end_s: float,
+                      tag: str, n_windows: int) -> np.ndarray:
+    """Sketch mode's throughput in ``n_windows`` equal sub-windows of [start_s, end_s],
+    from the run's completions per bin of end time (``ProfileResult._end_bins``), each
+    bin put in the sub-window holding its middle (bins are at most 1/2048 of the run).
+    NaN, so not measured, when there are none or for goodput (not binned)."""
+    width = (end_s - start_s) / n_windows
+    if not bins or tag == "goodput" or width <= 0:
+        return np.full(n_windows, np.nan)
+    requests = np.asarray(bins["requests"], dtype=np.float64)
+    middles = bins["offset_s"] + (np.arange(requests.size) + 0.5) * bins["width_s"]
+    index = np.clip(((middles - start_s) // width).astype(np.int64), 0, n_windows - 1)
+    # A bin that begins before the end counts (the run's last one holds its last end).
+    inside = (middles >= start_s) & (middles - bins["width_s"] / 2 < end_s)
+    weights = {
+        "request_throughput": requests,
+        "output_token_throughput": np.asarray(bins["output_tokens"], np.float64),
+        "total_token_throughput": (np.asarray(bins["output_tokens"], np.float64)
+                                   + np.asarray(bins["input_tokens"], np.float64)),
+    }[tag]
+    totals = np.bincount(index[inside], weights=weights[inside], minlength=n_windows)
+    return totals / width

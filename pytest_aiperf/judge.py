@@ -34,9 +34,11 @@ window (``aiperf.windows.Sample`` has this shape) or several runs pooled by ``ex
 Sketch mode (``sketch=True``): a per-request metric has a quantile sketch instead of values
 (``Evidence.sketched``). A percentile's bounds are the same order statistics read from the
 sketch and widened by its relative accuracy, so a threshold within that rounding is
-INCONCLUSIVE; a mean's bounds come from the sketch's exact moments. Steady windows and
-time windows need per-request values, which sketch mode does not keep: the whole run is
-judged instead, and says so.
+INCONCLUSIVE; a mean's bounds come from the sketch's exact moments. Time windows and the
+steady window are merged from the per-window sketches the records manager kept as the run
+went (``SketchEvidence``; the steady window's span from ``aiperf.windows.SteadyTracker``,
+rounded inward to whole windows). Where it cannot be had (no windows, a steady span
+shorter than one window), the whole run is judged instead, and the label says why.
 """
 
 from __future__ import annotations
@@ -130,6 +132,11 @@ class SketchEvidence:
     duration_s: float
     sketches: dict[str, MetricSketch] = field(default_factory=dict)
     scalars: dict[str, float] = field(default_factory=dict)
+    # The steady window's: the run's completions in bins (``ProfileResult._end_bins``) and
+    # the window's span in seconds since the first start, for throughput's batch means.
+    bins: dict[str, Any] | None = field(default=None, repr=False)
+    start_s: float = 0.0
+    end_s: float = 0.0
 
     def values(self, tag: str) -> np.ndarray:
         return np.empty(0)  # sketch mode keeps none; ``sketched`` has the metric
@@ -144,7 +151,11 @@ class SketchEvidence:
         return self.scalars.get(tag)
 
     def throughput_windows(self, tag: str, n_windows: int = 10) -> np.ndarray:
-        return np.empty(0)
+        if not self.bins:
+            return np.empty(0)
+        from aiperf.windows import binned_throughput
+
+        return binned_throughput(self.bins, self.start_s, self.end_s, tag, n_windows)
 
 
 class ResultEvidence:
@@ -669,9 +680,8 @@ def judge_runs(objectives: list[Objective], results: Sequence[ProfileResult],
     parts = whole
     sketch_mode = any(is_sketched(r) for r in results)
     if steady and sketch_mode:
-        # The steady window is cut from per-request values, which sketch mode does not keep.
-        for e in whole:
-            e.label = "whole run (sketch mode: no steady window)"
+        # Cut from the time windows' sketches the records manager kept as the run went.
+        parts = [_sketch_steady(r, config) for r in results]
     elif steady:
         from aiperf.windows import steady_state
 
@@ -682,9 +692,11 @@ def judge_runs(objectives: list[Objective], results: Sequence[ProfileResult],
         if objective.server:
             verdicts.append(judge_server(objective, results, sent))
         elif objective.turns is not None:
+            # Turns are cut by per-request times, which sketch mode has only in the table:
+            # its whole runs.
             verdicts.append(judge_turns(objective, results,
-                                        parts if parts is not whole else None, confidence,
-                                        whole[0].label))
+                                        None if parts is whole or sketch_mode else parts,
+                                        confidence, whole[0].label))
         elif objective.relative:
             if relative is not None:
                 verdicts.append(relative(objective, results, sent))
@@ -706,6 +718,22 @@ def judge_runs(objectives: list[Objective], results: Sequence[ProfileResult],
         else:
             verdicts.append(judge(objective, evidence, confidence, sent))
     return verdicts
+
+
+def _sketch_steady(result: ProfileResult, config: UserConfig | None) -> Evidence:
+    """Sketch mode's steady window (``aiperf.windows.sketch_steady_state``), or the whole
+    run labelled with why there is none."""
+    from aiperf.windows import sketch_steady_state
+
+    if config is None:
+        evidence, why = None, "no profile to find the steady state of"
+    else:
+        evidence, why = sketch_steady_state(result, config)
+    if evidence is not None:
+        return evidence  # type: ignore[no-any-return]
+    whole = ResultEvidence(result)
+    whole.label = f"whole run (sketch mode: {why})"
+    return whole
 
 
 def _sketch_windows(results: Sequence[ProfileResult],

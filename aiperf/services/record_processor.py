@@ -7,10 +7,18 @@ workers spend their CPU on sending requests.
 A batch from a worker on another host carries that worker's clock offset; its records'
 stamps are moved onto the reference clock (the timing manager's) before deriving, so that
 stamps of different workers compare (benchmark duration, time slices).
+
+Its own backlog is measured as the records manager measures its: each time it takes a
+batch, whatever else is already queued is taken too (bounded by the socket's high-water
+mark, ``DRAIN_MAX_BATCHES`` at most) and counted; the run's largest such backlog, and the
+longest a record waited from its request's end to its parsing, are sent on the bus when
+the records manager asks for the workers' load (``ProcessorBacklogReport``), and end up in
+``ProfileResult.record_backlog``.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import zmq
@@ -19,13 +27,26 @@ from aiperf.common.codec import MetricBatch, decode_raw_frames, encode, run_numb
 from aiperf.common.comms import sync_twin
 from aiperf.common.config import UserConfig
 from aiperf.common.hooks import on_init, on_message
-from aiperf.common.messages import ConfigureProfileCommand, MessageType
+from aiperf.common.messages import (
+    ConfigureProfileCommand,
+    LoadReportRequest,
+    MessageType,
+    ProcessorBacklogReport,
+)
 from aiperf.common.service import BaseComponentService
 from aiperf.dataset.models import dataset_of
 from aiperf.dataset.tokenizer import make_tokenizer
 from aiperf.endpoints.base import make_endpoint
 from aiperf.metrics.derive import RecordDeriver
 from aiperf.services.clock import shift_stamps
+
+# Batches taken at once at most (as the records manager's drain): the queue is bounded by
+# the high-water mark anyway, but a drain must end even if the workers keep up with it.
+DRAIN_MAX_BATCHES = 1024
+
+
+def empty_backlog() -> dict[str, float]:
+    return {"batches": 0, "records": 0, "bytes": 0, "max_lag_ms": 0.0}
 
 
 class RecordProcessor(BaseComponentService):
@@ -38,7 +59,9 @@ class RecordProcessor(BaseComponentService):
         # Send-only: the blocking twin skips an asyncio future per batch.
         self._out = sync_twin(self.comms.socket(zmq.PUSH, "records", bind=False))
         self._run = 0
+        self._run_id = ""
         self._deriver: RecordDeriver | None = None
+        self._backlog = empty_backlog()
         self.spawn(self._process_loop(), name="raw-records")
 
     @on_message(MessageType.CONFIGURE_PROFILE)
@@ -50,15 +73,51 @@ class RecordProcessor(BaseComponentService):
             [t.input_tokens for t in turns],
         )
         self._run = run_number(command.run_id)
+        self._run_id = command.run_id
+        self._backlog = empty_backlog()
         return {}
+
+    @on_message(MessageType.LOAD_REPORT_REQUEST)
+    async def _report_backlog(self, message: LoadReportRequest) -> None:
+        """The records manager asks once every record is in: this run's largest backlog."""
+        if message.run_id != self._run_id:
+            return
+        await self.publish(ProcessorBacklogReport(run_id=message.run_id,
+                                                  backlog=dict(self._backlog)))
 
     async def _process_loop(self) -> None:
         while True:
-            batch = decode_raw_frames(await self._raw.recv_multipart())
-            if batch.run != self._run or self._deriver is None:
-                continue
-            if batch.clock_offset_ns:
-                shift_stamps(batch.records, batch.clock_offset_ns)
-            derive = self._deriver.derive
-            out = MetricBatch(batch.run, [derive(raw) for raw in batch.records])
-            self._out.send(encode(out))
+            waiting = [await self._raw.recv_multipart()]
+            # What else is queued arrived while the last batches were parsed: the backlog.
+            while len(waiting) < DRAIN_MAX_BATCHES:
+                try:
+                    waiting.append(self._raw.recv_multipart(zmq.NOBLOCK).result())
+                except zmq.Again:
+                    break
+            batches = [decode_raw_frames(frames) for frames in waiting]
+            self._note_backlog(waiting, batches)
+            del waiting
+            for batch in batches:
+                self._process(batch)
+
+    def _process(self, batch: Any) -> None:
+        if batch.run != self._run or self._deriver is None:
+            return
+        if batch.clock_offset_ns:
+            shift_stamps(batch.records, batch.clock_offset_ns)
+        # From the latest end in the batch (0: failed before it was sent): how long the
+        # freshest record waited (the worker's batching, up to 20 ms, and this queue).
+        last_end = max((r.end_ns for r in batch.records), default=0)
+        if last_end > 0:
+            lag_ms = (time.perf_counter_ns() - last_end) / 1e6
+            if lag_ms > self._backlog["max_lag_ms"]:
+                self._backlog["max_lag_ms"] = round(lag_ms, 3)
+        derive = self._deriver.derive
+        out = MetricBatch(batch.run, [derive(raw) for raw in batch.records])
+        self._out.send(encode(out))
+
+    def _note_backlog(self, frames: list[list[bytes]], batches: list[Any]) -> None:
+        records = sum(len(b.records) for b in batches if b.run == self._run)
+        if records > self._backlog["records"]:
+            self._backlog.update(batches=len(frames), records=records,
+                                 bytes=sum(len(f) for parts in frames for f in parts))

@@ -40,6 +40,7 @@ from aiperf.common.messages import (
     CreditsCompleteMessage,
     LoadReportRequest,
     MessageType,
+    ProcessorBacklogReport,
     ProfileResultsMessage,
     RunProgress,
     WorkerLoadReport,
@@ -50,6 +51,7 @@ from aiperf.metrics.aggregate import DEFAULT_WINDOW_S, JsonlTable, RunAggregator
 from aiperf.metrics.definitions import NS_PER_MS
 from aiperf.plugin import PluginType, plugins
 from aiperf.plugin.metadata import EndpointMetadata
+from aiperf.windows import SteadyTracker
 
 LATE_RECORD_MARGIN_S = 10.0
 PROGRESS_INTERVAL_S = 1.0
@@ -194,6 +196,10 @@ class RecordsManager(BaseComponentService):
         # Each remote worker's clock estimate (ProfileResult.clock_offsets), by worker id.
         self._clocks: dict[str, dict[str, Any]] = {}
         self._loads_in = asyncio.Event()
+        # Each record processor's own largest backlog (ProcessorBacklogReport), by its id.
+        self._processor_backlogs: dict[str, dict[str, float]] = {}
+        self._backlogs_in = asyncio.Event()
+        self._steady: SteadyTracker | None = None
         self.spawn(self._collect(), name="records")
 
     @on_message(MessageType.CONFIGURE_PROFILE)
@@ -212,6 +218,9 @@ class RecordsManager(BaseComponentService):
         self._loads = {}
         self._clocks = {}
         self._loads_in.clear()
+        self._processor_backlogs = {}
+        self._backlogs_in.clear()
+        self._steady = SteadyTracker(self._config) if self._config.sketch else None
         self._started = time.monotonic()
         self._slice = LiveSlice(self._config.slice_duration or DEFAULT_WINDOW_S,
                                 self._started)
@@ -302,15 +311,28 @@ class RecordsManager(BaseComponentService):
         if len(self._loads) >= self.service_config.workers:
             self._loads_in.set()
 
+    @on_message(MessageType.PROCESSOR_BACKLOG_REPORT)
+    async def _processor_backlog(self, report: ProcessorBacklogReport) -> None:
+        if report.run_id != self._run_id or report.service_id is None:
+            return
+        self._processor_backlogs[report.service_id] = dict(report.backlog)
+        if len(self._processor_backlogs) >= self.service_config.record_processors:
+            self._backlogs_in.set()
+
     async def _gather_loads(self) -> dict[str, dict[str, Any]]:
-        """Each worker's load during the run (aiperf.validity), asked for now that its
-        requests are over; what has not come within LOAD_REPORT_TIMEOUT_S stays out."""
+        """Each worker's load during the run (aiperf.validity) and each record processor's
+        backlog, asked for (one request on the bus) now that the requests are over; what
+        has not come within LOAD_REPORT_TIMEOUT_S stays out."""
         await self.publish(LoadReportRequest(run_id=self._run_id))
         try:
-            await asyncio.wait_for(self._loads_in.wait(), LOAD_REPORT_TIMEOUT_S)
+            async with asyncio.timeout(LOAD_REPORT_TIMEOUT_S):
+                await self._loads_in.wait()
+                await self._backlogs_in.wait()
         except TimeoutError:
             self.warning(f"load reports from {len(self._loads)} of "
-                         f"{self.service_config.workers} workers")
+                         f"{self.service_config.workers} workers, backlog reports from "
+                         f"{len(self._processor_backlogs)} of "
+                         f"{self.service_config.record_processors} record processors")
         return dict(self._loads)
 
     async def _collect(self) -> None:
@@ -333,6 +355,8 @@ class RecordsManager(BaseComponentService):
                     self._spool.append(raw)
                 else:
                     self._aggregator.add(batch.records)
+                    if self._steady is not None:
+                        self._steady.add(batch.records)
                 self._count += len(batch.records)
                 self._errors += sum(1 for r in batch.records if r.error is not None)
             if self._slice is not None and not self._finished:
@@ -370,6 +394,10 @@ class RecordsManager(BaseComponentService):
                     aggregator.add(batch.records)
             spool.discard()
         results = aggregator.finish(self._issued_ranges)
+        steady, self._steady = self._steady, None
+        if steady is not None and "sketch_windows" in results:
+            # Sketch mode's steady span rides with its windows, which it is cut from.
+            results["sketch_windows"]["steady"] = steady.finish()
         # The per-request table can be hundreds of megabytes: it goes through a file in the
         # private run dir (the host is on this machine), not through the control sockets.
         if table is not None:
@@ -399,6 +427,8 @@ class RecordsManager(BaseComponentService):
         results["values_path"] = str(values_path)
         results["run_id"] = run_id
         results["record_backlog"] = dict(self._backlog)
+        results["record_backlogs"] = {"records_manager": dict(self._backlog),
+                                      **dict(sorted(self._processor_backlogs.items()))}
         hwm = self.service_config.record_hwm
         if hwm and self._backlog["batches"] >= hwm:
             # Its queue was full, so the record processors waited, and then the workers:
@@ -407,6 +437,13 @@ class RecordsManager(BaseComponentService):
                 f"the records manager fell behind: {self._backlog['records']} records "
                 f"({self._backlog['batches']} batches) waited in its queue at once, "
                 f"record_hwm={hwm}; the run was held back while it caught up")
+        for name, backlog in sorted(self._processor_backlogs.items()):
+            if hwm and backlog.get("batches", 0) >= hwm:
+                # Its queue was full: the workers' sends waited, so requests were held.
+                results["warnings"].append(
+                    f"{name} fell behind: {backlog['records']:.0f} records "
+                    f"({backlog['batches']:.0f} batches) waited in its queue at once, "
+                    f"record_hwm={hwm}; the workers were held back while it caught up")
         if self._cancelled:
             results["was_cancelled"] = True
         await self.send_to_controller(

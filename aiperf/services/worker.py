@@ -171,7 +171,9 @@ class Worker(BaseComponentService):
         self._urls: list[str] = []
         self._whole_sessions = False
         self._histories: dict[int, tuple[bytes, int]] = {}  # rate mode: by session
-        self._parts: list[tuple[bytes, int, bytes] | None] = []
+        # Per session turn: its own body, that body cut where the history goes (None: no
+        # place found), and its own messages.
+        self._parts: list[tuple[bytes, tuple[bytes, bytes] | None, bytes] | None] = []
         self._endpoint: BaseEndpoint | None = None
         self._transport: HttpTransport | None = None
         self._transport_key: tuple[object, ...] | None = None
@@ -500,14 +502,16 @@ class Worker(BaseComponentService):
             body, user = self._encode(self._turns[flat], [])
             own = b",".join(msgspec.json.encode(m) for m in user)
             position = body.rfind(own) if own else -1
-            parts = self._parts[flat] = (body, position, own + b"," if own else b"")
-        body, position, own = parts
+            # Cut once: slicing the body anew every turn was two copies more per request.
+            cut = (body[:position], body[position:]) if position >= 0 else None
+            parts = self._parts[flat] = (body, cut, own + b"," if own else b"")
+        body, cut, own = parts
         if not history:
             return body, own
-        if position < 0:  # no messages of its own found in the body: encode it all
+        if cut is None:  # no messages of its own found in the body: encode it all
             messages = msgspec.json.decode(b"[" + history[:-1] + b"]")
             return self._encode(self._turns[flat], messages)[0], own
-        return b"".join((body[:position], history, body[position:])), own
+        return b"".join((cut[0], history, cut[1])), own
 
     def _encode(self, turn: Turn, history: list[dict[str, str]]
                 ) -> tuple[bytes, list[dict[str, str]]]:
@@ -629,6 +633,16 @@ class Worker(BaseComponentService):
             progress.skipped = [*(progress.skipped or ()), *unsent]
             progress.completed += len(unsent)
 
+    def _spend_id(self, progress: _LeaseProgress) -> tuple[_LeaseProgress, int]:
+        """The next id of ``progress``'s lease for a session's next turn; a used-up lease is
+        reported (the timing manager then sends the next)."""
+        credit_id = progress.lease.first_id + progress.next_offset
+        progress.next_offset += 1
+        if progress.next_offset == progress.lease.count:
+            progress.consumed = True
+            self._report(progress)
+        return progress, credit_id
+
     async def _take_id(self, generation: int) -> tuple[_LeaseProgress, int] | None:
         """The next leased id for a session's next turn, waiting for a lease like a slot
         does; None once the run is over."""
@@ -638,12 +652,7 @@ class Worker(BaseComponentService):
                 self._wake.clear()
                 await self._wake.wait()
                 continue
-            credit_id = progress.lease.first_id + progress.next_offset
-            progress.next_offset += 1
-            if progress.next_offset == progress.lease.count:
-                progress.consumed = True
-                self._report(progress)
-            return progress, credit_id
+            return self._spend_id(progress)
         return None
 
     async def _session(self, progress: _LeaseProgress, credit_id: int, generation: int,
@@ -688,7 +697,10 @@ class Worker(BaseComponentService):
                     self._stop_session(session)
                     break
                 if not self._whole_sessions and k:
-                    next_id = await self._take_id(generation)
+                    # A lease in hand is spent at once, without a coroutine to wait in.
+                    ready = self._next_lease()
+                    next_id = (self._spend_id(ready) if ready is not None
+                               else await self._take_id(generation))
                     if next_id is None:
                         break  # the run is over
                     if next_id[0].lease.phase != lease.phase:
@@ -705,7 +717,7 @@ class Worker(BaseComponentService):
                     headers=headers,
                     session=(credit_id, k, turn.input_tokens + history_tokens))
                 turn_progress.completed += 1
-                if not self._whole_sessions:
+                if turn_progress.consumed and not self._whole_sessions:
                     self._report_if_done(turn_progress)
                 # The last turn's answer is nobody's history: not parsed.
                 answer = history_answer(self._endpoint, record) if k + 1 < turns else None

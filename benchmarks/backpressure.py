@@ -17,8 +17,11 @@ worker would show).
 run in sketch mode (c=64, ``--osl`` tokens, zero-latency mock) whose record processor (or,
 ``--stall-service records_manager``, records manager) is stopped (SIGSTOP) for S seconds
 after 8 s: whatever the record path would hold, it holds then. Printed: each process's
-peak PSS (``/proc/<pid>/smaps_rollup``), the tree's, and the run's request rate. A larger
-``--osl`` makes larger records, so batches that would be larger, with the same bound.
+peak PSS (``/proc/<pid>/smaps_rollup``), the tree's, the run's request rate, and each
+record-path service's largest backlog (``ProfileResult.record_backlog``: batches, records
+and bytes queued at once; for a record processor also the longest a record waited from its
+request's end to its parsing). A larger ``--osl`` makes larger records, so batches that
+would be larger, with the same bound.
 
     .venv/bin/python benchmarks/backpressure.py --stall 8 [--osl 16] [--seconds 30]
 """
@@ -69,7 +72,8 @@ def sample(pid_by_name: dict[str, int], peaks: Peaks, stop: threading.Event) -> 
         stop.wait(0.05)
 
 
-def measure(url: str, hwm: int, requests: int) -> tuple[Peaks, float, bool, int, float]:
+def measure(url: str, hwm: int, requests: int
+            ) -> tuple[Peaks, float, bool, int, float, dict[str, float]]:
     with Mesh(workers=1, record_processors=1, record_hwm=hwm) as mesh:
         assert mesh.pid is not None
         pids = {"controller": mesh.pid, **mesh.services}
@@ -83,7 +87,20 @@ def measure(url: str, hwm: int, requests: int) -> tuple[Peaks, float, bool, int,
         stop.set()
         sampler.join()
     throughput = result["request_throughput"].avg
-    return peaks, elapsed, bool(result.invariant["ok"]), result.request_count, throughput
+    return (peaks, elapsed, bool(result.invariant["ok"]), result.request_count, throughput,
+            result.record_backlog.get("record_processor_0", {}))
+
+
+def backlog_lines(backlog: dict[str, dict[str, float]]) -> list[str]:
+    """One line per record-path service: its largest backlog of the run."""
+    lines = []
+    for name, seen in backlog.items():
+        line = (f"  {name:<22} backlog {seen.get('batches', 0):5.0f} batches "
+                f"{seen.get('records', 0):7.0f} records {seen.get('bytes', 0) / MIB:7.2f} MiB")
+        if "max_lag_ms" in seen:
+            line += f", longest wait {seen['max_lag_ms'] / 1000:6.2f} s"
+        lines.append(line)
+    return lines
 
 
 def pss_bytes(pid: int) -> int | None:
@@ -145,6 +162,13 @@ def stall(args: argparse.Namespace) -> None:
           f"{'ok' if result.invariant['ok'] else 'BROKEN'}")
     for name in sorted(peaks, key=lambda n: (n == "whole tree", n)):
         print(f"  {name:<22} peak PSS {peaks[name] / MIB:7.1f} MiB")
+    print("largest backlog at once (record_hwm "
+          f"{ServiceConfig.model_fields['record_hwm'].default} batches at each end):")
+    for line in backlog_lines(result.record_backlog):
+        print(line)
+    for warning in result.warnings:
+        if "fell behind" in warning:
+            print(f"  flagged: {warning}")
 
 
 def main() -> None:
@@ -168,19 +192,22 @@ def main() -> None:
     print(f"{args.requests} streamed requests (64 tokens), c=16, 1 worker, 1 record "
           f"processor sleeping {args.slow_ms} ms per record\n")
     print(f"{'record_hwm':>12} {'peak mesh RSS':>14} {'processor':>10} {'worker':>8} "
-          f"{'run s':>7} {'req/s':>7} {'records':>8} {'invariant':>9}")
+          f"{'run s':>7} {'req/s':>7} {'records':>8} {'invariant':>9} "
+          f"{'processor backlog':>18}")
     with MockServerProcess(tokens=64) as server, plugins.registered(
         PluginType.SERVICE, "record_processor", SlowRecordProcessor
     ):
         values = [int(v) for v in args.hwm.split(",")] if args.hwm else [0, bounded]
         for hwm in values:
-            peaks, elapsed, ok, count, rps = measure(server.url, hwm, args.requests)
+            peaks, elapsed, ok, count, rps, backlog = measure(server.url, hwm,
+                                                              args.requests)
             label = "0 (before)" if hwm == 0 else f"{hwm}" + (" (after)" if hwm == bounded
                                                                else "")
             print(f"{label:>12} {peaks.total_mib:>10.0f} MiB "
                   f"{peaks.by_service.get('record_processor_0', 0):>6.0f} MiB "
                   f"{peaks.by_service.get('worker_0', 0):>4.0f} MiB {elapsed:>7.1f} "
-                  f"{rps:>7.0f} {count:>8} {'ok' if ok else 'BROKEN':>9}")
+                  f"{rps:>7.0f} {count:>8} {'ok' if ok else 'BROKEN':>9} "
+                  f"{backlog.get('batches', 0):>5.0f} b {backlog.get('records', 0):>6.0f} r")
 
 
 if __name__ == "__main__":

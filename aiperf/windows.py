@@ -440,7 +440,11 @@ class SteadyTracker:
         self._tail = np.empty((2, 0), dtype=np.int64)  # (start, end), latest ends
         self._floor: int | None = None
         self.width_ns = self.FIRST_WIDTH_NS
-        self._bins: dict[int, list[float]] = {}  # bin -> [ok requests, latency sum ms]
+        # Bins lo, lo + 1, ... of the absolute grid (time // width_ns): ok requests, and
+        # their latency sum in ms.
+        self._lo = 0
+        self._counts = np.zeros(0)
+        self._sums = np.zeros(0)
 
     def add(self, records: list[Any]) -> None:
         """A batch's records (``MetricRecord``); warm-up ones are left out."""
@@ -482,27 +486,38 @@ class SteadyTracker:
 
     def _add_latencies(self, pairs: np.ndarray) -> None:
         keys = pairs[:, 0] // self.width_ns
-        found, where = np.unique(keys, return_inverse=True)
-        sums = np.bincount(where, weights=pairs[:, 1] / NS_PER_S * 1e3)
-        counts = np.bincount(where)
-        for key, n, total in zip(found.tolist(), counts.tolist(), sums.tolist(), strict=True):
-            held = self._bins.get(key)
-            if held is None:
-                self._bins[key] = [n, total]
-            else:
-                held[0] += n
-                held[1] += total
-        while max(self._bins) - min(self._bins) >= self.MAX_BINS:
-            self.width_ns *= 2
-            coarse: dict[int, list[float]] = {}
-            for key, (n, total) in self._bins.items():
-                held = coarse.setdefault(key // 2, [0, 0.0])
-                held[0] += n
-                held[1] += total
-            self._bins = coarse
+        if not self._counts.size:
+            self._lo = int(keys.min())
+        low = min(self._lo, int(keys.min()))
+        high = max(self._lo + self._counts.size - 1, int(keys.max()))
+        while high - low >= self.MAX_BINS:  # pairs of bins merged: twice as wide
+            self._coarsen()
+            keys //= 2
+            low, high = low // 2, high // 2
+        if low < self._lo or high >= self._lo + self._counts.size:
+            size = high - low + 1
+            grown_counts, grown_sums = np.zeros(size), np.zeros(size)
+            at = self._lo - low
+            grown_counts[at:at + self._counts.size] = self._counts
+            grown_sums[at:at + self._sums.size] = self._sums
+            self._lo, self._counts, self._sums = low, grown_counts, grown_sums
+        index = keys - self._lo
+        size = self._counts.size
+        self._counts += np.bincount(index, minlength=size)
+        self._sums += np.bincount(index, weights=pairs[:, 1] / 1e6, minlength=size)
+
+    def _coarsen(self) -> None:
+        self.width_ns *= 2
+        if not self._counts.size:
+            return
+        index = (self._lo + np.arange(self._counts.size)) // 2 - self._lo // 2
+        self._counts = np.bincount(index, weights=self._counts)
+        self._sums = np.bincount(index, weights=self._sums)
+        self._lo //= 2
 
     def nbytes(self) -> int:
-        return int(self._earliest.nbytes + self._tail.nbytes) + 64 * len(self._bins)
+        return int(self._earliest.nbytes + self._tail.nbytes + self._counts.nbytes
+                   + self._sums.nbytes)
 
     def finish(self) -> dict[str, Any]:
         """What ``sketch_steady_state`` reads: seconds since the run's first start (the
@@ -545,15 +560,13 @@ class SteadyTracker:
                 "cut_s": (cut - first) / NS_PER_S}
 
     def _open_span(self, first: int) -> dict[str, Any]:
-        if not self._bins:
+        used = np.flatnonzero(self._counts)
+        if not used.size:
             return {"kept_from_s": 0.0, "dropped": 0}
-        keys = np.array(sorted(self._bins), dtype=np.int64)
-        counts = np.array([self._bins[k][0] for k in keys.tolist()], dtype=np.float64)
-        sums = np.array([self._bins[k][1] for k in keys.tolist()], dtype=np.float64)
-        dropped, kept_key = binned_mser5(counts, sums)
+        dropped, kept = binned_mser5(self._counts[used], self._sums[used])
         if dropped == 0:
             return {"kept_from_s": 0.0, "dropped": 0}
-        kept_from = max(int(keys[kept_key]) * self.width_ns, first)
+        kept_from = max((self._lo + int(used[kept])) * self.width_ns, first)
         return {"kept_from_s": (kept_from - first) / NS_PER_S, "dropped": dropped,
                 "bin_s": self.width_ns / NS_PER_S}
 

@@ -302,3 +302,25 @@ def test_binned_mser5_with_five_requests_a_bin_is_mser5(values: list[float]) -> 
     dropped, first_kept = binned_mser5(counts, sums)
     assert dropped == mser5(data)
     assert first_kept == dropped // 5
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 10**11), st.integers(1, 10**9)), min_size=1,
+                max_size=300), st.integers(1, 50), st.integers(0, 1000))
+def test_the_open_loop_bins_hold_each_requests_latency_whatever_the_order(
+        pairs: list[tuple[int, int]], batch: int, seed: int) -> None:
+    """Bins double as the run outgrows them (here up to 100 s of 1 ms bins): each bin's
+    count and latency sum are those of the requests that started in it."""
+    tracker = SteadyTracker(UserConfig(request_rate=10.0))
+    records = [record(i, T0 + start, latency) for i, (start, latency) in enumerate(pairs)]
+    random.Random(seed).shuffle(records)
+    for first in range(0, len(records), batch):
+        tracker.add(records[first:first + batch])
+    assert tracker._counts.size <= SteadyTracker.MAX_BINS
+    keys = np.array([(T0 + s) // tracker.width_ns for s, _ in pairs]) - tracker._lo
+    assert keys.min() >= 0
+    counts = np.bincount(keys, minlength=tracker._counts.size)
+    sums = np.bincount(keys, weights=[d / 1e6 for _, d in pairs],
+                       minlength=tracker._counts.size)
+    assert tracker._counts.tolist() == counts.tolist()
+    assert tracker._sums == pytest.approx(sums, rel=1e-12, abs=1e-9)

@@ -15,6 +15,10 @@ mesh whose processes import that checkout's ``aiperf``, interleaved run by run w
 one's, and prints the same lines for it first (prefixed ``base``), then this tree's
 (``new``): an A/B on the same loaded box.
 
+``--same-size`` also runs single requests as large as the sessions' mean request (a
+turn carries the earlier exchanges) and prints the sessions' ratio against those: the part
+of multi-turn's cost that is the history's bytes themselves, apart from the session work.
+
 ``--by-process`` prints instead, per mode, each mesh process kind's CPU per request (us)
 single-turn against multi-turn: where the sessions' extra cost is spent.
 """
@@ -36,15 +40,17 @@ from aiperf.mock_server import MockServerProcess
 
 CONCURRENCY = 32
 TOKENS = 16
+ISL = 32
 TARGET = 1.10
 
 
-def run(mesh: Mesh, url: str, requests: int, streaming: bool, turns: int) -> float:
+def run(mesh: Mesh, url: str, requests: int, streaming: bool, turns: int,
+        isl: int = ISL) -> float:
     assert mesh.pid is not None
     sessions = {"conversation_turn_mean": turns} if turns > 1 else {}
     cpu0 = tree_cpu_seconds(mesh.pid)
     result = mesh.run(url=url, streaming=streaming, concurrency=CONCURRENCY,
-                      request_count=requests, osl=TOKENS, isl=32, **sessions)
+                      request_count=requests, osl=TOKENS, isl=isl, **sessions)
     cpu1 = tree_cpu_seconds(mesh.pid)
     assert result.error_count == 0 and result.invariant["ok"], result.invariant
     return (cpu1 - cpu0) / requests * 1000
@@ -58,7 +64,7 @@ def by_process(mesh: Mesh, url: str, requests: int, repeats: int, turns: int) ->
                 sessions = {"conversation_turn_mean": kind_turns} if kind_turns > 1 else {}
                 before = cpu_by_kind(mesh)
                 result = mesh.run(url=url, streaming=streaming, concurrency=CONCURRENCY,
-                                  request_count=requests, osl=TOKENS, isl=32, **sessions)
+                                  request_count=requests, osl=TOKENS, isl=ISL, **sessions)
                 after = cpu_by_kind(mesh)
                 assert result.error_count == 0 and result.invariant["ok"], result.invariant
                 for kind, seconds in after.items():
@@ -105,6 +111,8 @@ def main() -> None:
                         help="a checkout to A/B against, e.g. a git worktree of a commit")
     parser.add_argument("--by-process", action="store_true",
                         help="CPU per request of each mesh process kind instead")
+    parser.add_argument("--same-size", action="store_true",
+                        help="also single requests as large as the sessions' mean request")
     args = parser.parse_args()
     with contextlib.ExitStack() as stack:
         server = stack.enter_context(MockServerProcess(tokens=TOKENS))
@@ -119,20 +127,30 @@ def main() -> None:
                     print(f"{name}:")
                 by_process(mesh, server.url, args.requests, args.repeats, args.turns)
             return
+        # A session's turn k sends k earlier exchanges too (ISL + TOKENS tokens each): the
+        # sessions' mean request, for single requests of the same size (--same-size).
+        same_isl = round(ISL + (args.turns - 1) / 2 * (ISL + TOKENS))
+        arms = [(1, ISL), (args.turns, ISL)] + ([(1, same_isl)] if args.same_size else [])
         for streaming in (False, True):
-            single: dict[str, list[float]] = {name: [] for name in meshes}
-            multi: dict[str, list[float]] = {name: [] for name in meshes}
+            cpu: dict[tuple[str, int, int], list[float]] = {}
             for repeat in range(args.repeats):
-                order = (1, args.turns) if repeat % 2 == 0 else (args.turns, 1)
+                order = arms if repeat % 2 == 0 else arms[::-1]
                 # The trees alternate which goes first too.
                 names = list(meshes) if repeat % 2 == 0 else list(meshes)[::-1]
-                for turns in order:
+                for turns, isl in order:
                     for name in names:
-                        ms = run(meshes[name], server.url, args.requests, streaming, turns)
-                        (single if turns == 1 else multi)[name].append(ms)
+                        ms = run(meshes[name], server.url, args.requests, streaming, turns, isl)
+                        cpu.setdefault((name, turns, isl), []).append(ms)
             for name in meshes:
-                report(streaming, args.turns, single[name], multi[name],
-                       f"{name} " if len(meshes) > 1 else "")
+                prefix = f"{name} " if len(meshes) > 1 else ""
+                report(streaming, args.turns, cpu[(name, 1, ISL)],
+                       cpu[(name, args.turns, ISL)], prefix)
+                if args.same_size:
+                    same = cpu[(name, 1, same_isl)]
+                    ratio = median(cpu[(name, args.turns, ISL)]) / median(same)
+                    print(f"{prefix}  against single requests of the sessions' mean size "
+                          f"(isl {same_isl}): {median(same):.3f} ms, ratio {ratio:.2f} "
+                          f"[{', '.join(f'{v:.3f}' for v in same)}]", flush=True)
 
 
 def report(streaming: bool, turns: int, single: list[float], multi: list[float],

@@ -89,16 +89,20 @@ class RecordProcessor(BaseComponentService):
         while True:
             waiting = [await self._raw.recv_multipart()]
             # What else is queued arrived while the last batches were parsed: the backlog.
-            while len(waiting) < DRAIN_MAX_BATCHES:
-                try:
-                    waiting.append(self._raw.recv_multipart(zmq.NOBLOCK).result())
-                except zmq.Again:
-                    break
-            batches = [decode_raw_frames(frames) for frames in waiting]
-            self._note_backlog(waiting, batches)
-            del waiting
-            for batch in batches:
+            # (A ready socket's receive completes at once, without a turn of the loop.)
+            while (len(waiting) < DRAIN_MAX_BATCHES
+                   and self._raw.get(zmq.EVENTS) & zmq.POLLIN):
+                waiting.append(await self._raw.recv_multipart())
+            count, size, records = len(waiting), sum(len(f) for w in waiting for f in w), 0
+            waiting.reverse()
+            while waiting:  # one batch decoded at a time, each dropped once sent on
+                batch = decode_raw_frames(waiting.pop())
+                if batch.run == self._run:
+                    records += len(batch.records)
                 self._process(batch)
+                del batch
+            if records > self._backlog["records"]:
+                self._backlog.update(batches=count, records=records, bytes=size)
 
     def _process(self, batch: Any) -> None:
         if batch.run != self._run or self._deriver is None:
@@ -116,8 +120,3 @@ class RecordProcessor(BaseComponentService):
         out = MetricBatch(batch.run, [derive(raw) for raw in batch.records])
         self._out.send(encode(out))
 
-    def _note_backlog(self, frames: list[list[bytes]], batches: list[Any]) -> None:
-        records = sum(len(b.records) for b in batches if b.run == self._run)
-        if records > self._backlog["records"]:
-            self._backlog.update(batches=len(frames), records=records,
-                                 bytes=sum(len(f) for parts in frames for f in parts))

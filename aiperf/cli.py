@@ -162,7 +162,8 @@ PROFILE_FLAGS: list[tuple[tuple[str, ...], str, dict[str, Any]]] = [
         "type": int, "help": "tokens of each prefix"}),
     (("--shared-system-prompt-length",), "shared_system_prompt_length", {
         "type": int, "help": "tokens of one system prompt shared by every request"}),
-    (("--url-strategy",), "url_strategy", {"choices": ["round_robin"],
+    (("--url-strategy",), "url_strategy", {
+        "choices": ["round_robin"], "type": lambda value: value.replace("-", "_"),
         "help": "how requests spread over several --url (round_robin)"}),
     *((("--" + key.replace("_", "-"),), key, {"help": f"rankings endpoints: {what}"})
       for key, what in (

@@ -360,6 +360,12 @@ class UserConfig(BaseModel):
         "the first); a URL may carry credentials, hence out of the repr")
     url_strategy: Literal["round_robin"] = "round_robin"
 
+    @field_validator("url_strategy", mode="before")
+    @classmethod
+    def _underscored_strategy(cls, value: Any) -> Any:
+        # AIPerf 0.13 spells it round-robin.
+        return value.replace("-", "_") if isinstance(value, str) else value
+
     @model_validator(mode="after")
     def _url_of_urls(self) -> UserConfig:
         """Several URLs without ``url``: ``url`` (the readiness wait, server metrics, the

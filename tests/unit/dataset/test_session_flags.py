@@ -37,6 +37,13 @@ def test_load_shaping_prefix_and_url_flags_set_their_keys() -> None:
     assert "b:2" not in repr(config)  # URLs may carry credentials: out of the repr
 
 
+@pytest.mark.parametrize("spelling", ["round-robin", "round_robin"])
+def test_the_url_strategy_answers_to_aiperfs_spelling(spelling: str) -> None:
+    config = _config("--url", "http://a:1", "-u", "b:2", "--url-strategy", spelling)
+    assert config.url_strategy == "round_robin"
+    assert UserConfig(url="http://a:1", url_strategy=spelling).url_strategy == "round_robin"
+
+
 @pytest.mark.parametrize(("argv", "names"), [
     (["--request-cancellation-rate", "101"], "request_cancellation_rate"),
     (["--session-header", "bad header"], "session_header"),

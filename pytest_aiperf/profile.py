@@ -261,12 +261,15 @@ def validated_rules(config: UserConfig,
         return []
     from aiperf.plugin import PluginType, plugins
     from pytest_aiperf.baseline import BaselineError, check_rules_applicable
+    from pytest_aiperf.slo import is_multi_turn_profile
 
     meta = plugins.get_metadata(PluginType.ENDPOINT, config.endpoint_type)
     streams = config.streaming and bool(getattr(meta, "supports_streaming", False))
     tokens = bool(getattr(meta, "produces_tokens", True))
     try:
-        check_rules_applicable(rules, streams, tokens, config.endpoint_type)
+        check_rules_applicable(rules, streams, tokens, config.endpoint_type,
+                               multi_turn=is_multi_turn_profile(config.model_dump(
+                                   exclude_none=True)))
     except BaselineError as exc:
         raise SLOError(str(exc)) from None
     return list(rules)

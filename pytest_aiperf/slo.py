@@ -363,8 +363,9 @@ def _parse_turn_objective(key: str, value: str) -> Objective:
         raise SLOError(str(exc).replace(repr(body), repr(key), 1)) from None
     if objective.relative:
         raise SLOError(f"objective {key!r}: an objective on some turns takes no baseline "
-                       f"({value!r}): a stored baseline keeps no per-turn values; write an "
-                       f"absolute threshold such as '< 250 ms'")
+                       f"({value!r}); write an absolute threshold such as '< 250 ms', and "
+                       f"hold the turns to a baseline with a regression gate: "
+                       f"regress={{{key!r}: '10%'}}")
     if not BY_TAG[objective.base_tag].per_request:
         raise SLOError(f"objective {key!r}: turns select requests, so they need a "
                        f"per-request metric; {objective.metric} is one number per run")

@@ -167,6 +167,10 @@ class ShareGPTLoader(DatasetLoader):
             if not isinstance(item, dict) or not isinstance(item.get("conversations"), list):
                 raise ConfigError(f"{where}: expected an object with a 'conversations' list")
             human: list[str] = []
+            # Each human message's max_tokens is the token count of the answer right after
+            # it, as AIPerf 0.13 and vLLM bench take it (osl when it has none).
+            answer_tokens: list[int | None] = []
+            awaiting = False  # the last user/answer message was a kept human one
             for index, message in enumerate(item["conversations"]):
                 if not isinstance(message, dict) or not isinstance(message.get("value"), str):
                     raise ConfigError(f"{where}.conversations[{index}]: expected an object "
@@ -180,7 +184,17 @@ class ShareGPTLoader(DatasetLoader):
                             f"{where}.conversations[{index}]: 'value' holds an unpaired "
                             "surrogate escape (not text)") from None
                     human.append(message["value"])
-                elif role not in _ANSWER and role not in ("system", ""):
+                    answer_tokens.append(None)
+                    awaiting = True
+                    continue
+                if role in _ANSWER:
+                    if awaiting and message["value"].strip():
+                        answer_tokens[-1] = min(MAX_TOKENS, max(
+                            1, self.tokenizer.count(message["value"])))
+                    awaiting = False
+                elif role in _HUMAN:
+                    awaiting = False  # an empty human message: the answer after it is its own
+                elif role not in ("system", ""):
                     raise ConfigError(f"{where}.conversations[{index}]: unknown 'from' "
                                       f"{message.get('from')!r}")
             if not human:
@@ -193,7 +207,8 @@ class ShareGPTLoader(DatasetLoader):
                 if count > MAX_TOKENS:
                     raise ConfigError(f"{where}: a message of {count} tokens")
                 turns.append(Turn(
-                    text=text, input_tokens=count, output_length=cfg.osl,
+                    text=text, input_tokens=count,
+                    output_length=answer_tokens[index] or cfg.osl,
                     session=sessions, turn_index=index,
                     delay_ms=float(delays[index]) if index else 0.0,
                     session_id=str(session_id),

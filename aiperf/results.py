@@ -556,6 +556,28 @@ class ProfileResult:
     def error_count(self) -> int:
         return int(self.metric("error_request_count")) if "error_request_count" in self else 0
 
+    def _cancellations(self, reason: str) -> int:
+        from aiperf.common.codec import CANCELLATION_TYPE
+
+        return sum(item["count"] for item in self.error_summary
+                   if item["error_details"]["type"] == CANCELLATION_TYPE
+                   and item["error_details"]["message"].startswith(reason))
+
+    @property
+    def planned_cancellation_count(self) -> int:
+        """Errors the profile asked for (``request_cancellation_rate``): in the error count
+        as AIPerf counts them, but not a failure of the server."""
+        from aiperf.common.codec import PLANNED_CANCEL_REASON
+
+        return self._cancellations(PLANNED_CANCEL_REASON)
+
+    @property
+    def timeout_count(self) -> int:
+        """Requests given up on at the request timeout."""
+        from aiperf.common.codec import REQUEST_TIMEOUT_REASON
+
+        return self._cancellations(REQUEST_TIMEOUT_REASON)
+
     def error_lines(self, limit: int = 10, width: int = 120) -> list[str]:
         """``  count x [code] type: message`` for the most common errors."""
         lines = []

@@ -451,7 +451,7 @@ class AIPerfSession:
             record.sent += result.request_count + result.error_count
             record.warnings.extend(w for w in result.warnings if w not in record.warnings)
             note = None
-            if result.error_count and math.isfinite(cut_timeout):
+            if result.timeout_count and math.isfinite(cut_timeout):
                 note = (f"the request timeout was cut to {cut_timeout:g} s so that the run "
                         f"fits aiperf_test_timeout={deadline:g} s; a slower request is an "
                         "error: for a longer run raise aiperf_test_timeout (or set "

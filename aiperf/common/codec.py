@@ -61,6 +61,12 @@ def cancellation(reason: str) -> ErrorInfo:
     return ErrorInfo(CANCELLATION_CODE, CANCELLATION_TYPE, reason)
 
 
+# The reasons of the two cancellations a result tells apart from other errors: the ones the
+# profile asked for (--request-cancellation-rate) and the request timeout.
+PLANNED_CANCEL_REASON = "cancelled by the client: --request-cancellation-rate"
+REQUEST_TIMEOUT_REASON = "request timeout"
+
+
 def is_cancellation(error: ErrorInfo | None) -> bool:
     return error is not None and error.type == CANCELLATION_TYPE
 

@@ -43,7 +43,13 @@ from collections.abc import Mapping
 
 import aiohttp
 
-from aiperf.common.codec import MAX_ERROR_MESSAGE, ErrorInfo, RawRecord, cancellation
+from aiperf.common.codec import (
+    MAX_ERROR_MESSAGE,
+    REQUEST_TIMEOUT_REASON,
+    ErrorInfo,
+    RawRecord,
+    cancellation,
+)
 from aiperf.transports.trace import PhaseConnector, StampedBody, TimedResolver, current_record
 
 _perf_ns = time.perf_counter_ns
@@ -204,7 +210,8 @@ class HttpTransport:
                 continue
             if deadline <= now:
                 self._expired[task] = cancellation(
-                    f"request timeout: no complete response within {self.timeout_seconds}s")
+                    f"{REQUEST_TIMEOUT_REASON}: no complete response within "
+                    f"{self.timeout_seconds}s")
                 task.cancel()
             elif first_byte_deadline <= now and record.response_ns == 0:
                 self._expired[task] = cancellation(

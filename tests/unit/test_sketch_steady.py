@@ -184,7 +184,7 @@ def test_open_loop_steady_window_drops_the_cold_start_like_exact_mser5() -> None
     assert exact_steady.start_s > 1.0  # the cold start is dropped
     span = sk._sketch_windows["steady"]  # type: ignore[index]
     # MSER-5 on bins of about one request: truncated near where exact mode's is.
-    assert span["kept_from_s"] == pytest.approx(exact_steady.start_s, abs=1.5)
+    assert span["kept_from_s"] == pytest.approx(exact_steady.start_s, abs=0.5)
     evidence, why = sketch_steady_state(sk, sk_user)
     assert evidence is not None, why
     assert evidence.start_s >= span["kept_from_s"]  # inward

@@ -25,6 +25,8 @@ def test_each_session_shows_its_turns_in_order(mesh: Mesh) -> None:
         assert server.stats()["violations"] == []
     sessions = sessions_of(result.records)
     assert [s.turns for s in sessions] == [3] * 5 and {s.errors for s in sessions} == {0}
+    # Streamed from the run's table file: the same views as from its records as dicts.
+    assert sessions == sessions_of(list(result.records)) == result.sessions
     # A session lasts at least its turns and the two think times between them.
     for s in sessions:
         assert s.duration_ms >= sum(s.request_latency_ms) + 2 * 10 - 1
@@ -37,6 +39,7 @@ def test_each_url_shows_what_it_served(mesh: Mesh) -> None:
     with SessionServer(require_session=False) as a, SessionServer(require_session=False) as b:
         result = mesh.run(url=a.url, urls=[a.url, b.url], concurrency=4, request_count=40)
     views = urls_of(result.records, [a.url, b.url])
+    assert views == urls_of(list(result.records), [a.url, b.url]) == result.urls
     assert [v.requests for v in views] == [20, 20] and {v.errors for v in views} == {0}
     assert all(v.request_latency_p50_ms is not None for v in views)
 

@@ -84,16 +84,20 @@ class LiveProgress:
 
         def update(progress: RunProgress) -> None:
             if progress.elapsed_s >= SHOW_AFTER_S:
-                self.draw(line.render(progress))
+                # Fitted by the line itself, which knows what to shorten before the
+                # slice's p99 is cut off.
+                self.draw(lambda room: line.render(progress, room))
 
         return update
 
-    def draw(self, text: str) -> None:
+    def draw(self, text: str | Callable[[int], str]) -> None:
+        """Draw ``text``, or what ``text(room)`` makes for the columns left, fitted."""
         column = self.writer.width_of_current_line
         if self.column is not None and column != self.column:
             self.column = None  # pytest wrote meanwhile (live logs): a fresh line is ours
         gap = " " if column else ""
-        text = fit(text, self.writer.fullwidth - column - len(gap) - 1)
+        room = self.writer.fullwidth - column - len(gap) - 1
+        text = fit(text if isinstance(text, str) else text(room), room)
         if not text:
             return
         with self.suspend():

@@ -50,15 +50,58 @@ def test_the_current_slices_p99_follows_the_totals() -> None:
     assert "|" not in line.render(tick(5000, 33.0))  # none sent: the totals alone
 
 
-def test_a_drawn_line_never_runs_past_the_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+def _slice_tick() -> RunProgress:
+    # The audit's run: --benchmark-duration 4 --slice-duration 2, two seconds in.
+    return RunProgress(run_id="r", records=80, errors=0, elapsed_s=2.0, slice_start_s=2.0,
+                       slice_end_s=4.0, slice_requests=80,
+                       slice_p99_ms={"request_latency": 245.3, "time_to_first_token": 31.24})
+
+
+def _drawn(monkeypatch: pytest.MonkeyPatch, columns: int, progress: RunProgress) -> str:
     import os
     import shutil
 
     monkeypatch.setattr(shutil, "get_terminal_size",
-                        lambda fallback=(80, 24): os.terminal_size((60, 24)))
+                        lambda fallback=(80, 24): os.terminal_size((columns, 24)))
     out = io.StringIO()
-    line = ProgressLine(UserConfig(benchmark_duration=60), out)
-    line(RunProgress(run_id="r", records=5000, errors=0, elapsed_s=33.0,
-                     slice_start_s=30.0, slice_end_s=40.0, slice_requests=800,
-                     slice_p99_ms={"request_latency": 12.345}))
-    assert out.getvalue().startswith("\r[") and len(out.getvalue()) == 1 + 59
+    ProgressLine(UserConfig(benchmark_duration=4), out)(progress)
+    drawn = out.getvalue()
+    assert drawn.startswith("\r") and len(drawn) == columns  # "\r" + columns - 1: no wrap
+    return drawn[1:].rstrip()
+
+
+@pytest.mark.parametrize("columns", [60, 80, 200])
+def test_the_slices_p99_survives_a_narrow_terminal(monkeypatch: pytest.MonkeyPatch,
+                                                   columns: int) -> None:
+    shown = _drawn(monkeypatch, columns, _slice_tick())
+    assert len(shown) < columns
+    assert "p99" in shown and "245 ms" in shown and "TTFT 31.2 ms" in shown
+    if columns == 200:  # room for everything: the whole line, bar first
+        assert shown == ProgressLine(UserConfig(benchmark_duration=4)).render(_slice_tick())
+        assert shown.startswith("[############............]  50%  80 requests, 0 errors")
+    else:  # the bar goes first, then the long words, never the slice
+        assert "#" not in shown and shown.startswith("50%")
+    if columns == 80:
+        assert shown == "50% 80 req, 0 err, ~2 s left | 2-4s p99 lat 245 ms, TTFT 31.2 ms"
+    if columns == 60:
+        assert shown == "50% | 2-4s p99 lat 245 ms, TTFT 31.2 ms"
+
+
+def test_errors_outlast_the_counts_and_a_line_that_cannot_fit_is_cut_with_an_ellipsis(
+        ) -> None:
+    line = ProgressLine(UserConfig(request_count=100_000))
+    progress = RunProgress(run_id="r", records=45_000, errors=1234, elapsed_s=2000.0,
+                           slice_start_s=1990.0, slice_end_s=2000.0, slice_requests=80,
+                           slice_p99_ms={"request_latency": 1245.3})
+    assert line.render(progress, 60) == "45%, 1234 err | 1990-2000s p99 lat 1245 ms"
+    cut = line.render(progress, 30)
+    assert len(cut) == 30 and cut.endswith("…") and cut.startswith("45%, 1234 err")
+    for width in range(1, 160):  # never past the width, whatever it is
+        assert len(line.render(progress, width)) <= width
+
+
+def test_a_drawn_line_never_runs_past_the_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    shown = _drawn(monkeypatch, 60, RunProgress(
+        run_id="r", records=5000, errors=0, elapsed_s=3.0, slice_start_s=0.0,
+        slice_end_s=10.0, slice_requests=800, slice_p99_ms={"request_latency": 12.345}))
+    assert "lat 12.3 ms" in shown

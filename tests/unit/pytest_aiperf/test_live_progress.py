@@ -123,6 +123,19 @@ def test_a_narrow_terminal_drops_the_bar_then_the_line() -> None:
     assert out.getvalue() == prefix
 
 
+def test_after_a_test_name_the_slices_p99_survives_an_80_column_terminal() -> None:
+    prefix = "test_x.py::test_a "
+    writer, out = _writer(width=80)
+    writer.write(prefix)
+    LiveProgress(writer).start(UserConfig(benchmark_duration=60))(RunProgress(
+        run_id="r1", records=4000, errors=2, elapsed_s=33.0, slice_start_s=30.0,
+        slice_end_s=40.0, slice_requests=800,
+        slice_p99_ms={"request_latency": 812.4, "time_to_first_token": 95.1}))
+    shown = screen(out.getvalue())[0][0]
+    assert shown.startswith(prefix) and len(shown) < writer.fullwidth
+    assert shown.endswith("p99 lat 812 ms, TTFT 95.1 ms") and "#" not in shown
+
+
 def test_when_pytest_wrote_meanwhile_the_wipe_leaves_its_line_alone() -> None:
     writer, out = _writer()
     writer.write("test_x.py::test_a ")

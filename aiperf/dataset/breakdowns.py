@@ -9,6 +9,7 @@ when asked for: the records manager keeps no per-session state.
 from __future__ import annotations
 
 import functools
+import zlib
 from array import array
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, NamedTuple
@@ -163,6 +164,39 @@ def sessions_of(records: Iterable[dict[str, Any]]) -> list[SessionSummary]:
             time_to_first_token_ms=_present(ttfts[a:b], has_ttft[a:b]),
         ))
     return out
+
+
+class _TurnSessionId(msgspec.Struct):
+    session: int = -1
+    session_id: str = ""
+
+
+_SESSION_IDS = msgspec.msgpack.Decoder(list[_TurnSessionId])
+
+
+def conversation_ids(path: str | None, inline: bytes | None = None) -> list[str] | None:
+    """Each dataset entry's session id by its flat index (AIPerf's ``conversation_id`` of a
+    record: a ``multi_turn`` file's ``session_id``, a ShareGPT conversation's ``id``,
+    ``session_<n>`` for a synthetic session), read from the dataset as a configure command
+    carries it (``dataset_of``'s arguments); None for a dataset of single requests.
+    Decodes those two fields only (no prompt text), and a session's turns share one str."""
+    if inline is not None:
+        data = zlib.decompress(inline)
+    elif path:
+        with open(path, "rb") as handle:
+            data = handle.read()
+    else:
+        return None
+    turns = _SESSION_IDS.decode(data)
+    if not turns or turns[0].session < 0:
+        return None
+    ids: list[str] = []
+    last = ""
+    for turn in turns:
+        if turn.session_id != last:
+            last = turn.session_id
+        ids.append(last)
+    return ids
 
 
 def turn_values(records: Iterable[dict[str, Any]], tag: str,

@@ -692,11 +692,15 @@ def judge_runs(objectives: list[Objective], results: Sequence[ProfileResult],
         if objective.server:
             verdicts.append(judge_server(objective, results, sent))
         elif objective.turns is not None:
-            # Turns are cut by per-request times, which sketch mode has only in the table:
-            # its whole runs.
+            # Turns are cut by the timeline's times, which sketch mode does not keep: its
+            # whole runs, labelled as the steady window's fallback or saying so.
+            label = whole[0].label
+            if steady and sketch_mode:
+                label = (parts[0].label if isinstance(parts[0], ResultEvidence) else
+                         "whole run (sketch mode: turns are not cut to the steady window)")
             verdicts.append(judge_turns(objective, results,
                                         None if parts is whole or sketch_mode else parts,
-                                        confidence, whole[0].label))
+                                        confidence, label))
         elif objective.relative:
             if relative is not None:
                 verdicts.append(relative(objective, results, sent))
@@ -732,7 +736,7 @@ def _sketch_steady(result: ProfileResult, config: UserConfig | None) -> Evidence
     if evidence is not None:
         return evidence  # type: ignore[no-any-return]
     whole = ResultEvidence(result)
-    whole.label = f"whole run (sketch mode: {why})"
+    whole.label = "whole run (sketch mode: no steady window" + (f": {why})" if why else ")")
     return whole
 
 

@@ -249,8 +249,8 @@ def test_a_steady_span_within_one_window_is_judged_whole_and_says_why() -> None:
     [verdict] = judge_runs([parse_objective("request_latency.p50", "< 200 ms")], [result],
                            config, steady=True, confidence=0.95)
     assert verdict.status == "PASS" and verdict.count == 100  # the whole run's sketch
-    assert verdict.window.startswith("whole run (sketch mode: no whole 1 s window lies "
-                                     "inside the steady state 2.2-2.9 s")
+    assert verdict.window.startswith("whole run (sketch mode: no steady window: no whole "
+                                     "1 s window lies inside the steady state 2.2-2.9 s")
 
 
 def test_a_closed_loop_that_never_filled_its_slots_has_an_empty_steady_window() -> None:
@@ -261,7 +261,7 @@ def test_a_closed_loop_that_never_filled_its_slots_has_an_empty_steady_window() 
     assert evidence.label == "steady state: none (never 4 requests in flight at once)"
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(st.lists(st.tuples(st.integers(0, 400), st.integers(1, 40)), min_size=1,
                 max_size=120), st.integers(1, 6), st.integers(0, 1000))
 def test_the_trackers_ramp_is_exact_modes_whatever_it_keeps(
@@ -292,7 +292,7 @@ def test_the_trackers_ramp_is_exact_modes_whatever_it_keeps(
         assert found["cut_s"] <= found["down_s"]
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(st.lists(st.floats(1.0, 100.0), min_size=10, max_size=200))
 def test_binned_mser5_with_five_requests_a_bin_is_mser5(values: list[float]) -> None:
     data = np.asarray(values)

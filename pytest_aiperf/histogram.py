@@ -20,7 +20,6 @@ BINS = 24
 # the run has values of.
 LATENCY_METRICS = ("request_latency", "time_to_first_token", "inter_token_latency",
                    "time_to_second_token", "time_to_first_output_token")
-_SKETCH_SAMPLES = 1000  # quantiles standing in for the values of a sketch-mode metric
 
 
 def buckets(values: Sequence[float] | np.ndarray,
@@ -77,27 +76,59 @@ def histogram_line(name: str, values: Sequence[float] | np.ndarray, unit: str,
     import numpy as np
 
     counts, low, high = buckets(values, bins)
-    total = int(counts.sum())
-    if not total:
+    if not int(counts.sum()):
         return None
     data = np.asarray(values, dtype=np.float64)
     data = data[np.isfinite(data)]
     p50, p99 = (float(x) for x in np.percentile(data, [50, 99]))
+    return _line(name, counts, low, high, p50, p99, unit)
+
+
+def sketch_buckets(sketch: Any, bins: int = BINS) -> tuple[np.ndarray, float, float]:
+    """``buckets`` of a sketch-mode metric (``aiperf.statistics.sketch.MetricSketch``): its
+    exact min and max, and per bucket how many of its values the sketch puts there (each
+    value within the sketch's relative accuracy of its true one), so the counts add up to
+    the real number of values."""
+    import numpy as np
+
+    n = int(sketch.count)
+    if not n:
+        return np.zeros(bins, dtype=np.int64), math.nan, math.nan
+    low, high = float(sketch.min), float(sketch.max)
+    counts = np.zeros(bins, dtype=np.int64)
+    if high == low:
+        counts[0] = n
+        return counts, low, high
+    # As ``buckets`` cuts them: a value on an inner edge belongs to the bucket above it.
+    edges = [low + (high - low) * i / bins for i in range(1, bins)]
+    below = [round(sketch.fraction_below(edge) * n) for edge in edges]
+    return np.diff(np.array([0, *below, n], dtype=np.int64)), low, high
+
+
+def sketch_line(name: str, sketch: Any, unit: str, bins: int = BINS) -> str | None:
+    """``histogram_line`` of a sketch-mode metric: n is its real count, the buckets and
+    percentiles the sketch's."""
+    counts, low, high = sketch_buckets(sketch, bins)
+    if not int(counts.sum()):
+        return None
+    return _line(name, counts, low, high, sketch.quantile(50), sketch.quantile(99), unit)
+
+
+def _line(name: str, counts: np.ndarray, low: float, high: float, p50: float, p99: float,
+          unit: str) -> str:
     unit = f" {unit}" if unit else ""
     return (f"{name}  {number(low)}{unit} {blocks(counts)} {number(high)}{unit}  "
-            f"(n={total}, p50 {number(p50)}, p99 {number(p99)})")
+            f"(n={int(counts.sum())}, p50 {number(p50)}, p99 {number(p99)})")
 
 
-def _values(metric: Any) -> Sequence[float] | np.ndarray:
-    """The metric's values; for a sketch-mode metric, evenly spaced quantiles of its sketch
-    (they fall into the buckets as the values would, within the sketch's accuracy)."""
+def _metric_line(metric: Any) -> str | None:
+    """A metric's line: from its values, else (sketch mode) from its sketch."""
     if len(metric.values):
-        return metric.values
+        return histogram_line(metric.header, metric.values, metric.unit)
     sketch = getattr(metric, "sketch", None)
-    if sketch is None or not getattr(sketch, "count", 0):
-        return ()
-    step = 100.0 / _SKETCH_SAMPLES
-    return [sketch.quantile(step * (i + 0.5)) for i in range(_SKETCH_SAMPLES)]
+    if sketch is None:
+        return None
+    return sketch_line(metric.header, sketch, metric.unit)
 
 
 def _metric_order(record: LoadTestRecord) -> list[str]:
@@ -124,7 +155,7 @@ def record_line(record: LoadTestRecord) -> str | None:
         metric = result.metrics.get(tag)
         if metric is None:
             continue
-        line = histogram_line(metric.header, _values(metric), metric.unit)
+        line = _metric_line(metric)
         if line is None:
             continue
         summary = verdict_summary(record)

@@ -10,7 +10,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from aiperf.results import MetricResult, ProfileResult
-from pytest_aiperf.histogram import BLOCKS, blocks, buckets, histogram_line, record_line
+from pytest_aiperf.histogram import (
+    BLOCKS,
+    blocks,
+    buckets,
+    histogram_line,
+    record_line,
+    sketch_buckets,
+    sketch_line,
+)
 from pytest_aiperf.session import LoadTestRecord
 from pytest_aiperf.slo import Verdict, parse_objective
 
@@ -86,3 +94,30 @@ def test_a_run_without_values_has_no_line() -> None:
     assert record_line(LoadTestRecord("t.py::test_a", "chat", outcome="ERROR")) is None
     empty = LoadTestRecord("t.py::test_a", "chat", result=_result(request_latency=[]))
     assert record_line(empty) is None
+
+
+def test_a_sketched_run_shows_its_real_request_count_and_the_exact_buckets_within_accuracy(
+        ) -> None:
+    from aiperf.statistics.sketch import MetricSketch
+
+    values = np.random.default_rng(3).lognormal(np.log(80.0), 0.4, size=200)
+    sketch = MetricSketch(0.01)
+    sketch.add(values)
+    metric = MetricResult("request_latency", "ms", {"avg": float(values.mean())},
+                          sketch=sketch)
+    result = ProfileResult(run_id="r", metrics={"request_latency": metric}, records=[],
+                           error_summary=[], invariant={}, warnings=[], was_cancelled=False,
+                           start_time=None, end_time=None)
+    line = record_line(LoadTestRecord("t.py::test_a", "chat c=1 n=200", result=result))
+    assert line is not None and "(n=200, p50 " in line  # the requests, not 1000 points
+    counts, low, high = sketch_buckets(sketch)
+    assert (low, high) == (values.min(), values.max())  # min and max are kept exactly
+    exact, _, _ = buckets(values)
+    assert counts.sum() == 200
+    # Each value is placed within 1 % of itself: it can only move to a neighbouring
+    # bucket, and only when it lies within 1 % of an edge.
+    width = (high - low) / len(counts)
+    near_edge = sum(int(np.any(np.abs(low + width * np.arange(1, len(counts)) - v)
+                               <= 0.01 * v)) for v in values)
+    assert int(np.abs(np.cumsum(counts) - np.cumsum(exact)).max()) <= near_edge
+    assert sketch_line("L", MetricSketch(0.01), "ms") is None  # an empty sketch

@@ -1,4 +1,5 @@
-"""``profile_export_aiperf.csv``: per-request metric rows, a blank line, scalar rows."""
+"""``profile_export_aiperf.csv``: per-request metric rows, a blank line, scalar rows (and,
+in sketch mode, a last one: the percentiles' relative accuracy)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from pathlib import Path
 from aiperf.exporters.base import Exporter
 from aiperf.metrics.definitions import PERCENTILES
 
+# The scalar row a sketched run adds: its percentiles' relative accuracy.
+SKETCH_ROW = "Sketch Percentile Relative Accuracy (ratio)"
 RECORD_COLUMNS = ("avg", "min", "max", "sum", *(f"p{p}" for p in PERCENTILES), "std")
 
 
@@ -29,6 +32,12 @@ class CsvExporter(Exporter):
                 if metric.is_scalar:
                     writer.writerow([f"{metric.header} ({metric.unit})",
                                      _cell(metric.stats.get("avg"))])
+            # Sketch mode: how far the percentiles above may be from the exact ones (one
+            # accuracy for the run; two decimals would round 0.005 away).
+            accuracy = next((m.relative_accuracy for m in metrics.values()
+                             if m.relative_accuracy is not None), None)
+            if accuracy is not None:
+                writer.writerow([SKETCH_ROW, f"{accuracy:g}"])
         return path
 
 

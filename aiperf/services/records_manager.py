@@ -13,6 +13,15 @@ file, and the two processes' copies must not peak together. In sketch mode the v
 file holds each metric's sketch instead, and per time window (``slice_duration``, else
 10 s) the latencies' sketches and counts that windowed objectives are judged on.
 
+Sketch mode also finds the run's steady span as records come (``aiperf.windows.
+SteadyTracker``: a bounded tail, a few numbers per time bin) and ships it with the windows,
+which the host's steady window is merged from.
+
+The result carries the record path's largest backlog per service (``record_backlogs``): this
+manager's own (batches found queued at once in its PULL queue) and each record processor's,
+which it reports when asked for the workers' load at the run's end (``ProcessorBacklogReport``).
+A service whose queue reached ``record_hwm`` flags the run: it held the workers back.
+
 ``CancelRunCommand`` ends a run early: dropped (the run timed out: nothing is computed and
 nothing of it is kept, not even its late-record timer), or finished with what arrives for
 the credits the timing manager says it issued (the host cancelled: ``was_cancelled``).
@@ -315,7 +324,9 @@ class RecordsManager(BaseComponentService):
     async def _processor_backlog(self, report: ProcessorBacklogReport) -> None:
         if report.run_id != self._run_id or report.service_id is None:
             return
-        self._processor_backlogs[report.service_id] = dict(report.backlog)
+        self._processor_backlogs[report.service_id] = {
+            key: value if key == "max_lag_ms" else int(value)  # counts travel as floats
+            for key, value in report.backlog.items()}
         if len(self._processor_backlogs) >= self.service_config.record_processors:
             self._backlogs_in.set()
 

@@ -79,6 +79,10 @@ class MockServer:
         self._timer: PauseTimer | None = None
         self.port = self.config.port
         self.requests_served = 0
+        # What /metrics exposes beside requests_served: answers being made now (a queued
+        # request is not one yet) and output tokens sent in answers that reached their end.
+        self.in_flight = 0
+        self.tokens_generated = 0
 
     def add_responder(self, responder: Responder) -> None:
         self.responders[responder.path] = responder
@@ -121,6 +125,8 @@ class MockServer:
                 return iter((Reply(200, _HEALTH),))
             if request.path == "/v1/models":
                 return iter((Reply(200, _MODELS),))
+            if request.path == "/metrics":
+                return iter((Reply(200, self.metrics_text(), METRICS_CONTENT_TYPE),))
         responder = self.responders.get(request.path)
         if request.method != "POST" or responder is None:
             return iter((_error(404, f"no mock route for {request.method} {request.path}",
@@ -152,6 +158,15 @@ class MockServer:
             return _in_slot(self._slots, steps)
         return steps
 
+    def metrics_text(self) -> bytes:
+        """The Prometheus text exposition of ``/metrics`` (``MockMetrics``), so that
+        ``server_metrics`` can be tried against the mock."""
+        from prometheus_client import CollectorRegistry, generate_latest
+
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(MockMetrics(self))
+        return generate_latest(registry)
+
     def _gauss_s(self, mean_ms: float, stddev_ms: float) -> float:
         if stddev_ms <= 0:
             return mean_ms / 1000
@@ -163,15 +178,29 @@ class MockServer:
         delay = (self._whole_latency.draw_s(self._rng) if self._whole_latency is not None
                  else self._ttft.draw_s(self._rng)
                  + plan.output_tokens * self._gauss_s(cfg.itl_ms, cfg.itl_stddev_ms))
-        yield float(cfg.stall_seconds if fault == "stall" else delay)
-        text = "".join(token_texts(plan.output_tokens, plan.output_tokens or 1))
-        payload = responder.body(request_id, text, plan)
-        if fault == "malformed":
-            payload = payload[: len(payload) // 2]
-        yield Reply(200, payload)
+        self.in_flight += 1
+        try:  # the HTTP layer closes the steps however the answer ends
+            yield float(cfg.stall_seconds if fault == "stall" else delay)
+            text = "".join(token_texts(plan.output_tokens, plan.output_tokens or 1))
+            payload = responder.body(request_id, text, plan)
+            if fault == "malformed":
+                payload = payload[: len(payload) // 2]
+            else:
+                self.tokens_generated += plan.output_tokens
+            yield Reply(200, payload)
+        finally:
+            self.in_flight -= 1
 
     def _stream(self, responder: Responder, plan: RequestPlan, request_id: str,
                 fault: str | None) -> Iterator[Step]:
+        self.in_flight += 1
+        try:  # the HTTP layer closes the steps however the answer ends
+            yield from self._stream_steps(responder, plan, request_id, fault)
+        finally:
+            self.in_flight -= 1
+
+    def _stream_steps(self, responder: Responder, plan: RequestPlan, request_id: str,
+                      fault: str | None) -> Iterator[Step]:
         cfg = self.config
         yield StreamStart()
         yield from responder.first_events(request_id)
@@ -200,11 +229,40 @@ class MockServer:
                     continue
             yield (responder.token_event(request_id, text) if nth is None
                    else nth(request_id, i, len(parts), text, plan))
+        if fault is None:  # a faulted stream's tokens are not a generated answer's
+            self.tokens_generated += plan.output_tokens
         yield from responder.last_events(request_id, plan.prompt_tokens, plan.output_tokens,
                                          plan.include_usage)
         if responder.stream_end:
             yield responder.stream_end
         yield END
+
+
+METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class MockMetrics:
+    """A prometheus_client collector of one server's counts, read when scraped (nothing is
+    done per request beyond the server's own integer counts): ``mock_requests`` (counter,
+    exposed as ``mock_requests_total``), ``mock_requests_in_flight`` (gauge) and
+    ``mock_generated_tokens`` (counter, ``mock_generated_tokens_total``)."""
+
+    def __init__(self, server: MockServer) -> None:
+        self.server = server
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        server = self.server
+        yield CounterMetricFamily(
+            "mock_requests", "Requests the mock server took to answer (a JSON body on an "
+            "API route), injected errors included", value=server.requests_served)
+        yield GaugeMetricFamily(
+            "mock_requests_in_flight", "Answers being made now (a request waiting for a "
+            "slot is not one yet)", value=server.in_flight)
+        yield CounterMetricFamily(
+            "mock_generated_tokens", "Output tokens of the answers sent whole (a faulted "
+            "answer's are not counted)", value=server.tokens_generated)
 
 
 def _in_slot(slots: Slots, steps: Iterator[Step]) -> Iterator[Step]:

@@ -122,3 +122,19 @@ def test_a_session_lists_its_turns_in_order_with_none_for_a_failed_one(
     assert summary.request_latency_ms == [3.0, None]
     assert summary.time_to_first_token_ms == [1.0, None]
     assert summary.duration_ms == (50_000_000 + 2_000_000 - 10_000_000) / 1e6
+
+
+def test_conversation_ids_are_each_entrys_session_id_from_file_or_inline(
+        tmp_path: Path) -> None:
+    from aiperf.dataset.breakdowns import conversation_ids
+    from aiperf.dataset.models import Turn, dataset_packed, write_dataset
+
+    path = tmp_path / "dataset.msgpack"
+    write_dataset(path, [Turn("a", 1, session=0, session_id="alpha"),
+                         Turn("b", 1, session=0, turn_index=1, session_id="alpha"),
+                         Turn("c", 1, session=1, session_id="beta")])
+    ids = conversation_ids(str(path))
+    assert ids == ["alpha", "alpha", "beta"] and ids[0] is ids[1]  # one str a session
+    assert conversation_ids(None, dataset_packed(path.read_bytes())) == ids
+    write_dataset(path, [Turn("single", 1)])
+    assert conversation_ids(str(path)) is None and conversation_ids(None) is None

@@ -31,7 +31,7 @@ from aiperf.common.messages import (
     ServiceErrorMessage,
     ServiceHeartbeat,
 )
-from aiperf.errors import ErrorDetails
+from aiperf.errors import ConfigError, ErrorDetails
 
 
 class BaseComponentService(AIPerfLoggerMixin):
@@ -191,7 +191,10 @@ class BaseComponentService(AIPerfLoggerMixin):
                     if payload:
                         ack.payload.update(payload)
             except Exception as exc:
-                self.error(f"{message.message_type.value} failed: {exc!r}")
+                # A configuration error is the user's, not the service's: the host prints
+                # it once as "invalid configuration"; an ERROR line here said it twice.
+                log = self.debug if isinstance(exc, ConfigError) else self.error
+                log(f"{message.message_type.value} failed: {exc!r}")
                 ack.error = ErrorDetails.from_exception(exc, service_id=self.service_id)
             await self.send_to_controller(ack)
             if message.message_type is MessageType.SHUTDOWN:

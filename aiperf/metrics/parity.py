@@ -47,6 +47,15 @@ USAGE_TAGS = ("usage_prompt_tokens", "usage_completion_tokens", "usage_total_tok
 # sample recomputes them.
 SWEEP_TAGS = ("effective_concurrency", "tokens_in_flight")
 SWEEP_PERCENTILES = (50, 90, 95, 99)
+# Requests a block: the sweep builds one block's changes at a time (about 20 a streamed
+# request with chunk gaps, two float64s each, and their sorting), so that its memory is a
+# few MB whatever the run's length.
+SWEEP_BLOCK = 8192
+# tokens_in_flight's levels are per-chunk shares of a token: its percentiles come from a
+# histogram of time per level, 1/256 token wide to begin with, its bins doubled whenever
+# the levels held would need more than SWEEP_BINS of them (3 float64s a bin: 3 MiB).
+TOKEN_STEP = 1.0 / 256
+SWEEP_BINS = 1 << 17
 
 
 def add_request_values(values: dict[str, Any]) -> None:
@@ -111,43 +120,354 @@ def run_metrics(metrics: dict[str, Any], duration_s: float) -> dict[str, dict[st
 def time_weighted_stats(times: np.ndarray, levels: np.ndarray, start: float,
                         end: float) -> dict[str, float]:
     """Statistics of the step function that is ``levels[i]`` from ``times[i]`` to
-    ``times[i + 1]`` (0 before the first time, the last level after the last), over
-    [start, end], each level weighted by how long it held."""
-    span = end - start
-    if span <= 0 or not times.size:
+    ``times[i + 1]`` (``times`` in order; 0 before the first time, the last level after
+    the last), over [start, end], each level weighted by how long it held. Percentiles
+    within ``_Histogram``'s resolution (exact for levels on its grid of 1/256)."""
+    if end - start <= 0 or not np.asarray(times).size:
         return {}
-    edges = np.clip(np.append(times, end), start, end)
-    held = np.diff(edges)
-    before = levels[times <= start]
-    # The level already in force at ``start`` (the last change at or before it).
-    lead = float(before[-1]) if before.size else 0.0
-    first_change = float(edges[0])
-    durations = np.concatenate([[first_change - start], held])
-    values = np.concatenate([[lead], levels.astype(np.float64)])
-    keep = durations > 0
-    durations, values = durations[keep], values[keep]
-    avg = float(np.dot(values, durations) / span)
-    stats = {"avg": avg, "min": float(values.min()), "max": float(values.max()),
-             "std": float(np.sqrt(np.dot(durations, (values - avg) ** 2) / span))}
-    order = np.argsort(values, kind="stable")
-    reached = np.cumsum(durations[order]) / durations.sum()
-    for q in SWEEP_PERCENTILES:
-        index = min(int(np.searchsorted(reached, q / 100.0)), order.size - 1)
-        stats[f"p{q}"] = float(values[order[index]])
-    return stats
+    sweep = _StepSweep(start, end, TOKEN_STEP)
+    sweep.hold(np.asarray(times, dtype=np.float64), np.asarray(levels, dtype=np.float64))
+    return sweep.close()
 
 
-def _levels(times: np.ndarray, deltas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """A step function from its changes: (each distinct change time, the level from it).
-    Changes at the same instant collapse into one, so the level between them, held for
-    no time, never shows; in particular a request ending when another starts never
-    counts as overlapping it."""
-    if not times.size:
-        return np.empty(0), np.empty(0)
-    order = np.argsort(times, kind="stable")
-    times, levels = times[order], np.cumsum(deltas[order])
-    last = np.append(times[1:] != times[:-1], True)
-    return times[last], levels[last]
+class _Histogram:
+    """Time held per level, in bins ``step`` wide (bin k: [k step, (k + 1) step)), each
+    with the least and greatest level it held: a percentile is the bin where the held
+    time reaches its share, reported as that level when the bin held one level (always
+    so for levels on the grid) and as the middle of its levels otherwise (within step /
+    2). The bins double in width (pairs folded into one) whenever the levels held would
+    need more than ``SWEEP_BINS`` of them, so the step is at most the range of the levels
+    / 2**16 and the memory 3 float64s a bin whatever the run's length."""
+
+    def __init__(self, step: float) -> None:
+        self.step = step
+        self.first = 0  # the bin number of index 0
+        self.time = np.empty(0)
+        self.low = np.empty(0)
+        self.high = np.empty(0)
+
+    def add(self, values: np.ndarray, durations: np.ndarray) -> None:
+        finite = np.isfinite(values)
+        if not finite.all():
+            values, durations = values[finite], durations[finite]
+        if not values.size:
+            return
+        bins = np.floor(values / self.step).astype(np.int64)
+        low, high = int(bins.min()), int(bins.max())
+        if self.time.size:
+            low, high = min(low, self.first), max(high, self.first + self.time.size - 1)
+        while high - low + 1 > SWEEP_BINS:
+            self._fold()
+            bins >>= 1  # floor halving, as the folded bins
+            low, high = low >> 1, high >> 1
+        if not self.time.size or low < self.first or high >= self.first + self.time.size:
+            self._cover(low, high)
+        index = bins - self.first
+        self.time += np.bincount(index, weights=durations, minlength=self.time.size)
+        np.minimum.at(self.low, index, values)
+        np.maximum.at(self.high, index, values)
+
+    def _cover(self, low: int, high: int) -> None:
+        size = high - low + 1
+        time, lows, highs = np.zeros(size), np.full(size, np.inf), np.full(size, -np.inf)
+        at = self.first - low
+        time[at:at + self.time.size] = self.time
+        lows[at:at + self.time.size] = self.low
+        highs[at:at + self.time.size] = self.high
+        self.first, self.time, self.low, self.high = low, time, lows, highs
+
+    def _fold(self) -> None:
+        index = (np.arange(self.time.size) + self.first) >> 1
+        first = self.first >> 1
+        index -= first
+        size = int(index[-1]) + 1 if index.size else 0
+        self.time = np.bincount(index, weights=self.time, minlength=size)
+        lows, highs = np.full(size, np.inf), np.full(size, -np.inf)
+        np.minimum.at(lows, index, self.low)
+        np.maximum.at(highs, index, self.high)
+        self.first, self.low, self.high = first, lows, highs
+        self.step *= 2
+
+    def percentile(self, q: float) -> float:
+        reached = np.cumsum(self.time)
+        reached /= reached[-1]
+        at = min(int(np.searchsorted(reached, q / 100.0)), reached.size - 1)
+        low, high = float(self.low[at]), float(self.high[at])
+        return low if low == high else (low + high) / 2
+
+
+class _StepSweep:
+    """Time-weighted statistics of a step function over [begin, finish] (0 until its
+    first change), fed its changes a batch at a time (``push``) and never holding more
+    than the batches not yet flushed: the total time, the area, the variance merged
+    batch by batch (weighted counts, means and sums of squares: Chan's parallel form),
+    min and max of the levels held for some time, and a ``_Histogram`` for the
+    percentiles."""
+
+    def __init__(self, begin: float, finish: float, step: float) -> None:
+        self.begin, self.finish = begin, finish
+        # The last change flushed and its level: how long it holds is known only at the
+        # next change (or at the end).
+        self.at, self.level = begin, 0.0
+        self.pending: list[tuple[np.ndarray, np.ndarray]] = []
+        self.changes = 0
+        self.weight = self.area = self.mean = self.m2 = 0.0
+        self.low, self.high = np.inf, -np.inf
+        self.histogram = _Histogram(step)
+
+    def push(self, times: np.ndarray, deltas: np.ndarray, bound: float) -> None:
+        """Add changes (level deltas at times, in any order) and flush every change
+        before ``bound``: the caller's promise that no change still to come is earlier.
+        Changes at one instant are flushed together (the bound is a time), so they
+        collapse into one as if all were known at once."""
+        if times.size:
+            self.pending.append((times, deltas))
+            self.changes += times.size
+        if not self.pending:
+            return
+        times = np.concatenate([t for t, _ in self.pending])
+        deltas = np.concatenate([d for _, d in self.pending])
+        due = times < bound
+        if due.all():
+            self.pending = []
+            self._flush(times, deltas)
+        elif due.any():
+            self.pending = [(times[~due], deltas[~due])]
+            self._flush(times[due], deltas[due])
+        else:
+            self.pending = [(times, deltas)]
+
+    def _flush(self, times: np.ndarray, deltas: np.ndarray) -> None:
+        order = np.argsort(times, kind="stable")
+        times = times[order]
+        levels = np.cumsum(np.concatenate([[self.level], deltas[order]]))[1:]
+        # Changes at the same instant collapse into one, so the level between them, held
+        # for no time, never shows: a request ending as another starts never overlaps it.
+        last = np.append(times[1:] != times[:-1], True)
+        self.hold(times[last], levels[last])
+
+    def hold(self, times: np.ndarray, levels: np.ndarray) -> None:
+        """The step function goes to ``levels[i]`` at ``times[i]`` (in order, all after
+        what was held before)."""
+        if not times.size:
+            return
+        edges = np.clip(np.concatenate([[self.at], times]), self.begin, self.finish)
+        self._accumulate(np.concatenate([[self.level], levels[:-1]]), np.diff(edges))
+        self.at, self.level = float(times[-1]), float(levels[-1])
+
+    def _accumulate(self, values: np.ndarray, durations: np.ndarray) -> None:
+        keep = durations > 0
+        if not keep.all():
+            values, durations = values[keep], durations[keep]
+        if not durations.size:
+            return
+        weight = float(durations.sum())
+        area = float(np.dot(values, durations))
+        mean = area / weight
+        m2 = float(np.dot(durations, (values - mean) ** 2))
+        total = self.weight + weight
+        shift = mean - self.mean
+        self.m2 += m2 + shift * shift * self.weight * weight / total
+        self.mean += shift * weight / total
+        self.weight, self.area = total, self.area + area
+        self.low = min(self.low, float(values.min()))
+        self.high = max(self.high, float(values.max()))
+        self.histogram.add(values, durations)
+
+    def close(self) -> dict[str, float]:
+        """The statistics, once every change has been pushed."""
+        if self.pending:
+            times = np.concatenate([t for t, _ in self.pending])
+            deltas = np.concatenate([d for _, d in self.pending])
+            self.pending = []
+            self._flush(times, deltas)
+        last = np.clip(np.array([self.at, self.finish]), self.begin, self.finish)
+        self._accumulate(np.array([self.level]), np.diff(last))
+        span = self.finish - self.begin
+        if self.weight <= 0 or span <= 0:
+            return {}
+        avg = self.area / span
+        # Deviations from avg (the area over the span), as the definition has them.
+        var = (self.m2 + self.weight * (self.mean - avg) ** 2) / span
+        stats = {"avg": avg, "min": self.low, "max": self.high,
+                 "std": float(np.sqrt(max(var, 0.0)))}
+        for q in SWEEP_PERCENTILES:
+            stats[f"p{q}"] = self.histogram.percentile(q)
+        return stats
+
+
+class _Runs:
+    """A metric's values grouped by request (each request's values in order: one TTFT,
+    or its chunk gaps), read a block of requests at a time: through the requests that
+    have any (sorted) and how many each has, never through an index of every value."""
+
+    def __init__(self, values: Any, requests: np.ndarray, counts: np.ndarray | None,
+                 order: np.ndarray | None = None, scale: float = 1.0) -> None:
+        self.values, self.scale, self.order = values, scale, order
+        self.requests = np.asarray(requests, dtype=np.int64)
+        # None: one value a request.
+        self.counts = None if counts is None else np.asarray(counts, dtype=np.int64)
+        self.offsets = None if counts is None else np.cumsum(self.counts) - self.counts
+
+    @classmethod
+    def from_owner(cls, values: Any, owner: Any, scale: float = 1.0) -> _Runs:
+        """From each value's request (each request's values in order, its runs grouped
+        in any order: sorted here, stably, when they are not already)."""
+        owner = np.asarray(owner, dtype=np.int64)
+        order = None
+        if owner.size and bool(np.any(owner[1:] < owner[:-1])):
+            order = np.argsort(owner, kind="stable")
+            owner = owner[order]
+        opens = np.flatnonzero(np.append(True, owner[1:] != owner[:-1])) if owner.size \
+            else np.empty(0, dtype=np.int64)
+        return cls(values, owner[opens], np.diff(np.append(opens, owner.size)), order, scale)
+
+    @classmethod
+    def of_metric(cls, metric: Any, scale: float) -> _Runs:
+        """A host-side ``MetricResult``'s values with its record index, read as runs (a
+        list-valued metric's repeated index is never expanded)."""
+        from aiperf.results import _RepeatedIndex
+
+        index = metric.record_index
+        if isinstance(index, _RepeatedIndex):
+            # Its records and their counts: the expanded index is 4 bytes a value, kept
+            # by the result once built (60 MB for a million streamed requests' gaps).
+            return cls(metric.values, index._index, index._counts, scale=scale)
+        runs = cls.from_owner(metric.values, index, scale)
+        if runs.counts is not None and runs.order is None and runs.requests.size == \
+                len(metric.values):
+            runs.counts = runs.offsets = None
+        return runs
+
+    def take(self, requests: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The values of ``requests`` (float64, scaled), request after request, and how
+        many each has."""
+        if not self.requests.size:
+            return np.empty(0), np.zeros(requests.size, dtype=np.int64)
+        at = np.minimum(np.searchsorted(self.requests, requests), self.requests.size - 1)
+        found = self.requests[at] == requests
+        if self.counts is None or self.offsets is None:
+            counts = found.astype(np.int64)
+            gather = at[found]
+        else:
+            counts = np.where(found, self.counts[at], 0)
+            starts = np.cumsum(counts) - counts
+            gather = (np.repeat(self.offsets[at] - starts, counts)
+                      + np.arange(int(counts.sum()), dtype=np.int64))
+        if self.order is not None:
+            gather = self.order[gather]
+        values = np.asarray(self.values)[gather]
+        if self.scale != 1.0:
+            values = values * self.scale
+        return np.asarray(values, dtype=np.float64), counts
+
+
+def _first_tokens(source: np.ndarray | _Runs, requests: np.ndarray,
+                  start: np.ndarray) -> np.ndarray:
+    """The first-token times (ns, NaN: none) of ``requests``, whose starts are ``start``."""
+    if isinstance(source, np.ndarray):
+        return source[requests]
+    values, counts = source.take(requests)
+    first = np.full(requests.size, np.nan)
+    carried = counts > 0
+    first[carried] = start[carried] + values
+    return first
+
+
+def _block_events(start: np.ndarray, end: np.ndarray, requests: np.ndarray,
+                  tokens: tuple[Any, np.ndarray, np.ndarray, _Runs | None] | None,
+                  ) -> tuple[tuple[np.ndarray, np.ndarray],
+                             tuple[np.ndarray, np.ndarray] | None]:
+    """The changes (times, deltas) of the requests' effective concurrency and, given
+    (first tokens, ISL, OSL, chunk gaps), tokens in flight (see ``sweep_metrics``)."""
+    s = start[requests].astype(np.float64)
+    e = end[requests].astype(np.float64)
+    ran = e > s
+    if not ran.all():
+        requests, s, e = requests[ran], s[ran], e[ran]
+    ones = np.ones(requests.size)
+    conc = (np.concatenate([s, e]), np.concatenate([ones, -ones]))
+    if tokens is None:
+        return conc, None
+    first_source, isl, osl, gaps = tokens
+    first = _first_tokens(first_source, requests, start[requests])
+    inputs = isl[requests].astype(np.float64)
+    outputs = osl[requests].astype(np.float64)
+    streamed = ~np.isnan(first)
+    prefill = streamed & (first > s)
+    parts_t = [s[prefill], e[prefill]]
+    parts_d = [inputs[prefill], -inputs[prefill]]
+    if gaps is None:
+        decode = streamed & (e > first)
+        parts_t += [first[decode], e[decode]]
+        parts_d += [outputs[decode], -outputs[decode]]
+    else:
+        values, count = gaps.take(requests)
+        if values.size:
+            owner = np.repeat(np.arange(requests.size), count)
+            # Each chunk's time: the request's first token plus its gaps so far.
+            total = np.cumsum(values)
+            opens = np.cumsum(count) - count
+            before = np.where((count > 0) & (opens > 0),
+                              total[np.maximum(opens - 1, 0)], 0.0)
+            chunk_t = first[owner] + total - np.repeat(before, count)
+            valid = streamed[owner] & (values >= 0) & (outputs[owner] >= 1)
+            has_gaps = np.bincount(owner[valid], minlength=requests.size) > 0
+            # A chunk stamped at or after its request's end (rounding) still counts
+            # within it.
+            chunk_t = np.minimum(chunk_t, e[owner])[valid]
+            per_chunk = ((outputs[owner] - 1.0) / count[owner])[valid]
+            parts_t += [first[has_gaps], chunk_t, e[has_gaps]]
+            parts_d += [np.ones(int(has_gaps.sum())), per_chunk, -outputs[has_gaps]]
+    return conc, (np.concatenate(parts_t), np.concatenate(parts_d))
+
+
+def _sweep(start: np.ndarray, end: np.ndarray,
+           tokens: tuple[Any, np.ndarray, np.ndarray, _Runs | None] | None,
+           early: bool, block: int) -> dict[str, dict[str, Any]]:
+    """``sweep_metrics`` a block of requests at a time, in the order they started. A
+    block's changes are flushed (sorted, summed into levels, held) once they are earlier
+    than every change still to come: unless ``early`` (some first token or chunk before
+    its request's start: then each block's earliest change is found first), no request's
+    change precedes its start, so that is the next block's first start. Held at once:
+    one block's changes and those of the requests still in flight."""
+    n = int(start.size)
+    begin, finish = np.inf, -np.inf
+    for lo in range(0, n, block):
+        s, e = start[lo:lo + block], end[lo:lo + block]
+        ran = e > s
+        if ran.any():
+            begin = min(begin, float(s[ran].min()))
+            finish = max(finish, float(e[ran].max()))
+    if not finish > begin:
+        return {}
+    order = np.argsort(start, kind="stable")
+    firsts = range(0, n, block)
+    if early:
+        lows = []
+        for lo in firsts:
+            conc, tif = _block_events(start, end, order[lo:lo + block], tokens)
+            times = [t for t in (conc[0], tif[0] if tif else None) if t is not None and t.size]
+            lows.append(min((float(t.min()) for t in times), default=np.inf))
+        bounds = np.minimum.accumulate(np.array(lows)[::-1])[::-1]
+    else:
+        bounds = start[order[::block]].astype(np.float64)
+    bounds = np.append(bounds[1:], np.inf)
+    concurrency = _StepSweep(begin, finish, 1.0)
+    in_flight = _StepSweep(begin, finish, TOKEN_STEP) if tokens is not None else None
+    for number, lo in enumerate(firsts):
+        conc, tif = _block_events(start, end, order[lo:lo + block], tokens)
+        bound = float(bounds[number])
+        concurrency.push(*conc, bound)
+        if in_flight is not None and tif is not None:
+            in_flight.push(*tif, bound)
+    out: dict[str, dict[str, Any]] = {}
+    out["effective_concurrency"] = {"unit": BY_TAG["effective_concurrency"].unit,
+                                    **concurrency.close()}
+    if in_flight is not None and in_flight.changes:
+        out["tokens_in_flight"] = {"unit": BY_TAG["tokens_in_flight"].unit,
+                                   **in_flight.close()}
+    return out
 
 
 def sweep_metrics(start_ns: np.ndarray, end_ns: np.ndarray,
@@ -155,6 +475,7 @@ def sweep_metrics(start_ns: np.ndarray, end_ns: np.ndarray,
                   isl: np.ndarray | None = None,
                   osl: np.ndarray | None = None,
                   chunk_gaps: tuple[np.ndarray, np.ndarray] | None = None,
+                  *, block: int | None = None,
                   ) -> dict[str, dict[str, Any]]:
     """``effective_concurrency`` over the requests [start, end) and, given each request's
     first-token time (NaN: none), ISL and OSL, ``tokens_in_flight``.
@@ -162,82 +483,52 @@ def sweep_metrics(start_ns: np.ndarray, end_ns: np.ndarray,
     Tokens in flight are AIPerf's KV-cache load: a request holds its input tokens from
     its start to its end when its first token came after its start (streamed). Its output
     tokens arrive as it streams them: with ``chunk_gaps`` (the inter-chunk gaps in ns and
-    the request each belongs to, in order), one token at the first token and
-    (OSL - 1) / gaps at each later chunk; without, all at the first token (AIPerf's own
-    fallback). A request with no first token, or (with gaps) no gap, holds no output
-    tokens. Everything a request holds is freed at its end."""
-    start = np.asarray(start_ns, dtype=np.float64)
-    end = np.asarray(end_ns, dtype=np.float64)
-    ran = end > start
-    if not ran.any():
-        return {}
-    begin, finish = float(start[ran].min()), float(end[ran].max())
-    out: dict[str, dict[str, Any]] = {}
-    ones = np.ones(int(ran.sum()))
-    times, levels = _levels(np.concatenate([start[ran], end[ran]]),
-                            np.concatenate([ones, -ones]))
-    out["effective_concurrency"] = {"unit": BY_TAG["effective_concurrency"].unit,
-                                    **time_weighted_stats(times, levels, begin, finish)}
-    if first_token_ns is None or isl is None or osl is None:
-        return out
-    first = np.asarray(first_token_ns, dtype=np.float64)
-    inputs = np.asarray(isl, dtype=np.float64)
-    outputs = np.asarray(osl, dtype=np.float64)
-    streamed = ran & ~np.isnan(first)
-    prefill = streamed & (first > start)
-    parts_t = [start[prefill], end[prefill]]
-    parts_d = [inputs[prefill], -inputs[prefill]]
-    if chunk_gaps is None:
-        decode = streamed & (end > first)
-        parts_t += [first[decode], end[decode]]
-        parts_d += [outputs[decode], -outputs[decode]]
-    else:
-        gaps = np.asarray(chunk_gaps[0], dtype=np.float64)
-        owner = np.asarray(chunk_gaps[1], dtype=np.int64)
-        if gaps.size:
-            # Each chunk's time: the request's first token plus its gaps so far (a
-            # cumulative sum restarted at each request's first gap).
-            total = np.cumsum(gaps)
-            opens = np.flatnonzero(np.append(True, owner[1:] != owner[:-1]))
-            before = np.where(opens > 0, total[np.maximum(opens - 1, 0)], 0.0)
-            run_length = np.diff(np.append(opens, owner.size))
-            chunk_t = first[owner] + total - np.repeat(before, run_length)
-            count = np.bincount(owner, minlength=start.size).astype(np.float64)
-            valid = streamed[owner] & (gaps >= 0) & (outputs[owner] >= 1)
-            has_gaps = np.bincount(owner[valid], minlength=start.size) > 0
-            # A chunk stamped at or after its request's end (rounding) still counts
-            # within it.
-            chunk_t = np.minimum(chunk_t, end[owner])[valid]
-            per_chunk = ((outputs[owner] - 1.0) / count[owner])[valid]
-            parts_t += [first[has_gaps], chunk_t, end[has_gaps]]
-            parts_d += [np.ones(int(has_gaps.sum())), per_chunk, -outputs[has_gaps]]
-    times = np.concatenate(parts_t)
-    if not times.size:
-        return out
-    times, levels = _levels(times, np.concatenate(parts_d))
-    out["tokens_in_flight"] = {"unit": BY_TAG["tokens_in_flight"].unit,
-                               **time_weighted_stats(times, levels, begin, finish)}
-    return out
+    the request each belongs to, each request's in order), one token at the first token
+    and (OSL - 1) / gaps at each later chunk; without, all at the first token (AIPerf's
+    own fallback). A request with no first token, or (with gaps) no gap, holds no output
+    tokens. Everything a request holds is freed at its end.
+
+    Computed ``block`` requests at a time (``SWEEP_BLOCK``), so its memory does not grow
+    with the run (about 2 KB a streamed request when the whole run's changes were built
+    at once). avg, min, max and std are exact; the percentiles come from a histogram of
+    time per level: exact for levels on its grid (whole requests; tokens in 1/256), and
+    within step / 2 otherwise, the step 1/256 token doubled while the range of levels
+    held would need more than ``SWEEP_BINS`` bins (so at most that range / 2**16)."""
+    start = np.asarray(start_ns)
+    end = np.asarray(end_ns)
+    tokens = None
+    early = False
+    if first_token_ns is not None and isl is not None and osl is not None:
+        first = np.asarray(first_token_ns, dtype=np.float64)
+        gaps = None
+        if chunk_gaps is not None:
+            gaps = _Runs.from_owner(np.asarray(chunk_gaps[0], dtype=np.float64),
+                                    chunk_gaps[1])
+            early = bool(np.any(gaps.values < 0))
+        early = early or bool(np.any(first < start))
+        tokens = (first, np.asarray(isl), np.asarray(osl), gaps)
+    return _sweep(start, end, tokens, early, block or SWEEP_BLOCK)
 
 
 def result_sweep_metrics(result: ProfileResult) -> dict[str, dict[str, Any]]:
     """``sweep_metrics`` of a run's profiling requests, from its timeline, TTFT and
-    inter-chunk latencies (a run without a timeline, in sketch mode, has none)."""
+    inter-chunk latencies (a run without a timeline, in sketch mode, has none), read a
+    block of requests at a time from the result's own arrays (no per-request copy)."""
     timeline = result.timeline
     if not len(timeline):
         return {}
     ttft = result.metrics.get("time_to_first_token")
     if ttft is None or not len(ttft.values):
         return sweep_metrics(timeline.start_ns, timeline.end_ns)
-    first = np.full(len(timeline), np.nan)
-    index = np.asarray(ttft.record_index)
-    first[index] = timeline.start_ns[index] + np.asarray(ttft.values) * NS_PER_MS
+    first = _Runs.of_metric(ttft, NS_PER_MS)
+    early = bool(np.min(ttft.values) < 0)
     icl = result.metrics.get("inter_chunk_latency")
     gaps = None
     if icl is not None and len(icl.values) and len(icl.record_index):
-        gaps = (np.asarray(icl.values) * NS_PER_MS, np.asarray(icl.record_index))
-    return sweep_metrics(timeline.start_ns, timeline.end_ns, first, timeline.isl,
-                         timeline.osl, gaps)
+        gaps = _Runs.of_metric(icl, NS_PER_MS)
+        early = early or bool(np.min(icl.values) < 0)
+    return _sweep(timeline.start_ns, timeline.end_ns,
+                  (first, timeline.isl, timeline.osl, gaps), early, SWEEP_BLOCK)
 
 
 def _aligned(a: Any, b: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

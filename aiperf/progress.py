@@ -25,9 +25,10 @@ class ProgressLine:
 
     def render(self, progress: Any, width: int | None = None) -> str:
         """The line, in at most ``width`` columns when given: whole; else without its bar;
-        else in short words without the elapsed time; else without the counts too (the
-        slice's p99 is what a narrow line keeps longest: it is the only figure not also in
-        the final table); else cut with an ellipsis."""
+        else in short words without the elapsed time; else without the counts too, then
+        with the slice's first p99 only (the slice's p99 is what a narrow line keeps
+        longest: it is the only figure not also in the final table); else cut with an
+        ellipsis."""
         elapsed = progress.elapsed_s
         if self.duration:
             share = min(1.0, elapsed / self.duration)
@@ -54,11 +55,15 @@ class ProgressLine:
         if len(short) <= width:
             return short
         errors = f", {progress.errors} err" if progress.errors else ""
-        shortest = f"{share:.0%}{errors}{sliced}"  # the counts are in the final table
+        shorter = f"{share:.0%}{errors}{sliced}"  # the counts are in the final table
+        if len(shorter) <= width:
+            return shorter
+        # The slice's first p99 alone (request latency), rather than the second cut short.
+        shortest = f"{share:.0%}{errors}{self._slice(progress, short=True, first_only=True)}"
         return shortest if len(shortest) <= width else shortest[:max(0, width - 1)] + ELLIPSIS
 
     @staticmethod
-    def _slice(progress: Any, short: bool = False) -> str:
+    def _slice(progress: Any, short: bool = False, first_only: bool = False) -> str:
         """The current slice's p99 latencies, when the records manager sent them (a
         progress message of an older mesh, or a slice not begun, has none)."""
         p99 = getattr(progress, "slice_p99_ms", None)
@@ -69,7 +74,7 @@ class ProgressLine:
         names = {"request_latency": "lat" if short else "latency",
                  "time_to_first_token": "TTFT"}
         shown = ", ".join(f"{names.get(tag, tag)} {_ms(value)} ms"
-                          for tag, value in p99.items())
+                          for tag, value in list(p99.items())[:1 if first_only else None])
         if short:
             return f" | {start:.0f}-{end:.0f}s p99 {shown}"
         return f" | {start:.0f}-{end:.0f} s: p99 {shown}"

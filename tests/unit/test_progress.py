@@ -96,6 +96,9 @@ def test_errors_outlast_the_counts_and_a_line_that_cannot_fit_is_cut_with_an_ell
     assert line.render(progress, 60) == "45%, 1234 err | 1990-2000s p99 lat 1245 ms"
     cut = line.render(progress, 30)
     assert len(cut) == 30 and cut.endswith("…") and cut.startswith("45%, 1234 err")
+    # Too narrow for both p99s: request latency's whole rather than TTFT's cut short.
+    narrow = ProgressLine(UserConfig(benchmark_duration=4)).render(_slice_tick(), 30)
+    assert narrow == "50% | 2-4s p99 lat 245 ms"
     for width in range(1, 160):  # never past the width, whatever it is
         assert len(line.render(progress, width)) <= width
 

@@ -49,8 +49,9 @@ SWEEP_TAGS = ("effective_concurrency", "tokens_in_flight")
 SWEEP_PERCENTILES = (50, 90, 95, 99)
 # Requests a block: the sweep builds one block's changes at a time (about 20 a streamed
 # request with chunk gaps, two float64s each, and their sorting), so that its memory is a
-# few MB whatever the run's length.
-SWEEP_BLOCK = 8192
+# few MB whatever the run's length. benchmarks/sweep_cost.py: 2048 costs about 10 % more
+# CPU than 8192 and half its memory (11 against 24 MiB at 100,000 streamed requests).
+SWEEP_BLOCK = 2048
 # tokens_in_flight's levels are per-chunk shares of a token: its percentiles come from a
 # histogram of time per level, 1/256 token wide to begin with, its bins doubled whenever
 # the levels held would need more than SWEEP_BINS of them (3 float64s a bin: 3 MiB).
@@ -163,7 +164,10 @@ class _Histogram:
         if not self.time.size or low < self.first or high >= self.first + self.time.size:
             self._cover(low, high)
         index = bins - self.first
-        self.time += np.bincount(index, weights=durations, minlength=self.time.size)
+        # Summed over the bins this batch touched only, not the whole histogram.
+        lowest = int(index.min())
+        added = np.bincount(index - lowest, weights=durations)
+        self.time[lowest:lowest + added.size] += added
         np.minimum.at(self.low, index, values)
         np.maximum.at(self.high, index, values)
 
@@ -261,10 +265,12 @@ class _StepSweep:
             values, durations = values[keep], durations[keep]
         if not durations.size:
             return
+        # Sums of products, not np.dot: BLAS's threads cost more than they save here on
+        # a busy box.
         weight = float(durations.sum())
-        area = float(np.dot(values, durations))
+        area = float((values * durations).sum())
         mean = area / weight
-        m2 = float(np.dot(durations, (values - mean) ** 2))
+        m2 = float((durations * (values - mean) ** 2).sum())
         total = self.weight + weight
         shift = mean - self.mean
         self.m2 += m2 + shift * shift * self.weight * weight / total
@@ -296,6 +302,19 @@ class _StepSweep:
         return stats
 
 
+def _increasing(values: np.ndarray, strict: bool) -> bool:
+    """Whether ``values`` never decrease (or, ``strict``, always increase), checked a
+    slice at a time so as not to make a mask of the whole array."""
+    step = 1 << 16
+    pairs = max(values.size - 1, 0)
+    for lo in range(0, pairs, step):
+        hi = min(lo + step, pairs)
+        a, b = values[lo:hi], values[lo + 1:hi + 1]
+        if bool(np.any(b <= a)) if strict else bool(np.any(b < a)):
+            return False
+    return True
+
+
 class _Runs:
     """A metric's values grouped by request (each request's values in order: one TTFT,
     or its chunk gaps), read a block of requests at a time: through the requests that
@@ -304,18 +323,23 @@ class _Runs:
     def __init__(self, values: Any, requests: np.ndarray, counts: np.ndarray | None,
                  order: np.ndarray | None = None, scale: float = 1.0) -> None:
         self.values, self.scale, self.order = values, scale, order
-        self.requests = np.asarray(requests, dtype=np.int64)
-        # None: one value a request.
-        self.counts = None if counts is None else np.asarray(counts, dtype=np.int64)
-        self.offsets = None if counts is None else np.cumsum(self.counts) - self.counts
+        # Kept in the dtypes they come in (the result's int32 index, uint16/32 counts): 4
+        # bytes a request, and the offsets 4 more while the values number under 2**32.
+        self.requests = np.asarray(requests)
+        self.counts = None if counts is None else np.asarray(counts)  # None: one each
+        self.offsets = None
+        if self.counts is not None:
+            wide = np.uint32 if len(values) < 2**32 else np.int64
+            self.offsets = np.cumsum(self.counts, dtype=wide)
+            self.offsets -= self.counts.astype(wide, copy=False)
 
     @classmethod
     def from_owner(cls, values: Any, owner: Any, scale: float = 1.0) -> _Runs:
         """From each value's request (each request's values in order, its runs grouped
         in any order: sorted here, stably, when they are not already)."""
-        owner = np.asarray(owner, dtype=np.int64)
+        owner = np.asarray(owner)
         order = None
-        if owner.size and bool(np.any(owner[1:] < owner[:-1])):
+        if not _increasing(owner, strict=False):
             order = np.argsort(owner, kind="stable")
             owner = owner[order]
         opens = np.flatnonzero(np.append(True, owner[1:] != owner[:-1])) if owner.size \
@@ -324,35 +348,37 @@ class _Runs:
 
     @classmethod
     def of_metric(cls, metric: Any, scale: float) -> _Runs:
-        """A host-side ``MetricResult``'s values with its record index, read as runs (a
-        list-valued metric's repeated index is never expanded)."""
+        """A host-side ``MetricResult``'s values with its record index, read as runs
+        without a copy of the index: a list-valued metric's repeated index is never
+        expanded (4 bytes a value, kept by the result once built: 60 MB for a million
+        streamed requests' gaps), a one-value-a-request index is used as it is."""
         from aiperf.results import _RepeatedIndex
 
         index = metric.record_index
         if isinstance(index, _RepeatedIndex):
-            # Its records and their counts: the expanded index is 4 bytes a value, kept
-            # by the result once built (60 MB for a million streamed requests' gaps).
             return cls(metric.values, index._index, index._counts, scale=scale)
-        runs = cls.from_owner(metric.values, index, scale)
-        if runs.counts is not None and runs.order is None and runs.requests.size == \
-                len(metric.values):
-            runs.counts = runs.offsets = None
-        return runs
+        index = np.asarray(index)
+        if index.size == len(metric.values) and _increasing(index, strict=True):
+            return cls(metric.values, index, None, scale=scale)
+        return cls.from_owner(metric.values, index, scale)
 
     def take(self, requests: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The values of ``requests`` (float64, scaled), request after request, and how
         many each has."""
         if not self.requests.size:
             return np.empty(0), np.zeros(requests.size, dtype=np.int64)
-        at = np.minimum(np.searchsorted(self.requests, requests), self.requests.size - 1)
-        found = self.requests[at] == requests
+        # The block's requests in the index's own dtype: searchsorted would otherwise
+        # convert the whole index at each call.
+        wanted = requests.astype(self.requests.dtype, copy=False)
+        at = np.minimum(np.searchsorted(self.requests, wanted), self.requests.size - 1)
+        found = self.requests[at] == wanted
         if self.counts is None or self.offsets is None:
             counts = found.astype(np.int64)
             gather = at[found]
         else:
-            counts = np.where(found, self.counts[at], 0)
+            counts = np.where(found, self.counts[at], 0).astype(np.int64)
             starts = np.cumsum(counts) - counts
-            gather = (np.repeat(self.offsets[at] - starts, counts)
+            gather = (np.repeat(self.offsets[at].astype(np.int64) - starts, counts)
                       + np.arange(int(counts.sum()), dtype=np.int64))
         if self.order is not None:
             gather = self.order[gather]
@@ -441,7 +467,12 @@ def _sweep(start: np.ndarray, end: np.ndarray,
             finish = max(finish, float(e[ran].max()))
     if not finish > begin:
         return {}
-    order = np.argsort(start, kind="stable")
+    # The requests in the order they started: 4 bytes a request kept (a run under 2**31
+    # requests), 8 more while sorting (not a stable sort: that needs a buffer as well,
+    # and which of two requests starting together comes first changes nothing).
+    order = np.argsort(start)
+    if n < 2**31:
+        order = order.astype(np.int32)
     firsts = range(0, n, block)
     if early:
         lows = []

@@ -24,7 +24,9 @@ input tokens from request start, plus the output tokens from the first token to 
 AIPerf's KV-cache load model), each a step function summarised time-weighted over the span
 from the first request start to the last request end: avg = integral / span, min, max, std,
 and p50/p90/p95/p99 as the smallest value the function is at or below for that fraction of
-the span.
+the span. Swept a block of requests at a time in bounded memory: avg, min, max and std
+exact, the percentiles from a histogram of time per level (exact on its grid, else within
+half its step: see ``sweep_metrics``).
 """
 
 from __future__ import annotations

@@ -51,14 +51,15 @@ SWEEP_TAGS = ("effective_concurrency", "tokens_in_flight")
 SWEEP_PERCENTILES = (50, 90, 95, 99)
 # Requests a block: the sweep builds one block's changes at a time (about 20 a streamed
 # request with chunk gaps, two float64s each, and their sorting), so that its memory is a
-# few MB whatever the run's length. benchmarks/sweep_cost.py: 2048 costs about 10 % more
-# CPU than 8192 and half its memory (11 against 24 MiB at 100,000 streamed requests).
-SWEEP_BLOCK = 2048
+# few MB whatever the run's length. benchmarks/sweep_cost.py at 100,000 streamed
+# requests: 1024 takes 0.27 s and 5.9 MiB at its peak, 2048 0.22 s and 8 MiB, 512 0.37 s
+# and 4.8 MiB (the host's PSS grows by more than that: freed blocks stay in its heap).
+SWEEP_BLOCK = 1024
 # tokens_in_flight's levels are per-chunk shares of a token: its percentiles come from a
 # histogram of time per level, 1/256 token wide to begin with, its bins doubled whenever
-# the levels held would need more than SWEEP_BINS of them (3 float64s a bin: 3 MiB).
+# the levels held would need more than SWEEP_BINS of them (3 float64s a bin: 1.5 MiB).
 TOKEN_STEP = 1.0 / 256
-SWEEP_BINS = 1 << 17
+SWEEP_BINS = 1 << 16
 
 
 def add_request_values(values: dict[str, Any]) -> None:
@@ -140,11 +141,14 @@ class _Histogram:
     so for levels on the grid) and as the middle of its levels otherwise (within step /
     2). The bins double in width (pairs folded into one) whenever the levels held would
     need more than ``SWEEP_BINS`` of them, so the step is at most the range of the levels
-    / 2**16 and the memory 3 float64s a bin whatever the run's length."""
+    / 2**15 and the memory 3 float64s a bin (1.5 MiB) whatever the run's length."""
 
     def __init__(self, step: float) -> None:
         self.step = step
         self.first = 0  # the bin number of index 0
+        # The bins that held anything: the arrays have room around them, so that a run
+        # whose levels creep up reallocates a few times, not at every batch.
+        self.lowest = self.highest = 0
         self.time = np.empty(0)
         self.low = np.empty(0)
         self.high = np.empty(0)
@@ -158,47 +162,64 @@ class _Histogram:
         bins = np.floor(values / self.step).astype(np.int64)
         low, high = int(bins.min()), int(bins.max())
         if self.time.size:
-            low, high = min(low, self.first), max(high, self.first + self.time.size - 1)
+            low, high = min(low, self.lowest), max(high, self.highest)
         while high - low + 1 > SWEEP_BINS:
             self._fold()
             bins >>= 1  # floor halving, as the folded bins
             low, high = low >> 1, high >> 1
         if not self.time.size or low < self.first or high >= self.first + self.time.size:
             self._cover(low, high)
+        self.lowest, self.highest = low, high
         index = bins - self.first
         # Summed over the bins this batch touched only, not the whole histogram.
-        lowest = int(index.min())
-        added = np.bincount(index - lowest, weights=durations)
-        self.time[lowest:lowest + added.size] += added
+        start = int(index.min())
+        added = np.bincount(index - start, weights=durations)
+        self.time[start:start + added.size] += added
         np.minimum.at(self.low, index, values)
         np.maximum.at(self.high, index, values)
 
     def _cover(self, low: int, high: int) -> None:
-        size = high - low + 1
+        """Arrays for bins ``low`` to ``high`` (with the bins held so far): twice the
+        room of the last ones, up to ``SWEEP_BINS``, centred on them."""
+        needed = high - low + 1
+        size = min(max(needed, 2 * self.time.size, 1024), SWEEP_BINS)
+        first = low - (size - needed) // 2
         time, lows, highs = np.zeros(size), np.full(size, np.inf), np.full(size, -np.inf)
-        at = self.first - low
-        time[at:at + self.time.size] = self.time
-        lows[at:at + self.time.size] = self.low
-        highs[at:at + self.time.size] = self.high
-        self.first, self.time, self.low, self.high = low, time, lows, highs
+        if self.time.size:
+            keep = slice(self.lowest - self.first, self.highest - self.first + 1)
+            at = slice(self.lowest - first, self.highest - first + 1)
+            time[at], lows[at], highs[at] = self.time[keep], self.low[keep], self.high[keep]
+        self.first, self.time, self.low, self.high = first, time, lows, highs
 
     def _fold(self) -> None:
-        index = (np.arange(self.time.size) + self.first) >> 1
-        first = self.first >> 1
-        index -= first
-        size = int(index[-1]) + 1 if index.size else 0
-        self.time = np.bincount(index, weights=self.time, minlength=size)
+        """Each pair of bins into one of twice the width, in arrays of the same room."""
+        if not self.time.size:
+            self.step *= 2
+            return
+        keep = slice(self.lowest - self.first, self.highest - self.first + 1)
+        index = np.arange(self.lowest, self.highest + 1) >> 1
+        lowest, highest = self.lowest >> 1, self.highest >> 1
+        index -= lowest
+        size = highest - lowest + 1
+        time = np.bincount(index, weights=self.time[keep], minlength=size)
         lows, highs = np.full(size, np.inf), np.full(size, -np.inf)
-        np.minimum.at(lows, index, self.low)
-        np.maximum.at(highs, index, self.high)
-        self.first, self.low, self.high = first, lows, highs
+        np.minimum.at(lows, index, self.low[keep])
+        np.maximum.at(highs, index, self.high[keep])
+        room = self.time.size
+        self.first = lowest - (room - size) // 2
+        at = slice(lowest - self.first, highest - self.first + 1)
+        self.time[:] = 0.0
+        self.low[:], self.high[:] = np.inf, -np.inf
+        self.time[at], self.low[at], self.high[at] = time, lows, highs
+        self.lowest, self.highest = lowest, highest
         self.step *= 2
 
     def percentile(self, q: float) -> float:
-        reached = np.cumsum(self.time)
+        held = slice(self.lowest - self.first, self.highest - self.first + 1)
+        reached = np.cumsum(self.time[held])
         reached /= reached[-1]
         at = min(int(np.searchsorted(reached, q / 100.0)), reached.size - 1)
-        low, high = float(self.low[at]), float(self.high[at])
+        low, high = float(self.low[held][at]), float(self.high[held][at])
         return low if low == high else (low + high) / 2
 
 
@@ -526,7 +547,7 @@ def sweep_metrics(start_ns: np.ndarray, end_ns: np.ndarray,
     at once). avg, min, max and std are exact; the percentiles come from a histogram of
     time per level: exact for levels on its grid (whole requests; tokens in 1/256), and
     within step / 2 otherwise, the step 1/256 token doubled while the range of levels
-    held would need more than ``SWEEP_BINS`` bins (so at most that range / 2**16)."""
+    held would need more than ``SWEEP_BINS`` bins (so at most that range / 2**15)."""
     start = np.asarray(start_ns)
     end = np.asarray(end_ns)
     tokens = None

@@ -146,7 +146,7 @@ def assert_same(mine: dict[str, dict[str, Any]], ref: dict[str, dict[str, Any]],
             assert got[name] == pytest.approx(stats[name], rel=1e-9, abs=1e-9 * scale), \
                 (tag, name)
         step = 1.0 if tag == "effective_concurrency" else max(
-            parity.TOKEN_STEP, (stats["max"] - stats["min"]) / (2**16 - 1))
+            parity.TOKEN_STEP, (stats["max"] - stats["min"]) / (2**15 - 1))
         slack = 1e-9 * scale if exact_percentiles or tag == "effective_concurrency" \
             else step / 2 + 1e-9 * scale
         for q in SWEEP_PERCENTILES:
@@ -312,3 +312,29 @@ def test_a_closed_loop_holds_a_block_and_the_requests_in_flight() -> None:
     assert most <= (block + slots) * per_request
     assert_same(mine, reference_sweep(start, end, first, np.full(n, 10), np.full(n, 8),
                                       (gaps, owner)), False)
+
+
+@given(st.lists(st.tuples(st.floats(-50_000, 50_000), st.integers(1, 1000)), min_size=1,
+                max_size=200), st.integers(1, 40))
+@settings(max_examples=150, deadline=None)
+def test_the_histogram_stays_within_its_bins_and_half_its_step(
+    held: list[tuple[float, int]], batches: int
+) -> None:
+    """Levels fed in batches (creeping, jumping, negative): never more than SWEEP_BINS
+    bins, each percentile within half the final step of the time-weighted one, and the
+    step within the stated bound."""
+    histogram = parity._Histogram(parity.TOKEN_STEP)
+    values = np.array([v for v, _ in held])
+    durations = np.array([float(d) for _, d in held])
+    for part in np.array_split(np.arange(values.size), batches):
+        if part.size:
+            histogram.add(values[part], durations[part])
+        assert histogram.time.size <= parity.SWEEP_BINS
+    spread = float(values.max() - values.min())
+    assert histogram.step <= max(parity.TOKEN_STEP, spread / (2**15 - 1))
+    order = np.argsort(values, kind="stable")
+    reached = np.cumsum(durations[order]) / durations.sum()
+    for q in SWEEP_PERCENTILES:
+        truth = values[order][min(int(np.searchsorted(reached, q / 100)), values.size - 1)]
+        assert abs(histogram.percentile(q) - truth) <= histogram.step / 2 + 1e-9 * max(
+            1.0, abs(truth))

@@ -5,6 +5,8 @@ so that most runs flush many times."""
 
 from __future__ import annotations
 
+import mmap
+from pathlib import Path
 from typing import Any
 from unittest.mock import patch
 
@@ -338,3 +340,46 @@ def test_the_histogram_stays_within_its_bins_and_half_its_step(
         truth = values[order][min(int(np.searchsorted(reached, q / 100)), values.size - 1)]
         assert abs(histogram.percentile(q) - truth) <= histogram.step / 2 + 1e-9 * max(
             1.0, abs(truth))
+
+
+def test_a_mapped_values_files_pages_handed_back_read_the_same(tmp_path: Path) -> None:
+    """A result whose arrays are views of a read-only mapping of its values file (as
+    ``ProfileResult`` maps a large one): the sweep drops the pages it read after every
+    block here, and still reads every value as it was."""
+    rng = np.random.default_rng(11)
+    n = 3000
+    start = np.sort(rng.integers(0, 10**9, n)).astype(np.int64)
+    end = start + rng.integers(10**5, 10**8, n)
+    ttft_ms = rng.uniform(0.05, 0.1, n)
+    counts = rng.integers(0, 9, n).astype(np.uint32)
+    gaps_ms = rng.uniform(0, 0.05, int(counts.sum()))
+    path = tmp_path / "values.bin"
+    path.write_bytes(b"".join(a.tobytes() for a in (start, end, ttft_ms, gaps_ms)))
+    with path.open("rb") as handle:
+        mapping = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+    view = memoryview(mapping)
+    sizes = np.cumsum([0, start.nbytes, end.nbytes, ttft_ms.nbytes, gaps_ms.nbytes])
+    mapped = [np.frombuffer(view[sizes[k]:sizes[k + 1]], dtype=dtype)
+              for k, dtype in enumerate((np.int64, np.int64, np.float64, np.float64))]
+    every = np.arange(n, dtype=np.int32)
+    osl = rng.integers(1, 40, n)
+    isl = rng.integers(0, 100, n)
+    result = _result(start, end, {}, isl, osl, {})
+    result._timeline = Timeline(mapped[0], mapped[1], np.ones(n, dtype=bool),
+                                osl.astype(np.int32), isl.astype(np.int32),
+                                np.full(n, -1, dtype=np.int8))
+    result.metrics = {
+        "time_to_first_token": MetricResult("time_to_first_token", "ms", {}, mapped[2],
+                                            record_index=every),
+        "inter_chunk_latency": MetricResult("inter_chunk_latency", "ms", {}, mapped[3],
+                                            record_index=_RepeatedIndex(every, counts)),
+    }
+    assert parity._mappings(*mapped) == [mapping]
+    with patch.object(parity, "SWEEP_BLOCK", 64), patch.object(parity, "RELEASE_EVERY", 1):
+        mine = result_sweep_metrics(result)
+    first = start + ttft_ms * NS_PER_MS
+    ref = reference_sweep(start, end, first, isl, osl,
+                          (gaps_ms * NS_PER_MS, np.repeat(every, counts)))
+    assert_same(mine, ref, False)
+    del mapped, result, view
+    mapping.close()

@@ -590,12 +590,14 @@ def sweep_metrics(start_ns: np.ndarray, end_ns: np.ndarray,
     own fallback). A request with no first token, or (with gaps) no gap, holds no output
     tokens. Everything a request holds is freed at its end.
 
-    Computed ``block`` requests at a time (``SWEEP_BLOCK``), so its memory does not grow
-    with the run (about 2 KB a streamed request when the whole run's changes were built
-    at once). avg, min, max and std are exact; the percentiles come from a histogram of
-    time per level: exact for levels on its grid (whole requests; tokens in 1/256), and
-    within step / 2 otherwise, the step 1/256 token doubled while the range of levels
-    held would need more than ``SWEEP_BINS`` bins (so at most that range / 2**15)."""
+    Computed ``block`` requests at a time (``SWEEP_BLOCK``), so its memory is a few MB
+    and the requests' start order (4 bytes a request, 8 more while sorting), not the
+    whole run's changes (about 2 KB a streamed request when they were built at once;
+    ``benchmarks/sweep_cost.py``). avg, min, max and std are exact; the percentiles
+    come from a histogram of time per level: exact for levels on its grid (whole
+    requests; tokens in 1/256), and within step / 2 otherwise, the step 1/256 token
+    doubled while the range of levels held would need more than ``SWEEP_BINS`` bins (so
+    at most that range / 2**15)."""
     start = np.asarray(start_ns)
     end = np.asarray(end_ns)
     tokens = None

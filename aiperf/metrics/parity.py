@@ -241,6 +241,7 @@ class _StepSweep:
         # next change (or at the end).
         self.at, self.level = begin, 0.0
         self.pending: list[tuple[np.ndarray, np.ndarray]] = []
+        self.earliest = np.inf  # of the pending changes
         self.changes = 0
         self.weight = self.area = self.mean = self.m2 = 0.0
         self.low, self.high = np.inf, -np.inf
@@ -254,16 +255,18 @@ class _StepSweep:
         if times.size:
             self.pending.append((times, deltas))
             self.changes += times.size
-        if not self.pending:
-            return
+            self.earliest = min(self.earliest, float(times.min()))
+        if not self.pending or bound <= self.earliest:
+            return  # nothing due: no concatenating what waits at every batch
         times = np.concatenate([t for t, _ in self.pending])
         deltas = np.concatenate([d for _, d in self.pending])
         due = times < bound
         if due.all():
-            self.pending = []
+            self.pending, self.earliest = [], np.inf
             self._flush(times, deltas)
         elif due.any():
             self.pending = [(times[~due], deltas[~due])]
+            self.earliest = float(times[~due].min())
             self._flush(times[due], deltas[due])
         else:
             self.pending = [(times, deltas)]
@@ -312,7 +315,7 @@ class _StepSweep:
         if self.pending:
             times = np.concatenate([t for t, _ in self.pending])
             deltas = np.concatenate([d for _, d in self.pending])
-            self.pending = []
+            self.pending, self.earliest = [], np.inf
             self._flush(times, deltas)
         last = np.clip(np.array([self.at, self.finish]), self.begin, self.finish)
         self._accumulate(np.array([self.level]), np.diff(last))

@@ -160,6 +160,9 @@ class MetricRecord(msgspec.Struct, array_like=True):
     usage_completion: int = -1
     usage_total: int = -1
     usage_reasoning: int = -1
+    # The dataset entry sent (RawRecord's ``conversation``): at export, a session's turn
+    # gets its dataset session id from it (``conversation_id``), no string on the wire.
+    conversation: int = -1
 
 
 # -- the credit channel (timing manager ROUTER <-> worker DEALER) -----------------------------

@@ -13,7 +13,7 @@ import functools
 import itertools
 from array import array
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -114,7 +114,8 @@ def _started(rec: MetricRecord) -> bool:
 _UNITS = {tag: spec.unit for tag, spec in BY_TAG.items()}
 
 
-def export_record(rec: MetricRecord, values: dict[str, Any]) -> dict[str, Any]:
+def export_record(rec: MetricRecord, values: dict[str, Any],
+                  sessions: _SessionIds | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {
         "metadata": {
             "credit_id": rec.credit_id,
@@ -131,12 +132,31 @@ def export_record(rec: MetricRecord, values: dict[str, Any]) -> dict[str, Any]:
     if rec.session >= 0:  # a multi-turn request: its session and turn (AIPerf's keys)
         out["metadata"]["session_num"] = rec.session
         out["metadata"]["turn_index"] = rec.turn_index
+        if sessions is not None:
+            sessions.add_to(out["metadata"], rec)
     if rec.url_index >= 0:  # one of several --url (round robin)
         out["metadata"]["url_index"] = rec.url_index
     if rec.error is not None:
         out["error"] = {"code": rec.error.code, "type": rec.error.type,
                         "message": rec.error.message}
     return out
+
+
+class _SessionIds:
+    """What a multi-turn record's metadata says of its session besides its number, as
+    AIPerf's records have it: ``conversation_id``, the dataset's session id (by the dataset
+    entry the record sent), and ``x_correlation_id``, the session header's value the worker
+    sent (the run's tag and the session number). Looked up when the row is exported, so
+    nothing of it travels with the record."""
+
+    def __init__(self, conversation_ids: Sequence[str] | None, run: int) -> None:
+        self._ids = conversation_ids or ()
+        self._run = f"{run:08x}-"
+
+    def add_to(self, metadata: dict[str, Any], rec: MetricRecord) -> None:
+        if 0 <= rec.conversation < len(self._ids):
+            metadata["conversation_id"] = self._ids[rec.conversation]
+        metadata["x_correlation_id"] = f"{self._run}{rec.session}"
 
 
 class _CreditIds:
@@ -875,11 +895,15 @@ class RunAggregator:
     their counts (``_SketchWindows``: windows of ``slice_duration``, else 10 s)."""
 
     def __init__(self, config: UserConfig, metadata: EndpointMetadata, streaming: bool,
-                 table: Callable[[dict[str, Any]], None] | None = None) -> None:
+                 table: Callable[[dict[str, Any]], None] | None = None,
+                 conversation_ids: Sequence[str] | None = None, run: int = 0) -> None:
         self._config = config
         self._metadata = metadata
         self._streaming = streaming
         self._table = table
+        # A multi-turn run's rows name each session (``conversation_ids``: the dataset's
+        # session id of each entry, ``breakdowns.conversation_ids``; ``run``: the run's tag).
+        self._sessions = _SessionIds(conversation_ids, run) if conversation_ids else None
         self._totals = _RunTotals(config.goodput, keep_timeline=not config.sketch,
                                   batch_timeline=config.sketch)
         self._sketches: dict[str, Any] | None = {} if config.sketch else None
@@ -894,12 +918,12 @@ class RunAggregator:
 
     def add(self, records: Iterable[MetricRecord]) -> None:
         streaming, tokens = self._streaming, self._metadata.produces_tokens
-        write, add = self._table, self._totals.add
+        write, add, sessions = self._table, self._totals.add, self._sessions
         n = 0
         for record in records:
             values = per_request_values(record, streaming, tokens)
             if write is not None:
-                write(export_record(record, values))
+                write(export_record(record, values, sessions))
             add(record, values)
             n += 1
         self.count += n

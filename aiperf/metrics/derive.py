@@ -276,7 +276,7 @@ class RecordDeriver:
                 usage_mismatch=mismatch, ttfo_ns=ttfo, reasoning_tokens=reasoning_count,
                 session=raw.session, turn_index=raw.turn_index, url_index=raw.url_index,
                 usage_prompt=usage[0], usage_completion=usage[1], usage_total=usage[2],
-                usage_reasoning=usage[3],
+                usage_reasoning=usage[3], conversation=raw.conversation,
             )
         # The HTTP phases (k6's names). Sending, waiting and receiving add up to the
         # answered exchange: its start -> the response's last byte (the request latency,
@@ -292,7 +292,7 @@ class RecordDeriver:
             ttfo, reasoning_count, raw.blocked_ns, raw.dns_ns, raw.connecting_ns,
             max(0, sent - begun), max(0, response - max(sent, begun)),
             max(0, last_byte - max(response, begun)), raw.reused, raw.session, raw.turn_index,
-            raw.url_index, *usage,
+            raw.url_index, *usage, raw.conversation,
         )
 
     def _input_tokens(self, conversation: int) -> int:
@@ -308,7 +308,7 @@ class RecordDeriver:
             raw.wall_start_ns, raw.end_ns, -1, -1, -1,
             raw.isl if raw.isl >= 0 else self._input_tokens(raw.conversation), 0,
             [], error=error, cancelled=raw.cancelled, session=raw.session,
-            turn_index=raw.turn_index, url_index=raw.url_index,
+            turn_index=raw.turn_index, url_index=raw.url_index, conversation=raw.conversation,
         )
 
 

@@ -56,6 +56,7 @@ from aiperf.common.messages import (
 )
 from aiperf.common.process import libc
 from aiperf.common.service import BaseComponentService
+from aiperf.dataset.breakdowns import conversation_ids as conversation_ids_of
 from aiperf.metrics.aggregate import DEFAULT_WINDOW_S, JsonlTable, RunAggregator, write_msgpack
 from aiperf.metrics.definitions import NS_PER_MS
 from aiperf.plugin import PluginType, plugins
@@ -219,7 +220,8 @@ class RecordsManager(BaseComponentService):
         self._issued_ranges = []
         self._run = run_number(command.run_id)
         self._run_id = command.run_id
-        self._start_aggregating(self._config, command.run_id)
+        self._start_aggregating(self._config, command.run_id,
+                                command.dataset_path, command.dataset_inline)
         self._count = 0
         self._errors = 0
         self._expected = None
@@ -257,15 +259,23 @@ class RecordsManager(BaseComponentService):
         self._drop_run()
         self._expected = None
 
-    def _start_aggregating(self, config: UserConfig, run_id: str) -> None:
+    def _start_aggregating(self, config: UserConfig, run_id: str,
+                           dataset_path: str | None = None,
+                           dataset_inline: bytes | None = None) -> None:
         self._drop_run()  # an earlier run dropped before its results
         metadata = plugins.get_metadata(PluginType.ENDPOINT, config.endpoint_type)
         assert isinstance(metadata, EndpointMetadata)
         streaming = config.streaming and metadata.supports_streaming
+        conversation_ids = None
         if config.resolved_export_records():
             self._table = JsonlTable(
                 Path(self.service_config.run_dir) / f"records-{run_id}.jsonl")
-        self._aggregator = RunAggregator(config, metadata, streaming, table=self._table)
+            # A multi-turn run's rows carry each session's dataset id (conversation_id),
+            # looked up by the entry each record sent: the session ids only are decoded.
+            conversation_ids = conversation_ids_of(dataset_path, dataset_inline)
+        self._aggregator = RunAggregator(config, metadata, streaming, table=self._table,
+                                         conversation_ids=conversation_ids,
+                                         run=run_number(run_id))
         # Exact mode aggregates after the run, from batches spooled to disk as they came:
         # aggregating live (about 15 us a request, the table row half of it) took a core's
         # share from the workers and the server while they were being measured (non-

@@ -101,8 +101,8 @@ class SlowRecordsManager(RecordsManager):
     record processor. Exact mode spools batches during the run (aggregating after it),
     sketch mode aggregates them live: whichever takes the batch is slowed."""
 
-    def _start_aggregating(self, config: UserConfig, run_id: str) -> None:
-        super()._start_aggregating(config, run_id)
+    def _start_aggregating(self, config: UserConfig, run_id: str, *dataset: Any) -> None:
+        super()._start_aggregating(config, run_id, *dataset)
         taker = self._spool if self._spool is not None else self._aggregator
         assert taker is not None
         take = taker.append if isinstance(taker, BatchSpool) else taker.add

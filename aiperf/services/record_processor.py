@@ -9,8 +9,8 @@ stamps are moved onto the reference clock (the timing manager's) before deriving
 stamps of different workers compare (benchmark duration, time slices).
 
 Its own backlog is measured as the records manager measures its: each time it takes a
-batch, whatever else is already queued is taken too (bounded by the socket's high-water
-mark, ``DRAIN_MAX_BATCHES`` at most) and counted; the run's largest such backlog, and the
+batch, whatever else is already queued is taken too (``record_hwm`` batches at most, the
+socket's own bound) and counted; the run's largest such backlog, and the
 longest a record waited from its request's end to its parsing, are sent on the bus when
 the records manager asks for the workers' load (``ProcessorBacklogReport``), and end up in
 ``ProfileResult.record_backlog``.
@@ -90,8 +90,10 @@ class RecordProcessor(BaseComponentService):
             waiting = [await self._raw.recv_multipart()]
             # What else is queued arrived while the last batches were parsed: the backlog.
             # (A ready socket's receive completes at once, without a turn of the loop.)
-            while (len(waiting) < DRAIN_MAX_BATCHES
-                   and self._raw.get(zmq.EVENTS) & zmq.POLLIN):
+            # At most a high-water mark's worth: what it takes off the socket, the
+            # workers refill, so a larger drain would hold the backlog twice over.
+            limit = self.service_config.record_hwm or DRAIN_MAX_BATCHES
+            while len(waiting) < limit and self._raw.get(zmq.EVENTS) & zmq.POLLIN:
                 waiting.append(await self._raw.recv_multipart())
             count, size, records = len(waiting), sum(len(f) for w in waiting for f in w), 0
             waiting.reverse()

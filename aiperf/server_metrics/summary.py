@@ -367,6 +367,11 @@ def _window(ok: list[Scrape], start_ns: int | None, end_ns: int | None
               and (end_ns is None or s.timestamp_ns <= end_ns)]
     window = sorted(during + finals, key=lambda s: s.timestamp_ns) or [ok[-1]]
     first = window[0].timestamp_ns
+    if start_ns is not None:
+        # A run with no scrape inside it: its window is the final scrape alone, and a
+        # scrape taken after the run's end but before the final one (while the results
+        # came back) already holds the run's counts; the reference comes before the run.
+        first = min(first, start_ns)
     before = [s for s in ok if s.timestamp_ns < first and s.phase != "final"]
     return window, (before[-1] if before else window[0])
 

@@ -142,3 +142,12 @@ def test_a_run_shorter_than_the_interval_says_its_gauges_are_the_final_scrapes()
     assert server["ref:queue_depth"].max == GAUGE[1]
     assert any("no scrape of" in w and "fell inside the run" in w for w in server.warnings)
     assert not summarize([URL], scrapes(3), 1.0).warnings
+
+
+def test_a_run_between_two_scrapes_counts_from_the_scrape_before_it() -> None:
+    # Scrapes at 0..8 s, the run from 2.2 to 2.5 s: none inside it, so its window is the
+    # final scrape. Scrapes 3..7 came after the run (while its results came back) and hold
+    # its counts already: the reference is scrape 2, the last before the run.
+    server = summarize([URL], scrapes(8), 1.0, int(2.2 * S), int(2.5 * S))
+    assert server["ref:requests"].total == counter(8) - counter(2)
+    assert server["ref:requests"].rate == pytest.approx((counter(8) - counter(2)) / 6)

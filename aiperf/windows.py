@@ -32,6 +32,9 @@ if TYPE_CHECKING:
     from aiperf.results import ProfileResult
 
 NS_PER_S = 1e9
+# How late a ramp's slot may start and still count as on time: the schedule lag a valid run
+# allows (aiperf/validity.py); a later one makes the run INVALID anyway.
+RAMP_SLACK_S = 0.05
 # The throughputs `Sample.throughput_windows` splits over time (batch means need them).
 _THROUGHPUTS = ("request_throughput", "output_token_throughput", "total_token_throughput",
                 "goodput")
@@ -268,7 +271,7 @@ def steady_state(result: ProfileResult, config: UserConfig) -> Sample:
     run_end = float(end_s.max()) if end_s.size else 0.0
     if config.resolved_timing_strategy() == "concurrency":
         target = config.resolved_concurrency() or 1
-        ramp = _closed_loop_ramp(start_s, end_s, target)
+        ramp = _closed_loop_ramp(start_s, end_s, target, _concurrency_ramp_s(config))
         if ramp is None:
             members = np.zeros(start_s.size, dtype=bool)
             return _sample(result, members, f"steady state: none (never {target} requests "
@@ -287,15 +290,30 @@ def steady_state(result: ProfileResult, config: UserConfig) -> Sample:
     return _sample(result, members, label, kept_from, run_end)
 
 
-def _closed_loop_ramp(start_s: np.ndarray, end_s: np.ndarray,
-                      target: int) -> tuple[float, float] | None:
+def _concurrency_ramp_s(config: UserConfig) -> float:
+    """When the last slot of a ``concurrency_ramp_duration`` starts, in seconds from the
+    first request (the first slot's), with the scheduling slack a slot may start late by;
+    0 without a ramp. A warm-up phase takes the ramp, so the profiling phase has none."""
+    ramp = config.concurrency_ramp_duration or 0.0
+    if not ramp or config.warmup_request_count:
+        return 0.0
+    return float(ramp) + RAMP_SLACK_S
+
+
+def _closed_loop_ramp(start_s: np.ndarray, end_s: np.ndarray, target: int,
+                      ramp_s: float = 0.0) -> tuple[float, float] | None:
     """(end of ramp-up, start of ramp-down) in seconds, or None when the run never had
-    ``target`` requests in flight or the two meet."""
+    ``target`` requests in flight or the two meet. With a concurrency ramp that ends at
+    ``ramp_s``, ramp-up also lasts until every request started during it has ended: its
+    last slot's first request is among them."""
     if start_s.size < target:
         return None
     by_start = np.argsort(start_s, kind="stable")
     starts = start_s[by_start]
     up = float(end_s[by_start[:target]].max())
+    if ramp_s:
+        during = end_s[start_s < ramp_s]
+        up = max(up, ramp_s, float(during.max()) if during.size else 0.0)
     # In flight just before each end (in time order): the starts up to it (a start at the
     # same instant counts first) less the ends before it. Ramp-down starts at the last end
     # that left ``target`` in flight: after it the count never reaches the target again,
@@ -632,6 +650,12 @@ def sketch_steady_state(result: ProfileResult, config: UserConfig) -> tuple[Any,
             # As exact mode: a sample of nothing, which no objective passes on.
             return SketchEvidence(f"steady state: none ({steady['why']})", 0, 0, 0.0), ""
         low, high, cut = float(steady["up_s"]), float(steady["down_s"]), float(steady["cut_s"])
+        # The tracker keeps no requests of the ramp: its end is the bound (and windows
+        # are rounded inward from it).
+        low = max(low, _concurrency_ramp_s(config))
+        if low >= high:
+            return SketchEvidence("steady state: none (the concurrency ramp lasted the "
+                                  "whole run)", 0, 0, 0.0), ""
         span = f"steady state {_fmt(low)}-{_fmt(high)} s"
     else:
         low = float(steady.get("kept_from_s", 0.0))

@@ -88,6 +88,23 @@ def test_steady_state_and_windows_on_a_real_closed_loop(sliced: ProfileResult) -
         [r["request_count"]["avg"] for r in sliced.slices]
 
 
+def test_the_steady_state_of_a_concurrency_ramp_starts_after_it(
+    mesh: Mesh, slow_server: MockServerProcess,
+) -> None:
+    """Slot 1 sends many ~26 ms requests before slot 4 starts at 0.6 s: the first four
+    requests (the rule without a ramp) all end well inside the ramp."""
+    result = mesh.run(url=slow_server.url, streaming=True, concurrency=4, request_count=160,
+                      osl=4, concurrency_ramp_duration=0.6)
+    config = result.config
+    assert config is not None
+    steady = steady_state(result, config)
+    assert steady.start_s >= 0.6
+    start_s = (result.timeline.start_ns - result.timeline.start_ns.min()) / 1e9
+    ramped = int((start_s < 0.6).sum())
+    assert ramped > 4  # slot 1 alone sent more than four requests in the ramp
+    assert steady.n_ok + steady.n_err <= 160 - ramped
+
+
 def test_the_cli_writes_time_slices_with_slice_duration(slow_server: MockServerProcess,
                                                         tmp_path: Path) -> None:
     out = tmp_path / "art"

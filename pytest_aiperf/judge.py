@@ -717,6 +717,9 @@ def judge_runs(objectives: list[Objective], results: Sequence[ProfileResult],
 
             samples = [w for r in results for w in windows(r, objective.window_s)]
             verdicts.append(judge_windowed(objective, samples, confidence, sent))
+        elif objective.implicit and (planned := _planned_cancellations(results)):
+            verdicts.append(_judge_implicit_with_planned_cancels(objective, whole, sent,
+                                                                 planned))
         elif is_exact_count(objective):
             verdicts.append(judge(objective, _pooled(whole), confidence, sent))
         else:
@@ -751,6 +754,25 @@ def _sketch_windows(results: Sequence[ProfileResult],
             return None
         samples.extend(found)
     return samples
+
+
+def _planned_cancellations(results: Sequence[ProfileResult]) -> int:
+    # getattr: a hand-built stand-in for a result (a test's) may carry no error summary
+    return sum(int(getattr(r, "planned_cancellation_count", 0)) for r in results)
+
+
+def _judge_implicit_with_planned_cancels(objective: Objective, whole: Sequence[Evidence],
+                                         sent: int, planned: int) -> Verdict:
+    """The implicit "requests succeeded" check leaves out the cancellations the profile
+    asked for (``request_cancellation_rate``): they are errors as AIPerf counts them, not
+    failures of the server. Every other failure counts, exactly."""
+    failed = sum(e.n_err for e in whole) - planned
+    measured = 100.0 * failed / sent if sent else 0.0
+    status = "PASS" if OPERATORS[objective.op](measured, objective.threshold) else "FAIL"
+    return Verdict(objective, measured, status, sent, sent, None, None,
+                   "observed count (exact)",
+                   f"{planned} cancellations the profile asked for are not counted",
+                   whole[0].label)
 
 
 def _pooled(parts: Sequence[Evidence]) -> Evidence:

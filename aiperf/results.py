@@ -203,7 +203,7 @@ class _RepeatedIndex:
 def _merge_windows(shipped: dict[str, Any], m: int, window_s: float) -> list[Any]:
     """``m`` base windows at a time merged into one SketchEvidence (see
     ``ProfileResult.sketch_windows``)."""
-    from aiperf.statistics.sketch import MetricSketch
+    from aiperf.statistics.sketch import merged_window_sketches
     from pytest_aiperf.judge import SketchEvidence
 
     offset, end = float(shipped.get("offset_s", 0.0)), float(shipped["end_s"])
@@ -223,14 +223,7 @@ def _merge_windows(shipped: dict[str, Any], m: int, window_s: float) -> list[Any
         high = min(low + window_s, end) if j == last else low + window_s
         n_ok = sum(w["n_ok"] for w in groups[j])
         n_err = sum(w["n_err"] for w in groups[j])
-        sketches: dict[str, MetricSketch] = {}
-        for w in groups[j]:
-            for tag, raw in w["sketches"].items():
-                sketch = MetricSketch.from_bytes(raw)
-                if tag in sketches:
-                    sketches[tag].merge(sketch)
-                else:
-                    sketches[tag] = sketch
+        sketches = merged_window_sketches(groups[j])
         duration = max(0.0, high - max(low, 0.0))
         scalars = {"request_count": float(n_ok), "error_request_count": float(n_err),
                    "request_error_rate": 100.0 * n_err / (n_ok + n_err) if n_ok + n_err

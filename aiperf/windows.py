@@ -122,26 +122,10 @@ class Sample:
         return totals.astype(np.float64) / width
 
     def _binned_throughput(self, tag: str, n_windows: int, width: float) -> np.ndarray:
-        """Sketch mode: the run's completions counted per bin of end time as it went
-        (``ProfileResult._end_bins``), each bin put in the sub-window holding its middle
-        (bins are at most 1/2048 of the run). NaN, so not measured, when the result has
-        none or for goodput (whose per-request verdict is not binned)."""
-        bins = getattr(self.result, "_end_bins", None)
-        if not bins or tag == "goodput":
-            return np.full(n_windows, np.nan)
-        requests = np.asarray(bins["requests"], dtype=np.float64)
-        middles = bins["offset_s"] + (np.arange(requests.size) + 0.5) * bins["width_s"]
-        index = np.clip(((middles - self.start_s) // width).astype(np.int64), 0,
-                        n_windows - 1)
-        inside = (middles >= self.start_s) & (middles <= self.end_s + bins["width_s"])
-        weights = {
-            "request_throughput": requests,
-            "output_token_throughput": np.asarray(bins["output_tokens"], np.float64),
-            "total_token_throughput": (np.asarray(bins["output_tokens"], np.float64)
-                                       + np.asarray(bins["input_tokens"], np.float64)),
-        }[tag]
-        totals = np.bincount(index[inside], weights=weights[inside], minlength=n_windows)
-        return totals / width
+        """Sketch mode: from the run's completions counted per bin of end time as it went
+        (``binned_throughput``)."""
+        return binned_throughput(getattr(self.result, "_end_bins", None), self.start_s,
+                                 self.start_s + width * n_windows, tag, n_windows)
 
     def metrics(self) -> dict[str, dict[str, Any]]:
         """Every metric of the run recomputed on this sample, in the run's own shape
@@ -632,7 +616,7 @@ def sketch_steady_state(result: ProfileResult, config: UserConfig) -> tuple[Any,
     Rounding is inward (a window cut by the span's edge is left out, never a ramp one),
     and the label says what was merged. (evidence, "") or (None, why it cannot be; "" for
     a result that carries no steady span: built without the records manager's tracker)."""
-    from aiperf.statistics.sketch import MetricSketch
+    from aiperf.statistics.sketch import merged_window_sketches
     from pytest_aiperf.judge import SketchEvidence
 
     shipped = getattr(result, "_sketch_windows", None)
@@ -680,14 +664,7 @@ def sketch_steady_state(result: ProfileResult, config: UserConfig) -> tuple[Any,
     end_s = min(offset + (last_k + 1) * base, run_end) if closed else run_end
     n_ok = sum(int(w["n_ok"]) for w in inside)
     n_err = sum(int(w["n_err"]) for w in inside)
-    sketches: dict[str, MetricSketch] = {}
-    for w in inside:
-        for tag, raw in w["sketches"].items():
-            sketch = MetricSketch.from_bytes(raw)
-            if tag in sketches:
-                sketches[tag].merge(sketch)
-            else:
-                sketches[tag] = sketch
+    sketches = merged_window_sketches(inside)
     duration = max(0.0, end_s - start_s)
     scalars = {"request_count": float(n_ok), "error_request_count": float(n_err),
                "request_error_rate": 100.0 * n_err / (n_ok + n_err) if n_ok + n_err else 0.0,

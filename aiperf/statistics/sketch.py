@@ -14,6 +14,7 @@ so it is within alpha of ``np.percentile(values, q)`` for data of one sign.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from typing import Any
 
 import msgspec
@@ -355,3 +356,17 @@ def sketch_summary_adjusted(sketch: MetricSketch, failures: int, unit: str) -> d
         out[f"p{p}"] = value if math.isfinite(value) else None
     out["count"] = n
     return out
+
+
+def merged_window_sketches(windows: Iterable[dict[str, Any]]) -> dict[str, MetricSketch]:
+    """Each metric's sketch over several of the records manager's time windows (each
+    window's ``sketches``: tag -> serialised sketch), merged."""
+    merged: dict[str, MetricSketch] = {}
+    for window in windows:
+        for tag, raw in window["sketches"].items():
+            sketch = MetricSketch.from_bytes(raw)
+            if tag in merged:
+                merged[tag].merge(sketch)
+            else:
+                merged[tag] = sketch
+    return merged

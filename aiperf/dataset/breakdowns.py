@@ -9,6 +9,7 @@ when asked for: the records manager keeps no per-session state.
 from __future__ import annotations
 
 import functools
+import os
 import zlib
 from array import array
 from collections.abc import Iterable, Iterator, Sequence
@@ -80,6 +81,16 @@ def _value(value: Any) -> float | None:
     return None if value is None else float(value)
 
 
+def _decoded_lines(path: str | os.PathLike[str], line_type: type) -> Iterator[Any]:
+    """The table file's rows one at a time, each decoded into ``line_type`` (a narrow
+    struct: every field it does not name is skipped unbuilt)."""
+    decode = msgspec.json.Decoder(line_type).decode
+    with open(path, "rb") as handle:
+        for line in handle:
+            if line.strip():
+                yield decode(line)
+
+
 def _profiling_rows(records: Iterable[dict[str, Any]]) -> Iterator[
         tuple[_SessionMeta, float | None, float | None, bool]]:
     """(metadata, request latency, TTFT, failed) of each profiling record: from the table's
@@ -87,23 +98,18 @@ def _profiling_rows(records: Iterable[dict[str, Any]]) -> Iterator[
     other metric is skipped unbuilt), else from the records as dicts."""
     path = getattr(records, "path", None)
     if path is not None:
-        decode = msgspec.json.Decoder(_SessionLine).decode
-        with open(path, "rb") as handle:
-            for line in handle:
-                if not line.strip():
-                    continue
-                row = decode(line)
-                meta = row.metadata
-                if meta.benchmark_phase != "profiling":
-                    continue
-                metrics = row.metrics
-                latency = ttft = None
-                if metrics is not None:
-                    if metrics.request_latency is not None:
-                        latency = _value(metrics.request_latency.value)
-                    if metrics.time_to_first_token is not None:
-                        ttft = _value(metrics.time_to_first_token.value)
-                yield meta, latency, ttft, bytes(row.error).strip() not in _NO_ERROR
+        for row in _decoded_lines(path, _SessionLine):
+            meta = row.metadata
+            if meta.benchmark_phase != "profiling":
+                continue
+            metrics = row.metrics
+            latency = ttft = None
+            if metrics is not None:
+                if metrics.request_latency is not None:
+                    latency = _value(metrics.request_latency.value)
+                if metrics.time_to_first_token is not None:
+                    ttft = _value(metrics.time_to_first_token.value)
+            yield meta, latency, ttft, bytes(row.error).strip() not in _NO_ERROR
         return
     for record in _profiling(records):
         metrics = record.get("metrics", {})
@@ -248,16 +254,10 @@ def _scan(records: Iterable[dict[str, Any]],
     else from the records as dicts."""
     path = getattr(records, "path", None)
     if path is not None:
-        line_type = _line_type(tag)
-        decode = msgspec.json.Decoder(line_type).decode
-        with open(path, "rb") as handle:
-            for line in handle:
-                if not line.strip():
-                    continue
-                row: Any = decode(line)
-                found = getattr(row.metrics, tag, None) if row.metrics is not None else None
-                failed = bytes(row.error).strip() != b"null"  # left raw: never parsed
-                yield row.metadata, None if found is None else found.value, failed
+        for row in _decoded_lines(path, _line_type(tag)):
+            found = getattr(row.metrics, tag, None) if row.metrics is not None else None
+            failed = bytes(row.error).strip() != b"null"  # left raw: never parsed
+            yield row.metadata, None if found is None else found.value, failed
         return
     for record in records:
         meta = record.get("metadata", {})
@@ -310,14 +310,10 @@ def record_turns(records: Iterable[dict[str, Any]]) -> np.ndarray:
     turns = array("i")
     path = getattr(records, "path", None)
     if path is not None:
-        decode = msgspec.json.Decoder(_MetaLine).decode
-        with open(path, "rb") as handle:
-            for line in handle:
-                if not line.strip():
-                    continue
-                meta = decode(line).metadata
-                if meta.benchmark_phase == "profiling":
-                    turns.append(meta.turn_index)
+        for row in _decoded_lines(path, _MetaLine):
+            meta = row.metadata
+            if meta.benchmark_phase == "profiling":
+                turns.append(meta.turn_index)
     else:
         for record in records:
             meta = record.get("metadata", {})

@@ -4,6 +4,7 @@ reduced by the documented rules (recomputed here from the exporter's own sequenc
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import json
 from pathlib import Path
@@ -12,6 +13,7 @@ from aiperf.exporters.server_metrics_export import export_server_metrics
 from aiperf.mesh import Mesh
 from aiperf.mock_server import MockServerProcess
 from tests.harness.prometheus_exporter import PrometheusExporter, counter, gauge, histogram
+from tests.integration.services.servers import reference_server, response
 
 INTERVAL = 0.1
 
@@ -65,10 +67,19 @@ def test_a_run_reports_the_exporters_deltas_and_extremes_exactly(
     assert float(gauge_row[headers[0].index("max")]) == queue.max
 
 
-def test_a_server_without_metrics_is_a_warning_and_the_run_stands(
-        mesh: Mesh, mock_server: MockServerProcess) -> None:
-    # server_metrics=True: the endpoint's own /metrics, which the mock does not serve
-    result = mesh.run(url=mock_server.url, request_count=4, server_metrics=True)
+async def _chat_without_metrics(head: bytes, writer: asyncio.StreamWriter) -> None:
+    if head.startswith(b"GET /metrics"):
+        writer.write(response(b"not found", b"404 Not Found", b"text/plain"))
+    else:
+        writer.write(response(b'{"choices": [{"message": {"content": "ok"}}]}'))
+    await writer.drain()
+
+
+def test_a_server_without_metrics_is_a_warning_and_the_run_stands(mesh: Mesh) -> None:
+    # server_metrics=True: the endpoint's own /metrics, which this server does not serve
+    # (the built-in mock does)
+    with reference_server(_chat_without_metrics) as url:
+        result = mesh.run(url=url, request_count=4, server_metrics=True)
     assert result.request_count == 4
     assert result.server is not None and len(result.server) == 0
     assert any("server metrics: no scrape succeeded" in w and "/metrics" in w

@@ -167,7 +167,7 @@ def _check_server_names(collector: pytest.Collector, item: pytest.Function,
     config = spec.user_config()
     if config.server_metrics is None or (not config.server_metrics
                                          and "url" not in spec.profile):
-        return  # the built-in mock's own /metrics: not started yet, and it serves none
+        return  # the built-in mock's own /metrics: not started yet at collection
     try:
         notes = check_server_metric_names(spec.objectives, config)
     except SLOError as exc:

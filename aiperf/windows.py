@@ -276,10 +276,17 @@ def steady_state(result: ProfileResult, config: UserConfig) -> Sample:
 
 def _concurrency_ramp_s(config: UserConfig) -> float:
     """When the last slot of a ``concurrency_ramp_duration`` starts, in seconds from the
-    first request (the first slot's), with the scheduling slack a slot may start late by;
-    0 without a ramp. A warm-up phase takes the ramp, so the profiling phase has none."""
+    profiling phase's first request, with the scheduling slack a slot may start late by;
+    0 without a ramp.
+
+    The ramp runs once a run, from the first phase's start (``timing/concurrency.py``
+    ``_ramp``): with a warm-up it starts there, and a slot not yet started when the warm-up's
+    few requests are done starts inside the profiling phase. The warm-up's length is not in
+    the result, so the ramp is taken as if it began at the profiling phase's first start:
+    never shorter than the part of it that reaches into profiling (it may cut up to the
+    warm-up's length of steady requests more, never keep a ramp one)."""
     ramp = config.concurrency_ramp_duration or 0.0
-    if not ramp or config.warmup_request_count:
+    if not ramp:
         return 0.0
     return float(ramp) + RAMP_SLACK_S
 

@@ -105,6 +105,35 @@ def test_the_steady_state_of_a_concurrency_ramp_starts_after_it(
     assert steady.n_ok + steady.n_err <= 160 - ramped
 
 
+def test_a_concurrency_ramp_that_outlasts_the_warm_up_stays_out_of_steady_state(
+    mesh: Mesh, slow_server: MockServerProcess,
+) -> None:
+    """The ramp runs once a run, from the warm-up's start: four ~26 ms warm-up requests of
+    slot 1 take about 0.1 s, so slots 2-4 (0.2, 0.4, 0.6 s into the ramp) start in the
+    profiling phase. Steady state starts no earlier than the last slot's first request
+    (the first time four were in flight), whatever the warm-up took."""
+    result = mesh.run(url=slow_server.url, streaming=True, concurrency=4, request_count=160,
+                      osl=4, concurrency_ramp_duration=0.6, warmup_request_count=4)
+    config = result.config
+    assert config is not None and result.invariant["ok"]
+    start_s, end_s = _seconds_since_first(result)
+    # In flight when each request started (itself included): a slot's requests follow
+    # one another, so four are in flight only once the last slot has started.
+    in_flight = ((start_s[None, :] <= start_s[:, None])
+                 & (start_s[:, None] < end_s[None, :])).sum(axis=1)
+    assert (in_flight >= 4).any()
+    all_slots_s = float(start_s[in_flight >= 4].min())
+    steady = steady_state(result, config)
+    assert steady.start_s >= all_slots_s
+    assert start_s[steady.members].min() >= all_slots_s
+
+
+def _seconds_since_first(result: ProfileResult) -> tuple[np.ndarray, np.ndarray]:
+    timeline = result.timeline
+    origin = timeline.start_ns.min()
+    return (timeline.start_ns - origin) / 1e9, (timeline.end_ns - origin) / 1e9
+
+
 def test_the_cli_writes_time_slices_with_slice_duration(slow_server: MockServerProcess,
                                                         tmp_path: Path) -> None:
     out = tmp_path / "art"

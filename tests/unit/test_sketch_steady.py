@@ -237,6 +237,16 @@ def test_rounding_to_windows_goes_inward(up: float, cut: float, first: int, last
         f"of the steady state {up:.3g}-{cut + 0.1:.3g} s, rounded inward)")
 
 
+def test_a_concurrency_ramp_that_outlasts_the_warm_up_bounds_the_sketch_window() -> None:
+    """The ramp runs once a run, from the warm-up's start: the profiling phase, whose first
+    start is the windows' origin, may begin inside it. Its end, 0.6 s (+ slack) at most
+    from that origin, bounds the window even when the tracker's ramp-up ended earlier."""
+    config = UserConfig(concurrency=4, concurrency_ramp_duration=0.6, warmup_request_count=5)
+    steady = {"slots": 4, "up_s": 0.15, "down_s": 9.5, "cut_s": 9.5}
+    evidence, _ = sketch_steady_state(shipped(steady, base=0.25), config)
+    assert evidence is not None and evidence.start_s >= 0.6
+
+
 def test_a_steady_span_within_one_window_is_judged_whole_and_says_why() -> None:
     config = UserConfig(concurrency=4)
     result = shipped({"slots": 4, "up_s": 2.2, "down_s": 2.9, "cut_s": 2.9})

@@ -91,6 +91,31 @@ def test_a_closed_loop_that_never_fills_its_slots_has_no_steady_state() -> None:
     assert sample.n_ok == sample.n_err == 0 and "none" in sample.label
 
 
+def ramp_outlasting_the_warm_up() -> list[MetricRecord]:
+    """The profiling records of concurrency 4 with a 0.6 s ramp and a warm-up that took
+    0.1 s: the ramp (timing/concurrency.py, once a run) began with the warm-up, so slot g
+    starts at -0.1 + 0.2 g s of the profiling phase's clock; slots 1-3 start inside it."""
+    records: list[MetricRecord] = []
+    for slot in range(4):
+        first = max(0.0, -100 + 200 * slot)
+        for j in range(int((2000 - first) // 50)):
+            records.append(ok(len(records), first + 50 * j, 50))
+    return records
+
+
+def test_a_concurrency_ramp_that_outlasts_the_warm_up_stays_out_of_steady_state() -> None:
+    # Slot 0 alone fills the four earliest starts, so without the ramp's bound ramp-up would
+    # end at 0.15 s, with one slot of four running: a latency judged there is under-loaded.
+    config = UserConfig(concurrency=4, concurrency_ramp_duration=0.6, warmup_request_count=2)
+    result = run(ramp_outlasting_the_warm_up(), config)
+    sample = steady_state(result, config)
+    start_s = (result.timeline.start_ns - result.timeline.start_ns.min()) / 1e9
+    last_slot_first_end = 0.5 + 0.05
+    assert sample.start_s >= last_slot_first_end
+    assert start_s[sample.members].min() >= last_slot_first_end
+    assert sample.n_ok > 0
+
+
 @pytest.fixture
 def mser5_drops(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """A stand-in for the statistics package's MSER-5 that drops a set number and

@@ -765,14 +765,30 @@ def _judge_implicit_with_planned_cancels(objective: Objective, whole: Sequence[E
                                          sent: int, planned: int) -> Verdict:
     """The implicit "requests succeeded" check leaves out the cancellations the profile
     asked for (``request_cancellation_rate``): they are errors as AIPerf counts them, not
-    failures of the server. Every other failure counts, exactly."""
+    failures of the server. Every other failure counts, exactly, as a share of the other
+    requests: they are left out of the denominator too, else a tolerated rate
+    (``failed_request_threshold``) would be diluted by requests never meant to succeed.
+
+    With none left (every request sent was a planned cancellation) there is no rate; the
+    check is what it says, "no request failed but those asked for": a PASS only if nothing
+    else failed (a planned cancellation is an error, so there are never more of them than
+    errors, and none left means none failed; the guard holds whatever the counts say)."""
     failed = sum(e.n_err for e in whole) - planned
-    measured = 100.0 * failed / sent if sent else 0.0
-    status = "PASS" if OPERATORS[objective.op](measured, objective.threshold) else "FAIL"
-    return Verdict(objective, measured, status, sent, sent, None, None,
-                   "observed count (exact)",
-                   f"{planned} cancellations the profile asked for are not counted",
-                   whole[0].label)
+    judged = sent - planned
+    note = (f"{planned} cancellations the profile asked for are not counted: "
+            f"{failed} of the other {judged} requests failed")
+    if judged <= 0:
+        measured = 0.0 if failed <= 0 else 100.0
+        status = "PASS" if failed <= 0 else "FAIL"
+        note = (f"{planned} cancellations the profile asked for are not counted: every "
+                "request sent was one, none left to judge"
+                + ("" if failed <= 0 else f", yet {failed} more failed"))
+        judged = 0
+    else:
+        measured = 100.0 * failed / judged
+        status = "PASS" if OPERATORS[objective.op](measured, objective.threshold) else "FAIL"
+    return Verdict(objective, measured, status, judged, sent, None, None,
+                   "observed count (exact)", note, whole[0].label)
 
 
 def _pooled(parts: Sequence[Evidence]) -> Evidence:

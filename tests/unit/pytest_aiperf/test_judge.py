@@ -11,7 +11,24 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import beta, binom
 
-from pytest_aiperf.judge import PooledEvidence, across_runs, judge, judge_windowed
+from aiperf.common.codec import (
+    PLANNED_CANCEL_REASON,
+    PROFILING,
+    ErrorInfo,
+    MetricRecord,
+    cancellation,
+)
+from aiperf.common.config import UserConfig
+from aiperf.metrics.aggregate import compute_results
+from aiperf.plugin import PluginType, plugins
+from aiperf.results import ProfileResult
+from pytest_aiperf.judge import (
+    PooledEvidence,
+    across_runs,
+    judge,
+    judge_runs,
+    judge_windowed,
+)
 from pytest_aiperf.slo import OPERATORS, Verdict, implicit_objectives, parse_objective
 
 
@@ -202,3 +219,68 @@ def test_a_verdict_never_claims_more_than_its_bounds(
         assert bound is not None and not meets(bound, threshold)
     else:
         assert verdict.needed is None or verdict.needed > len(values)
+
+
+# -- the implicit check with planned cancellations (request_cancellation_rate) --------------
+
+MS = 1_000_000
+
+
+def _result(ok: int, planned: int, failed: int) -> ProfileResult:
+    """A run computed from records as the records manager would: ``ok`` answered requests,
+    ``planned`` cancellations the profile asked for, ``failed`` server errors."""
+    records = []
+    for kind, n in (("ok", ok), ("planned", planned), ("failed", failed)):
+        for _ in range(n):
+            cid = len(records)
+            start = (cid + 1) * 10 * MS
+            if kind == "ok":
+                records.append(MetricRecord(cid, PROFILING, "w", start - MS, start, 0,
+                                            start + 5 * MS, MS, -1, 5 * MS, 10, 5, []))
+                continue
+            error = (cancellation(PLANNED_CANCEL_REASON) if kind == "planned"
+                     else ErrorInfo(500, "Server Error", "boom"))
+            records.append(MetricRecord(cid, PROFILING, "w", start - MS, start, 0,
+                                        start + MS, -1, -1, -1, 10, 0, [], error=error,
+                                        cancelled=kind == "planned"))
+    config = UserConfig(streaming=True)
+    meta = plugins.get_metadata(PluginType.ENDPOINT, config.endpoint_type)
+    out = compute_results(records, config, meta, [(0, len(records))],  # type: ignore[arg-type]
+                          streaming=True)
+    return ProfileResult.from_dict(out, config)
+
+
+def test_planned_cancellations_leave_the_denominator_too() -> None:
+    """3 server failures among the 50 requests meant to succeed is 6 %: over a 5 % limit,
+    though 3 of all 100 sent would be 3 % (the planned cancellations diluting the rate)."""
+    result = _result(ok=47, planned=50, failed=3)
+    assert (result.planned_cancellation_count, result.error_count) == (50, 53)
+    [verdict] = judge_runs(implicit_objectives(5.0), [result], result.config, False, 0.95)
+    assert verdict.status == "FAIL"
+    assert verdict.measured == pytest.approx(6.0)
+    assert (verdict.count, verdict.sent) == (50, 100)
+    assert verdict.note == ("50 cancellations the profile asked for are not counted: "
+                            "3 of the other 50 requests failed")
+    [within] = judge_runs(implicit_objectives(7.0), [result], result.config, False, 0.95)
+    assert within.status == "PASS" and within.measured == pytest.approx(6.0)
+
+
+def test_pooled_runs_leave_every_runs_planned_cancellations_out() -> None:
+    runs = [_result(ok=18, planned=0, failed=2), _result(ok=10, planned=10, failed=0)]
+    [verdict] = judge_runs(implicit_objectives(8.0), runs, runs[0].config, False, 0.95)
+    # 2 of 30 = 6.7 %, never 2 of 40 = 5 %
+    assert (verdict.measured, verdict.count) == (pytest.approx(100 * 2 / 30), 30)
+    assert verdict.status == "PASS"
+
+
+@pytest.mark.parametrize("threshold", [None, 5.0])
+def test_a_run_of_planned_cancellations_only_has_nothing_left_to_judge(
+        threshold: float | None) -> None:
+    """Every request sent was cancelled as asked: no other request, so none failed (a
+    planned cancellation is an error: there are never more of them than errors)."""
+    result = _result(ok=0, planned=10, failed=0)
+    [verdict] = judge_runs(implicit_objectives(threshold), [result], result.config, False,
+                           0.95)
+    assert (verdict.status, verdict.measured, verdict.count, verdict.sent) == (
+        "PASS", 0.0, 0, 10)
+    assert verdict.note is not None and "none left to judge" in verdict.note

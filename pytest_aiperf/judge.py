@@ -106,7 +106,11 @@ def _window_metrics() -> tuple[str, ...]:
 def _not_kept_per_window(evidence: Evidence, objective: Objective) -> bool:
     """A sketch-mode window that had requests but keeps no sketch of this metric: the
     records manager windows a few latency metrics only, so the sample says nothing (not a
-    FAIL: the metric was measured, just not kept per window)."""
+    FAIL: the metric was measured, just not kept per window). Pooled runs (``extend``, or a
+    steady window per run) are looked through: one such window among the parts leaves the
+    pooled sample without that run's share, whatever the other parts kept."""
+    if isinstance(evidence, PooledEvidence):
+        return any(_not_kept_per_window(part, objective) for part in evidence.parts)
     return (isinstance(evidence, SketchEvidence) and evidence.n_ok > 0
             and BY_TAG[objective.base_tag].per_request
             and objective.base_tag not in _window_metrics())
@@ -794,7 +798,13 @@ def _judge_implicit_with_planned_cancels(objective: Objective, whole: Sequence[E
 def _pooled(parts: Sequence[Evidence]) -> Evidence:
     if len(parts) == 1:
         return parts[0]
-    return PooledEvidence(parts, f"{parts[0].label} (+{len(parts) - 1} runs pooled)")
+    label = f"{parts[0].label} (+{len(parts) - 1} runs pooled)"
+    # Sketch mode's steady windows: a run without one is judged whole, and the first
+    # part's label alone would hide that the pool mixes the two.
+    whole = sum(p.label.startswith("whole run") for p in parts)
+    if 0 < whole < len(parts):
+        label += f"; {whole} of the {len(parts)} runs whole: no steady window"
+    return PooledEvidence(parts, label)
 
 
 _SEVERITY = {"FAIL": 0, "INCONCLUSIVE": 1, "PASS": 2}

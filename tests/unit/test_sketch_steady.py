@@ -263,6 +263,37 @@ def test_a_steady_span_within_one_window_is_judged_whole_and_says_why() -> None:
                                      "1 s window lies inside the steady state 2.2-2.9 s")
 
 
+def _with_whole_run_sketch(result: ProfileResult, tag: str) -> ProfileResult:
+    sketch = MetricSketch(ALPHA)
+    sketch.add(np.linspace(5.0, 15.0, 100))
+    result.metrics = {tag: MetricResult(tag, "tokens", {}, (), 0, (), sketch)}
+    return result
+
+
+def test_a_metric_not_kept_per_window_is_inconclusive_on_pooled_steady_windows() -> None:
+    """Several runs (extend) pooled in sketch mode: their steady windows keep sketches of a
+    few latencies only. Another per-request metric is not judged on nothing (a FAIL),
+    whether every run has a steady window or one fell back to its whole run."""
+    config = UserConfig(concurrency=4)
+    objective = parse_objective("output_sequence_length.avg", "< 100")
+    steady = {"slots": 4, "up_s": 2.3, "down_s": 7.3, "cut_s": 7.2}
+    both = [_with_whole_run_sketch(shipped(steady), "output_sequence_length")
+            for _ in range(2)]
+    narrow = {"slots": 4, "up_s": 2.2, "down_s": 2.9, "cut_s": 2.9}  # no whole window
+    mixed = [both[0], _with_whole_run_sketch(shipped(narrow), "output_sequence_length")]
+    for results in (both, mixed):
+        [verdict] = judge_runs([objective], results, config, steady=True, confidence=0.95)
+        assert (verdict.status, verdict.method) == ("INCONCLUSIVE", "not kept per window")
+        assert verdict.window.startswith("steady window 3-7 s")
+    # The label says when the pool mixes steady windows and a whole run.
+    assert verdict.window.endswith(
+        "(+1 runs pooled); 1 of the 2 runs whole: no steady window")
+    # A latency the windows keep is judged on them, pooled.
+    [kept] = judge_runs([parse_objective("request_latency.p50", "< 200 ms")], both, config,
+                        steady=True, confidence=0.95)
+    assert kept.status == "PASS" and kept.count == 2 * 40
+
+
 def test_a_closed_loop_that_never_filled_its_slots_has_an_empty_steady_window() -> None:
     config = UserConfig(concurrency=4)
     evidence, _ = sketch_steady_state(

@@ -389,8 +389,12 @@ class RecordsManager(BaseComponentService):
             await self._maybe_finish()
 
     def _note_backlog(self, raws: list[bytes], batches: list[Any]) -> None:
+        # A full drain first, then the most records (the record processors' rule): kept by
+        # records alone, a full queue of small batches hid behind a larger earlier drain.
+        from aiperf.services.record_processor import outranks
+
         records = sum(len(b.records) for b in batches if b.run == self._run)
-        if records > self._backlog["records"]:
+        if outranks(len(raws), records, self._backlog, self.service_config.record_hwm):
             self._backlog = {"batches": len(raws), "records": records,
                              "bytes": sum(len(r) for r in raws)}
 

@@ -10,15 +10,16 @@ stamps of different workers compare (benchmark duration, time slices).
 
 Its own backlog is measured as the records manager measures its: each time it takes a
 batch, whatever else is already queued is taken too (``record_hwm`` batches at most, the
-socket's own bound) and counted; the run's largest such backlog, and the
-longest a record waited from its request's end to its parsing, are sent on the bus when
-the records manager asks for the workers' load (``ProcessorBacklogReport``), and end up in
-``ProfileResult.record_backlog``.
+socket's own bound) and counted; the run's largest such backlog (one that filled the queue
+first, then the most records: ``outranks``), and the longest a record waited from its
+request's end to its parsing, are sent on the bus when the records manager asks for the
+workers' load (``ProcessorBacklogReport``), and end up in ``ProfileResult.record_backlog``.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import zmq
@@ -47,6 +48,17 @@ DRAIN_MAX_BATCHES = 1024
 
 def empty_backlog() -> dict[str, float]:
     return {"batches": 0, "records": 0, "bytes": 0, "max_lag_ms": 0.0}
+
+
+def outranks(batches: int, records: int, kept: Mapping[str, float], hwm: int) -> bool:
+    """Whether a drain of ``batches`` holding ``records`` replaces the ``kept`` backlog (the
+    run's largest so far): a drain that reached the high-water mark (the queue was full,
+    which flags the run) outranks any that did not, then the most records. Kept by records
+    alone, a full drain of small batches would hide behind an earlier one of more records
+    in fewer batches, and the run would not be flagged. Records manager's rule too."""
+    full = bool(hwm) and batches >= hwm
+    kept_full = bool(hwm) and kept["batches"] >= hwm
+    return (full, records) > (kept_full, kept["records"])
 
 
 class RecordProcessor(BaseComponentService):
@@ -103,8 +115,11 @@ class RecordProcessor(BaseComponentService):
                     records += len(batch.records)
                 self._process(batch)
                 del batch
-            if records > self._backlog["records"]:
-                self._backlog.update(batches=count, records=records, bytes=size)
+            self._note_backlog(count, records, size)
+
+    def _note_backlog(self, batches: int, records: int, size: int) -> None:
+        if outranks(batches, records, self._backlog, self.service_config.record_hwm):
+            self._backlog.update(batches=batches, records=records, bytes=size)
 
     def _process(self, batch: Any) -> None:
         if batch.run != self._run or self._deriver is None:

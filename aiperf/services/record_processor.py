@@ -55,8 +55,10 @@ def outranks(batches: int, records: int, kept: Mapping[str, float], hwm: int) ->
     run's largest so far): a drain that reached the high-water mark (the queue was full,
     which flags the run) outranks any that did not, then the most records. Kept by records
     alone, a full drain of small batches would hide behind an earlier one of more records
-    in fewer batches, and the run would not be flagged. Records manager's rule too."""
-    full = bool(hwm) and batches >= hwm
+    in fewer batches, and the run would not be flagged. A drain of none of this run's
+    records (an earlier run's stragglers) held none of its requests back. Records
+    manager's rule too."""
+    full = bool(hwm) and batches >= hwm and records > 0
     kept_full = bool(hwm) and kept["batches"] >= hwm
     return (full, records) > (kept_full, kept["records"])
 

@@ -14,6 +14,13 @@ socket's own bound) and counted; the run's largest such backlog (one that filled
 first, then the most records: ``outranks``), and the longest a record waited from its
 request's end to its parsing, are sent on the bus when the records manager asks for the
 workers' load (``ProcessorBacklogReport``), and end up in ``ProfileResult.record_backlog``.
+
+That wait is measured on the reference clock: a record processor always runs on the driver
+host (only workers are ``remote_capable``), so its ``perf_counter_ns`` is the timing
+manager's clock, onto which a remote worker's stamps are moved first. A local worker's
+stamps are on it already; a remote one's are off by at most the offset estimate's
+uncertainty (``ProfileResult.clock_offsets``), where before the move they would be off by
+the whole offset between the hosts' clocks.
 """
 
 from __future__ import annotations
@@ -130,6 +137,8 @@ class RecordProcessor(BaseComponentService):
             shift_stamps(batch.records, batch.clock_offset_ns)
         # From the latest end in the batch (0: failed before it was sent): how long the
         # freshest record waited (the worker's batching, up to 20 ms, and this queue).
+        # After the shift: this process shares the timing manager's clock, not a remote
+        # worker's (module docstring).
         last_end = max((r.end_ns for r in batch.records), default=0)
         if last_end > 0:
             lag_ms = (time.perf_counter_ns() - last_end) / 1e6

@@ -1,14 +1,33 @@
 """The record path's backlog as each service keeps it (the run's largest drain of its queue)
 and the flag it raises: a drain that reached ``record_hwm`` batches (the queue was full)
-flags the run, whatever drains with more records but fewer batches came before it."""
+flags the run, whatever drains with more records but fewer batches came before it. And a
+record processor's ``max_lag_ms``, for batches of local and of remote (skewed) workers."""
 
 from __future__ import annotations
 
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import zmq
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aiperf.common.codec import PROFILING, MetricBatch, MetricRecord, encode
-from aiperf.common.config import ServiceConfig
+from aiperf.common.codec import (
+    PROFILING,
+    MetricBatch,
+    MetricRecord,
+    RawBatch,
+    RawRecord,
+    encode,
+    metric_decoder,
+)
+from aiperf.common.config import ServiceConfig, UserConfig
+from aiperf.dataset.tokenizer import make_tokenizer
+from aiperf.endpoints.base import make_endpoint
+from aiperf.metrics.derive import RecordDeriver
 from aiperf.services.record_processor import RecordProcessor, empty_backlog, outranks
 from aiperf.services.records_manager import RecordsManager
 
@@ -96,3 +115,61 @@ def test_a_full_queue_is_always_flagged_and_the_kept_drain_is_one_that_happened(
 def test_outranks_reads_an_unbounded_queue_as_never_full() -> None:
     kept = {"batches": 5000, "records": 10}
     assert outranks(1, 11, kept, hwm=0) and not outranks(9000, 9, kept, hwm=0)
+
+
+# -- max_lag_ms: from a request's end to its parsing, on the processor's own clock ---------
+
+S = 1_000_000_000
+SKEW_NS = 3600 * S  # a remote host's monotonic clock an hour away from the driver's
+WAITED_NS = 50 * MS  # how long ago each request "ended"
+
+
+@pytest.fixture
+def parsing() -> Iterator[tuple[RecordProcessor, zmq.Socket[Any]]]:
+    """A processor that derives and sends on a real ZeroMQ pair (what it sends is read)."""
+    config = UserConfig(streaming=False)
+    service = processor()
+    service._run = RUN
+    service._deriver = RecordDeriver(make_endpoint(config), make_tokenizer(None), [16])
+    context = zmq.Context()
+    pull = context.socket(zmq.PULL)
+    address = f"inproc://processor-lag-{id(service)}"
+    pull.bind(address)
+    push = context.socket(zmq.PUSH)
+    push.connect(address)
+    service._out = push
+    try:
+        yield service, pull
+    finally:
+        push.close(linger=0)
+        pull.close(linger=0)
+        context.term()
+
+
+def raw_batch(end_on_worker_ns: int, offset_ns: int) -> RawBatch:
+    body = json.dumps({"choices": [{"message": {"content": "x y z"}}]}).encode()
+    end = end_on_worker_ns
+    record = RawRecord(1, PROFILING, "worker_0", 0, end - 9 * MS, end - 8 * MS, 0, end - MS,
+                       end, 200, [(end, body)])
+    return RawBatch(RUN, [record], clock_offset_ns=offset_ns)
+
+
+@pytest.mark.parametrize("skew_ns", [0, SKEW_NS, -SKEW_NS],
+                         ids=["local worker", "clock ahead", "clock behind"])
+def test_the_lag_is_the_true_wait_whatever_the_workers_clock(
+        parsing: tuple[RecordProcessor, zmq.Socket[Any]], skew_ns: int) -> None:
+    """A worker stamps with its own clock (``skew_ns`` from the driver host's); its batch
+    carries the offset to the timing manager's clock, on whose host (the driver's) every
+    record processor runs. Stamps moved onto that clock compare with the processor's own
+    ``perf_counter_ns``: the lag is the real wait, for a local worker (no offset) and a
+    remote one alike. (Compared before the shift, it would be off by the skew.)"""
+    service, pull = parsing
+    before = time.perf_counter_ns()
+    true_end = before - WAITED_NS
+    service._process(raw_batch(true_end + skew_ns, -skew_ns))
+    after = time.perf_counter_ns()
+    lag_ms = service._backlog["max_lag_ms"]
+    # Exact bounds from this test's own readings of the same clock (rounded to 1 us).
+    assert (before - true_end) / 1e6 - 1e-3 <= lag_ms <= (after - true_end) / 1e6 + 1e-3
+    [record] = metric_decoder.decode(pull.recv()).records
+    assert record.error is None and record.end_ns == true_end  # on the reference clock

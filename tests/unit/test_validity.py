@@ -296,6 +296,22 @@ def test_the_probe_keeps_a_long_run_in_bounded_memory() -> None:
     assert list(probe._tick_ns) == [0, 2, 4, 6, 8] and probe._period_ns == 20 * MS
 
 
+def test_the_probe_thins_its_cpu_samples_and_keeps_their_rate(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from aiperf.services import load_probe
+
+    fake_cpu = iter(range(0, 10**9, 5))  # 5 ns of CPU per 10 ns of wall: half a core
+    monkeypatch.setattr(load_probe, "_cpu_ns", lambda: next(fake_cpu))
+    probe = LoadProbe()
+    for now in range(0, 10 * load_probe.MAX_CPU_SAMPLES, 10):
+        probe._note_cpu(now)
+    report = {key: np.frombuffer(value, dtype=np.int64)
+              for key, value in probe.report().items() if key.startswith("cpu")}
+    assert report["cpu_at_ns"].size < load_probe.MAX_CPU_SAMPLES
+    span = int(report["cpu_at_ns"][-1] - report["cpu_at_ns"][0])
+    assert cpu_fraction({k: v.tobytes() for k, v in report.items()}, 0, span) == pytest.approx(0.5)
+
+
 def sketch_and_exact(config: UserConfig, records: list, span_ns: int
                      ) -> tuple[ProfileResult, ProfileResult]:
     from aiperf.metrics.aggregate import RunAggregator

@@ -52,6 +52,7 @@ import psutil
 
 MIB = 2**20
 SAMPLE_S = 0.2
+LABEL_SAMPLE_S = 5.0
 READY_TIMEOUT_S = 30.0
 
 
@@ -88,6 +89,8 @@ class Samples:
     private_peaks: dict[str, int] = field(default_factory=dict)
     # t, tree PSS, host PSS, tree private, host private
     series: list[tuple[float, int, int, int, int]] = field(default_factory=list)
+    # Each process's PSS every LABEL_SAMPLE_S: which one a tree's slope comes from.
+    by_label: dict[str, list[tuple[float, int]]] = field(default_factory=dict)
 
     def peak(self, column: int) -> int:
         return max((row[column] for row in self.series), default=0)
@@ -114,6 +117,7 @@ class TreeSampler(threading.Thread):
         self._stop_event = threading.Event()
         self._labels: dict[int, str] = {root: "host"}
         self._t0 = time.monotonic()
+        self._last_label_sample = -LABEL_SAMPLE_S
 
     def stop(self) -> Samples:
         self._stop_event.set()
@@ -154,6 +158,10 @@ class TreeSampler(threading.Thread):
             except psutil.Error:
                 break
             tree = host = tree_private = host_private = 0
+            now = time.monotonic() - self._t0
+            per_label = now - self._last_label_sample >= LABEL_SAMPLE_S
+            if per_label:
+                self._last_label_sample = now
             for proc in procs:
                 measured = memory_bytes(proc.pid)
                 if measured is None:
@@ -164,6 +172,8 @@ class TreeSampler(threading.Thread):
                 tree_private += private
                 if proc.pid == self.root:
                     host, host_private = value, private
+                if per_label:
+                    self.samples.by_label.setdefault(label, []).append((now, value))
                 if value > self.samples.peaks.get(label, 0):
                     self.samples.peaks[label] = value
                 if private > self.samples.private_peaks.get(label, 0):
@@ -425,6 +435,14 @@ def sketch_run(url: str, args: argparse.Namespace) -> dict[str, Any]:
               f"window); {MEDIAN_S:.0f} s medians within ±{flat.medians_pct:.1f} %, samples "
               f"within ±{flat.samples_pct:.1f} %")
         result[name.replace(" ", "_") + "_flatness"] = vars(flat)
+    # Per process: where a tree's slope comes from (the rows' column 1 is the PSS).
+    per_process = {}
+    for label, rows in sorted(run.samples.by_label.items()):
+        flat = flatness([(t, v) for t, v in rows], start, end, 1)  # type: ignore[misc]
+        per_process[label] = vars(flat)
+        print(f"    {label:<24} slope {flat.slope_mib_per_min:+.3f} MiB/min "
+              f"({flat.drift_pct:+.1f} %)")
+    result["per_process_flatness"] = per_process
     result["series"] = series
     return result
 

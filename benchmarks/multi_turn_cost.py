@@ -56,25 +56,33 @@ def run(mesh: Mesh, url: str, requests: int, streaming: bool, turns: int,
     return (cpu1 - cpu0) / requests * 1000
 
 
-def by_process(mesh: Mesh, url: str, requests: int, repeats: int, turns: int) -> None:
+def by_process(mesh: Mesh, url: str, requests: int, repeats: int, turns: int,
+               same_isl: int | None = None) -> None:
+    """Each process kind's CPU per request, single-turn against sessions (and, with
+    ``same_isl``, against single requests of the sessions' mean size)."""
+    arms = [(1, ISL), (turns, ISL)] + ([(1, same_isl)] if same_isl is not None else [])
     for streaming in (False, True):
-        samples: dict[tuple[int, str], list[float]] = {}
+        samples: dict[tuple[int, int, str], list[float]] = {}
         for repeat in range(repeats):
-            for kind_turns in ((1, turns) if repeat % 2 == 0 else (turns, 1)):
+            for kind_turns, isl in (arms if repeat % 2 == 0 else arms[::-1]):
                 sessions = {"conversation_turn_mean": kind_turns} if kind_turns > 1 else {}
                 before = cpu_by_kind(mesh)
                 result = mesh.run(url=url, streaming=streaming, concurrency=CONCURRENCY,
-                                  request_count=requests, osl=TOKENS, isl=ISL, **sessions)
+                                  request_count=requests, osl=TOKENS, isl=isl, **sessions)
                 after = cpu_by_kind(mesh)
                 assert result.error_count == 0 and result.invariant["ok"], result.invariant
                 for kind, seconds in after.items():
                     us = (seconds - before.get(kind, 0.0)) / requests * 1e6
-                    samples.setdefault((kind_turns, kind), []).append(us)
+                    samples.setdefault((kind_turns, isl, kind), []).append(us)
         mode = "streaming" if streaming else "non-streaming"
-        for kind in sorted({kind for _, kind in samples}):
-            single, multi = median(samples[(1, kind)]), median(samples[(turns, kind)])
+        for kind in sorted({kind for _, _, kind in samples}):
+            single = median(samples[(1, ISL, kind)])
+            multi = median(samples[(turns, ISL, kind)])
+            same = (f", single isl {same_isl} {median(samples[(1, same_isl, kind)]):.1f} us"
+                    if same_isl is not None else "")
             print(f"{mode} {kind}: CPU per request single-turn {single:.1f} us, "
-                  f"{turns}-turn sessions {multi:.1f} us ({multi - single:+.1f})", flush=True)
+                  f"{turns}-turn sessions {multi:.1f} us ({multi - single:+.1f}){same}",
+                  flush=True)
 
 
 @contextlib.contextmanager
@@ -121,15 +129,16 @@ def main() -> None:
             meshes = {"base": stack.enter_context(_mesh(args.base)), **meshes}
         for mesh in meshes.values():
             run(mesh, server.url, 500, True, args.turns)  # warm: connections, imports
+        # A session's turn k sends k earlier exchanges too (ISL + TOKENS tokens each): the
+        # sessions' mean request, for single requests of the same size (--same-size).
+        same_isl = round(ISL + (args.turns - 1) / 2 * (ISL + TOKENS))
         if args.by_process:
             for name, mesh in meshes.items():
                 if len(meshes) > 1:
                     print(f"{name}:")
-                by_process(mesh, server.url, args.requests, args.repeats, args.turns)
+                by_process(mesh, server.url, args.requests, args.repeats, args.turns,
+                           same_isl if args.same_size else None)
             return
-        # A session's turn k sends k earlier exchanges too (ISL + TOKENS tokens each): the
-        # sessions' mean request, for single requests of the same size (--same-size).
-        same_isl = round(ISL + (args.turns - 1) / 2 * (ISL + TOKENS))
         arms = [(1, ISL), (args.turns, ISL)] + ([(1, same_isl)] if args.same_size else [])
         for streaming in (False, True):
             cpu: dict[tuple[str, int, int], list[float]] = {}

@@ -171,6 +171,10 @@ _sse_pieces = st.sampled_from([
     b'data: {"choices":[{"delta":\ndata: {"content":"f"}}]}\n\n',
     b'data: {"error":{"message":"x"}}\n\n', b'data: {"choices":"no"}\n\n', b"data: {\n\n",
     b'data: {"choices":[{"delta":{"content":"g"}}]}\r\n\r\n',
+    # What the reader's separator-to-comma pass must not misread: an empty data line, a
+    # comma and spaces in an answer, a separator's text escaped inside one, a bare [DONE].
+    b"data: \n\n", b'data: {"choices":[{"delta":{"content":",       [DONE]"}}]}\n\n',
+    b'data: {"choices":[{"delta":{"content":"\\n\\ndata: h"}}]}\n\n', b"data: [DONE]",
 ])
 
 

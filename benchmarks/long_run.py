@@ -90,7 +90,7 @@ class Samples:
     # t, tree PSS, host PSS, tree private, host private
     series: list[tuple[float, int, int, int, int]] = field(default_factory=list)
     # Each process's PSS every LABEL_SAMPLE_S: which one a tree's slope comes from.
-    by_label: dict[str, list[tuple[float, int]]] = field(default_factory=dict)
+    by_label: dict[str, list[tuple[float, int, int]]] = field(default_factory=dict)
 
     def peak(self, column: int) -> int:
         return max((row[column] for row in self.series), default=0)
@@ -173,7 +173,7 @@ class TreeSampler(threading.Thread):
                 if proc.pid == self.root:
                     host, host_private = value, private
                 if per_label:
-                    self.samples.by_label.setdefault(label, []).append((now, value))
+                    self.samples.by_label.setdefault(label, []).append((now, value, private))
                 if value > self.samples.peaks.get(label, 0):
                     self.samples.peaks[label] = value
                 if private > self.samples.private_peaks.get(label, 0):
@@ -435,13 +435,16 @@ def sketch_run(url: str, args: argparse.Namespace) -> dict[str, Any]:
               f"window); {MEDIAN_S:.0f} s medians within ±{flat.medians_pct:.1f} %, samples "
               f"within ±{flat.samples_pct:.1f} %")
         result[name.replace(" ", "_") + "_flatness"] = vars(flat)
-    # Per process: where a tree's slope comes from (the rows' column 1 is the PSS).
+    # Per process: where a tree's slope comes from. Private memory is the process's own;
+    # its PSS also moves when another process maps or drops a library page it shares.
     per_process = {}
     for label, rows in sorted(run.samples.by_label.items()):
-        flat = flatness([(t, v) for t, v in rows], start, end, 1)  # type: ignore[misc]
-        per_process[label] = vars(flat)
-        print(f"    {label:<24} slope {flat.slope_mib_per_min:+.3f} MiB/min "
-              f"({flat.drift_pct:+.1f} %)")
+        pss, private = (flatness(rows, start, end, column)  # type: ignore[arg-type]
+                        for column in (1, 2))
+        per_process[label] = {"pss": vars(pss), "private": vars(private)}
+        print(f"    {label:<24} slope {pss.slope_mib_per_min:+.3f} MiB/min PSS "
+              f"({pss.drift_pct:+.1f} %), {private.slope_mib_per_min:+.3f} private "
+              f"({private.drift_pct:+.1f} %)")
     result["per_process_flatness"] = per_process
     result["series"] = series
     return result

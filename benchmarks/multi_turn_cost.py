@@ -29,6 +29,7 @@ import argparse
 import contextlib
 import os
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -44,15 +45,26 @@ ISL = 32
 TARGET = 1.10
 
 
+# Requests per second of each run, by (tree, mode, turns, isl), printed beside the CPU:
+# CPU per request depends on the rate. A slower server leaves fewer answers per event-loop
+# wakeup: the same requests against a mock answering 4 +- 1.5 ms later cost the worker
+# 33 -> 50 us each. The sessions' larger requests cost the mock more (31 -> 39 us each,
+# it counts every prompt's tokens), and on a 2-core box every process's CPU slows the rate.
+RATES: dict[tuple[str, bool, int, int], list[float]] = {}
+
+
 def run(mesh: Mesh, url: str, requests: int, streaming: bool, turns: int,
-        isl: int = ISL) -> float:
+        isl: int = ISL, name: str = "") -> float:
     assert mesh.pid is not None
     sessions = {"conversation_turn_mean": turns} if turns > 1 else {}
     cpu0 = tree_cpu_seconds(mesh.pid)
+    start = time.perf_counter()
     result = mesh.run(url=url, streaming=streaming, concurrency=CONCURRENCY,
                       request_count=requests, osl=TOKENS, isl=isl, **sessions)
+    elapsed = time.perf_counter() - start
     cpu1 = tree_cpu_seconds(mesh.pid)
     assert result.error_count == 0 and result.invariant["ok"], result.invariant
+    RATES.setdefault((name, streaming, turns, isl), []).append(requests / elapsed)
     return (cpu1 - cpu0) / requests * 1000
 
 
@@ -148,12 +160,18 @@ def main() -> None:
                 names = list(meshes) if repeat % 2 == 0 else list(meshes)[::-1]
                 for turns, isl in order:
                     for name in names:
-                        ms = run(meshes[name], server.url, args.requests, streaming, turns, isl)
+                        ms = run(meshes[name], server.url, args.requests, streaming, turns, isl,
+                                 name)
                         cpu.setdefault((name, turns, isl), []).append(ms)
             for name in meshes:
                 prefix = f"{name} " if len(meshes) > 1 else ""
                 report(streaming, args.turns, cpu[(name, 1, ISL)],
                        cpu[(name, args.turns, ISL)], prefix)
+                rates = {arm: f"{median(RATES[(name, streaming, *arm)]):.0f}" for arm in arms}
+                print(f"{prefix}  req/s (wall, median): single-turn {rates[(1, ISL)]}, "
+                      f"sessions {rates[(args.turns, ISL)]}"
+                      + (f", isl {same_isl} {rates[(1, same_isl)]}" if args.same_size else ""),
+                      flush=True)
                 if args.same_size:
                     same = cpu[(name, 1, same_isl)]
                     ratio = median(cpu[(name, args.turns, ISL)]) / median(same)

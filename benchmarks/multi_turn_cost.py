@@ -2,8 +2,9 @@
 
 Both runs send the same requests to the same mock server (its own process): ``--turns``
 turns per session, no think time, each turn 32 prompt tokens and 16 answer tokens. The
-multi-turn run also parses every answer in the worker (for the next turn's history) and
-encodes each body afresh (the history grows), which the single-turn run does not.
+multi-turn run also reads every answer but the last in the worker (for the next turn's
+history) and splices the growing history into each body, which the single-turn run does
+not; its requests are larger (a turn carries the earlier exchanges), so they run slower.
 CPU is the whole mesh process tree's, per request; medians over ``--repeats``, the two
 kinds alternating which goes first (the box's speed drifts). Issue 13's figure: multi-turn
 costs at most 10 % more per request.

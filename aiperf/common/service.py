@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 
 from aiperf.common.comms import FATAL_LINGER_MS, LINGER_MS, ServiceComms
 from aiperf.common.config import ServiceConfig
+from aiperf.common.heap import can_trim, trim_heap_periodically
 from aiperf.common.hooks import BoundHook, HookKind, collect_hooks
 from aiperf.common.logging import AIPerfLoggerMixin
 from aiperf.common.messages import (
@@ -122,6 +123,8 @@ class BaseComponentService(AIPerfLoggerMixin):
             for hook in self._hooks:
                 if hook.spec.kind is HookKind.BACKGROUND_TASK:
                     self.spawn(self._every(hook), name=hook.name)
+            if can_trim():  # long runs: freed heap pages go back (aiperf.common.heap)
+                self.spawn(trim_heap_periodically(), name="heap-trim")
             await self._stopped.wait()
         except Exception as exc:
             code = 1

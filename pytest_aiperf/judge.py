@@ -113,7 +113,8 @@ def _not_kept_per_window(evidence: Evidence, objective: Objective) -> bool:
         return any(_not_kept_per_window(part, objective) for part in evidence.parts)
     return (isinstance(evidence, SketchEvidence) and evidence.n_ok > 0
             and BY_TAG[objective.base_tag].per_request
-            and objective.base_tag not in _window_metrics())
+            and objective.base_tag not in _window_metrics()
+            and objective.base_tag not in evidence.sketches)
 
 
 def is_sketched(result: ProfileResult) -> bool:
@@ -322,17 +323,28 @@ class PooledEvidence:
 
     def sketched(self, tag: str) -> Sketched | None:
         """The parts' sketches merged (the runs of ``extend`` in sketch mode); None unless
-        every part has one."""
-        found = [sketched(p, tag) for p in self.parts]
-        if not found or any(f is None for f in found):
+        every part with a successful request has one. A part without any (a run's empty
+        steady window) has no sketch to give and no value to add: it is left out, not
+        allowed to discard the other runs' sketches, and its failures still count as
+        ``adj_`` values."""
+        found: list[Sketched] = []
+        empty_failures = 0
+        for part in self.parts:
+            one = sketched(part, tag)
+            if one is not None:
+                found.append(one)
+            elif part.n_ok == 0:
+                empty_failures += part.n_err if tag.startswith("adj_") else 0
+            else:
+                return None
+        if not found:
             return None
         from aiperf.statistics.sketch import MetricSketch
 
-        first = found[0].sketch  # type: ignore[union-attr]
-        merged = MetricSketch(first.relative_accuracy)
+        merged = MetricSketch(found[0].sketch.relative_accuracy)
         for f in found:
-            merged.merge(f.sketch)  # type: ignore[union-attr]
-        return Sketched(merged, sum(f.failures for f in found))  # type: ignore[union-attr]
+            merged.merge(f.sketch)
+        return Sketched(merged, empty_failures + sum(f.failures for f in found))
 
     def scalar(self, tag: str) -> float | None:
         found = [(p, p.scalar(tag)) for p in self.parts]
@@ -441,6 +453,13 @@ def judge(objective: Objective, evidence: Evidence, confidence: float = 0.95,
     sent = evidence.n_ok + evidence.n_err if sent is None else sent
     tag, stat = objective.metric, objective.stat
     spec = BY_TAG[objective.base_tag]
+    if _not_kept_per_window(evidence, objective):
+        # Before any statistic: a window without the metric's values has a count of 0 and
+        # nothing else, and "count < 5" would pass on that.
+        return Verdict(objective, None, "INCONCLUSIVE", 0, sent, None, None,
+                       "not kept per window",
+                       f"sketch mode keeps time windows of "
+                       f"{', '.join(_window_metrics())} only", evidence.label)
     interval = None
     if is_exact_count(objective) or (not spec.per_request
                                      and tag not in (*PROPORTIONS, *THROUGHPUTS)):
@@ -465,11 +484,6 @@ def judge(objective: Objective, evidence: Evidence, confidence: float = 0.95,
         else:
             measured = _point(values, stat)
     if measured is None and (interval is None or interval.n == 0):
-        if _not_kept_per_window(evidence, objective):
-            return Verdict(objective, None, "INCONCLUSIVE", count, sent, None, None,
-                           "not kept per window",
-                           f"sketch mode keeps time windows of "
-                           f"{', '.join(_window_metrics())} only", evidence.label)
         return Verdict(objective, None, "FAIL", count, sent, None, None, "not measured",
                        f"{tag} was not measured in this sample", evidence.label)
     if interval is None:  # a point value of the sample, exact for it

@@ -294,6 +294,60 @@ def test_a_metric_not_kept_per_window_is_inconclusive_on_pooled_steady_windows()
     assert kept.status == "PASS" and kept.count == 2 * 40
 
 
+@pytest.mark.parametrize("pooled", [False, True], ids=["one run", "two runs pooled"])
+@pytest.mark.parametrize("text", ["< 5", "> 5"])
+def test_a_count_of_a_metric_not_kept_per_window_is_inconclusive(pooled: bool, text: str
+                                                                 ) -> None:
+    """The windows keep no output_sequence_length, so its count there is not 0 but unknown:
+    ``count < 5`` passed on that 0 (steady window, pooled or not, and a fixed window)."""
+    config = UserConfig(concurrency=4)
+    steady = {"slots": 4, "up_s": 2.3, "down_s": 7.3, "cut_s": 7.2}
+    runs = [_with_whole_run_sketch(shipped(steady), "output_sequence_length")
+            for _ in range(2 if pooled else 1)]
+    for metric, on_steady in (("output_sequence_length.count", True),
+                              ("output_sequence_length.count@2s", False)):
+        [verdict] = judge_runs([parse_objective(metric, text)], runs, config,
+                               steady=on_steady, confidence=0.95)
+        assert (verdict.status, verdict.method) == ("INCONCLUSIVE", "not kept per window")
+        assert verdict.measured is None
+
+
+def test_a_pooled_empty_steady_window_leaves_the_other_runs_sketches_judged() -> None:
+    """One run's steady window is empty (never full concurrency): it has no sketch, which
+    discarded every other run's and made the pool 'not measured', a FAIL where exact mode
+    judges the good runs. Its failures still count as adj_ values."""
+    config = UserConfig(concurrency=4)
+    steady = {"slots": 4, "up_s": 2.3, "down_s": 7.3, "cut_s": 7.2}
+    empty = {"slots": 4, "why": "never 4 requests in flight at once"}
+    good = _with_whole_run_sketch(shipped(steady), "request_latency")
+    none = _with_whole_run_sketch(shipped(empty), "request_latency")
+    objective = parse_objective("request_latency.p50", "< 200 ms")
+    [alone] = judge_runs([objective], [good], config, steady=True, confidence=0.95)
+    [pooled] = judge_runs([objective], [good, none], config, steady=True, confidence=0.95)
+    assert alone.status == pooled.status == "PASS"
+    assert pooled.count == alone.count == 40
+    [pooled_none] = judge_runs([objective], [none, none], config, steady=True,
+                               confidence=0.95)
+    assert pooled_none.status == "FAIL"  # still nothing measured when no run has any
+
+
+def test_a_pooled_empty_window_keeps_its_failures_as_adjusted_values() -> None:
+    from pytest_aiperf.judge import PooledEvidence, SketchEvidence
+
+    sketch = MetricSketch(ALPHA)
+    sketch.add(np.full(10, 100.0))
+    full = SketchEvidence("a", 10, 1, 1.0, {"request_latency": sketch})
+    empty = SketchEvidence("b", 0, 3, 1.0)
+    pooled = PooledEvidence([full, empty])
+    adjusted = pooled.sketched("adj_request_latency")
+    assert adjusted is not None and adjusted.failures == 1 + 3
+    plain = pooled.sketched("request_latency")
+    assert plain is not None and (plain.failures, plain.sketch.count) == (0, 10)
+    # A part with successful requests but no sketch still leaves the pool without one.
+    assert PooledEvidence([full, SketchEvidence("c", 5, 0, 1.0)]).sketched(
+        "request_latency") is None
+
+
 def test_a_closed_loop_that_never_filled_its_slots_has_an_empty_steady_window() -> None:
     config = UserConfig(concurrency=4)
     evidence, _ = sketch_steady_state(

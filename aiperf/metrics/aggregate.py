@@ -384,6 +384,9 @@ class _RunTotals:
         self.sum_isl = self.sum_osl = self.sum_output = self.sum_reasoning = 0
         self.first_start: int | None = None
         self.first_wall: int | None = None
+        # The earliest warm-up stamp (credit or start): a concurrency ramp starts with the
+        # run's first phase, so steady state bounds the ramp from here (aiperf.windows).
+        self.warmup_first: int | None = None
         # (perf end, wall end) of the last response end, and of the last given-up request.
         self.last_end: tuple[int, int] | None = None
         self.last_given_up: tuple[int, int] | None = None
@@ -405,6 +408,9 @@ class _RunTotals:
     def add(self, record: MetricRecord, values: dict[str, Any]) -> None:
         self.credit_ids.add(record.credit_id)
         if record.phase != PROFILING:
+            stamps = [t for t in (record.credit_ns, record.start_ns) if t]
+            if stamps and (self.warmup_first is None or min(stamps) < self.warmup_first):
+                self.warmup_first = min(stamps)
             return
         start = record.start_ns
         if _started(record):
@@ -1084,6 +1090,8 @@ class RunAggregator:
             # (--request-cancellation-rate: their message says so; worker.PLANNED_CANCEL).
             "was_cancelled": bool(totals.cancelled - totals.planned_cancelled),
             "cancelled_request_count": totals.cancelled,
+            # perf_counter ns, the timeline's clock; None without a warm-up phase.
+            "warmup_start_ns": totals.warmup_first,
             "start_time": _iso(first_wall) if first_wall else None,
             "end_time": _iso(end_wall) if end_wall else None,
         }

@@ -352,6 +352,9 @@ class ProfileResult:
     # Sketch mode: successful requests and their tokens per bin of end time
     # (``_EndBins.finish``), what throughput's batch means split the run by.
     _end_bins: dict[str, Any] | None = field(default=None, repr=False, compare=False)
+    # The earliest warm-up stamp (perf_counter ns, the timeline's clock), where a
+    # concurrency ramp began; None without a warm-up or from a result that predates it.
+    _warmup_start_ns: int | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], config: UserConfig | None = None) -> ProfileResult:
@@ -425,6 +428,7 @@ class ProfileResult:
             _clock_offsets=clock_offsets,
             _sketch_windows=sketch_windows,
             _end_bins=end_bins,
+            _warmup_start_ns=data.get("warmup_start_ns"),
             record_backlog=dict(data.get("record_backlogs") or {}),
         )
         # AIPerf's time-weighted sweep metrics, from the timeline (none in sketch mode).

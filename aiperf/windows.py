@@ -255,11 +255,16 @@ def steady_state(result: ProfileResult, config: UserConfig) -> Sample:
     run_end = float(end_s.max()) if end_s.size else 0.0
     if config.resolved_timing_strategy() == "concurrency":
         target = config.resolved_concurrency() or 1
-        ramp = _closed_loop_ramp(start_s, end_s, target, _concurrency_ramp_s(config))
+        warmup_ns = getattr(result, "_warmup_start_ns", None)
+        ramp_s = _concurrency_ramp_s(config, None if warmup_ns is None
+                                     else (warmup_ns - _origin_ns(result)) / NS_PER_S)
+        ramp = _closed_loop_ramp(start_s, end_s, target, ramp_s)
         if ramp is None:
             members = np.zeros(start_s.size, dtype=bool)
-            return _sample(result, members, f"steady state: none (never {target} requests "
-                           "in flight at once)", 0.0, 0.0)
+            why = (_ramp_left_none(ramp_s)
+                   if ramp_s and _closed_loop_ramp(start_s, end_s, target) is not None
+                   else f"never {target} requests in flight at once")
+            return _sample(result, members, f"steady state: none ({why})", 0.0, 0.0)
         up, down = ramp
         members = (start_s >= up) & (end_s <= down)
         return _sample(result, members, f"steady state {_fmt(up)}-{_fmt(down)} s", up, down)
@@ -274,21 +279,30 @@ def steady_state(result: ProfileResult, config: UserConfig) -> Sample:
     return _sample(result, members, label, kept_from, run_end)
 
 
-def _concurrency_ramp_s(config: UserConfig) -> float:
+def _concurrency_ramp_s(config: UserConfig, warmup_s: float | None = None) -> float:
     """When the last slot of a ``concurrency_ramp_duration`` starts, in seconds from the
     profiling phase's first request, with the scheduling slack a slot may start late by;
-    0 without a ramp.
+    0 without a ramp (none either with fewer than two slots: ``timing/concurrency.py``
+    ``_ramp`` makes none).
 
-    The ramp runs once a run, from the first phase's start (``timing/concurrency.py``
-    ``_ramp``): with a warm-up it starts there, and a slot not yet started when the warm-up's
-    few requests are done starts inside the profiling phase. The warm-up's length is not in
-    the result, so the ramp is taken as if it began at the profiling phase's first start:
-    never shorter than the part of it that reaches into profiling (it may cut up to the
-    warm-up's length of steady requests more, never keep a ramp one)."""
+    The ramp runs once a run, from the first phase's start: with a warm-up it starts there,
+    and a slot not yet started when the warm-up's requests are done starts inside the
+    profiling phase. ``warmup_s`` is the warm-up's earliest stamp (credit or start) from
+    the profiling phase's first start (negative): no slot starts before the ramp does, so
+    the ramp ends at most ``ramp`` after it, and a warm-up that outlasted the ramp leaves
+    none in profiling. Unknown (None: no warm-up, or a result that does not carry it), the
+    ramp is taken as if it began at the profiling phase's first start: never shorter than
+    the part of it that reaches into profiling."""
     ramp = config.concurrency_ramp_duration or 0.0
-    if not ramp:
+    if not ramp or (config.concurrency or 1) < 2:
         return 0.0
-    return float(ramp) + RAMP_SLACK_S
+    began = 0.0 if warmup_s is None else min(warmup_s, 0.0)
+    return max(0.0, began + float(ramp) + RAMP_SLACK_S)
+
+
+def _ramp_left_none(ramp_s: float) -> str:
+    """Why a closed loop that did fill its slots has no steady part: the ramp's end."""
+    return f"the concurrency ramp, to {_fmt(ramp_s)} s, left no steady part"
 
 
 def _closed_loop_ramp(start_s: np.ndarray, end_s: np.ndarray, target: int,
@@ -444,6 +458,8 @@ class SteadyTracker:
         self.keep = max(self.TAIL_RECORDS, 64 * self.slots)
         self.n = 0
         self.first: int | None = None  # the earliest start (a failed one's credit time)
+        # The warm-up's earliest stamp: where a concurrency ramp began (``_concurrency_ramp_s``)
+        self.warmup_first: int | None = None
         self.last_end: int | None = None
         self._earliest = np.empty((2, 0), dtype=np.int64)  # (start, end), slots of them
         self._tail = np.empty((2, 0), dtype=np.int64)  # (start, end), latest ends
@@ -460,6 +476,11 @@ class SteadyTracker:
         from aiperf.common.codec import PROFILING
 
         profiling = [r for r in records if r.phase == PROFILING]
+        if len(profiling) < len(records):
+            stamps = [t for r in records if r.phase != PROFILING
+                      for t in (r.credit_ns, r.start_ns) if t]
+            if stamps and (self.warmup_first is None or min(stamps) < self.warmup_first):
+                self.warmup_first = min(stamps)
         if not profiling:
             return
         # As the timeline has them: a request that failed before it was sent (no start)
@@ -534,6 +555,8 @@ class SteadyTracker:
         first = self.first or 0
         out: dict[str, Any] = {"slots": self.slots, "requests": self.n,
                                "end_s": ((self.last_end or first) - first) / NS_PER_S}
+        if self.warmup_first is not None and self.first is not None:
+            out["warmup_s"] = (self.warmup_first - first) / NS_PER_S
         if self.slots:
             out.update(self._closed_span(first))
         else:
@@ -643,10 +666,11 @@ def sketch_steady_state(result: ProfileResult, config: UserConfig) -> tuple[Any,
         low, high, cut = float(steady["up_s"]), float(steady["down_s"]), float(steady["cut_s"])
         # The tracker keeps no requests of the ramp: its end is the bound (and windows
         # are rounded inward from it).
-        low = max(low, _concurrency_ramp_s(config))
+        ramp_s = _concurrency_ramp_s(config, steady.get("warmup_s"))
+        low = max(low, ramp_s)
         if low >= high:
-            return SketchEvidence("steady state: none (the concurrency ramp lasted the "
-                                  "whole run)", 0, 0, 0.0), ""
+            return SketchEvidence(f"steady state: none ({_ramp_left_none(ramp_s)})",
+                                  0, 0, 0.0), ""
         span = f"steady state {_fmt(low)}-{_fmt(high)} s"
     else:
         low = float(steady.get("kept_from_s", 0.0))

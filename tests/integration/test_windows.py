@@ -18,7 +18,14 @@ from aiperf.mesh import Mesh
 from aiperf.metrics.parity import SWEEP_TAGS
 from aiperf.mock_server import MockServerConfig, MockServerProcess
 from aiperf.results import ProfileResult
-from aiperf.windows import steady_state, whole_run, windows
+from aiperf.windows import (
+    RAMP_SLACK_S,
+    _closed_loop_ramp,
+    sketch_steady_state,
+    steady_state,
+    whole_run,
+    windows,
+)
 
 SENT = 120
 
@@ -126,6 +133,36 @@ def test_a_concurrency_ramp_that_outlasts_the_warm_up_stays_out_of_steady_state(
     steady = steady_state(result, config)
     assert steady.start_s >= all_slots_s
     assert start_s[steady.members].min() >= all_slots_s
+
+
+@pytest.mark.parametrize("sketch", [False, True], ids=["exact", "sketch"])
+def test_a_ramp_done_in_the_warm_up_leaves_a_short_profiling_phase_steady(
+    mesh: Mesh, slow_server: MockServerProcess, sketch: bool,
+) -> None:
+    """A 0.6 s ramp inside a warm-up that lasts longer (180-odd successful ~26 ms requests
+    at most four at a time: over 1.1 s), then a profiling phase shorter than the ramp
+    (60 requests, about 0.4 s). Bounded from profiling's start, the ramp left no steady
+    state; from the warm-up's start (which the result now carries) it is over."""
+    result = mesh.run(url=slow_server.url, streaming=True, concurrency=4, request_count=60,
+                      osl=4, concurrency_ramp_duration=0.6, warmup_request_count=200,
+                      sketch=sketch, slice_duration="50ms")
+    config = result.config
+    assert config is not None and result.invariant["ok"]
+    if sketch:
+        span = result._sketch_windows["steady"]  # type: ignore[index]
+        assert span["warmup_s"] <= -(0.6 + RAMP_SLACK_S)
+        evidence, why = sketch_steady_state(result, config)
+        assert evidence is not None and evidence.n_ok > 0, why
+        return
+    assert result._warmup_start_ns is not None
+    start_s, end_s = _seconds_since_first(result)
+    warmup_s = (result._warmup_start_ns - result.timeline.start_ns.min()) / 1e9
+    assert warmup_s <= -(0.6 + RAMP_SLACK_S)
+    steady = steady_state(result, config)
+    assert steady.n_ok > 0, steady.label
+    # No ramp left to cut: ramp-up is the rule without one (four requests' first end).
+    ramp = _closed_loop_ramp(start_s, end_s, 4)
+    assert ramp is not None and steady.start_s == ramp[0]
 
 
 def _seconds_since_first(result: ProfileResult) -> tuple[np.ndarray, np.ndarray]:

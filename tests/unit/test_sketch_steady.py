@@ -8,12 +8,13 @@ from __future__ import annotations
 import random
 from typing import Any
 
+import msgspec
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aiperf.common.codec import PROFILING, ErrorInfo, MetricRecord
+from aiperf.common.codec import PROFILING, WARMUP, ErrorInfo, MetricRecord
 from aiperf.common.config import UserConfig
 from aiperf.metrics.aggregate import RunAggregator, compute_results
 from aiperf.plugin import PluginType, plugins
@@ -245,6 +246,57 @@ def test_a_concurrency_ramp_that_outlasts_the_warm_up_bounds_the_sketch_window()
     steady = {"slots": 4, "up_s": 0.15, "down_s": 9.5, "cut_s": 9.5}
     evidence, _ = sketch_steady_state(shipped(steady, base=0.25), config)
     assert evidence is not None and evidence.start_s >= 0.6
+
+
+def ramp_done_in_the_warm_up(slots: int = 4) -> list[MetricRecord]:
+    """``slots`` chains of 50 ms requests, all running through 3 s of profiling, after a
+    6 s warm-up (phase WARMUP) in which a 5 s ramp started them one by one."""
+    records: list[MetricRecord] = []
+    for slot in range(slots):
+        began = -6 * S + slot * (5 * S // max(slots - 1, 1))
+        for t in range(began, 3 * S - 50 * MS, 50 * MS):
+            one = record(len(records), T0 + t + slot * MS, 50 * MS)
+            records.append(msgspec.structs.replace(one, phase=WARMUP) if t < 0 else one)
+    return records
+
+
+@pytest.mark.parametrize("slots", [4, 1])
+def test_a_ramp_over_before_profiling_leaves_the_sketch_window_steady(slots: int) -> None:
+    """A 5 s ramp done in a 6 s warm-up (or no ramp at all: one slot), 3 s of profiling:
+    bounded from profiling's start, the ramp left no steady window and every steady
+    objective FAILed. The tracker keeps the warm-up's start; both modes agree."""
+    records = ramp_done_in_the_warm_up(slots)
+    common = {"streaming": True, "concurrency": slots, "concurrency_ramp_duration": 5.0,
+              "warmup_request_count": 10}
+    sk_user = UserConfig(**common, sketch=True, sketch_relative_accuracy=ALPHA,
+                         slice_duration="0.5s")
+    ex_user = UserConfig(**common)
+    sk, ex = sketched(records, sk_user), exact(records, ex_user)
+    objective = parse_objective("request_latency.p50", "< 200 ms")
+    [mine] = judge_runs([objective], [sk], sk_user, steady=True, confidence=0.95)
+    [theirs] = judge_runs([objective], [ex], ex_user, steady=True, confidence=0.95)
+    assert mine.status == theirs.status == "PASS"
+    evidence, why = sketch_steady_state(sk, sk_user)
+    assert evidence is not None and evidence.n_ok > 0, why
+    assert evidence.start_s == pytest.approx(0.5)  # the first whole window after ramp-up
+    span = sk._sketch_windows["steady"]  # type: ignore[index]
+    assert span["warmup_s"] == pytest.approx(-6.0 - 1e-4, abs=1e-9)  # its first credit
+
+
+def test_without_the_warm_ups_start_the_sketch_ramp_stays_conservative() -> None:
+    """A stored span without ``warmup_s`` (no warm-up, or an older result): the ramp is
+    bounded from profiling's first start, and the label names the ramp."""
+    config = UserConfig(concurrency=4, concurrency_ramp_duration=5.0, warmup_request_count=5)
+    steady = {"slots": 4, "up_s": 0.05, "down_s": 3.0, "cut_s": 3.0}
+    evidence, _ = sketch_steady_state(shipped(steady, base=0.5, end=3.0), config)
+    assert evidence is not None and evidence.n_ok == 0
+    assert evidence.label == ("steady state: none (the concurrency ramp, to 5.05 s, left "
+                              "no steady part)")
+    # Known, it moves the bound back by the warm-up's length, never before 0.
+    for warmup_s, first in ((-4.4, 1.0), (-6.0, 0.5)):  # ramp to 0.65 s; to none
+        known, _ = sketch_steady_state(shipped({**steady, "warmup_s": warmup_s}, base=0.5,
+                                               end=3.0), config)
+        assert known is not None and known.start_s == pytest.approx(first)
 
 
 def test_a_steady_span_within_one_window_is_judged_whole_and_says_why() -> None:

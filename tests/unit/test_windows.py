@@ -21,6 +21,8 @@ from aiperf.metrics.aggregate import compute_results
 from aiperf.plugin import PluginType, plugins
 from aiperf.results import ProfileResult
 from aiperf.windows import Sample, slices, steady_state, whole_run, windows
+from pytest_aiperf.judge import judge_runs
+from pytest_aiperf.slo import parse_objective
 
 MS = 1_000_000
 
@@ -114,6 +116,68 @@ def test_a_concurrency_ramp_that_outlasts_the_warm_up_stays_out_of_steady_state(
     assert sample.start_s >= last_slot_first_end
     assert start_s[sample.members].min() >= last_slot_first_end
     assert sample.n_ok > 0
+
+
+def warm_up(records: list[MetricRecord], starts_ms: list[float], latency_ms: float = 50
+            ) -> list[MetricRecord]:
+    """Warm-up records (phase WARMUP) starting at ``starts_ms`` of the profiling phase's
+    clock (negative: before it), numbered after ``records``."""
+    return [ok(len(records) + i, t, latency_ms, phase=WARMUP) for i, t in enumerate(starts_ms)]
+
+
+def test_a_known_warm_up_start_bounds_the_ramp_from_where_it_began() -> None:
+    """The same run as above with its warm-up's records: the ramp began with them (the
+    earliest credit at -0.101 s), so it ends 0.6 s (+ slack) later, at 0.549 s of profiling,
+    not 0.65 s: steady state starts when the last slot's first request ends (0.55 s)."""
+    config = UserConfig(concurrency=4, concurrency_ramp_duration=0.6, warmup_request_count=2)
+    profiling = ramp_outlasting_the_warm_up()
+    result = run(profiling + warm_up(profiling, [-100, -50]), config)
+    assert result._warmup_start_ns == (-100 - 1) * MS  # its credit, 1 ms before its start
+    sample = steady_state(result, config)
+    assert sample.start_s == pytest.approx(0.55)
+    # Never shorter than the truth: no request of the ramp's last slot before its first end.
+    start_s = (result.timeline.start_ns - result.timeline.start_ns.min()) / 1e9
+    assert start_s[sample.members].min() >= 0.55
+
+
+def four_slots_from_the_start(profiling_ms: float = 3000) -> list[MetricRecord]:
+    """Concurrency 4, every slot running from the profiling phase's start (1 ms apart)."""
+    starts = [slot + 50 * j for slot in range(4) for j in range(int(profiling_ms // 50))]
+    return [ok(i, t, 50) for i, t in enumerate(starts)]
+
+
+def test_a_warm_up_that_outlasted_the_ramp_leaves_profiling_steady() -> None:
+    """A 5 s ramp done in a 6 s warm-up, 3 s of profiling: the ramp is over before
+    profiling starts. Bounded from profiling's start it left no steady state, and every
+    steady objective FAILed, its label saying 'never 4 requests in flight at once'."""
+    config = UserConfig(concurrency=4, concurrency_ramp_duration=5.0,
+                        warmup_request_count=500)
+    profiling = four_slots_from_the_start()
+    warm = warm_up(profiling, [-6000 + slot * 1667 + 50 * j for slot in range(4)
+                               for j in range(int((6000 - slot * 1667) // 50) - 1)])
+    result = run(profiling + warm, config)
+    sample = steady_state(result, config)
+    assert sample.n_ok > 200 and sample.start_s == pytest.approx(0.053)
+    [verdict] = judge_runs([parse_objective("request_latency.p50", "< 200 ms")], [result],
+                           config, steady=True, confidence=0.95)
+    assert verdict.status == "PASS"
+    # An old result, without the warm-up's start: the ramp is bounded from profiling's
+    # start (conservative), and the label names the ramp, not the concurrency.
+    old = run(profiling, config)
+    none = steady_state(old, config)
+    assert none.n_ok == 0
+    assert none.label == "steady state: none (the concurrency ramp, to 5.05 s, left no " \
+        "steady part)"
+
+
+def test_a_ramp_of_one_slot_is_no_ramp() -> None:
+    """timing/concurrency.py makes no ramp with fewer than two slots: concurrency 1 with a
+    5 s ramp is steady once its first request ends, not after 5 s (a false 'none')."""
+    config = UserConfig(concurrency=1, concurrency_ramp_duration=5.0)
+    result = run([ok(j, 50 * j, 50) for j in range(60)], config)
+    sample = steady_state(result, config)
+    # Ramp-down at the last end: one in flight until then, all but the first are steady.
+    assert sample.start_s == pytest.approx(0.05) and sample.n_ok == 59
 
 
 @pytest.fixture

@@ -144,7 +144,10 @@ class TimingManager(BaseComponentService):
         # the issued set is not final.
         if not await strategy.wait_for(strategy.all_consumed,
                                        self.service_config.command_timeout):
-            self.warning(f"run {run_id}: some workers did not report their leases")
+            missing = sorted((s.worker, s.lease.first_id, s.lease.count)
+                             for s in strategy.leases.values() if not s.consumed)
+            self.warning(f"run {run_id}: some workers did not report their leases "
+                         f"(worker, first id, count): {missing[:8]}")
         await self._publish_credits(strategy, run_id)
 
     async def _publish_credits(self, strategy: TimingStrategy, run_id: str) -> None:

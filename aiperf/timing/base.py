@@ -167,7 +167,10 @@ class TimingStrategy:
         if timeout <= 0:
             return False
         try:
-            await asyncio.wait_for(self._slots.acquire(), timeout)
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for loses a cancel that
+            # lands as its awaitable completes (see wait_for below).
+            async with asyncio.timeout(timeout):
+                await self._slots.acquire()
         except TimeoutError:
             return False
         return True
@@ -249,7 +252,13 @@ class TimingStrategy:
                 return False
             self._progress.clear()
             try:
-                await asyncio.wait_for(self._progress.wait(), remaining)
+                # Not asyncio.wait_for: on Python 3.11 it returns normally when the task is
+                # cancelled just as the event is set (a report arriving with a host's
+                # cancel), so a cancelled driver went on issuing leases that the cancelled
+                # workers handed straight back, until the run was lost (1 mid-run cancel in
+                # about 15 under load). asyncio.timeout keeps the cancel.
+                async with asyncio.timeout(remaining):
+                    await self._progress.wait()
             except TimeoutError:
                 return condition()
         return True

@@ -172,3 +172,31 @@ def test_the_idle_gap_of_a_schedule_is_what_the_controller_adds_to_the_stall_rul
     assert rated.idle_gap_s() == 10.0
     closed = ConcurrencyStrategy(UserConfig(), turns, np.random.default_rng(0), fake, 1)
     assert closed.idle_gap_s() == 0.0
+
+
+def test_a_driver_cancelled_as_a_report_arrives_stops_issuing() -> None:
+    """A host's cancel that lands as a worker's lease report wakes the strategy: the
+    driver must stop. (With asyncio.wait_for on Python 3.11 the cancel was lost, and the
+    driver went on issuing leases that the cancelled workers handed straight back.)"""
+    fake = SilentWorkers(["worker_0"])
+    strategy = ConcurrencyStrategy(UserConfig(concurrency=2, request_count=10**6),
+                                   [Turn("x", 1)], np.random.default_rng(0), fake, 1)
+    fake.strategy = strategy
+
+    async def main() -> None:
+        driver = asyncio.create_task(strategy.run())
+        for _ in range(100):  # the first leases go out at once; the driver then waits
+            await asyncio.sleep(0)
+        sent = len(fake.leases)
+        assert sent > 0 and not driver.done()
+        strategy.lease_report(fake.leases[0][1].first_id, fake.leases[0][1].count, True)
+        # One turn of the loop: the report's wake-up runs (wait_for's inner task finished,
+        # its caller not yet resumed), then the cancel comes.
+        await asyncio.sleep(0)
+        driver.cancel()
+        at_cancel = len(fake.leases)
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(driver, 5)
+        assert len(fake.leases) == at_cancel  # nothing issued after the cancel
+
+    asyncio.run(main())

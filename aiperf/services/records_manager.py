@@ -33,7 +33,7 @@ import asyncio
 import contextlib
 import time
 from array import array
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -175,6 +175,35 @@ class LiveSlice:
         return {"slice_start_s": index * self.width_s,
                 "slice_end_s": (index + 1) * self.width_s,
                 "slice_requests": requests, "slice_p99_ms": p99}
+
+
+def held_back(backlog: Mapping[str, float], hwm: int) -> bool:
+    """The flag's one rule, for the records manager's queue and each record processor's: a
+    drain of ``hwm`` batches (the run's largest, ``record_processor.outranks``) means the
+    queue was full, so its senders waited. An unbounded queue (0) is never full."""
+    return bool(hwm) and backlog.get("batches", 0) >= hwm
+
+
+def backlog_warnings(own: Mapping[str, float],
+                     processors: Mapping[str, Mapping[str, float]], hwm: int) -> list[str]:
+    """The run's warnings for queues that were full (``held_back``): the records manager's
+    (``own``) and each record processor's (by its id)."""
+    warnings = []
+    if held_back(own, hwm):
+        # Its queue was full, so the record processors waited, and then the workers: this
+        # process, not the server, set the pace for a while.
+        warnings.append(
+            f"the records manager fell behind: {own['records']} records "
+            f"({own['batches']} batches) waited in its queue at once, "
+            f"record_hwm={hwm}; the run was held back while it caught up")
+    for name, backlog in sorted(processors.items()):
+        if held_back(backlog, hwm):
+            # Its queue was full: the workers' sends waited, so requests were held.
+            warnings.append(
+                f"{name} fell behind: {backlog['records']:.0f} records "
+                f"({backlog['batches']:.0f} batches) waited in its queue at once, "
+                f"record_hwm={hwm}; the workers were held back while it caught up")
+    return warnings
 
 
 class RecordsManager(BaseComponentService):
@@ -362,7 +391,10 @@ class RecordsManager(BaseComponentService):
             # What else is already queued is the backlog: it arrived while the last
             # batches were aggregated. Taken now, so it is measured, and bounded by the
             # socket's high-water mark like the queue it came from.
-            while len(waiting) < DRAIN_MAX_BATCHES:
+            # A high-water mark's worth, as the record processors drain: a cap below it
+            # could never see the queue full, and a full queue never flagged the run.
+            limit = self.service_config.record_hwm or DRAIN_MAX_BATCHES
+            while len(waiting) < limit:
                 try:
                     waiting.append(self._in.recv(zmq.NOBLOCK).result())
                 except zmq.Again:
@@ -454,21 +486,8 @@ class RecordsManager(BaseComponentService):
         results["record_backlog"] = dict(self._backlog)
         results["record_backlogs"] = {"records_manager": dict(self._backlog),
                                       **dict(sorted(self._processor_backlogs.items()))}
-        hwm = self.service_config.record_hwm
-        if hwm and self._backlog["batches"] >= hwm:
-            # Its queue was full, so the record processors waited, and then the workers:
-            # this process, not the server, set the pace for a while.
-            results["warnings"].append(
-                f"the records manager fell behind: {self._backlog['records']} records "
-                f"({self._backlog['batches']} batches) waited in its queue at once, "
-                f"record_hwm={hwm}; the run was held back while it caught up")
-        for name, backlog in sorted(self._processor_backlogs.items()):
-            if hwm and backlog.get("batches", 0) >= hwm:
-                # Its queue was full: the workers' sends waited, so requests were held.
-                results["warnings"].append(
-                    f"{name} fell behind: {backlog['records']:.0f} records "
-                    f"({backlog['batches']:.0f} batches) waited in its queue at once, "
-                    f"record_hwm={hwm}; the workers were held back while it caught up")
+        results["warnings"].extend(backlog_warnings(
+            self._backlog, self._processor_backlogs, self.service_config.record_hwm))
         if self._cancelled:
             results["was_cancelled"] = True
         await self.send_to_controller(

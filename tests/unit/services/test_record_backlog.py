@@ -5,6 +5,8 @@ record processor's ``max_lag_ms``, for batches of local and of remote (skewed) w
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import time
 from collections.abc import Iterator
@@ -12,6 +14,7 @@ from typing import Any
 
 import pytest
 import zmq
+import zmq.asyncio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -29,7 +32,12 @@ from aiperf.dataset.tokenizer import make_tokenizer
 from aiperf.endpoints.base import make_endpoint
 from aiperf.metrics.derive import RecordDeriver
 from aiperf.services.record_processor import RecordProcessor, empty_backlog, outranks
-from aiperf.services.records_manager import RecordsManager
+from aiperf.services.records_manager import (
+    DRAIN_MAX_BATCHES,
+    RecordsManager,
+    backlog_warnings,
+    held_back,
+)
 
 HWM = 4
 RUN = 3
@@ -37,8 +45,13 @@ MS = 1_000_000
 
 
 def flagged(backlog: dict[str, float], hwm: int = HWM) -> bool:
-    """The records manager's rule for a warning (``RecordsManager._finish``)."""
-    return bool(hwm) and backlog.get("batches", 0) >= hwm
+    """Whether the run's warnings (``backlog_warnings``, what ``RecordsManager._finish``
+    adds) flag this backlog, kept by the records manager or by a record processor."""
+    as_manager = backlog_warnings(backlog, {}, hwm)
+    as_processor = backlog_warnings({"batches": 0, "records": 0},
+                                    {"record_processor_0": backlog}, hwm)
+    assert bool(as_manager) == bool(as_processor) == held_back(backlog, hwm)
+    return bool(as_manager)
 
 
 def processor(hwm: int = HWM) -> RecordProcessor:
@@ -115,6 +128,58 @@ def test_a_full_queue_is_always_flagged_and_the_kept_drain_is_one_that_happened(
 def test_outranks_reads_an_unbounded_queue_as_never_full() -> None:
     kept = {"batches": 5000, "records": 10}
     assert outranks(1, 11, kept, hwm=0) and not outranks(9000, 9, kept, hwm=0)
+
+
+def test_the_warnings_name_each_service_whose_queue_was_full() -> None:
+    full = {"batches": HWM, "records": 40, "bytes": 8_000}
+    short = {"batches": HWM - 1, "records": 900, "bytes": 150_000}
+    warnings = backlog_warnings(full, {"record_processor_1": short,
+                                       "record_processor_0": full}, HWM)
+    assert len(warnings) == 2
+    assert warnings[0].startswith("the records manager fell behind: 40 records (4 batches)")
+    assert warnings[1].startswith("record_processor_0 fell behind: 40 records (4 batches)")
+    assert all(f"record_hwm={HWM}" in w for w in warnings)
+    assert backlog_warnings(full, {"record_processor_0": full}, 0) == []  # unbounded
+
+
+@pytest.mark.asyncio
+async def test_the_records_manager_drains_a_whole_high_water_mark() -> None:
+    """A record_hwm above DRAIN_MAX_BATCHES: a full queue holds more batches than the old
+    cap took at once, so the drain never reached the mark and a full queue never flagged
+    the run. ``_collect`` on a real ZeroMQ PULL queue holding a high-water mark's batches."""
+    hwm = DRAIN_MAX_BATCHES + 76
+    service = manager(hwm)
+    # What on_init and a finished run leave: batches are noted, not aggregated.
+    service._finished, service._aggregator, service._spool = True, None, None
+    service._slice, service._expected, service._count, service._errors = None, None, 0, 0
+    context = zmq.asyncio.Context()
+    pull, push = context.socket(zmq.PULL), context.socket(zmq.PUSH)
+    for sock in (pull, push):
+        sock.setsockopt(zmq.SNDHWM, 0)
+        sock.setsockopt(zmq.RCVHWM, 0)
+    address = f"inproc://records-drain-{id(service)}"
+    pull.bind(address)
+    push.connect(address)
+    service._in = pull
+    raws, _ = metric_batches([1] * hwm)
+    for raw in raws:  # inproc: each is in the queue once sent
+        await push.send(raw)
+    task = asyncio.create_task(service._collect())
+    try:
+        deadline = time.monotonic() + 10.0
+        while pull.getsockopt(zmq.EVENTS) & zmq.POLLIN and time.monotonic() < deadline:
+            await asyncio.sleep(0.005)
+        for _ in range(5):  # a receive already completed resumes the drain
+            await asyncio.sleep(0.005)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        push.close(linger=0)
+        pull.close(linger=0)
+        context.term()
+    assert (service._backlog["batches"], service._backlog["records"]) == (hwm, hwm)
+    assert flagged(service._backlog, hwm)
 
 
 # -- max_lag_ms: from a request's end to its parsing, on the processor's own clock ---------

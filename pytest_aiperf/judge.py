@@ -739,10 +739,32 @@ def judge_runs(objectives: list[Objective], results: Sequence[ProfileResult],
             verdicts.append(_judge_implicit_with_planned_cancels(objective, whole, sent,
                                                                  planned))
         elif is_exact_count(objective):
-            verdicts.append(judge(objective, _pooled(whole), confidence, sent))
+            verdicts.append(_note_planned_cancels(
+                judge(objective, _pooled(whole), confidence, sent), results, True))
         else:
-            verdicts.append(judge(objective, evidence, confidence, sent))
+            verdicts.append(_note_planned_cancels(
+                judge(objective, evidence, confidence, sent), results, parts is whole))
     return verdicts
+
+
+def _note_planned_cancels(verdict: Verdict, results: Sequence[ProfileResult],
+                          whole_runs: bool) -> Verdict:
+    """An explicit objective on the error count or rate keeps AIPerf's meaning, in which a
+    cancellation the profile asked for (``request_cancellation_rate``) is an error: its
+    number stays, and the note says how many of the errors were planned (the implicit
+    check leaves them out instead). On a steady window the planned ones are the runs'."""
+    if verdict.objective.metric not in ("request_error_rate", "error_request_count"):
+        return verdict
+    planned = _planned_cancellations(results)
+    if not planned:
+        return verdict
+    from dataclasses import replace
+
+    errors = sum(r.error_count for r in results)
+    of = "these" if whole_runs else "the whole run's" if len(results) == 1 else "the runs'"
+    why = (f"{planned} of {of} {errors} errors were cancellations the profile asked for "
+           "(request_cancellation_rate), counted as errors as AIPerf counts them")
+    return replace(verdict, note=f"{verdict.note}; {why}" if verdict.note else why)
 
 
 def _sketch_steady(result: ProfileResult, config: UserConfig | None) -> Evidence:

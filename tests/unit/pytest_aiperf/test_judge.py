@@ -284,3 +284,33 @@ def test_a_run_of_planned_cancellations_only_has_nothing_left_to_judge(
     assert (verdict.status, verdict.measured, verdict.count, verdict.sent) == (
         "PASS", 0.0, 0, 10)
     assert verdict.note is not None and "none left to judge" in verdict.note
+
+
+@pytest.mark.parametrize("text", ["<= 0 %", "< 80 %"])
+def test_an_explicit_error_rate_keeps_aiperfs_number_and_names_the_planned_cancels(
+        text: str) -> None:
+    """``request_error_rate`` as AIPerf defines it counts a planned cancellation as an
+    error (metrics-and-artifacts: code 499, in error_request_count), so an explicit
+    objective keeps that number, exact or with its interval; the note says how many of
+    the errors the profile asked for, so a FAIL of ``<= 0 %`` is not read as the server's."""
+    result = _result(ok=47, planned=50, failed=3)
+    objective = parse_objective("request_error_rate", text)
+    [verdict] = judge_runs([objective], [result], result.config, False, 0.95)
+    assert verdict.measured == pytest.approx(53.0)  # 53 errors of 100 sent, unchanged
+    assert verdict.status == ("FAIL" if text == "<= 0 %" else "PASS")
+    assert verdict.note is not None and verdict.note.endswith(
+        "50 of these 53 errors were cancellations the profile asked for "
+        "(request_cancellation_rate), counted as errors as AIPerf counts them")
+    [count] = judge_runs([parse_objective("error_request_count", "<= 60")], [result],
+                         result.config, False, 0.95)
+    assert (count.status, count.measured) == ("PASS", 53.0)
+    assert count.note is not None and "50 of these 53 errors" in count.note
+    # On a steady window the planned ones are counted over the whole run ("no request may
+    # fail" is always judged on the whole run).
+    [steady] = judge_runs([objective], [result], result.config, True, 0.95)
+    told = "50 of these 53" if text == "<= 0 %" else "50 of the whole run's 53 errors"
+    assert steady.note is not None and told in steady.note
+    # Without planned cancellations the verdict is as before, with no such note.
+    plain = _result(ok=47, planned=0, failed=3)
+    [before] = judge_runs([objective], [plain], plain.config, False, 0.95)
+    assert before.note is None or "cancellations" not in before.note

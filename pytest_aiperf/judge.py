@@ -322,21 +322,23 @@ class PooledEvidence:
                                for p in self.parts])
 
     def sketched(self, tag: str) -> Sketched | None:
-        """The parts' sketches merged (the runs of ``extend`` in sketch mode); None unless
-        every part with a successful request has one. A part without any (a run's empty
-        steady window) has no sketch to give and no value to add: it is left out, not
-        allowed to discard the other runs' sketches, and its failures still count as
-        ``adj_`` values."""
+        """The parts' sketches merged (the runs of ``extend`` in sketch mode); None when no
+        part has one, or a part holds exact values instead. A sketch-mode part without one
+        (a run's empty steady window, a window whose answers were all one token long and
+        so gave no inter-token latency) has no value of the metric to add: it is left out,
+        not allowed to discard the other runs' sketches (a count of 0 and "not measured"
+        where the others held thousands), and its failures still count as ``adj_``
+        values."""
         found: list[Sketched] = []
         empty_failures = 0
         for part in self.parts:
             one = sketched(part, tag)
             if one is not None:
                 found.append(one)
-            elif part.n_ok == 0:
+            elif part.n_ok == 0 or not np.asarray(part.values(tag)).size:
                 empty_failures += part.n_err if tag.startswith("adj_") else 0
             else:
-                return None
+                return None  # exact values: the pool is judged on values, not sketches
         if not found:
             return None
         from aiperf.statistics.sketch import MetricSketch

@@ -395,9 +395,30 @@ def test_a_pooled_empty_window_keeps_its_failures_as_adjusted_values() -> None:
     assert adjusted is not None and adjusted.failures == 1 + 3
     plain = pooled.sketched("request_latency")
     assert plain is not None and (plain.failures, plain.sketch.count) == (0, 10)
-    # A part with successful requests but no sketch still leaves the pool without one.
-    assert PooledEvidence([full, SketchEvidence("c", 5, 0, 1.0)]).sketched(
-        "request_latency") is None
+
+
+
+def test_a_pooled_window_without_a_kept_metrics_values_leaves_the_others_judged() -> None:
+    """A window whose answers were all one token long has no inter-token latency: pooled
+    with one that has 1,000 values, the pool holds those 1,000 (it once held none, so
+    "count < 5" passed on 0 and a percentile was "not measured")."""
+    from pytest_aiperf.judge import PooledEvidence, SketchEvidence, judge
+
+    def sketch_of(n: int) -> MetricSketch:
+        sketch = MetricSketch(ALPHA)
+        sketch.add(np.full(n, 5.0))
+        return sketch
+
+    tokens = SketchEvidence("a", 1000, 0, 10.0, {"inter_token_latency": sketch_of(1000),
+                                                 "request_latency": sketch_of(1000)})
+    one_token = SketchEvidence("b", 50, 2, 10.0, {"request_latency": sketch_of(50)})
+    pooled = PooledEvidence([tokens, one_token])
+    count = judge(parse_objective("inter_token_latency.count", "< 5"), pooled)
+    assert (count.status, count.measured) == ("FAIL", 1000)
+    p50 = judge(parse_objective("inter_token_latency.p50", "< 100 ms"), pooled)
+    assert p50.status == "PASS" and p50.count == 1000
+    adjusted = pooled.sketched("adj_inter_token_latency")
+    assert adjusted is not None and adjusted.failures == 2
 
 
 def test_a_closed_loop_that_never_filled_its_slots_has_an_empty_steady_window() -> None:

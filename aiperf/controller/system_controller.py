@@ -155,9 +155,8 @@ class SystemController(AIPerfLoggerMixin):
     async def _await_registration(self) -> None:
         expected = {s.service_id for s in self.manager.services}
         try:
-            await asyncio.wait_for(
-                self._all_registered.wait(), self.service_config.startup_timeout
-            )
+            async with asyncio.timeout(self.service_config.startup_timeout):
+                await self._all_registered.wait()
         except TimeoutError:
             missing = sorted(expected - set(self.registered))
             self._fail(ErrorDetails.from_exception(MeshTimeoutError(
@@ -338,8 +337,11 @@ class SystemController(AIPerfLoggerMixin):
                         f"{command.message_type.value}: no answer within command_timeout="
                         f"{self.service_config.command_timeout}s from {', '.join(missing)}"
                     )
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(event.wait(), remaining)
+                # asyncio.timeout, not wait_for, throughout: on Python 3.11 wait_for
+                # loses a cancel that lands as its awaitable completes.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(remaining):
+                        await event.wait()
         finally:
             self._acks.pop(command_id, None)
             self._ack_events.pop(command_id, None)
@@ -500,7 +502,8 @@ class SystemController(AIPerfLoggerMixin):
         await self._cancel_run(run_id, keep_results=True)
         timeout = self.service_config.command_timeout
         try:
-            results = await asyncio.wait_for(asyncio.shield(self._results), timeout)
+            async with asyncio.timeout(timeout):
+                results = await asyncio.shield(self._results)
         except TimeoutError:
             await self._cancel_run(run_id, keep_results=False)
             raise MeshTimeoutError(

@@ -108,7 +108,8 @@ class TimingManager(BaseComponentService):
         """Hellos are sent before workers register, so they are normally all in."""
         timeout = self.service_config.command_timeout / 2
         try:
-            await asyncio.wait_for(self._all_workers.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await self._all_workers.wait()
         except TimeoutError:
             raise MeshTimeoutError(
                 f"timing manager: {len(self.workers)} of {self.service_config.workers} "

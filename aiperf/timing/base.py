@@ -21,6 +21,7 @@ records against.
 from __future__ import annotations
 
 import asyncio
+import collections
 import heapq
 import itertools
 import time
@@ -83,7 +84,12 @@ class TimingStrategy:
             raise ConfigError(
                 f"a multi-turn dataset ({self.layout.sessions} sessions) runs in closed loop "
                 f"(concurrency) only; {config.resolved_timing_strategy()} cannot run it yet")
+        # Leases out, until spent and reported done: a long run issues thousands, and every
+        # wait checks the open ones (a lease kept forever grew the timing manager 0.15 MiB
+        # a minute in a soak at 5,800 requests/s, and each check with it).
         self.leases: dict[int, LeaseState] = {}
+        # Leases first reported consumed, for the issuing loop to replace (in report order).
+        self.newly_consumed: collections.deque[LeaseState] = collections.deque()
         self.scheduled: dict[int, str] = {}  # credit id -> worker, until returned
         self._progress = asyncio.Event()
         self._slots: asyncio.Semaphore | None = None
@@ -146,7 +152,10 @@ class TimingStrategy:
             state.consumed = True
             state.started = started
             self._record_issued(state.lease.phase, first_id, started)
+            self.newly_consumed.append(state)
         state.done = state.done or done
+        if state.done:
+            del self.leases[first_id]  # accounted for (issued ranges); nothing more to come
         self._progress.set()
         return state
 

@@ -7,7 +7,7 @@ import math
 import time
 
 from aiperf.dataset.sessions import whole_session_leases
-from aiperf.timing.base import TimingStrategy
+from aiperf.timing.base import LeaseState, TimingStrategy
 
 _perf_ns = time.perf_counter_ns
 
@@ -69,18 +69,15 @@ class ConcurrencyStrategy(TimingStrategy):
                 budget -= n
                 await self.lease(worker, phase, n, slots[worker], deadline,
                                  ramp.pop(worker, []))
-        seen: set[int] = set()
         while budget > 0:
-            consumed = [s for first, s in self.leases.items()
-                        if s.consumed and s.lease.phase == phase and first not in seen]
+            consumed = self._take_consumed(phase)
             if not consumed:
                 bound = self.wait_bound_s(end_ns)
-                came = await self.wait_for(lambda: self._any_new_consumed(seen, phase), bound)
+                came = await self.wait_for(lambda: self._any_new_consumed(phase), bound)
                 if not came and end_ns is not None and _perf_ns() > end_ns:
                     return  # past the end and the grace: no lease will come back
                 continue
             for state in consumed:
-                seen.add(state.lease.first_id)
                 if deadline and state.started < state.lease.count:
                     budget = 0  # a worker hit the deadline: the phase is over
                 if budget <= 0:
@@ -89,6 +86,12 @@ class ConcurrencyStrategy(TimingStrategy):
                 budget -= n
                 await self.lease(state.worker, phase, n, slots[state.worker], deadline)
 
-    def _any_new_consumed(self, seen: set[int], phase: int) -> bool:
-        return any(s.consumed and s.lease.phase == phase and first not in seen
-                   for first, s in self.leases.items())
+    def _take_consumed(self, phase: int) -> list[LeaseState]:
+        """The leases of ``phase`` newly reported consumed; another phase's (the warm-up's,
+        reported after profiling began) need no replacement and are dropped."""
+        taken = [s for s in self.newly_consumed if s.lease.phase == phase]
+        self.newly_consumed.clear()
+        return taken
+
+    def _any_new_consumed(self, phase: int) -> bool:
+        return any(s.lease.phase == phase for s in self.newly_consumed)

@@ -200,3 +200,13 @@ def test_a_driver_cancelled_as_a_report_arrives_stops_issuing() -> None:
         assert len(fake.leases) == at_cancel  # nothing issued after the cancel
 
     asyncio.run(main())
+
+
+def test_a_long_closed_loop_keeps_only_the_leases_still_out() -> None:
+    """Spent and done leases are let go (issued ranges account for them): a soak issues
+    thousands, which the timing manager once kept, and scanned on every report."""
+    strategy, fake = run(ConcurrencyStrategy, workers=2, concurrency=4,
+                         request_count=20_000)
+    assert len(fake.leases) > 100  # many leases went out ...
+    assert strategy.leases == {}  # ... and none is held once all are done
+    assert sum(lease.count for _, lease in fake.leases) == strategy.issued == 20_000

@@ -458,8 +458,6 @@ class SteadyTracker:
         self.keep = max(self.TAIL_RECORDS, 64 * self.slots)
         self.n = 0
         self.first: int | None = None  # the earliest start (a failed one's credit time)
-        # The warm-up's earliest stamp: where a concurrency ramp began (``_concurrency_ramp_s``)
-        self.warmup_first: int | None = None
         self.last_end: int | None = None
         self._earliest = np.empty((2, 0), dtype=np.int64)  # (start, end), slots of them
         self._tail = np.empty((2, 0), dtype=np.int64)  # (start, end), latest ends
@@ -476,11 +474,6 @@ class SteadyTracker:
         from aiperf.common.codec import PROFILING
 
         profiling = [r for r in records if r.phase == PROFILING]
-        if len(profiling) < len(records):
-            stamps = [t for r in records if r.phase != PROFILING
-                      for t in (r.credit_ns, r.start_ns) if t]
-            if stamps and (self.warmup_first is None or min(stamps) < self.warmup_first):
-                self.warmup_first = min(stamps)
         if not profiling:
             return
         # As the timeline has them: a request that failed before it was sent (no start)
@@ -549,14 +542,16 @@ class SteadyTracker:
         return int(self._earliest.nbytes + self._tail.nbytes + self._counts.nbytes
                    + self._sums.nbytes)
 
-    def finish(self) -> dict[str, Any]:
+    def finish(self, warmup_start_ns: int | None = None) -> dict[str, Any]:
         """What ``sketch_steady_state`` reads: seconds since the run's first start (the
-        sketch windows' origin too)."""
+        sketch windows' origin too). ``warmup_start_ns``: the warm-up's earliest stamp, as
+        the run's totals keep it (``RunAggregator``'s ``warmup_start_ns``), where a
+        concurrency ramp began."""
         first = self.first or 0
         out: dict[str, Any] = {"slots": self.slots, "requests": self.n,
                                "end_s": ((self.last_end or first) - first) / NS_PER_S}
-        if self.warmup_first is not None and self.first is not None:
-            out["warmup_s"] = (self.warmup_first - first) / NS_PER_S
+        if warmup_start_ns is not None and self.first is not None:
+            out["warmup_s"] = (warmup_start_ns - first) / NS_PER_S
         if self.slots:
             out.update(self._closed_span(first))
         else:

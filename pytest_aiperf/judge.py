@@ -811,24 +811,19 @@ def _judge_implicit_with_planned_cancels(objective: Objective, whole: Sequence[E
     requests: they are left out of the denominator too, else a tolerated rate
     (``failed_request_threshold``) would be diluted by requests never meant to succeed.
 
-    With none left (every request sent was a planned cancellation) there is no rate; the
-    check is what it says, "no request failed but those asked for": a PASS only if nothing
-    else failed (a planned cancellation is an error, so there are never more of them than
-    errors, and none left means none failed; the guard holds whatever the counts say)."""
+    With none left (every request sent was a planned cancellation) there is no rate: 0 %
+    when nothing else failed (a planned cancellation is an error, so there are never more
+    of them than errors), 100 % if the counts ever say otherwise."""
     failed = sum(e.n_err for e in whole) - planned
     judged = sent - planned
-    note = (f"{planned} cancellations the profile asked for are not counted: "
-            f"{failed} of the other {judged} requests failed")
-    if judged <= 0:
-        measured = 0.0 if failed <= 0 else 100.0
-        status = "PASS" if failed <= 0 else "FAIL"
-        note = (f"{planned} cancellations the profile asked for are not counted: every "
-                "request sent was one, none left to judge"
-                + ("" if failed <= 0 else f", yet {failed} more failed"))
-        judged = 0
-    else:
+    if judged > 0:
         measured = 100.0 * failed / judged
-        status = "PASS" if OPERATORS[objective.op](measured, objective.threshold) else "FAIL"
+        note = f"{failed} of the other {judged} requests failed"
+    else:
+        judged, measured = 0, 0.0 if failed <= 0 else 100.0
+        note = "every request sent was one, none left to judge"
+    note = f"{planned} cancellations the profile asked for are not counted: {note}"
+    status = "PASS" if OPERATORS[objective.op](measured, objective.threshold) else "FAIL"
     return Verdict(objective, measured, status, judged, sent, None, None,
                    "observed count (exact)", note, whole[0].label)
 

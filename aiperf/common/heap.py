@@ -17,30 +17,39 @@ Elsewhere than glibc (musl, macOS) there is nothing to call, and nothing is done
 from __future__ import annotations
 
 import asyncio
-import ctypes
-import sys
 import time
 from collections.abc import Callable
 
+from aiperf.common.process import libc
+
 TRIM_EVERY_S = 60.0
+
+# glibc's mallopt parameter: allocations at least this large get pages of their own.
+_M_MMAP_THRESHOLD = -3
+_MMAP_THRESHOLD_BYTES = 128 * 1024
 
 
 def _find_malloc_trim() -> Callable[[int], int] | None:
-    if not sys.platform.startswith("linux"):
-        return None
     try:
-        libc = ctypes.CDLL(None)  # the symbols already loaded: the process's own C library
-    except OSError:
+        return libc().malloc_trim  # type: ignore[no-any-return]
+    except (OSError, AttributeError, TypeError):  # no C library found, or not glibc
         return None
-    trim = getattr(libc, "malloc_trim", None)  # glibc only
-    if trim is None:
-        return None
-    trim.argtypes = [ctypes.c_size_t]
-    trim.restype = ctypes.c_int
-    return trim  # type: ignore[no-any-return]
 
 
 _malloc_trim = _find_malloc_trim()
+
+
+def large_allocations_as_mappings() -> None:
+    """Give every allocation of 128 KiB or more (the records manager's growing value
+    arrays) a mapping of its own, for good: glibc otherwise raises that threshold to the
+    size of a freed mapping, after which arrays grow by realloc inside the heap, leaving
+    holes, and a run's arrays, once freed, stay in the heap instead of going back to the
+    system. A mapped array grows by mremap, without a copy, and is unmapped when dropped.
+    Not glibc: no-op."""
+    try:
+        libc().mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_BYTES)
+    except (OSError, AttributeError, TypeError):
+        pass
 
 
 def can_trim() -> bool:

@@ -10,10 +10,11 @@ stamps of different workers compare (benchmark duration, time slices).
 
 Its own backlog is measured as the records manager measures its: each time it takes a
 batch, whatever else is already queued is taken too (``record_hwm`` batches at most, the
-socket's own bound) and counted; the run's largest such backlog (one that filled the queue
-first, then the most records: ``outranks``), and the longest a record waited from its
-request's end to its parsing, are sent on the bus when the records manager asks for the
-workers' load (``ProcessorBacklogReport``), and end up in ``ProfileResult.record_backlog``.
+socket's own bound) and counted; the run's largest such backlog (one that filled the
+queue first, then the most records: ``aiperf.services.backlog.outranks``), and the longest
+a record waited from its request's end to its parsing, are sent on the bus when the
+records manager asks for the workers' load (``ProcessorBacklogReport``), and end up in
+``ProfileResult.record_backlog``.
 
 That wait is measured on the reference clock: a record processor always runs on the driver
 host (only workers are ``remote_capable``), so its ``perf_counter_ns`` is the timing
@@ -26,7 +27,6 @@ the whole offset between the hosts' clocks.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
 from typing import Any
 
 import zmq
@@ -46,28 +46,12 @@ from aiperf.dataset.models import dataset_of
 from aiperf.dataset.tokenizer import make_tokenizer
 from aiperf.endpoints.base import make_endpoint
 from aiperf.metrics.derive import RecordDeriver
+from aiperf.services.backlog import empty_backlog, outranks
 from aiperf.services.clock import shift_stamps
 
 # Batches taken at once at most (as the records manager's drain): the queue is bounded by
 # the high-water mark anyway, but a drain must end even if the workers keep up with it.
 DRAIN_MAX_BATCHES = 1024
-
-
-def empty_backlog() -> dict[str, float]:
-    return {"batches": 0, "records": 0, "bytes": 0, "max_lag_ms": 0.0}
-
-
-def outranks(batches: int, records: int, kept: Mapping[str, float], hwm: int) -> bool:
-    """Whether a drain of ``batches`` holding ``records`` replaces the ``kept`` backlog (the
-    run's largest so far): a drain that reached the high-water mark (the queue was full,
-    which flags the run) outranks any that did not, then the most records. Kept by records
-    alone, a full drain of small batches would hide behind an earlier one of more records
-    in fewer batches, and the run would not be flagged. A drain of none of this run's
-    records (an earlier run's stragglers) held none of its requests back. Records
-    manager's rule too."""
-    full = bool(hwm) and batches >= hwm and records > 0
-    kept_full = bool(hwm) and kept["batches"] >= hwm
-    return (full, records) > (kept_full, kept["records"])
 
 
 class RecordProcessor(BaseComponentService):

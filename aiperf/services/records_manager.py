@@ -30,10 +30,9 @@ the credits the timing manager says it issued (the host cancelled: ``was_cancell
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from array import array
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +41,7 @@ import zmq
 
 from aiperf.common.codec import PROFILING, MetricRecord, metric_decoder, run_number
 from aiperf.common.config import UserConfig
+from aiperf.common.heap import large_allocations_as_mappings, trim_heap
 from aiperf.common.hooks import background_task, on_init, on_message
 from aiperf.common.messages import (
     CancelRunCommand,
@@ -54,13 +54,13 @@ from aiperf.common.messages import (
     RunProgress,
     WorkerLoadReport,
 )
-from aiperf.common.process import libc
 from aiperf.common.service import BaseComponentService
 from aiperf.dataset.breakdowns import conversation_ids as conversation_ids_of
 from aiperf.metrics.aggregate import DEFAULT_WINDOW_S, JsonlTable, RunAggregator, write_msgpack
 from aiperf.metrics.definitions import NS_PER_MS
 from aiperf.plugin import PluginType, plugins
 from aiperf.plugin.metadata import EndpointMetadata
+from aiperf.services.backlog import backlog_warnings, outranks
 from aiperf.windows import SteadyTracker
 
 LATE_RECORD_MARGIN_S = 10.0
@@ -71,29 +71,6 @@ LOAD_REPORT_TIMEOUT_S = 2.0
 # Batches taken off the queue at once at most: what waits there is bounded by the record
 # path's high-water marks, but a drain must end even if the processors keep up with it.
 DRAIN_MAX_BATCHES = 1024
-
-
-# glibc's mallopt parameter: allocations at least this large get pages of their own.
-_M_MMAP_THRESHOLD = -3
-_MMAP_THRESHOLD_BYTES = 128 * 1024
-
-
-def _large_allocations_as_mappings() -> None:
-    """Give every allocation of 128 KiB or more (the growing value arrays) a mapping of its
-    own, for good: glibc otherwise raises that threshold to the size of a freed mapping,
-    after which arrays grow by realloc inside the heap, leaving holes, and a run's arrays,
-    once freed, stay in this process's heap instead of going back to the system. A mapped
-    array grows by mremap, without a copy, and is unmapped when dropped. Not glibc: no-op."""
-    with contextlib.suppress(OSError, AttributeError, TypeError):
-        libc().mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_BYTES)
-
-
-def _return_free_heap() -> None:
-    """Hand the heap's free pages back to the system once a run's arrays are dropped: the
-    run's many small allocations (decoded batches, export rows) leave free pages between
-    live ones that glibc keeps otherwise. Not glibc: no-op."""
-    with contextlib.suppress(OSError, AttributeError, TypeError):
-        libc().malloc_trim(0)
 
 
 class BatchSpool:
@@ -177,42 +154,13 @@ class LiveSlice:
                 "slice_requests": requests, "slice_p99_ms": p99}
 
 
-def held_back(backlog: Mapping[str, float], hwm: int) -> bool:
-    """The flag's one rule, for the records manager's queue and each record processor's: a
-    drain of ``hwm`` batches (the run's largest, ``record_processor.outranks``) means the
-    queue was full, so its senders waited. An unbounded queue (0) is never full."""
-    return bool(hwm) and backlog.get("batches", 0) >= hwm
-
-
-def backlog_warnings(own: Mapping[str, float],
-                     processors: Mapping[str, Mapping[str, float]], hwm: int) -> list[str]:
-    """The run's warnings for queues that were full (``held_back``): the records manager's
-    (``own``) and each record processor's (by its id)."""
-    warnings = []
-    if held_back(own, hwm):
-        # Its queue was full, so the record processors waited, and then the workers: this
-        # process, not the server, set the pace for a while.
-        warnings.append(
-            f"the records manager fell behind: {own['records']} records "
-            f"({own['batches']} batches) waited in its queue at once, "
-            f"record_hwm={hwm}; the run was held back while it caught up")
-    for name, backlog in sorted(processors.items()):
-        if held_back(backlog, hwm):
-            # Its queue was full: the workers' sends waited, so requests were held.
-            warnings.append(
-                f"{name} fell behind: {backlog['records']:.0f} records "
-                f"({backlog['batches']:.0f} batches) waited in its queue at once, "
-                f"record_hwm={hwm}; the workers were held back while it caught up")
-    return warnings
-
-
 class RecordsManager(BaseComponentService):
     service_type = "records_manager"
 
     @on_init
     async def _open_sockets(self) -> None:
         assert self.comms is not None
-        _large_allocations_as_mappings()
+        large_allocations_as_mappings()
         self._in = self.comms.socket(zmq.PULL, "records", bind=True)
         self._run = 0
         self._run_id = ""
@@ -421,10 +369,6 @@ class RecordsManager(BaseComponentService):
             await self._maybe_finish()
 
     def _note_backlog(self, raws: list[bytes], batches: list[Any]) -> None:
-        # A full drain first, then the most records (the record processors' rule): kept by
-        # records alone, a full queue of small batches hid behind a larger earlier drain.
-        from aiperf.services.record_processor import outranks
-
         records = sum(len(b.records) for b in batches if b.run == self._run)
         if outranks(len(raws), records, self._backlog, self.service_config.record_hwm):
             self._backlog = {"batches": len(raws), "records": records,
@@ -454,7 +398,8 @@ class RecordsManager(BaseComponentService):
         steady, self._steady = self._steady, None
         if steady is not None and "sketch_windows" in results:
             # Sketch mode's steady span rides with its windows, which it is cut from.
-            results["sketch_windows"]["steady"] = steady.finish()
+            results["sketch_windows"]["steady"] = steady.finish(
+                results.get("warmup_start_ns"))
         # The per-request table can be hundreds of megabytes: it goes through a file in the
         # private run dir (the host is on this machine), not through the control sockets.
         if table is not None:
@@ -480,7 +425,7 @@ class RecordsManager(BaseComponentService):
             write_msgpack(out, stored)
         # The arrays are on disk: drop them before the host starts reading its copy.
         del stored, aggregator
-        _return_free_heap()
+        trim_heap()  # the run's arrays are dropped: their pages go back
         results["values_path"] = str(values_path)
         results["run_id"] = run_id
         results["record_backlog"] = dict(self._backlog)

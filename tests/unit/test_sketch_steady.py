@@ -106,7 +106,7 @@ def sketched(records: list[MetricRecord], user: UserConfig, batch: int = 200
         aggregator.add(ordered[first:first + batch])
         tracker.add(ordered[first:first + batch])
     out = aggregator.finish([(0, len(records))])
-    out["sketch_windows"]["steady"] = tracker.finish()
+    out["sketch_windows"]["steady"] = tracker.finish(out.get("warmup_start_ns"))
     return ProfileResult.from_dict(out, user)
 
 

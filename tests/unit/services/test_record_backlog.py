@@ -31,13 +31,9 @@ from aiperf.common.config import ServiceConfig, UserConfig
 from aiperf.dataset.tokenizer import make_tokenizer
 from aiperf.endpoints.base import make_endpoint
 from aiperf.metrics.derive import RecordDeriver
-from aiperf.services.record_processor import RecordProcessor, empty_backlog, outranks
-from aiperf.services.records_manager import (
-    DRAIN_MAX_BATCHES,
-    RecordsManager,
-    backlog_warnings,
-    held_back,
-)
+from aiperf.services.backlog import backlog_warnings, empty_backlog, held_back, outranks
+from aiperf.services.record_processor import RecordProcessor
+from aiperf.services.records_manager import DRAIN_MAX_BATCHES, RecordsManager
 
 HWM = 4
 RUN = 3

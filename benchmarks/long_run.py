@@ -89,7 +89,8 @@ class Samples:
     private_peaks: dict[str, int] = field(default_factory=dict)
     # t, tree PSS, host PSS, tree private, host private
     series: list[tuple[float, int, int, int, int]] = field(default_factory=list)
-    # Each process's PSS every LABEL_SAMPLE_S: which one a tree's slope comes from.
+    # Each process's (t, PSS, private) every LABEL_SAMPLE_S: which one a tree's slope
+    # comes from.
     by_label: dict[str, list[tuple[float, int, int]]] = field(default_factory=dict)
 
     def peak(self, column: int) -> int:
@@ -178,8 +179,7 @@ class TreeSampler(threading.Thread):
                     self.samples.peaks[label] = value
                 if private > self.samples.private_peaks.get(label, 0):
                     self.samples.private_peaks[label] = private
-            self.samples.series.append((time.monotonic() - self._t0, tree, host,
-                                        tree_private, host_private))
+            self.samples.series.append((now, tree, host, tree_private, host_private))
             self._stop_event.wait(SAMPLE_S)
 
 

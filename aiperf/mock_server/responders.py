@@ -21,11 +21,18 @@ _tokenizer = BuiltinTokenizer()
 _encode = msgspec.json.encode
 
 
-@functools.lru_cache(maxsize=256)
+@functools.lru_cache(maxsize=4096)
 def count_tokens(text: str) -> int:
     """The built-in count, remembered: benchmark clients send the same prompts again and
     again, and the mock's CPU per request must stay well under theirs."""
     return _tokenizer.count(text)
+
+
+def count_message_tokens(messages: list[Any]) -> int:
+    """The built-in count of the messages' contents joined by spaces, message by message:
+    a multi-turn conversation repeats its earlier messages (a whole conversation is new text
+    every turn, a message is not). The same number: no token spans a space."""
+    return sum(count_tokens(str(m.get("content", ""))) for m in messages if isinstance(m, dict))
 WORDS = ("alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel")
 
 
@@ -125,9 +132,8 @@ class ChatResponder(Responder):
         messages = body.get("messages") or []
         if not isinstance(messages, list):
             raise BadRequest("messages must be a list")
-        text = " ".join(str(m.get("content", "")) for m in messages if isinstance(m, dict))
         tokens = _max_tokens(body, ("max_completion_tokens", "max_tokens"), default_tokens)
-        return _plan(body, tokens, count_tokens(text))
+        return _plan(body, tokens, count_message_tokens(messages))
 
     def _chunk(self, request_id: str, delta: dict[str, Any], finish: str | None = None) -> bytes:
         # What precedes the delta is the same for every chunk of a request: encoded once.

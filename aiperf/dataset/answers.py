@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 import msgspec
 
 from aiperf.common.codec import RawRecord
-from aiperf.endpoints.base import BaseEndpoint
+from aiperf.endpoints.base import BaseEndpoint, Count
 from aiperf.endpoints.chat import ChatEndpoint
 from aiperf.endpoints.openai import Response
 from aiperf.metrics.derive import answer_of
@@ -38,6 +38,7 @@ _DONE_ONLY = b"data: [DONE]\n\n"
 # costs the decode about a sixth of its time.
 class _Delta(msgspec.Struct, gc=False):
     content: str | None = None
+    tool_calls: Any = None  # the endpoint's parser counts them as text: its read, then
 
 
 class _Choice(msgspec.Struct, gc=False):
@@ -45,7 +46,8 @@ class _Choice(msgspec.Struct, gc=False):
 
 
 class _Usage(msgspec.Struct, gc=False):
-    completion_tokens: int | None = None
+    # The endpoint's own bounds: an implausible count fails here and is read by its parser.
+    completion_tokens: Count | None = None
 
 
 class _Event(msgspec.Struct, gc=False):
@@ -127,6 +129,8 @@ def _chat_stream(chunks: list[tuple[int, bytes]]) -> tuple[str, int | None] | No
         end -= len(_DONE_TAIL) - 2
     elif data == _DONE_ONLY:
         return "", None
+    if end <= 6:  # one empty data event, which the endpoint's parser refuses
+        return None
     flat = data.replace(_SEPARATOR, _BLANK_SEPARATOR)
     if flat.find(b"\n", 6, end) >= 0:  # a line that is not a data: line of its own
         return None
@@ -140,10 +144,12 @@ def _chat_stream(chunks: list[tuple[int, bytes]]) -> tuple[str, int | None] | No
         if event.error is not None:
             return None
         choices = event.choices
-        if choices:
-            for choice in choices:
-                delta = choice.delta
-                if delta is not None and delta.content:
+        if choices:  # the first choice, as the endpoint's parser (and a chat client) reads
+            delta = choices[0].delta
+            if delta is not None:
+                if delta.tool_calls is not None:
+                    return None
+                if delta.content:
                     texts.append(delta.content)
         usage = event.usage
         if usage is not None and usage.completion_tokens is not None:

@@ -14,8 +14,6 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-import msgspec
-
 from aiperf.common.codec import MAX_ERROR_MESSAGE, ErrorInfo, MetricRecord, RawRecord
 from aiperf.endpoints.base import BaseEndpoint, InvalidResponse, ParsedResponse
 from aiperf.transports.http import DONE
@@ -312,60 +310,6 @@ class RecordDeriver:
         )
 
 
-
-class _Delta(msgspec.Struct):
-    content: str | None = None
-
-
-class _ChunkChoice(msgspec.Struct):
-    delta: _Delta | None = None
-
-
-class _ChunkUsage(msgspec.Struct):
-    completion_tokens: int | None = None
-
-
-class _Chunk(msgspec.Struct):
-    """What the next turn of a session needs from one OpenAI chat stream event."""
-
-    choices: list[_ChunkChoice] | None = None
-    usage: _ChunkUsage | None = None
-    error: Any = None
-
-
-_chunks_decoder = msgspec.json.Decoder(list[_Chunk])
-
-
-def _chat_stream_answer(chunks: list[tuple[int, bytes]]) -> tuple[str, int | None] | None:
-    """An OpenAI chat stream's answer in one decode of all its events (no timestamps, no
-    reasoning): a third of the general path's cost, paid by every turn that has a next.
-    None when the stream is anything but plain ``data:`` events of that shape."""
-    data = chunks[0][1] if len(chunks) == 1 else b"".join(read for _, read in chunks)
-    if not (data.startswith(b"data: ") and data.endswith(b"\n\n")) or b"\r" in data:
-        return None
-    payloads = data[6:-2].split(_SEPARATOR)
-    if data.count(b"\n") != 2 * len(payloads):
-        return None
-    if payloads[-1] == DONE:
-        payloads.pop()
-    try:
-        decoded = _chunks_decoder.decode(b"[" + b",".join(payloads) + b"]")
-    except (msgspec.ValidationError, msgspec.DecodeError):
-        return None
-    texts = []
-    completion = None
-    for chunk in decoded:
-        if chunk.error is not None:
-            return None
-        for choice in chunk.choices or ():
-            delta = choice.delta
-            if delta is not None and delta.content:
-                texts.append(delta.content)
-        if chunk.usage is not None and chunk.usage.completion_tokens is not None:
-            completion = chunk.usage.completion_tokens
-    return "".join(texts), completion
-
-
 def answer_of(endpoint: BaseEndpoint, raw: RawRecord) -> tuple[str, int | None] | None:
     """The answer text of a finished request and the server's count of its tokens (None
     when it gave none), for the next turn of its session; None when the request failed or
@@ -374,10 +318,6 @@ def answer_of(endpoint: BaseEndpoint, raw: RawRecord) -> tuple[str, int | None] 
         return None
     try:
         completion: int | None = None
-        if endpoint.streaming and getattr(endpoint, "kind", None) == "chat":
-            fast = _chat_stream_answer(raw.chunks)
-            if fast is not None:
-                return fast
         if endpoint.streaming:
             data_only = _data_only_events(raw.chunks)
             payloads = (data_only[1] if data_only is not None

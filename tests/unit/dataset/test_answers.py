@@ -1,6 +1,7 @@
 """A session turn's answer as the next turn's history (aiperf/dataset/answers.py): the
 spliced message must decode to the server's answer exactly, and agree with the endpoint's
-own parser (answer_of) on every response shape."""
+own parser (answer_of, which reads every event through it, as the record processor does)
+on every response shape."""
 
 from __future__ import annotations
 
@@ -123,6 +124,16 @@ def test_failed_turns_leave_no_answer() -> None:
         assert answer_of(endpoint, record) is None
 
 
+def test_a_stream_of_several_choices_answers_with_the_first() -> None:
+    """As a chat client keeps it, and as the record counts it: the first choice."""
+    endpoint = make_endpoint("chat", model="m", streaming=True)
+    data = (b'data: {"choices":[{"delta":{"content":"a"}},{"delta":{"content":"X"}}]}\n\n'
+            b'data: {"choices":[{"delta":{"content":"b"}},{"delta":{"content":"Y"}}]}\n\n'
+            b"data: [DONE]\n\n")
+    answer = history_answer(endpoint, _record([data]))
+    assert answer is not None and answer.text == "ab"
+
+
 def test_a_stream_with_an_error_event_leaves_no_answer() -> None:
     endpoint = make_endpoint("chat", model="m", streaming=True)
     data = (b'data: {"choices":[{"delta":{"content":"par"}}]}\n\n'
@@ -174,6 +185,10 @@ _sse_pieces = st.sampled_from([
     # What the reader's separator-to-comma pass must not misread: an empty data line, a
     # comma and spaces in an answer, a separator's text escaped inside one, a bare [DONE].
     b"data: \n\n", b'data: {"choices":[{"delta":{"content":",       [DONE]"}}]}\n\n',
+    # Tool calls (the parser counts them as text) and a count no server means.
+    b'data: {"choices":[{"delta":{"tool_calls":[{"function":{"name":"f","arguments":"{}"}}'
+    b']}}]}\n\n',
+    b'data: {"choices":[],"usage":{"completion_tokens":-3}}\n\n',
     b'data: {"choices":[{"delta":{"content":"\\n\\ndata: h"}}]}\n\n', b"data: [DONE]",
 ])
 

@@ -49,8 +49,8 @@ TARGET = 1.10
 # Requests per second of each run, by (tree, mode, turns, isl), printed beside the CPU:
 # CPU per request depends on the rate. A slower server leaves fewer answers per event-loop
 # wakeup: the same requests against a mock answering 4 +- 1.5 ms later cost the worker
-# 33 -> 50 us each. The sessions' larger requests cost the mock more (31 -> 39 us each,
-# it counts every prompt's tokens), and on a 2-core box every process's CPU slows the rate.
+# 33 -> 50 us each. On a 2-core box every process's CPU slows the rate, the mock's too
+# (it counts prompts message by message, so the sessions' repeated history costs it little).
 RATES: dict[tuple[str, bool, int, int], list[float]] = {}
 
 

@@ -71,6 +71,21 @@ def is_cancellation(error: ErrorInfo | None) -> bool:
     return error is not None and error.type == CANCELLATION_TYPE
 
 
+class ReadAnswer(msgspec.Struct, array_like=True):
+    """A plain chat answer that a worker read itself for the next turn of its session: what
+    the record processor would otherwise parse out of the same bytes a second time. The
+    record then travels without its ``chunks`` (``aiperf/dataset/answers.py`` reads it,
+    ``RecordDeriver`` takes it as read). Counts are -1 where the response gave none."""
+
+    token_ns: list[int]  # the stamp of the read that completed each event with answer text
+    texts: list[str]  # that text, event by event (a body: its one answer)
+    last_ns: int  # the stamp of the response's last read
+    prompt_tokens: int = -1
+    completion_tokens: int = -1
+    reasoning_tokens: int = -1
+    usage: tuple[int, int, int, int] = (-1, -1, -1, -1)  # derive.usage_numbers's
+
+
 class RawRecord(msgspec.Struct, array_like=True):
     """What a worker saw for one credit: timestamps and the undecoded response events.
 
@@ -111,6 +126,8 @@ class RawRecord(msgspec.Struct, array_like=True):
     isl: int = -1
     # Several URLs (round robin): which one this request went to; -1 with one URL.
     url_index: int = -1
+    # A session turn's answer the worker read (``chunks`` then empty); None: not read.
+    answer: ReadAnswer | None = None
 
 
 class MetricRecord(msgspec.Struct, array_like=True):

@@ -1,66 +1,68 @@
 """A session turn's answer as the history of the next turn: the assistant message's JSON
 bytes, ready to splice into the next body (``services/worker.py``).
 
-The answer is read by the endpoint's own parser (``answer_of``), as the record processor
-reads it, except for the common cases this module reads itself: a plain OpenAI chat stream
-(only ``data:`` events), in one decode of all its events, and a plain chat body. These
-reads give what ``answer_of`` gives (the unit tests compare the two on every shape), for
-about two thirds of its CPU (15 -> 11 us a 16-token stream: a memchr for stray line breaks
-instead of counting them, and structs without GC tracking; 1.8 -> 0.9 us a body). Every
-turn that has a next one pays it. Measured (CPU per call, a 16-token answer): taking the
-answer's JSON string out of the response undecoded (``msgspec.Raw``) and splicing it costs
-more than decoding it to ``str`` and encoding it again (1.9 against 1.6 us a body, 20
-against 11 us a stream), so the text is decoded; only the message around it is built
-without a dict.
+The worker reads the common cases itself, a plain OpenAI chat stream (only ``data:``
+events, ``[DONE]`` at the end) in one decode of all its events and a plain chat body, with
+the chat endpoint's own typed structs, and reads them as ``ChatEndpoint`` and
+``RecordDeriver`` do. What it read is all the record processor needs from the response,
+so the record carries that read (``codec.ReadAnswer``) instead of the response's bytes, and
+the answer is parsed once, not twice (the record processor's derivation was 28 us of a
+16-token stream). Anything else (reasoning, tool calls, an error, other framings, another
+endpoint) is read by the endpoint's parser (``answer_of``) and derived from its bytes as
+usual. The unit tests check both halves: the history agrees with ``answer_of``, and the
+record derived from the read equals the one derived from the bytes, on every shape.
+
+Measured (a 16-token answer): taking the answer's JSON string out of the response undecoded
+(``msgspec.Raw``) and splicing it costs more than decoding it to ``str`` and encoding it
+again, so the text is decoded; only the message around it is built without a dict.
 """
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+import itertools
+from typing import NamedTuple
 
 import msgspec
 
-from aiperf.common.codec import RawRecord
-from aiperf.endpoints.base import BaseEndpoint, Count
+from aiperf.common.codec import RawRecord, ReadAnswer
+from aiperf.endpoints.base import BaseEndpoint
 from aiperf.endpoints.chat import ChatEndpoint
-from aiperf.endpoints.openai import Response
-from aiperf.metrics.derive import answer_of
+from aiperf.endpoints.openai import Usage
+from aiperf.metrics.derive import NO_USAGE, answer_of
 
 _MESSAGE_HEAD = b'{"role":"assistant","content":'
 _encode = msgspec.json.encode
 _SEPARATOR = b"\n\ndata: "
 _BLANK_SEPARATOR = b",       "  # the separator's length: a comma, then JSON whitespace
 _DONE_TAIL = b"\n\ndata: [DONE]\n\n"
-_DONE_ONLY = b"data: [DONE]\n\n"
+_BLANK_LINES = itertools.repeat(b"\n\n")
 
-
-# gc=False: none of these can hold a reference cycle, and a tracked struct per event
-# costs the decode about a sixth of its time.
-class _Delta(msgspec.Struct, gc=False):
+# The chat endpoint's own typed response (openai.Response) with the same fields and types,
+# except that reasoning, tool calls and an error must be absent or null: what decodes here
+# decodes there alike and is read alike (a unit test compares the two), and what the
+# parser reads otherwise fails here, in C, and is left to it. Without GC tracking (none can
+# hold a cycle), which costs the decode of a stream a third less.
+class _Message(msgspec.Struct, gc=False):
     content: str | None = None
-    tool_calls: Any = None  # the endpoint's parser counts them as text: its read, then
+    reasoning_content: None = None
+    reasoning: None = None
+    tool_calls: None = None
 
 
 class _Choice(msgspec.Struct, gc=False):
-    delta: _Delta | None = None
+    delta: _Message | None = None
+    message: _Message | None = None
+    text: str | None = None
 
 
-class _Usage(msgspec.Struct, gc=False):
-    # The endpoint's own bounds: an implausible count fails here and is read by its parser.
-    completion_tokens: Count | None = None
-
-
-class _Event(msgspec.Struct, gc=False):
-    """What the next turn needs from one OpenAI chat stream event."""
-
+class _Response(msgspec.Struct, gc=False):
     choices: list[_Choice] | None = None
-    usage: _Usage | None = None
-    error: Any = None
+    usage: Usage | None = None
+    error: None = None
 
 
-_events = msgspec.json.Decoder(list[_Event]).decode
-# The chat endpoint's own typed response: what decodes here, its parser decodes alike.
-_response = msgspec.json.Decoder(Response).decode
+_response = msgspec.json.Decoder(_Response).decode
+_responses = msgspec.json.Decoder(list[_Response]).decode
 
 
 class HistoryAnswer(NamedTuple):
@@ -73,85 +75,132 @@ class HistoryAnswer(NamedTuple):
 
 def history_answer(endpoint: BaseEndpoint, record: RawRecord) -> HistoryAnswer | None:
     """The answer of a finished session turn for the next turn's history; None when the
-    request failed or its response is not an answer (the turn then leaves no exchange)."""
-    answer = None
-    if record.error is None and record.chunks and 200 <= record.status < 300:
-        if not endpoint.streaming:
-            if type(endpoint) is ChatEndpoint:
-                answer = _chat_body(record.chunks)
-        elif getattr(endpoint, "kind", None) == "chat":
-            answer = _chat_stream(record.chunks)
-    if answer is None:
-        answer = answer_of(endpoint, record)
-        if answer is None:
-            return None
-    text, completion = answer
+    request failed or its response is not an answer (the turn then leaves no exchange).
+
+    A plain chat stream or body is read here, and ``record`` keeps the read in place of
+    its bytes (``record.answer``; ``record.chunks`` emptied): call this before the record
+    is sent."""
+    if record.error is not None or not record.chunks or not 200 <= record.status < 300:
+        return None
+    if type(endpoint) is ChatEndpoint:
+        chunks = record.chunks
+        read = _chat_stream(chunks) if endpoint.streaming else _chat_body(chunks)
+        if read is not None:
+            record.answer = read
+            record.chunks = []
+            completion = read.completion_tokens
+            return history_message("".join(read.texts), None if completion < 0 else completion)
+    answer = answer_of(endpoint, record)
+    return None if answer is None else history_message(*answer)
+
+
+def history_message(text: str, completion: int | None) -> HistoryAnswer:
     return HistoryAnswer(b"".join((_MESSAGE_HEAD, _encode(text), b"}")), completion, text)
 
 
-def _chat_body(chunks: list[tuple[int, bytes]]) -> tuple[str, int | None] | None:
-    """A chat body's answer and completion count as ``ChatEndpoint.parse_body`` reads them
-    (its typed decode, then the first choice's message), without building its whole
-    ``ParsedResponse``: 1.8 -> 0.9 us a body. None for anything but a plain answer (an
-    error, no choices, tool calls, a body the typed decode refuses): ``answer_of`` then."""
+def _usage_numbers(usage: Usage) -> tuple[int, int, int, int]:
+    """(prompt, completion, total, reasoning) of a typed usage, -1 for each it lacks."""
+    details = usage.completion_tokens_details
+    numbers = (usage.prompt_tokens, usage.completion_tokens, usage.total_tokens,
+               None if details is None else details.reasoning_tokens)
+    return tuple(-1 if n is None else n for n in numbers)  # type: ignore[return-value]
+
+
+def _chat_body(chunks: list[tuple[int, bytes]]) -> ReadAnswer | None:
+    """A chat body read as ``ChatEndpoint.parse_body`` reads it (its typed decode, then the
+    first choice's message) and as ``RecordDeriver`` takes it. None for anything but a
+    plain answer (an error, no choices, tool calls, reasoning, a body the typed decode
+    refuses): the endpoint's parser reads those."""
     body = chunks[0][1] if len(chunks) == 1 else b"".join(read for _, read in chunks)
     try:
         response = _response(body)
     except (msgspec.ValidationError, msgspec.DecodeError):
         return None
-    if response.error or not response.choices:
+    if not response.choices:
         return None
     message = response.choices[0].message
-    if message is None:
-        text = ""
-    elif message.tool_calls is None:
-        text = message.content or ""
-    else:
-        return None
+    text = "" if message is None else message.content or ""
     usage = response.usage
-    return text, None if usage is None else usage.completion_tokens
+    numbers = NO_USAGE if usage is None else _usage_numbers(usage)
+    return ReadAnswer([chunks[-1][0]], [text], chunks[-1][0], numbers[0], numbers[1],
+                      numbers[3], numbers)
 
 
-def _chat_stream(chunks: list[tuple[int, bytes]]) -> tuple[str, int | None] | None:
-    """A plain OpenAI chat stream's answer and completion count; None for anything else
-    (then ``answer_of`` reads it): a stream with another line than ``data:`` events (a
-    comment, an event name, CR line ends), or events not of the chat shape."""
-    data = chunks[0][1] if len(chunks) == 1 else b"".join(read for _, read in chunks)
-    if not (data.startswith(b"data: ") and data.endswith(b"\n\n")) or b"\r" in data:
+def _chat_stream(chunks: list[tuple[int, bytes]]) -> ReadAnswer | None:
+    """A plain OpenAI chat stream read as ``ChatEndpoint.parse_events`` and
+    ``RecordDeriver`` read it; None for anything else (the endpoint's parser reads it):
+    another line than ``data:`` events (a comment, an event name, CR line ends), no
+    ``[DONE]`` at its end, an error, reasoning or tool calls, events its typed decode
+    refuses."""
+    reads = [read for _, read in chunks]
+    data = reads[0] if len(reads) == 1 else b"".join(reads)
+    if not (data.startswith(b"data: ") and data.endswith(_DONE_TAIL)) or b"\r" in data:
         return None
     # Each separator becomes a comma and JSON whitespace of its length, in one pass and
-    # one copy: the events' data (data[6:-2] cut at the separators) stays in place as a
-    # JSON array's items. A bytes object per event, split and joined again, cost 10.0
-    # against 9.5 us a 16-token stream. (The separator cannot overlap itself, so replace
-    # finds exactly the occurrences split would; a trailing [DONE] is cut off by offset.)
-    end = len(data) - 2
-    if data.endswith(_DONE_TAIL):
-        end -= len(_DONE_TAIL) - 2
-    elif data == _DONE_ONLY:
-        return "", None
-    if end <= 6:  # one empty data event, which the endpoint's parser refuses
+    # one copy: the events' data stays in place as a JSON array's items, the [DONE] cut
+    # off by offset. (The separator cannot overlap itself, so replace finds exactly the
+    # occurrences split would.)
+    end = len(data) - len(_DONE_TAIL)
+    if end <= 6:  # nothing but [DONE], or one empty data event: the parser's to read
         return None
     flat = data.replace(_SEPARATOR, _BLANK_SEPARATOR)
     if flat.find(b"\n", 6, end) >= 0:  # a line that is not a data: line of its own
         return None
     try:
-        events = _events(b"".join((b"[", memoryview(flat)[6:end], b"]")))
+        responses = _responses(b"".join((b"[", memoryview(flat)[6:end], b"]")))
     except (msgspec.ValidationError, msgspec.DecodeError):
         return None
-    texts: list[str] = []
-    completion = None
-    for event in events:
-        if event.error is not None:
+    # The first choice's text, as the endpoint's parser (and a chat client) reads it.
+    answered = [(index, delta.content) for index, response in enumerate(responses)
+                if (choices := response.choices) and (delta := choices[0].delta) is not None
+                and delta.content]
+    prompt = completion = reasoning = -1
+    usage = NO_USAGE
+    for response in responses:
+        if response.usage is None:
+            continue
+        numbers = _usage_numbers(response.usage)
+        if numbers != NO_USAGE:
+            usage = numbers
+            if numbers[0] >= 0 or numbers[1] >= 0:  # as RecordDeriver keeps them
+                if numbers[0] >= 0:
+                    prompt = numbers[0]
+                if numbers[1] >= 0:
+                    completion = numbers[1]
+                if numbers[3] >= 0:
+                    reasoning = numbers[3]
+    stamps = _event_stamps(chunks, reads, data, len(responses), [i for i, _ in answered])
+    if stamps is None:
+        return None
+    return ReadAnswer(stamps, [text for _, text in answered], chunks[-1][0], prompt,
+                      completion, reasoning, usage)
+
+
+def _event_stamps(chunks: list[tuple[int, bytes]], reads: list[bytes], data: bytes,
+                  events: int, wanted: list[int]) -> list[int] | None:
+    """The stamp of the read that completed each of the ``wanted`` events (their blank
+    line), as ``RecordDeriver`` stamps them. None unless ``data`` holds exactly ``events``
+    data events before its [DONE] (a data line of two JSON values decodes as two, which
+    the endpoint's parser refuses); ``data`` has no line break but the events' own."""
+    if len(reads) == 1:
+        if data.count(b"\n") != 2 * (events + 1):
             return None
-        choices = event.choices
-        if choices:  # the first choice, as the endpoint's parser (and a chat client) reads
-            delta = choices[0].delta
-            if delta is not None:
-                if delta.tool_calls is not None:
-                    return None
-                if delta.content:
-                    texts.append(delta.content)
-        usage = event.usage
-        if usage is not None and usage.completion_tokens is not None:
-            completion = usage.completion_tokens
-    return "".join(texts), completion
+        return [chunks[0][0]] * len(wanted)
+    if len(reads) == events + 1 and all(map(bytes.endswith, reads, _BLANK_LINES)):
+        # A read per event, [DONE] included (what a server writing each token at once
+        # gives): each read ends where an event does, so event i ended in read i.
+        return [chunks[i][0] for i in wanted]
+    ends = list(itertools.accumulate(len(read) for read in reads))
+    stamps: list[int] = []
+    position = 0
+    read_index = 0
+    for _ in range(events):
+        position = data.find(b"\n\n", position) + 2  # where the next event ends
+        if position == 1:  # none left
+            return None
+        while ends[read_index] < position:
+            read_index += 1
+        stamps.append(chunks[read_index][0])
+    if data.find(b"\n\n", position) + 2 != len(data):  # more events than decoded
+        return None
+    return [stamps[i] for i in wanted]

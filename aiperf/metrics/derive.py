@@ -166,9 +166,25 @@ class RecordDeriver:
         texts: list[str] = []
         reasoning_texts: list[str] = []
         prompt_tokens = completion_tokens = reasoning_tokens = None
-        if not raw.chunks:
+        read = raw.answer
+        if read is not None:
+            # A session turn's plain chat answer, read by its worker (answers.py) as the
+            # branches below would read it: taken as read, not parsed a second time.
+            token_ts, texts, last_byte = read.token_ns, read.texts, read.last_ns
+            first_answer_ts = token_ts[0] if token_ts else -1
+            if read.prompt_tokens >= 0:
+                prompt_tokens = read.prompt_tokens
+            if read.completion_tokens >= 0:
+                completion_tokens = read.completion_tokens
+            if read.reasoning_tokens >= 0:
+                reasoning_tokens = read.reasoning_tokens
+            usage = read.usage
+            if self.streaming and self.produces_tokens and not token_ts:
+                return self._error(raw, ErrorInfo(raw.status, "EmptyResponse",
+                                                  "the stream carried no content"))
+        elif not raw.chunks:
             return self._error(raw, ErrorInfo(raw.status, "EmptyResponse", "no body"))
-        if self.streaming:
+        elif self.streaming:
             done = False
             stamps: list[int] = []
             payloads: list[bytes] = []
@@ -227,8 +243,9 @@ class RecordDeriver:
             # Found from the end, after the loop: the usage event is (nearly) always last,
             # so this costs the per-event loop nothing.
             usage = usage_numbers(events)
+            last_byte = raw.chunks[-1][0]
         else:
-            ts = raw.chunks[-1][0]
+            ts = last_byte = raw.chunks[-1][0]
             body = raw.chunks[0][1] if len(raw.chunks) == 1 else b"".join(
                 read for _, read in raw.chunks)
             parsed = self.endpoint.parse_body(body)
@@ -258,7 +275,6 @@ class RecordDeriver:
         isl = prompt_tokens if prompt_tokens is not None else (
             raw.isl if raw.isl >= 0 else self._input_tokens(raw.conversation))
         start = raw.start_ns
-        last_byte = raw.chunks[-1][0]
         if self.streaming:
             ttft = token_ts[0] - start
             ttst = token_ts[1] - token_ts[0] if len(token_ts) > 1 else -1

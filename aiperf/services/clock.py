@@ -111,3 +111,7 @@ def shift_stamps(records: Iterable[RawRecord], delta_ns: int) -> None:
             r.resend_ns += delta_ns
         if r.chunks:
             r.chunks = [(stamp + delta_ns, data) for stamp, data in r.chunks]
+        answer = r.answer
+        if answer is not None:
+            answer.token_ns = [stamp + delta_ns for stamp in answer.token_ns]
+            answer.last_ns += delta_ns

@@ -534,13 +534,17 @@ class Worker(BaseComponentService):
     async def _execute(self, credit_id: int, phase: int, conversation: int,
                        credit_ns: int, wait_until_ns: int = 0, body: bytes | None = None,
                        headers: dict[str, str] | None = None,
-                       session: tuple[int, int, int] | None = None) -> RawRecord:
+                       session: tuple[int, int, int] | None = None,
+                       answer: bool = False) -> HistoryAnswer | None:
+        """Send one request and queue its record; with ``answer`` (a session turn with a
+        next one), read its answer for that turn's history first, and return it."""
         run = self._run
         record = RawRecord(credit_id, phase, self.service_id, conversation, credit_ns,
                            0, 0, 0, 0, 0, [])
         if session is not None:
             record.session, record.turn_index, record.isl = session
         timer: _CancelTimer | None = None
+        history: HistoryAnswer | None = None
         try:
             if self._cancelled:
                 # Credits sent just before the timing manager stopped can arrive after the
@@ -594,8 +598,12 @@ class Worker(BaseComponentService):
                 self._in_flight.pop(credit_id, None)
                 if record.error is not None and self._secrets:
                     record.error = scrub_error(record.error, self._secrets)
+                elif answer and record.error is None:
+                    # Before it is queued: a plain answer's read replaces its bytes.
+                    assert self._endpoint is not None
+                    history = history_answer(self._endpoint, record)
                 self._queue_record(record)
-        return record
+        return history
 
     def _plan_cancel(self, credit_id: int, record: RawRecord) -> _CancelTimer:
         """Cancel this request ``request_cancellation_delay`` seconds after it was sent
@@ -712,15 +720,15 @@ class Worker(BaseComponentService):
                 session.sent += 1
                 body, user = self._turn_body(flat + k, history)
                 self._in_flight[cid] = current
-                record = await self._execute(
+                # The last turn's answer is nobody's history: not read.
+                answer = await self._execute(
                     cid, turn_progress.lease.phase, flat + k, _perf_ns(), body=body,
                     headers=headers,
-                    session=(credit_id, k, turn.input_tokens + history_tokens))
+                    session=(credit_id, k, turn.input_tokens + history_tokens),
+                    answer=k + 1 < turns)
                 turn_progress.completed += 1
                 if turn_progress.consumed and not self._whole_sessions:
                     self._report_if_done(turn_progress)
-                # The last turn's answer is nobody's history: not parsed.
-                answer = history_answer(self._endpoint, record) if k + 1 < turns else None
                 if answer is not None:
                     # A failed turn leaves no exchange in the history: the conversation
                     # goes on from the last answered one.
@@ -750,14 +758,15 @@ class Worker(BaseComponentService):
         turn = self._turns[flat]
         history, history_tokens = self._histories.pop(credit.session, (b"", 0))
         body, user = self._turn_body(flat, history)
-        record = await self._execute(
+        following = flat + 1
+        has_next = (following < len(self._turns)
+                    and self._turns[following].turn_index == turn.turn_index + 1)
+        answer = await self._execute(
             credit.id, credit.phase, flat, send_at, wait_until_ns=send_at, body=body,
             headers={self._session_header: f"{self._run:08x}-{credit.session}"},
-            session=(credit.session, turn.turn_index, turn.input_tokens + history_tokens))
-        following = flat + 1
-        if following < len(self._turns) and \
-                self._turns[following].turn_index == turn.turn_index + 1:
-            answer = history_answer(self._endpoint, record)
+            session=(credit.session, turn.turn_index, turn.input_tokens + history_tokens),
+            answer=has_next)
+        if has_next:
             if answer is not None:
                 history = b"".join((history, user, answer.message, b","))
                 history_tokens += self._exchange_tokens(turn, answer)

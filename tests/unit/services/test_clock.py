@@ -101,6 +101,31 @@ def test_shifting_moves_every_instant_and_leaves_durations_and_absent_stamps() -
             unstarted.end_ns, unstarted.chunks) == (50, 0, 0, 55, [])
 
 
+def test_a_read_answer_is_shifted_as_the_reads_it_replaced_would_be() -> None:
+    """A session turn's record carries the worker's read of its answer instead of its
+    reads (``codec.ReadAnswer``): shifted, it derives as the shifted reads did."""
+    from aiperf.dataset.answers import history_answer
+    from aiperf.dataset.tokenizer import BuiltinTokenizer
+    from aiperf.metrics.derive import RecordDeriver
+    from tests.harness.endpoints import make_endpoint
+
+    endpoint = make_endpoint("chat", model="m", streaming=True)
+    events = [b'data: {"choices":[{"delta":{"content":"a"}}]}\n\n',
+              b'data: {"choices":[{"delta":{"content":"b"}}]}\n\n', b"data: [DONE]\n\n"]
+
+    def record() -> RawRecord:
+        return RawRecord(1, codec.PROFILING, "worker_0", 0, 100, 110, 1_700_000_000, 130,
+                         190, 200, [(140 + i, event) for i, event in enumerate(events)],
+                         sent_ns=120)
+
+    as_bytes, as_read = record(), record()
+    assert history_answer(endpoint, as_read) is not None and as_read.answer is not None
+    shift_stamps([as_bytes, as_read], 1000)
+    assert as_read.answer.token_ns == [1140, 1141] and as_read.answer.last_ns == 1142
+    deriver = RecordDeriver(endpoint, BuiltinTokenizer(), [0])
+    assert deriver.derive(as_read) == deriver.derive(as_bytes)
+
+
 def test_the_test_skew_is_one_value_for_all_or_one_per_worker() -> None:
     assert skew_for_tests(None, 3) == skew_for_tests("", 0) == 0
     assert skew_for_tests("-7", 5) == -7

@@ -100,10 +100,11 @@ def history_message(text: str, completion: int | None) -> HistoryAnswer:
 
 def _usage_numbers(usage: Usage) -> tuple[int, int, int, int]:
     """(prompt, completion, total, reasoning) of a typed usage, -1 for each it lacks."""
+    prompt, completion, total = usage.prompt_tokens, usage.completion_tokens, usage.total_tokens
     details = usage.completion_tokens_details
-    numbers = (usage.prompt_tokens, usage.completion_tokens, usage.total_tokens,
-               None if details is None else details.reasoning_tokens)
-    return tuple(-1 if n is None else n for n in numbers)  # type: ignore[return-value]
+    reasoning = None if details is None else details.reasoning_tokens
+    return (-1 if prompt is None else prompt, -1 if completion is None else completion,
+            -1 if total is None else total, -1 if reasoning is None else reasoning)
 
 
 def _chat_body(chunks: list[tuple[int, bytes]]) -> ReadAnswer | None:
@@ -151,15 +152,13 @@ def _chat_stream(chunks: list[tuple[int, bytes]]) -> ReadAnswer | None:
     except (msgspec.ValidationError, msgspec.DecodeError):
         return None
     # The first choice's text, as the endpoint's parser (and a chat client) reads it.
-    answered = [(index, delta.content) for index, response in enumerate(responses)
-                if (choices := response.choices) and (delta := choices[0].delta) is not None
-                and delta.content]
+    texts = [delta.content for response in responses
+             if (choices := response.choices) and (delta := choices[0].delta) is not None
+             and delta.content]
     prompt = completion = reasoning = -1
     usage = NO_USAGE
-    for response in responses:
-        if response.usage is None:
-            continue
-        numbers = _usage_numbers(response.usage)
+    for counts in [response.usage for response in responses if response.usage is not None]:
+        numbers = _usage_numbers(counts)
         if numbers != NO_USAGE:
             usage = numbers
             if numbers[0] >= 0 or numbers[1] >= 0:  # as RecordDeriver keeps them
@@ -169,23 +168,27 @@ def _chat_stream(chunks: list[tuple[int, bytes]]) -> ReadAnswer | None:
                     completion = numbers[1]
                 if numbers[3] >= 0:
                     reasoning = numbers[3]
-    stamps = _event_stamps(chunks, reads, data, len(responses), [i for i, _ in answered])
+    stamps = _event_stamps(chunks, reads, data, responses, len(texts))
     if stamps is None:
         return None
-    return ReadAnswer(stamps, [text for _, text in answered], chunks[-1][0], prompt,
-                      completion, reasoning, usage)
+    return ReadAnswer(stamps, texts, chunks[-1][0], prompt, completion, reasoning, usage)
 
 
 def _event_stamps(chunks: list[tuple[int, bytes]], reads: list[bytes], data: bytes,
-                  events: int, wanted: list[int]) -> list[int] | None:
-    """The stamp of the read that completed each of the ``wanted`` events (their blank
-    line), as ``RecordDeriver`` stamps them. None unless ``data`` holds exactly ``events``
-    data events before its [DONE] (a data line of two JSON values decodes as two, which
-    the endpoint's parser refuses); ``data`` has no line break but the events' own."""
-    if len(reads) == 1:
+                  responses: list[_Response], answered: int) -> list[int] | None:
+    """The stamp of the read that completed each of the ``answered`` events with text
+    (their blank line), as ``RecordDeriver`` stamps them. None unless ``data`` holds one
+    data event per decoded response before its [DONE] (a data line of two JSON values
+    decodes as two, which the endpoint's parser refuses); ``data`` has no line break but
+    the events' own."""
+    events = len(responses)
+    if len(reads) == 1:  # one read (a short or coalesced stream): one stamp for all
         if data.count(b"\n") != 2 * (events + 1):
             return None
-        return [chunks[0][0]] * len(wanted)
+        return [chunks[0][0]] * answered
+    wanted = [index for index, response in enumerate(responses)
+              if (choices := response.choices) and (delta := choices[0].delta) is not None
+              and delta.content]
     if len(reads) == events + 1 and all(map(bytes.endswith, reads, _BLANK_LINES)):
         # A read per event, [DONE] included (what a server writing each token at once
         # gives): each read ends where an event does, so event i ended in read i.

@@ -145,3 +145,40 @@ def test_the_request_line_and_headers_are_sent_as_aiohttp_would() -> None:
         _header_block({"X-Bad": "a\r\nInjected: 1"})
     with pytest.raises(ValueError, match="url"):
         _Target("ftp://example.com/")
+
+
+def test_each_live_sessions_header_bytes_are_built_once(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A session's own headers (a mapping per session, used for each of its turns) are
+    built into bytes once while it runs: at c=32 the live sessions' blocks stay among the
+    latest kept, the oldest going first, where emptying the cache when it was full rebuilt
+    every live session's block again."""
+    from aiperf.transports import lean
+
+    builds: list[str] = []
+
+    def counted(headers: dict[str, str]) -> bytes:
+        builds.append(headers["X-Session-ID"])
+        return _header_block(headers)
+
+    transport = lean.LeanHttpTransport(timeout_seconds=1.0, max_connections=32)
+    transport._session_headers = {"Authorization": "Bearer k"}
+    monkeypatch.setattr(lean, "_header_block", counted)
+    sessions = 0
+    slots: list[tuple[dict[str, str], int]] = []
+    for i in range(32):  # staggered: a session ends every round or so
+        slots.append(({"X-Session-ID": f"s{sessions}"}, i % 4))
+        sessions += 1
+    for _ in range(4 * 100):  # 100 sessions of 4 turns in each of 32 slots, interleaved
+        for i, (headers, turns) in enumerate(slots):
+            block = transport._block(headers)
+            assert block.startswith(b"Authorization: Bearer k\r\nX-Session-ID: " +
+                                    headers["X-Session-ID"].encode() + b"\r\n")
+            if turns + 1 < 4:
+                slots[i] = (headers, turns + 1)
+            else:
+                slots[i] = ({"X-Session-ID": f"s{sessions}"}, 0)
+                sessions += 1
+    # Every session that ran, once (emptying the cache when full: 1.56 times each).
+    assert len(builds) == len(set(builds)) >= 100 * 32
+    assert len(transport._blocks) == lean.HEADER_BLOCKS_KEPT

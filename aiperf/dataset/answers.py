@@ -33,7 +33,6 @@ from aiperf.metrics.derive import NO_USAGE, answer_of
 _MESSAGE_HEAD = b'{"role":"assistant","content":'
 _encode = msgspec.json.encode
 _SEPARATOR = b"\n\ndata: "
-_BLANK_SEPARATOR = b",       "  # the separator's length: a comma, then JSON whitespace
 _DONE_TAIL = b"\n\ndata: [DONE]\n\n"
 _BLANK_LINES = itertools.repeat(b"\n\n")
 
@@ -137,19 +136,21 @@ def _chat_stream(chunks: list[tuple[int, bytes]]) -> ReadAnswer | None:
     data = reads[0] if len(reads) == 1 else b"".join(reads)
     if not (data.startswith(b"data: ") and data.endswith(_DONE_TAIL)) or b"\r" in data:
         return None
-    # Each separator becomes a comma and JSON whitespace of its length, in one pass and
-    # one copy: the events' data stays in place as a JSON array's items, the [DONE] cut
-    # off by offset. (The separator cannot overlap itself, so replace finds exactly the
-    # occurrences split would.)
-    end = len(data) - len(_DONE_TAIL)
-    if end <= 6:  # nothing but [DONE], or one empty data event: the parser's to read
-        return None
-    flat = data.replace(_SEPARATOR, _BLANK_SEPARATOR)
-    if flat.find(b"\n", 6, end) >= 0:  # a line that is not a data: line of its own
+    # The events' data, cut at the separators (which cannot overlap, and hold a line
+    # break, which no JSON string can), and joined with commas: one JSON array, one
+    # decode. The last piece is the [DONE].
+    parts = data.split(_SEPARATOR)
+    events = len(parts) - 1
+    parts[0] = parts[0][6:]
+    del parts[-1]
+    array = b"".join((b"[", b",".join(parts), b"]"))
+    if array.find(b"\n") >= 0:  # a line that is not a data: line of its own
         return None
     try:
-        responses = _responses(b"".join((b"[", memoryview(flat)[6:end], b"]")))
+        responses = _responses(array)
     except (msgspec.ValidationError, msgspec.DecodeError):
+        return None
+    if len(responses) != events:  # an empty data line, or one of two JSON values
         return None
     # The first choice's text, as the endpoint's parser (and a chat client) reads it.
     texts = [delta.content for response in responses
@@ -168,28 +169,21 @@ def _chat_stream(chunks: list[tuple[int, bytes]]) -> ReadAnswer | None:
                     completion = numbers[1]
                 if numbers[3] >= 0:
                     reasoning = numbers[3]
-    stamps = _event_stamps(chunks, reads, data, responses, len(texts))
-    if stamps is None:
-        return None
-    return ReadAnswer(stamps, texts, chunks[-1][0], prompt, completion, reasoning, usage)
+    return ReadAnswer(_event_stamps(chunks, reads, data, responses, len(texts)), texts,
+                      chunks[-1][0], prompt, completion, reasoning, usage)
 
 
 def _event_stamps(chunks: list[tuple[int, bytes]], reads: list[bytes], data: bytes,
-                  responses: list[_Response], answered: int) -> list[int] | None:
+                  responses: list[_Response], answered: int) -> list[int]:
     """The stamp of the read that completed each of the ``answered`` events with text
-    (their blank line), as ``RecordDeriver`` stamps them. None unless ``data`` holds one
-    data event per decoded response before its [DONE] (a data line of two JSON values
-    decodes as two, which the endpoint's parser refuses); ``data`` has no line break but
-    the events' own."""
-    events = len(responses)
+    (their blank line), as ``RecordDeriver`` stamps them: ``data`` holds one data event per
+    decoded response, then the [DONE], and no line break but theirs."""
     if len(reads) == 1:  # one read (a short or coalesced stream): one stamp for all
-        if data.count(b"\n") != 2 * (events + 1):
-            return None
         return [chunks[0][0]] * answered
     wanted = [index for index, response in enumerate(responses)
               if (choices := response.choices) and (delta := choices[0].delta) is not None
               and delta.content]
-    if len(reads) == events + 1 and all(map(bytes.endswith, reads, _BLANK_LINES)):
+    if len(reads) == len(responses) + 1 and all(map(bytes.endswith, reads, _BLANK_LINES)):
         # A read per event, [DONE] included (what a server writing each token at once
         # gives): each read ends where an event does, so event i ended in read i.
         return [chunks[i][0] for i in wanted]
@@ -197,13 +191,9 @@ def _event_stamps(chunks: list[tuple[int, bytes]], reads: list[bytes], data: byt
     stamps: list[int] = []
     position = 0
     read_index = 0
-    for _ in range(events):
+    for _ in responses:
         position = data.find(b"\n\n", position) + 2  # where the next event ends
-        if position == 1:  # none left
-            return None
         while ends[read_index] < position:
             read_index += 1
         stamps.append(chunks[read_index][0])
-    if data.find(b"\n\n", position) + 2 != len(data):  # more events than decoded
-        return None
     return [stamps[i] for i in wanted]

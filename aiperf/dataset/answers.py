@@ -152,10 +152,12 @@ def _chat_stream(chunks: list[tuple[int, bytes]]) -> ReadAnswer | None:
         return None
     if len(responses) != events:  # an empty data line, or one of two JSON values
         return None
-    # The first choice's text, as the endpoint's parser (and a chat client) reads it.
-    texts = [delta.content for response in responses
-             if (choices := response.choices) and (delta := choices[0].delta) is not None
-             and delta.content]
+    # Each event's first choice's text, as the endpoint's parser (and a chat client)
+    # reads it; "" or None: not a token event.
+    by_event = [delta.content if (choices := response.choices)
+                and (delta := choices[0].delta) is not None else None
+                for response in responses]
+    texts = [text for text in by_event if text]
     prompt = completion = reasoning = -1
     usage = NO_USAGE
     for counts in [response.usage for response in responses if response.usage is not None]:
@@ -169,21 +171,19 @@ def _chat_stream(chunks: list[tuple[int, bytes]]) -> ReadAnswer | None:
                     completion = numbers[1]
                 if numbers[3] >= 0:
                     reasoning = numbers[3]
-    return ReadAnswer(_event_stamps(chunks, reads, data, responses, len(texts)), texts,
+    return ReadAnswer(_event_stamps(chunks, reads, data, by_event, len(texts)), texts,
                       chunks[-1][0], prompt, completion, reasoning, usage)
 
 
 def _event_stamps(chunks: list[tuple[int, bytes]], reads: list[bytes], data: bytes,
-                  responses: list[_Response], answered: int) -> list[int]:
+                  by_event: list[str | None], answered: int) -> list[int]:
     """The stamp of the read that completed each of the ``answered`` events with text
-    (their blank line), as ``RecordDeriver`` stamps them: ``data`` holds one data event per
-    decoded response, then the [DONE], and no line break but theirs."""
+    (their blank line), as ``RecordDeriver`` stamps them: ``data`` holds the events of
+    ``by_event`` (each one's text), then the [DONE], and no line break but theirs."""
     if len(reads) == 1:  # one read (a short or coalesced stream): one stamp for all
         return [chunks[0][0]] * answered
-    wanted = [index for index, response in enumerate(responses)
-              if (choices := response.choices) and (delta := choices[0].delta) is not None
-              and delta.content]
-    if len(reads) == len(responses) + 1 and all(map(bytes.endswith, reads, _BLANK_LINES)):
+    wanted = [index for index, text in enumerate(by_event) if text]
+    if len(reads) == len(by_event) + 1 and all(map(bytes.endswith, reads, _BLANK_LINES)):
         # A read per event, [DONE] included (what a server writing each token at once
         # gives): each read ends where an event does, so event i ended in read i.
         return [chunks[i][0] for i in wanted]
@@ -191,7 +191,7 @@ def _event_stamps(chunks: list[tuple[int, bytes]], reads: list[bytes], data: byt
     stamps: list[int] = []
     position = 0
     read_index = 0
-    for _ in responses:
+    for _ in by_event:
         position = data.find(b"\n\n", position) + 2  # where the next event ends
         while ends[read_index] < position:
             read_index += 1

@@ -67,10 +67,13 @@ def _message(answer_bytes: bytes) -> dict[str, Any]:
 def test_a_chat_body_answer_splices_to_the_servers_text(
         text: str, completion: int | None, ascii_only: bool, cuts: list[int]) -> None:
     endpoint = make_endpoint("chat", model="m", streaming=False)
-    answer = _agrees_with_the_parser(
-        endpoint, _record(_split(_body(text, completion, ascii_only), cuts)), read=True)
+    record = _record(_split(_body(text, completion, ascii_only), cuts))
+    reads = list(record.chunks)
+    answer = _agrees_with_the_parser(endpoint, record)
     assert answer is not None
     assert _message(answer.message) == {"role": "assistant", "content": text}
+    # A body's record keeps its bytes: the record processor derives it as any other.
+    assert record.answer is None and record.chunks == reads
 
 
 @settings(max_examples=150, deadline=None)
@@ -105,7 +108,7 @@ def test_history_of_spliced_messages_decodes_in_order(answers: list[tuple[str, s
 
 def test_null_content_is_an_empty_answer_as_the_endpoint_reads_it() -> None:
     endpoint = make_endpoint("chat", model="m", streaming=False)
-    answer = _agrees_with_the_parser(endpoint, _record([_body(None, 0, False)]), read=True)
+    answer = _agrees_with_the_parser(endpoint, _record([_body(None, 0, False)]))
     assert answer is not None and _message(answer.message)["content"] == ""
     assert (answer.text, answer.completion_tokens) == ("", 0)
 

@@ -13,7 +13,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from aiperf.common.codec import RawRecord
-from aiperf.transports.lean import _Connection, _header_block, _Pool, _Target
+from aiperf.transports.lean import (
+    LeanHttpTransport,
+    _Connection,
+    _header_block,
+    _Pool,
+    _Target,
+)
 
 
 def record() -> RawRecord:
@@ -147,6 +153,17 @@ def test_the_request_line_and_headers_are_sent_as_aiohttp_would() -> None:
         _Target("ftp://example.com/")
 
 
+def _started(session_headers: dict[str, str]) -> LeanHttpTransport:
+    transport = LeanHttpTransport(timeout_seconds=1.0, max_connections=32)
+    asyncio.run(transport.start(headers=session_headers))
+    return transport
+
+
+def _lines(block: bytes) -> list[bytes]:
+    """A header block's lines in any order: their order means nothing to a server."""
+    return sorted(block.split(b"\r\n"))
+
+
 def test_each_live_sessions_header_bytes_are_built_once(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """A session's own headers (a mapping per session, used for each of its turns) are
@@ -156,14 +173,15 @@ def test_each_live_sessions_header_bytes_are_built_once(
     from aiperf.transports import lean
 
     builds: list[str] = []
+    real_lines = lean._header_lines
 
-    def counted(headers: dict[str, str]) -> bytes:
-        builds.append(headers["X-Session-ID"])
-        return _header_block(headers)
+    def counted(headers: dict[str, str]) -> tuple[list[str], set[str]]:
+        if "X-Session-ID" in headers:
+            builds.append(headers["X-Session-ID"])
+        return real_lines(headers)
 
-    transport = lean.LeanHttpTransport(timeout_seconds=1.0, max_connections=32)
-    transport._session_headers = {"Authorization": "Bearer k"}
-    monkeypatch.setattr(lean, "_header_block", counted)
+    transport = _started({"Authorization": "Bearer k"})
+    monkeypatch.setattr(lean, "_header_lines", counted)
     sessions = 0
     slots: list[tuple[dict[str, str], int]] = []
     for i in range(32):  # staggered: a session ends every round or so
@@ -172,8 +190,9 @@ def test_each_live_sessions_header_bytes_are_built_once(
     for _ in range(4 * 100):  # 100 sessions of 4 turns in each of 32 slots, interleaved
         for i, (headers, turns) in enumerate(slots):
             block = transport._block(headers)
-            assert block.startswith(b"Authorization: Bearer k\r\nX-Session-ID: " +
-                                    headers["X-Session-ID"].encode() + b"\r\n")
+            assert _lines(block) == _lines(
+                b"Authorization: Bearer k\r\nX-Session-ID: " + headers["X-Session-ID"].encode()
+                + b"\r\nAccept: */*\r\nContent-Type: application/octet-stream\r\n")
             if turns + 1 < 4:
                 slots[i] = (headers, turns + 1)
             else:
@@ -182,3 +201,22 @@ def test_each_live_sessions_header_bytes_are_built_once(
     # Every session that ran, once (emptying the cache when full: 1.56 times each).
     assert len(builds) == len(set(builds)) >= 100 * 32
     assert len(transport._blocks) == lean.HEADER_BLOCKS_KEPT
+
+
+_names = st.sampled_from(["Authorization", "authorization", "Accept", "content-type",
+                          "Content-Type", "Host", "Content-Length", "X-Session-ID",
+                          "x-session-id", "User-Agent"])
+_values = st.text(st.characters(codec="ascii", exclude_characters="\r\n"), max_size=8)
+
+
+@settings(max_examples=300, deadline=None)
+@given(session=st.dictionaries(_names, _values, max_size=4),
+       caller=st.dictionaries(_names, _values, max_size=3))
+def test_a_callers_headers_send_what_merging_them_with_the_sessions_sends(
+        session: dict[str, str], caller: dict[str, str]) -> None:
+    """A caller's headers added to the session's block (the path of a session's own
+    header) send the same lines as the session's headers merged with them and built
+    again: a caller's header replaces the session's of that exact name, framing is the
+    client's, and aiohttp's defaults apply to what neither gave."""
+    transport = _started(session)
+    assert _lines(transport._block(caller)) == _lines(_header_block({**session, **caller}))

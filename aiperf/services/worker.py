@@ -113,7 +113,7 @@ class _LeaseProgress:
     skipped: list[int] | None = None
 
 
-@dataclass(eq=False)  # hashed by identity: kept in a set while it runs
+@dataclass(eq=False, slots=True)  # hashed by identity: kept in a set while it runs
 class _Session:
     """One multi-turn session running in a slot: ids ``first_id`` .. + ``turns`` - 1."""
 
@@ -164,6 +164,7 @@ class Worker(BaseComponentService):
         self._layout: SessionLayout | None = None
         self._sessions: set[_Session] = set()
         self._session_header = DEFAULT_SESSION_HEADER
+        self._session_tag = ""
         self._tokenizer: Any = None
         self._cancel_share = 0.0
         self._cancel_delay_s = 0.0
@@ -252,6 +253,9 @@ class Worker(BaseComponentService):
                                    for s in secret_values(headers, url)})
             await self._transport.start(headers=headers)
         self._run = run_number(command.run_id)
+        # The session header's value is this and the session's number (a format spec is
+        # slow to apply once a session).
+        self._session_tag = f"{self._run:08x}-"
         self._run_id = command.run_id
         self._cancelled = False
         # Sketch mode bounds the record path in bytes: batches small enough that a queue
@@ -670,7 +674,7 @@ class Worker(BaseComponentService):
         (``whole_session_leases``) its ids are taken together now; otherwise each turn
         takes the next leased id when it is sent."""
         layout = self._layout
-        assert layout is not None and self._endpoint is not None
+        assert layout is not None and self._transport is not None
         lease = progress.lease
         flat = credit_id % layout.size
         index = layout.session_at[flat]
@@ -688,7 +692,8 @@ class Worker(BaseComponentService):
             self._report(progress)  # used up: the timing manager sends the next
         session = _Session(progress, credit_id, turns if self._whole_sessions else 1)
         self._sessions.add(session)
-        headers = {self._session_header: f"{lease.run:08x}-{credit_id}"}
+        headers = self._transport.headers_with(
+            {self._session_header: f"{self._session_tag}{credit_id}"})
         handoff: tuple[_LeaseProgress, int] | None = None
         history = b""  # the exchanges so far: JSON messages, each followed by a comma
         history_tokens = 0
@@ -753,7 +758,7 @@ class Worker(BaseComponentService):
     async def _scheduled_turn(self, credit: Credit, send_at: int) -> None:
         """One turn of a session in rate mode: the timing manager sends it only after the
         previous turn's credit returned, and to this worker, which kept the history."""
-        assert self._endpoint is not None
+        assert self._endpoint is not None and self._transport is not None
         flat = credit.conversation
         turn = self._turns[flat]
         history, history_tokens = self._histories.pop(credit.session, (b"", 0))
@@ -763,7 +768,8 @@ class Worker(BaseComponentService):
                     and self._turns[following].turn_index == turn.turn_index + 1)
         answer = await self._execute(
             credit.id, credit.phase, flat, send_at, wait_until_ns=send_at, body=body,
-            headers={self._session_header: f"{self._run:08x}-{credit.session}"},
+            headers=self._transport.headers_with(
+                {self._session_header: f"{self._session_tag}{credit.session}"}),
             session=(credit.session, turn.turn_index, turn.input_tokens + history_tokens),
             answer=has_next)
         if has_next:

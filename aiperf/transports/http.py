@@ -98,6 +98,12 @@ class HttpTransport:
             skip_auto_headers=("Accept-Encoding",),
         )
 
+    def headers_with(self, extra: Mapping[str, str]) -> Mapping[str, str]:
+        """Headers to send on top of the run's with many requests (a multi-turn session's
+        own header, on each of its turns), in the form ``send`` takes best. aiohttp adds a
+        request's headers to the session's itself: the mapping as it is."""
+        return extra
+
     async def close(self) -> None:
         if self._sweep is not None:
             self._sweep.cancel()

@@ -30,12 +30,15 @@ def _accounted(result, sent: int) -> None:
     assert len(result.records) == sent
 
 
-@pytest.mark.parametrize("streaming", [True, False])
+@pytest.mark.parametrize(("streaming", "transport"),
+                         [(True, None), (False, None), (True, "aiohttp")])
 def test_synthetic_sessions_carry_the_servers_real_answers_in_order(
-        mesh: Mesh, server: SessionServer, streaming: bool) -> None:
+        mesh: Mesh, server: SessionServer, streaming: bool, transport: str | None) -> None:
+    """Each turn carries the session's header (the server counts turns by it) with either
+    client: the lean one sends the bytes it made once a session (``headers_with``)."""
     result = mesh.run(url=server.url, streaming=streaming, concurrency=4,
                       conversation_num=6, conversation_turn_mean=3, isl=5, osl=4,
-                      session_header="X-Session-ID")
+                      session_header="X-Session-ID", transport=transport)
     stats = server.stats()
     assert stats["violations"] == []
     _accounted(result, 18)

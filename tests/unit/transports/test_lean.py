@@ -219,4 +219,25 @@ def test_a_callers_headers_send_what_merging_them_with_the_sessions_sends(
     again: a caller's header replaces the session's of that exact name, framing is the
     client's, and aiohttp's defaults apply to what neither gave."""
     transport = _started(session)
-    assert _lines(transport._block(caller)) == _lines(_header_block({**session, **caller}))
+    merged = _lines(_header_block({**session, **caller}))
+    assert _lines(transport._block(caller)) == merged
+    # Made for many requests (a session's): the same lines, and the same mapping.
+    for_many = transport.headers_with(caller)
+    assert _lines(transport._block(for_many)) == merged and dict(for_many) == caller
+    # Only the client that made it sends its bytes: another merges it with its own.
+    other = _started({"X-Other": "1"})
+    assert _lines(other._block(for_many)) == _lines(
+        _header_block({"X-Other": "1", **caller}))
+
+
+def test_headers_made_for_many_requests_are_rendered_once(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from aiperf.transports import lean
+
+    transport = _started({"Authorization": "Bearer k"})
+    headers = transport.headers_with({"X-Session-ID": "s1"})
+    renders: list[object] = []
+    monkeypatch.setattr(lean, "_header_lines", lambda h: renders.append(h) or ([], set()))
+    blocks = {transport._block(headers) for _ in range(10)}
+    assert renders == [] and len(blocks) == 1
+    assert b"X-Session-ID: s1\r\n" in blocks.pop()

@@ -645,26 +645,26 @@ class Worker(BaseComponentService):
             progress.skipped = [*(progress.skipped or ()), *unsent]
             progress.completed += len(unsent)
 
-    def _spend_id(self, progress: _LeaseProgress) -> tuple[_LeaseProgress, int]:
+    def _spend_id(self, progress: _LeaseProgress) -> int:
         """The next id of ``progress``'s lease for a session's next turn; a used-up lease is
         reported (the timing manager then sends the next)."""
-        credit_id = progress.lease.first_id + progress.next_offset
+        lease = progress.lease
+        credit_id = lease.first_id + progress.next_offset
         progress.next_offset += 1
-        if progress.next_offset == progress.lease.count:
+        if progress.next_offset == lease.count:
             progress.consumed = True
             self._report(progress)
-        return progress, credit_id
+        return credit_id
 
-    async def _take_id(self, generation: int) -> tuple[_LeaseProgress, int] | None:
-        """The next leased id for a session's next turn, waiting for a lease like a slot
+    async def _wait_lease(self, generation: int) -> _LeaseProgress | None:
+        """A lease with an id left for a session's next turn, waiting for one like a slot
         does; None once the run is over."""
         while generation == self._generation:
             progress = self._next_lease()
-            if progress is None:
-                self._wake.clear()
-                await self._wake.wait()
-                continue
-            return self._spend_id(progress)
+            if progress is not None:
+                return progress
+            self._wake.clear()
+            await self._wake.wait()
         return None
 
     async def _session(self, progress: _LeaseProgress, credit_id: int, generation: int,
@@ -685,7 +685,7 @@ class Worker(BaseComponentService):
         else:
             flat = layout.starts[index]
             turns = layout.lengths[index]
-            if not taken:  # else _take_id took it (and reported a used-up lease)
+            if not taken:  # else _spend_id took it (and reported a used-up lease)
                 progress.next_offset += 1
         if progress.next_offset == lease.count and not progress.consumed:
             progress.consumed = True
@@ -711,17 +711,15 @@ class Worker(BaseComponentService):
                     break
                 if not self._whole_sessions and k:
                     # A lease in hand is spent at once, without a coroutine to wait in.
-                    ready = self._next_lease()
-                    next_id = (self._spend_id(ready) if ready is not None
-                               else await self._take_id(generation))
-                    if next_id is None:
+                    ready = self._next_lease() or await self._wait_lease(generation)
+                    if ready is None:
                         break  # the run is over
-                    if next_id[0].lease.phase != lease.phase:
+                    turn_progress, cid = ready, self._spend_id(ready)
+                    if ready.lease.phase != lease.phase:
                         # The warmup is over: its session ends here, and the id (the
                         # profiling phase's) opens a session of its own.
-                        handoff = next_id
+                        handoff = (ready, cid)
                         break
-                    turn_progress, cid = next_id
                 session.sent += 1
                 body, user = self._turn_body(flat + k, history)
                 self._in_flight[cid] = current

@@ -560,6 +560,7 @@ class LeanHttpTransport(HttpTransport):
         # What the session's block already names: a caller's header of another name is
         # added to it, one of these replaces a line in it.
         self._session_names: set[str] = set(_DEFAULTED)
+        self._heads: dict[str, bytes] = {}  # by header name: see headers_with
         self._blocks: dict[int, tuple[Mapping[str, str], bytes]] = {}
         self._pools: list[_Pool] = []
 
@@ -567,6 +568,7 @@ class LeanHttpTransport(HttpTransport):
         self._session_headers = headers or None
         self._session_block = _header_block(headers or {})
         self._session_names = _header_lines(headers or {})[1] | _DEFAULTED
+        self._heads.clear()
         pool = _Pool(asyncio.get_running_loop(), self.max_connections, reuse=True)
         self._pools.append(pool)
         self._session = pool  # type: ignore[assignment]
@@ -592,13 +594,34 @@ class LeanHttpTransport(HttpTransport):
         than looked up by ``_block`` on each request (at c=32, a session's header cost
         2 us a request in all that way). One that replaces a header of the run's is
         merged by ``_block`` instead."""
+        headers = _Rendered(extra)
+        headers.owner = self
+        if len(extra) == 1:  # a session's one header: its name is checked once a run
+            ((name, value),) = extra.items()
+            head = self._heads.get(name)
+            if head is None:
+                if len(self._heads) >= HEADER_BLOCKS_KEPT:
+                    self._heads.clear()
+                head = self._heads[name] = self._head_of(name)
+            if head and "\r" not in value and "\n" not in value:
+                headers.block = b"".join((self._session_block, head, value.encode(), b"\r\n"))
+                return headers
         lines, names = _header_lines(extra)
         if not names.isdisjoint(self._session_names):
             return extra
-        headers = _Rendered(extra)
         headers.block = self._session_block + "".join(lines).encode("utf-8")
-        headers.owner = self
         return headers
+
+    def _head_of(self, name: str) -> bytes:
+        """``b"Name: "`` for a header name this client adds to its run's block as it is;
+        b"" for a name it cannot (a framing header, one of the run's, one that cannot be
+        sent), which the general path deals with."""
+        try:
+            lines, names = _header_lines({name: ""})
+        except ValueError:
+            return b""
+        return lines[0][:-2].encode() if lines and names.isdisjoint(self._session_names) \
+            else b""
 
     def _block(self, headers: Mapping[str, str] | None) -> bytes:
         if headers is None:

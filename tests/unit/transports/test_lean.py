@@ -241,3 +241,9 @@ def test_headers_made_for_many_requests_are_rendered_once(
     blocks = {transport._block(headers) for _ in range(10)}
     assert renders == [] and len(blocks) == 1
     assert b"X-Session-ID: s1\r\n" in blocks.pop()
+    monkeypatch.undo()
+    # What cannot be sent is refused when made, as any header is.
+    for bad in ({"X-Session-ID": "s1\r\nInjected: 1"}, {"X-Session-ID": "s\n"},
+                {"X-Bad:Name": "1"}, {"X-Bad\r\nName": "1"}):
+        with pytest.raises(ValueError, match="cannot be sent"):
+            transport.headers_with(bad)

@@ -72,13 +72,13 @@ def is_cancellation(error: ErrorInfo | None) -> bool:
 
 
 class ReadAnswer(msgspec.Struct, array_like=True):
-    """A plain chat answer that a worker read itself for the next turn of its session: what
+    """A plain chat stream that a worker read itself for the next turn of its session: what
     the record processor would otherwise parse out of the same bytes a second time. The
     record then travels without its ``chunks`` (``aiperf/dataset/answers.py`` reads it,
     ``RecordDeriver`` takes it as read). Counts are -1 where the response gave none."""
 
     token_ns: list[int]  # the stamp of the read that completed each event with answer text
-    texts: list[str]  # that text, event by event (a body: its one answer)
+    texts: list[str]  # that text, event by event
     last_ns: int  # the stamp of the response's last read
     prompt_tokens: int = -1
     completion_tokens: int = -1

@@ -61,8 +61,9 @@ async def _stream(port: int, requests: int, ttfts: list[float], gaps: list[float
 
 
 # A busy machine only ever makes a measurement later, never earlier: up to ATTEMPTS
-# measurements are taken and the best must be within tolerance (and none early).
-ATTEMPTS = 3
+# measurements are taken and the best must be within tolerance (and none early). Five:
+# with three, a CI rehearsal sharing the box with another job saw 31.5 ms at best.
+ATTEMPTS = 5
 
 
 def _measure_minimal(url: str, concurrency: int) -> tuple[float, float]:

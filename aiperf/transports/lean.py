@@ -126,11 +126,12 @@ def _header_block(headers: Mapping[str, str]) -> bytes:
 
 class _Rendered(dict[str, str]):
     """A caller's headers with the bytes a lean client sends for them (its run's header
-    block and theirs), made once by its ``headers_with``; ``owner``: that client."""
+    block and theirs), made once by its ``headers_with``; ``base``: that run's block (the
+    object: another client's, or the same client's after a new ``start``, is another)."""
 
-    __slots__ = ("block", "owner")
+    __slots__ = ("base", "block")
+    base: bytes
     block: bytes
-    owner: object
 
 
 class _Connection(asyncio.Protocol):
@@ -568,7 +569,8 @@ class LeanHttpTransport(HttpTransport):
         self._session_headers = headers or None
         self._session_block = _header_block(headers or {})
         self._session_names = _header_lines(headers or {})[1] | _DEFAULTED
-        self._heads.clear()
+        self._heads.clear()  # both built on the run's headers
+        self._blocks.clear()
         pool = _Pool(asyncio.get_running_loop(), self.max_connections, reuse=True)
         self._pools.append(pool)
         self._session = pool  # type: ignore[assignment]
@@ -595,7 +597,7 @@ class LeanHttpTransport(HttpTransport):
         2 us a request in all that way). One that replaces a header of the run's is
         merged by ``_block`` instead."""
         headers = _Rendered(extra)
-        headers.owner = self
+        headers.base = self._session_block
         if len(extra) == 1:  # a session's one header: its name is checked once a run
             ((name, value),) = extra.items()
             head = self._heads.get(name)
@@ -626,7 +628,7 @@ class LeanHttpTransport(HttpTransport):
     def _block(self, headers: Mapping[str, str] | None) -> bytes:
         if headers is None:
             return self._session_block
-        if type(headers) is _Rendered and headers.owner is self:
+        if type(headers) is _Rendered and headers.base is self._session_block:
             return headers.block
         # A caller's own mapping, usually the same object request after request (a
         # session's headers): its bytes are kept while that object lives.

@@ -224,9 +224,13 @@ def test_a_callers_headers_send_what_merging_them_with_the_sessions_sends(
     # Made for many requests (a session's): the same lines, and the same mapping.
     for_many = transport.headers_with(caller)
     assert _lines(transport._block(for_many)) == merged and dict(for_many) == caller
-    # Only the client that made it sends its bytes: another merges it with its own.
+    # Only the client that made it sends its bytes: another merges it with its own, and
+    # so does the same client once started again with other headers.
     other = _started({"X-Other": "1"})
     assert _lines(other._block(for_many)) == _lines(
+        _header_block({"X-Other": "1", **caller}))
+    asyncio.run(transport.start(headers={"X-Other": "1"}))
+    assert _lines(transport._block(for_many)) == _lines(
         _header_block({"X-Other": "1", **caller}))
 
 

@@ -122,6 +122,7 @@ async def _worker(worker_class: type, config: UserConfig, reads: list[bytes]) ->
     transport.reads = reads
     await transport.start(headers=worker._headers)
     worker._transport = transport
+    worker._headers_with = transport.headers_with
     return worker
 
 

@@ -33,6 +33,7 @@ import collections
 import os
 import socket
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -177,6 +178,7 @@ class Worker(BaseComponentService):
         self._parts: list[tuple[bytes, tuple[bytes, bytes] | None, bytes] | None] = []
         self._endpoint: BaseEndpoint | None = None
         self._transport: HttpTransport | None = None
+        self._headers_with: Callable[[Mapping[str, str]], Mapping[str, str]] = _as_given
         self._transport_key: tuple[object, ...] | None = None
         self._headers: dict[str, str] = {}
         self._secrets: tuple[str, ...] = ()
@@ -252,6 +254,9 @@ class Worker(BaseComponentService):
             self._secrets = tuple({s for url in (config.url, *config.urls)
                                    for s in secret_values(headers, url)})
             await self._transport.start(headers=headers)
+            # Optional for a transport plugin (HttpTransport.headers_with): without it, a
+            # session's headers go to send as they are.
+            self._headers_with = getattr(self._transport, "headers_with", _as_given)
         self._run = run_number(command.run_id)
         # The session header's value is this and the session's number (a format spec is
         # slow to apply once a session).
@@ -674,7 +679,7 @@ class Worker(BaseComponentService):
         (``whole_session_leases``) its ids are taken together now; otherwise each turn
         takes the next leased id when it is sent."""
         layout = self._layout
-        assert layout is not None and self._transport is not None
+        assert layout is not None
         lease = progress.lease
         flat = credit_id % layout.size
         index = layout.session_at[flat]
@@ -692,8 +697,7 @@ class Worker(BaseComponentService):
             self._report(progress)  # used up: the timing manager sends the next
         session = _Session(progress, credit_id, turns if self._whole_sessions else 1)
         self._sessions.add(session)
-        headers = self._transport.headers_with(
-            {self._session_header: f"{self._session_tag}{credit_id}"})
+        headers = self._headers_with({self._session_header: f"{self._session_tag}{credit_id}"})
         handoff: tuple[_LeaseProgress, int] | None = None
         history = b""  # the exchanges so far: JSON messages, each followed by a comma
         history_tokens = 0
@@ -756,7 +760,7 @@ class Worker(BaseComponentService):
     async def _scheduled_turn(self, credit: Credit, send_at: int) -> None:
         """One turn of a session in rate mode: the timing manager sends it only after the
         previous turn's credit returned, and to this worker, which kept the history."""
-        assert self._endpoint is not None and self._transport is not None
+        assert self._endpoint is not None
         flat = credit.conversation
         turn = self._turns[flat]
         history, history_tokens = self._histories.pop(credit.session, (b"", 0))
@@ -766,7 +770,7 @@ class Worker(BaseComponentService):
                     and self._turns[following].turn_index == turn.turn_index + 1)
         answer = await self._execute(
             credit.id, credit.phase, flat, send_at, wait_until_ns=send_at, body=body,
-            headers=self._transport.headers_with(
+            headers=self._headers_with(
                 {self._session_header: f"{self._session_tag}{credit.session}"}),
             session=(credit.session, turn.turn_index, turn.input_tokens + history_tokens),
             answer=has_next)
@@ -875,6 +879,10 @@ class Worker(BaseComponentService):
         ids, self._pending_returns = self._pending_returns, []
         if ids:
             self._channel.send(encode(ReturnBatch(self._run, ids)))
+
+
+def _as_given(headers: Mapping[str, str]) -> Mapping[str, str]:
+    return headers
 
 
 def _planned_cancel(credit_id: int, share: float) -> bool:

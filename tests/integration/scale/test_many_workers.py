@@ -68,3 +68,18 @@ def test_64_workers_scheduled_credits_and_streaming(sim_mesh: tuple[Mesh, SimWor
     per_worker = _check_exact(result, 3000, workers)
     assert set(per_worker) == workers
     assert result["time_to_first_token"].count == 3000  # streamed: a first token each
+
+
+@pytest.mark.parametrize("load", [{"concurrency": 32},
+                                  {"request_rate": 2000, "arrival_pattern": "constant"}])
+def test_64_workers_run_sessions_through_a_plain_transport_plugin(
+        sim_mesh: tuple[Mesh, SimWorkers], load: dict[str, Any]) -> None:
+    """Multi-turn sessions, closed loop (a slot runs each session) and open loop (each turn
+    a scheduled credit), through a transport plugin with only start, send and close: making
+    headers for many requests (``HttpTransport.headers_with``) is optional for a plugin."""
+    mesh, _ = sim_mesh
+    result = mesh.run(url=SIM_URL, conversation_num=40, conversation_turn_mean=3, isl=8,
+                      osl=4, **load)
+    _check_exact(result, 120, {f"worker_{i}" for i in range(WORKERS)})
+    turns = Counter(record["metadata"]["turn_index"] for record in result.records)
+    assert turns[1] > 0 and (turns == {0: 40, 1: 40, 2: 40} or "request_rate" in load)

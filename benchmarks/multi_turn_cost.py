@@ -176,11 +176,15 @@ def main() -> None:
                       flush=True)
                 if args.same_size:
                     same = cpu[(name, 1, same_isl)]
-                    ratio = median([m / s for s, m in zip(
-                        same, cpu[(name, args.turns, ISL)], strict=True)])
+                    ratio = paired_ratio(same, cpu[(name, args.turns, ISL)])
                     print(f"{prefix}  against single requests of the sessions' mean size "
                           f"(isl {same_isl}): {median(same):.3f} ms, paired ratio {ratio:.2f} "
                           f"[{', '.join(f'{v:.3f}' for v in same)}]", flush=True)
+
+
+def paired_ratio(base: list[float], other: list[float]) -> float:
+    """The median of ``other[i] / base[i]``: each repeat's runs side by side."""
+    return median([b / a for a, b in zip(base, other, strict=True)])
 
 
 def report(streaming: bool, turns: int, single: list[float], multi: list[float],
@@ -189,7 +193,7 @@ def report(streaming: bool, turns: int, single: list[float], multi: list[float],
     the single-turn run beside it. The box's speed drifts by more than the figure's margin
     over a few minutes (a slow spell raises both runs of a pair alike), so pairing cancels
     what the ratio of the medians, also printed, keeps."""
-    paired = median([m / s for s, m in zip(single, multi, strict=True)])
+    paired = paired_ratio(single, multi)
     ratio = median(multi) / median(single)
     mode = "streaming    " if streaming else "non-streaming"
     print(f"{prefix}{mode} c={CONCURRENCY}: CPU per request single-turn {median(single):.3f} ms, "

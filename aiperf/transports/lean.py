@@ -561,7 +561,7 @@ class LeanHttpTransport(HttpTransport):
         # What the session's block already names: a caller's header of another name is
         # added to it, one of these replaces a line in it.
         self._session_names: set[str] = set(_DEFAULTED)
-        self._heads: dict[str, bytes] = {}  # by header name: see headers_with
+        self._heads: dict[str, bytes] = {}  # by header name: see _added_block
         self._blocks: dict[int, tuple[Mapping[str, str], bytes]] = {}
         self._pools: list[_Pool] = []
 
@@ -592,32 +592,37 @@ class LeanHttpTransport(HttpTransport):
         return self._fresh_session
 
     def headers_with(self, extra: Mapping[str, str]) -> Mapping[str, str]:
-        """``extra`` with its bytes: the run's block and its lines, built once here rather
-        than looked up by ``_block`` on each request (at c=32, a session's header cost
-        2 us a request in all that way). One that replaces a header of the run's is
-        merged by ``_block`` instead."""
+        """``extra`` with its bytes, built once here rather than looked up by ``_block`` on
+        each request (at c=32, a session's header cost 2 us a request that way). One that
+        replaces a header of the run's is merged by ``_block`` instead."""
+        block = self._added_block(extra)
+        if block is None:
+            return extra
         headers = _Rendered(extra)
-        headers.base = self._session_block
-        if len(extra) == 1:  # a session's one header: its name is checked once a run
-            ((name, value),) = extra.items()
+        headers.base, headers.block = self._session_block, block
+        return headers
+
+    def _added_block(self, headers: Mapping[str, str]) -> bytes | None:
+        """The run's block with the lines of ``headers`` after it; None when one of them
+        replaces a line of it (then the two are merged and built again)."""
+        if len(headers) == 1:  # a session's one header: its name is checked once a run
+            ((name, value),) = headers.items()
             head = self._heads.get(name)
             if head is None:
                 if len(self._heads) >= HEADER_BLOCKS_KEPT:
                     self._heads.clear()
                 head = self._heads[name] = self._head_of(name)
             if head and "\r" not in value and "\n" not in value:
-                headers.block = b"".join((self._session_block, head, value.encode(), b"\r\n"))
-                return headers
-        lines, names = _header_lines(extra)
+                return b"".join((self._session_block, head, value.encode(), b"\r\n"))
+        lines, names = _header_lines(headers)
         if not names.isdisjoint(self._session_names):
-            return extra
-        headers.block = self._session_block + "".join(lines).encode("utf-8")
-        return headers
+            return None
+        return self._session_block + "".join(lines).encode("utf-8")
 
     def _head_of(self, name: str) -> bytes:
-        """``b"Name: "`` for a header name this client adds to its run's block as it is;
-        b"" for a name it cannot (a framing header, one of the run's, one that cannot be
-        sent), which the general path deals with."""
+        """``b"Name: "`` for a header name added to the run's block as it is; b"" for one
+        that is not (a framing header, one of the run's, one that cannot be sent), which
+        ``_added_block``'s general path deals with."""
         try:
             lines, names = _header_lines({name: ""})
         except ValueError:
@@ -635,12 +640,8 @@ class LeanHttpTransport(HttpTransport):
         cached = self._blocks.get(id(headers))
         if cached is not None and cached[0] is headers:
             return cached[1]
-        lines, names = _header_lines(headers)
-        if names.isdisjoint(self._session_names):
-            # Headers of their own (a session's, built once a session): after the session's
-            # block, which merging and building it all again cost twice as much.
-            block = self._session_block + "".join(lines).encode("utf-8")
-        else:
+        block = self._added_block(headers)
+        if block is None:
             merged = dict(self._session_headers or {})
             merged.update(headers)
             block = _header_block(merged)

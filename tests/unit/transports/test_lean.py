@@ -173,15 +173,14 @@ def test_each_live_sessions_header_bytes_are_built_once(
     from aiperf.transports import lean
 
     builds: list[str] = []
-    real_lines = lean._header_lines
-
-    def counted(headers: dict[str, str]) -> tuple[list[str], set[str]]:
-        if "X-Session-ID" in headers:
-            builds.append(headers["X-Session-ID"])
-        return real_lines(headers)
-
     transport = _started({"Authorization": "Bearer k"})
-    monkeypatch.setattr(lean, "_header_lines", counted)
+    real_build = transport._added_block
+
+    def counted(headers: dict[str, str]) -> bytes | None:
+        builds.append(headers["X-Session-ID"])
+        return real_build(headers)
+
+    monkeypatch.setattr(transport, "_added_block", counted)
     sessions = 0
     slots: list[tuple[dict[str, str], int]] = []
     for i in range(32):  # staggered: a session ends every round or so

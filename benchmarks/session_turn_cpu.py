@@ -33,33 +33,26 @@ import sys
 import time
 from typing import Any
 
+from processing_cpu import TOKENS, raw_record
+
 from aiperf.common.codec import Lease, RawRecord
 from aiperf.common.config import UserConfig
 from aiperf.dataset.rankings import dataset_name
 from aiperf.dataset.tokenizer import make_tokenizer
 from aiperf.endpoints.base import make_endpoint
-from aiperf.mock_server.responders import ChatResponder, RequestPlan
 from aiperf.plugin import PluginType, plugins
 from aiperf.services import worker as worker_module
 from aiperf.transports.lean import LeanHttpTransport
 
-TOKENS = 16
 ISL = 32
 TURNS = 4
-TEXT = " ".join(["token"] * TOKENS)
 _perf_ns = time.perf_counter_ns
 
 
 def answer_reads(streaming: bool) -> list[bytes]:
-    """The mock's answer as the client reads it: a body in one read, a stream a read per
-    event (a server with an inter-token latency)."""
-    responder = ChatResponder()
-    if streaming:
-        return [*responder.first_events("chatcmpl-1"),
-                *(responder.token_event("chatcmpl-1", "token ") for _ in range(TOKENS)),
-                *responder.last_events("chatcmpl-1", ISL, TOKENS, True), b"data: [DONE]\n\n"]
-    plan = RequestPlan(stream=False, output_tokens=TOKENS, prompt_tokens=ISL)
-    return [responder.body("chatcmpl-1", TEXT, plan)]
+    """The mock's answer as the client reads it (``processing_cpu.raw_record``'s): a body in
+    one read, a stream a read per event (a server with an inter-token latency)."""
+    return [read for _, read in raw_record(0, streaming, read_per_event=True).chunks]
 
 
 class InstantLean(LeanHttpTransport):
